@@ -1,0 +1,309 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	json "github.com/goccy/go-json"
+)
+
+// Frame size limits. A frame must hold at least a message-size or a short
+// failure frame; the upper bound keeps a peer from making us allocate without
+// limit. Engines narrow these bounds further with their own options.
+const (
+	// DefaultMessageSize is the original Python simplerpc's frame size.
+	DefaultMessageSize = 1024
+	// MinMessageSize is the smallest frame size this package accepts.
+	MinMessageSize = 64
+	// MaxMessageSize is the largest frame size this package accepts (16 MiB).
+	MaxMessageSize = 16 << 20
+)
+
+// CheckSize returns an error wrapping [ErrInvalidSize] unless size is within
+// [MinMessageSize, MaxMessageSize].
+func CheckSize(size int) error {
+	if size < MinMessageSize || size > MaxMessageSize {
+		return fmt.Errorf("%w: %d (want %d..%d)", ErrInvalidSize, size, MinMessageSize, MaxMessageSize)
+	}
+	return nil
+}
+
+// Append appends one frame of exactly size bytes to dst: op, v marshalled as
+// compact JSON with go-json, then spaces. v must marshal to a JSON object (a
+// struct, a map, or a json.RawMessage holding an object); otherwise Append
+// returns an error wrapping [ErrNotObject]. A frame that does not fit returns
+// an error wrapping [ErrFrameTooLarge]. On error dst is returned unchanged.
+func Append(dst []byte, size int, op Opcode, v any) ([]byte, error) {
+	obj, err := Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return appendFrame(dst, size, op, obj)
+}
+
+// Marshal encodes v as a compact JSON object with go-json. It returns an error
+// wrapping [ErrNotObject] when v is not encoded as an object. The result can
+// be given to [AppendRaw] any number of times, so that a broadcast encodes
+// once.
+func Marshal(v any) ([]byte, error) {
+	obj, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("codec: marshal %T: %w", v, err)
+	}
+	if len(obj) == 0 || obj[0] != '{' {
+		return nil, fmt.Errorf("%w: %T encodes as %.16q", ErrNotObject, v, obj)
+	}
+	return obj, nil
+}
+
+// AppendRaw appends one frame of exactly size bytes to dst: op, the
+// already-encoded JSON object obj, then spaces. obj is validated (exactly one
+// JSON object, surrounding whitespace allowed and trimmed) and copied; the
+// caller keeps ownership. Errors wrap [ErrNotObject] or [ErrFrameTooLarge];
+// on error dst is returned unchanged.
+func AppendRaw(dst []byte, size int, op Opcode, obj []byte) ([]byte, error) {
+	start, end, err := objectBounds(obj)
+	if err != nil {
+		return dst, err
+	}
+	return appendFrame(dst, size, op, obj[start:end])
+}
+
+// objectBounds validates that b is one JSON object with optional surrounding
+// whitespace and returns its bounds.
+func objectBounds(b []byte) (start, end int, err error) {
+	for start < len(b) && isSpace(b[start]) {
+		start++
+	}
+	var s jsonScanner
+	n, done, ok := s.feed(b[start:])
+	if !ok || !done || !s.validUTF8(b[start:start+n]) {
+		return 0, 0, fmt.Errorf("%w: %.16q", ErrNotObject, b)
+	}
+	end = start + n
+	if !isPadding(b[end:]) {
+		return 0, 0, fmt.Errorf("%w: trailing data after object", ErrNotObject)
+	}
+	return start, end, nil
+}
+
+// appendFrame appends op, obj and the padding; obj is trusted to be a
+// compact, valid object.
+func appendFrame(dst []byte, size int, op Opcode, obj []byte) ([]byte, error) {
+	var opbuf [11]byte
+	head := strconv.AppendInt(opbuf[:0], int64(op), 10)
+	if n := len(head) + len(obj); n > size {
+		return dst, fmt.Errorf("%w: opcode %d and payload need %d bytes, message size is %d",
+			ErrFrameTooLarge, op, n, size)
+	}
+	if size < 0 {
+		return dst, fmt.Errorf("%w: %d", ErrInvalidSize, size)
+	}
+	dst = grow(dst, size)
+	frame := dst[len(dst) : len(dst)+size]
+	n := copy(frame, head)
+	n += copy(frame[n:], obj)
+	pad(frame[n:])
+	return dst[:len(dst)+size], nil
+}
+
+// grow makes room for n more bytes.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), 2*cap(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+// pad fills p with spaces.
+func pad(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	p[0] = ' '
+	for n := 1; n < len(p); n *= 2 {
+		copy(p[n:], p[:n])
+	}
+}
+
+// AppendFailure appends a failure frame (op -1, or [OpReplyFailure] when
+// called through [AppendFailureOp]) carrying reason and message. The message
+// is shortened, at a UTF-8 boundary, until the frame fits: a failure must
+// always reach the peer. It returns an error only when even an empty message
+// does not fit.
+func AppendFailure(dst []byte, size int, reason, message string) ([]byte, error) {
+	return AppendFailureOp(dst, size, OpFailure, nil, reason, message)
+}
+
+type failure struct {
+	ID      *uint64 `json:"id,omitempty"`
+	Reason  string  `json:"reason"`
+	Message string  `json:"message"`
+}
+
+// AppendFailureOp appends a failure frame with the given opcode. If id is not
+// nil the object carries it as "id" (the reply-failure of a call). The
+// message is shortened as [AppendFailure] does.
+func AppendFailureOp(dst []byte, size int, op Opcode, id *uint64, reason, message string) ([]byte, error) {
+	f := failure{ID: id, Reason: reason, Message: message}
+	for {
+		obj, err := json.Marshal(&f)
+		if err != nil {
+			return dst, fmt.Errorf("codec: marshal failure: %w", err)
+		}
+		out, err := appendFrame(dst, size, op, obj)
+		if err == nil || f.Message == "" {
+			return out, err
+		}
+		// Cut the excess (JSON escapes make it at least that much), keeping
+		// whole runes.
+		cut := len(f.Message) - (len(strconv.Itoa(int(op))) + len(obj) - size)
+		if cut < 0 {
+			cut = 0
+		}
+		for cut > 0 && cut < len(f.Message) && f.Message[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		if cut >= len(f.Message) {
+			cut = len(f.Message) - 1
+		}
+		f.Message = f.Message[:cut]
+	}
+}
+
+// AppendMessageSize appends a -2 frame of size bytes announcing n.
+func AppendMessageSize(dst []byte, size, n int) ([]byte, error) {
+	var obj [40]byte
+	b := append(obj[:0], `{"message_size":`...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, '}')
+	return appendFrame(dst, size, OpMessageSize, b)
+}
+
+// Decode splits one frame into its opcode and its JSON object. obj is a
+// sub-slice of frame (no copy): it is valid only as long as frame is. The
+// whole frame is validated: optional whitespace, an optional sign, decimal
+// digits, optional whitespace, exactly one JSON object, then only whitespace.
+// Every failure is a [*MalformedError]. Decode never allocates on success.
+func Decode(frame []byte) (op Opcode, obj []byte, err error) {
+	brace := bytes.IndexByte(frame, '{')
+	if brace < 0 {
+		return 0, nil, errNoJSON()
+	}
+	op, ok := parseOpcode(frame[:brace])
+	if !ok {
+		return 0, nil, errBadOpcode(frame[:brace])
+	}
+	var s jsonScanner
+	n, done, ok := s.feed(frame[brace:])
+	if !ok {
+		return op, nil, errBadJSON(op, s.err)
+	}
+	if !done {
+		return op, nil, errBadJSON(op, "unexpected end of data")
+	}
+	obj = frame[brace : brace+n]
+	if !isPadding(frame[brace+n:]) {
+		return op, nil, errBadJSON(op, "extra data after object")
+	}
+	if !s.validUTF8(obj) {
+		return op, nil, errBadJSON(op, "invalid UTF-8")
+	}
+	return op, obj, nil
+}
+
+// isPadding reports whether p holds only whitespace. Spaces, the padding we
+// write, are checked eight bytes at a time.
+func isPadding(p []byte) bool {
+	const spaces = 0x2020202020202020
+	for len(p) >= 8 {
+		if binary.LittleEndian.Uint64(p) != spaces {
+			break
+		}
+		p = p[8:]
+	}
+	for _, c := range p {
+		if !isSpace(c) && c != '\v' && c != '\f' {
+			return false
+		}
+	}
+	return true
+}
+
+// isOpSpace reports whether c is whitespace that Python's int() strips.
+func isOpSpace(c byte) bool {
+	return c == ' ' || c >= '\t' && c <= '\r' || c >= 0x1c && c <= 0x1f
+}
+
+// parseOpcode parses the text before the object the way Python's int() does
+// for ASCII: surrounding whitespace, an optional sign, decimal digits with
+// single underscores between them. Values outside int32 are rejected.
+func parseOpcode(t []byte) (Opcode, bool) {
+	for len(t) > 0 && isOpSpace(t[0]) {
+		t = t[1:]
+	}
+	for len(t) > 0 && isOpSpace(t[len(t)-1]) {
+		t = t[:len(t)-1]
+	}
+	neg := false
+	if len(t) > 0 && (t[0] == '+' || t[0] == '-') {
+		neg = t[0] == '-'
+		t = t[1:]
+	}
+	if len(t) == 0 {
+		return 0, false
+	}
+	var v int64
+	for i, c := range t {
+		if c == '_' {
+			if i == 0 || i == len(t)-1 || t[i-1] == '_' {
+				return 0, false
+			}
+			continue
+		}
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+		if v > math.MaxInt32+1 {
+			return 0, false
+		}
+	}
+	if neg {
+		v = -v
+	}
+	if v > math.MaxInt32 || v < math.MinInt32 {
+		return 0, false
+	}
+	return Opcode(v), true
+}
+
+// Unmarshal decodes the JSON object obj into v with go-json. A syntax error
+// is returned as a [*MalformedError]; a value of the wrong JSON type for its
+// field as a [*TypeError]. Other errors (a nil or non-pointer v) are returned
+// as go-json reports them.
+func Unmarshal(obj []byte, v any) error {
+	err := json.Unmarshal(obj, v)
+	if err == nil {
+		return nil
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &MalformedError{Message: "JSON malformed", Err: err}
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = te.Struct
+		}
+		return &TypeError{Field: field, Value: te.Value, Err: err}
+	}
+	return err
+}
