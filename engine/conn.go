@@ -1,0 +1,560 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// side is what a server and a client share: options, the router, the
+// worker pool and counters.
+type side struct {
+	cfg    config
+	router *handler.Router
+	client bool
+	pool   *pool
+	// opened and closed keep the owner's registry; they run on the loop.
+	opened  func(c *conn)
+	closed  func(c *conn, reason error)
+	dropped atomic.Uint64 // frames dropped by SlowDrop
+}
+
+// conn is one connection, on the server or the client side. Fields marked
+// loop-only are touched only by the goroutine of the connection's loop.
+type conn struct {
+	side   *side
+	loop   *loop
+	gc     gnet.Conn // thread-safe methods only, off the loop
+	id     uint64
+	remote string
+	view   *loopView // what inline callbacks receive
+
+	closed   atomic.Bool
+	ready    atomic.Bool  // client: the message size is known
+	queued   atomic.Int64 // bytes queued to the loop, not yet processed
+	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes
+
+	valMu sync.Mutex // guards val
+	val   any
+
+	callMu  sync.Mutex // guards calls, callSeq
+	calls   map[uint64]chan callResult
+	callSeq uint64
+
+	groups []string // guarded by the server's groupsMu
+
+	jobMu   sync.Mutex // guards jobs, running (worker-pool mode)
+	jobs    []job
+	running bool
+
+	// Loop-only.
+	inSize, outSize int
+	out             []byte
+	idx             int
+	scanner         *codec.Scanner // client: finds the first frame
+	held            []heldFrame    // client: frames sent before the size is known
+	heldBytes       int
+	limiter         *rate.Limiter
+	strikes         int
+	closeReason     error
+	client          *Client // client side only
+}
+
+type heldFrame struct {
+	op  codec.Opcode
+	obj []byte
+}
+
+type callResult struct {
+	data []byte
+	err  error
+}
+
+func newConn(s *side, l *loop, gc gnet.Conn, id uint64) *conn {
+	c := &conn{side: s, loop: l, gc: gc, id: id, idx: -1}
+	c.view = &loopView{c}
+	if a := gc.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	if s.cfg.rateLimit > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.rateLimit), s.cfg.rateBurst)
+	}
+	c.lastRecv.Store(time.Now().UnixNano())
+	return c
+}
+
+// ID returns the net id. It is safe for concurrent use.
+func (c *conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address, copied when the connection opened.
+// It is safe for concurrent use.
+func (c *conn) RemoteAddr() string { return c.remote }
+
+// Value returns the application value. It is safe for concurrent use.
+func (c *conn) Value() any {
+	if c.client != nil {
+		return c.client.Value()
+	}
+	c.valMu.Lock()
+	defer c.valMu.Unlock()
+	return c.val
+}
+
+// SetValue stores the application value. It is safe for concurrent use.
+func (c *conn) SetValue(v any) {
+	if c.client != nil {
+		c.client.SetValue(v)
+		return
+	}
+	c.valMu.Lock()
+	c.val = v
+	c.valMu.Unlock()
+}
+
+// Send encodes v and queues it. It is safe for concurrent use.
+func (c *conn) Send(op codec.Opcode, v any) error {
+	obj, err := codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
+	}
+	return c.sendObj(op, obj)
+}
+
+// SendRaw validates obj and queues it. It is safe for concurrent use.
+func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
+	if _, err := codec.AppendRaw(nil, codec.MaxMessageSize, op, obj); err != nil {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
+	}
+	return c.sendObj(op, trimSpace(obj))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// sendObj queues a valid, compact object for the connection. The frame is
+// built on the loop, at the size in force when it is written, so that size
+// changes and a client's unknown size are handled in one place.
+func (c *conn) sendObj(op codec.Opcode, obj []byte) error {
+	if c.client != nil {
+		return c.client.sendObj(op, obj)
+	}
+	return c.enqueueObj(op, obj)
+}
+
+func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
+	if c.closed.Load() {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrClosed)
+	}
+	if n := len(obj) + 12; n > c.side.cfg.maxSize {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w: %d bytes, largest frame is %d",
+			op, c.id, codec.ErrFrameTooLarge, n, c.side.cfg.maxSize)
+	}
+	if q := c.queued.Add(int64(len(obj))); q > int64(c.side.cfg.maxOutbound) {
+		c.queued.Add(-int64(len(obj)))
+		c.slow()
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
+	}
+	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, counted: true}, obj); err != nil {
+		c.queued.Add(-int64(len(obj)))
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
+	}
+	return nil
+}
+
+// slow applies the slow-consumer policy from any goroutine.
+func (c *conn) slow() {
+	if c.side.cfg.slowPolicy == SlowDrop {
+		c.side.dropped.Add(1)
+		return
+	}
+	c.closeWith(ErrSlowConsumer)
+}
+
+// Close closes the connection after the frames queued before it. It is safe
+// for concurrent use and returns at once.
+func (c *conn) Close() error {
+	if c.client != nil {
+		return c.client.Close()
+	}
+	return c.closeWith(ErrLocalClose)
+}
+
+func (c *conn) closeWith(reason error) error {
+	if c.closed.Load() {
+		return nil
+	}
+	if err := c.loop.enqueue(task{kind: taskClose, c: c, err: reason}, nil); err != nil {
+		return c.gc.Close()
+	}
+	return nil
+}
+
+// Call sends a request and waits for its reply. It is safe for concurrent
+// use, except from an inline callback (see [handler.Conn]).
+func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
+	if op < 0 {
+		return fmt.Errorf("engine: call opcode %d: %w", op, errReservedOp)
+	}
+	data, err := codec.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
+	}
+	ch := make(chan callResult, 1)
+	c.callMu.Lock()
+	if c.calls == nil {
+		c.calls = make(map[uint64]chan callResult)
+	}
+	c.callSeq++
+	id := c.callSeq
+	c.calls[id] = ch
+	c.callMu.Unlock()
+	// Closed between the check and the registration: failAll may have run.
+	if c.closed.Load() {
+		c.forget(id)
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
+	}
+
+	obj := make([]byte, 0, len(data)+48)
+	obj = append(obj, `{"id":`...)
+	obj = appendUint(obj, id)
+	obj = append(obj, `,"op":`...)
+	obj = appendUint(obj, uint64(op))
+	obj = append(obj, `,"data":`...)
+	obj = append(obj, data...)
+	obj = append(obj, '}')
+	if err := c.sendObj(codec.OpRequest, obj); err != nil {
+		c.forget(id)
+		return fmt.Errorf("engine: call opcode %d: %w", op, err)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, r.err)
+		}
+		if resp != nil {
+			if err := codec.Unmarshal(r.data, resp); err != nil {
+				return fmt.Errorf("engine: call opcode %d on conn %d: decode reply: %w", op, c.id, err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		c.forget(id)
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ctx.Err())
+	}
+}
+
+var errReservedOp = errors.New("opcode reserved for the protocol")
+
+func appendUint(b []byte, v uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+func (c *conn) forget(id uint64) {
+	c.callMu.Lock()
+	delete(c.calls, id)
+	c.callMu.Unlock()
+}
+
+// pendingCalls returns the number of calls waiting for a reply.
+func (c *conn) pendingCalls() int {
+	c.callMu.Lock()
+	defer c.callMu.Unlock()
+	return len(c.calls)
+}
+
+// complete hands a reply to its waiting call, if it still waits.
+func (c *conn) complete(id uint64, r callResult) {
+	c.callMu.Lock()
+	ch, ok := c.calls[id]
+	delete(c.calls, id)
+	c.callMu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// failAll fails every pending call with err.
+func (c *conn) failAll(err error) {
+	c.callMu.Lock()
+	calls := c.calls
+	c.calls = nil
+	c.callMu.Unlock()
+	for _, ch := range calls {
+		ch <- callResult{err: err}
+	}
+}
+
+// loopView is the [handler.Conn] inline callbacks receive: a Call made
+// through it while its loop runs a callback would deadlock, so it fails.
+type loopView struct{ *conn }
+
+// Call fails with ErrCallOnLoop while the loop runs a callback.
+func (v *loopView) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
+	if v.loop.inCallback.Load() {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, v.id, ErrCallOnLoop)
+	}
+	return v.conn.Call(ctx, op, req, resp)
+}
+
+// ---- Loop side ----
+
+// writeObj builds a frame for obj at the current size and adds it to out.
+// A client that does not know the size yet holds it.
+func (c *conn) writeObj(op codec.Opcode, obj []byte) {
+	if c.outSize == 0 {
+		c.held = append(c.held, heldFrame{op: op, obj: append([]byte(nil), obj...)})
+		c.heldBytes += len(obj)
+		return
+	}
+	if c.overLimit(c.outSize) {
+		return
+	}
+	if c.out == nil {
+		c.out = c.loop.buffer()
+		c.loop.dirty = append(c.loop.dirty, c)
+	}
+	out, err := codec.AppendRaw(c.out, c.outSize, op, obj)
+	if err != nil {
+		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
+		return
+	}
+	c.out = out
+}
+
+// writeFrame writes a ready frame, directly when nothing is waiting before
+// it.
+func (c *conn) writeFrame(f []byte) {
+	if c.overLimit(len(f)) {
+		return
+	}
+	if len(c.out) > 0 {
+		c.out = append(c.out, f...)
+		return
+	}
+	c.flushOut(f)
+}
+
+// overLimit applies the slow-consumer policy before n more bytes are
+// written, reporting whether the frame must not be written.
+func (c *conn) overLimit(n int) bool {
+	if c.gc.OutboundBuffered()+len(c.out)+n <= c.side.cfg.maxOutbound {
+		return false
+	}
+	if c.side.cfg.slowPolicy == SlowDrop {
+		c.side.dropped.Add(1)
+		return true
+	}
+	c.closeNow(ErrSlowConsumer)
+	return true
+}
+
+// flushOut writes b to the socket. A write error closes the connection at
+// once (gnet runs OnClose inside Write).
+func (c *conn) flushOut(b []byte) {
+	if _, err := c.gc.Write(b); err != nil {
+		return
+	}
+	if c.gc.OutboundBuffered() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+		c.closeNow(ErrSlowConsumer)
+	}
+}
+
+// closeNow flushes out and closes the connection on the loop.
+func (c *conn) closeNow(reason error) {
+	if c.closed.Load() {
+		return
+	}
+	if c.closeReason == nil {
+		c.closeReason = reason
+	}
+	if out := c.out; len(out) > 0 {
+		c.out = c.out[:0]
+		_, _ = c.gc.Write(out)
+	}
+	if !c.closed.Load() {
+		_ = c.loop.el.Close(c.gc)
+	}
+}
+
+// announce sends -2 at the current outbound size, then switches to n
+// (docs/PROTOCOL.md §3).
+func (c *conn) announce(n int) {
+	if c.outSize == n || c.closed.Load() {
+		return
+	}
+	if c.out == nil {
+		c.out = c.loop.buffer()
+		c.loop.dirty = append(c.loop.dirty, c)
+	}
+	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
+		c.out = out
+	}
+	c.outSize = n
+}
+
+// sendFailure queues a failure frame; it is built on the loop, at the
+// size in force, shortening the message to fit. Safe from any goroutine.
+func (c *conn) sendFailure(op codec.Opcode, id *uint64, reason, message string) {
+	f := &failFrame{op: op, reason: reason, message: message}
+	if id != nil {
+		f.id, f.hasID = *id, true
+	}
+	_ = c.loop.enqueue(task{kind: taskFailure, c: c, fail: f}, nil)
+}
+
+type failFrame struct {
+	op              codec.Opcode
+	id              uint64
+	hasID           bool
+	reason, message string
+}
+
+// writeFailure builds a failure frame on the loop.
+func (c *conn) writeFailure(f *failFrame) {
+	var id *uint64
+	if f.hasID {
+		id = &f.id
+	}
+	size := c.outSize
+	if size == 0 {
+		size = c.side.cfg.maxSize
+	}
+	b, err := codec.AppendFailureOp(nil, size, f.op, id, f.reason, f.message)
+	if err != nil {
+		return
+	}
+	i := 0
+	for i < len(b) && b[i] != '{' {
+		i++
+	}
+	c.writeObj(f.op, trimSpace(b[i:]))
+}
+
+// handleFrame decodes and acts on one inbound frame. buf is borrowed from
+// gnet until the caller discards it.
+func (c *conn) handleFrame(buf []byte) {
+	op, obj, err := codec.Decode(buf)
+	if err != nil {
+		var me *codec.MalformedError
+		msg := err.Error()
+		if errors.As(err, &me) {
+			msg = me.Message
+		}
+		c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
+		return
+	}
+	if op >= 0 || op == codec.OpRequest {
+		if !c.allow() {
+			return
+		}
+	}
+	switch {
+	case op >= 0:
+		c.dispatch(job{kind: jobFrame, op: op}, obj)
+	case op == codec.OpMessageSize:
+		c.sizeFrame(obj)
+	case op == codec.OpFailure:
+		var f handler.Error
+		if codec.Unmarshal(obj, &f) == nil && c.side.cfg.onFailure != nil {
+			c.dispatch(job{kind: jobFailure, fail: &f}, nil)
+		}
+	case op == codec.OpRequest:
+		var r struct {
+			ID   *uint64         `json:"id"`
+			Op   *int32          `json:"op"`
+			Data json.RawMessage `json:"data"`
+		}
+		if err := codec.Unmarshal(obj, &r); err != nil || r.ID == nil || r.Op == nil || len(r.Data) == 0 || r.Data[0] != '{' {
+			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Malformed request frame")
+			return
+		}
+		c.dispatch(job{kind: jobCall, op: codec.Opcode(*r.Op), id: *r.ID}, r.Data)
+	case op == codec.OpReply || op == codec.OpReplyFailure:
+		var r struct {
+			ID      uint64          `json:"id"`
+			Data    json.RawMessage `json:"data"`
+			Reason  string          `json:"reason"`
+			Message string          `json:"message"`
+		}
+		if codec.Unmarshal(obj, &r) != nil {
+			return
+		}
+		if op == codec.OpReply {
+			c.complete(r.ID, callResult{data: r.Data})
+		} else {
+			c.complete(r.ID, callResult{err: handler.FromWire(r.Reason, r.Message)})
+		}
+	case op == codec.OpPing:
+		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
+	}
+	// Other negative opcodes (-7 pong and any unknown one) only count as
+	// traffic.
+}
+
+// allow applies the inbound rate limit.
+func (c *conn) allow() bool {
+	if c.limiter == nil || c.limiter.Allow() {
+		c.strikes = 0
+		return true
+	}
+	c.strikes++
+	if c.strikes >= c.side.cfg.rateStrikes {
+		c.closeNow(ErrRateLimited)
+		return false
+	}
+	c.sendFailure(codec.OpFailure, nil, ReasonRateLimited, "Too many frames: rate limit exceeded")
+	return false
+}
+
+// sizeFrame handles a -2 frame from the peer (docs/PROTOCOL.md §3).
+func (c *conn) sizeFrame(obj []byte) {
+	var m struct {
+		Size *int64 `json:"message_size"`
+	}
+	err := codec.Unmarshal(obj, &m)
+	switch {
+	case err != nil || m.Size == nil:
+		c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Expected argument 'message_size' in opcode -2")
+		return
+	case *m.Size < int64(c.side.cfg.minSize) || *m.Size > int64(c.side.cfg.maxSize):
+		c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %d is outside [%d, %d]",
+			*m.Size, c.side.cfg.minSize, c.side.cfg.maxSize))
+		_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrSizeOutOfBounds}, nil)
+		return
+	}
+	n := int(*m.Size)
+	c.inSize = n
+	if c.outSize != n {
+		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
+	}
+}

@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+// Task kinds queued to a loop.
+const (
+	taskSend      uint8 = iota // a frame for one connection
+	taskBroadcast              // a frame for every connection of the loop (or a group)
+	taskClose                  // close one connection after what is queued before it
+	taskAnnounce               // send -2 at the current size, then switch to the new size
+	taskFunc                   // run fn on the loop
+	taskFailure                // a failure frame for one connection
+)
+
+// task is one unit of work for a loop. Objects live in the loop's arena so
+// that queueing a frame does not allocate.
+type task struct {
+	kind    uint8
+	op      codec.Opcode
+	c       *conn
+	off, n  int // object bytes in the arena
+	size    int // taskAnnounce: the new size
+	err     error
+	shared  *shared
+	fn      func()
+	fail    *failFrame
+	counted bool // n bytes were added to c.queued
+}
+
+// shared is an encoded object sent to many connections: send-to-all and
+// groups encode the JSON once per call.
+type shared struct {
+	obj     []byte
+	exclude uint64   // a net id to skip (send to all but the sender), or 0
+	members []*conn  // nil: every connection of the loop
+	frames  [][]byte // frames built for this loop, one per message size seen
+}
+
+// frame returns the frame for size, building it once per loop and size.
+func (s *shared) frame(op codec.Opcode, size int) ([]byte, error) {
+	for _, f := range s.frames {
+		if len(f) == size {
+			return f, nil
+		}
+	}
+	f, err := codec.AppendRaw(nil, size, op, s.obj)
+	if err != nil {
+		return nil, err
+	}
+	s.frames = append(s.frames, f)
+	return f, nil
+}
+
+// loop is our state for one gnet event loop. Every write to a connection
+// goes through its loop's queue, from the loop itself or from any other
+// goroutine, so frames to one connection keep the order of the sends. The
+// loop drains the queue at the end of each round of callbacks (so replies
+// made while handling one read go out in one write per connection) and,
+// for sends from other goroutines, in one Execute per burst.
+type loop struct {
+	el   gnet.EventLoop
+	side *side
+	run  gnet.RunnableFunc
+
+	mu        sync.Mutex // guards tasks, arena, busy, scheduled
+	tasks     []task
+	arena     []byte
+	busy      bool // the loop is in a round and drains before it ends
+	scheduled bool // an Execute is pending
+
+	inCallback atomic.Bool // an inline callback is running
+
+	// Loop-only.
+	depth      int // nesting of enter: gnet may run OnClose inside a Write
+	spareTasks []task
+	spareArena []byte
+	conns      []*conn // server: every open connection of this loop
+	dirty      []*conn // connections with bytes in out
+	free       [][]byte
+}
+
+func newLoop(s *side, el gnet.EventLoop) *loop {
+	l := &loop{el: el, side: s}
+	l.run = func(context.Context) error {
+		l.enter()
+		l.leave()
+		return nil
+	}
+	return l
+}
+
+// enqueue adds t, copying obj into the arena. It wakes the loop unless the
+// loop is in a round or already woken.
+func (l *loop) enqueue(t task, obj []byte) error {
+	l.mu.Lock()
+	if obj != nil {
+		t.off, t.n = len(l.arena), len(obj)
+		l.arena = append(l.arena, obj...)
+	}
+	l.tasks = append(l.tasks, t)
+	wake := !l.busy && !l.scheduled
+	if wake {
+		l.scheduled = true
+	}
+	l.mu.Unlock()
+	if wake {
+		if err := l.el.Execute(context.Background(), l.run); err != nil {
+			// The engine is stopping: the task will not run.
+			l.mu.Lock()
+			l.scheduled = false
+			l.mu.Unlock()
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// enter starts a round of callbacks on the loop.
+func (l *loop) enter() {
+	if l.depth++; l.depth > 1 {
+		return
+	}
+	l.mu.Lock()
+	l.busy = true
+	l.scheduled = false
+	l.mu.Unlock()
+}
+
+// leave drains the queue and flushes every connection written to, until
+// nothing is left, then ends the round.
+func (l *loop) leave() {
+	if l.depth--; l.depth > 0 {
+		return // the outermost round drains
+	}
+	for {
+		l.flush()
+		l.mu.Lock()
+		if len(l.tasks) == 0 {
+			l.busy = false
+			l.mu.Unlock()
+			return
+		}
+		tasks, arena := l.tasks, l.arena
+		l.tasks, l.arena = l.spareTasks[:0], l.spareArena[:0]
+		l.mu.Unlock()
+		for i := range tasks {
+			l.process(&tasks[i], arena)
+		}
+		clear(tasks)
+		l.spareTasks, l.spareArena = tasks[:0], arena[:0]
+	}
+}
+
+func (l *loop) process(t *task, arena []byte) {
+	switch t.kind {
+	case taskSend:
+		c := t.c
+		if t.counted {
+			c.queued.Add(-int64(t.n))
+		}
+		if !c.closed.Load() {
+			c.writeObj(t.op, arena[t.off:t.off+t.n])
+		}
+	case taskBroadcast:
+		l.broadcast(t.op, t.shared)
+	case taskClose:
+		t.c.closeNow(t.err)
+	case taskAnnounce:
+		t.c.announce(t.size)
+	case taskFunc:
+		t.fn()
+	case taskFailure:
+		if !t.c.closed.Load() {
+			t.c.writeFailure(t.fail)
+		}
+	}
+}
+
+// broadcast writes a shared frame to the loop's connections (or a group's
+// members on this loop). It walks backwards: a failing write closes its
+// connection at once, which removes it from l.conns by swapping in the last.
+func (l *loop) broadcast(op codec.Opcode, s *shared) {
+	list := s.members
+	if list == nil {
+		list = l.conns
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		if i >= len(list) {
+			continue
+		}
+		c := list[i]
+		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 {
+			continue
+		}
+		f, err := s.frame(op, c.outSize)
+		if err != nil {
+			l.side.cfg.logger.Warn("simplerpc: broadcast frame does not fit", "conn", c.id, "err", err)
+			continue
+		}
+		c.writeFrame(f)
+		if s.members == nil {
+			list = l.conns
+		}
+	}
+}
+
+// buffer returns an empty output buffer.
+func (l *loop) buffer() []byte {
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free = l.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, 4096)
+}
+
+// flush writes out every dirty connection with one Write each.
+func (l *loop) flush() {
+	for i := 0; i < len(l.dirty); i++ {
+		c := l.dirty[i]
+		l.dirty[i] = nil
+		if c == nil {
+			continue
+		}
+		out := c.out
+		c.out = nil
+		if !c.closed.Load() && len(out) > 0 {
+			c.flushOut(out)
+		}
+		if cap(out) > 0 && cap(out) <= 64<<10 && len(l.free) < 64 {
+			l.free = append(l.free, out[:0])
+		}
+	}
+	l.dirty = l.dirty[:0]
+}
+
+// add registers a new server connection with the loop.
+func (l *loop) add(c *conn) {
+	c.idx = len(l.conns)
+	l.conns = append(l.conns, c)
+}
+
+// remove unregisters c, swapping the last connection into its place.
+func (l *loop) remove(c *conn) {
+	i := c.idx
+	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
+		return
+	}
+	last := len(l.conns) - 1
+	l.conns[i] = l.conns[last]
+	l.conns[i].idx = i
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	c.idx = -1
+}

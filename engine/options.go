@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// ServerOption configures a [Server].
+type ServerOption interface{ applyServer(*config) }
+
+// ClientOption configures a [Client].
+type ClientOption interface{ applyClient(*config) }
+
+// Option configures both a [Server] and a [Client].
+type Option interface {
+	ServerOption
+	ClientOption
+}
+
+type sharedOption func(*config)
+
+func (o sharedOption) applyServer(c *config) { o(c) }
+func (o sharedOption) applyClient(c *config) { o(c) }
+
+type serverOption func(*config)
+
+func (o serverOption) applyServer(c *config) { o(c) }
+
+type clientOption func(*config)
+
+func (o clientOption) applyClient(c *config) { o(c) }
+
+// SlowPolicy says what happens to a connection whose outbound data passes
+// the limit set by [WithMaxOutbound].
+type SlowPolicy int
+
+const (
+	// SlowClose closes the connection; the disconnect reason is
+	// [ErrSlowConsumer]. The default.
+	SlowClose SlowPolicy = iota
+	// SlowDrop drops the frames that do not fit and counts them (see
+	// [Server.Stats]); the connection stays open.
+	SlowDrop
+)
+
+// config holds every option; server-only and client-only fields say so.
+type config struct {
+	size        int // server: frame size announced
+	minSize     int
+	maxSize     int
+	loops       int
+	logger      *slog.Logger
+	noDelay     bool
+	keepAlive   time.Duration
+	workers     int
+	workerQueue int
+
+	onConnect    func(handler.Conn)
+	onDisconnect func(handler.Conn, error)
+	onFailure    func(handler.Conn, *handler.Error)
+
+	maxConns     int // server
+	maxOutbound  int
+	slowPolicy   SlowPolicy
+	maxPerWake   int
+	rateLimit    float64
+	rateBurst    int
+	rateStrikes  int
+	idleTimeout  time.Duration
+	pingInterval time.Duration // client
+	pingTimeout  time.Duration // client
+
+	dialTimeout time.Duration // client
+	reconnect   bool          // client
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	onReconnect func(handler.Conn)
+	maxHeld     int // client: bytes held while the size is unknown or disconnected
+}
+
+func defaultConfig() config {
+	return config{
+		size:        codec.DefaultMessageSize,
+		minSize:     codec.MinMessageSize,
+		maxSize:     1 << 20,
+		loops:       1,
+		noDelay:     true,
+		workerQueue: 1024,
+		maxOutbound: 4 << 20,
+		maxPerWake:  1024,
+		rateStrikes: 10,
+		pingTimeout: 0,
+		dialTimeout: 10 * time.Second,
+		backoffMin:  100 * time.Millisecond,
+		backoffMax:  10 * time.Second,
+		maxHeld:     1 << 20,
+	}
+}
+
+func (c *config) validate(server bool) error {
+	if c.minSize < codec.MinMessageSize || c.maxSize > codec.MaxMessageSize || c.minSize > c.maxSize {
+		return invalidOption("WithSizeBounds", "[%d, %d] must lie within [%d, %d]",
+			c.minSize, c.maxSize, codec.MinMessageSize, codec.MaxMessageSize)
+	}
+	if server && (c.size < c.minSize || c.size > c.maxSize) {
+		return invalidOption("WithMessageSize", "%d is outside the bounds [%d, %d]", c.size, c.minSize, c.maxSize)
+	}
+	switch {
+	case c.loops < 1 || c.loops > 256:
+		return invalidOption("WithEventLoops", "%d (want 1..256)", c.loops)
+	case c.workers < 0:
+		return invalidOption("WithWorkerPool", "%d workers", c.workers)
+	case c.workerQueue < 1:
+		return invalidOption("WithWorkerPool", "queue %d", c.workerQueue)
+	case c.maxConns < 0:
+		return invalidOption("WithMaxConns", "%d", c.maxConns)
+	case c.maxOutbound < c.maxSize:
+		return invalidOption("WithMaxOutbound", "%d bytes is less than the largest frame (%d)", c.maxOutbound, c.maxSize)
+	case c.maxPerWake < 1:
+		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
+	case c.rateLimit < 0 || c.rateLimit > 0 && c.rateBurst < 1:
+		return invalidOption("WithRateLimit", "%v/s burst %d", c.rateLimit, c.rateBurst)
+	case c.idleTimeout < 0:
+		return invalidOption("WithIdleTimeout", "%v", c.idleTimeout)
+	case c.pingInterval < 0 || c.pingTimeout < 0:
+		return invalidOption("WithHeartbeat", "%v/%v", c.pingInterval, c.pingTimeout)
+	case c.backoffMin <= 0 || c.backoffMax < c.backoffMin:
+		return invalidOption("WithReconnect", "backoff %v..%v", c.backoffMin, c.backoffMax)
+	case c.maxHeld < 0:
+		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// WithMessageSize sets the frame size the server announces to every client
+// and uses for its own frames, in bytes. Defaults to 1024, the original's
+// size. It must lie within the bounds of [WithSizeBounds].
+func WithMessageSize(n int) ServerOption {
+	return serverOption(func(c *config) { c.size = n })
+}
+
+// WithSizeBounds sets the smallest and largest frame size a peer may
+// announce with a -2 frame; outside them the peer gets a failure frame and
+// is closed. Defaults to [64, 1 MiB]. Both must lie within
+// [codec.MinMessageSize, codec.MaxMessageSize].
+func WithSizeBounds(min, max int) Option {
+	return sharedOption(func(c *config) { c.minSize, c.maxSize = min, max })
+}
+
+// WithEventLoops sets the number of gnet event loops. Defaults to 1, one
+// reactor. With more than one, callbacks of different connections run in
+// parallel: state they share must be synchronised.
+func WithEventLoops(n int) Option {
+	return sharedOption(func(c *config) { c.loops = n })
+}
+
+// WithLogger sets the structured logger for connection events and errors
+// that have no caller to return to. Defaults to none: the engine is silent.
+func WithLogger(l *slog.Logger) Option {
+	return sharedOption(func(c *config) { c.logger = l })
+}
+
+// WithTCPNoDelay sets TCP_NODELAY on connections. Defaults to true: frames
+// are small and latency matters more than packet count.
+func WithTCPNoDelay(on bool) Option {
+	return sharedOption(func(c *config) { c.noDelay = on })
+}
+
+// WithTCPKeepAlive enables TCP keep-alive probes after d of silence. Zero,
+// the default, leaves keep-alive off; see [WithIdleTimeout] and
+// [WithHeartbeat] for liveness the protocol can see.
+func WithTCPKeepAlive(d time.Duration) Option {
+	return sharedOption(func(c *config) { c.keepAlive = d })
+}
+
+// WithWorkerPool runs callbacks on n worker goroutines instead of the event
+// loop, so they may block. Each connection's frames and its connect and
+// disconnect callbacks still run one at a time, in order. queue bounds the
+// frames waiting per connection; past it, frames are answered with a
+// failure whose reason is "Overloaded". Defaults to 0 workers: callbacks run
+// on the event loop and must not block.
+func WithWorkerPool(n, queue int) Option {
+	return sharedOption(func(c *config) { c.workers, c.workerQueue = n, queue })
+}
+
+// WithOnConnect sets the callback run when a connection is ready: for a
+// server, right after the -2 frame is sent; for a client, once the message
+// size is known. It runs in order with the connection's frames.
+func WithOnConnect(fn func(c handler.Conn)) Option {
+	return sharedOption(func(c *config) { c.onConnect = fn })
+}
+
+// WithOnDisconnect sets the callback run once when a connection closes,
+// with the reason (io.EOF when the peer closed, [ErrLocalClose],
+// [ErrShutdown], [ErrSlowConsumer], ...). Sends on c fail from then on.
+func WithOnDisconnect(fn func(c handler.Conn, reason error)) Option {
+	return sharedOption(func(c *config) { c.onDisconnect = fn })
+}
+
+// WithOnFailure sets the callback run for each -1 failure frame the peer
+// sends: the original client's on_fail.
+func WithOnFailure(fn func(c handler.Conn, f *handler.Error)) Option {
+	return sharedOption(func(c *config) { c.onFailure = fn })
+}
+
+// WithMaxConns caps the open connections. A connection past the cap gets a
+// failure frame with reason "ServerFull" and is closed. Defaults to the
+// process's file-descriptor limit less 512, because gnet stops its engine
+// when accept fails for want of descriptors. Zero means the default.
+func WithMaxConns(n int) ServerOption {
+	return serverOption(func(c *config) { c.maxConns = n })
+}
+
+// WithMaxOutbound caps the bytes waiting to be written to one connection:
+// queued by sends plus buffered by gnet. Past the cap the [SlowPolicy]
+// applies. Defaults to 4 MiB; it must be at least the largest frame size.
+func WithMaxOutbound(bytes int, policy SlowPolicy) Option {
+	return sharedOption(func(c *config) { c.maxOutbound, c.slowPolicy = bytes, policy })
+}
+
+// WithMaxFramesPerWake caps the frames handled for one connection each
+// time the loop reads it, so one busy peer cannot starve the others on its
+// loop; the rest are handled on the next turn. Defaults to 1024.
+func WithMaxFramesPerWake(n int) Option {
+	return sharedOption(func(c *config) { c.maxPerWake = n })
+}
+
+// WithRateLimit limits each connection to perSecond inbound frames with
+// bursts of burst. A frame over the limit is answered with a failure whose
+// reason is "RateLimited" and is not dispatched; after strikes such frames
+// in a row the connection is closed with [ErrRateLimited]. Defaults to no
+// limit.
+func WithRateLimit(perSecond float64, burst, strikes int) Option {
+	return sharedOption(func(c *config) { c.rateLimit, c.rateBurst, c.rateStrikes = perSecond, burst, strikes })
+}
+
+// WithIdleTimeout closes a connection on which nothing arrived for d, with
+// [ErrIdle]. Pings count as traffic. Defaults to 0, no timeout.
+func WithIdleTimeout(d time.Duration) Option {
+	return sharedOption(func(c *config) { c.idleTimeout = d })
+}
+
+// WithHeartbeat makes the client send a ping (opcode -6, see
+// docs/PROTOCOL.md) every interval and close the connection with [ErrIdle]
+// when no frame at all arrived for timeout. The server answers pings
+// whatever its options. Defaults to off.
+func WithHeartbeat(interval, timeout time.Duration) ClientOption {
+	return clientOption(func(c *config) { c.pingInterval, c.pingTimeout = interval, timeout })
+}
+
+// WithDialTimeout bounds each connection attempt, on top of the context's
+// deadline. Defaults to 10s.
+func WithDialTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *config) { c.dialTimeout = d })
+}
+
+// WithReconnect makes the client reconnect after it loses its connection
+// (not after Close), waiting between attempts with exponential backoff from
+// min to max and full jitter. onReconnect, if not nil, runs after each
+// successful reconnection, after the connect callback. Frames sent while
+// disconnected are held up to the limit of [WithMaxHeld] and sent once
+// reconnected; past it, sends fail with [ErrOutboundFull]. Calls in flight
+// when the connection drops fail with [ErrClosed]. Defaults to off.
+func WithReconnect(min, max time.Duration, onReconnect func(c handler.Conn)) ClientOption {
+	return clientOption(func(c *config) {
+		c.reconnect, c.backoffMin, c.backoffMax, c.onReconnect = true, min, max, onReconnect
+	})
+}
+
+// WithMaxHeld bounds the bytes of frames a client holds while it does not
+// know the message size yet, or is reconnecting. Defaults to 1 MiB.
+func WithMaxHeld(bytes int) ClientOption {
+	return clientOption(func(c *config) { c.maxHeld = bytes })
+}

@@ -1,0 +1,617 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Server states.
+const (
+	stateNew int32 = iota
+	stateRunning
+	stateShutdown
+)
+
+// Server accepts connections and routes their frames through a
+// [handler.Router]: the original's Server. It announces its message size
+// to each connection first, gives each a net id that is never reused, and
+// can send to one connection, to a group, or to all.
+//
+// All methods are safe for concurrent use by multiple goroutines.
+type Server struct {
+	side   side
+	state  atomic.Int32
+	nextID atomic.Uint64
+	nconns atomic.Int64
+	conns  sync.Map // net id -> *conn
+
+	loopsMu sync.Mutex // guards loops
+	loops   []*loop
+
+	groupsMu sync.RWMutex // guards groups
+	groups   map[string]map[uint64]*conn
+
+	eng    gnet.Engine
+	addr   net.Addr
+	booted chan struct{}
+	done   chan struct{} // closed when gnet.Run returns
+	runErr error         // set before done is closed
+	stop   chan struct{} // closed when Shutdown begins
+	once   sync.Once
+}
+
+// NewServer returns a server that dispatches frames to r. It applies the
+// defaults, then opts, and returns an error wrapping [ErrInvalidOption] for
+// a bad option value.
+func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
+	if r == nil {
+		return nil, invalidOption("router", "nil")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.applyServer(&cfg)
+	}
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	if cfg.maxConns == 0 {
+		cfg.maxConns = defaultMaxConns()
+	}
+	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{})}
+	s.side = side{cfg: cfg, router: r}
+	s.side.opened = s.opened
+	s.side.closed = s.closed
+	return s, nil
+}
+
+// defaultMaxConns keeps 512 descriptors spare below the process limit:
+// gnet's engine stops if accept fails with EMFILE (gnet issue #367).
+func defaultMaxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 1 << 20
+	}
+	n := int(rl.Cur) - 512
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// protoAddr turns "host:port", "tcp://host:port" or "unix:///path" into
+// gnet's form.
+func protoAddr(addr string) (network, proto string, err error) {
+	network, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		network, rest = "tcp", addr
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return "", "", fmt.Errorf("engine: address %q: unsupported network %q", addr, network)
+	}
+	if rest == "" {
+		return "", "", fmt.Errorf("engine: address %q: empty", addr)
+	}
+	return network, network + "://" + rest, nil
+}
+
+// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
+// and serves until ctx is cancelled or [Server.Shutdown] is called: the
+// original's blocking start(). It returns [ErrServerClosed] after a
+// shutdown, or the error that stopped it. When ctx is cancelled the server
+// shuts down gracefully, waiting up to 5 seconds for queued frames to go out.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	if err := s.Start(ctx, addr); err != nil {
+		return err
+	}
+	<-s.done
+	return s.runErr
+}
+
+// Start listens on addr and returns once the server accepts connections;
+// the server runs in the background until ctx is cancelled or
+// [Server.Shutdown] is called. A server can be started once.
+func (s *Server) Start(ctx context.Context, addr string) error {
+	network, proto, err := protoAddr(addr)
+	if err != nil {
+		return err
+	}
+	if !s.state.CompareAndSwap(stateNew, stateRunning) {
+		return errors.New("engine: server already started")
+	}
+	cfg := &s.side.cfg
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(cfg.loops),
+		gnet.WithReuseAddr(true),
+		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithWriteBufferCap(16 << 10),
+	}
+	if network != "unix" {
+		nd := gnet.TCPNoDelay
+		if !cfg.noDelay {
+			nd = gnet.TCPDelay
+		}
+		opts = append(opts, gnet.WithTCPNoDelay(nd))
+		if cfg.keepAlive > 0 {
+			opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+		}
+	}
+	if cfg.workers > 0 {
+		s.side.pool = newPool(cfg.workers)
+	}
+	go func() {
+		err := gnet.Run(&serverEvents{s: s}, proto, opts...)
+		if err == nil && s.state.Load() != stateShutdown {
+			err = ErrEngineStopped
+			cfg.logger.Error("simplerpc: event loop stopped on its own (an accept error such as EMFILE?)")
+		}
+		if err == nil {
+			err = ErrServerClosed
+		}
+		s.runErr = err
+		s.closeAll(ErrShutdown)
+		close(s.done)
+	}()
+	select {
+	case <-s.booted:
+	case <-s.done:
+		return fmt.Errorf("engine: listen on %s: %w", addr, s.runErr)
+	}
+	if cfg.idleTimeout > 0 {
+		go s.sweepIdle()
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.Shutdown(sctx)
+		case <-s.done:
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on, with the port the system
+// chose for ":0". It is nil before [Server.Start] returns.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Len returns the number of open connections.
+func (s *Server) Len() int { return int(s.nconns.Load()) }
+
+// Stats are counters of a running server.
+type Stats struct {
+	// Conns is the number of open connections.
+	Conns int
+	// Dropped counts frames dropped for slow consumers under [SlowDrop].
+	Dropped uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Conns: s.Len(), Dropped: s.side.dropped.Load()}
+}
+
+// Conn returns the open connection with net id id.
+func (s *Server) Conn(id uint64) (handler.Conn, bool) {
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return c.(*conn), true
+}
+
+func (s *Server) lookup(id uint64) (*conn, error) {
+	if s.state.Load() == stateShutdown {
+		return nil, ErrServerClosed
+	}
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
+	}
+	return c.(*conn), nil
+}
+
+// Send sends v on opcode op to the connection with net id id: the
+// original's rpc(net_id, ...). An unknown or closed id returns an error
+// wrapping [ErrUnknownConn] or [ErrClosed]; the frame goes nowhere else.
+func (s *Server) Send(id uint64, op codec.Opcode, v any) error {
+	c, err := s.lookup(id)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d: %w", op, err)
+	}
+	return c.Send(op, v)
+}
+
+// SendRaw sends the encoded JSON object obj to connection id; obj is copied.
+func (s *Server) SendRaw(id uint64, op codec.Opcode, obj []byte) error {
+	c, err := s.lookup(id)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d: %w", op, err)
+	}
+	return c.SendRaw(op, obj)
+}
+
+// Call sends a request to connection id and waits for the reply, decoding
+// it into resp. See [handler.Conn] for the rules.
+func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp any) error {
+	c, err := s.lookup(id)
+	if err != nil {
+		return fmt.Errorf("engine: call opcode %d: %w", op, err)
+	}
+	return c.Call(ctx, op, req, resp)
+}
+
+// SendAll sends v on opcode op to every open connection: the original's
+// rpc_all. The JSON is encoded once; each event loop gets one task that
+// writes the frame to each of its connections.
+func (s *Server) SendAll(op codec.Opcode, v any) error {
+	return s.sendShared(op, v, 0, "")
+}
+
+// SendAllExcept sends v to every open connection but the one with net id
+// except (typically the sender of a chat message).
+func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
+	return s.sendShared(op, v, except, "")
+}
+
+func (s *Server) sendShared(op codec.Opcode, v any, except uint64, group string) error {
+	if s.state.Load() == stateShutdown {
+		return fmt.Errorf("engine: send opcode %d to all: %w", op, ErrServerClosed)
+	}
+	obj, err := codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to all: %w", op, err)
+	}
+	if len(obj)+12 > s.side.cfg.maxSize {
+		return fmt.Errorf("engine: send opcode %d to all: %w", op, codec.ErrFrameTooLarge)
+	}
+	var members map[*loop][]*conn
+	if group != "" {
+		members = s.groupMembers(group)
+	}
+	s.loopsMu.Lock()
+	loops := append([]*loop(nil), s.loops...)
+	s.loopsMu.Unlock()
+	for _, l := range loops {
+		sh := &shared{obj: obj, exclude: except}
+		if group != "" {
+			if sh.members = members[l]; sh.members == nil {
+				continue
+			}
+		}
+		_ = l.enqueue(task{kind: taskBroadcast, op: op, shared: sh}, nil)
+	}
+	return nil
+}
+
+// loopFor returns our state for a gnet loop, creating it on first use.
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	for _, l := range s.loops {
+		if l.el == el {
+			return l
+		}
+	}
+	l := newLoop(&s.side, el)
+	s.loops = append(s.loops, l)
+	return l
+}
+
+// opened registers a new connection; on its loop.
+func (s *Server) opened(c *conn) {
+	c.loop.add(c)
+	s.conns.Store(c.id, c)
+}
+
+// closed unregisters a connection; on its loop.
+func (s *Server) closed(c *conn, _ error) {
+	c.loop.remove(c)
+	s.conns.Delete(c.id)
+	s.nconns.Add(-1)
+	s.leaveGroups(c)
+}
+
+// Shutdown stops the server gracefully: it stops accepting, lets the frames
+// already queued go out, closes every connection (the disconnect callbacks
+// run with [ErrShutdown]) and stops the event loops. Sends made once it has
+// begun fail with [ErrServerClosed]. If ctx ends first, the remaining
+// connections are closed at once and ctx's error is returned. Serve then
+// returns [ErrServerClosed].
+func (s *Server) Shutdown(ctx context.Context) error {
+	switch s.state.Swap(stateShutdown) {
+	case stateNew:
+		close(s.done)
+		return nil
+	case stateShutdown:
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.once.Do(func() { close(s.stop) })
+	err := s.drain(ctx)
+	s.closeAll(ErrShutdown)
+	// Wait for the disconnect callbacks to have run on the loops.
+	for s.nconns.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { _ = s.eng.Stop(context.Background()) }()
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		<-s.done
+	}
+	if s.side.pool != nil {
+		s.side.pool.stop()
+	}
+	if err != nil {
+		return fmt.Errorf("engine: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Close stops the server at once, dropping what is queued. It is Shutdown
+// with an expired context.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// drain waits until every loop has written its queue and gnet's outbound
+// buffers are empty, or ctx ends.
+func (s *Server) drain(ctx context.Context) error {
+	for {
+		s.loopsMu.Lock()
+		loops := append([]*loop(nil), s.loops...)
+		s.loopsMu.Unlock()
+		var pending atomic.Int64
+		var wg sync.WaitGroup
+		for _, l := range loops {
+			wg.Add(1)
+			err := l.enqueue(task{kind: taskFunc, fn: func() {
+				defer wg.Done()
+				for _, c := range l.conns {
+					pending.Add(int64(c.gc.OutboundBuffered()))
+				}
+			}}, nil)
+			if err != nil {
+				wg.Done()
+			}
+		}
+		waitDone := make(chan struct{})
+		go func() { wg.Wait(); close(waitDone) }()
+		select {
+		case <-waitDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return nil
+		}
+		if pending.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// closeAll closes every connection with reason.
+func (s *Server) closeAll(reason error) {
+	s.loopsMu.Lock()
+	loops := append([]*loop(nil), s.loops...)
+	s.loopsMu.Unlock()
+	for _, l := range loops {
+		_ = l.enqueue(task{kind: taskFunc, fn: func() {
+			for i := len(l.conns) - 1; i >= 0; i-- {
+				if i < len(l.conns) {
+					l.conns[i].closeNow(reason)
+				}
+			}
+		}}, nil)
+	}
+}
+
+// sweepIdle closes connections that received nothing for the idle timeout.
+func (s *Server) sweepIdle() {
+	d := s.side.cfg.idleTimeout
+	t := time.NewTicker(max(d/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		deadline := time.Now().Add(-d).UnixNano()
+		s.loopsMu.Lock()
+		loops := append([]*loop(nil), s.loops...)
+		s.loopsMu.Unlock()
+		for _, l := range loops {
+			_ = l.enqueue(task{kind: taskFunc, fn: func() {
+				for i := len(l.conns) - 1; i >= 0; i-- {
+					if i < len(l.conns) && l.conns[i].lastRecv.Load() < deadline {
+						l.conns[i].closeNow(ErrIdle)
+					}
+				}
+			}}, nil)
+		}
+	}
+}
+
+// serverEvents adapts the server to gnet's callbacks. Every callback runs
+// on an event loop, except OnBoot and OnShutdown.
+type serverEvents struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (e *serverEvents) OnBoot(eng gnet.Engine) gnet.Action {
+	s := e.s
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		f := os.NewFile(uintptr(fd), "listener")
+		if ln, err := net.FileListener(f); err == nil {
+			s.addr = ln.Addr()
+			_ = ln.Close()
+		}
+		_ = f.Close()
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := e.s
+	cfg := &s.side.cfg
+	if s.state.Load() == stateShutdown {
+		return nil, gnet.Close
+	}
+	if s.nconns.Add(1) > int64(cfg.maxConns) {
+		s.nconns.Add(-1)
+		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
+		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
+		return f, gnet.Close
+	}
+	l := s.loopFor(gc.EventLoop())
+	c := newConn(&s.side, l, gc, s.nextID.Add(1))
+	c.inSize, c.outSize = cfg.size, cfg.size
+	gc.SetContext(c)
+	l.enter()
+	s.opened(c)
+	if out, err := codec.AppendMessageSize(l.buffer(), c.outSize, c.outSize); err == nil {
+		c.out = out
+		l.dirty = append(l.dirty, c)
+	}
+	cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.remote)
+	c.dispatch(job{kind: jobConnect}, nil)
+	l.leave()
+	return nil, gnet.None
+}
+
+func (e *serverEvents) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	c.traffic()
+	return gnet.None
+}
+
+func (e *serverEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	c.onClose(err)
+	return gnet.None
+}
+
+// traffic handles what arrived on a connection: every complete frame, up
+// to the per-wake cap, decoded straight from gnet's buffer.
+func (c *conn) traffic() {
+	l := c.loop
+	gc := c.gc
+	l.enter()
+	c.lastRecv.Store(time.Now().UnixNano())
+	for n := 0; !c.closed.Load(); n++ {
+		if c.inSize == 0 {
+			if !c.client.discover(c) {
+				break
+			}
+			continue
+		}
+		if gc.InboundBuffered() < c.inSize {
+			break
+		}
+		if n == c.side.cfg.maxPerWake {
+			_ = gc.Wake(nil)
+			break
+		}
+		buf, err := gc.Peek(c.inSize)
+		if err != nil {
+			break
+		}
+		size := c.inSize
+		c.handleFrame(buf)
+		_, _ = gc.Discard(size)
+	}
+	l.leave()
+}
+
+// onClose runs once when gnet closes the connection, on its loop.
+func (c *conn) onClose(err error) {
+	if c.closed.Swap(true) {
+		return
+	}
+	reason := c.closeReason
+	if reason == nil {
+		switch {
+		case err == nil:
+			reason = ErrLocalClose
+		case errors.Is(err, io.EOF):
+			reason = io.EOF
+		default:
+			reason = err
+		}
+	}
+	c.failAll(fmt.Errorf("%w: %w", ErrClosed, reason))
+	l := c.loop
+	l.enter()
+	c.side.closed(c, reason)
+	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
+	c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)
+	c.out = nil
+	l.leave()
+}
+
+// gnetLogger sends gnet's log lines to our logger: debug for its chatter,
+// error for its errors.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Infof(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,44 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+// Conn is a connection as a callback sees it: the original's Connection (or
+// Client) object. The engine implements it.
+//
+// Every method is safe for concurrent use by multiple goroutines, and may be
+// called from inside a callback, except [Conn.Call] as noted there.
+type Conn interface {
+	// ID returns the connection's net id: unique for the life of the server
+	// and never reused. A client connection returns 0.
+	ID() uint64
+	// Send encodes v as a JSON object and sends it on opcode op. It returns
+	// an error for a value that is not a JSON object, a frame that does not
+	// fit the connection's message size, or a closed connection. Frames sent
+	// on one connection arrive in the order Send was called.
+	Send(op codec.Opcode, v any) error
+	// SendRaw sends the already-encoded JSON object obj on opcode op. obj is
+	// validated and copied before SendRaw returns; the caller keeps it.
+	SendRaw(op codec.Opcode, obj []byte) error
+	// Call sends a request on opcode op and waits for the peer's reply,
+	// decoding it into resp (which may be nil). It returns when the reply
+	// arrives, ctx ends or the connection closes. A failure returned by the
+	// remote handler comes back as an error that [ReasonOf] and errors.As
+	// recognise. Calling Call from a callback that runs on the event loop
+	// would block the loop that must read the reply: it returns an error
+	// instead; run such calls from another goroutine.
+	Call(ctx context.Context, op codec.Opcode, req, resp any) error
+	// Close closes the connection after the frames already sent are
+	// written. It returns at once; the disconnect callback runs later.
+	Close() error
+	// Value returns the value last stored with SetValue, or nil.
+	Value() any
+	// SetValue stores one application value with the connection (a session,
+	// a user id).
+	SetValue(v any)
+	// RemoteAddr returns the peer's address as text.
+	RemoteAddr() string
+}

@@ -1,0 +1,28 @@
+// Package handler routes decoded frames to application callbacks: what the
+// original Python simplerpc's MessageHandler, ForwardHandler and exceptions
+// did, made lock-free and type-safe.
+//
+//	r := handler.NewRouter()
+//	r.On(0, func(c handler.Conn, data []byte) error { // raw: data is borrowed
+//		return c.SendRaw(0, data)
+//	})
+//	handler.Handle(r, 1, func(c handler.Conn, m Move) error { // typed
+//		return nil
+//	})
+//
+// A callback that returns one of the failure types ([ArgumentTypeError],
+// [ArgumentValueError], [ArgumentMissing], [MalformedPayload], [*Error], or
+// any error with a Reason method) makes the engine send a -1 failure frame
+// to the sender (docs/PROTOCOL.md §2). Any other error, and a panic, is
+// logged and answered with the reason [ReasonInternal].
+//
+// # Concurrency
+//
+// Dispatch reads an immutable table through an atomic pointer and never
+// takes a lock; registration copies the table under a mutex. A [Router] may
+// be changed while connections are being served. Callbacks run wherever the
+// engine runs them (by default on its event loop: they must not block).
+//
+// The package does not import the engine: [Conn] is the connection as a
+// callback sees it, implemented by the engine.
+package handler

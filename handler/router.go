@@ -1,0 +1,302 @@
+package handler
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+// Func is a raw callback for one opcode: the original's `msg.on(op, fn)`.
+// data is the frame's JSON object, borrowed from the connection's inbound
+// buffer: it is valid only until the callback returns. Copy it to keep it
+// or hand it to another goroutine. A non-nil error is sent to the peer as a
+// failure frame (see [Failure]).
+type Func func(c Conn, data []byte) error
+
+// ForwardFunc is a catch-all callback, like the original's ForwardHandler:
+// it sees every application opcode, with the same borrowing rule as [Func].
+type ForwardFunc func(c Conn, op codec.Opcode, data []byte) error
+
+// CallFunc answers a call (a request that waits for a reply): its result is
+// encoded as the reply's JSON object, and must encode as an object (a struct
+// or a map); nil replies with {}. data is borrowed as in [Func].
+type CallFunc func(c Conn, data []byte) (any, error)
+
+// denseOps is the size of the array that serves small opcodes without a map
+// lookup. Applications use small opcodes; larger ones go to a map.
+const denseOps = 256
+
+// entry holds what is registered for one opcode.
+type entry struct {
+	funcs []Func
+	call  CallFunc
+}
+
+// table is an immutable snapshot of the registrations.
+type table struct {
+	dense   []*entry // indexed by opcode, len <= denseOps
+	sparse  map[codec.Opcode]*entry
+	forward []ForwardFunc
+}
+
+func (t *table) lookup(op codec.Opcode) *entry {
+	if uint(op) < uint(len(t.dense)) {
+		return t.dense[op]
+	}
+	if t.sparse != nil {
+		return t.sparse[op]
+	}
+	return nil
+}
+
+// clone copies the table's spine; entries are copied by [Router.update]
+// when they change.
+func (t *table) clone() *table {
+	n := &table{forward: t.forward}
+	n.dense = append([]*entry(nil), t.dense...)
+	if len(t.sparse) > 0 {
+		n.sparse = make(map[codec.Opcode]*entry, len(t.sparse))
+		for k, v := range t.sparse {
+			n.sparse[k] = v
+		}
+	}
+	return n
+}
+
+func (t *table) set(op codec.Opcode, e *entry) {
+	if op < denseOps {
+		for int(op) >= len(t.dense) {
+			t.dense = append(t.dense, nil)
+		}
+		t.dense[op] = e
+		return
+	}
+	if e == nil {
+		delete(t.sparse, op)
+		return
+	}
+	if t.sparse == nil {
+		t.sparse = make(map[codec.Opcode]*entry)
+	}
+	t.sparse[op] = e
+}
+
+// Router maps opcodes to callbacks. Dispatch is lock-free: it reads an
+// immutable table through an atomic pointer. Registration copies the table
+// (copy-on-write), so it may run while frames are dispatched; it is meant
+// for setup and occasional changes, not per-frame use.
+//
+// The zero value is an empty router that logs nothing. It is safe for
+// concurrent use by multiple goroutines.
+type Router struct {
+	t      atomic.Pointer[table]
+	mu     sync.Mutex // serialises writers of t
+	logger *slog.Logger
+}
+
+// RouterOption configures a [Router].
+type RouterOption func(*Router)
+
+// WithLogger sets the logger that receives callback errors that name no
+// failure reason and recovered panics. Defaults to none: the router is
+// silent unless given a logger.
+func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
+
+// NewRouter returns an empty router.
+func NewRouter(opts ...RouterOption) *Router {
+	r := &Router{}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+func (r *Router) load() *table {
+	if t := r.t.Load(); t != nil {
+		return t
+	}
+	return &table{}
+}
+
+// update applies fn to a copy of the table and publishes it.
+func (r *Router) update(fn func(*table)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.load().clone()
+	fn(t)
+	r.t.Store(t)
+}
+
+func checkOp(op codec.Opcode) {
+	if op < 0 {
+		panic(fmt.Sprintf("handler: opcode %d is reserved for the protocol", op))
+	}
+}
+
+// On adds fn for opcode op. Several callbacks for one opcode run in the
+// order they were added; the first error stops the rest. On panics if op is
+// negative (reserved for the protocol) or fn is nil: both are programming
+// errors. It is safe to call while frames are being dispatched.
+func (r *Router) On(op codec.Opcode, fn Func) {
+	checkOp(op)
+	if fn == nil {
+		panic("handler: nil callback")
+	}
+	r.update(func(t *table) {
+		var e entry
+		if old := t.lookup(op); old != nil {
+			e = *old
+		}
+		e.funcs = append(e.funcs[:len(e.funcs):len(e.funcs)], fn)
+		t.set(op, &e)
+	})
+}
+
+// OnCall sets fn as the answer to calls on opcode op, replacing any earlier
+// one (a call has one reply). One-way frames on op still go to the
+// callbacks added with [Router.On]. It panics like On.
+func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
+	checkOp(op)
+	if fn == nil {
+		panic("handler: nil callback")
+	}
+	r.update(func(t *table) {
+		var e entry
+		if old := t.lookup(op); old != nil {
+			e = *old
+		}
+		e.call = fn
+		t.set(op, &e)
+	})
+}
+
+// Forward adds a catch-all callback that sees every application frame after
+// the opcode's own callbacks, like the original's ForwardHandler. Several
+// run in the order added. It panics on a nil fn.
+func (r *Router) Forward(fn ForwardFunc) {
+	if fn == nil {
+		panic("handler: nil callback")
+	}
+	r.update(func(t *table) {
+		t.forward = append(t.forward[:len(t.forward):len(t.forward)], fn)
+	})
+}
+
+// Clear removes every callback and the call handler of opcode op.
+func (r *Router) Clear(op codec.Opcode) {
+	r.update(func(t *table) {
+		if t.lookup(op) != nil {
+			t.set(op, nil)
+		}
+	})
+}
+
+// ClearAll removes every registration, catch-alls included.
+func (r *Router) ClearAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.t.Store(&table{})
+}
+
+// Handles reports whether anything is registered for op: its callbacks, its
+// call handler or a catch-all. It is false for a negative opcode, which is
+// never dispatched.
+func (r *Router) Handles(op codec.Opcode) bool {
+	if op < 0 {
+		return false
+	}
+	t := r.load()
+	return t.lookup(op) != nil || len(t.forward) > 0
+}
+
+// Dispatch runs the callbacks registered for one application frame, in
+// order, then the catch-alls, stopping at the first error. It returns the
+// failure to send to the peer, or nil. Negative opcodes belong to the
+// protocol and are never dispatched; an opcode with nothing registered is
+// dropped, as in the original. data is borrowed by the callbacks for the
+// duration of the call.
+//
+// A panic in a callback is recovered, logged with its stack and answered
+// with [ReasonInternal]; Dispatch itself never panics. It is safe for
+// concurrent use and allocates nothing when callbacks succeed.
+func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
+	if op < 0 {
+		return nil
+	}
+	t := r.t.Load()
+	if t == nil {
+		return nil
+	}
+	e := t.lookup(op)
+	if e == nil && len(t.forward) == 0 {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			fail = r.recovered(c, op, p)
+		}
+	}()
+	if e != nil {
+		for _, fn := range e.funcs {
+			if err := fn(c, data); err != nil {
+				return r.failed(c, op, err)
+			}
+		}
+	}
+	for _, fn := range t.forward {
+		if err := fn(c, op, data); err != nil {
+			return r.failed(c, op, err)
+		}
+	}
+	return nil
+}
+
+// DispatchCall runs the call handler of op and returns its result, or the
+// failure to send back. An opcode with no call handler fails with
+// [ReasonUnknownOpcode]. Panics are recovered as in [Router.Dispatch].
+func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
+	var e *entry
+	if op >= 0 {
+		e = r.load().lookup(op)
+	}
+	if e == nil || e.call == nil {
+		return nil, &Error{Reason: ReasonUnknownOpcode, Message: fmt.Sprintf("No call handler for opcode %d", op)}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			result, fail = nil, r.recovered(c, op, p)
+		}
+	}()
+	res, err := e.call(c, data)
+	if err != nil {
+		return nil, r.failed(c, op, err)
+	}
+	return res, nil
+}
+
+func (r *Router) failed(c Conn, op codec.Opcode, err error) *Error {
+	f := failureOf(err)
+	if f.Reason == ReasonInternal && r.logger != nil {
+		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
+	}
+	return f
+}
+
+func (r *Router) recovered(c Conn, op codec.Opcode, p any) *Error {
+	if r.logger != nil {
+		r.logger.Error("simplerpc: callback panicked", "op", int32(op), "conn", connID(c),
+			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	}
+	return &Error{Reason: ReasonInternal, Message: "internal error", cause: fmt.Errorf("handler: panic: %v", p)}
+}
+
+func connID(c Conn) uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.ID()
+}
