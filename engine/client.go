@@ -556,3 +556,15 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	return gnet.None
 }
+
+// SetMessageSize changes the frame size of the connection (docs/PROTOCOL.md
+// §3): the client sends -2 at the current size, switches its outbound size
+// right after, and the server answers with its own -2. n must lie within
+// the size bounds. It fails with [ErrClosed] when not connected.
+func (cl *Client) SetMessageSize(n int) error {
+	c := cl.current()
+	if c == nil || !c.ready.Load() {
+		return fmt.Errorf("engine: set message size: %w", ErrClosed)
+	}
+	return c.setMessageSize(n)
+}

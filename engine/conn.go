@@ -420,6 +420,9 @@ func (c *conn) announce(n int) {
 		c.out = out
 	}
 	c.outSize = n
+	if c.client != nil {
+		c.client.size.Store(int64(n))
+	}
 }
 
 // sendFailure queues a failure frame; it is built on the loop, at the
@@ -557,4 +560,16 @@ func (c *conn) sizeFrame(obj []byte) {
 	if c.outSize != n {
 		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
 	}
+}
+
+// setMessageSize queues a size change. Safe from any goroutine.
+func (c *conn) setMessageSize(n int) error {
+	cfg := &c.side.cfg
+	if n < cfg.minSize || n > cfg.maxSize {
+		return fmt.Errorf("engine: set message size %d: %w: outside [%d, %d]", n, codec.ErrInvalidSize, cfg.minSize, cfg.maxSize)
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("engine: set message size: %w", ErrClosed)
+	}
+	return c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
 }

@@ -615,3 +615,15 @@ func (g gnetLogger) Errorf(format string, args ...any) {
 func (g gnetLogger) Fatalf(format string, args ...any) {
 	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
 }
+
+// SetMessageSize changes the frame size of the connection with net id id
+// (docs/PROTOCOL.md §3): the server sends -2 at the current size and
+// switches its outbound size right after; the peer answers with its own -2
+// and both directions then use n. n must lie within the size bounds.
+func (s *Server) SetMessageSize(id uint64, n int) error {
+	c, err := s.lookup(id)
+	if err != nil {
+		return fmt.Errorf("engine: set message size: %w", err)
+	}
+	return c.setMessageSize(n)
+}

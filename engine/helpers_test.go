@@ -1,0 +1,166 @@
+package engine_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// testTimeout bounds every wait in these tests.
+const testTimeout = 10 * time.Second
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startServer starts a server on 127.0.0.1:0 and shuts it down when the
+// test ends.
+func startServer(t *testing.T, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
+	t.Helper()
+	srv, err := engine.NewServer(r, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+// echoRouter echoes every application opcode's object on the same opcode,
+// and answers opcode 5 with ArgumentMissing: the contract of pypeer.py's
+// client mode.
+func echoRouter() *handler.Router {
+	r := handler.NewRouter()
+	r.Forward(func(c handler.Conn, op codec.Opcode, data []byte) error {
+		if op == 5 {
+			return handler.ArgumentMissing("Expected argument 'argname' in opcode 5")
+		}
+		return c.SendRaw(op, data)
+	})
+	return r
+}
+
+// rawPeer is a plain TCP peer that reads and writes frames by hand.
+type rawPeer struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+	size int
+}
+
+func dialRaw(t *testing.T, addr string) *rawPeer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	return &rawPeer{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// greet reads the -2 frame of size n.
+func (p *rawPeer) greet(n int) {
+	p.t.Helper()
+	p.size = n
+	op, obj := p.read()
+	if op != codec.OpMessageSize || !strings.Contains(string(obj), `"message_size":`) {
+		p.t.Fatalf("first frame: op %d %s", op, obj)
+	}
+}
+
+func (p *rawPeer) write(text string) {
+	p.t.Helper()
+	b := []byte(text)
+	for len(b) < p.size {
+		b = append(b, ' ')
+	}
+	if _, err := p.conn.Write(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *rawPeer) read() (codec.Opcode, []byte) {
+	p.t.Helper()
+	buf := make([]byte, p.size)
+	if _, err := io.ReadFull(p.r, buf); err != nil {
+		p.t.Fatalf("read frame: %v", err)
+	}
+	op, obj, err := codec.Decode(buf)
+	if err != nil {
+		p.t.Fatalf("decode %q: %v", buf, err)
+	}
+	return op, obj
+}
+
+// expectEOF waits for the server to close the connection.
+func (p *rawPeer) expectEOF() {
+	p.t.Helper()
+	buf := make([]byte, p.size)
+	if _, err := io.ReadFull(p.r, buf); !errors.Is(err, io.EOF) {
+		p.t.Fatalf("want EOF, got %v (%q)", err, buf)
+	}
+}
+
+// recorder collects frames received by a callback, safely.
+type recorder struct {
+	mu     sync.Mutex
+	frames []string
+	notify chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{notify: make(chan struct{}, 1<<16)} }
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	r.frames = append(r.frames, s)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until n frames arrived and returns them.
+func (r *recorder) wait(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		r.mu.Lock()
+		if len(r.frames) >= n {
+			out := append([]string(nil), r.frames...)
+			r.mu.Unlock()
+			return out
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-deadline:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("timed out: %d of %d frames: %q", len(r.frames), n, r.frames)
+			return nil
+		}
+	}
+}
