@@ -165,6 +165,14 @@ func (d *Dialer) heartbeat() {
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.
 func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
+	return d.DialFrom(ctx, "", addr)
+}
+
+// DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
+// system choose). A load generator spreads its connections over several
+// loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
+// port range of one source address.
+func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
 	network, _, err := protoAddr(addr)
 	if err != nil {
 		return nil, err
@@ -175,7 +183,15 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
 	default:
 	}
-	cl := &Client{d: d, network: network, addr: address, readyCh: make(chan struct{}), done: make(chan struct{})}
+	var laddr net.Addr
+	if local != "" {
+		ip := net.ParseIP(local)
+		if ip == nil || network == "unix" {
+			return nil, fmt.Errorf("engine: dial %s from %q: not an IP address", addr, local)
+		}
+		laddr = &net.TCPAddr{IP: ip}
+	}
+	cl := &Client{d: d, network: network, addr: address, local: laddr, readyCh: make(chan struct{}), done: make(chan struct{})}
 	if err := cl.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -217,7 +233,8 @@ type Client struct {
 	d       *Dialer
 	network string
 	addr    string
-	own     bool // the client owns its dialer
+	local   net.Addr // source address, or nil
+	own     bool     // the client owns its dialer
 
 	mu        sync.Mutex // guards cur, held, heldBytes, closing
 	cur       *conn
@@ -247,7 +264,7 @@ func (cl *Client) current() *conn {
 func (cl *Client) connect(ctx context.Context) error {
 	d := cl.d
 	cfg := &d.side.cfg
-	nd := net.Dialer{Timeout: cfg.dialTimeout}
+	nd := net.Dialer{Timeout: cfg.dialTimeout, LocalAddr: cl.local}
 	nc, err := nd.DialContext(ctx, cl.network, cl.addr)
 	if err != nil {
 		return fmt.Errorf("engine: dial %s: %w", cl.addr, err)

@@ -476,6 +476,9 @@ func (c *conn) handleFrame(buf []byte) {
 		c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
 		return
 	}
+	if tap := c.side.cfg.tap; tap != nil {
+		c.safely("tap", func() { tap(c.view, op, obj) })
+	}
 	if op >= 0 || op == codec.OpRequest {
 		if !c.allow() {
 			return

@@ -61,6 +61,7 @@ type config struct {
 	onConnect    func(handler.Conn)
 	onDisconnect func(handler.Conn, error)
 	onFailure    func(handler.Conn, *handler.Error)
+	tap          func(handler.Conn, codec.Opcode, []byte)
 
 	maxConns     int // server
 	maxOutbound  int
@@ -277,4 +278,12 @@ func WithReconnect(min, max time.Duration, onReconnect func(c handler.Conn)) Cli
 // know the message size yet, or is reconnecting. Defaults to 1 MiB.
 func WithMaxHeld(bytes int) ClientOption {
 	return clientOption(func(c *config) { c.maxHeld = bytes })
+}
+
+// WithTap sets a function that sees every well-formed frame received,
+// protocol frames included, before the engine acts on it: for tracing and
+// tools such as `simplerpc listen --all`. It runs on the event loop; data is
+// borrowed and valid only during the call. Defaults to none.
+func WithTap(fn func(c handler.Conn, op codec.Opcode, data []byte)) Option {
+	return sharedOption(func(c *config) { c.tap = fn })
 }
