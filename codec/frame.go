@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 )
@@ -71,6 +72,18 @@ func AppendRaw(dst []byte, size int, op Opcode, obj []byte) ([]byte, error) {
 		return dst, err
 	}
 	return appendFrame(dst, size, op, obj[start:end])
+}
+
+// Object validates that obj is exactly one JSON object, with optional
+// surrounding whitespace, and returns it without that whitespace (a
+// sub-slice of obj). Other input returns an error wrapping [ErrNotObject].
+// It never allocates on success.
+func Object(obj []byte) ([]byte, error) {
+	start, end, err := objectBounds(obj)
+	if err != nil {
+		return nil, err
+	}
+	return obj[start:end], nil
 }
 
 // objectBounds validates that b is one JSON object with optional surrounding
@@ -161,20 +174,32 @@ func AppendFailureOp(dst []byte, size int, op Opcode, id *uint64, reason, messag
 		if err == nil || f.Message == "" {
 			return out, err
 		}
-		// Cut the excess (JSON escapes make it at least that much), keeping
-		// whole runes.
-		cut := len(f.Message) - (len(strconv.Itoa(int(op))) + len(obj) - size)
-		if cut < 0 {
-			cut = 0
-		}
-		for cut > 0 && cut < len(f.Message) && f.Message[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		if cut >= len(f.Message) {
-			cut = len(f.Message) - 1
+		// Drop whole runes from the end until the JSON they took covers the
+		// excess. Each rune is counted at the most its escape can take, so
+		// the message is never cut shorter than it must be; when that
+		// overestimates, the next round cuts again.
+		excess := len(strconv.Itoa(int(op))) + len(obj) - size
+		cut := len(f.Message)
+		for excess > 0 && cut > 0 {
+			r, n := utf8.DecodeLastRuneInString(f.Message[:cut])
+			cut -= n
+			excess -= maxEscapedLen(r, n)
 		}
 		f.Message = f.Message[:cut]
 	}
+}
+
+// maxEscapedLen bounds the bytes go-json writes for the rune r that took n
+// bytes of a string: \u escapes for control and HTML characters, U+2028,
+// U+2029 and invalid bytes (as \ufffd), two bytes for '"' and '\\'.
+func maxEscapedLen(r rune, n int) int {
+	switch {
+	case r < 0x20, r == '<', r == '>', r == '&', r == '\u2028', r == '\u2029', r == utf8.RuneError && n == 1:
+		return len(`\u0000`)
+	case r == '"', r == '\\':
+		return 2
+	}
+	return n
 }
 
 // AppendMessageSize appends a -2 frame of size bytes announcing n.

@@ -503,10 +503,11 @@ func (cl *Client) Send(op codec.Opcode, v any) error {
 
 // SendRaw sends the encoded JSON object obj on opcode op; obj is copied.
 func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
-	if _, err := codec.AppendRaw(nil, codec.MaxMessageSize, op, obj); err != nil {
+	obj, err := codec.Object(obj)
+	if err != nil {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
-	return cl.sendObj(op, trimSpace(obj))
+	return cl.sendObj(op, obj)
 }
 
 // Call sends a request to the server and waits for its reply, decoding it

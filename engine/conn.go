@@ -132,10 +132,11 @@ func (c *conn) Send(op codec.Opcode, v any) error {
 
 // SendRaw validates obj and queues it. It is safe for concurrent use.
 func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
-	if _, err := codec.AppendRaw(nil, codec.MaxMessageSize, op, obj); err != nil {
+	obj, err := codec.Object(obj)
+	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 	}
-	return c.sendObj(op, trimSpace(obj))
+	return c.sendObj(op, obj)
 }
 
 func trimSpace(b []byte) []byte {

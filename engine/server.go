@@ -47,7 +47,7 @@ type Server struct {
 	groups   map[string]map[uint64]*conn
 
 	eng    gnet.Engine
-	addr   net.Addr
+	addr   atomic.Pointer[net.Addr] // set once in OnBoot
 	booted chan struct{}
 	done   chan struct{} // closed when gnet.Run returns
 	runErr error         // set before done is closed
@@ -191,7 +191,12 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 
 // Addr returns the address the server listens on, with the port the system
 // chose for ":0". It is nil before [Server.Start] returns.
-func (s *Server) Addr() net.Addr { return s.addr }
+func (s *Server) Addr() net.Addr {
+	if a := s.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
 
 // Len returns the number of open connections.
 func (s *Server) Len() int { return int(s.nconns.Load()) }
@@ -356,13 +361,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for s.nconns.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
-	go func() { _ = s.eng.Stop(context.Background()) }()
+	// gnet's Engine.Stop polls every 500 ms; Run returning (s.done) is the
+	// real signal, after which the poller is cancelled.
+	stopCtx, cancelStop := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = s.eng.Stop(stopCtx); close(stopped) }()
 	select {
 	case <-s.done:
 	case <-ctx.Done():
 		err = ctx.Err()
 		<-s.done
 	}
+	cancelStop()
+	<-stopped
 	if s.side.pool != nil {
 		s.side.pool.stop()
 	}
@@ -483,7 +494,8 @@ func (e *serverEvents) OnBoot(eng gnet.Engine) gnet.Action {
 	if fd, err := eng.Dup(); err == nil {
 		f := os.NewFile(uintptr(fd), "listener")
 		if ln, err := net.FileListener(f); err == nil {
-			s.addr = ln.Addr()
+			a := ln.Addr()
+			s.addr.Store(&a)
 			_ = ln.Close()
 		}
 		_ = f.Close()
