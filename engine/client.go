@@ -173,6 +173,11 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 // loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
 // port range of one source address.
 func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
+	return d.dial(ctx, local, addr, false)
+}
+
+// dial connects a client; own makes the client close the dialer with it.
+func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
 	network, _, err := protoAddr(addr)
 	if err != nil {
 		return nil, err
@@ -191,11 +196,13 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 		}
 		laddr = &net.TCPAddr{IP: ip}
 	}
-	cl := &Client{d: d, network: network, addr: address, local: laddr, readyCh: make(chan struct{}), done: make(chan struct{})}
+	cl := &Client{d: d, network: network, addr: address, local: laddr, own: own,
+		readyCh: make(chan struct{}), done: make(chan struct{})}
+	d.conns.Store(cl, struct{}{})
 	if err := cl.connect(ctx); err != nil {
+		d.conns.Delete(cl)
 		return nil, err
 	}
-	d.conns.Store(cl, struct{}{})
 	return cl, nil
 }
 
@@ -215,12 +222,11 @@ func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOpt
 	if err != nil {
 		return nil, err
 	}
-	cl, err := d.Dial(ctx, addr)
+	cl, err := d.dial(ctx, "", addr, true)
 	if err != nil {
 		_ = d.Close()
 		return nil, err
 	}
-	cl.own = true
 	return cl, nil
 }
 
@@ -351,7 +357,6 @@ func (cl *Client) sendObj(op codec.Opcode, obj []byte) error {
 
 // connClosed runs on the loop when the current connection closes.
 func (cl *Client) connClosed(c *conn, reason error) {
-	cl.d.conns.Range(func(any, any) bool { return true })
 	cl.mu.Lock()
 	closing := cl.closing
 	cl.mu.Unlock()

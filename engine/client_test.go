@@ -1,0 +1,182 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// listenRaw starts a hand-written server that runs serve on its first
+// connection.
+func listenRaw(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		serve(c)
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestClientHoldsFramesUntilSizeKnown: frames sent before the server's -2
+// arrives are held, then written at the announced size, in order.
+func TestClientHoldsFramesUntilSizeKnown(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	addr := listenRaw(t, func(c net.Conn) {
+		time.Sleep(100 * time.Millisecond) // the client sends before this
+		f, _ := codec.AppendMessageSize(nil, 96, 96)
+		if _, err := c.Write(f); err != nil {
+			return
+		}
+		buf := make([]byte, 3*96)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(buf)
+	})
+	cl, err := engine.Dial(testContext(t), addr, handler.NewRouter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cl.Close(); <-cl.Done() }()
+	for i := range 3 {
+		if err := cl.Send(codec.Opcode(i), map[string]int{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cl.MessageSize() != 0 {
+		t.Fatalf("size known too early: %d", cl.MessageSize())
+	}
+	var want []byte
+	for i := range 3 {
+		want, _ = codec.Append(want, 96, codec.Opcode(i), map[string]int{"i": i})
+	}
+	select {
+	case s := <-got:
+		if s != string(want) {
+			t.Fatalf("server read %q\nwant %q", s, want)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("timed out")
+	}
+	<-cl.Ready()
+	if cl.MessageSize() != 96 {
+		t.Fatalf("size %d", cl.MessageSize())
+	}
+}
+
+// TestClientRejectsBadFirstFrame: a server whose first frame is not a
+// usable -2 ends the connection with a clear reason.
+func TestClientRejectsBadFirstFrame(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		first string
+		want  error
+	}{
+		{"not-size", `1{"hello": 1}` + pad(100), engine.ErrProtocol},
+		{"too-large", `-2{"message_size": 1099511627776}`, engine.ErrSizeOutOfBounds},
+		{"too-small", `-2{"message_size": 8}`, engine.ErrSizeOutOfBounds},
+		{"garbage", "abc{" + pad(2000), engine.ErrProtocol},
+		{"endless", "1" + string(make([]byte, 0)) + `{"a":"` + pad(1<<21), engine.ErrProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := listenRaw(t, func(c net.Conn) {
+				_, _ = c.Write([]byte(tc.first))
+				_, _ = io.Copy(io.Discard, c)
+			})
+			cl, err := engine.Dial(testContext(t), addr, handler.NewRouter())
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-cl.Done():
+			case <-time.After(testTimeout):
+				t.Fatal("client did not give up")
+			}
+			if !errors.Is(cl.Err(), tc.want) {
+				t.Fatalf("reason %v, want %v", cl.Err(), tc.want)
+			}
+			if err := cl.Send(0, map[string]int{}); !errors.Is(err, engine.ErrClosed) {
+				t.Fatalf("send after close: %v", err)
+			}
+		})
+	}
+}
+
+func pad(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = ' '
+	}
+	return string(b)
+}
+
+// TestClientDialErrors: a refused connection and a bad address are errors
+// from Dial, and leave nothing running.
+func TestClientDialErrors(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := engine.Dial(testContext(t), addr, handler.NewRouter()); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if _, err := engine.Dial(testContext(t), "udp://127.0.0.1:1", handler.NewRouter()); err == nil {
+		t.Fatal("dial with an unsupported network succeeded")
+	}
+	if _, err := engine.Dial(testContext(t), "127.0.0.1:1", nil); !errors.Is(err, engine.ErrInvalidOption) {
+		t.Fatalf("nil router: %v", err)
+	}
+}
+
+// TestClientOnDisconnectReason: the server closing the connection gives
+// the client io.EOF, and Run returns it.
+func TestClientOnDisconnectReason(t *testing.T) {
+	t.Parallel()
+	ids := make(chan uint64, 1)
+	srv := startServer(t, echoRouter(), engine.WithOnConnect(func(c handler.Conn) { ids <- c.ID() }))
+	reasons := make(chan error, 1)
+	cl, err := engine.Dial(testContext(t), srv.Addr().String(), handler.NewRouter(),
+		engine.WithOnDisconnect(func(_ handler.Conn, r error) { reasons <- r }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := srv.Conn(<-ids)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Run(testContext(t)); !errors.Is(err, io.EOF) {
+		t.Fatalf("Run: %v", err)
+	}
+	if r := <-reasons; !errors.Is(r, io.EOF) {
+		t.Fatalf("disconnect reason %v", r)
+	}
+	if err := fmt.Errorf("wrapped: %w", cl.Err()); !errors.Is(err, io.EOF) {
+		t.Fatalf("Err: %v", cl.Err())
+	}
+}

@@ -1,0 +1,40 @@
+// Package engine runs simplerpc servers and clients on gnet v2 event loops:
+// what the original Python simplerpc's Server, Connection and Client did,
+// byte-compatible with it (docs/PROTOCOL.md), for many connections on
+// little hardware.
+//
+//	r := handler.NewRouter()
+//	r.On(0, func(c handler.Conn, data []byte) error { return c.SendRaw(0, data) })
+//	srv, _ := engine.NewServer(r, engine.WithMessageSize(256))
+//	go srv.Serve(ctx, "127.0.0.1:30000")
+//
+//	cl, _ := engine.Dial(ctx, "127.0.0.1:30000", handler.NewRouter())
+//	cl.Send(0, map[string]any{"some_data": 123})
+//
+// # Event loops and callbacks
+//
+// A [Server] runs one gnet event loop by default ([WithEventLoops] for
+// more) plus gnet's accept goroutine; there is no goroutine per
+// connection. Inbound frames are decoded straight from gnet's buffer and
+// dispatched on the loop, so callbacks must not block: the data they get is
+// borrowed until they return. [WithWorkerPool] runs callbacks on a bounded
+// pool of goroutines instead, keeping each connection's frames in order.
+//
+// # Sending
+//
+// Every send (Send, SendRaw, SendAll, groups, calls) is safe from any
+// goroutine. It is queued to the connection's loop, which writes it: at
+// the end of the current round of callbacks when the send comes from the
+// loop itself (so all replies to one read leave in one write), or in one
+// task per burst otherwise. Frames to one connection keep the order of the
+// sends. A send-to-all encodes its JSON once and is one task per loop.
+//
+// # Clients
+//
+// A [Dialer] holds any number of client connections on its own event loops;
+// [Dial] is the one-connection shortcut. A client learns the frame size
+// from the server's first frame and holds what it sends until then.
+//
+// See docs/DESIGN.md for which goroutine runs what, docs/ROBUSTNESS.md for
+// limits, slow consumers, heartbeats and reconnects.
+package engine
