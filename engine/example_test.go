@@ -153,4 +153,3 @@ func ExampleServer_SendAll() {
 	// {"some_data":"this is sent to every connection"}
 	// {"some_data":"this is sent to every connection"}
 }
-
