@@ -467,19 +467,25 @@ func TestDispatchWhileRegistering(t *testing.T) {
 		return nil
 	}
 
-	var stop atomic.Bool
-	var dispatches atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		stop       atomic.Bool
+		dispatches atomic.Int64
+		churned    atomic.Int64 // dispatches that ran some of "ABC"
+		started    sync.WaitGroup
+		wg         sync.WaitGroup
+	)
 	errs := make(chan error, readers)
 	for range readers {
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Done()
 			c := &readerConn{}
 			// Catch-alls are only ever added, so the number a reader sees
 			// never decreases.
 			lastF := 0
-			for n := 0; !stop.Load(); n++ {
+			for !stop.Load() {
 				before := c.stable
 				if fail := r.Dispatch(c, stableOp, []byte(`{}`)); fail != nil {
 					errs <- fmt.Errorf("stable dispatch failed: %v", fail)
@@ -504,12 +510,16 @@ func TestDispatchWhileRegistering(t *testing.T) {
 						return
 					}
 					lastF = nF
+					if own != "" {
+						churned.Add(1)
+					}
 				}
 				dispatches.Add(3)
 			}
 		}()
 	}
 
+	started.Wait()
 	forwards := 0
 	deadline := time.Now().Add(maxTime)
 	for i := 0; i < iterations && time.Now().Before(deadline); i++ {
@@ -537,7 +547,7 @@ func TestDispatchWhileRegistering(t *testing.T) {
 	if dispatches.Load() == 0 {
 		t.Fatal("readers made no dispatches")
 	}
-	t.Logf("%d dispatches by %d readers", dispatches.Load(), readers)
+	t.Logf("%d dispatches by %d readers, %d of them during a change", dispatches.Load(), readers, churned.Load())
 
 	// After the writer stops, every dispatch sees the final table: A and B
 	// then every catch-all for the dense opcode, only the catch-alls for the

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -197,6 +198,30 @@ func TestHandleMalformedObject(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Errorf("callback called with %v", got)
+	}
+}
+
+func TestHandleUnmarshalerError(t *testing.T) {
+	t.Parallel()
+	// A field whose own UnmarshalJSON rejects the value: the value is bad,
+	// not its JSON type.
+	type req struct {
+		At time.Time `json:"at"`
+	}
+	got, fail := dispatchTyped[req](t, 8, `{"at":"yesterday"}`)
+	if fail == nil || fail.Reason != handler.ReasonArgumentValueError ||
+		!strings.HasPrefix(fail.Message, "Cannot decode opcode 8: ") || !strings.Contains(fail.Message, "yesterday") {
+		t.Errorf("failure %#v, want ArgumentValueError", fail)
+	}
+	var ve handler.ArgumentValueError
+	if !errors.As(fail, &ve) {
+		t.Error("errors.As(failure, *ArgumentValueError) = false")
+	}
+	if len(got) != 0 {
+		t.Errorf("callback called with %v", got)
+	}
+	if got, fail := dispatchTyped[req](t, 8, `{"at":"2024-01-02T03:04:05Z"}`); fail != nil || len(got) != 1 || got[0].At.Year() != 2024 {
+		t.Errorf("valid time: %v, %v", got, fail)
 	}
 }
 
