@@ -261,9 +261,10 @@ func isPadding(p []byte) bool {
 	return true
 }
 
-// isOpSpace reports whether c is whitespace that Python's int() strips.
+// isOpSpace reports whether c is ASCII whitespace that Python's int()
+// strips around a number (space, \t, \n, \v, \f, \r).
 func isOpSpace(c byte) bool {
-	return c == ' ' || c >= '\t' && c <= '\r' || c >= 0x1c && c <= 0x1f
+	return c == ' ' || c >= '\t' && c <= '\r'
 }
 
 // parseOpcode parses the text before the object the way Python's int() does
