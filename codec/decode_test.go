@@ -154,10 +154,10 @@ func TestOriginalReadingDepartures(t *testing.T) {
 		{text: `1{"a":-Infinity}`, original: true},
 		{text: `2147483648{"a":1}`, original: true},
 		{text: `-2147483649{"a":1}`, original: true},
-		{text: "\u0661{\"a\":1}", original: true},            // ARABIC-INDIC DIGIT ONE
-		{text: "1\u00a0{\"a\":1}", original: true},           // NO-BREAK SPACE
-		{text: "1{\"a\":1}\u0085", original: true},           // NEXT LINE in the padding
-		{text: "1{\"a\":1}\x1c", original: true},             // FILE SEPARATOR in the padding
+		{text: "\u0661{\"a\":1}", original: true},  // ARABIC-INDIC DIGIT ONE
+		{text: "1\u00a0{\"a\":1}", original: true}, // NO-BREAK SPACE
+		{text: "1{\"a\":1}\u0085", original: true}, // NEXT LINE in the padding
+		{text: "1{\"a\":1}\x1c", original: true},   // FILE SEPARATOR in the padding
 	}
 	frames := make([][]byte, len(cases))
 	for i, tc := range cases {
