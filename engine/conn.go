@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type side struct {
 	opened  func(c *conn)
 	closed  func(c *conn, reason error)
 	dropped atomic.Uint64 // frames dropped by SlowDrop
+	closing atomic.Bool   // the server is shutting down: sends fail
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -160,6 +162,9 @@ func (c *conn) sendObj(op codec.Opcode, obj []byte) error {
 }
 
 func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
+	if c.side.closing.Load() {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrServerClosed)
+	}
 	if c.closed.Load() {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrClosed)
 	}
@@ -319,12 +324,31 @@ func (c *conn) failAll(err error) {
 // through it while its loop runs a callback would deadlock, so it fails.
 type loopView struct{ *conn }
 
-// Call fails with ErrCallOnLoop while the loop runs a callback.
+// Call fails with ErrCallOnLoop when made from the loop's own goroutine
+// while it runs a callback. A goroutine the callback started may call
+// through the view at any time: the loop-wide flag alone cannot tell it from
+// the loop, so the goroutine id is compared too, only while the flag is set.
 func (v *loopView) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	if v.loop.inCallback.Load() {
+	if l := v.loop; l.inCallback.Load() && l.gid.Load() == goid() {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, v.id, ErrCallOnLoop)
 	}
 	return v.conn.Call(ctx, op, req, resp)
+}
+
+// goid returns the calling goroutine's id, read from the header of its
+// stack trace ("goroutine 42 [running]:"). It costs a short traceback.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = b[len("goroutine "):]
+	var id uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id
 }
 
 // ---- Loop side ----

@@ -34,6 +34,9 @@ func (c *conn) dispatch(j job, data []byte) {
 	p := c.side.pool
 	if p == nil {
 		l := c.loop
+		if l.gid.Load() == 0 {
+			l.gid.Store(goid())
+		}
 		l.inCallback.Store(true)
 		c.run(c.view, j, data)
 		l.inCallback.Store(false)

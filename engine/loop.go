@@ -76,7 +76,8 @@ type loop struct {
 	busy      bool // the loop is in a round and drains before it ends
 	scheduled bool // an Execute is pending
 
-	inCallback atomic.Bool // an inline callback is running
+	inCallback atomic.Bool   // an inline callback is running
+	gid        atomic.Uint64 // the loop's goroutine, recorded by its first inline callback
 
 	// Loop-only.
 	depth      int // nesting of enter: gnet may run OnClose inside a Write

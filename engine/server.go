@@ -354,6 +354,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	s.side.closing.Store(true)
 	s.once.Do(func() { close(s.stop) })
 	err := s.drain(ctx)
 	s.closeAll(ErrShutdown)
@@ -408,8 +409,9 @@ func (s *Server) drain(ctx context.Context) error {
 			wg.Add(1)
 			err := l.enqueue(task{kind: taskFunc, fn: func() {
 				defer wg.Done()
+				l.flush() // frames built earlier in this round
 				for _, c := range l.conns {
-					pending.Add(int64(c.gc.OutboundBuffered()))
+					pending.Add(int64(c.gc.OutboundBuffered()+len(c.out)) + c.queued.Load())
 				}
 			}}, nil)
 			if err != nil {
@@ -577,6 +579,9 @@ func (c *conn) traffic() {
 		}
 		size := c.inSize
 		c.handleFrame(buf)
+		if c.closed.Load() {
+			break // gnet released the buffers when it closed the connection
+		}
 		_, _ = gc.Discard(size)
 	}
 	l.leave()
