@@ -64,8 +64,6 @@ type conn struct {
 	out             []byte
 	idx             int
 	scanner         *codec.Scanner // client: finds the first frame
-	held            []heldFrame    // client: frames sent before the size is known
-	heldBytes       int
 	limiter         *rate.Limiter
 	strikes         int
 	closeReason     error
@@ -354,11 +352,12 @@ func goid() uint64 {
 // ---- Loop side ----
 
 // writeObj builds a frame for obj at the current size and adds it to out.
-// A client that does not know the size yet holds it.
+// Before a client knows the size there is nothing to write at.
 func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 	if c.outSize == 0 {
-		c.held = append(c.held, heldFrame{op: op, obj: append([]byte(nil), obj...)})
-		c.heldBytes += len(obj)
+		// Only the engine's own frames (a failure, a pong) can get here
+		// before a client knows the size: the application's are held by the
+		// Client until then. There is no size to write them at.
 		return
 	}
 	if c.overLimit(c.outSize) {
