@@ -86,7 +86,7 @@ func defaultConfig() config {
 	return config{
 		size:        codec.DefaultMessageSize,
 		minSize:     codec.MinMessageSize,
-		maxSize:     1 << 20,
+		maxSize:     64 << 10,
 		loops:       1,
 		noDelay:     true,
 		workerQueue: 1024,
@@ -148,7 +148,8 @@ func WithMessageSize(n int) ServerOption {
 
 // WithSizeBounds sets the smallest and largest frame size a peer may
 // announce with a -2 frame; outside them the peer gets a failure frame and
-// is closed. Defaults to [64, 1 MiB]. Both must lie within
+// is closed. Defaults to [64, 64 KiB]: a larger frame lets each peer pin that much
+// buffer with a partial frame. Both must lie within
 // [codec.MinMessageSize, codec.MaxMessageSize].
 func WithSizeBounds(min, max int) Option {
 	return sharedOption(func(c *config) { c.minSize, c.maxSize = min, max })
