@@ -136,10 +136,13 @@ func (l *loop) enter() {
 }
 
 // leave drains the queue and flushes every connection written to, until
-// nothing is left, then ends the round.
+// nothing is left, then ends the round. Only the outermost round drains:
+// gnet may run OnClose (and so a nested enter/leave) inside a Write or a
+// Close made while draining, and the nested round must only queue.
 func (l *loop) leave() {
-	if l.depth--; l.depth > 0 {
-		return // the outermost round drains
+	if l.depth > 1 {
+		l.depth--
+		return
 	}
 	for {
 		l.flush()
@@ -147,10 +150,13 @@ func (l *loop) leave() {
 		if len(l.tasks) == 0 {
 			l.busy = false
 			l.mu.Unlock()
-			return
+			break
 		}
 		tasks, arena := l.tasks, l.arena
+		// The spares are handed over, never shared: producers append to
+		// l.tasks while this batch is processed.
 		l.tasks, l.arena = l.spareTasks[:0], l.spareArena[:0]
+		l.spareTasks, l.spareArena = nil, nil
 		l.mu.Unlock()
 		for i := range tasks {
 			l.process(&tasks[i], arena)
@@ -158,6 +164,7 @@ func (l *loop) leave() {
 		clear(tasks)
 		l.spareTasks, l.spareArena = tasks[:0], arena[:0]
 	}
+	l.depth = 0
 }
 
 func (l *loop) process(t *task, arena []byte) {
