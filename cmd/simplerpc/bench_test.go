@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// decodeReport decodes bench --json output.
+func decodeReport(t *testing.T, out string) benchReport {
+	t.Helper()
+	var rep benchReport
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("bench --json output %q: %v", out, err)
+	}
+	return rep
+}
+
+// checkOrdered fails unless the percentiles are positive and ordered.
+func checkOrdered(t *testing.T, name string, s latencyStats) {
+	t.Helper()
+	v := []float64{s.Min, s.P50, s.P90, s.P99, s.P999, s.Max}
+	if s.Count == 0 || v[0] <= 0 {
+		t.Errorf("%s: %+v: want measurements above 0", name, s)
+	}
+	for i := 1; i < len(v); i++ {
+		if v[i] < v[i-1] {
+			t.Errorf("%s: %+v: percentiles out of order", name, s)
+		}
+	}
+}
+
+func TestBenchEcho(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	r := runBin(t, 30*time.Second, "bench", "--addr", addr, "--conns", "8", "--duration", "1s",
+		"--pipeline", "4", "--size", "100", "--json")
+	r.wantCode(t, 0)
+	rep := decodeReport(t, r.stdout)
+	if rep.Mode != "echo" || rep.Conns != 8 || rep.Config.Pipeline != 4 || rep.MessageSize != 256 || rep.PayloadBytes != 100 {
+		t.Errorf("report %+v does not match the flags", rep)
+	}
+	if rep.Frames <= 0 || rep.FramesPerS <= 0 || rep.BytesPerS != rep.FramesPerS*256 {
+		t.Errorf("frames %d, %v frames/s, %v B/s: want a positive throughput", rep.Frames, rep.FramesPerS, rep.BytesPerS)
+	}
+	if rep.ElapsedS < 0.9 || rep.ElapsedS > 5 {
+		t.Errorf("elapsed %v s for --duration 1s", rep.ElapsedS)
+	}
+	if rep.Latency.Count != rep.Frames {
+		t.Errorf("%d latencies for %d frames", rep.Latency.Count, rep.Frames)
+	}
+	checkOrdered(t, "latency", rep.Latency)
+	if rep.Errors != 0 {
+		t.Errorf("%d errors", rep.Errors)
+	}
+	if !strings.Contains(r.stderr, "connected 8 connections") {
+		t.Errorf("stderr %q has no set-up line", r.stderr)
+	}
+	// The progress line is for terminals only.
+	if strings.Contains(r.stderr, "\r") {
+		t.Errorf("stderr %q has a progress line although it is not a terminal", r.stderr)
+	}
+}
+
+func TestBenchTableAndPlot(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	file := filepath.Join(t.TempDir(), "latency.png")
+	r := runBin(t, 30*time.Second, "bench", "--addr", addr, "--conns", "4", "--duration", "500ms",
+		"--size", "1000", "--plot", file)
+	r.wantCode(t, 0)
+	for _, want := range []string{"echoes", "frames/s", "latency", "p50", "p99.9", "round trip", "errors       0"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table has no %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "--size 1000 does not fit the server's message size 256: using 256") {
+		t.Errorf("stderr %q does not say the size was reduced", r.stderr)
+	}
+	png, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) || len(png) < 1000 {
+		t.Errorf("%s is not a PNG (%d bytes)", file, len(png))
+	}
+}
+
+func TestBenchBroadcast(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	r := runBin(t, 30*time.Second, "bench", "--addr", addr, "--broadcast", "--conns", "20", "--rounds", "10", "--json")
+	r.wantCode(t, 0)
+	rep := decodeReport(t, r.stdout)
+	if rep.Mode != "broadcast" || rep.Rounds != 10 || rep.IncompleteRounds != 0 || rep.Errors != 0 {
+		t.Errorf("report %+v: want 10 complete rounds without errors", rep)
+	}
+	if rep.Frames != 20*10 {
+		t.Errorf("%d deliveries, want 200", rep.Frames)
+	}
+	if rep.RoundLatency == nil || rep.RoundLatency.Count != 10 {
+		t.Fatalf("round latencies %+v, want 10", rep.RoundLatency)
+	}
+	checkOrdered(t, "round", *rep.RoundLatency)
+	checkOrdered(t, "delivery", rep.Latency)
+	// A round ends with its last delivery.
+	if rep.RoundLatency.Max < rep.Latency.Max*0.99 {
+		t.Errorf("slowest round %vµs is faster than the slowest delivery %vµs", rep.RoundLatency.Max, rep.Latency.Max)
+	}
+}
+
+func TestBenchSources(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	r := runBin(t, 30*time.Second, "bench", "--addr", addr, "--sources", "3", "--conns", "6",
+		"--duration", "300ms", "--json")
+	r.wantCode(t, 0)
+	rep := decodeReport(t, r.stdout)
+	if rep.Sources != 3 || rep.Conns != 6 || rep.Config.Sources != 3 {
+		t.Errorf("report %+v: want 6 connections from 3 sources", rep)
+	}
+}
+
+// TestBenchFDLimit runs bench under a low file-descriptor limit: it must
+// say so and measure with the connections it could open.
+func TestBenchFDLimit(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	r := runCommand(t, 30*time.Second, "", "/bin/sh", "-c",
+		`ulimit -n 48 && exec "$0" "$@"`, binary, "bench", "--addr", addr, "--conns", "100",
+		"--duration", "300ms", "--json")
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stderr, "out of file descriptors after") || !strings.Contains(r.stderr, "RLIMIT_NOFILE soft 48, hard 48") {
+		t.Errorf("stderr %q does not explain the file-descriptor limit", r.stderr)
+	}
+	rep := decodeReport(t, r.stdout)
+	if rep.Conns <= 0 || rep.Conns >= 100 || rep.Config.Conns != 100 || rep.Frames <= 0 {
+		t.Errorf("report %+v: want a run with fewer than 100 connections", rep)
+	}
+}
+
+func TestBenchErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	other, _ := testServer(t) // opcode 0 fails: no echo comes back
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no conns", []string{"--conns", "0"}, 2, "--conns must be at least 1"},
+		{"bad duration", []string{"--duration", "-1s"}, 2, "--duration must be positive"},
+		{"bad plot format", []string{"--plot", filepath.Join(dir, "x.gif")}, 2, "the extension must be one of .png"},
+		{"plot directory missing", []string{"--plot", filepath.Join(dir, "no", "x.png")}, 2, "does not exist"},
+		{"sources off loopback", []string{"--addr", "unix:///tmp/x.sock", "--sources", "2"}, 2, "--sources 2 needs an IPv4 loopback target"},
+		{"argument", []string{"extra"}, 2, `unknown command "extra" for "simplerpc bench"`},
+		{"refused", []string{"--addr", closedAddr(t)}, 1, "connection refused"},
+		{"not a demo server", []string{"--addr", other, "--conns", "2", "--duration", "300ms"}, 1, "no frame was measured"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, 20*time.Second, append([]string{"bench"}, tc.args...)...)
+			r.wantCode(t, tc.code)
+			if !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.msg)
+			}
+		})
+	}
+}
+
+// TestBenchInterrupt checks that SIGINT ends the run early and still
+// prints its results.
+func TestBenchInterrupt(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t, "--quiet")
+	b := startBin(t, "bench", "--addr", addr, "--conns", "4", "--duration", "1m", "--json")
+	b.waitLine(t, reLine(`^connected 4 connections`), 20*time.Second)
+	b.interrupt(t)
+	if code := b.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("bench exited %d after SIGINT\nstderr:\n%s", code, b.stderr.String())
+	}
+	rep := decodeReport(t, b.stdout.String())
+	if !rep.Interrupted || rep.ElapsedS > 30 {
+		t.Errorf("report %+v: want an interrupted run", rep)
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// testServer starts an in-process server whose opcode 0 fails with
+// ArgumentMissing and whose opcode 5 answers nothing. It counts the
+// connections it accepted.
+func testServer(t *testing.T) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	conns = new(atomic.Int64)
+	r := handler.NewRouter()
+	r.On(0, func(handler.Conn, []byte) error {
+		return handler.ArgumentMissing("Expected argument 'argname' in opcode 0")
+	})
+	r.On(5, func(handler.Conn, []byte) error { return nil })
+	srv, err := engine.NewServer(r, engine.WithMessageSize(128),
+		engine.WithOnConnect(func(handler.Conn) { conns.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv.Addr().String(), conns
+}
+
+// decodeLine decodes the single JSON line of out.
+func decodeLine(t *testing.T, out string) map[string]any {
+	t.Helper()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("want exactly one line, got %q", out)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	return v
+}
+
+func TestCallEcho(t *testing.T) {
+	t.Parallel()
+	srv, addr := startServe(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", `{"some_data": 123, "s": "<h\u00e9llo>"}`)
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":{"some_data":123,"s":"<h\u00e9llo>"}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	// The server logs the connection and its end.
+	srv.waitLine(t, reLine(`msg=connect conn=\d+ remote=127\.0\.0\.1:\d+`), 10*time.Second)
+	srv.waitLine(t, reLine(`msg=disconnect conn=\d+ remote=127\.0\.0\.1:\d+ reason=EOF`), 10*time.Second)
+
+	// JSON may come from stdin, and defaults to {}.
+	r = runCommand(t, 20*time.Second, `  {"from": "stdin"}`+"\n", binary, "call", "--addr", addr, "0", "-")
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":{"from":"stdin"}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	r = runBin(t, 20*time.Second, "call", "--addr", addr, "0")
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":{}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+}
+
+func TestCallBroadcast(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "1", `{"hello":"everyone"}`)
+	r.wantCode(t, 0)
+	if want := `{"opcode":1,"data":{"hello":"everyone"}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+}
+
+func TestCallRequest(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "--request", "0", `{"q":[1,2]}`)
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"reply":{"q":[1,2]}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	// No call handler on opcode 9: the failure comes back.
+	r = runBin(t, 20*time.Second, "call", "--addr", addr, "--request", "9", `{}`)
+	r.wantCode(t, 1)
+	v := decodeLine(t, r.stdout)
+	f, _ := v["failure"].(map[string]any)
+	if f["reason"] != "UnknownOpcode" {
+		t.Errorf("stdout %q: want reason UnknownOpcode", r.stdout)
+	}
+}
+
+func TestCallRemoteFailure(t *testing.T) {
+	t.Parallel()
+	addr, _ := testServer(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", `{"wrong":"argument"}`)
+	r.wantCode(t, 1)
+	want := `{"failure":{"reason":"ArgumentMissing","message":"Expected argument 'argname' in opcode 0"}}` + "\n"
+	if r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	if !strings.Contains(r.stderr, "remote failure: ArgumentMissing") {
+		t.Errorf("stderr %q does not name the failure", r.stderr)
+	}
+}
+
+func TestCallTimeout(t *testing.T) {
+	t.Parallel()
+	addr, _ := testServer(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "--timeout", "1s", "5", `{}`)
+	r.wantCode(t, 1)
+	if r.stdout != "" {
+		t.Errorf("stdout %q, want nothing", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "nothing came back within 1s") {
+		t.Errorf("stderr %q does not explain the time-out", r.stderr)
+	}
+	if r.elapsed > 10*time.Second {
+		t.Errorf("took %v", r.elapsed)
+	}
+}
+
+func TestCallClosedPort(t *testing.T) {
+	t.Parallel()
+	addr := closedAddr(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", `{}`)
+	r.wantCode(t, 1)
+	if !strings.Contains(r.stderr, "cannot connect to "+addr+": connection refused") {
+		t.Errorf("stderr %q does not say the connection was refused", r.stderr)
+	}
+}
+
+func TestCallTooLarge(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	big := `{"p":"` + strings.Repeat("x", 300) + `"}`
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", big)
+	r.wantCode(t, 1)
+	if !strings.Contains(r.stderr, "the frame needs 309 bytes but the server's message size is 256") {
+		t.Errorf("stderr %q does not explain the size", r.stderr)
+	}
+}
+
+// TestCallBadInput checks that bad arguments fail with status 2 and a
+// clear message before anything is sent: the listener sees no connection.
+func TestCallBadInput(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"truncated", []string{"0", `{"a":`}, "JSON argument is not valid JSON: unexpected end of JSON input"},
+		{"array", []string{"0", `[1,2]`}, "JSON argument must be an object ({...}), got an array"},
+		{"string", []string{"0", `"x"`}, "got a string"},
+		{"trailing", []string{"0", `{"a":1}}`}, "JSON argument is not valid JSON: invalid character '}' after top-level value"},
+		{"two objects", []string{"0", `{} {}`}, "after top-level value"},
+		{"empty", []string{"0", ``}, "unexpected end of JSON input"},
+		{"negative opcode", []string{"--", "-2", `{}`}, `OPCODE "-2": want a non-negative integer`},
+		{"word opcode", []string{"echo", `{}`}, `OPCODE "echo": want a non-negative integer`},
+		{"no args", nil, "accepts between 1 and 2 arg(s), received 0"},
+		{"three args", []string{"0", "{}", "{}"}, "accepts between 1 and 2 arg(s), received 3"},
+		{"bad timeout", []string{"--timeout", "soon", "0"}, `invalid argument "soon" for "--timeout"`},
+		{"zero timeout", []string{"--timeout", "0s", "0"}, "--timeout must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, 20*time.Second, append([]string{"call", "--addr", addr}, tc.args...)...)
+			r.wantCode(t, 2)
+			if !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.msg)
+			}
+			if !strings.Contains(r.stderr, "Run 'simplerpc call --help' for usage.") {
+				t.Errorf("stderr %q has no pointer to the help", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
+	}
+	// Connecting completes in the kernel before the client could send: had
+	// any run connected, the connection would be waiting to be accepted.
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Error("a run with bad input connected to the server")
+	}
+}
+
+func TestCallUnixSocket(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	_, addr := startServe(t, "--addr", "unix://"+sock)
+	if addr != "unix://"+sock {
+		t.Fatalf("serve logged addr=%s, want unix://%s", addr, sock)
+	}
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", `{"via":"unix"}`)
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":{"via":"unix"}}` + "\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+}

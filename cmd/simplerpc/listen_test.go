@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+var listenReadyRE = reLine(`^listening to \S+ \(message size (\d+)\)$`)
+
+// listenLines decodes listen's output.
+func listenLines(t *testing.T, out string) []frameLine {
+	t.Helper()
+	var lines []frameLine
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var f frameLine
+		if err := json.Unmarshal([]byte(l), &f); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, f.Time); err != nil {
+			t.Errorf("line %q: time: %v", l, err)
+		}
+		lines = append(lines, f)
+	}
+	return lines
+}
+
+func TestListenCount(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	l := startBin(t, "listen", "--addr", addr, "--count", "2")
+	if m := l.waitLine(t, listenReadyRE, 20*time.Second); m[1] != "256" {
+		t.Errorf("message size %s, want 256", m[1])
+	}
+	for _, obj := range []string{`{"n":1}`, `{"n":2}`} {
+		runBin(t, 20*time.Second, "call", "--addr", addr, "1", obj).wantCode(t, 0)
+	}
+	if code := l.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("listen exited %d\nstderr:\n%s", code, l.stderr.String())
+	}
+	lines := listenLines(t, l.stdout.String())
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2:\n%s", len(lines), l.stdout.String())
+	}
+	for i, f := range lines {
+		want := `{"n":` + string(rune('1'+i)) + `}`
+		if f.Opcode != 1 || string(f.Data) != want {
+			t.Errorf("line %d: opcode %d data %s, want opcode 1 data %s", i, f.Opcode, f.Data, want)
+		}
+	}
+}
+
+func TestListenAll(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	l := startBin(t, "listen", "--addr", addr, "--all", "--count", "2")
+	l.waitLine(t, listenReadyRE, 20*time.Second)
+	runBin(t, 20*time.Second, "call", "--addr", addr, "1", `{"x":true}`).wantCode(t, 0)
+	if code := l.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("listen exited %d\nstderr:\n%s", code, l.stderr.String())
+	}
+	lines := listenLines(t, l.stdout.String())
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2:\n%s", len(lines), l.stdout.String())
+	}
+	if lines[0].Opcode != -2 || string(lines[0].Data) != `{"message_size":256}` {
+		t.Errorf("first line %+v, want the -2 message size frame", lines[0])
+	}
+	if lines[1].Opcode != 1 || string(lines[1].Data) != `{"x":true}` {
+		t.Errorf("second line %+v, want the broadcast", lines[1])
+	}
+}
+
+func TestListenInterrupt(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	l := startBin(t, "listen", "--addr", addr)
+	l.waitLine(t, listenReadyRE, 20*time.Second)
+	l.interrupt(t)
+	if code := l.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("listen exited %d after SIGINT\nstderr:\n%s", code, l.stderr.String())
+	}
+	if out := l.stdout.String(); out != "" {
+		t.Errorf("stdout %q, want nothing", out)
+	}
+}
+
+func TestListenServerGone(t *testing.T) {
+	t.Parallel()
+	srv, addr := startServe(t)
+	l := startBin(t, "listen", "--addr", addr)
+	l.waitLine(t, listenReadyRE, 20*time.Second)
+	srv.interrupt(t)
+	if code := l.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("listen exited %d when the server went away, want 1\nstderr:\n%s", code, l.stderr.String())
+	}
+	if !strings.Contains(l.stderr.String(), "connection closed by "+addr) {
+		t.Errorf("stderr %q does not say the server closed the connection", l.stderr.String())
+	}
+}
+
+func TestListenTimeout(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	r := runBin(t, 20*time.Second, "listen", "--addr", addr, "--count", "1", "--timeout", "1s")
+	r.wantCode(t, 1)
+	if !strings.Contains(r.stderr, "0 of 1 frames in 1s") {
+		t.Errorf("stderr %q does not explain the time-out", r.stderr)
+	}
+	r = runBin(t, 20*time.Second, "listen", "--addr", addr, "--timeout", "1s")
+	r.wantCode(t, 0)
+}

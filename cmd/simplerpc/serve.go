@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Opcodes of the demo server.
+const (
+	opEcho      = 0 // echoed to the sender on opcode 0
+	opBroadcast = 1 // sent to every connection on opcode 1
+)
+
+// shutdownGrace bounds how long serve waits for queued frames on exit.
+const shutdownGrace = 5 * time.Second
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	addr      string
+	size      int
+	loops     int
+	maxConns  int
+	logFormat string
+	quiet     bool
+	verbose   bool
+}
+
+// newServeCmd builds the serve subcommand.
+func newServeCmd(wrap runWrapper) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a demo server: echo on opcode 0, send-to-all on opcode 1",
+		Long: `serve runs a demo server until SIGINT or SIGTERM.
+
+Opcode 0 echoes the JSON object back to its sender on opcode 0; opcode 1
+sends it to every connection, the sender included, on opcode 1. Calls
+(request frames, see "simplerpc call --request") on opcode 0 are answered
+with the same object. Connects and disconnects are logged on stderr; the
+first log line, "listening addr=...", gives the address actually bound,
+which matters with port 0.`,
+		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
+  simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet`,
+		Args: cobra.NoArgs,
+		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), cmd.ErrOrStderr(), o)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port or unix:///path (port 0 picks a free port)")
+	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
+	f.IntVar(&o.loops, "loops", 1, "number of event loops")
+	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512)")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
+	f.BoolVar(&o.verbose, "verbose", false, "log the engine's debug messages too")
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// newLogger returns a slog logger writing to w in format ("text" or
+// "json"), at debug level when verbose.
+func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if verbose {
+		opts.Level = slog.LevelDebug
+	}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+// serve runs the demo server until ctx ends.
+func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
+	log, err := newLogger(stderr, o.logFormat, o.verbose)
+	if err != nil {
+		return err
+	}
+	if o.size <= 0 || o.loops <= 0 || o.maxConns < 0 {
+		return usagef("--size and --loops must be positive, --max-conns not negative")
+	}
+	srv, err := newDemoServer(log, o)
+	if err != nil {
+		return usageError{err: err} // only option values can fail here
+	}
+	if err := srv.Start(ctx, o.addr); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	addr := srv.Addr().String()
+	if srv.Addr().Network() == "unix" {
+		addr = "unix://" + addr // what --addr takes
+	}
+	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops)
+	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
+	<-ctx.Done()
+	log.Info("shutting down", "conns", srv.Len())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newDemoServer builds the echo and send-to-all server.
+func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
+	r := handler.NewRouter(handler.WithLogger(log))
+	var srv *engine.Server
+	// SendRaw copies data, which is borrowed, before it returns.
+	r.On(opEcho, func(c handler.Conn, data []byte) error {
+		return c.SendRaw(opEcho, data)
+	})
+	r.OnCall(opEcho, func(_ handler.Conn, data []byte) (any, error) {
+		return json.RawMessage(append([]byte(nil), data...)), nil
+	})
+	r.On(opBroadcast, func(_ handler.Conn, data []byte) error {
+		// SendAll encodes the object once, before it returns.
+		return srv.SendAll(opBroadcast, json.RawMessage(data))
+	})
+	opts := []engine.ServerOption{
+		engine.WithMessageSize(o.size),
+		engine.WithEventLoops(o.loops),
+		engine.WithLogger(log),
+	}
+	if !o.quiet {
+		opts = append(opts,
+			engine.WithOnConnect(func(c handler.Conn) {
+				log.Info("connect", "conn", c.ID(), "remote", c.RemoteAddr())
+			}),
+			engine.WithOnDisconnect(func(c handler.Conn, reason error) {
+				log.Info("disconnect", "conn", c.ID(), "remote", c.RemoteAddr(), "reason", reason.Error())
+			}))
+	}
+	if o.maxConns > 0 {
+		opts = append(opts, engine.WithMaxConns(o.maxConns))
+	}
+	var err error
+	srv, err = engine.NewServer(r, opts...)
+	return srv, err
+}

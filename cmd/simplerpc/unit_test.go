@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+func TestPayloadSize(t *testing.T) {
+	t.Parallel()
+	for _, target := range []int{minPayload, minPayload + 1, 100, 256, 1023} {
+		p := newPayload(target)
+		for _, stamp := range []time.Duration{0, 7, 123456789, 1<<63 - 1} {
+			for _, tc := range []struct {
+				op    codec.Opcode
+				round int64
+			}{{opEcho, 0}, {opBroadcast, 1}, {opBroadcast, 999999999}} {
+				obj := p.build(nil, tc.op, tc.round, stamp)
+				frame, err := codec.AppendRaw(nil, target, tc.op, obj)
+				if err != nil {
+					t.Fatalf("target %d: %s: %v", target, obj, err)
+				}
+				if got := len(frame) - len(bytes.TrimRight(frame, " ")); got != 0 {
+					t.Errorf("target %d round %d stamp %d: %d bytes of padding, want the frame full: %s",
+						target, tc.round, stamp, got, obj)
+				}
+				if !json.Valid(obj) {
+					t.Errorf("%s is not JSON", obj)
+				}
+				round, at, ok := stampOf(obj)
+				if !ok || round != tc.round || at != stamp {
+					t.Errorf("stampOf(%s) = %d, %d, %v; want %d, %d", obj, round, at, ok, tc.round, stamp)
+				}
+			}
+		}
+	}
+}
+
+func TestStampOfRejects(t *testing.T) {
+	t.Parallel()
+	for _, obj := range []string{``, `{}`, `{"t":}`, `{"t":"1"}`, `{"r":1}`, `{"r":1,"x":2}`, `{"x":1,"t":2}`} {
+		if _, _, ok := stampOf([]byte(obj)); ok {
+			t.Errorf("stampOf(%s) accepted it", obj)
+		}
+	}
+}
+
+func TestSourceAddrs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr   string
+		conns  int
+		forced int
+		want   string
+		err    string
+	}{
+		{"127.0.0.1:1", 100, 0, "", ""},
+		{"127.0.0.1:1", 20000, 0, "", ""},
+		{"127.0.0.1:1", 20001, 0, "127.0.0.2,127.0.0.3", ""},
+		{"localhost:1", 50000, 0, "127.0.0.2,127.0.0.3,127.0.0.4", ""},
+		{"tcp://127.9.9.9:1", 10, 2, "127.0.0.2,127.0.0.3", ""},
+		{"10.0.0.1:1", 50000, 0, "", ""},
+		{"[::1]:1", 50000, 0, "", ""},
+		{"unix:///tmp/s", 50000, 0, "", ""},
+		{"10.0.0.1:1", 10, 2, "", "needs an IPv4 loopback target"},
+		{"[::1]:1", 10, 2, "", "needs an IPv4 loopback target"},
+	} {
+		got, err := sourceAddrs(tc.addr, tc.conns, tc.forced)
+		if tc.err != "" {
+			var ue usageError
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.As(err, &ue) {
+				t.Errorf("sourceAddrs(%q, %d, %d): err %v, want a usage error with %q", tc.addr, tc.conns, tc.forced, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("sourceAddrs(%q, %d, %d) = %q, %v; want %q", tc.addr, tc.conns, tc.forced, got, err, tc.want)
+		}
+	}
+	// The range carries into the higher bytes.
+	got, err := sourceAddrs("127.0.0.1:1", 0, 300)
+	if err != nil || got[253] != "127.0.0.255" || got[254] != "127.0.1.0" {
+		t.Errorf("300 sources: %v, %v", got[250:], err)
+	}
+}
+
+func TestCompactObject(t *testing.T) {
+	t.Parallel()
+	got, err := compactObject([]byte(" {\"a\": [1, 2.50, null], \"b\": \"\\u00e9<\"}\n"))
+	if err != nil || string(got) != `{"a":[1,2.50,null],"b":"\u00e9<"}` {
+		t.Errorf("compactObject = %s, %v", got, err)
+	}
+	for _, bad := range []string{"", "null", "1", "true", `"s"`, "[]", "{", `{"a":1} x`, "{\"a\":\"\xff\"}"} {
+		if _, err := compactObject([]byte(bad)); err == nil {
+			t.Errorf("compactObject(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestFormats(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		us   float64
+		want string
+	}{
+		{0, "-"}, {0.25, "250ns"}, {1, "1.00µs"}, {12.34, "12.3µs"}, {999, "999µs"},
+		{1000, "1.00ms"}, {45678, "45.7ms"}, {2.5e6, "2.50s"},
+	} {
+		if got := usFormat(tc.us); got != tc.want {
+			t.Errorf("usFormat(%v) = %q, want %q", tc.us, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{{999, "999"}, {12345, "12.3k"}, {2e6, "2M"}, {1.234e6, "1.23M"}} {
+		if got := siFormat(tc.v); got != tc.want {
+			t.Errorf("siFormat(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestShardedHist(t *testing.T) {
+	t.Parallel()
+	h := newShardedHist(4)
+	for i := range 1000 {
+		h.record(uint64(i), time.Duration(i+1)*time.Microsecond)
+	}
+	h.record(1, -time.Second) // clamped, not lost
+	h.record(2, time.Hour)
+	m := h.merged()
+	if m.TotalCount() != 1002 {
+		t.Fatalf("%d values, want 1002", m.TotalCount())
+	}
+	s := summarize(m)
+	if s.P50 < 495 || s.P50 > 505 || s.Min > 0.01 || s.Max < 59e6 {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+// TestRunExitCodes calls run in-process for the cases that need no peer.
+func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--help"}, exitOK},
+		{[]string{"nope"}, exitUsage},
+		{[]string{"call", "0", "[]"}, exitUsage},
+		{[]string{"call", "--addr", "unix:///nonexistent/simplerpc.sock", "0"}, exitFailure},
+	} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), tc.args, &out, &errb)
+		if code := report(&errb, err); code != tc.code {
+			t.Errorf("run %q: exit %d, want %d (err %v)", tc.args, code, tc.code, err)
+		}
+	}
+}
