@@ -46,12 +46,13 @@ func Append(dst []byte, size int, op Opcode, v any) ([]byte, error) {
 	return appendFrame(dst, size, op, obj)
 }
 
-// Marshal encodes v as a compact JSON object with go-json. It returns an error
+// Marshal encodes v as a compact JSON object with go-json, without HTML
+// escaping ("<" stays "<": frames are not HTML). It returns an error
 // wrapping [ErrNotObject] when v is not encoded as an object. The result can
 // be given to [AppendRaw] any number of times, so that a broadcast encodes
 // once.
 func Marshal(v any) ([]byte, error) {
-	obj, err := json.Marshal(v)
+	obj, err := json.MarshalWithOption(v, json.DisableHTMLEscape())
 	if err != nil {
 		return nil, fmt.Errorf("codec: marshal %T: %w", v, err)
 	}
@@ -166,7 +167,7 @@ type failure struct {
 func AppendFailureOp(dst []byte, size int, op Opcode, id *uint64, reason, message string) ([]byte, error) {
 	f := failure{ID: id, Reason: reason, Message: message}
 	for {
-		obj, err := json.Marshal(&f)
+		obj, err := json.MarshalWithOption(&f, json.DisableHTMLEscape())
 		if err != nil {
 			return dst, fmt.Errorf("codec: marshal failure: %w", err)
 		}
@@ -194,7 +195,7 @@ func AppendFailureOp(dst []byte, size int, op Opcode, id *uint64, reason, messag
 // U+2029 and invalid bytes (as \ufffd), two bytes for '"' and '\\'.
 func maxEscapedLen(r rune, n int) int {
 	switch {
-	case r < 0x20, r == '<', r == '>', r == '&', r == '\u2028', r == '\u2029', r == utf8.RuneError && n == 1:
+	case r < 0x20, r == '\u2028', r == '\u2029', r == utf8.RuneError && n == 1:
 		return len(`\u0000`)
 	case r == '"', r == '\\':
 		return 2

@@ -286,6 +286,15 @@ func (cl *Client) connect(ctx context.Context) error {
 		_ = nc.Close()
 		return fmt.Errorf("engine: dial %s: %w", cl.addr, err)
 	}
+	// A listener that accepts and then never serves (a server stopping
+	// leaves such connections open) would hold the client, and its
+	// reconnection, for good: the -2 frame must come within the dial timeout.
+	// EnrollContext returns after OnOpen, so c.loop is set.
+	time.AfterFunc(cfg.dialTimeout, func() {
+		if !c.ready.Load() {
+			_ = c.closeWith(fmt.Errorf("%w: no message size within %v", ErrProtocol, cfg.dialTimeout))
+		}
+	})
 	return nil
 }
 
@@ -305,6 +314,16 @@ func (cl *Client) discover(c *conn) bool {
 		Size *int64 `json:"message_size"`
 	}
 	cfg := &c.side.cfg
+	if op == codec.OpFailure {
+		var f handler.Error
+		_ = codec.Unmarshal(buf[start:end], &f)
+		err := fmt.Errorf("%w: the server refused the connection: %w", ErrProtocol, handler.FromWire(f.Reason, f.Message))
+		if f.Reason == ReasonServerFull {
+			err = fmt.Errorf("%w: %w", ErrServerFull, err)
+		}
+		c.closeNow(err)
+		return false
+	}
 	if op != codec.OpMessageSize || codec.Unmarshal(buf[start:end], &m) != nil || m.Size == nil {
 		c.closeNow(fmt.Errorf("%w: first frame is not a message size (opcode %d)", ErrProtocol, op))
 		return false
@@ -314,9 +333,15 @@ func (cl *Client) discover(c *conn) bool {
 		return false
 	}
 	n := int(*m.Size)
-	c.inSize, c.outSize, c.scanner = n, n, nil
-	cl.size.Store(int64(n))
+	c.inSize, c.scanner = n, nil
+	c.setOutSize(n)
 	cl.mu.Lock()
+	if closing := cl.closing; closing != nil {
+		// Close ran while this connection was being set up (see close).
+		cl.mu.Unlock()
+		c.closeNow(closing)
+		return false
+	}
 	held := cl.held
 	cl.held, cl.heldBytes = nil, 0
 	c.ready.Store(true)
@@ -341,6 +366,11 @@ func (cl *Client) sendObj(op codec.Opcode, obj []byte) error {
 	if c != nil && c.ready.Load() && !c.closed.Load() {
 		cl.mu.Unlock()
 		return c.enqueueObj(op, obj)
+	}
+	if n := len(obj) + opLen(op); n > cl.d.side.cfg.maxSize {
+		cl.mu.Unlock()
+		return fmt.Errorf("engine: send opcode %d: %w: %d bytes, largest frame is %d",
+			op, codec.ErrFrameTooLarge, n, cl.d.side.cfg.maxSize)
 	}
 	if c != nil && c.closed.Load() && !cl.d.side.cfg.reconnect {
 		cl.mu.Unlock()
@@ -418,12 +448,15 @@ func (cl *Client) reconnect() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.dialTimeout)
+		// Counted before connect returns: the loop may read the -2 frame
+		// and run the connect callbacks (discover) before that.
+		cl.reconns.Add(1)
 		err := cl.connect(ctx)
 		cancel()
 		if err == nil {
-			cl.reconns.Add(1)
 			return
 		}
+		cl.reconns.Add(-1)
 		cfg.logger.Debug("simplerpc: reconnect failed", "addr", cl.addr, "attempt", attempt, "err", err)
 		backoff = min(backoff*2, cfg.backoffMax)
 	}
@@ -541,6 +574,11 @@ func (cl *Client) close(reason error) error {
 	cl.mu.Unlock()
 	if c == nil || c.closed.Load() {
 		cl.finish(reason)
+		return nil
+	}
+	if !c.ready.Load() {
+		// Still being set up, perhaps before OnOpen has set c.loop: discover
+		// sees closing and closes it, or the peer or the dial timeout ends it.
 		return nil
 	}
 	if err := c.closeWith(reason); err != nil {

@@ -43,6 +43,7 @@ type conn struct {
 
 	closed   atomic.Bool
 	ready    atomic.Bool  // client: the message size is known
+	size     atomic.Int64 // outSize, readable off the loop
 	queued   atomic.Int64 // bytes queued to the loop, not yet processed
 	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes
 
@@ -166,9 +167,13 @@ func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
 	if c.closed.Load() {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrClosed)
 	}
-	if n := len(obj) + 12; n > c.side.cfg.maxSize {
-		return fmt.Errorf("engine: send opcode %d to conn %d: %w: %d bytes, largest frame is %d",
-			op, c.id, codec.ErrFrameTooLarge, n, c.side.cfg.maxSize)
+	limit := int(c.size.Load())
+	if limit == 0 {
+		limit = c.side.cfg.maxSize
+	}
+	if n := len(obj) + opLen(op); n > limit {
+		return fmt.Errorf("engine: send opcode %d to conn %d: %w: %d bytes, message size is %d",
+			op, c.id, codec.ErrFrameTooLarge, n, limit)
 	}
 	if q := c.queued.Add(int64(len(obj))); q > int64(c.side.cfg.maxOutbound) {
 		c.queued.Add(-int64(len(obj)))
@@ -268,6 +273,27 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 }
 
 var errReservedOp = errors.New("opcode reserved for the protocol")
+
+// opLen is the length of op written in decimal.
+func opLen(op codec.Opcode) int {
+	n, v := 1, int64(op)
+	if v < 0 {
+		n, v = 2, -v
+	}
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
+}
+
+// setOutSize changes the outbound frame size, on the loop.
+func (c *conn) setOutSize(n int) {
+	c.outSize = n
+	c.size.Store(int64(n))
+	if c.client != nil {
+		c.client.size.Store(int64(n))
+	}
+}
 
 func appendUint(b []byte, v uint64) []byte {
 	var tmp [20]byte
@@ -370,9 +396,31 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 	out, err := codec.AppendRaw(c.out, c.outSize, op, obj)
 	if err != nil {
 		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
+		c.unfit(op, obj, err)
 		return
 	}
 	c.out = out
+}
+
+// unfit answers for a call frame that did not fit the frame size, so that
+// no caller waits for its deadline: a request fails its own call with err,
+// a reply is replaced by a reply failure. On the loop.
+func (c *conn) unfit(op codec.Opcode, obj []byte, err error) {
+	if op != codec.OpRequest && op != codec.OpReply {
+		return
+	}
+	var m struct {
+		ID uint64 `json:"id"`
+	}
+	if codec.Unmarshal(obj, &m) != nil {
+		return
+	}
+	if op == codec.OpRequest {
+		c.complete(m.ID, callResult{err: err})
+		return
+	}
+	c.writeFailure(&failFrame{op: codec.OpReplyFailure, id: m.ID, hasID: true,
+		reason: handler.ReasonInternal, message: "reply too large"})
 }
 
 // writeFrame writes a ready frame, directly when nothing is waiting before
@@ -443,10 +491,7 @@ func (c *conn) announce(n int) {
 	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
 		c.out = out
 	}
-	c.outSize = n
-	if c.client != nil {
-		c.client.size.Store(int64(n))
-	}
+	c.setOutSize(n)
 }
 
 // sendFailure queues a failure frame; it is built on the loop, at the
@@ -559,7 +604,12 @@ func (c *conn) allow() bool {
 	}
 	c.strikes++
 	if c.strikes >= c.side.cfg.rateStrikes {
-		c.closeNow(ErrRateLimited)
+		// Close after the replies and failures already queued, as sizeFrame
+		// does: closing now would discard them. Frames read meanwhile are
+		// refused without an answer.
+		if c.strikes == max(c.side.cfg.rateStrikes, 1) {
+			_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrRateLimited}, nil)
+		}
 		return false
 	}
 	c.sendFailure(codec.OpFailure, nil, ReasonRateLimited, "Too many frames: rate limit exceeded")
@@ -585,6 +635,9 @@ func (c *conn) sizeFrame(obj []byte) {
 	n := int(*m.Size)
 	c.inSize = n
 	if c.outSize != n {
+		if int64(n) > c.size.Load() {
+			c.size.Store(int64(n)) // replies queued after the announcement may use it
+		}
 		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
 	}
 }
@@ -597,6 +650,11 @@ func (c *conn) setMessageSize(n int) error {
 	}
 	if c.closed.Load() {
 		return fmt.Errorf("engine: set message size: %w", ErrClosed)
+	}
+	// Sends made after this call may already use the larger size: the
+	// announcement is queued ahead of them.
+	if int64(n) > c.size.Load() {
+		c.size.Store(int64(n))
 	}
 	return c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
 }

@@ -271,6 +271,34 @@ func (s *Server) SendAll(op codec.Opcode, v any) error {
 	return s.sendShared(op, v, 0, "")
 }
 
+// SendAllRaw sends the encoded JSON object obj on opcode op to every open
+// connection; obj is validated and copied (a broadcast relayed as received
+// is not re-encoded).
+func (s *Server) SendAllRaw(op codec.Opcode, obj []byte) error {
+	obj, err := codec.Object(obj)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to all: %w", op, err)
+	}
+	return s.sendSharedObj(op, append([]byte(nil), obj...), 0, "")
+}
+
+// Done returns a channel closed once the server has stopped: after
+// Shutdown, or when its event loop stopped on its own. [Server.Err] then
+// says why.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the server runs, then what Serve returns:
+// [ErrServerClosed] after a shutdown, [ErrEngineStopped] if the event loop
+// stopped on its own.
+func (s *Server) Err() error {
+	select {
+	case <-s.done:
+		return s.runErr
+	default:
+		return nil
+	}
+}
+
 // SendAllExcept sends v to every open connection but the one with net id
 // except (typically the sender of a chat message).
 func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
@@ -278,12 +306,17 @@ func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
 }
 
 func (s *Server) sendShared(op codec.Opcode, v any, except uint64, group string) error {
-	if s.state.Load() == stateShutdown {
-		return fmt.Errorf("engine: send opcode %d to all: %w", op, ErrServerClosed)
-	}
 	obj, err := codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to all: %w", op, err)
+	}
+	return s.sendSharedObj(op, obj, except, group)
+}
+
+// sendSharedObj queues one task per loop for a valid, owned object.
+func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group string) error {
+	if s.state.Load() == stateShutdown {
+		return fmt.Errorf("engine: send opcode %d to all: %w", op, ErrServerClosed)
 	}
 	if len(obj)+12 > s.side.cfg.maxSize {
 		return fmt.Errorf("engine: send opcode %d to all: %w", op, codec.ErrFrameTooLarge)
@@ -520,7 +553,8 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := s.loopFor(gc.EventLoop())
 	c := newConn(&s.side, l, gc, s.nextID.Add(1))
-	c.inSize, c.outSize = cfg.size, cfg.size
+	c.inSize = cfg.size
+	c.setOutSize(cfg.size)
 	gc.SetContext(c)
 	l.enter()
 	s.opened(c)
