@@ -175,13 +175,15 @@ func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w: %d bytes, message size is %d",
 			op, c.id, codec.ErrFrameTooLarge, n, limit)
 	}
-	if q := c.queued.Add(int64(len(obj))); q > int64(c.side.cfg.maxOutbound) {
-		c.queued.Add(-int64(len(obj)))
+	// Charged at the frame size: what the loop will hold once it is built.
+	charge := int64(limit)
+	if q := c.queued.Add(charge); q > int64(c.side.cfg.maxOutbound) {
+		c.queued.Add(-charge)
 		c.slow()
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
 	}
-	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, counted: true}, obj); err != nil {
-		c.queued.Add(-int64(len(obj)))
+	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, size: int(charge), counted: true}, obj); err != nil {
+		c.queued.Add(-charge)
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 	}
 	return nil
@@ -273,6 +275,10 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 }
 
 var errReservedOp = errors.New("opcode reserved for the protocol")
+
+// flushAt is the size of a connection's output buffer past which a round
+// writes it before building more frames.
+const flushAt = 64 << 10
 
 // opLen is the length of op written in decimal.
 func opLen(op codec.Opcode) int {
@@ -392,6 +398,16 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 	if c.out == nil {
 		c.out = c.loop.buffer()
 		c.loop.dirty = append(c.loop.dirty, c)
+	} else if len(c.out) >= flushAt {
+		// A long burst: write what is built so far, so that the outbound
+		// limit measures what the peer has not read, not what this round
+		// has not written yet.
+		out := c.out
+		c.flushOut(out)
+		if c.closed.Load() {
+			return
+		}
+		c.out = out[:0]
 	}
 	out, err := codec.AppendRaw(c.out, c.outSize, op, obj)
 	if err != nil {
@@ -546,12 +562,16 @@ func (c *conn) handleFrame(buf []byte) {
 		return
 	}
 	if tap := c.side.cfg.tap; tap != nil {
-		c.safely("tap", func() { tap(c.view, op, obj) })
-	}
-	if op >= 0 || op == codec.OpRequest {
-		if !c.allow() {
-			return
+		l := c.loop
+		if l.gid.Load() == 0 {
+			l.gid.Store(goid())
 		}
+		l.inCallback.Store(true)
+		c.safely("tap", func() { tap(c.view, op, obj) })
+		l.inCallback.Store(false)
+	}
+	if op >= 0 && !c.allow(codec.OpFailure, nil) {
+		return
 	}
 	switch {
 	case op >= 0:
@@ -572,6 +592,9 @@ func (c *conn) handleFrame(buf []byte) {
 		if err := codec.Unmarshal(obj, &r); err != nil || r.ID == nil || r.Op == nil || len(r.Data) == 0 || r.Data[0] != '{' {
 			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Malformed request frame")
 			return
+		}
+		if !c.allow(codec.OpReplyFailure, r.ID) {
+			return // the caller gets its refusal with its id
 		}
 		c.dispatch(job{kind: jobCall, op: codec.Opcode(*r.Op), id: *r.ID}, r.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
@@ -596,8 +619,9 @@ func (c *conn) handleFrame(buf []byte) {
 	// traffic.
 }
 
-// allow applies the inbound rate limit.
-func (c *conn) allow() bool {
+// allow applies the inbound rate limit. A refused frame is answered with a
+// failure on op (with the call's id for a request).
+func (c *conn) allow(op codec.Opcode, id *uint64) bool {
 	if c.limiter == nil || c.limiter.Allow() {
 		c.strikes = 0
 		return true
@@ -612,7 +636,7 @@ func (c *conn) allow() bool {
 		}
 		return false
 	}
-	c.sendFailure(codec.OpFailure, nil, ReasonRateLimited, "Too many frames: rate limit exceeded")
+	c.sendFailure(op, id, ReasonRateLimited, "Too many frames: rate limit exceeded")
 	return false
 }
 

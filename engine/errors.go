@@ -54,11 +54,10 @@ var (
 
 // Failure reasons this package sends in -1 frames, beyond the handler's.
 const (
-	ReasonServerFull   = "ServerFull"
-	ReasonRateLimited  = "RateLimited"
-	ReasonInvalidSize  = "InvalidMessageSize"
-	ReasonOverloaded   = "Overloaded"
-	ReasonShuttingDown = "ShuttingDown"
+	ReasonServerFull  = "ServerFull"
+	ReasonRateLimited = "RateLimited"
+	ReasonInvalidSize = "InvalidMessageSize"
+	ReasonOverloaded  = "Overloaded"
 )
 
 func invalidOption(name string, format string, args ...any) error {

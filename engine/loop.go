@@ -27,7 +27,7 @@ type task struct {
 	op      codec.Opcode
 	c       *conn
 	off, n  int // object bytes in the arena
-	size    int // taskAnnounce: the new size
+	size    int // taskAnnounce: the new size; taskSend: bytes charged to c.queued
 	err     error
 	shared  *shared
 	fn      func()
@@ -172,7 +172,7 @@ func (l *loop) process(t *task, arena []byte) {
 	case taskSend:
 		c := t.c
 		if t.counted {
-			c.queued.Add(-int64(t.n))
+			c.queued.Add(-int64(t.size))
 		}
 		if !c.closed.Load() {
 			c.writeObj(t.op, arena[t.off:t.off+t.n])

@@ -1,0 +1,22 @@
+package engine
+
+import "github.com/simplerpc/simplerpc/handler"
+
+// PendingCalls returns the number of calls waiting for a reply on c: a
+// server connection (as [Server.Conn] or a callback returns it) or a
+// [*Client]. It returns -1 for any other handler.Conn, and 0 for a client
+// with no connection.
+func PendingCalls(c handler.Conn) int {
+	switch c := c.(type) {
+	case *conn:
+		return c.pendingCalls()
+	case *loopView:
+		return c.pendingCalls()
+	case *Client:
+		if cur := c.current(); cur != nil {
+			return cur.pendingCalls()
+		}
+		return 0
+	}
+	return -1
+}
