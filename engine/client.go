@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -32,7 +33,9 @@ type Dialer struct {
 
 	closeOnce sync.Once
 	stop      chan struct{}
-	wg        sync.WaitGroup // heartbeat goroutine
+	wgMu      sync.Mutex     // orders wg.Add after Close began against wg.Wait
+	stopped   bool           // guarded by wgMu
+	wg        sync.WaitGroup // heartbeat and reconnect goroutines
 }
 
 // NewDialer starts the client event loops. Close it when done.
@@ -86,6 +89,9 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 func (d *Dialer) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.stop)
+		d.wgMu.Lock()
+		d.stopped = true
+		d.wgMu.Unlock()
 		d.conns.Range(func(k, _ any) bool {
 			_ = k.(*Client).close(ErrShutdown)
 			return true
@@ -279,6 +285,9 @@ func (cl *Client) connect(ctx context.Context) error {
 	c.scanner = codec.NewScanner(cfg.maxSize)
 	c.remote = nc.RemoteAddr().String()
 	c.lastRecv.Store(time.Now().UnixNano())
+	if cfg.rateLimit > 0 { // WithRateLimit applies to both sides, as newConn does
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.rateLimit), cfg.rateBurst)
+	}
 	cl.mu.Lock()
 	cl.cur = c
 	cl.mu.Unlock()
@@ -391,13 +400,15 @@ func (cl *Client) connClosed(c *conn, reason error) {
 	closing := cl.closing
 	cl.mu.Unlock()
 	if closing == nil && cl.d.side.cfg.reconnect {
-		select {
-		case <-cl.d.stop:
-		default:
-			cl.d.wg.Add(1)
+		d := cl.d
+		d.wgMu.Lock()
+		if !d.stopped {
+			d.wg.Add(1)
 			go cl.reconnect()
+			d.wgMu.Unlock()
 			return
 		}
+		d.wgMu.Unlock()
 	}
 	cl.finish(reason)
 }

@@ -243,9 +243,10 @@ func WithRateLimit(perSecond float64, burst, strikes int) Option {
 }
 
 // WithIdleTimeout closes a connection on which nothing arrived for d, with
-// [ErrIdle]. Pings count as traffic. Defaults to 0, no timeout.
-func WithIdleTimeout(d time.Duration) Option {
-	return sharedOption(func(c *config) { c.idleTimeout = d })
+// [ErrIdle]. Pings count as traffic. Defaults to 0, no timeout. It is a
+// server option: a client detects a dead server with [WithHeartbeat].
+func WithIdleTimeout(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.idleTimeout = d })
 }
 
 // WithHeartbeat makes the client send a ping (opcode -6, see
