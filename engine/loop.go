@@ -243,7 +243,7 @@ func (l *loop) flush() {
 		if !c.closed.Load() && len(out) > 0 {
 			c.flushOut(out)
 		}
-		if cap(out) > 0 && cap(out) <= 64<<10 && len(l.free) < 64 {
+		if cap(out) > 0 && cap(out) <= 2*flushAt && len(l.free) < 32 {
 			l.free = append(l.free, out[:0])
 		}
 	}
