@@ -106,7 +106,12 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops)
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-srv.Done():
+		// The event loop stopped without being asked (an accept error).
+		return fmt.Errorf("serve: %w", srv.Err())
+	}
 	log.Info("shutting down", "conns", srv.Len())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
