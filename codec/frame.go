@@ -87,6 +87,16 @@ func Object(obj []byte) ([]byte, error) {
 	return obj[start:end], nil
 }
 
+// AppendValidated appends one frame like [AppendRaw] but does not validate
+// obj: it must be what [Marshal] or [Object] returned (a compact or trimmed,
+// valid JSON object), so that an object checked once is not scanned again
+// when its frame is built, possibly many times. An invalid obj makes an
+// invalid frame. Errors wrap [ErrFrameTooLarge]; on error dst is returned
+// unchanged.
+func AppendValidated(dst []byte, size int, op Opcode, obj []byte) ([]byte, error) {
+	return appendFrame(dst, size, op, obj)
+}
+
 // objectBounds validates that b is one JSON object with optional surrounding
 // whitespace and returns its bounds.
 func objectBounds(b []byte) (start, end int, err error) {

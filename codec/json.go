@@ -1,6 +1,9 @@
 package codec
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // maxDepth bounds the nesting of arrays and objects. Python's json module
 // gives up near its recursion limit (about 1000); 512 keeps us well inside it
@@ -66,6 +69,17 @@ func (s *jsonScanner) inArray() bool {
 	return s.stack[d/64]&(1<<uint(d%64)) != 0
 }
 
+// special8 reports whether any of the eight bytes in x (read little-endian)
+// is a quote, a backslash, a control byte or non-ASCII: the bytes a string
+// scan must look at one by one. The zero-byte tests are exact as to whether
+// such a byte exists, which is all the caller needs.
+func special8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (lo * '"')
+	bs := x ^ (lo * '\\')
+	return ((q-lo)&^q|(bs-lo)&^bs|(x-lo*0x20)&^x|x)&hi != 0
+}
+
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func isHex(c byte) bool {
@@ -81,8 +95,15 @@ func (s *jsonScanner) feed(b []byte) (n int, done, ok bool) {
 		c := b[i]
 		switch s.state {
 		case stString:
-			// Fast path: run to the next quote, backslash or control byte.
-			for i < len(b) {
+			// Fast path: run to the next quote, backslash or control byte,
+			// eight plain ASCII bytes at a time.
+			for {
+				for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+					i += 8
+				}
+				if i == len(b) {
+					return i, false, true
+				}
 				c = b[i]
 				if c == '"' || c == '\\' || c < 0x20 {
 					break
@@ -91,9 +112,6 @@ func (s *jsonScanner) feed(b []byte) (n int, done, ok bool) {
 					s.high = true
 				}
 				i++
-			}
-			if i == len(b) {
-				return i, false, true
 			}
 			switch {
 			case c == '"':

@@ -409,7 +409,9 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 		}
 		c.out = out[:0]
 	}
-	out, err := codec.AppendRaw(c.out, c.outSize, op, obj)
+	// Objects reach the loop validated (Marshal, Object, Decode, or built
+	// here from validated parts): the frame is built without a rescan.
+	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
 	if err != nil {
 		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)

@@ -51,7 +51,7 @@ func (s *shared) frame(op codec.Opcode, size int) ([]byte, error) {
 			return f, nil
 		}
 	}
-	f, err := codec.AppendRaw(nil, size, op, s.obj)
+	f, err := codec.AppendValidated(nil, size, op, s.obj)
 	if err != nil {
 		return nil, err
 	}
