@@ -283,7 +283,7 @@ func (cl *Client) connect(ctx context.Context) error {
 	}
 	c := &conn{side: &d.side, client: cl, id: d.nextID.Add(1), idx: -1}
 	c.scanner = codec.NewScanner(cfg.maxSize)
-	c.remote = nc.RemoteAddr().String()
+	c.remote = nc.RemoteAddr()
 	c.lastRecv.Store(time.Now().UnixNano())
 	if cfg.rateLimit > 0 { // WithRateLimit applies to both sides, as newConn does
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.rateLimit), cfg.rateBurst)
@@ -611,7 +611,6 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	c.gc = gc
 	c.loop = e.d.loopFor(gc.EventLoop())
-	c.view = &loopView{c}
 	return nil, gnet.None
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,7 @@ type conn struct {
 	loop   *loop
 	gc     gnet.Conn // thread-safe methods only, off the loop
 	id     uint64
-	remote string
-	view   *loopView // what inline callbacks receive
+	remote net.Addr // immutable once set; formatted on demand
 
 	closed   atomic.Bool
 	ready    atomic.Bool  // client: the message size is known
@@ -83,10 +83,7 @@ type callResult struct {
 
 func newConn(s *side, l *loop, gc gnet.Conn, id uint64) *conn {
 	c := &conn{side: s, loop: l, gc: gc, id: id, idx: -1}
-	c.view = &loopView{c}
-	if a := gc.RemoteAddr(); a != nil {
-		c.remote = a.String()
-	}
+	c.remote = gc.RemoteAddr()
 	if s.cfg.rateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.rateLimit), s.cfg.rateBurst)
 	}
@@ -99,7 +96,12 @@ func (c *conn) ID() uint64 { return c.id }
 
 // RemoteAddr returns the peer's address, copied when the connection opened.
 // It is safe for concurrent use.
-func (c *conn) RemoteAddr() string { return c.remote }
+func (c *conn) RemoteAddr() string {
+	if c.remote == nil {
+		return ""
+	}
+	return c.remote.String()
+}
 
 // Value returns the application value. It is safe for concurrent use.
 func (c *conn) Value() any {
@@ -220,6 +222,14 @@ func (c *conn) closeWith(reason error) error {
 // Call sends a request and waits for its reply. It is safe for concurrent
 // use, except from an inline callback (see [handler.Conn]).
 func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
+	// From the loop's own goroutine while it runs a callback, the call would
+	// wait for a reply only that loop can read. Other goroutines (one the
+	// callback started, say) may call at any time: the loop-wide flag alone
+	// cannot tell them apart, so the goroutine id is compared too, and only
+	// while the flag is set.
+	if l := c.loop; l != nil && l.inCallback.Load() && l.gid.Load() == goid() {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrCallOnLoop)
+	}
 	if op < 0 {
 		return fmt.Errorf("engine: call opcode %d: %w", op, errReservedOp)
 	}
@@ -348,21 +358,6 @@ func (c *conn) failAll(err error) {
 	for _, ch := range calls {
 		ch <- callResult{err: err}
 	}
-}
-
-// loopView is the [handler.Conn] inline callbacks receive: a Call made
-// through it while its loop runs a callback would deadlock, so it fails.
-type loopView struct{ *conn }
-
-// Call fails with ErrCallOnLoop when made from the loop's own goroutine
-// while it runs a callback. A goroutine the callback started may call
-// through the view at any time: the loop-wide flag alone cannot tell it from
-// the loop, so the goroutine id is compared too, only while the flag is set.
-func (v *loopView) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	if l := v.loop; l.inCallback.Load() && l.gid.Load() == goid() {
-		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, v.id, ErrCallOnLoop)
-	}
-	return v.conn.Call(ctx, op, req, resp)
 }
 
 // goid returns the calling goroutine's id, read from the header of its
@@ -569,7 +564,7 @@ func (c *conn) handleFrame(buf []byte) {
 			l.gid.Store(goid())
 		}
 		l.inCallback.Store(true)
-		c.safely("tap", func() { tap(c.view, op, obj) })
+		c.safely("tap", func() { tap(c, op, obj) })
 		l.inCallback.Store(false)
 	}
 	if op >= 0 && !c.allow(codec.OpFailure, nil) {

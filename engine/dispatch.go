@@ -38,7 +38,7 @@ func (c *conn) dispatch(j job, data []byte) {
 			l.gid.Store(goid())
 		}
 		l.inCallback.Store(true)
-		c.run(c.view, j, data)
+		c.run(c, j, data)
 		l.inCallback.Store(false)
 		return
 	}

@@ -10,8 +10,6 @@ func PendingCalls(c handler.Conn) int {
 	switch c := c.(type) {
 	case *conn:
 		return c.pendingCalls()
-	case *loopView:
-		return c.pendingCalls()
 	case *Client:
 		if cur := c.current(); cur != nil {
 			return cur.pendingCalls()

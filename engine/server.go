@@ -38,7 +38,7 @@ type Server struct {
 	state  atomic.Int32
 	nextID atomic.Uint64
 	nconns atomic.Int64
-	conns  sync.Map // net id -> *conn
+	conns  registry // net id -> *conn
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop
@@ -216,22 +216,22 @@ func (s *Server) Stats() Stats {
 
 // Conn returns the open connection with net id id.
 func (s *Server) Conn(id uint64) (handler.Conn, bool) {
-	c, ok := s.conns.Load(id)
-	if !ok {
+	c := s.conns.load(id)
+	if c == nil {
 		return nil, false
 	}
-	return c.(*conn), true
+	return c, true
 }
 
 func (s *Server) lookup(id uint64) (*conn, error) {
 	if s.state.Load() == stateShutdown {
 		return nil, ErrServerClosed
 	}
-	c, ok := s.conns.Load(id)
-	if !ok {
+	c := s.conns.load(id)
+	if c == nil {
 		return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
 	}
-	return c.(*conn), nil
+	return c, nil
 }
 
 // Send sends v on opcode op to the connection with net id id: the
@@ -357,13 +357,13 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 // opened registers a new connection; on its loop.
 func (s *Server) opened(c *conn) {
 	c.loop.add(c)
-	s.conns.Store(c.id, c)
+	s.conns.store(c)
 }
 
 // closed unregisters a connection; on its loop.
 func (s *Server) closed(c *conn, _ error) {
 	c.loop.remove(c)
-	s.conns.Delete(c.id)
+	s.conns.remove(c.id)
 	s.nconns.Add(-1)
 	s.leaveGroups(c)
 }
@@ -562,7 +562,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		c.out = out
 		l.dirty = append(l.dirty, c)
 	}
-	cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.remote)
+	cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.dispatch(job{kind: jobConnect}, nil)
 	l.leave()
 	return nil, gnet.None
