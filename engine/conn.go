@@ -63,10 +63,10 @@ type conn struct {
 	// Loop-only.
 	inSize, outSize int
 	out             []byte
-	idx             int
+	idx             int32          // in loop.conns; two int32s keep the struct in a smaller size class
+	strikes         int32          // rate-limited frames in a row
 	scanner         *codec.Scanner // client: finds the first frame
 	limiter         *rate.Limiter
-	strikes         int
 	closeReason     error
 	client          *Client // client side only
 }
@@ -624,11 +624,11 @@ func (c *conn) allow(op codec.Opcode, id *uint64) bool {
 		return true
 	}
 	c.strikes++
-	if c.strikes >= c.side.cfg.rateStrikes {
+	if int(c.strikes) >= c.side.cfg.rateStrikes {
 		// Close after the replies and failures already queued, as sizeFrame
 		// does: closing now would discard them. Frames read meanwhile are
 		// refused without an answer.
-		if c.strikes == max(c.side.cfg.rateStrikes, 1) {
+		if int(c.strikes) == max(c.side.cfg.rateStrikes, 1) {
 			_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrRateLimited}, nil)
 		}
 		return false

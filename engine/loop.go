@@ -252,19 +252,19 @@ func (l *loop) flush() {
 
 // add registers a new server connection with the loop.
 func (l *loop) add(c *conn) {
-	c.idx = len(l.conns)
+	c.idx = int32(len(l.conns))
 	l.conns = append(l.conns, c)
 }
 
 // remove unregisters c, swapping the last connection into its place.
 func (l *loop) remove(c *conn) {
-	i := c.idx
+	i := int(c.idx)
 	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
 		return
 	}
 	last := len(l.conns) - 1
 	l.conns[i] = l.conns[last]
-	l.conns[i].idx = i
+	l.conns[i].idx = int32(i)
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	c.idx = -1
