@@ -97,21 +97,27 @@ func (s *jsonScanner) feed(b []byte) (n int, done, ok bool) {
 		case stString:
 			// Fast path: run to the next quote, backslash or control byte,
 			// eight plain ASCII bytes at a time.
+		scan:
 			for {
 				for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
 					i += 8
 				}
+				// A byte to look at is among the next eight (or the input
+				// ends): walk them one by one before the wide test again,
+				// so short strings are not tested once per byte.
+				end := min(i+8, len(b))
+				for ; i < end; i++ {
+					c = b[i]
+					if c == '"' || c == '\\' || c < 0x20 {
+						break scan
+					}
+					if c >= 0x80 {
+						s.high = true
+					}
+				}
 				if i == len(b) {
 					return i, false, true
 				}
-				c = b[i]
-				if c == '"' || c == '\\' || c < 0x20 {
-					break
-				}
-				if c >= 0x80 {
-					s.high = true
-				}
-				i++
 			}
 			switch {
 			case c == '"':

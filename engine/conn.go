@@ -135,6 +135,10 @@ func (c *conn) Send(op codec.Opcode, v any) error {
 
 // SendRaw validates obj and queues it. It is safe for concurrent use.
 func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
+	if c.loop != nil && c.loop.dispatching(obj) {
+		// The very object the loop is dispatching: Decode validated it.
+		return c.sendObj(op, obj)
+	}
 	obj, err := codec.Object(obj)
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)

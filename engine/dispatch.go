@@ -38,7 +38,9 @@ func (c *conn) dispatch(j job, data []byte) {
 			l.gid.Store(goid())
 		}
 		l.inCallback.Store(true)
+		l.setDispatching(data)
 		c.run(c, j, data)
+		l.setDispatching(nil)
 		l.inCallback.Store(false)
 		return
 	}

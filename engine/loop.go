@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -76,7 +77,9 @@ type loop struct {
 	busy      bool // the loop is in a round and drains before it ends
 	scheduled bool // an Execute is pending
 
-	inCallback atomic.Bool   // an inline callback is running
+	inCallback atomic.Bool          // an inline callback is running
+	curObj     atomic.Pointer[byte] // the object an inline callback is given, while it runs
+	curLen     atomic.Int64
 	gid        atomic.Uint64 // the loop's goroutine, recorded by its first inline callback
 
 	// Loop-only.
@@ -268,4 +271,26 @@ func (l *loop) remove(c *conn) {
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	c.idx = -1
+}
+
+// setDispatching records the (validated) object an inline callback is
+// given, or clears it with nil. On the loop.
+func (l *loop) setDispatching(obj []byte) {
+	if obj == nil {
+		l.curObj.Store(nil)
+		return
+	}
+	l.curLen.Store(int64(len(obj)))
+	l.curObj.Store(unsafe.SliceData(obj))
+}
+
+// dispatching reports whether obj is exactly the object an inline callback
+// of this loop is handling now: same memory, same length. Those bytes were
+// validated by Decode and cannot change before the callback returns (they
+// are borrowed, and gnet reads again only after it), so a callback that
+// relays what it received is not made to validate it twice. Safe from any
+// goroutine.
+func (l *loop) dispatching(obj []byte) bool {
+	p := l.curObj.Load()
+	return p != nil && len(obj) > 0 && p == unsafe.SliceData(obj) && l.curLen.Load() == int64(len(obj))
 }
