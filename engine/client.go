@@ -51,7 +51,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 		return nil, err
 	}
 	d := &Dialer{stop: make(chan struct{})}
-	d.side = side{cfg: cfg, router: r, client: true}
+	d.side = side{cfg: cfg, router: r}
 	d.side.closed = d.closed
 	gopts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),

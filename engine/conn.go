@@ -23,7 +23,6 @@ import (
 type side struct {
 	cfg    config
 	router *handler.Router
-	client bool
 	pool   *pool
 	// opened and closed keep the owner's registry; they run on the loop.
 	opened  func(c *conn)
