@@ -1,0 +1,80 @@
+// Command benchserver runs one comparison server in its own process, so
+// that the runner can pin it to a core and read its CPU time and memory
+// from /proc.
+//
+//	benchserver -impl simplerpc -addr 127.0.0.1:0 -size 256
+//
+// It prints "listening ADDR" on stdout once it accepts connections, and
+// serves until SIGTERM or SIGINT (or until stdin closes, with -stdin).
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
+)
+
+func main() {
+	impl := flag.String("impl", "simplerpc", fmt.Sprintf("server implementation: one of %v", servers.Impls))
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	size := flag.Int("size", wire.DefaultSize, "frame size in bytes")
+	loops := flag.Int("loops", 1, "event loops (gnet servers)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	memprofile := flag.String("memprofile", "", "write a heap profile to this file at exit")
+	stdin := flag.Bool("stdin", false, "also stop when stdin closes")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("benchserver: ")
+	rlimit.RaiseNoFile()
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1 // every allocation, for exact per-connection figures
+	}
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+	srv, err := servers.Start(*impl, *addr, servers.Config{Size: *size, Loops: *loops})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("listening %s\n", srv.Addr())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	if *stdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+			stop <- syscall.SIGTERM
+		}()
+	}
+	<-stop
+	if *memprofile != "" {
+		runtime.GC()
+		if f, err := os.Create(*memprofile); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			_ = f.Close()
+		}
+	}
+	_ = srv.Close()
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
+)
+
+func startServer(t *testing.T, impl string) string {
+	t.Helper()
+	s, err := servers.Start(impl, "127.0.0.1:0", servers.Config{Size: wire.DefaultSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s.Addr()
+}
+
+func opts(mode, impl, addr string) options {
+	return options{mode: mode, impl: impl, addr: addr, conns: 8, pipeline: 4, size: wire.DefaultSize,
+		duration: 200 * time.Millisecond, warmup: 50 * time.Millisecond, rounds: 3, timeout: 10 * time.Second}
+}
+
+func TestEcho(t *testing.T) {
+	for _, impl := range []string{"simplerpc", "rawgnet"} {
+		o := opts("echo", impl, startServer(t, impl))
+		o.sources = []string{"127.0.0.1", "127.0.0.2"}
+		res, err := runFramed(o)
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Frames == 0 || res.Errors != 0 || res.Latency.P50 <= 0 || res.FramesPerS <= 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+}
+
+func TestBroadcast(t *testing.T) {
+	for _, impl := range []string{"simplerpc", "netcareful"} {
+		o := opts("broadcast", impl, startServer(t, impl))
+		res, err := runFramed(o)
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Rounds != 3 || res.Incomplete != 0 || res.Frames != 3*int64(o.conns) || res.RoundP50 <= 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+}
+
+func TestCall(t *testing.T) {
+	for _, impl := range []string{"simplerpc", "netrpc"} {
+		o := opts("call", impl, startServer(t, impl))
+		o.conns, o.pipeline = 2, 2
+		res, err := runCall(o)
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Frames == 0 || res.Errors != 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Markdown renders the results as the tables of latest.md (and of
+// docs/PERFORMANCE.md). imgDir prefixes the plot file names ("" for the
+// results directory itself).
+func Markdown(res *Results, imgDir string) string {
+	var b strings.Builder
+	m := res.Machine
+	fmt.Fprintf(&b, "Run of %s, %.0f s: `%s`", res.Started, res.Duration, res.Command)
+	if res.Library != "" {
+		fmt.Fprintf(&b, ", library at commit %s", res.Library)
+	}
+	b.WriteString("\n\n")
+	fmt.Fprintf(&b, "Machine: %d x %s, %d MiB, Linux %s, %s, RLIMIT_NOFILE %d. ", m.CPUs, m.CPUModel, m.MemTotalMB,
+		m.Kernel, m.GoVersion, m.NoFile)
+	if m.Pinned {
+		b.WriteString("Server pinned to core 0, load generators to core 1 (taskset). ")
+	}
+	fmt.Fprintf(&b, "1-minute load average %.2f at the start (%s), %.2f at the end.\n\n", m.LoadStart,
+		map[bool]string{true: "quiet", false: "not quiet: other work was running"}[m.Quiet], m.LoadEnd)
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if len(res.Notes) > 0 {
+		b.WriteString("\n")
+	}
+
+	b.WriteString("### Targets\n\n| target | want | measured | ratio | verdict |\n|---|---|---|---|---|\n")
+	for _, t := range res.Targets {
+		if !t.Known {
+			fmt.Fprintf(&b, "| %s | %s | not measured in this run | | |\n", t.Name, t.Want)
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2fx | %s |\n", t.Name, t.Want, t.Detail, t.Ratio,
+			map[bool]string{true: "**met**", false: "**missed**"}[t.Met])
+	}
+
+	if rows := filter(res.Rows, "echo"); len(rows) > 0 {
+		b.WriteString("\n### Echo: 256-byte frames, opcode 0 sent back\n\n")
+		b.WriteString("Median of the repetitions; spread is half the range (max - min) over the median. " +
+			"Latency is the round trip seen by the load generator. CPU from /proc/PID/stat (utime+stime).\n\n")
+		b.WriteString("| conns | in flight | server | frames/s | spread | x raw gnet | p50 µs | p99 µs | p99.9 µs | server CPU µs/frame | server reads+writes per 100 frames | server CPU | load gen CPU |\n")
+		b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			raw, _ := Find(res.Rows, "echo", "rawgnet", r.Conns, r.Pipeline)
+			fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, r.Pipeline,
+				Name(r.Impl)+failed(r), num(r.Throughput), spread(r.Throughput), ratioOf(r.Throughput, raw.Throughput),
+				us(r.P50), us(r.P99), us(r.P999), dec(r.CPUPerItem, 2), syscalls(r), pct(r.ServerUtil), pct(r.ClientUtil))
+		}
+	}
+	if rows := filter(res.Rows, "broadcast"); len(rows) > 0 {
+		b.WriteString("\n### Send-to-all\n\n")
+		b.WriteString("One connection sends a frame on opcode 1; the server sends it to every connection. " +
+			"Time from the send until the last connection has it: median over the rounds of a run, then over the runs.\n\n")
+		b.WriteString("| conns | server | time until all have it | spread | x raw gnet | server CPU per round | incomplete rounds |\n")
+		b.WriteString("|---:|---|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			raw, _ := Find(res.Rows, "broadcast", "rawgnet", r.Conns, 0)
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d |\n", r.Conns, Name(r.Impl)+failed(r), ms(r.RoundUS),
+				spread(r.RoundUS), ratioOf(r.RoundUS, raw.RoundUS), ms(r.CPUPerItem), r.Incomplete)
+		}
+	}
+	if rows := filter(res.Rows, "idle"); len(rows) > 0 {
+		b.WriteString("\n### Idle connections\n\n")
+		b.WriteString("Server VmRSS with the connections open (each has had its -2 frame), minus VmRSS before the first, " +
+			"divided by the connections. The connections come from several processes and source addresses 127.0.0.x.\n\n")
+		b.WriteString("| conns | server | RSS | RSS per conn | spread | x simplerpc | accept CPU µs/conn | kernel slab per conn, both ends |\n")
+		b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			s, _ := Find(res.Rows, "idle", "simplerpc", r.Conns, 0)
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, Name(r.Impl)+failed(r), mib(r.RSS),
+				bytesOf(r.RSSPerConn), spread(r.RSSPerConn), ratioOf(r.RSSPerConn, s.RSSPerConn), dec(r.CPUPerItem, 1),
+				bytesOf(r.SlabPerConn))
+		}
+	}
+	if rows := filter(res.Rows, "call"); len(rows) > 0 {
+		b.WriteString("\n### Calls with replies\n\n")
+		b.WriteString("Each library's own client: simplerpc's engine.Dialer and Client.Call (typed handler on the server), " +
+			"net/rpc's jsonrpc client (method Bench.Echo). The request and reply are the same struct on both.\n\n")
+		b.WriteString("| conns | in flight | server | calls/s | spread | x net/rpc | p50 µs | p99 µs | p99.9 µs | server CPU µs/call | load gen CPU |\n")
+		b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			n, _ := Find(res.Rows, "call", "netrpc", r.Conns, r.Pipeline)
+			fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, r.Pipeline,
+				Name(r.Impl)+failed(r), num(r.Throughput), spread(r.Throughput), ratioOf(r.Throughput, n.Throughput),
+				us(r.P50), us(r.P99), us(r.P999), dec(r.CPUPerItem, 2), pct(r.ClientUtil))
+		}
+	}
+	b.WriteString("\n### Plots\n\n")
+	for _, p := range PlotFiles {
+		fmt.Fprintf(&b, "![%s](%s%s)\n\n", p.Title, imgDir, p.File)
+	}
+	return b.String()
+}
+
+func filter(rows []Row, scenario string) []Row {
+	var out []Row
+	for _, r := range rows {
+		if r.Scenario == scenario {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func failed(r Row) string {
+	if r.FailedRuns == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of %d runs failed)", r.FailedRuns, r.Repetitions)
+}
+
+// num formats a rate with thousands separators.
+func num(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	return thousands(int64(math.Round(s.Median)))
+}
+
+func thousands(v int64) string {
+	t := strconv.FormatInt(v, 10)
+	var b strings.Builder
+	for i, c := range t {
+		if i > 0 && (len(t)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func spread(s Stat) string {
+	if !s.OK() || s.N < 2 || s.Median == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("±%.0f%%", 50*(s.Max-s.Min)/s.Median)
+}
+
+func ratioOf(a, b Stat) string {
+	if !a.OK() || !b.OK() || b.Median == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a.Median/b.Median)
+}
+
+func us(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	if s.Median >= 100 {
+		return thousands(int64(math.Round(s.Median)))
+	}
+	return fmt.Sprintf("%.1f", s.Median)
+}
+
+func ms(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f ms", s.Median/1e3)
+}
+
+func dec(s Stat, prec int) string {
+	if !s.OK() {
+		return "–"
+	}
+	return strconv.FormatFloat(s.Median, 'f', prec, 64)
+}
+
+func pct(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*s.Median)
+}
+
+func mib(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", s.Median/(1<<20))
+}
+
+func bytesOf(s Stat) string {
+	if !s.OK() {
+		return "–"
+	}
+	return thousands(int64(math.Round(s.Median))) + " B"
+}
+
+// syscalls formats the server's reads and writes per 100 frames.
+func syscalls(r Row) string {
+	if !r.Reads.OK() || r.Reads.Median+r.Writes.Median == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f + %.1f", 100*r.Reads.Median, 100*r.Writes.Median)
+}

@@ -1,0 +1,116 @@
+package report
+
+import "fmt"
+
+// Names of the servers, as the tables print them.
+var Names = map[string]string{
+	"simplerpc":  "simplerpc",
+	"rawgnet":    "raw gnet (ceiling)",
+	"netcareful": "net, careful (bufio)",
+	"netnaive":   "net, naive",
+	"netrpc":     "net/rpc + jsonrpc",
+}
+
+// Name returns the display name of impl.
+func Name(impl string) string {
+	if n, ok := Names[impl]; ok {
+		return n
+	}
+	return impl
+}
+
+// Targets checks the goals against the aggregated rows. A goal the
+// run did not cover (a --quick run has no 1000-connection echo) is listed
+// as not measured.
+func Targets(rows []Row) []Target {
+	var ts []Target
+	ratio := func(name, want string, a, b Stat, limit float64, atMost bool, detail string) {
+		t := Target{Name: name, Want: want}
+		if a.OK() && b.OK() && b.Median > 0 {
+			t.Known = true
+			t.Ratio = a.Median / b.Median
+			if atMost {
+				t.Met = t.Ratio <= limit
+			} else {
+				t.Met = t.Ratio >= limit
+			}
+			t.Detail = fmt.Sprintf(detail, a.Median, b.Median)
+		}
+		ts = append(ts, t)
+	}
+	echo := func(impl string, conns, pipe int) Row {
+		r, _ := Find(rows, "echo", impl, conns, pipe)
+		return r
+	}
+	ratio("echo, 100 conns, 16 in flight: throughput vs raw gnet", ">= 0.5x",
+		echo("simplerpc", 100, 16).Throughput, echo("rawgnet", 100, 16).Throughput, 0.5, false,
+		"%.0f vs %.0f frames/s")
+	ratio("echo, 100 conns, 1 in flight: throughput vs raw gnet", ">= 0.9x",
+		echo("simplerpc", 100, 1).Throughput, echo("rawgnet", 100, 1).Throughput, 0.9, false,
+		"%.0f vs %.0f frames/s")
+	ratio("echo, 100 conns, 16 in flight: throughput vs careful net", ">= 1.0x",
+		echo("simplerpc", 100, 16).Throughput, echo("netcareful", 100, 16).Throughput, 1.0, false,
+		"%.0f vs %.0f frames/s")
+	ratio("echo, 100 conns, 1 in flight: throughput vs careful net", ">= 1.0x",
+		echo("simplerpc", 100, 1).Throughput, echo("netcareful", 100, 1).Throughput, 1.0, false,
+		"%.0f vs %.0f frames/s")
+	ratio("echo, 1000 conns, 16 in flight: p99 vs careful net", "<= 0.5x",
+		echo("simplerpc", 1000, 16).P99, echo("netcareful", 1000, 16).P99, 0.5, true,
+		"%.0f vs %.0f µs")
+
+	// Idle memory: the largest point both servers reached.
+	idle := func(impl string) (Row, bool) {
+		var best Row
+		found := false
+		for _, r := range rows {
+			if r.Scenario == "idle" && r.Impl == impl && r.RSSPerConn.OK() && r.Conns > best.Conns {
+				best, found = r, true
+			}
+		}
+		return best, found
+	}
+	s, okS := idle("simplerpc")
+	c, okC := idle("netcareful")
+	if okS && okC && c.Conns != s.Conns {
+		c, okC = Find(rows, "idle", "netcareful", s.Conns, 0)
+	}
+	if okS && okC {
+		ratio(fmt.Sprintf("idle, %d conns: RSS per connection vs careful net", s.Conns), "<= 0.33x",
+			s.RSSPerConn, c.RSSPerConn, 1.0/3, true, "%.0f vs %.0f bytes")
+	} else {
+		ts = append(ts, Target{Name: "idle: RSS per connection vs careful net", Want: "<= 0.33x"})
+	}
+	if okS {
+		t := Target{Name: fmt.Sprintf("idle, %d conns: RSS per connection", s.Conns), Want: "<= 1024 bytes",
+			Known: true, Ratio: s.RSSPerConn.Median / 1024, Met: s.RSSPerConn.Median <= 1024}
+		t.Detail = fmt.Sprintf("%.0f bytes", s.RSSPerConn.Median)
+		if g, ok := idle("rawgnet"); ok && g.Conns == s.Conns {
+			t.Detail += fmt.Sprintf(" (raw gnet %.0f)", g.RSSPerConn.Median)
+		}
+		ts = append(ts, t)
+	} else {
+		ts = append(ts, Target{Name: "idle: RSS per connection", Want: "<= 1024 bytes"})
+	}
+
+	// Send-to-all: the largest connection count measured.
+	bc := 0
+	for _, r := range rows {
+		if r.Scenario == "broadcast" && r.Impl == "simplerpc" && r.Conns > bc {
+			bc = r.Conns
+		}
+	}
+	bs, _ := Find(rows, "broadcast", "simplerpc", bc, 0)
+	br, _ := Find(rows, "broadcast", "rawgnet", bc, 0)
+	ratio(fmt.Sprintf("send-to-all, %d conns: time until all have it vs raw gnet", bc), "<= 1.2x",
+		bs.RoundUS, br.RoundUS, 1.2, true, "%.0f vs %.0f µs")
+
+	for _, r := range rows {
+		if r.Scenario != "call" || r.Impl != "simplerpc" {
+			continue
+		}
+		n, _ := Find(rows, "call", "netrpc", r.Conns, r.Pipeline)
+		ratio(fmt.Sprintf("calls, %d conns x %d in flight: throughput vs net/rpc+jsonrpc", r.Conns, r.Pipeline),
+			">= 2x", r.Throughput, n.Throughput, 2, false, "%.0f vs %.0f calls/s")
+	}
+	return ts
+}

@@ -1,0 +1,61 @@
+// Package servers holds the servers the benchmarks compare. Each serves
+// the same fixed-size frames: it sends the -2 frame first, echoes opcode
+// 0, and sends opcode 1 to every connection. The simplerpc and net/rpc
+// servers also answer calls.
+//
+//   - simplerpc: the library, opcode-0 echo through the handler table;
+//   - rawgnet: gnet echoing whole frames without parsing them, everything
+//     one read produced in one Write: the ceiling for anything on gnet;
+//   - netnaive: a goroutine per connection, one read and one Write per
+//     frame, doing the same JSON work as simplerpc with its codec;
+//   - netcareful: the same with a bufio reader and writer, flushing when no
+//     complete frame is buffered;
+//   - netrpc: net/rpc with its jsonrpc codec (calls only, no frames).
+package servers
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Impls lists the implementations Start knows.
+var Impls = []string{"simplerpc", "rawgnet", "netnaive", "netcareful", "netrpc"}
+
+// Config is what every server is started with.
+type Config struct {
+	// Size is the frame size, announced in the -2 frame.
+	Size int
+	// Loops is the number of event loops of the gnet servers (default 1).
+	Loops int
+}
+
+// Server is a running comparison server.
+type Server interface {
+	// Addr returns the address it listens on.
+	Addr() string
+	// Close stops it and closes its connections.
+	Close() error
+}
+
+// Start starts the named implementation on addr ("127.0.0.1:0").
+func Start(impl, addr string, cfg Config) (Server, error) {
+	if cfg.Loops < 1 {
+		cfg.Loops = 1
+	}
+	switch impl {
+	case "simplerpc":
+		return startSimpleRPC(addr, cfg)
+	case "rawgnet":
+		return startRawGnet(addr, cfg)
+	case "netnaive":
+		return startNet(addr, cfg, false)
+	case "netcareful":
+		return startNet(addr, cfg, true)
+	case "netrpc":
+		return startNetRPC(addr)
+	}
+	return nil, fmt.Errorf("servers: unknown implementation %q (want one of %v)", impl, Impls)
+}
+
+// Frames reports whether impl speaks simplerpc frames (all but netrpc).
+func Frames(impl string) bool { return impl != "netrpc" && slices.Contains(Impls, impl) }
