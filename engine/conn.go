@@ -145,16 +145,6 @@ func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 	return c.sendObj(op, obj)
 }
 
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // sendObj queues a valid, compact object for the connection. The frame is
 // built on the loop, at the size in force when it is written, so that size
 // changes and a client's unknown size are handled in one place.
@@ -187,7 +177,7 @@ func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
 		c.slow()
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
 	}
-	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, size: int(charge), counted: true}, obj); err != nil {
+	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, size: int(charge)}, obj); err != nil {
 		c.queued.Add(-charge)
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 	}
@@ -258,15 +248,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
 	}
 
-	obj := make([]byte, 0, len(data)+48)
-	obj = append(obj, `{"id":`...)
-	obj = appendUint(obj, id)
-	obj = append(obj, `,"op":`...)
-	obj = appendUint(obj, uint64(op))
-	obj = append(obj, `,"data":`...)
-	obj = append(obj, data...)
-	obj = append(obj, '}')
-	if err := c.sendObj(codec.OpRequest, obj); err != nil {
+	if err := c.sendObj(codec.OpRequest, envelope(id, op, data)); err != nil {
 		c.forget(id)
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}
@@ -288,6 +270,22 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 }
 
 var errReservedOp = errors.New("opcode reserved for the protocol")
+
+// envelope builds the object of a request ({"id":…,"op":…,"data":…}) or,
+// with op < 0, of a reply ({"id":…,"data":…}) around a valid data object
+// (docs/PROTOCOL.md §5).
+func envelope(id uint64, op codec.Opcode, data []byte) []byte {
+	b := make([]byte, 0, len(data)+48)
+	b = append(b, `{"id":`...)
+	b = appendUint(b, id)
+	if op >= 0 {
+		b = append(b, `,"op":`...)
+		b = appendUint(b, uint64(op))
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}
 
 // flushAt is the size of a connection's output buffer past which a round
 // writes it before building more frames.
@@ -541,11 +539,10 @@ func (c *conn) writeFailure(f *failFrame) {
 	if err != nil {
 		return
 	}
-	i := 0
-	for i < len(b) && b[i] != '{' {
-		i++
+	// The frame's object, without the opcode and the padding.
+	if obj, err := codec.Object(b[opLen(f.op):]); err == nil {
+		c.writeObj(f.op, obj)
 	}
-	c.writeObj(f.op, trimSpace(b[i:]))
 }
 
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from

@@ -106,13 +106,7 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 				s.cfg.logger.Error("simplerpc: call reply", "conn", c.id, "op", int32(j.op), "err", err)
 			}
 			if f == nil {
-				reply := make([]byte, 0, len(obj)+32)
-				reply = append(reply, `{"id":`...)
-				reply = appendUint(reply, j.id)
-				reply = append(reply, `,"data":`...)
-				reply = append(reply, obj...)
-				reply = append(reply, '}')
-				if err := c.enqueueObj(codec.OpReply, reply); err != nil {
+				if err := c.enqueueObj(codec.OpReply, envelope(j.id, -1, obj)); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}

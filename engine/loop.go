@@ -24,16 +24,15 @@ const (
 // task is one unit of work for a loop. Objects live in the loop's arena so
 // that queueing a frame does not allocate.
 type task struct {
-	kind    uint8
-	op      codec.Opcode
-	c       *conn
-	off, n  int // object bytes in the arena
-	size    int // taskAnnounce: the new size; taskSend: bytes charged to c.queued
-	err     error
-	shared  *shared
-	fn      func()
-	fail    *failFrame
-	counted bool // n bytes were added to c.queued
+	kind   uint8
+	op     codec.Opcode
+	c      *conn
+	off, n int // object bytes in the arena
+	size   int // taskAnnounce: the new size; taskSend: bytes charged to c.queued
+	err    error
+	shared *shared
+	fn     func()
+	fail   *failFrame
 }
 
 // shared is an encoded object sent to many connections: send-to-all and
@@ -174,9 +173,7 @@ func (l *loop) process(t *task, arena []byte) {
 	switch t.kind {
 	case taskSend:
 		c := t.c
-		if t.counted {
-			c.queued.Add(-int64(t.size))
-		}
+		c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
 		if !c.closed.Load() {
 			c.writeObj(t.op, arena[t.off:t.off+t.n])
 		}
