@@ -1,8 +1,8 @@
 package engine
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +29,15 @@ type side struct {
 	closed  func(c *conn, reason error)
 	dropped atomic.Uint64 // frames dropped by SlowDrop
 	closing atomic.Bool   // the server is shutting down: sends fail
+	calls   sync.Pool     // of chan callResult, reused by Call
+}
+
+// callChan returns an empty result channel for one call.
+func (s *side) callChan() chan callResult {
+	if ch, ok := s.calls.Get().(chan callResult); ok {
+		return ch
+	}
+	return make(chan callResult, 1)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -233,7 +242,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if c.closed.Load() {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
 	}
-	ch := make(chan callResult, 1)
+	ch := c.side.callChan()
 	c.callMu.Lock()
 	if c.calls == nil {
 		c.calls = make(map[uint64]chan callResult)
@@ -244,16 +253,19 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	c.callMu.Unlock()
 	// Closed between the check and the registration: failAll may have run.
 	if c.closed.Load() {
-		c.forget(id)
+		c.forget(id, ch)
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
 	}
 
-	if err := c.sendObj(codec.OpRequest, envelope(id, op, data)); err != nil {
-		c.forget(id)
+	// The envelope is copied when it is queued: a stack buffer will do.
+	var stack [envelopeStack]byte
+	if err := c.sendObj(codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
+		c.forget(id, ch)
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}
 	select {
 	case r := <-ch:
+		c.side.calls.Put(ch)
 		if r.err != nil {
 			return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, r.err)
 		}
@@ -264,28 +276,12 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 		}
 		return nil
 	case <-ctx.Done():
-		c.forget(id)
+		c.forget(id, ch)
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ctx.Err())
 	}
 }
 
 var errReservedOp = errors.New("opcode reserved for the protocol")
-
-// envelope builds the object of a request ({"id":…,"op":…,"data":…}) or,
-// with op < 0, of a reply ({"id":…,"data":…}) around a valid data object
-// (docs/PROTOCOL.md §5).
-func envelope(id uint64, op codec.Opcode, data []byte) []byte {
-	b := make([]byte, 0, len(data)+48)
-	b = append(b, `{"id":`...)
-	b = appendUint(b, id)
-	if op >= 0 {
-		b = append(b, `,"op":`...)
-		b = appendUint(b, uint64(op))
-	}
-	b = append(b, `,"data":`...)
-	b = append(b, data...)
-	return append(b, '}')
-}
 
 // flushAt is the size of a connection's output buffer past which a round
 // writes it before building more frames.
@@ -326,10 +322,17 @@ func appendUint(b []byte, v uint64) []byte {
 	return append(b, tmp[i:]...)
 }
 
-func (c *conn) forget(id uint64) {
+// forget removes an abandoned call. When the entry was still there no
+// reply can reach ch any more, and ch goes back to the side's pool;
+// otherwise a result is on its way to ch, which is left to the collector.
+func (c *conn) forget(id uint64, ch chan callResult) {
 	c.callMu.Lock()
+	_, ok := c.calls[id]
 	delete(c.calls, id)
 	c.callMu.Unlock()
+	if ok {
+		c.side.calls.Put(ch)
+	}
 }
 
 // pendingCalls returns the number of calls waiting for a reply.
@@ -346,6 +349,9 @@ func (c *conn) complete(id uint64, r callResult) {
 	delete(c.calls, id)
 	c.callMu.Unlock()
 	if ok {
+		if r.data != nil {
+			r.data = bytes.Clone(r.data) // borrowed from the frame
+		}
 		ch <- r
 	}
 }
@@ -581,33 +587,24 @@ func (c *conn) handleFrame(buf []byte) {
 			c.dispatch(job{kind: jobFailure, fail: &f}, nil)
 		}
 	case op == codec.OpRequest:
-		var r struct {
-			ID   *uint64         `json:"id"`
-			Op   *int32          `json:"op"`
-			Data json.RawMessage `json:"data"`
-		}
-		if err := codec.Unmarshal(obj, &r); err != nil || r.ID == nil || r.Op == nil || len(r.Data) == 0 || r.Data[0] != '{' {
+		r, ok := parseRequest(obj)
+		if !ok {
 			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Malformed request frame")
 			return
 		}
-		if !c.allow(codec.OpReplyFailure, r.ID) {
+		if !c.allow(codec.OpReplyFailure, &r.id) {
 			return // the caller gets its refusal with its id
 		}
-		c.dispatch(job{kind: jobCall, op: codec.Opcode(*r.Op), id: *r.ID}, r.Data)
+		c.dispatch(job{kind: jobCall, op: r.op, id: r.id}, r.data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
-		var r struct {
-			ID      uint64          `json:"id"`
-			Data    json.RawMessage `json:"data"`
-			Reason  string          `json:"reason"`
-			Message string          `json:"message"`
-		}
-		if codec.Unmarshal(obj, &r) != nil {
+		r, ok := parseReply(obj, op == codec.OpReplyFailure)
+		if !ok {
 			return
 		}
 		if op == codec.OpReply {
-			c.complete(r.ID, callResult{data: r.Data})
+			c.complete(r.id, callResult{data: r.data})
 		} else {
-			c.complete(r.ID, callResult{err: handler.FromWire(r.Reason, r.Message)})
+			c.complete(r.id, callResult{err: handler.FromWire(r.reason, r.message)})
 		}
 	case op == codec.OpPing:
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)

@@ -106,7 +106,8 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 				s.cfg.logger.Error("simplerpc: call reply", "conn", c.id, "op", int32(j.op), "err", err)
 			}
 			if f == nil {
-				if err := c.enqueueObj(codec.OpReply, envelope(j.id, -1, obj)); err != nil {
+				var stack [envelopeStack]byte
+				if err := c.enqueueObj(codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
