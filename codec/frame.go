@@ -103,9 +103,8 @@ func objectBounds(b []byte) (start, end int, err error) {
 	for start < len(b) && isSpace(b[start]) {
 		start++
 	}
-	var s jsonScanner
-	n, done, ok := s.feed(b[start:])
-	if !ok || !done || !s.validUTF8(b[start:start+n]) {
+	n, high, ok := validObject(b[start:])
+	if !ok || high && !utf8.Valid(b[start:start+n]) {
 		return 0, 0, fmt.Errorf("%w: %.16q", ErrNotObject, b)
 	}
 	end = start + n
@@ -236,6 +235,17 @@ func Decode(frame []byte) (op Opcode, obj []byte, err error) {
 	if !ok {
 		return 0, nil, errBadOpcode(frame[:brace])
 	}
+	if n, high, ok := validObject(frame[brace:]); ok {
+		obj = frame[brace : brace+n]
+		if !isPadding(frame[brace+n:]) {
+			return op, nil, errBadJSON(op, "extra data after object")
+		}
+		if high && !utf8.Valid(obj) {
+			return op, nil, errBadJSON(op, "invalid UTF-8")
+		}
+		return op, obj, nil
+	}
+	// Invalid: the resumable scanner says why.
 	var s jsonScanner
 	n, done, ok := s.feed(frame[brace:])
 	if !ok {

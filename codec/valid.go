@@ -1,0 +1,242 @@
+package codec
+
+import "encoding/binary"
+
+// validObject is the fast path of validation when the whole input is in
+// hand (Decode, Object, AppendRaw): it reports the length of the strict
+// (RFC 8259) JSON object at the start of b (white space before it
+// allowed), and whether its strings hold a
+// byte >= 0x80 (to be checked as UTF-8). It accepts exactly what
+// jsonScanner.feed accepts, but keeps its state in locals and walks strings,
+// numbers and literals in tight loops instead of one state switch per byte.
+// Any failure (bad syntax, input ending early) returns ok == false without
+// saying why: the caller runs jsonScanner on the same bytes for the error,
+// so the messages come from one place. It never allocates.
+func validObject(b []byte) (n int, high, ok bool) {
+	var stack [maxDepth / 64]uint64 // bit set: the level is an array
+	depth, i := 0, skipSpace(b, 0)
+	inArray := false
+	if i >= len(b) || b[i] != '{' {
+		return 0, false, false
+	}
+
+object: // b[i] is '{'
+	if depth >= maxDepth {
+		return 0, false, false
+	}
+	stack[depth/64] &^= 1 << uint(depth%64)
+	depth++
+	inArray = false
+	i++
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return 0, false, false
+	}
+	if b[i] == '}' {
+		goto closed
+	}
+
+key: // b[i] should open a key
+	if b[i] != '"' {
+		return 0, false, false
+	}
+	{
+		var h, good bool
+		if i, h, good = skipString(b, i+1); !good {
+			return 0, false, false
+		}
+		high = high || h
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return 0, false, false
+	}
+	i = skipSpace(b, i+1)
+	if i >= len(b) {
+		return 0, false, false
+	}
+
+value: // b[i] should start a value
+	switch c := b[i]; {
+	case c == '"':
+		var h, good bool
+		if i, h, good = skipString(b, i+1); !good {
+			return 0, false, false
+		}
+		high = high || h
+	case c == '{':
+		goto object
+	case c == '[':
+		if depth >= maxDepth {
+			return 0, false, false
+		}
+		stack[depth/64] |= 1 << uint(depth%64)
+		depth++
+		inArray = true
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return 0, false, false
+		}
+		if b[i] == ']' {
+			goto closed
+		}
+		goto value
+	case c == '-' || c >= '0' && c <= '9':
+		var good bool
+		if i, good = skipNumber(b, i); !good {
+			return 0, false, false
+		}
+	case c == 't':
+		if !hasWord(b, i, "true") {
+			return 0, false, false
+		}
+		i += 4
+	case c == 'f':
+		if !hasWord(b, i, "false") {
+			return 0, false, false
+		}
+		i += 5
+	case c == 'n':
+		if !hasWord(b, i, "null") {
+			return 0, false, false
+		}
+		i += 4
+	default:
+		return 0, false, false
+	}
+
+next: // after a value
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return 0, false, false
+	}
+	switch c := b[i]; {
+	case c == ',':
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return 0, false, false
+		}
+		if inArray {
+			goto value
+		}
+		goto key
+	case c == '}' && !inArray, c == ']' && inArray:
+		goto closed
+	}
+	return 0, false, false
+
+closed: // b[i] closes the innermost container
+	i++
+	depth--
+	if depth == 0 {
+		return i, high, true
+	}
+	d := depth - 1
+	inArray = stack[d/64]&(1<<uint(d%64)) != 0
+	goto next
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the closing quote of the string whose
+// contents start at b[i], whether it holds a byte >= 0x80, and false for a
+// control byte, a bad escape or an unterminated string.
+func skipString(b []byte, i int) (next int, high, ok bool) {
+	for {
+		// Most strings are short: walk up to eight bytes one by one, then
+		// run over long plain stretches eight bytes at a time.
+		end := min(i+8, len(b))
+		for ; i < end; i++ {
+			c := b[i]
+			if c == '"' {
+				return i + 1, high, true
+			}
+			if c == '\\' || c < 0x20 {
+				break
+			}
+			if c >= 0x80 {
+				high = true
+			}
+		}
+		if i == end {
+			if i == len(b) {
+				return i, high, false
+			}
+			for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+				i += 8
+			}
+			continue
+		}
+		// A backslash or a control byte.
+		if b[i] < 0x20 || i+1 >= len(b) {
+			return i, high, false
+		}
+		switch b[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+				return i, high, false
+			}
+			i += 6
+		default:
+			return i, high, false
+		}
+	}
+}
+
+// skipNumber returns the index after the number that starts at b[i], and
+// false if it is not a valid JSON number.
+func skipNumber(b []byte, i int) (int, bool) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return i, false
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i+1)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			return j, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := skipDigits(b, i)
+		if j == i {
+			return j, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// hasWord reports whether b[i:] starts with w.
+func hasWord(b []byte, i int, w string) bool {
+	return len(b)-i >= len(w) && string(b[i:i+len(w)]) == w
+}

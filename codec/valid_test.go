@@ -1,0 +1,136 @@
+package codec
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// scannerVerdict is the reference: what the resumable scanner says of b fed
+// in one piece.
+func scannerVerdict(b []byte) (n int, high, ok bool) {
+	var s jsonScanner
+	n, done, good := s.feed(b)
+	if !good || !done {
+		return 0, false, false
+	}
+	return n, s.high, true
+}
+
+// checkSameVerdict fails when validObject and the scanner disagree on b.
+func checkSameVerdict(t *testing.T, b []byte) {
+	t.Helper()
+	n, high, ok := validObject(b)
+	wn, whigh, wok := scannerVerdict(b)
+	if n != wn || high != whigh || ok != wok {
+		t.Fatalf("%q: validObject (%d, %v, %v), scanner (%d, %v, %v)", b, n, high, ok, wn, whigh, wok)
+	}
+}
+
+var validSeeds = []string{
+	`{}`, `{"a":1}`, ` {}`, `{"a":1} `, `{"a":[1,2,{"b":null}],"c":true,"d":false}`,
+	`{"a":-0.5e+10,"b":0,"c":-0,"d":1E5,"e":12.25e-3}`, `{"a":"\"\\\/\b\f\n\r\t\u00e9"}`,
+	"{\"\xe2\x98\x83\":\"\xf0\x9f\x98\x80\"}", "{\"a\":\"\xff\"}", `{ "a" : [ 1 , 2 ] , "b" : { } }`,
+	"{\t\"a\"\r:\n1}", `{"a":[]}`, `{"a":[[]]}`, `{"a":"` + strings.Repeat("x", 37) + `"}`,
+	// Invalid, each way the grammar can break.
+	``, `{`, `}`, `[]`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1 "b":2}`, `{"a":[1,]}`, `{"a":[1}`,
+	`{"a":{]}`, `{"a":01}`, `{"a":-}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":1e+}`, `{"a":+1}`,
+	`{"a":tru}`, `{"a":truex}`, `{"a":nul}`, `{"a":falsy}`, `{"a":NaN}`, `{"a":"\x}`, `{"a":"\u12G4"}`,
+	`{"a":"\u12"}`, "{\"a\":\"\t\"}", "{\"a\":\"\x00\"}", `{"a":"abc`, `{"a":"abc\`, `{a:1}`, `{'a':1}`,
+	`{"a":1}}`, `{"a":1}x`, `{"a"::1}`, `{"a":1,"b"}`, "{\"a\":1\v}", `{"a":-01}`, `{"a":1.5.5}`,
+	`{"a":[1 2]}`, `{"a":["x" "y"]}`, `{"a":[,1]}`, `{"a":{"b":1,}}`, `{"a":]`, `{"a":}}`,
+}
+
+func TestValidObjectMatchesScanner(t *testing.T) {
+	for _, s := range validSeeds {
+		checkSameVerdict(t, []byte(s))
+		// Every prefix: input ending anywhere.
+		for i := range len(s) {
+			checkSameVerdict(t, []byte(s[:i]))
+		}
+	}
+	deep := func(n int, open, close string) []byte {
+		return []byte(`{"a":` + strings.Repeat(open, n) + strings.Repeat(close, n) + `}`)
+	}
+	for _, n := range []int{maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 5} {
+		checkSameVerdict(t, deep(n, "[", "]"))
+		checkSameVerdict(t, []byte(`{"a":`+strings.Repeat(`{"b":`, n)+"1"+strings.Repeat("}", n)+"}"))
+	}
+	if _, _, ok := validObject(deep(maxDepth-1, "[", "]")); !ok {
+		t.Fatalf("depth %d refused", maxDepth)
+	}
+	if _, _, ok := validObject(deep(maxDepth, "[", "]")); ok {
+		t.Fatalf("depth %d accepted", maxDepth+1)
+	}
+}
+
+// TestValidObjectRandom mutates valid objects byte by byte: each mutant gets
+// the same verdict from both readers.
+func TestValidObjectRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	alphabet := []byte("{}[]\",:\\ -+.0123456789eEtrufalsn\x00\x1f\x7f\xc3\xa9\xffux/")
+	for range 20000 {
+		b := []byte(validSeeds[rng.IntN(14)])
+		for range 1 + rng.IntN(3) {
+			switch i := rng.IntN(len(b) + 1); rng.IntN(3) {
+			case 0: // replace
+				if i < len(b) {
+					b[i] = alphabet[rng.IntN(len(alphabet))]
+				}
+			case 1: // insert
+				b = append(b[:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, b[i:]...)...)
+			case 2: // delete
+				if i < len(b) {
+					b = append(b[:i], b[i+1:]...)
+				}
+			}
+		}
+		checkSameVerdict(t, b)
+	}
+}
+
+func TestValidObjectAllocs(t *testing.T) {
+	b := []byte(validSeeds[4])
+	if n := testing.AllocsPerRun(100, func() { validObject(b) }); n != 0 {
+		t.Fatalf("validObject allocates %.0f times", n)
+	}
+}
+
+// FuzzValidObject checks the fast validator against the resumable scanner
+// on any input.
+func FuzzValidObject(f *testing.F) {
+	for _, s := range validSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkSameVerdict(t, b) })
+}
+
+// benchObject looks like a small application message, the echo object of
+// the benchmarks module.
+const benchObject = `{"t":"0000000000000000000","user":"bench-user-0042","seq":123456,` +
+	`"tags":["alpha","beta","gamma"],"pos":{"x":12.5,"y":-3.25,"z":0},"ok":true,` +
+	`"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
+
+// BenchmarkValidate compares the fast validator with the resumable scanner
+// on one message.
+func BenchmarkValidate(b *testing.B) {
+	obj := []byte(benchObject)
+	b.Run("impl=fast", func(b *testing.B) {
+		b.SetBytes(int64(len(obj)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := validObject(obj); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("impl=scanner", func(b *testing.B) {
+		b.SetBytes(int64(len(obj)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := scannerVerdict(obj); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
