@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // validObject is the fast path of validation when the whole input is in
 // hand (Decode, Object, AppendRaw): it reports the length of the strict
@@ -147,35 +150,39 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the closing quote of the string whose
 // contents start at b[i], whether it holds a byte >= 0x80, and false for a
-// control byte, a bad escape or an unterminated string.
+// control byte, a bad escape or an unterminated string. Eight bytes at a
+// time, it jumps straight to the first quote, backslash or control byte.
 func skipString(b []byte, i int) (next int, high, ok bool) {
+	const hi = 0x8080808080808080
 	for {
-		// Most strings are short: walk up to eight bytes one by one, then
-		// run over long plain stretches eight bytes at a time.
-		end := min(i+8, len(b))
-		for ; i < end; i++ {
-			c := b[i]
-			if c == '"' {
-				return i + 1, high, true
+		if i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			m := stringStops(x)
+			if m == 0 {
+				high = high || x&hi != 0
+				i += 8
+				continue
 			}
-			if c == '\\' || c < 0x20 {
-				break
+			k := bits.TrailingZeros64(m) >> 3
+			high = high || x&hi&(1<<(8*k)-1) != 0
+			i += k
+		} else {
+			for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+				high = high || b[i] >= 0x80
+				i++
 			}
-			if c >= 0x80 {
-				high = true
-			}
-		}
-		if i == end {
-			if i == len(b) {
+			if i >= len(b) {
 				return i, high, false
 			}
-			for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
-				i += 8
-			}
-			continue
 		}
-		// A backslash or a control byte.
-		if b[i] < 0x20 || i+1 >= len(b) {
+		switch b[i] {
+		case '"':
+			return i + 1, high, true
+		case '\\':
+		default: // a control byte
+			return i, high, false
+		}
+		if i+1 >= len(b) {
 			return i, high, false
 		}
 		switch b[i+1] {
@@ -190,6 +197,17 @@ func skipString(b []byte, i int) (next int, high, ok bool) {
 			return i, high, false
 		}
 	}
+}
+
+// stringStops marks, in the high bit of each byte of x (read little-endian),
+// the quotes, backslashes and control bytes. The lowest mark is exact (the
+// zero-byte tests can only mark falsely above a true mark), which is all
+// skipString needs.
+func stringStops(x uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (lo * '"')
+	bs := x ^ (lo * '\\')
+	return ((q-lo)&^q | (bs-lo)&^bs | (x-lo*0x20)&^x) & hi
 }
 
 // skipNumber returns the index after the number that starts at b[i], and
