@@ -1158,7 +1158,17 @@ func TestCallTooLarge(t *testing.T) {
 func TestCallDialerClose(t *testing.T) {
 	const clients = 100
 	srvR := sumRouter()
-	srv := startServer(t, srvR, engine.WithWorkerPool(2, 1024))
+	// The senders start once every request has reached the server: before
+	// that they could fill a client's outbound queue ahead of its call's
+	// request, which would then fail with ErrOutboundFull, not ErrClosed.
+	var requests atomic.Int64
+	allSent := make(chan struct{})
+	srv := startServer(t, srvR, engine.WithWorkerPool(2, 1024),
+		engine.WithTap(func(_ handler.Conn, op codec.Opcode, _ []byte) {
+			if op == codec.OpRequest && requests.Add(1) == clients {
+				close(allSent)
+			}
+		}))
 	b := newBlocker(t, srvR)
 	d, err := engine.NewDialer(handler.NewRouter())
 	if err != nil {
@@ -1181,6 +1191,11 @@ func TestCallDialerClose(t *testing.T) {
 		wg.Add(1)
 		go func() { // keeps the loop's queue busy during the close
 			defer wg.Done()
+			select {
+			case <-allSent:
+			case <-stop:
+				return
+			}
 			for {
 				select {
 				case <-stop:
@@ -1194,6 +1209,12 @@ func TestCallDialerClose(t *testing.T) {
 		}()
 	}
 	b.wait(t)
+	select {
+	case <-allSent:
+	case <-ctx.Done():
+		t.Fatal("requests did not all reach the server")
+	}
+	time.Sleep(20 * time.Millisecond) // let the senders fill the queue
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
