@@ -342,7 +342,8 @@ func (c *conn) pendingCalls() int {
 	return len(c.calls)
 }
 
-// complete hands a reply to its waiting call, if it still waits.
+// complete hands a reply to its waiting call, if it still waits. On the
+// loop.
 func (c *conn) complete(id uint64, r callResult) {
 	c.callMu.Lock()
 	ch, ok := c.calls[id]
@@ -353,10 +354,11 @@ func (c *conn) complete(id uint64, r callResult) {
 			r.data = bytes.Clone(r.data) // borrowed from the frame
 		}
 		ch <- r
+		c.loop.woke = true // on the loop: c.loop is set
 	}
 }
 
-// failAll fails every pending call with err.
+// failAll fails every pending call with err. On the loop.
 func (c *conn) failAll(err error) {
 	c.callMu.Lock()
 	calls := c.calls
@@ -364,6 +366,9 @@ func (c *conn) failAll(err error) {
 	c.callMu.Unlock()
 	for _, ch := range calls {
 		ch <- callResult{err: err}
+	}
+	if len(calls) > 0 && c.loop != nil {
+		c.loop.woke = true
 	}
 }
 

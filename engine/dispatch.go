@@ -64,6 +64,7 @@ func (c *conn) dispatch(j job, data []byte) {
 	c.jobMu.Unlock()
 	if start {
 		p.schedule(c)
+		c.loop.woke = true
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -82,7 +83,8 @@ type loop struct {
 	gid        atomic.Uint64 // the loop's goroutine, recorded by its first inline callback
 
 	// Loop-only.
-	depth      int // nesting of enter: gnet may run OnClose inside a Write
+	depth      int  // nesting of enter: gnet may run OnClose inside a Write
+	woke       bool // this round made a goroutine runnable (see leave)
 	spareTasks []task
 	spareArena []byte
 	conns      []*conn // server: every open connection of this loop
@@ -147,6 +149,18 @@ func (l *loop) leave() {
 		return
 	}
 	for {
+		if l.woke {
+			// This round made a goroutine runnable: a caller whose reply
+			// came, a worker. It is most likely queued on this loop's P,
+			// and gnet next blocks in epoll_wait without handing the P
+			// over; with no other P free (GOMAXPROCS=1, or all busy) it
+			// would wait until sysmon takes the P back, which measured up
+			// to 13 ms. Yield so that it runs now. What it sends meanwhile
+			// joins this round's queue (busy is still set) and leaves in
+			// the drain below, without an Execute.
+			l.woke = false
+			runtime.Gosched()
+		}
 		l.flush()
 		l.mu.Lock()
 		if len(l.tasks) == 0 {
