@@ -286,7 +286,7 @@ func (cl *Client) connect(ctx context.Context) error {
 	c.remote = nc.RemoteAddr()
 	c.lastRecv.Store(time.Now().UnixNano())
 	if cfg.rateLimit > 0 { // WithRateLimit applies to both sides, as newConn does
-		c.limiter = rate.NewLimiter(rate.Limit(cfg.rateLimit), cfg.rateBurst)
+		c.extra().limiter = rate.NewLimiter(rate.Limit(cfg.rateLimit), cfg.rateBurst)
 	}
 	cl.mu.Lock()
 	cl.cur = c

@@ -55,6 +55,23 @@ type conn struct {
 	queued   atomic.Int64 // bytes queued to the loop, not yet processed
 	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes
 
+	// What most connections never use, allocated on first use: an idle
+	// connection costs a pointer for it, not 136 bytes.
+	x atomic.Pointer[connExtra]
+
+	// Loop-only.
+	inSize, outSize int
+	out             []byte
+	idx             int32          // in loop.conns; two int32s keep the struct in a smaller size class
+	strikes         int32          // rate-limited frames in a row
+	scanner         *codec.Scanner // client: finds the first frame
+	client          *Client        // client side only
+}
+
+// connExtra is the part of a connection that is allocated on first use:
+// the application value, calls, groups, the worker-pool queue, the rate
+// limiter and why the engine closed it.
+type connExtra struct {
 	valMu sync.Mutex // guards val
 	val   any
 
@@ -68,15 +85,21 @@ type conn struct {
 	jobs    []job
 	running bool
 
-	// Loop-only.
-	inSize, outSize int
-	out             []byte
-	idx             int32          // in loop.conns; two int32s keep the struct in a smaller size class
-	strikes         int32          // rate-limited frames in a row
-	scanner         *codec.Scanner // client: finds the first frame
-	limiter         *rate.Limiter
-	closeReason     error
-	client          *Client // client side only
+	limiter     *rate.Limiter // set before the connection is shared
+	closeReason error         // loop-only
+}
+
+// extra returns the connection's lazily allocated part, allocating it on
+// first use. It is safe for concurrent use.
+func (c *conn) extra() *connExtra {
+	if x := c.x.Load(); x != nil {
+		return x
+	}
+	x := new(connExtra)
+	if c.x.CompareAndSwap(nil, x) {
+		return x
+	}
+	return c.x.Load()
 }
 
 type heldFrame struct {
@@ -93,7 +116,7 @@ func newConn(s *side, l *loop, gc gnet.Conn, id uint64) *conn {
 	c := &conn{side: s, loop: l, gc: gc, id: id, idx: -1}
 	c.remote = gc.RemoteAddr()
 	if s.cfg.rateLimit > 0 {
-		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.rateLimit), s.cfg.rateBurst)
+		c.extra().limiter = rate.NewLimiter(rate.Limit(s.cfg.rateLimit), s.cfg.rateBurst)
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
@@ -116,9 +139,13 @@ func (c *conn) Value() any {
 	if c.client != nil {
 		return c.client.Value()
 	}
-	c.valMu.Lock()
-	defer c.valMu.Unlock()
-	return c.val
+	x := c.x.Load()
+	if x == nil {
+		return nil
+	}
+	x.valMu.Lock()
+	defer x.valMu.Unlock()
+	return x.val
 }
 
 // SetValue stores the application value. It is safe for concurrent use.
@@ -127,9 +154,10 @@ func (c *conn) SetValue(v any) {
 		c.client.SetValue(v)
 		return
 	}
-	c.valMu.Lock()
-	c.val = v
-	c.valMu.Unlock()
+	x := c.extra()
+	x.valMu.Lock()
+	x.val = v
+	x.valMu.Unlock()
 }
 
 // Send encodes v and queues it. It is safe for concurrent use.
@@ -243,14 +271,15 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
 	}
 	ch := c.side.callChan()
-	c.callMu.Lock()
-	if c.calls == nil {
-		c.calls = make(map[uint64]chan callResult)
+	x := c.extra()
+	x.callMu.Lock()
+	if x.calls == nil {
+		x.calls = make(map[uint64]chan callResult)
 	}
-	c.callSeq++
-	id := c.callSeq
-	c.calls[id] = ch
-	c.callMu.Unlock()
+	x.callSeq++
+	id := x.callSeq
+	x.calls[id] = ch
+	x.callMu.Unlock()
 	// Closed between the check and the registration: failAll may have run.
 	if c.closed.Load() {
 		c.forget(id, ch)
@@ -326,10 +355,11 @@ func appendUint(b []byte, v uint64) []byte {
 // reply can reach ch any more, and ch goes back to the side's pool;
 // otherwise a result is on its way to ch, which is left to the collector.
 func (c *conn) forget(id uint64, ch chan callResult) {
-	c.callMu.Lock()
-	_, ok := c.calls[id]
-	delete(c.calls, id)
-	c.callMu.Unlock()
+	x := c.x.Load() // set: the call registered itself
+	x.callMu.Lock()
+	_, ok := x.calls[id]
+	delete(x.calls, id)
+	x.callMu.Unlock()
 	if ok {
 		c.side.calls.Put(ch)
 	}
@@ -337,18 +367,26 @@ func (c *conn) forget(id uint64, ch chan callResult) {
 
 // pendingCalls returns the number of calls waiting for a reply.
 func (c *conn) pendingCalls() int {
-	c.callMu.Lock()
-	defer c.callMu.Unlock()
-	return len(c.calls)
+	x := c.x.Load()
+	if x == nil {
+		return 0
+	}
+	x.callMu.Lock()
+	defer x.callMu.Unlock()
+	return len(x.calls)
 }
 
 // complete hands a reply to its waiting call, if it still waits. On the
 // loop.
 func (c *conn) complete(id uint64, r callResult) {
-	c.callMu.Lock()
-	ch, ok := c.calls[id]
-	delete(c.calls, id)
-	c.callMu.Unlock()
+	x := c.x.Load()
+	if x == nil {
+		return // no call was ever made: a stray reply
+	}
+	x.callMu.Lock()
+	ch, ok := x.calls[id]
+	delete(x.calls, id)
+	x.callMu.Unlock()
 	if ok {
 		if r.data != nil {
 			r.data = bytes.Clone(r.data) // borrowed from the frame
@@ -360,10 +398,14 @@ func (c *conn) complete(id uint64, r callResult) {
 
 // failAll fails every pending call with err. On the loop.
 func (c *conn) failAll(err error) {
-	c.callMu.Lock()
-	calls := c.calls
-	c.calls = nil
-	c.callMu.Unlock()
+	x := c.x.Load()
+	if x == nil {
+		return
+	}
+	x.callMu.Lock()
+	calls := x.calls
+	x.calls = nil
+	x.callMu.Unlock()
 	for _, ch := range calls {
 		ch <- callResult{err: err}
 	}
@@ -491,8 +533,8 @@ func (c *conn) closeNow(reason error) {
 	if c.closed.Load() {
 		return
 	}
-	if c.closeReason == nil {
-		c.closeReason = reason
+	if x := c.extra(); x.closeReason == nil {
+		x.closeReason = reason
 	}
 	if out := c.out; len(out) > 0 {
 		c.out = c.out[:0]
@@ -621,7 +663,7 @@ func (c *conn) handleFrame(buf []byte) {
 // allow applies the inbound rate limit. A refused frame is answered with a
 // failure on op (with the call's id for a request).
 func (c *conn) allow(op codec.Opcode, id *uint64) bool {
-	if c.limiter == nil || c.limiter.Allow() {
+	if x := c.x.Load(); x == nil || x.limiter == nil || x.limiter.Allow() {
 		c.strikes = 0
 		return true
 	}

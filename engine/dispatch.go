@@ -47,9 +47,10 @@ func (c *conn) dispatch(j job, data []byte) {
 	if data != nil {
 		j.data = append([]byte(nil), data...)
 	}
-	c.jobMu.Lock()
-	if len(c.jobs) >= c.side.cfg.workerQueue && (j.kind == jobFrame || j.kind == jobCall) {
-		c.jobMu.Unlock()
+	x := c.extra()
+	x.jobMu.Lock()
+	if len(x.jobs) >= c.side.cfg.workerQueue && (j.kind == jobFrame || j.kind == jobCall) {
+		x.jobMu.Unlock()
 		var id *uint64
 		op := codec.OpFailure
 		if j.kind == jobCall {
@@ -58,10 +59,10 @@ func (c *conn) dispatch(j job, data []byte) {
 		c.sendFailure(op, id, ReasonOverloaded, "Too many frames waiting for a worker")
 		return
 	}
-	c.jobs = append(c.jobs, j)
-	start := !c.running
-	c.running = true
-	c.jobMu.Unlock()
+	x.jobs = append(x.jobs, j)
+	start := !x.running
+	x.running = true
+	x.jobMu.Unlock()
 	if start {
 		p.schedule(c)
 		c.loop.woke = true
@@ -70,16 +71,17 @@ func (c *conn) dispatch(j job, data []byte) {
 
 // runJobs runs the connection's queued callbacks in order, on a worker.
 func (c *conn) runJobs() {
+	x := c.x.Load() // set: dispatch queued a job
 	for {
-		c.jobMu.Lock()
-		jobs := c.jobs
-		c.jobs = nil
+		x.jobMu.Lock()
+		jobs := x.jobs
+		x.jobs = nil
 		if len(jobs) == 0 {
-			c.running = false
-			c.jobMu.Unlock()
+			x.running = false
+			x.jobMu.Unlock()
 			return
 		}
-		c.jobMu.Unlock()
+		x.jobMu.Unlock()
 		for _, j := range jobs {
 			c.run(c, j, j.data)
 		}

@@ -30,7 +30,8 @@ func (s *Server) Join(group string, id uint64) error {
 	}
 	if _, ok := m[id]; !ok {
 		m[id] = c
-		c.groups = append(c.groups, group)
+		x := c.extra()
+		x.groups = append(x.groups, group)
 	}
 	return nil
 }
@@ -49,7 +50,8 @@ func (s *Server) Leave(group string, id uint64) {
 	if len(m) == 0 {
 		delete(s.groups, group)
 	}
-	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
+	x := c.extra() // set: Join put c in the group
+	x.groups = slices.DeleteFunc(x.groups, func(g string) bool { return g == group })
 }
 
 // GroupLen returns the number of connections in the named group.
@@ -92,7 +94,13 @@ func (s *Server) groupMembers(group string) map[*loop][]*conn {
 func (s *Server) leaveGroups(c *conn) {
 	s.groupsMu.Lock()
 	defer s.groupsMu.Unlock()
-	for _, g := range c.groups {
+	// Under the lock: a Join that passed its closed check before c closed
+	// may still be allocating x.
+	x := c.x.Load()
+	if x == nil {
+		return // never joined a group
+	}
+	for _, g := range x.groups {
 		if m := s.groups[g]; m != nil {
 			delete(m, c.id)
 			if len(m) == 0 {
@@ -100,5 +108,5 @@ func (s *Server) leaveGroups(c *conn) {
 			}
 		}
 	}
-	c.groups = nil
+	x.groups = nil
 }

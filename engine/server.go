@@ -626,7 +626,10 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
-	reason := c.closeReason
+	var reason error
+	if x := c.x.Load(); x != nil {
+		reason = x.closeReason
+	}
 	if reason == nil {
 		switch {
 		case err == nil:
