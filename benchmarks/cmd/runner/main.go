@@ -52,7 +52,7 @@ func fullPlan() Plan {
 		Echo:           [][2]int{{1, 1}, {1, 16}, {100, 1}, {100, 16}, {1000, 1}, {1000, 16}},
 		BroadcastConns: 10000, BroadcastRounds: 20,
 		IdlePoints: []int{1000, 10000, 19000}, IdlePerProc: 5000, settle: 1500 * time.Millisecond,
-		Calls: [][2]int{{1, 1}, {100, 1}, {100, 16}},
+		Calls: [][2]int{{1, 1}, {1, 16}, {100, 1}, {100, 16}},
 	}
 }
 
