@@ -85,11 +85,11 @@ func parseReply(obj []byte, failure bool) (reply, bool) {
 }
 
 // fastEnvelope reads the form simplerpc writes, {"id":N,"op":N,"data":{…}}
-// (no "op" when request is false), from a validated object, without
+// (no "op" when withOp is false), from a validated object, without
 // go-json and without a copy. Any other form (keys in another order, white
 // space, extra keys, numbers out of range) reports false and is left to
 // go-json, which gives the general answer.
-func fastEnvelope(obj []byte, request bool) (r request, ok bool) {
+func fastEnvelope(obj []byte, withOp bool) (r request, ok bool) {
 	const idKey, opKey, dataKey = `{"id":`, `,"op":`, `,"data":`
 	if !bytes.HasPrefix(obj, []byte(idKey)) {
 		return r, false
@@ -98,7 +98,7 @@ func fastEnvelope(obj []byte, request bool) (r request, ok bool) {
 	if r.id, i, ok = parseDigits(obj, i); !ok {
 		return r, false
 	}
-	if request {
+	if withOp {
 		if !bytes.HasPrefix(obj[i:], []byte(opKey)) {
 			return r, false
 		}
