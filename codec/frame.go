@@ -87,6 +87,25 @@ func Object(obj []byte) ([]byte, error) {
 	return obj[start:end], nil
 }
 
+// ObjectPrefix validates the JSON object that starts at b[0], exactly as
+// strictly as [Decode] validates a frame's object, and returns its length;
+// the bytes after it are not looked at. depth is how deeply the object is
+// nested in the object it belongs to (0 for a frame's own object, 1 for a
+// member of it), so that Decode's limit of 512 levels counts from the
+// frame's object. It lets a reader that parses an envelope by hand (the
+// engine's call frames) validate the embedded object once, without scanning
+// the frame twice. Failures wrap [ErrNotObject]; success never allocates.
+func ObjectPrefix(b []byte, depth int) (int, error) {
+	if len(b) == 0 || b[0] != '{' {
+		return 0, fmt.Errorf("%w: no object at the start", ErrNotObject)
+	}
+	n, high, ok := validObjectAt(b, depth)
+	if !ok || high && !utf8.Valid(b[:n]) {
+		return 0, fmt.Errorf("%w: invalid object", ErrNotObject)
+	}
+	return n, nil
+}
+
 // AppendValidated appends one frame like [AppendRaw] but does not validate
 // obj: it must be what [Marshal] or [Object] returned (a compact or trimmed,
 // valid JSON object), so that an object checked once is not scanned again

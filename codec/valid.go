@@ -16,8 +16,17 @@ import (
 // saying why: the caller runs jsonScanner on the same bytes for the error,
 // so the messages come from one place. It never allocates.
 func validObject(b []byte) (n int, high, ok bool) {
+	return validObjectAt(b, 0)
+}
+
+// validObjectAt is validObject for an object nested base levels deep in a
+// larger document: the depth limit counts from the document's top.
+func validObjectAt(b []byte, base int) (n int, high, ok bool) {
 	var stack [maxDepth / 64]uint64 // bit set: the level is an array
-	depth, i := 0, skipSpace(b, 0)
+	if base < 0 || base >= maxDepth {
+		return 0, false, false
+	}
+	depth, i := base, skipSpace(b, 0)
 	inArray := false
 	if i >= len(b) || b[i] != '{' {
 		return 0, false, false
@@ -131,7 +140,7 @@ next: // after a value
 closed: // b[i] closes the innermost container
 	i++
 	depth--
-	if depth == 0 {
+	if depth == base {
 		return i, high, true
 	}
 	d := depth - 1

@@ -53,7 +53,7 @@ type conn struct {
 	ready    atomic.Bool  // client: the message size is known
 	size     atomic.Int64 // outSize, readable off the loop
 	queued   atomic.Int64 // bytes queued to the loop, not yet processed
-	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes
+	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
 
 	// What most connections never use, allocated on first use: an idle
 	// connection costs a pointer for it, not 136 bytes.
@@ -601,15 +601,20 @@ func (c *conn) writeFailure(f *failFrame) {
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
 // gnet until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
-	op, obj, err := codec.Decode(buf)
-	if err != nil {
-		var me *codec.MalformedError
-		msg := err.Error()
-		if errors.As(err, &me) {
-			msg = me.Message
+	// Calls in simplerpc's own form are read in one pass; every other frame
+	// (and any call fastCall does not take) the general way.
+	op, obj, call, fast := fastCall(buf)
+	if !fast {
+		var err error
+		if op, obj, err = codec.Decode(buf); err != nil {
+			var me *codec.MalformedError
+			msg := err.Error()
+			if errors.As(err, &me) {
+				msg = me.Message
+			}
+			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
+			return
 		}
-		c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
-		return
 	}
 	if tap := c.side.cfg.tap; tap != nil {
 		l := c.loop
@@ -634,7 +639,10 @@ func (c *conn) handleFrame(buf []byte) {
 			c.dispatch(job{kind: jobFailure, fail: &f}, nil)
 		}
 	case op == codec.OpRequest:
-		r, ok := parseRequest(obj)
+		r, ok := call, fast
+		if !fast {
+			r, ok = parseRequest(obj)
+		}
 		if !ok {
 			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Malformed request frame")
 			return
@@ -644,7 +652,10 @@ func (c *conn) handleFrame(buf []byte) {
 		}
 		c.dispatch(job{kind: jobCall, op: r.op, id: r.id}, r.data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
-		r, ok := parseReply(obj, op == codec.OpReplyFailure)
+		r, ok := reply{id: call.id, data: call.data}, fast
+		if !fast {
+			r, ok = parseReply(obj, op == codec.OpReplyFailure)
+		}
 		if !ok {
 			return
 		}

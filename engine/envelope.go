@@ -124,6 +124,77 @@ func fastEnvelope(obj []byte, withOp bool) (r request, ok bool) {
 	return r, true
 }
 
+// fastCall reads a call frame in the form simplerpc writes: "-3" or "-4",
+// then {"id":N,"op":N,"data":{…}} (no "op" in a reply), then spaces. The
+// envelope is read by hand and only the data object goes through the strict
+// validator, so that the frame is scanned once rather than validated whole
+// and then walked again for the data's end. Anything else (a reply failure,
+// another peer's key order or white space, leading zeros, a malformed
+// frame) reports false and is left to codec.Decode and parseRequest or
+// parseReply, which give the same answer for every frame this accepts
+// (FuzzFastCall holds them to it). obj is the envelope object, r.data the
+// data object, both borrowed from frame.
+func fastCall(frame []byte) (op codec.Opcode, obj []byte, r request, ok bool) {
+	if len(frame) < 3 || frame[0] != '-' || frame[2] != '{' {
+		return 0, nil, r, false
+	}
+	switch frame[1] {
+	case '3':
+		op = codec.OpRequest
+	case '4':
+		op = codec.OpReply
+	default:
+		return 0, nil, r, false
+	}
+	const idKey, opKey, dataKey = `{"id":`, `,"op":`, `,"data":`
+	b := frame[2:]
+	if !bytes.HasPrefix(b, []byte(idKey)) {
+		return 0, nil, r, false
+	}
+	i := len(idKey)
+	if r.id, i, ok = parseJSONUint(b, i); !ok {
+		return 0, nil, r, false
+	}
+	if op == codec.OpRequest {
+		if !bytes.HasPrefix(b[i:], []byte(opKey)) {
+			return 0, nil, r, false
+		}
+		var v uint64
+		if v, i, ok = parseJSONUint(b, i+len(opKey)); !ok || v > math.MaxInt32 {
+			return 0, nil, r, false
+		}
+		r.op = codec.Opcode(v)
+	}
+	if !bytes.HasPrefix(b[i:], []byte(dataKey)) {
+		return 0, nil, r, false
+	}
+	i += len(dataKey)
+	n, err := codec.ObjectPrefix(b[i:], 1)
+	if err != nil {
+		return 0, nil, r, false
+	}
+	end := i + n
+	if end >= len(b) || b[end] != '}' {
+		return 0, nil, r, false
+	}
+	for _, c := range b[end+1:] {
+		if c != ' ' {
+			return 0, nil, r, false
+		}
+	}
+	r.data = b[i:end]
+	return op, b[:end+1], r, true
+}
+
+// parseJSONUint is parseDigits on bytes not yet validated: it also refuses
+// what JSON does not allow, a leading zero before another digit.
+func parseJSONUint(b []byte, i int) (v uint64, next int, ok bool) {
+	if i+1 < len(b) && b[i] == '0' && b[i+1] >= '0' && b[i+1] <= '9' {
+		return 0, i, false
+	}
+	return parseDigits(b, i)
+}
+
 // parseDigits reads the unsigned decimal integer at b[i:], returning it and
 // the index after it; ok is false without a digit or on overflow.
 func parseDigits(b []byte, i int) (v uint64, next int, ok bool) {

@@ -67,11 +67,18 @@ func HandleCall[Req, Resp any](r *Router, op codec.Opcode, fn func(c Conn, req R
 type decoder[T any] struct {
 	op       codec.Opcode
 	required []string // JSON names of required fields
+	// Which of *T and T may implement Validator, found once: asking the
+	// value itself on every call would copy a struct T to the heap.
+	ptrValidates, valValidates bool
 }
 
 func newDecoder[T any](op codec.Opcode) *decoder[T] {
 	d := &decoder[T]{op: op}
 	t := reflect.TypeFor[T]()
+	validator := reflect.TypeFor[Validator]()
+	d.ptrValidates = reflect.PointerTo(t).Implements(validator)
+	// An interface T is asked at run time, for its dynamic value.
+	d.valValidates = t.Kind() == reflect.Interface || t.Implements(validator)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -111,11 +118,15 @@ func (d *decoder[T]) decode(data []byte, v *T) error {
 		}
 		return ArgumentValueError(fmt.Sprintf("Cannot decode opcode %d: %v", d.op, err))
 	}
-	if val, ok := any(v).(Validator); ok {
-		return val.Validate()
+	if d.ptrValidates {
+		if val, ok := any(v).(Validator); ok {
+			return val.Validate()
+		}
 	}
-	if val, ok := any(*v).(Validator); ok {
-		return val.Validate()
+	if d.valValidates {
+		if val, ok := any(*v).(Validator); ok {
+			return val.Validate()
+		}
 	}
 	return nil
 }
