@@ -784,39 +784,118 @@ flood:
 	}
 }
 
-// TestCallManyInFlight makes 5000 concurrent calls on one client and checks
-// that each gets its own reply. It starts 5000 goroutines, so it does not
-// run in parallel with other tests (the race detector caps live goroutines).
-// Frames are 256 bytes: 5000 of them stay under the default outbound cap
-// (4 MiB) even if the server has read none of them when they are written,
-// so the slow-consumer policy, tested elsewhere, stays out of the way.
-func TestCallManyInFlight(t *testing.T) {
-	const n = 5000
-	srv := startServer(t, sumRouter(), engine.WithMessageSize(256))
-	cl := callDial(t, srv.Addr().String(), handler.NewRouter())
-	ctx := testContext(t)
+// callBurst makes n calls of opSum on cl at once, each from its own
+// goroutine released together, and returns what each returned: nil only
+// for a call answered with the right sum.
+func callBurst(ctx context.Context, cl *engine.Client, n int) []error {
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	start := make(chan struct{})
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			var got sumResp
-			if err := cl.Call(ctx, opSum, sumReq{A: i, B: 2 * i}, &got); err != nil || got.Sum != 3*i {
-				errs <- fmt.Errorf("call %d: %v %v", i, got, err)
+			err := cl.Call(ctx, opSum, sumReq{A: i, B: 2 * i}, &got)
+			if err == nil && got.Sum != 3*i {
+				err = fmt.Errorf("call %d: sum %d", i, got.Sum)
 			}
+			errs[i] = err
 		}()
 	}
+	close(start)
 	wg.Wait()
-	close(errs)
+	return errs
+}
+
+// checkBurst fails the test unless every call of a burst succeeded.
+func checkBurst(t *testing.T, errs []error) {
+	t.Helper()
 	bad := 0
-	for err := range errs {
-		if bad++; bad <= 5 {
-			t.Error(err)
+	for i, err := range errs {
+		if err != nil {
+			if bad++; bad <= 5 {
+				t.Errorf("call %d: %v", i, err)
+			}
 		}
 	}
 	if bad > 0 {
-		t.Errorf("%d of %d calls failed", bad, n)
+		t.Fatalf("%d of %d calls failed", bad, len(errs))
+	}
+}
+
+// TestCallManyInFlight makes 5000 calls at once on one client, with the
+// default 1024-byte frames, and checks that each gets its own reply. 5000
+// requests are 5 MiB, past the default outbound cap (4 MiB): the calls past
+// it wait for room. It starts 5000 goroutines, so it does not run in
+// parallel with other tests (the race detector caps live goroutines).
+func TestCallManyInFlight(t *testing.T) {
+	srv := startServer(t, sumRouter())
+	cl := callDial(t, srv.Addr().String(), handler.NewRouter())
+	checkBurst(t, callBurst(testContext(t), cl, 5000))
+	checkPending(t, "client", cl)
+}
+
+// TestCallBurstWaitsForRoom releases 4000 calls at once on one connection
+// with 1024-byte frames and a client outbound cap of 64 KiB (64 frames):
+// most calls wait for the loop to take the queue. Before, such a burst
+// tripped the slow-consumer policy and closed the connection, failing every
+// call. Not parallel: 4000 goroutines.
+func TestCallBurstWaitsForRoom(t *testing.T) {
+	srv := startServer(t, sumRouter())
+	cl := callDial(t, srv.Addr().String(), handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
+	checkBurst(t, callBurst(testContext(t), cl, 4000))
+	select {
+	case <-cl.Done():
+		t.Fatalf("the burst closed the connection: %v", cl.Err())
+	default:
+	}
+	checkPending(t, "client", cl)
+}
+
+// TestCallWaitingForRoomEnds blocks the client's event loop in a callback
+// while 300 calls are made with a short deadline: the first 64 fill the
+// queue (64 KiB of 1024-byte frames) and the rest wait for room. Every call
+// must end with its context's error, not hang and not close the connection;
+// once the loop is free, calls work again and nothing is left pending.
+func TestCallWaitingForRoomEnds(t *testing.T) {
+	const opHold = codec.Opcode(9)
+	srv := startServer(t, sumRouter())
+	held, release := make(chan struct{}), make(chan struct{})
+	r := handler.NewRouter()
+	r.On(opHold, func(handler.Conn, []byte) error {
+		close(held)
+		select { // the event loop is stuck here until the calls have ended
+		case <-release:
+		case <-time.After(testTimeout):
+		}
+		return nil
+	})
+	cl := callDial(t, srv.Addr().String(), r, engine.WithMaxOutbound(64<<10, engine.SlowClose))
+	if err := cl.Call(testContext(t), opSum, sumReq{A: 1, B: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SendAll(opHold, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(testTimeout):
+		t.Fatal("the hold callback did not run")
+	}
+	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
+	defer cancel()
+	errs := callBurst(ctx, cl, 300)
+	close(release)
+	for i, err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d, blocked behind the loop, ended with %v, want its deadline", i, err)
+		}
+	}
+	var got sumResp
+	if err := cl.Call(testContext(t), opSum, sumReq{A: 4, B: 5}, &got); err != nil || got.Sum != 9 {
+		t.Fatalf("call after the loop was freed: %v %v (client: %v)", got, err, cl.Err())
 	}
 	checkPending(t, "client", cl)
 }

@@ -365,7 +365,7 @@ func (cl *Client) discover(c *conn) bool {
 
 // sendObj sends through the current connection, or holds the frame while
 // the size is unknown or the client is reconnecting.
-func (cl *Client) sendObj(op codec.Opcode, obj []byte) error {
+func (cl *Client) sendObj(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
 	cl.mu.Lock()
 	if cl.closing != nil {
 		cl.mu.Unlock()
@@ -374,7 +374,7 @@ func (cl *Client) sendObj(op codec.Opcode, obj []byte) error {
 	c := cl.cur
 	if c != nil && c.ready.Load() && !c.closed.Load() {
 		cl.mu.Unlock()
-		return c.enqueueObj(op, obj)
+		return c.enqueueObj(ctx, wait, op, obj)
 	}
 	if n := len(obj) + opLen(op); n > cl.d.side.cfg.maxSize {
 		cl.mu.Unlock()
@@ -547,7 +547,7 @@ func (cl *Client) Send(op codec.Opcode, v any) error {
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
-	return cl.sendObj(op, obj)
+	return cl.sendObj(context.Background(), false, op, obj)
 }
 
 // SendRaw sends the encoded JSON object obj on opcode op; obj is copied.
@@ -556,13 +556,15 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
-	return cl.sendObj(op, obj)
+	return cl.sendObj(context.Background(), false, op, obj)
 }
 
 // Call sends a request to the server and waits for its reply, decoding it
 // into resp (which may be nil). It fails with ctx's error when ctx ends,
 // with [ErrClosed] when the connection closes first, and with the remote
-// failure (see [handler.ReasonOf]) when the server's handler fails.
+// failure (see [handler.ReasonOf]) when the server's handler fails. A
+// burst of calls that fills the outbound queue ([WithMaxOutbound]) waits
+// for room rather than failing. It is safe for concurrent use.
 func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	c := cl.current()
 	if c == nil {

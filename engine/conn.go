@@ -87,6 +87,11 @@ type connExtra struct {
 
 	limiter     *rate.Limiter // set before the connection is shared
 	closeReason error         // loop-only
+
+	// Calls waiting for room in the outbound queue (see waitRoom).
+	roomWaiters atomic.Int32
+	roomMu      sync.Mutex
+	room        chan struct{} // closed when the loop takes frames; nil when nobody waits
 }
 
 // extra returns the connection's lazily allocated part, allocating it on
@@ -186,13 +191,25 @@ func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 // built on the loop, at the size in force when it is written, so that size
 // changes and a client's unknown size are handled in one place.
 func (c *conn) sendObj(op codec.Opcode, obj []byte) error {
-	if c.client != nil {
-		return c.client.sendObj(op, obj)
-	}
-	return c.enqueueObj(op, obj)
+	return c.sendObjWait(context.Background(), false, op, obj)
 }
 
-func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
+// sendObjWait is sendObj that, with wait set (a call's request), waits for
+// room in a full outbound queue until ctx ends (see enqueueObj).
+func (c *conn) sendObjWait(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
+	if c.client != nil {
+		return c.client.sendObj(ctx, wait, op, obj)
+	}
+	return c.enqueueObj(ctx, wait, op, obj)
+}
+
+// enqueueObj queues obj for the loop to write. Past the outbound cap a send
+// gets ErrOutboundFull and the slow-consumer policy applies; a call's
+// request (wait set) waits instead until the loop has taken enough of the
+// queue, or ctx ends: thousands of calls made at once are a burst of the
+// caller's own, not a peer that does not read. The loop's own check before
+// each write (overLimit) still catches a peer that stops reading.
+func (c *conn) enqueueObj(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
 	if c.side.closing.Load() {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrServerClosed)
 	}
@@ -211,14 +228,69 @@ func (c *conn) enqueueObj(op codec.Opcode, obj []byte) error {
 	charge := int64(limit)
 	if q := c.queued.Add(charge); q > int64(c.side.cfg.maxOutbound) {
 		c.queued.Add(-charge)
-		c.slow()
-		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
+		if !wait {
+			c.slow()
+			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
+		}
+		if err := c.waitRoom(ctx, charge); err != nil {
+			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
+		}
 	}
 	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, size: int(charge)}, obj); err != nil {
 		c.queued.Add(-charge)
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 	}
 	return nil
+}
+
+// waitRoom waits until charge more bytes fit in the outbound queue, and
+// charges them. It fails with ctx's error, or with ErrClosed (wrapping
+// ErrServerClosed on shutdown) when the connection closes first.
+func (c *conn) waitRoom(ctx context.Context, charge int64) error {
+	x := c.extra()
+	x.roomWaiters.Add(1)
+	defer x.roomWaiters.Add(-1)
+	for {
+		// Register for the next signal before looking again, so that the
+		// loop taking frames in between cannot go unnoticed.
+		x.roomMu.Lock()
+		if x.room == nil {
+			x.room = make(chan struct{})
+		}
+		room := x.room
+		x.roomMu.Unlock()
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		if c.side.closing.Load() {
+			return ErrServerClosed
+		}
+		if q := c.queued.Add(charge); q <= int64(c.side.cfg.maxOutbound) {
+			return nil
+		}
+		c.queued.Add(-charge)
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// signalRoom wakes the calls waiting for room in the outbound queue, if
+// any. The loop calls it when it has taken frames, and when the connection
+// closes. Safe from any goroutine.
+func (c *conn) signalRoom() {
+	x := c.x.Load()
+	if x == nil || x.roomWaiters.Load() == 0 {
+		return
+	}
+	x.roomMu.Lock()
+	if x.room != nil {
+		close(x.room)
+		x.room = nil
+	}
+	x.roomMu.Unlock()
 }
 
 // slow applies the slow-consumer policy from any goroutine.
@@ -249,8 +321,9 @@ func (c *conn) closeWith(reason error) error {
 	return nil
 }
 
-// Call sends a request and waits for its reply. It is safe for concurrent
-// use, except from an inline callback (see [handler.Conn]).
+// Call sends a request and waits for its reply. When the outbound queue is
+// full (WithMaxOutbound) it first waits for room, within ctx. It is safe for
+// concurrent use, except from an inline callback (see [handler.Conn]).
 func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	// From the loop's own goroutine while it runs a callback, the call would
 	// wait for a reply only that loop can read. Other goroutines (one the
@@ -288,7 +361,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 
 	// The envelope is copied when it is queued: a stack buffer will do.
 	var stack [envelopeStack]byte
-	if err := c.sendObj(codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
+	if err := c.sendObjWait(ctx, true, codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
 		c.forget(id, ch)
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -110,7 +111,7 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 			}
 			if f == nil {
 				var stack [envelopeStack]byte
-				if err := c.enqueueObj(codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
+				if err := c.enqueueObj(context.Background(), false, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}

@@ -188,6 +188,7 @@ func (l *loop) process(t *task, arena []byte) {
 	case taskSend:
 		c := t.c
 		c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
+		c.signalRoom()
 		if !c.closed.Load() {
 			c.writeObj(t.op, arena[t.off:t.off+t.n])
 		}

@@ -630,6 +630,7 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
+	c.signalRoom() // calls waiting for room in the queue fail now
 	var reason error
 	if x := c.x.Load(); x != nil {
 		reason = x.closeReason

@@ -25,7 +25,8 @@ type Conn interface {
 	SendRaw(op codec.Opcode, obj []byte) error
 	// Call sends a request on opcode op and waits for the peer's reply,
 	// decoding it into resp (which may be nil). It returns when the reply
-	// arrives, ctx ends or the connection closes. A failure returned by the
+	// arrives, ctx ends or the connection closes; if the connection's
+	// outbound queue is full it first waits for room. A failure returned by the
 	// remote handler comes back as an error that [ReasonOf] and errors.As
 	// recognise. Calling Call from a callback that runs on the event loop
 	// would block the loop that must read the reply: it returns an error
