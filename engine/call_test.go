@@ -1126,6 +1126,14 @@ func TestCallWireFormat(t *testing.T) {
 			{`-3{"op": 1, "data": {}}`, `-1{"reason":"MalformedPayload","message":"Malformed request frame"}`},
 			{`-3{"id": "13", "op": 1, "data": {}}`, `-1{"reason":"MalformedPayload","message":"Malformed request frame"}`},
 			{`-3{"id": 10, "op": 1, "data": [1]}`, `-1{"reason":"MalformedPayload","message":"Malformed request frame"}`},
+			// simplerpc's own compact form, read in one pass; what that
+			// pass refuses is read the general way, with the same answers.
+			{`-3{"id":20,"op":1,"data":{"a":2,"b":3}}`, `-4{"id":20,"data":{"sum":5}}`},
+			{`-3{"id":21,"op":1,"data":{"a":2,"b":3},"x":{}}`, `-4{"id":21,"data":{"sum":5}}`},
+			{`-3{"id":022,"op":1,"data":{"a":2,"b":3}}`, `-1{"reason":"MalformedPayload","message":"JSON malformed for opcode: -3"}`},
+			{"-3{\"id\":23,\"op\":1,\"data\":{\"a\":2,\"b\":3,\"c\":\"\xff\"}}", `-1{"reason":"MalformedPayload","message":"JSON malformed for opcode: -3"}`},
+			{`-3{"id":24,"op":1,"data":{"a":2,"b":3}`, `-1{"reason":"MalformedPayload","message":"JSON malformed for opcode: -3"}`},
+			{`-3{"id":25,"op":1,"data":{"a":2,"b":3}}}`, `-1{"reason":"MalformedPayload","message":"JSON malformed for opcode: -3"}`},
 			{`-6{"t": 42}`, `-7{"t": 42}`},
 		} {
 			p.write(tc.send)
