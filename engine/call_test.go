@@ -784,10 +784,20 @@ flood:
 	}
 }
 
-// callBurst makes n calls of opSum on cl at once, each from its own
+// sumCaller makes one call of opSum, on a client or through a server.
+type sumCaller func(ctx context.Context, req sumReq, resp *sumResp) error
+
+// clientSum calls opSum with cl.
+func clientSum(cl *engine.Client) sumCaller {
+	return func(ctx context.Context, req sumReq, resp *sumResp) error {
+		return cl.Call(ctx, opSum, req, resp)
+	}
+}
+
+// callBurst makes n calls of opSum with call at once, each from its own
 // goroutine released together, and returns what each returned: nil only
 // for a call answered with the right sum.
-func callBurst(ctx context.Context, cl *engine.Client, n int) []error {
+func callBurst(ctx context.Context, call sumCaller, n int) []error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -797,7 +807,7 @@ func callBurst(ctx context.Context, cl *engine.Client, n int) []error {
 			defer wg.Done()
 			<-start
 			var got sumResp
-			err := cl.Call(ctx, opSum, sumReq{A: i, B: 2 * i}, &got)
+			err := call(ctx, sumReq{A: i, B: 2 * i}, &got)
 			if err == nil && got.Sum != 3*i {
 				err = fmt.Errorf("call %d: sum %d", i, got.Sum)
 			}
@@ -825,16 +835,25 @@ func checkBurst(t *testing.T, errs []error) {
 	}
 }
 
-// TestCallManyInFlight makes 5000 calls at once on one client, with the
-// default 1024-byte frames, and checks that each gets its own reply. 5000
-// requests are 5 MiB, past the default outbound cap (4 MiB): the calls past
-// it wait for room. It starts 5000 goroutines, so it does not run in
-// parallel with other tests (the race detector caps live goroutines).
+// TestCallManyInFlight makes 5000 calls at once on one connection, from
+// the client and then from the server, with the default 1024-byte frames,
+// and checks that each gets its own reply. 5000 requests are 5 MiB, past
+// the default outbound cap (4 MiB): the calls past it wait for room. It
+// starts 5000 goroutines, so it does not run in parallel with other tests
+// (the race detector caps live goroutines).
 func TestCallManyInFlight(t *testing.T) {
-	srv := startServer(t, sumRouter())
-	cl := callDial(t, srv.Addr().String(), handler.NewRouter())
-	checkBurst(t, callBurst(testContext(t), cl, 5000))
+	srv, cl, id := callPair(t, callModes[0], sumRouter(), sumRouter())
+	ctx := testContext(t)
+	checkBurst(t, callBurst(ctx, clientSum(cl), 5000))
 	checkPending(t, "client", cl)
+	checkBurst(t, callBurst(ctx, func(ctx context.Context, req sumReq, resp *sumResp) error {
+		return srv.Call(ctx, id, opSum, req, resp)
+	}, 5000))
+	c, ok := srv.Conn(id)
+	if !ok {
+		t.Fatal("connection gone")
+	}
+	checkPending(t, "server conn", c)
 }
 
 // TestCallBurstWaitsForRoom releases 4000 calls at once on one connection
@@ -845,7 +864,7 @@ func TestCallManyInFlight(t *testing.T) {
 func TestCallBurstWaitsForRoom(t *testing.T) {
 	srv := startServer(t, sumRouter())
 	cl := callDial(t, srv.Addr().String(), handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
-	checkBurst(t, callBurst(testContext(t), cl, 4000))
+	checkBurst(t, callBurst(testContext(t), clientSum(cl), 4000))
 	select {
 	case <-cl.Done():
 		t.Fatalf("the burst closed the connection: %v", cl.Err())
@@ -886,7 +905,7 @@ func TestCallWaitingForRoomEnds(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
 	defer cancel()
-	errs := callBurst(ctx, cl, 300)
+	errs := callBurst(ctx, clientSum(cl), 300)
 	close(release)
 	for i, err := range errs {
 		if !errors.Is(err, context.DeadlineExceeded) {
