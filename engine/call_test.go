@@ -358,6 +358,11 @@ func TestCallLocalErrors(t *testing.T) {
 	if err := cl.Call(ctx, opSum, 42, nil); !errors.Is(err, codec.ErrNotObject) {
 		t.Errorf("request that is not an object: %v, want codec.ErrNotObject", err)
 	}
+	// A nil request is sent as {}: the handler finds its arguments missing.
+	var missing handler.ArgumentMissing
+	if err := cl.Call(ctx, opSum, nil, nil); !errors.As(err, &missing) || string(missing) != "Expected argument 'a' in opcode 1" {
+		t.Errorf("nil request: %v, want ArgumentMissing for 'a'", err)
+	}
 	var wrong struct {
 		Sum string `json:"sum"`
 	}

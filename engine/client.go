@@ -560,7 +560,7 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 }
 
 // Call sends a request to the server and waits for its reply, decoding it
-// into resp (which may be nil). It fails with ctx's error when ctx ends,
+// into resp (which may be nil); a nil req sends {}. It fails with ctx's error when ctx ends,
 // with [ErrClosed] when the connection closes first, and with the remote
 // failure (see [handler.ReasonOf]) when the server's handler fails. A
 // burst of calls that fills the outbound queue ([WithMaxOutbound]) waits

@@ -336,9 +336,12 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if op < 0 {
 		return fmt.Errorf("engine: call opcode %d: %w", op, errReservedOp)
 	}
-	data, err := codec.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
+	data := []byte("{}") // a call without arguments, as a nil result replies {}
+	if req != nil {
+		var err error
+		if data, err = codec.Marshal(req); err != nil {
+			return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
+		}
 	}
 	if c.closed.Load() {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)

@@ -24,7 +24,8 @@ type Conn interface {
 	// validated and copied before SendRaw returns; the caller keeps it.
 	SendRaw(op codec.Opcode, obj []byte) error
 	// Call sends a request on opcode op and waits for the peer's reply,
-	// decoding it into resp (which may be nil). It returns when the reply
+	// decoding it into resp (which may be nil). req must encode as a JSON
+	// object; a nil req sends {}. It returns when the reply
 	// arrives, ctx ends or the connection closes; if the connection's
 	// outbound queue is full it first waits for room. A failure returned by the
 	// remote handler comes back as an error that [ReasonOf] and errors.As
