@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -77,20 +76,6 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	s.side.opened = s.opened
 	s.side.closed = s.closed
 	return s, nil
-}
-
-// defaultMaxConns keeps 512 descriptors spare below the process limit:
-// gnet's engine stops if accept fails with EMFILE (gnet issue #367).
-func defaultMaxConns() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
-		return 1 << 20
-	}
-	n := int(rl.Cur) - 512
-	if n < 1 {
-		n = 1
-	}
-	return n
 }
 
 // protoAddr turns "host:port", "tcp://host:port" or "unix:///path" into

@@ -78,16 +78,6 @@ func isLoopback4(addr string) bool {
 	return err == nil && ip.Is4() && ip.IsLoopback()
 }
 
-// fdLimit returns the process's RLIMIT_NOFILE, soft and hard. The Go
-// runtime raises the soft limit to the hard one at start-up.
-func fdLimit() (soft, hard uint64) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, 0
-	}
-	return rl.Cur, rl.Max
-}
-
 // isFDLimit reports whether err is the process or the system running out
 // of file descriptors.
 func isFDLimit(err error) bool {
