@@ -560,11 +560,12 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 }
 
 // Call sends a request to the server and waits for its reply, decoding it
-// into resp (which may be nil); a nil req sends {}. It fails with ctx's error when ctx ends,
-// with [ErrClosed] when the connection closes first, and with the remote
-// failure (see [handler.ReasonOf]) when the server's handler fails. A
-// burst of calls that fills the outbound queue ([WithMaxOutbound]) waits
-// for room rather than failing. It is safe for concurrent use.
+// into resp (which may be nil); a nil req sends {}. It fails with ctx's
+// error when ctx ends, with [ErrClosed] when the connection closes first,
+// and with the remote failure (see [handler.ReasonOf]) when the server's
+// handler fails. A burst of calls that fills the outbound queue
+// ([WithMaxOutbound]) waits for room rather than failing. It is safe for
+// concurrent use.
 func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	c := cl.current()
 	if c == nil {

@@ -244,8 +244,9 @@ func (c *conn) enqueueObj(ctx context.Context, wait bool, op codec.Opcode, obj [
 }
 
 // waitRoom waits until charge more bytes fit in the outbound queue, and
-// charges them. It fails with ctx's error, or with ErrClosed (wrapping
-// ErrServerClosed on shutdown) when the connection closes first.
+// charges them. It fails with ctx's error, with ErrClosed when the
+// connection closes first, or with ErrServerClosed when the server shuts
+// down.
 func (c *conn) waitRoom(ctx context.Context, charge int64) error {
 	x := c.extra()
 	x.roomWaiters.Add(1)
