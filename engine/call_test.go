@@ -878,25 +878,24 @@ func TestCallBurstWaitsForRoom(t *testing.T) {
 	checkPending(t, "client", cl)
 }
 
-// TestCallWaitingForRoomEnds blocks the client's event loop in a callback
-// while 300 calls are made with a short deadline: the first 64 fill the
-// queue (64 KiB of 1024-byte frames) and the rest wait for room. Every call
-// must end with its context's error, not hang and not close the connection;
-// once the loop is free, calls work again and nothing is left pending.
-func TestCallWaitingForRoomEnds(t *testing.T) {
+// dialHeld dials srv (which answers opSum) with an outbound cap of 64 KiB,
+// 64 frames of 1024 bytes, then holds the client's event loop in a
+// callback until release is called or the test times out: the queue fills
+// and nothing drains it.
+func dialHeld(t *testing.T, srv *engine.Server) (cl *engine.Client, release func()) {
+	t.Helper()
 	const opHold = codec.Opcode(9)
-	srv := startServer(t, sumRouter())
-	held, release := make(chan struct{}), make(chan struct{})
+	held, free := make(chan struct{}), make(chan struct{})
 	r := handler.NewRouter()
 	r.On(opHold, func(handler.Conn, []byte) error {
 		close(held)
-		select { // the event loop is stuck here until the calls have ended
-		case <-release:
+		select { // the event loop is stuck here
+		case <-free:
 		case <-time.After(testTimeout):
 		}
 		return nil
 	})
-	cl := callDial(t, srv.Addr().String(), r, engine.WithMaxOutbound(64<<10, engine.SlowClose))
+	cl = callDial(t, srv.Addr().String(), r, engine.WithMaxOutbound(64<<10, engine.SlowClose))
 	if err := cl.Call(testContext(t), opSum, sumReq{A: 1, B: 2}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -908,10 +907,24 @@ func TestCallWaitingForRoomEnds(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("the hold callback did not run")
 	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(free) }) }
+	t.Cleanup(release)
+	return cl, release
+}
+
+// TestCallWaitingForRoomEnds blocks the client's event loop in a callback
+// while 300 calls are made with a short deadline: the first 64 fill the
+// queue (64 KiB of 1024-byte frames) and the rest wait for room. Every call
+// must end with its context's error, not hang and not close the connection;
+// once the loop is free, calls work again and nothing is left pending.
+func TestCallWaitingForRoomEnds(t *testing.T) {
+	srv := startServer(t, sumRouter())
+	cl, release := dialHeld(t, srv)
 	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
 	defer cancel()
 	errs := callBurst(ctx, clientSum(cl), 300)
-	close(release)
+	release()
 	for i, err := range errs {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("call %d, blocked behind the loop, ended with %v, want its deadline", i, err)

@@ -365,7 +365,7 @@ func (cl *Client) discover(c *conn) bool {
 
 // sendObj sends through the current connection, or holds the frame while
 // the size is unknown or the client is reconnecting.
-func (cl *Client) sendObj(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
+func (cl *Client) sendObj(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
 	cl.mu.Lock()
 	if cl.closing != nil {
 		cl.mu.Unlock()
@@ -374,7 +374,7 @@ func (cl *Client) sendObj(ctx context.Context, wait bool, op codec.Opcode, obj [
 	c := cl.cur
 	if c != nil && c.ready.Load() && !c.closed.Load() {
 		cl.mu.Unlock()
-		return c.enqueueObj(ctx, wait, op, obj)
+		return c.enqueueObj(ctx, mode, op, obj)
 	}
 	if n := len(obj) + opLen(op); n > cl.d.side.cfg.maxSize {
 		cl.mu.Unlock()
@@ -547,7 +547,7 @@ func (cl *Client) Send(op codec.Opcode, v any) error {
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
-	return cl.sendObj(context.Background(), false, op, obj)
+	return cl.sendObj(context.Background(), modeSend, op, obj)
 }
 
 // SendRaw sends the encoded JSON object obj on opcode op; obj is copied.
@@ -556,7 +556,7 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
-	return cl.sendObj(context.Background(), false, op, obj)
+	return cl.sendObj(context.Background(), modeSend, op, obj)
 }
 
 // Call sends a request to the server and waits for its reply, decoding it
@@ -572,6 +572,20 @@ func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) erro
 		return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
 	}
 	return c.Call(ctx, op, req, resp)
+}
+
+// CallAsync sends a request to the server without waiting for the reply:
+// done runs once with the outcome (nil once the reply is decoded into resp,
+// or the error Call would have returned), where the client's callbacks run,
+// so it must not block unless the client has a worker pool. If CallAsync
+// returns an error, done never runs. It is safe for concurrent use, from
+// inline callbacks too.
+func (cl *Client) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+	c := cl.current()
+	if c == nil {
+		return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
+	}
+	return c.CallAsync(ctx, op, req, resp, done)
 }
 
 // Close closes the client after the frames already sent, and stops

@@ -75,8 +75,8 @@ type connExtra struct {
 	valMu sync.Mutex // guards val
 	val   any
 
-	callMu  sync.Mutex // guards calls, callSeq
-	calls   map[uint64]chan callResult
+	callMu  sync.Mutex // guards calls, callSeq and the stop of their asyncCalls
+	calls   map[uint64]pending
 	callSeq uint64
 
 	groups []string // guarded by the server's groupsMu
@@ -115,6 +115,21 @@ type heldFrame struct {
 type callResult struct {
 	data []byte
 	err  error
+}
+
+// pending is a call waiting for its reply: a Call's result channel, or
+// what a CallAsync runs when its call ends.
+type pending struct {
+	ch    chan callResult
+	async *asyncCall
+}
+
+// asyncCall is a CallAsync in flight.
+type asyncCall struct {
+	op   codec.Opcode
+	resp any
+	done func(error)
+	stop func() bool // stops the context's AfterFunc; guarded by callMu
 }
 
 func newConn(s *side, l *loop, gc gnet.Conn, id uint64) *conn {
@@ -191,25 +206,36 @@ func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 // built on the loop, at the size in force when it is written, so that size
 // changes and a client's unknown size are handled in one place.
 func (c *conn) sendObj(op codec.Opcode, obj []byte) error {
-	return c.sendObjWait(context.Background(), false, op, obj)
+	return c.sendObjMode(context.Background(), modeSend, op, obj)
 }
 
-// sendObjWait is sendObj that, with wait set (a call's request), waits for
-// room in a full outbound queue until ctx ends (see enqueueObj).
-func (c *conn) sendObjWait(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
+// sendMode says what a send does when the outbound queue is full.
+type sendMode uint8
+
+const (
+	modeSend  sendMode = iota // ErrOutboundFull, and the slow-consumer policy applies
+	modeCall                  // wait for room until ctx ends
+	modeAsync                 // ErrOutboundFull, the connection untouched
+)
+
+// sendObjMode is sendObj with the given behaviour on a full outbound queue
+// (see enqueueObj).
+func (c *conn) sendObjMode(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
 	if c.client != nil {
-		return c.client.sendObj(ctx, wait, op, obj)
+		return c.client.sendObj(ctx, mode, op, obj)
 	}
-	return c.enqueueObj(ctx, wait, op, obj)
+	return c.enqueueObj(ctx, mode, op, obj)
 }
 
 // enqueueObj queues obj for the loop to write. Past the outbound cap a send
-// gets ErrOutboundFull and the slow-consumer policy applies; a call's
-// request (wait set) waits instead until the loop has taken enough of the
-// queue, or ctx ends: thousands of calls made at once are a burst of the
-// caller's own, not a peer that does not read. The loop's own check before
-// each write (overLimit) still catches a peer that stops reading.
-func (c *conn) enqueueObj(ctx context.Context, wait bool, op codec.Opcode, obj []byte) error {
+// gets ErrOutboundFull and the slow-consumer policy applies. A call's
+// request waits instead until the loop has taken enough of the queue, or
+// ctx ends: thousands of calls made at once are a burst of the caller's
+// own, not a peer that does not read; an asynchronous call, which must not
+// block, fails with ErrOutboundFull and leaves the connection alone. The
+// loop's own check before each write (overLimit) still catches a peer that
+// stops reading.
+func (c *conn) enqueueObj(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
 	if c.side.closing.Load() {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrServerClosed)
 	}
@@ -228,8 +254,11 @@ func (c *conn) enqueueObj(ctx context.Context, wait bool, op codec.Opcode, obj [
 	charge := int64(limit)
 	if q := c.queued.Add(charge); q > int64(c.side.cfg.maxOutbound) {
 		c.queued.Add(-charge)
-		if !wait {
+		switch mode {
+		case modeSend:
 			c.slow()
+			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
+		case modeAsync:
 			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
 		}
 		if err := c.waitRoom(ctx, charge); err != nil {
@@ -334,29 +363,15 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if l := c.loop; l != nil && l.inCallback.Load() && l.gid.Load() == goid() {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrCallOnLoop)
 	}
-	if op < 0 {
-		return fmt.Errorf("engine: call opcode %d: %w", op, errReservedOp)
-	}
-	data := []byte("{}") // a call without arguments, as a nil result replies {}
-	if req != nil {
-		var err error
-		if data, err = codec.Marshal(req); err != nil {
-			return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
-		}
+	data, err := c.request(op, req)
+	if err != nil {
+		return err
 	}
 	if c.closed.Load() {
 		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
 	}
 	ch := c.side.callChan()
-	x := c.extra()
-	x.callMu.Lock()
-	if x.calls == nil {
-		x.calls = make(map[uint64]chan callResult)
-	}
-	x.callSeq++
-	id := x.callSeq
-	x.calls[id] = ch
-	x.callMu.Unlock()
+	id := c.register(pending{ch: ch})
 	// Closed between the check and the registration: failAll may have run.
 	if c.closed.Load() {
 		c.forget(id, ch)
@@ -365,7 +380,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 
 	// The envelope is copied when it is queued: a stack buffer will do.
 	var stack [envelopeStack]byte
-	if err := c.sendObjWait(ctx, true, codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
+	if err := c.sendObjMode(ctx, modeCall, codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
 		c.forget(id, ch)
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}
@@ -388,6 +403,135 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 }
 
 var errReservedOp = errors.New("opcode reserved for the protocol")
+
+// request checks a call's opcode and encodes its request: a nil req is a
+// call without arguments, sent as {} (as a nil result replies {}).
+func (c *conn) request(op codec.Opcode, req any) ([]byte, error) {
+	if op < 0 {
+		return nil, fmt.Errorf("engine: call opcode %d: %w", op, errReservedOp)
+	}
+	if req == nil {
+		return []byte("{}"), nil
+	}
+	data, err := codec.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
+	}
+	return data, nil
+}
+
+// CallAsync sends a request without waiting for the reply: done runs once
+// with the outcome, where the connection's callbacks run. It is safe for
+// concurrent use, from inline callbacks too (see [handler.Conn]).
+func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+	if done == nil {
+		return fmt.Errorf("engine: call opcode %d: %w", op, errNilDone)
+	}
+	data, err := c.request(op, req)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, err)
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed)
+	}
+	a := &asyncCall{op: op, resp: resp, done: done}
+	id := c.register(pending{async: a})
+	if c.closed.Load() { // closed meanwhile: failAll may have run before the entry was there
+		return c.dropAsync(id, fmt.Errorf("engine: call opcode %d on conn %d: %w", op, c.id, ErrClosed))
+	}
+	var stack [envelopeStack]byte
+	if err := c.sendObjMode(ctx, modeAsync, codec.OpRequest, appendEnvelope(stack[:0], id, op, data)); err != nil {
+		return c.dropAsync(id, fmt.Errorf("engine: call opcode %d: %w", op, err))
+	}
+	if ctx.Done() == nil {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { c.abandon(id, ctx) })
+	x := c.x.Load() // set: register allocated it
+	x.callMu.Lock()
+	if _, ok := x.calls[id]; ok {
+		a.stop = stop
+		stop = nil
+	}
+	x.callMu.Unlock()
+	if stop != nil {
+		stop() // the call has already ended
+	}
+	return nil
+}
+
+var errNilDone = errors.New("nil done callback")
+
+// register adds a call to the pending table and returns its id.
+func (c *conn) register(p pending) uint64 {
+	x := c.extra()
+	x.callMu.Lock()
+	defer x.callMu.Unlock()
+	if x.calls == nil {
+		x.calls = make(map[uint64]pending)
+	}
+	x.callSeq++
+	x.calls[x.callSeq] = p
+	return x.callSeq
+}
+
+// dropAsync removes a CallAsync whose request could not be queued, and
+// returns err for CallAsync to return. If the call is no longer in the
+// table, the connection closed meanwhile and failAll took it: done runs
+// with that error, and only done reports it, so dropAsync returns nil.
+func (c *conn) dropAsync(id uint64, err error) error {
+	x := c.x.Load() // set: register allocated it
+	x.callMu.Lock()
+	_, ok := x.calls[id]
+	delete(x.calls, id)
+	x.callMu.Unlock()
+	if !ok {
+		return nil
+	}
+	return err
+}
+
+// abandon ends an asynchronous call whose context ended before its reply:
+// done runs on the loop, with ctx's error. On the AfterFunc's goroutine.
+func (c *conn) abandon(id uint64, ctx context.Context) {
+	x := c.x.Load()
+	x.callMu.Lock()
+	p, ok := x.calls[id]
+	delete(x.calls, id)
+	x.callMu.Unlock()
+	if !ok {
+		return
+	}
+	err := fmt.Errorf("engine: call opcode %d on conn %d: %w", p.async.op, c.id, ctx.Err())
+	if l := c.loop; l != nil {
+		if l.enqueue(task{kind: taskFunc, fn: func() { c.dispatch(job{kind: jobAsync, async: p.async, reason: err}, nil) }}, nil) == nil {
+			return
+		}
+	}
+	// No loop to run it (the engine is stopping): run it here.
+	c.safely("call callback", func() { p.async.done(err) })
+}
+
+// finishAsync ends an asynchronous call on the loop: it decodes the reply
+// into resp and runs done where callbacks run.
+func (c *conn) finishAsync(a *asyncCall, stop func() bool, r callResult) {
+	if stop != nil {
+		stop()
+	}
+	err := r.err
+	if err == nil && a.resp != nil {
+		if derr := codec.Unmarshal(r.data, a.resp); derr != nil {
+			err = fmt.Errorf("decode reply: %w", derr)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("engine: call opcode %d on conn %d: %w", a.op, c.id, err)
+	}
+	c.dispatch(job{kind: jobAsync, async: a, reason: err}, nil)
+}
 
 // flushAt is the size of a connection's output buffer past which a round
 // writes it before building more frames.
@@ -461,14 +605,22 @@ func (c *conn) complete(id uint64, r callResult) {
 		return // no call was ever made: a stray reply
 	}
 	x.callMu.Lock()
-	ch, ok := x.calls[id]
+	p, ok := x.calls[id]
 	delete(x.calls, id)
+	var stop func() bool
+	if ok && p.async != nil {
+		stop = p.async.stop
+	}
 	x.callMu.Unlock()
-	if ok {
+	switch {
+	case !ok:
+	case p.async != nil:
+		c.finishAsync(p.async, stop, r) // decodes now: the data is borrowed
+	default:
 		if r.data != nil {
 			r.data = bytes.Clone(r.data) // borrowed from the frame
 		}
-		ch <- r
+		p.ch <- r
 		c.loop.woke = true // on the loop: c.loop is set
 	}
 }
@@ -479,14 +631,31 @@ func (c *conn) failAll(err error) {
 	if x == nil {
 		return
 	}
+	type ended struct {
+		a    *asyncCall
+		stop func() bool
+	}
+	var async []ended
 	x.callMu.Lock()
 	calls := x.calls
 	x.calls = nil
-	x.callMu.Unlock()
-	for _, ch := range calls {
-		ch <- callResult{err: err}
+	for _, p := range calls {
+		if p.async != nil {
+			async = append(async, ended{p.async, p.async.stop})
+		}
 	}
-	if len(calls) > 0 && c.loop != nil {
+	x.callMu.Unlock()
+	woke := false
+	for _, p := range calls {
+		if p.ch != nil {
+			p.ch <- callResult{err: err}
+			woke = true
+		}
+	}
+	for _, e := range async {
+		c.finishAsync(e.a, e.stop, callResult{err: err})
+	}
+	if woke && c.loop != nil {
 		c.loop.woke = true
 	}
 }

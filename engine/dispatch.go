@@ -16,6 +16,7 @@ const (
 	jobFailure
 	jobConnect
 	jobDisconnect
+	jobAsync // a CallAsync's done
 )
 
 // job is one callback to run for a connection.
@@ -25,8 +26,9 @@ type job struct {
 	id        uint64
 	data      []byte // owned (worker-pool mode)
 	fail      *handler.Error
-	reason    error
-	reconnect bool // jobConnect after a reconnection
+	reason    error      // jobDisconnect: why; jobAsync: the call's outcome
+	reconnect bool       // jobConnect after a reconnection
+	async     *asyncCall // jobAsync
 }
 
 // dispatch runs a callback inline on the loop, or hands it to the worker
@@ -111,7 +113,7 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 			}
 			if f == nil {
 				var stack [envelopeStack]byte
-				if err := c.enqueueObj(context.Background(), false, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
+				if err := c.enqueueObj(context.Background(), modeSend, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
@@ -136,6 +138,8 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 		if fn := s.cfg.onDisconnect; fn != nil {
 			c.safely("disconnect callback", func() { fn(hc, j.reason) })
 		}
+	case jobAsync:
+		c.safely("call callback", func() { j.async.done(j.reason) })
 	}
 }
 

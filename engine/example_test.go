@@ -121,6 +121,50 @@ func ExampleClient_Call() {
 	// true ArgumentValueError A must not be negative
 }
 
+// A server callback asks the client that just connected for its name with
+// CallAsync: a callback may not block (Call from one fails with
+// ErrCallOnLoop), and CallAsync needs no goroutine. done runs on the event
+// loop once the reply is in.
+func ExampleServer_CallAsync() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	type hello struct {
+		Name string `json:"name"`
+	}
+	names := make(chan string, 1)
+	srv, _ := engine.NewServer(handler.NewRouter(), engine.WithOnConnect(func(c handler.Conn) {
+		var h hello
+		err := c.CallAsync(ctx, 3, nil, &h, func(err error) {
+			if err != nil {
+				names <- "error: " + err.Error()
+				return
+			}
+			names <- h.Name
+		})
+		if err != nil {
+			names <- "error: " + err.Error()
+		}
+	}))
+	if err := srv.Start(ctx, "127.0.0.1:0"); err != nil {
+		panic(err)
+	}
+	defer srv.Shutdown(ctx)
+
+	r := handler.NewRouter()
+	handler.HandleCall(r, 3, func(handler.Conn, struct{}) (hello, error) {
+		return hello{Name: "knight"}, nil
+	})
+	cl, err := engine.Dial(ctx, srv.Addr().String(), r)
+	if err != nil {
+		panic(err)
+	}
+	defer func() { cl.Close(); <-cl.Done() }()
+	fmt.Println("the client says it is", <-names)
+	// Output:
+	// the client says it is knight
+}
+
 // SendAll reaches every connection with one encoding of the JSON: the
 // original's rpc_all.
 func ExampleServer_SendAll() {

@@ -249,6 +249,17 @@ func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp
 	return c.Call(ctx, op, req, resp)
 }
 
+// CallAsync sends a request to connection id without waiting: done runs
+// once with the outcome, as for [handler.Conn]'s CallAsync. It is safe for
+// concurrent use, from inline callbacks too.
+func (s *Server) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
+	c, err := s.lookup(id)
+	if err != nil {
+		return fmt.Errorf("engine: call opcode %d: %w", op, err)
+	}
+	return c.CallAsync(ctx, op, req, resp, done)
+}
+
 // SendAll sends v on opcode op to every open connection: the original's
 // rpc_all. The JSON is encoded once; each event loop gets one task that
 // writes the frame to each of its connections.
@@ -630,9 +641,11 @@ func (c *conn) onClose(err error) {
 			reason = err
 		}
 	}
-	c.failAll(fmt.Errorf("%w: %w", ErrClosed, reason))
 	l := c.loop
 	l.enter()
+	// Calls in flight fail first: an asynchronous call's done runs in this
+	// round, before the disconnect callback.
+	c.failAll(fmt.Errorf("%w: %w", ErrClosed, reason))
 	c.side.closed(c, reason)
 	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
 	c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)

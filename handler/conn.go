@@ -33,6 +33,17 @@ type Conn interface {
 	// would block the loop that must read the reply: it returns an error
 	// instead; run such calls from another goroutine.
 	Call(ctx context.Context, op codec.Opcode, req, resp any) error
+	// CallAsync sends a request like Call but does not wait: done runs
+	// once with what Call would have returned (nil once the reply is
+	// decoded into resp), where the connection's callbacks run: on its event
+	// loop, so done must not block, or on a worker with a worker pool. resp
+	// is written when the reply arrives: leave it alone until done runs. It
+	// never blocks: when the request cannot be queued (the connection is
+	// closed, its outbound queue full, ctx already ended) it returns the
+	// error and done never runs. Safe from any goroutine, inline callbacks
+	// included, where Call is not: this is how a callback calls its peer
+	// without starting a goroutine.
+	CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error
 	// Close closes the connection after the frames already sent are
 	// written. It returns at once; the disconnect callback runs later.
 	Close() error

@@ -103,6 +103,16 @@ func (c *fakeConn) Call(ctx context.Context, op codec.Opcode, req, resp any) err
 	return codec.Unmarshal(out, resp)
 }
 
+// CallAsync makes the call with Call and hands its outcome to done, in
+// this goroutine: the fake has no event loop to run it on.
+func (c *fakeConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done(c.Call(ctx, op, req, resp))
+	return nil
+}
+
 func (c *fakeConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
