@@ -3,7 +3,7 @@
 //
 //	loadgen -mode echo -addr 127.0.0.1:PORT -conns 100 -pipeline 16 -duration 3s -server-pid PID
 //	loadgen -mode broadcast -addr ... -conns 10000 -rounds 20
-//	loadgen -mode call -impl simplerpc|netrpc -addr ... -conns 100 -pipeline 1
+//	loadgen -mode call -impl simplerpc|simplerpc-async|netrpc -addr ... -conns 100 -pipeline 1
 //
 // Echo and broadcast run on one gnet client event loop and never decode
 // JSON: each frame carries its send time as 19 digits at a fixed offset
@@ -62,7 +62,7 @@ func body() {
 	var o options
 	var sources string
 	flag.StringVar(&o.mode, "mode", "echo", "echo, broadcast or call")
-	flag.StringVar(&o.impl, "impl", "", "server implementation (recorded; for -mode call: simplerpc or netrpc)")
+	flag.StringVar(&o.impl, "impl", "", "server implementation (recorded; for -mode call: simplerpc, simplerpc-async or netrpc)")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:30000", "server address")
 	flag.IntVar(&o.conns, "conns", 100, "connections")
 	flag.IntVar(&o.pipeline, "pipeline", 1, "frames (echo) or calls in flight per connection")

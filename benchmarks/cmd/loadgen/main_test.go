@@ -51,8 +51,8 @@ func TestBroadcast(t *testing.T) {
 }
 
 func TestCall(t *testing.T) {
-	for _, impl := range []string{"simplerpc", "netrpc"} {
-		o := opts("call", impl, startServer(t, impl))
+	for impl, server := range map[string]string{"simplerpc": "simplerpc", "simplerpc-async": "simplerpc", "netrpc": "netrpc"} {
+		o := opts("call", impl, startServer(t, server))
 		o.conns, o.pipeline = 2, 2
 		res, err := runCall(o)
 		if err != nil {
