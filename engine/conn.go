@@ -494,25 +494,33 @@ func (c *conn) dropAsync(id uint64, err error) error {
 	return err
 }
 
-// abandon ends an asynchronous call whose context ended before its reply:
-// done runs on the loop, with ctx's error. On the AfterFunc's goroutine.
+// abandon ends an asynchronous call whose context ended before its reply.
+// On the AfterFunc's goroutine: the call is taken from the table on the
+// loop, in order with the frames read there, so that a reply read first
+// still wins; done then runs with ctx's error where callbacks run. Without
+// a loop to run it (the engine has stopped), here.
 func (c *conn) abandon(id uint64, ctx context.Context) {
-	x := c.x.Load()
-	x.callMu.Lock()
-	p, ok := x.calls[id]
-	delete(x.calls, id)
-	x.callMu.Unlock()
-	if !ok {
+	take := func() (*asyncCall, error) {
+		x := c.x.Load() // set: the call registered itself
+		x.callMu.Lock()
+		p, ok := x.calls[id]
+		delete(x.calls, id)
+		x.callMu.Unlock()
+		if !ok {
+			return nil, nil // its reply, or the connection's close, came first
+		}
+		return p.async, fmt.Errorf("engine: call opcode %d on conn %d: %w", p.async.op, c.id, ctx.Err())
+	}
+	if l := c.loop; l != nil && l.enqueue(task{kind: taskFunc, fn: func() {
+		if a, err := take(); a != nil {
+			c.dispatch(job{kind: jobAsync, async: a, reason: err}, nil)
+		}
+	}}, nil) == nil {
 		return
 	}
-	err := fmt.Errorf("engine: call opcode %d on conn %d: %w", p.async.op, c.id, ctx.Err())
-	if l := c.loop; l != nil {
-		if l.enqueue(task{kind: taskFunc, fn: func() { c.dispatch(job{kind: jobAsync, async: p.async, reason: err}, nil) }}, nil) == nil {
-			return
-		}
+	if a, err := take(); a != nil {
+		c.safely("call callback", func() { a.done(err) })
 	}
-	// No loop to run it (the engine is stopping): run it here.
-	c.safely("call callback", func() { p.async.done(err) })
 }
 
 // finishAsync ends an asynchronous call on the loop: it decodes the reply
