@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -345,4 +346,82 @@ func TestCallAsyncQueueFull(t *testing.T) {
 	default:
 	}
 	checkPending(t, "client", cl)
+}
+
+// TestCallAsyncExactlyOnce races replies against cancellations and, in a
+// second round, against the connection closing: 600 asynchronous calls per
+// mode, a third cancelled before the call, a third at a random moment
+// during it. done must run exactly once for each call that CallAsync
+// accepted, never for one it refused, with the reply or the right error,
+// and the pending table must end empty.
+func TestCallAsyncExactlyOnce(t *testing.T) {
+	t.Parallel()
+	for _, m := range callModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			srv, cl, id := callPair(t, m, sumRouter(), handler.NewRouter())
+			const n = 600
+			for _, closing := range []bool{false, true} {
+				ran := make([]atomic.Int32, n)
+				var accepted sync.WaitGroup
+				var bad atomic.Int64
+				var firstBad atomic.Value
+				cancels := make([]context.CancelFunc, 0, n)
+				for i := range n {
+					ctx, cancel := context.WithCancel(testContext(t))
+					cancels = append(cancels, cancel)
+					switch i % 3 {
+					case 0:
+						cancel()
+					case 1:
+						time.AfterFunc(time.Duration(rand.IntN(2000))*time.Microsecond, cancel)
+					}
+					var got sumResp
+					err := cl.CallAsync(ctx, opSum, sumReq{A: i, B: i}, &got, func(err error) {
+						defer accepted.Done()
+						ran[i].Add(1)
+						switch {
+						case err == nil && got.Sum == 2*i:
+						case errors.Is(err, context.Canceled):
+						case closing && errors.Is(err, engine.ErrClosed):
+						default:
+							bad.Add(1)
+							firstBad.CompareAndSwap(nil, fmt.Sprintf("call %d: %v %v", i, got.Sum, err))
+						}
+					})
+					if err == nil {
+						accepted.Add(1)
+					} else if !errors.Is(err, context.Canceled) && !(closing && errors.Is(err, engine.ErrClosed)) {
+						t.Fatalf("call %d refused: %v", i, err)
+					}
+					if closing && i == n/2 {
+						c, _ := srv.Conn(id)
+						_ = c.Close()
+					}
+				}
+				waited := make(chan struct{})
+				go func() { accepted.Wait(); close(waited) }()
+				select {
+				case <-waited:
+				case <-time.After(testTimeout):
+					t.Fatal("some done callbacks never ran")
+				}
+				for _, cancel := range cancels {
+					cancel()
+				}
+				time.Sleep(20 * time.Millisecond) // a second run would show up now
+				for i := range ran {
+					if k := ran[i].Load(); k > 1 {
+						t.Fatalf("call %d: done ran %d times", i, k)
+					}
+				}
+				if bad.Load() > 0 {
+					t.Fatalf("%d calls ended wrong; first: %v", bad.Load(), firstBad.Load())
+				}
+				if !closing {
+					checkPending(t, "client", cl)
+				}
+			}
+		})
+	}
 }
