@@ -449,7 +449,7 @@ func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 	if ctx.Done() == nil {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { c.abandon(id, ctx) })
+	stop := context.AfterFunc(ctx, func() { c.abandon(ctx, id) })
 	x := c.x.Load() // set: register allocated it
 	x.callMu.Lock()
 	if _, ok := x.calls[id]; ok {
@@ -499,7 +499,7 @@ func (c *conn) dropAsync(id uint64, err error) error {
 // loop, in order with the frames read there, so that a reply read first
 // still wins; done then runs with ctx's error where callbacks run. Without
 // a loop to run it (the engine has stopped), here.
-func (c *conn) abandon(id uint64, ctx context.Context) {
+func (c *conn) abandon(ctx context.Context, id uint64) {
 	take := func() (*asyncCall, error) {
 		x := c.x.Load() // set: the call registered itself
 		x.callMu.Lock()
