@@ -25,13 +25,13 @@ type Conn interface {
 	SendRaw(op codec.Opcode, obj []byte) error
 	// Call sends a request on opcode op and waits for the peer's reply,
 	// decoding it into resp (which may be nil). req must encode as a JSON
-	// object; a nil req sends {}. It returns when the reply
-	// arrives, ctx ends or the connection closes; if the connection's
-	// outbound queue is full it first waits for room. A failure returned by the
-	// remote handler comes back as an error that [ReasonOf] and errors.As
-	// recognise. Calling Call from a callback that runs on the event loop
-	// would block the loop that must read the reply: it returns an error
-	// instead; run such calls from another goroutine.
+	// object; a nil req sends {}. It returns when the reply arrives, ctx
+	// ends or the connection closes; if the connection's outbound queue is
+	// full it first waits for room. A failure returned by the remote handler
+	// comes back as an error that [ReasonOf] and errors.As recognise.
+	// Calling Call from a callback that runs on the event loop would block
+	// the loop that must read the reply: it returns an error instead; use
+	// CallAsync there, or call from another goroutine.
 	Call(ctx context.Context, op codec.Opcode, req, resp any) error
 	// CallAsync sends a request like Call but does not wait: done runs
 	// once with what Call would have returned (nil once the reply is
