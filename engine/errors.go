@@ -22,7 +22,8 @@ var (
 	// outbound limit in a connection's queue (see [WithMaxOutbound]).
 	ErrOutboundFull = errors.New("engine: outbound queue full")
 	// ErrCallOnLoop is returned by Call made from a callback running on the
-	// event loop: the loop would wait for a reply only it can read.
+	// event loop: the loop would wait for a reply only it can read. Use
+	// CallAsync there.
 	ErrCallOnLoop = errors.New("engine: Call from a callback on the event loop would deadlock")
 	// ErrEngineStopped is returned by Serve when the event loop stopped on
 	// its own, for example because accept failed with too many open files.
