@@ -223,7 +223,9 @@ func (b *benchRun) onEcho(c handler.Conn, data []byte) error {
 		b.errors.Add(1)
 		return nil
 	}
-	b.hist.record(c.ID(), now-t)
+	if !b.hist.record(c.ID(), now-t) {
+		return nil // the run is over
+	}
 	b.frames.Add(1)
 	b.send(c, opEcho, 0)
 	return nil
@@ -252,7 +254,9 @@ func (b *benchRun) onBroadcast(c handler.Conn, data []byte) error {
 	if round != b.round.Load() {
 		return nil // a late delivery of a round that timed out
 	}
-	b.hist.record(c.ID(), now-t)
+	if !b.hist.record(c.ID(), now-t) {
+		return nil // the run is over
+	}
 	b.frames.Add(1)
 	if b.received.Add(1) == b.expected.Load() {
 		select {
@@ -413,10 +417,13 @@ func runEcho(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engi
 		rep.Interrupted = true
 	}
 	b.running.Store(false)
+	b.hist.close()
 	elapsed := time.Since(start)
 	stop()
 	rep.ElapsedS = elapsed.Seconds()
-	rep.Frames = b.frames.Load()
+	// Counted from the closed histogram: the frame counter can still move
+	// under a callback that was under way when the run stopped.
+	rep.Frames = b.hist.merged().TotalCount()
 	rep.FramesPerS = float64(rep.Frames) / elapsed.Seconds()
 	return nil
 }
@@ -470,9 +477,10 @@ func runBroadcast(ctx context.Context, stderr io.Writer, b *benchRun, clients []
 		default:
 		}
 	}
+	b.hist.close()
 	elapsed := time.Since(start)
 	rep.ElapsedS = elapsed.Seconds()
-	rep.Frames = b.frames.Load()
+	rep.Frames = b.hist.merged().TotalCount()
 	rep.FramesPerS = float64(rep.Frames) / elapsed.Seconds()
 	return rounds
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -38,6 +39,7 @@ type histShard struct {
 // It is safe for concurrent use by multiple goroutines.
 type shardedHist struct {
 	shards []histShard
+	closed atomic.Bool
 }
 
 // newShardedHist returns a histogram of n shards.
@@ -50,13 +52,29 @@ func newShardedHist(n int) *shardedHist {
 }
 
 // record adds one latency for the connection with id; values out of range
-// are clamped to it.
-func (s *shardedHist) record(id uint64, d time.Duration) {
+// are clamped to it. It reports false, recording nothing, once the
+// histogram is closed.
+func (s *shardedHist) record(id uint64, d time.Duration) bool {
 	v := min(max(int64(d), histMin), histMax)
 	sh := &s.shards[id%uint64(len(s.shards))]
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
 	_ = sh.h.RecordValue(v)
-	sh.mu.Unlock()
+	return true
+}
+
+// close ends the measurement: once it returns, nothing more is recorded,
+// not even by a callback that was already under way, so that the count
+// read next is final.
+func (s *shardedHist) close() {
+	s.closed.Store(true)
+	for i := range s.shards { // a record that saw the histogram open has finished
+		s.shards[i].mu.Lock()
+		s.shards[i].mu.Unlock()
+	}
 }
 
 // merged returns one histogram of everything recorded.

@@ -138,6 +138,10 @@ func TestShardedHist(t *testing.T) {
 	if m.TotalCount() != 1002 {
 		t.Fatalf("%d values, want 1002", m.TotalCount())
 	}
+	h.close()
+	if h.record(3, time.Millisecond) || h.merged().TotalCount() != 1002 {
+		t.Fatal("recorded after close")
+	}
 	s := summarize(m)
 	if s.P50 < 495 || s.P50 > 505 || s.Min > 0.01 || s.Max < 59e6 {
 		t.Errorf("summary %+v", s)
