@@ -201,16 +201,20 @@ func TestCallServerToClient(t *testing.T) {
 			// opTrigger's callback calls the sender back: from a goroutine
 			// it starts, and, on the worker pool, from the callback itself.
 			srvR.On(opTrigger, func(c handler.Conn, _ []byte) error {
-				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 					defer cancel()
 					var r sumResp
 					err := c.Call(ctx, opSum, sumReq{A: 20, B: 1}, &r)
 					results <- result{r.Sum, err}
 				}()
 				if m.workers() {
+					// Its own context: the goroutine's cancel must not end
+					// this call if the goroutine's call ends first.
+					ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+					defer cancel()
 					var r sumResp
 					err := c.Call(ctx, opSum, sumReq{A: 20, B: 2}, &r)
 					results <- result{r.Sum, err}
