@@ -1199,6 +1199,14 @@ func TestReconnect(t *testing.T) {
 	if err := cl.Call(ctx, 7, map[string]int{}, nil); !errors.Is(err, engine.ErrClosed) {
 		t.Fatalf("call pending when the connection dropped: %v", err)
 	}
+	// Take this drop's disconnect signal now: left in the channel, it would
+	// pass for the next one, and the frames below could go to a connection
+	// the client has not yet seen close.
+	select {
+	case <-disconnected:
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for the first disconnect")
+	}
 	wait(reconnected, "the reconnection to the same server")
 	if err := cl.Send(2, map[string]int{"seq": 0}); err != nil {
 		t.Fatal(err)
