@@ -75,7 +75,7 @@ type connExtra struct {
 	valMu sync.Mutex // guards val
 	val   any
 
-	callMu  sync.Mutex // guards calls, callSeq and the stop of their asyncCalls
+	callMu  sync.Mutex // guards calls, callSeq
 	calls   map[uint64]pending
 	callSeq uint64
 
@@ -129,7 +129,10 @@ type asyncCall struct {
 	op   codec.Opcode
 	resp any
 	done func(error)
-	stop func() bool // stops the context's AfterFunc; guarded by callMu
+	// stop stops the context's AfterFunc. CallAsync sets it under callMu
+	// while the call is in the table; whoever takes the call out reads it
+	// after, with no lock.
+	stop func() bool
 }
 
 func newConn(s *side, l *loop, gc gnet.Conn, id uint64) *conn {
@@ -254,11 +257,10 @@ func (c *conn) enqueueObj(ctx context.Context, mode sendMode, op codec.Opcode, o
 	charge := int64(limit)
 	if q := c.queued.Add(charge); q > int64(c.side.cfg.maxOutbound) {
 		c.queued.Add(-charge)
-		switch mode {
-		case modeSend:
-			c.slow()
-			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
-		case modeAsync:
+		if mode != modeCall {
+			if mode == modeSend {
+				c.slow()
+			}
 			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
 		}
 		if err := c.waitRoom(ctx, charge); err != nil {
@@ -483,15 +485,25 @@ func (c *conn) register(p pending) uint64 {
 // table, the connection closed meanwhile and failAll took it: done runs
 // with that error, and only done reports it, so dropAsync returns nil.
 func (c *conn) dropAsync(id uint64, err error) error {
-	x := c.x.Load() // set: register allocated it
-	x.callMu.Lock()
-	_, ok := x.calls[id]
-	delete(x.calls, id)
-	x.callMu.Unlock()
-	if !ok {
+	if _, ok := c.take(id); !ok {
 		return nil
 	}
 	return err
+}
+
+// take removes call id from the pending table and returns it; ok is false
+// if it was not there (its reply, its deadline or the connection's close
+// took it first). Whoever takes a call ends it.
+func (c *conn) take(id uint64) (p pending, ok bool) {
+	x := c.x.Load()
+	if x == nil {
+		return p, false // no call was ever made
+	}
+	x.callMu.Lock()
+	p, ok = x.calls[id]
+	delete(x.calls, id)
+	x.callMu.Unlock()
+	return p, ok
 }
 
 // abandon ends an asynchronous call whose context ended before its reply.
@@ -501,11 +513,7 @@ func (c *conn) dropAsync(id uint64, err error) error {
 // a loop to run it (the engine has stopped), here.
 func (c *conn) abandon(ctx context.Context, id uint64) {
 	take := func() (*asyncCall, error) {
-		x := c.x.Load() // set: the call registered itself
-		x.callMu.Lock()
-		p, ok := x.calls[id]
-		delete(x.calls, id)
-		x.callMu.Unlock()
+		p, ok := c.take(id)
 		if !ok {
 			return nil, nil // its reply, or the connection's close, came first
 		}
@@ -525,9 +533,9 @@ func (c *conn) abandon(ctx context.Context, id uint64) {
 
 // finishAsync ends an asynchronous call on the loop: it decodes the reply
 // into resp and runs done where callbacks run.
-func (c *conn) finishAsync(a *asyncCall, stop func() bool, r callResult) {
-	if stop != nil {
-		stop()
+func (c *conn) finishAsync(a *asyncCall, r callResult) {
+	if a.stop != nil {
+		a.stop()
 	}
 	err := r.err
 	if err == nil && a.resp != nil {
@@ -584,12 +592,7 @@ func appendUint(b []byte, v uint64) []byte {
 // reply can reach ch any more, and ch goes back to the side's pool;
 // otherwise a result is on its way to ch, which is left to the collector.
 func (c *conn) forget(id uint64, ch chan callResult) {
-	x := c.x.Load() // set: the call registered itself
-	x.callMu.Lock()
-	_, ok := x.calls[id]
-	delete(x.calls, id)
-	x.callMu.Unlock()
-	if ok {
+	if _, ok := c.take(id); ok {
 		c.side.calls.Put(ch)
 	}
 }
@@ -608,22 +611,11 @@ func (c *conn) pendingCalls() int {
 // complete hands a reply to its waiting call, if it still waits. On the
 // loop.
 func (c *conn) complete(id uint64, r callResult) {
-	x := c.x.Load()
-	if x == nil {
-		return // no call was ever made: a stray reply
-	}
-	x.callMu.Lock()
-	p, ok := x.calls[id]
-	delete(x.calls, id)
-	var stop func() bool
-	if ok && p.async != nil {
-		stop = p.async.stop
-	}
-	x.callMu.Unlock()
+	p, ok := c.take(id)
 	switch {
-	case !ok:
+	case !ok: // a stray reply, or one that came too late
 	case p.async != nil:
-		c.finishAsync(p.async, stop, r) // decodes now: the data is borrowed
+		c.finishAsync(p.async, r) // decodes now: the data is borrowed
 	default:
 		if r.data != nil {
 			r.data = bytes.Clone(r.data) // borrowed from the frame
@@ -639,29 +631,18 @@ func (c *conn) failAll(err error) {
 	if x == nil {
 		return
 	}
-	type ended struct {
-		a    *asyncCall
-		stop func() bool
-	}
-	var async []ended
 	x.callMu.Lock()
 	calls := x.calls
 	x.calls = nil
-	for _, p := range calls {
-		if p.async != nil {
-			async = append(async, ended{p.async, p.async.stop})
-		}
-	}
 	x.callMu.Unlock()
 	woke := false
 	for _, p := range calls {
-		if p.ch != nil {
-			p.ch <- callResult{err: err}
-			woke = true
+		if p.async != nil {
+			c.finishAsync(p.async, callResult{err: err})
+			continue
 		}
-	}
-	for _, e := range async {
-		c.finishAsync(e.a, e.stop, callResult{err: err})
+		p.ch <- callResult{err: err}
+		woke = true
 	}
 	if woke && c.loop != nil {
 		c.loop.woke = true
