@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -939,6 +940,94 @@ func TestCallWaitingForRoomEnds(t *testing.T) {
 		t.Fatalf("call after the loop was freed: %v %v (client: %v)", got, err, cl.Err())
 	}
 	checkPending(t, "client", cl)
+}
+
+// waitUntil polls cond until it holds, failing the test after testTimeout.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(testTimeout); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCallBudgetSlowPeer has a hand-written server stop reading while the
+// client makes 1000 calls with 8 KiB frames and a 64 KiB outbound cap: the
+// requests fill the kernel's buffers, then the calls' budget, and the rest
+// of the calls wait. A one-way send made meanwhile must be accepted (it
+// has a budget of its own). Then the server reads every request without
+// answering any: with no inbound traffic to prompt it, only the client's
+// timed look at gnet's buffer lets the waiting calls go. Once it has read
+// them all, it answers them all. Before, the requests piled up in gnet's
+// buffer until the slow-consumer policy closed the connection and failed
+// every call. Not parallel: 1000 goroutines.
+func TestCallBudgetSlowPeer(t *testing.T) {
+	const n, size, opNote = 1000, 8192, codec.Opcode(7)
+	addr, accept := rawServer(t, size)
+	cl := callDial(t, addr, handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
+	p := accept()
+	select {
+	case <-cl.Ready():
+	case <-time.After(testTimeout):
+		t.Fatal("client not ready")
+	}
+	var errs []error
+	burst := make(chan struct{})
+	go func() { defer close(burst); errs = callBurst(testContext(t), clientSum(cl), n) }()
+
+	waitUntil(t, "calls waiting for room", func() bool { w, _ := engine.CallRoom(cl); return w > 0 })
+	if err := cl.Send(opNote, map[string]int{"n": 1}); err != nil {
+		t.Fatalf("send while calls wait for room: %v", err)
+	}
+
+	type request struct {
+		ID   uint64 `json:"id"`
+		Op   int    `json:"op"`
+		Data sumReq `json:"data"`
+	}
+	var reqs []request
+	notes := 0
+	for len(reqs) < n {
+		op, obj := p.read()
+		switch op {
+		case codec.OpRequest:
+			var r request
+			if err := codec.Unmarshal(obj, &r); err != nil || r.Op != int(opSum) {
+				t.Fatalf("request %s: %v", obj, err)
+			}
+			reqs = append(reqs, r)
+		case opNote:
+			notes++
+		default:
+			t.Fatalf("unexpected frame %d%s", op, obj)
+		}
+	}
+	var out bytes.Buffer
+	for _, r := range reqs {
+		f, err := codec.AppendValidated(nil, size, codec.OpReply,
+			[]byte(fmt.Sprintf(`{"id":%d,"data":{"sum":%d}}`, r.ID, r.Data.A+r.Data.B)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(f)
+	}
+	if _, err := p.conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	<-burst
+	checkBurst(t, errs)
+	if notes != 1 {
+		t.Errorf("the server read the send made while calls waited %d times, want 1", notes)
+	}
+	select {
+	case <-cl.Done():
+		t.Fatalf("the connection closed: %v", cl.Err())
+	default:
+	}
+	checkPending(t, "client", cl)
+	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
 }
 
 // TestCallRepliesOutOfOrder has a hand-written server read 5000 requests

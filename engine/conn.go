@@ -88,10 +88,21 @@ type connExtra struct {
 	limiter     *rate.Limiter // set before the connection is shared
 	closeReason error         // loop-only
 
-	// Calls waiting for room in the outbound queue (see waitRoom).
+	// Calls' requests have an outbound budget of their own (see
+	// enqueueObj): callBytes is charged when a request is queued and
+	// released only once the loop has seen its bytes leave for the kernel.
+	// callHeld is the part the loop has written (into out or gnet's
+	// buffer) and not yet seen leave.
+	callBytes    atomic.Int64
+	callHeld     int64         // loop-only
+	recheck      bool          // loop-only: a timer will look at gnet's buffer again
+	recheckDelay time.Duration // loop-only: the next timer's delay (backs off while nothing leaves)
+
+	// Calls waiting for room in the budget (see waitRoom).
 	roomWaiters atomic.Int32
 	roomMu      sync.Mutex
-	room        chan struct{} // closed when the loop takes frames; nil when nobody waits
+	room        chan struct{} // closed when room is made; nil when nobody waits
+	roomErr     error         // guarded by roomMu: why the connection closed
 }
 
 // extra returns the connection's lazily allocated part, allocating it on
@@ -230,14 +241,21 @@ func (c *conn) sendObjMode(ctx context.Context, mode sendMode, op codec.Opcode, 
 	return c.enqueueObj(ctx, mode, op, obj)
 }
 
-// enqueueObj queues obj for the loop to write. Past the outbound cap a send
-// gets ErrOutboundFull and the slow-consumer policy applies. A call's
-// request waits instead until the loop has taken enough of the queue, or
-// ctx ends: thousands of calls made at once are a burst of the caller's
-// own, not a peer that does not read; an asynchronous call, which must not
-// block, fails with ErrOutboundFull and leaves the connection alone. The
-// loop's own check before each write (overLimit) still catches a peer that
-// stops reading.
+// enqueueObj queues obj for the loop to write. Sends and calls' requests
+// are bounded separately, each by the outbound cap. Past it a send gets
+// ErrOutboundFull and the slow-consumer policy applies. A call's request
+// waits instead for room, or until ctx ends: thousands of calls made at
+// once are a burst of the caller's own, not a peer that does not read. An
+// asynchronous call, which must not block, fails with ErrOutboundFull and
+// leaves the connection alone.
+//
+// A send's charge is released when the loop takes the frame; from there
+// the loop's own check before each write (overLimit) catches a peer that
+// stops reading. A request's charge is released only once its bytes have
+// left for the kernel (releaseCalls), so that calls wait while the peer is
+// slow to read them instead of piling up in gnet's buffer, and neither a
+// call burst nor a slow peer's backlog of requests counts against the
+// sends: the policy never closes a connection for its own calls.
 func (c *conn) enqueueObj(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
 	if c.side.closing.Load() {
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrServerClosed)
@@ -255,52 +273,62 @@ func (c *conn) enqueueObj(ctx context.Context, mode sendMode, op codec.Opcode, o
 	}
 	// Charged at the frame size: what the loop will hold once it is built.
 	charge := int64(limit)
-	if q := c.queued.Add(charge); q > int64(c.side.cfg.maxOutbound) {
-		c.queued.Add(-charge)
-		if mode != modeCall {
-			if mode == modeSend {
-				c.slow()
-			}
+	budget := &c.queued
+	kind := taskSend
+	if mode != modeSend {
+		budget = &c.extra().callBytes
+		kind = taskCall
+	}
+	if q := budget.Add(charge); q > int64(c.side.cfg.maxOutbound) {
+		budget.Add(-charge)
+		switch mode {
+		case modeSend:
+			c.slow()
+			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
+		case modeAsync:
 			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, ErrOutboundFull)
 		}
 		if err := c.waitRoom(ctx, charge); err != nil {
 			return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 		}
 	}
-	if err := c.loop.enqueue(task{kind: taskSend, op: op, c: c, size: int(charge)}, obj); err != nil {
-		c.queued.Add(-charge)
+	if err := c.loop.enqueue(task{kind: kind, op: op, c: c, size: int(charge)}, obj); err != nil {
+		budget.Add(-charge)
 		return fmt.Errorf("engine: send opcode %d to conn %d: %w", op, c.id, err)
 	}
 	return nil
 }
 
-// waitRoom waits until charge more bytes fit in the outbound queue, and
-// charges them. It fails with ctx's error, with ErrClosed when the
-// connection closes first, or with ErrServerClosed when the server shuts
-// down.
+// waitRoom waits until charge more bytes fit in the calls' budget, and
+// charges them. It fails with ctx's error, with ErrClosed (wrapping why)
+// when the connection closes first, or with ErrServerClosed when the
+// server shuts down.
 func (c *conn) waitRoom(ctx context.Context, charge int64) error {
 	x := c.extra()
 	x.roomWaiters.Add(1)
 	defer x.roomWaiters.Add(-1)
 	for {
-		// Register for the next signal before looking again, so that the
-		// loop taking frames in between cannot go unnoticed.
+		// Register for the next signal before looking again, so that room
+		// made in between cannot go unnoticed.
 		x.roomMu.Lock()
 		if x.room == nil {
 			x.room = make(chan struct{})
 		}
-		room := x.room
+		room, closeErr := x.room, x.roomErr
 		x.roomMu.Unlock()
+		if closeErr != nil {
+			return closeErr
+		}
 		if c.closed.Load() {
 			return ErrClosed
 		}
 		if c.side.closing.Load() {
 			return ErrServerClosed
 		}
-		if q := c.queued.Add(charge); q <= int64(c.side.cfg.maxOutbound) {
+		if q := x.callBytes.Add(charge); q <= int64(c.side.cfg.maxOutbound) {
 			return nil
 		}
-		c.queued.Add(-charge)
+		x.callBytes.Add(-charge)
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -309,9 +337,9 @@ func (c *conn) waitRoom(ctx context.Context, charge int64) error {
 	}
 }
 
-// signalRoom wakes the calls waiting for room in the outbound queue, if
-// any. The loop calls it when it has taken frames, and when the connection
-// closes. Safe from any goroutine.
+// signalRoom wakes the calls waiting for room in the budget, if any. The
+// loop calls it when requests' bytes have left for the kernel, and when the
+// connection closes. Safe from any goroutine.
 func (c *conn) signalRoom() {
 	x := c.x.Load()
 	if x == nil || x.roomWaiters.Load() == 0 {
@@ -323,6 +351,60 @@ func (c *conn) signalRoom() {
 		x.room = nil
 	}
 	x.roomMu.Unlock()
+}
+
+// closeRoom fails the calls waiting for room with err. On the loop, when
+// the connection closes.
+func (c *conn) closeRoom(err error) {
+	x := c.x.Load()
+	if x == nil {
+		return
+	}
+	x.roomMu.Lock()
+	x.roomErr = err
+	if x.room != nil {
+		close(x.room)
+		x.room = nil
+	}
+	x.roomMu.Unlock()
+}
+
+// Bounds of the delay between two looks at a connection's gnet buffer while
+// requests' bytes wait there: gnet has no writability callback.
+const (
+	recheckMin = time.Millisecond
+	recheckMax = 20 * time.Millisecond
+)
+
+// releaseCalls releases the calls' budget for the requests' bytes that have
+// left for the kernel, counting every byte still in gnet's buffer as a
+// request's. While some remain it looks again later: on the next write or
+// read of the connection, or on a timer that backs off while nothing
+// leaves. On the loop.
+func (c *conn) releaseCalls() {
+	x := c.x.Load()
+	if x == nil || x.callHeld == 0 || c.closed.Load() {
+		return
+	}
+	keep := min(x.callHeld, int64(c.gc.OutboundBuffered()+len(c.out)))
+	if gone := x.callHeld - keep; gone > 0 {
+		x.callHeld = keep
+		x.callBytes.Add(-gone)
+		x.recheckDelay = 0
+		c.signalRoom()
+	}
+	if keep == 0 || x.recheck {
+		return
+	}
+	x.recheck = true
+	x.recheckDelay = min(max(2*x.recheckDelay, recheckMin), recheckMax)
+	time.AfterFunc(x.recheckDelay, func() {
+		// Fails only when the engine stops, and then nothing waits.
+		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
+			x.recheck = false
+			c.releaseCalls()
+		}}, nil)
+	})
 }
 
 // slow applies the slow-consumer policy from any goroutine.
@@ -679,19 +761,44 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 	if c.overLimit(c.outSize) {
 		return
 	}
+	c.appendObj(op, obj)
+}
+
+// writeCall writes a call's request charged to the calls' budget: no
+// slow-consumer check, the budget bounds it (see enqueueObj).
+func (c *conn) writeCall(op codec.Opcode, obj []byte, charge int) {
+	if c.outSize == 0 {
+		return
+	}
+	if !c.appendObj(op, obj) {
+		// Not written: its charge goes back at once.
+		if x := c.x.Load(); x != nil {
+			x.callBytes.Add(-int64(charge))
+			c.signalRoom()
+		}
+		return
+	}
+	if x := c.x.Load(); x != nil {
+		x.callHeld += int64(charge)
+	}
+}
+
+// appendObj adds a frame for obj at the current size to out.
+// It reports whether it did.
+func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 	if c.out == nil {
 		c.out = c.loop.buffer()
 		c.loop.dirty = append(c.loop.dirty, c)
 	} else if len(c.out) >= flushAt {
 		// A long burst: write what is built so far, so that the outbound
 		// limit measures what the peer has not read, not what this round
-		// has not written yet.
+		// has not written yet. gnet copies what the socket does not take.
 		out := c.out
+		c.out = out[:0]
 		c.flushOut(out)
 		if c.closed.Load() {
-			return
+			return false
 		}
-		c.out = out[:0]
 	}
 	// Objects reach the loop validated (Marshal, Object, Decode, or built
 	// here from validated parts): the frame is built without a rescan.
@@ -699,9 +806,10 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 	if err != nil {
 		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)
-		return
+		return false
 	}
 	c.out = out
+	return true
 }
 
 // unfit answers for a call frame that did not fit the frame size, so that
@@ -739,9 +847,10 @@ func (c *conn) writeFrame(f []byte) {
 }
 
 // overLimit applies the slow-consumer policy before n more bytes are
-// written, reporting whether the frame must not be written.
+// written, reporting whether the frame must not be written. Calls'
+// requests are not counted: they have their own budget.
 func (c *conn) overLimit(n int) bool {
-	if c.gc.OutboundBuffered()+len(c.out)+n <= c.side.cfg.maxOutbound {
+	if c.backlog()+n <= c.side.cfg.maxOutbound {
 		return false
 	}
 	if c.side.cfg.slowPolicy == SlowDrop {
@@ -758,9 +867,22 @@ func (c *conn) flushOut(b []byte) {
 	if _, err := c.gc.Write(b); err != nil {
 		return
 	}
-	if c.gc.OutboundBuffered() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+	if c.backlog() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
+		return
 	}
+	c.releaseCalls()
+}
+
+// backlog returns the bytes written to the connection and not yet taken by
+// the kernel, less those of calls' requests (as many as may be there). On
+// the loop.
+func (c *conn) backlog() int {
+	n := c.gc.OutboundBuffered() + len(c.out)
+	if x := c.x.Load(); x != nil {
+		n -= int(min(x.callHeld, int64(n)))
+	}
+	return n
 }
 
 // closeNow flushes out and closes the connection on the loop.

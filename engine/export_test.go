@@ -18,3 +18,17 @@ func PendingCalls(c handler.Conn) int {
 	}
 	return -1
 }
+
+// CallRoom returns, for the client's current connection, the calls waiting
+// for room in the calls' outbound budget and the bytes charged to it.
+func CallRoom(cl *Client) (waiters int, charged int64) {
+	c := cl.current()
+	if c == nil {
+		return 0, 0
+	}
+	x := c.x.Load()
+	if x == nil {
+		return 0, 0
+	}
+	return int(x.roomWaiters.Load()), x.callBytes.Load()
+}

@@ -20,6 +20,7 @@ const (
 	taskAnnounce               // send -2 at the current size, then switch to the new size
 	taskFunc                   // run fn on the loop
 	taskFailure                // a failure frame for one connection
+	taskCall                   // a call's request for one connection
 )
 
 // task is one unit of work for a loop. Objects live in the loop's arena so
@@ -29,7 +30,7 @@ type task struct {
 	op     codec.Opcode
 	c      *conn
 	off, n int // object bytes in the arena
-	size   int // taskAnnounce: the new size; taskSend: bytes charged to c.queued
+	size   int // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to callBytes
 	err    error
 	shared *shared
 	fn     func()
@@ -188,9 +189,12 @@ func (l *loop) process(t *task, arena []byte) {
 	case taskSend:
 		c := t.c
 		c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
-		c.signalRoom()
 		if !c.closed.Load() {
 			c.writeObj(t.op, arena[t.off:t.off+t.n])
+		}
+	case taskCall:
+		if !t.c.closed.Load() {
+			t.c.writeCall(t.op, arena[t.off:t.off+t.n], t.size)
 		}
 	case taskBroadcast:
 		l.broadcast(t.op, t.shared)

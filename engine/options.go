@@ -221,7 +221,11 @@ func WithMaxConns(n int) ServerOption {
 
 // WithMaxOutbound caps the bytes waiting to be written to one connection:
 // queued by sends plus buffered by gnet. Past the cap the [SlowPolicy]
-// applies. Defaults to 4 MiB; it must be at least the largest frame size.
+// applies. Calls' requests have a budget of their own of the same size,
+// released as their bytes reach the kernel: past it a Call waits for room
+// (within its context) and a CallAsync fails with [ErrOutboundFull], and
+// the policy never applies to them. Defaults to 4 MiB; it must be at least
+// the largest frame size.
 func WithMaxOutbound(bytes int, policy SlowPolicy) Option {
 	return sharedOption(func(c *config) { c.maxOutbound, c.slowPolicy = bytes, policy })
 }

@@ -440,7 +440,12 @@ func (s *Server) drain(ctx context.Context) error {
 				defer wg.Done()
 				l.flush() // frames built earlier in this round
 				for _, c := range l.conns {
-					pending.Add(int64(c.gc.OutboundBuffered()+len(c.out)) + c.queued.Load())
+					n := int64(c.gc.OutboundBuffered()+len(c.out)) + c.queued.Load()
+					if x := c.x.Load(); x != nil {
+						c.releaseCalls()
+						n += x.callBytes.Load() - x.callHeld // requests not yet written
+					}
+					pending.Add(n)
 				}
 			}}, nil)
 			if err != nil {
@@ -588,6 +593,8 @@ func (c *conn) traffic() {
 	l := c.loop
 	gc := c.gc
 	l.enter()
+	// gnet may have written requests from its buffer since the last look.
+	c.releaseCalls()
 	if cfg := &c.side.cfg; cfg.idleTimeout > 0 || cfg.pingTimeout > 0 {
 		// Read only by the idle sweep and the heartbeat: a clock read per
 		// read is not free on every machine.
@@ -626,7 +633,6 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.signalRoom() // calls waiting for room in the queue fail now
 	var reason error
 	if x := c.x.Load(); x != nil {
 		reason = x.closeReason
@@ -641,6 +647,7 @@ func (c *conn) onClose(err error) {
 			reason = err
 		}
 	}
+	c.closeRoom(fmt.Errorf("%w: %w", ErrClosed, reason)) // calls waiting for room fail now
 	l := c.loop
 	l.enter()
 	// Calls in flight fail first: an asynchronous call's done runs in this
