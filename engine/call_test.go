@@ -1030,6 +1030,86 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
 }
 
+// TestClientHeldFramesPaced makes 1000 calls and 200 sends with 8 KiB
+// frames before the client knows the message size, so the client holds
+// them all, with a 64 KiB outbound cap; then a hand-written server greets
+// it and does not read for a while. The held frames must be written as the
+// calls' budget allows, not all at once: 9.6 MB cannot fit in the kernel's
+// buffers, so some are still held, and the connection is still open. Then
+// the server reads everything, in order (the sends in the order made), and
+// answers every call. Before, the client wrote every held frame at once,
+// past the cap, and closed itself as a slow consumer. Not parallel: 1000
+// goroutines.
+func TestClientHeldFramesPaced(t *testing.T) {
+	const calls, sends, size, opNote = 1000, 200, 8192, codec.Opcode(7)
+	addr, accept := rawServer(t, size)
+	cl := callDial(t, addr, handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
+	var errs []error
+	burst := make(chan struct{})
+	go func() { defer close(burst); errs = callBurst(testContext(t), clientSum(cl), calls) }()
+	for i := range sends {
+		if err := cl.Send(opNote, map[string]int{"seq": i}); err != nil {
+			t.Fatalf("send %d before the size is known: %v", i, err)
+		}
+	}
+	waitUntil(t, "every frame held", func() bool { return engine.HeldFrames(cl) == calls+sends })
+	p := accept()
+	time.Sleep(200 * time.Millisecond) // the server does not read yet
+	if n := engine.HeldFrames(cl); n == 0 {
+		t.Error("every held frame was written at once")
+	}
+	if _, b := engine.CallRoom(cl); b > 64<<10 {
+		t.Errorf("%d bytes charged to the calls' budget, past the cap", b)
+	}
+	select {
+	case <-cl.Done():
+		t.Fatalf("the connection closed: %v", cl.Err())
+	default:
+	}
+
+	type request struct {
+		ID   uint64 `json:"id"`
+		Data sumReq `json:"data"`
+	}
+	var out bytes.Buffer
+	got, next := 0, 0
+	for got < calls || next < sends {
+		op, obj := p.read()
+		switch op {
+		case codec.OpRequest:
+			var r request
+			if err := codec.Unmarshal(obj, &r); err != nil {
+				t.Fatalf("request %s: %v", obj, err)
+			}
+			f, err := codec.AppendValidated(nil, size, codec.OpReply,
+				[]byte(fmt.Sprintf(`{"id":%d,"data":{"sum":%d}}`, r.ID, r.Data.A+r.Data.B)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Write(f)
+			got++
+		case opNote:
+			var m struct{ Seq int }
+			if err := codec.Unmarshal(obj, &m); err != nil || m.Seq != next {
+				t.Fatalf("send %s, want seq %d (%v)", obj, next, err)
+			}
+			next++
+		default:
+			t.Fatalf("unexpected frame %d%s", op, obj)
+		}
+	}
+	if _, err := p.conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	<-burst
+	checkBurst(t, errs)
+	checkPending(t, "client", cl)
+	if n := engine.HeldFrames(cl); n != 0 {
+		t.Errorf("%d frames still held", n)
+	}
+	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+}
+
 // TestCallRepliesOutOfOrder has a hand-written server read 5000 requests
 // in flight on one connection, check that their ids are unique, and answer
 // them in shuffled order, some with a reply failure, after a reply to an

@@ -248,10 +248,11 @@ type Client struct {
 	local   net.Addr // source address, or nil
 	own     bool     // the client owns its dialer
 
-	mu        sync.Mutex // guards cur, held, heldBytes, closing
+	mu        sync.Mutex // guards cur, held, heldBytes, draining, closing
 	cur       *conn
 	held      []heldFrame
 	heldBytes int
+	draining  bool  // the loop is writing held frames to cur: new ones queue behind them
 	closing   error // set once Close is called
 
 	readyOnce sync.Once
@@ -351,20 +352,79 @@ func (cl *Client) discover(c *conn) bool {
 		c.closeNow(closing)
 		return false
 	}
-	held := cl.held
-	cl.held, cl.heldBytes = nil, 0
 	c.ready.Store(true)
+	draining := len(cl.held) > 0
+	cl.draining = draining
 	cl.mu.Unlock()
-	for _, h := range held {
-		c.writeObj(h.op, h.obj)
+	if draining {
+		c.extra().drainHeld = true
+		cl.drainHeld(c)
 	}
 	c.dispatch(job{kind: jobConnect, reconnect: cl.reconns.Load() > 0}, nil)
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
 	return true
 }
 
+// drainHeld writes the frames held until c was ready, as many as the
+// calls' budget has room for: they are the client's own burst, written
+// without the slow-consumer check, so they are paced like calls' requests
+// instead of landing in gnet's buffer all at once (a thousand small frames
+// held are a thousand full-size frames once written). releaseCalls calls
+// it again as room is made. Frames sent meanwhile are held behind them, so
+// order is kept. On the loop.
+func (cl *Client) drainHeld(c *conn) {
+	x := c.extra()
+	if !x.drainHeld || x.inDrain || c.closed.Load() {
+		// inDrain: a write below flushed and released room; the outer
+		// call goes on, in order.
+		return
+	}
+	x.inDrain = true
+	defer func() { x.inDrain = false }()
+	charge, limit := int64(c.outSize), int64(c.side.cfg.maxOutbound)
+	for {
+		cl.mu.Lock()
+		if cl.cur != c {
+			cl.mu.Unlock()
+			return
+		}
+		if len(cl.held) == 0 {
+			cl.held, cl.draining = nil, false
+			x.drainHeld = false
+			cl.mu.Unlock()
+			return
+		}
+		// Always at least one frame when nothing is charged, so that a
+		// budget smaller than a frame still makes progress.
+		var batch []heldFrame
+		for n := x.callBytes.Load(); len(batch) < len(cl.held); n += charge {
+			if n > 0 && n+charge > limit {
+				break
+			}
+			batch = cl.held[:len(batch)+1]
+		}
+		if len(batch) == 0 {
+			cl.mu.Unlock()
+			return
+		}
+		cl.held = cl.held[len(batch):]
+		for _, h := range batch {
+			cl.heldBytes -= len(h.obj)
+		}
+		cl.mu.Unlock()
+		for _, h := range batch {
+			x.callBytes.Add(charge)
+			c.writeCall(h.op, h.obj, int(charge))
+			if c.closed.Load() {
+				return
+			}
+		}
+	}
+}
+
 // sendObj sends through the current connection, or holds the frame while
-// the size is unknown or the client is reconnecting.
+// the size is unknown, the client is reconnecting or frames held before
+// are still being written.
 func (cl *Client) sendObj(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
 	cl.mu.Lock()
 	if cl.closing != nil {
@@ -372,7 +432,7 @@ func (cl *Client) sendObj(ctx context.Context, mode sendMode, op codec.Opcode, o
 		return fmt.Errorf("engine: send opcode %d: %w", op, ErrClosed)
 	}
 	c := cl.cur
-	if c != nil && c.ready.Load() && !c.closed.Load() {
+	if c != nil && c.ready.Load() && !cl.draining && !c.closed.Load() {
 		cl.mu.Unlock()
 		return c.enqueueObj(ctx, mode, op, obj)
 	}

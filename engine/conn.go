@@ -97,6 +97,8 @@ type connExtra struct {
 	callHeld     int64         // loop-only
 	recheck      bool          // loop-only: a timer will look at gnet's buffer again
 	recheckDelay time.Duration // loop-only: the next timer's delay (backs off while nothing leaves)
+	drainHeld    bool          // loop-only: a client is writing the frames it held (Client.drainHeld)
+	inDrain      bool          // loop-only: Client.drainHeld is running
 
 	// Calls waiting for room in the budget (see waitRoom).
 	roomWaiters atomic.Int32
@@ -392,6 +394,10 @@ func (c *conn) releaseCalls() {
 		x.callBytes.Add(-gone)
 		x.recheckDelay = 0
 		c.signalRoom()
+		if x.drainHeld {
+			c.client.drainHeld(c)
+			keep = x.callHeld
+		}
 	}
 	if keep == 0 || x.recheck {
 		return
@@ -767,10 +773,7 @@ func (c *conn) writeObj(op codec.Opcode, obj []byte) {
 // writeCall writes a call's request charged to the calls' budget: no
 // slow-consumer check, the budget bounds it (see enqueueObj).
 func (c *conn) writeCall(op codec.Opcode, obj []byte, charge int) {
-	if c.outSize == 0 {
-		return
-	}
-	if !c.appendObj(op, obj) {
+	if c.outSize == 0 || !c.appendObj(op, obj) {
 		// Not written: its charge goes back at once.
 		if x := c.x.Load(); x != nil {
 			x.callBytes.Add(-int64(charge))

@@ -32,3 +32,11 @@ func CallRoom(cl *Client) (waiters int, charged int64) {
 	}
 	return int(x.roomWaiters.Load()), x.callBytes.Load()
 }
+
+// HeldFrames returns the frames the client holds until its connection is
+// ready, or until the loop has written the ones held before.
+func HeldFrames(cl *Client) int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.held)
+}
