@@ -954,7 +954,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 // TestCallBudgetSlowPeer has a hand-written server stop reading while the
-// client makes 1000 calls with 8 KiB frames and a 64 KiB outbound cap: the
+// client makes 1000 calls with 16 KiB frames and a 64 KiB outbound cap: the
 // requests fill the kernel's buffers, then the calls' budget, and the rest
 // of the calls wait. A one-way send made meanwhile must be accepted (it
 // has a budget of its own). Then the server reads every request without
@@ -964,7 +964,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // buffer until the slow-consumer policy closed the connection and failed
 // every call. Not parallel: 1000 goroutines.
 func TestCallBudgetSlowPeer(t *testing.T) {
-	const n, size, opNote = 1000, 8192, codec.Opcode(7)
+	const n, size, opNote = 1000, 16 << 10, codec.Opcode(7)
 	addr, accept := rawServer(t, size)
 	cl := callDial(t, addr, handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
 	p := accept()
@@ -980,6 +980,12 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 	waitUntil(t, "calls waiting for room", func() bool { w, _ := engine.CallRoom(cl); return w > 0 })
 	if err := cl.Send(opNote, map[string]int{"n": 1}); err != nil {
 		t.Fatalf("send while calls wait for room: %v", err)
+	}
+	// 16 MB of requests cannot all fit in the kernel's buffers while the
+	// server does not read (a few MB on Linux loopback).
+	time.Sleep(300 * time.Millisecond)
+	if w, _ := engine.CallRoom(cl); w == 0 {
+		t.Fatal("no call waits: the kernel took every request, the test proves nothing")
 	}
 
 	type request struct {

@@ -93,12 +93,11 @@ type connExtra struct {
 	// released only once the loop has seen its bytes leave for the kernel.
 	// callHeld is the part the loop has written (into out or gnet's
 	// buffer) and not yet seen leave.
-	callBytes    atomic.Int64
-	callHeld     int64         // loop-only
-	recheck      bool          // loop-only: a timer will look at gnet's buffer again
-	recheckDelay time.Duration // loop-only: the next timer's delay (backs off while nothing leaves)
-	drainHeld    bool          // loop-only: a client is writing the frames it held (Client.drainHeld)
-	inDrain      bool          // loop-only: Client.drainHeld is running
+	callBytes atomic.Int64
+	callHeld  int64 // loop-only
+	recheck   bool  // loop-only: in the loop's recheck list
+	drainHeld bool  // loop-only: a client is writing the frames it held (Client.drainHeld)
+	inDrain   bool  // loop-only: Client.drainHeld is running
 
 	// Calls waiting for room in the budget (see waitRoom).
 	roomWaiters atomic.Int32
@@ -371,18 +370,13 @@ func (c *conn) closeRoom(err error) {
 	x.roomMu.Unlock()
 }
 
-// Bounds of the delay between two looks at a connection's gnet buffer while
-// requests' bytes wait there: gnet has no writability callback.
-const (
-	recheckMin = time.Millisecond
-	recheckMax = 20 * time.Millisecond
-)
-
 // releaseCalls releases the calls' budget for the requests' bytes that have
 // left for the kernel, counting every byte still in gnet's buffer as a
-// request's. While some remain it looks again later: on the next write or
-// read of the connection, or on a timer that backs off while nothing
-// leaves. On the loop.
+// request's. It runs after each write to the connection and on each read
+// from it. gnet has no writability callback, so while bytes remain and the
+// budget matters now (calls wait for room, the budget is nearly full, or a
+// client is writing the frames it held), the connection also goes on the
+// loop's recheck list. On the loop.
 func (c *conn) releaseCalls() {
 	x := c.x.Load()
 	if x == nil || x.callHeld == 0 || c.closed.Load() {
@@ -392,7 +386,6 @@ func (c *conn) releaseCalls() {
 	if gone := x.callHeld - keep; gone > 0 {
 		x.callHeld = keep
 		x.callBytes.Add(-gone)
-		x.recheckDelay = 0
 		c.signalRoom()
 		if x.drainHeld {
 			c.client.drainHeld(c)
@@ -402,15 +395,11 @@ func (c *conn) releaseCalls() {
 	if keep == 0 || x.recheck {
 		return
 	}
-	x.recheck = true
-	x.recheckDelay = min(max(2*x.recheckDelay, recheckMin), recheckMax)
-	time.AfterFunc(x.recheckDelay, func() {
-		// Fails only when the engine stops, and then nothing waits.
-		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
-			x.recheck = false
-			c.releaseCalls()
-		}}, nil)
-	})
+	if x.drainHeld || x.roomWaiters.Load() > 0 ||
+		x.callBytes.Load()+int64(c.outSize) > int64(c.side.cfg.maxOutbound) {
+		x.recheck = true
+		c.loop.recheckLater(c)
+	}
 }
 
 // slow applies the slow-consumer policy from any goroutine.

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
@@ -91,7 +92,19 @@ type loop struct {
 	conns      []*conn // server: every open connection of this loop
 	dirty      []*conn // connections with bytes in out
 	free       [][]byte
+
+	// Connections whose calls' budget waits on bytes in gnet's buffer
+	// (see conn.releaseCalls), looked at again every recheckEvery. Loop-only,
+	// but for the two functions, built once.
+	rechecks     []*conn
+	recheckArmed bool
+	recheckFire  func() // the timer's: queues recheckAll
+	recheckAllFn func()
 }
+
+// recheckEvery is how often the loop looks again at the gnet buffers that
+// hold calls' requests: one timer per loop, and only while some do.
+const recheckEvery = 5 * time.Millisecond
 
 func newLoop(s *side, el gnet.EventLoop) *loop {
 	l := &loop{el: el, side: s}
@@ -100,7 +113,39 @@ func newLoop(s *side, el gnet.EventLoop) *loop {
 		l.leave()
 		return nil
 	}
+	l.recheckAllFn = l.recheckAll
+	l.recheckFire = func() {
+		// Fails only when the engine stops, and then nothing waits.
+		_ = l.enqueue(task{kind: taskFunc, fn: l.recheckAllFn}, nil)
+	}
 	return l
+}
+
+// recheckLater puts c on the recheck list and arms the loop's timer if it
+// is not armed. On the loop.
+func (l *loop) recheckLater(c *conn) {
+	l.rechecks = append(l.rechecks, c)
+	if !l.recheckArmed {
+		l.recheckArmed = true
+		time.AfterFunc(recheckEvery, l.recheckFire)
+	}
+}
+
+// recheckAll looks again at every connection on the recheck list; those
+// still waiting go back on it. On the loop.
+func (l *loop) recheckAll() {
+	list := l.rechecks
+	l.rechecks, l.recheckArmed = nil, false
+	for i, c := range list {
+		list[i] = nil
+		if x := c.x.Load(); x != nil {
+			x.recheck = false
+		}
+		c.releaseCalls()
+	}
+	if l.rechecks == nil {
+		l.rechecks = list[:0]
+	}
 }
 
 // enqueue adds t, copying obj into the arena. It wakes the loop unless the
