@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -942,6 +941,25 @@ func TestCallWaitingForRoomEnds(t *testing.T) {
 	checkPending(t, "client", cl)
 }
 
+// sumRequest is a -3 frame's object for opSum, as a hand-written peer reads
+// it.
+type sumRequest struct {
+	ID   uint64 `json:"id"`
+	Op   int    `json:"op"`
+	Data sumReq `json:"data"`
+}
+
+// appendSumReply appends the -4 frame of the given size that answers r.
+func appendSumReply(t *testing.T, dst []byte, size int, r sumRequest) []byte {
+	t.Helper()
+	f, err := codec.AppendValidated(dst, size, codec.OpReply,
+		[]byte(fmt.Sprintf(`{"id":%d,"data":{"sum":%d}}`, r.ID, r.Data.A+r.Data.B)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // waitUntil polls cond until it holds, failing the test after testTimeout.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -988,18 +1006,13 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 		t.Fatal("no call waits: the kernel took every request, the test proves nothing")
 	}
 
-	type request struct {
-		ID   uint64 `json:"id"`
-		Op   int    `json:"op"`
-		Data sumReq `json:"data"`
-	}
-	var reqs []request
+	var reqs []sumRequest
 	notes := 0
 	for len(reqs) < n {
 		op, obj := p.read()
 		switch op {
 		case codec.OpRequest:
-			var r request
+			var r sumRequest
 			if err := codec.Unmarshal(obj, &r); err != nil || r.Op != int(opSum) {
 				t.Fatalf("request %s: %v", obj, err)
 			}
@@ -1010,16 +1023,11 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 			t.Fatalf("unexpected frame %d%s", op, obj)
 		}
 	}
-	var out bytes.Buffer
+	var out []byte
 	for _, r := range reqs {
-		f, err := codec.AppendValidated(nil, size, codec.OpReply,
-			[]byte(fmt.Sprintf(`{"id":%d,"data":{"sum":%d}}`, r.ID, r.Data.A+r.Data.B)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.Write(f)
+		out = appendSumReply(t, out, size, r)
 	}
-	if _, err := p.conn.Write(out.Bytes()); err != nil {
+	if _, err := p.conn.Write(out); err != nil {
 		t.Fatal(err)
 	}
 	<-burst
@@ -1073,26 +1081,17 @@ func TestClientHeldFramesPaced(t *testing.T) {
 	default:
 	}
 
-	type request struct {
-		ID   uint64 `json:"id"`
-		Data sumReq `json:"data"`
-	}
-	var out bytes.Buffer
+	var out []byte
 	got, next := 0, 0
 	for got < calls || next < sends {
 		op, obj := p.read()
 		switch op {
 		case codec.OpRequest:
-			var r request
+			var r sumRequest
 			if err := codec.Unmarshal(obj, &r); err != nil {
 				t.Fatalf("request %s: %v", obj, err)
 			}
-			f, err := codec.AppendValidated(nil, size, codec.OpReply,
-				[]byte(fmt.Sprintf(`{"id":%d,"data":{"sum":%d}}`, r.ID, r.Data.A+r.Data.B)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out.Write(f)
+			out = appendSumReply(t, out, size, r)
 			got++
 		case opNote:
 			var m struct{ Seq int }
@@ -1104,7 +1103,7 @@ func TestClientHeldFramesPaced(t *testing.T) {
 			t.Fatalf("unexpected frame %d%s", op, obj)
 		}
 	}
-	if _, err := p.conn.Write(out.Bytes()); err != nil {
+	if _, err := p.conn.Write(out); err != nil {
 		t.Fatal(err)
 	}
 	<-burst

@@ -394,19 +394,18 @@ func (cl *Client) drainHeld(c *conn) {
 			cl.mu.Unlock()
 			return
 		}
-		// Always at least one frame when nothing is charged, so that a
+		// As many as fit; always one when nothing is charged, so that a
 		// budget smaller than a frame still makes progress.
-		var batch []heldFrame
-		for n := x.callBytes.Load(); len(batch) < len(cl.held); n += charge {
-			if n > 0 && n+charge > limit {
-				break
-			}
-			batch = cl.held[:len(batch)+1]
+		charged := x.callBytes.Load()
+		k := int((limit - charged) / charge)
+		if charged == 0 {
+			k = max(k, 1)
 		}
-		if len(batch) == 0 {
+		if k <= 0 {
 			cl.mu.Unlock()
 			return
 		}
+		batch := cl.held[:min(k, len(cl.held))]
 		cl.held = cl.held[len(batch):]
 		for _, h := range batch {
 			cl.heldBytes -= len(h.obj)
