@@ -1,3 +1,6 @@
+// This file holds the Client: one client connection that learns the
+// server's message size, holds what it sends until it can send it, and
+// reconnects.
 package engine
 
 import (
@@ -10,237 +13,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/time/rate"
-
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Dialer opens client connections on shared gnet event loops, so that one
-// process holds thousands of connections without a goroutine each. Every
-// connection it dials shares its router and options.
-//
-// All methods are safe for concurrent use by multiple goroutines.
-type Dialer struct {
-	side   side
-	cli    *gnet.Client
-	nextID atomic.Uint64
-	conns  sync.Map // *Client -> struct{}
-
-	loopsMu sync.Mutex // guards loops
-	loops   []*loop
-
-	closeOnce sync.Once
-	stop      chan struct{}
-	wgMu      sync.Mutex     // orders wg.Add after Close began against wg.Wait
-	stopped   bool           // guarded by wgMu
-	wg        sync.WaitGroup // heartbeat and reconnect goroutines
-}
-
-// NewDialer starts the client event loops. Close it when done.
-func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
-	if r == nil {
-		return nil, invalidOption("router", "nil")
-	}
-	cfg := defaultConfig()
-	for _, o := range opts {
-		o.applyClient(&cfg)
-	}
-	if err := cfg.validate(false); err != nil {
-		return nil, err
-	}
-	d := &Dialer{stop: make(chan struct{})}
-	d.side = side{cfg: cfg, router: r}
-	d.side.closed = d.closed
-	gopts := []gnet.Option{
-		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
-		gnet.WithReadBufferCap(64 << 10),
-		gnet.WithWriteBufferCap(16 << 10),
-	}
-	if !cfg.noDelay {
-		gopts = append(gopts, gnet.WithTCPNoDelay(gnet.TCPDelay))
-	}
-	if cfg.keepAlive > 0 {
-		gopts = append(gopts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-	}
-	cli, err := gnet.NewClient(&clientEvents{d: d}, gopts...)
-	if err != nil {
-		return nil, fmt.Errorf("engine: new client: %w", err)
-	}
-	if err := cli.Start(); err != nil {
-		return nil, fmt.Errorf("engine: start client: %w", err)
-	}
-	d.cli = cli
-	if cfg.workers > 0 {
-		d.side.pool = newPool(cfg.workers)
-	}
-	if cfg.pingInterval > 0 {
-		d.wg.Add(1)
-		go d.heartbeat()
-	}
-	return d, nil
-}
-
-// Close closes every connection of the dialer (their disconnect callbacks
-// run with [ErrShutdown]) and stops its event loops. It must not be called
-// from a callback.
-func (d *Dialer) Close() error {
-	d.closeOnce.Do(func() {
-		close(d.stop)
-		d.wgMu.Lock()
-		d.stopped = true
-		d.wgMu.Unlock()
-		d.conns.Range(func(k, _ any) bool {
-			_ = k.(*Client).close(ErrShutdown)
-			return true
-		})
-		d.wg.Wait()
-		// Give the loops the chance to run the close tasks before stopping.
-		d.conns.Range(func(k, _ any) bool {
-			select {
-			case <-k.(*Client).done:
-			case <-time.After(time.Second):
-			}
-			return true
-		})
-		_ = d.cli.Stop()
-		if d.side.pool != nil {
-			d.side.pool.stop()
-		}
-	})
-	return nil
-}
-
-func (d *Dialer) loopFor(el gnet.EventLoop) *loop {
-	d.loopsMu.Lock()
-	defer d.loopsMu.Unlock()
-	for _, l := range d.loops {
-		if l.el == el {
-			return l
-		}
-	}
-	l := newLoop(&d.side, el)
-	d.loops = append(d.loops, l)
-	return l
-}
-
-// closed runs on the loop when one of the dialer's connections closes.
-func (d *Dialer) closed(c *conn, reason error) {
-	c.client.connClosed(c, reason)
-}
-
-// heartbeat pings every connection on the interval and closes those that
-// stayed silent past the timeout.
-func (d *Dialer) heartbeat() {
-	defer d.wg.Done()
-	cfg := &d.side.cfg
-	t := time.NewTicker(cfg.pingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		d.conns.Range(func(k, _ any) bool {
-			cl := k.(*Client)
-			c := cl.current()
-			if c == nil || c.closed.Load() || !c.ready.Load() {
-				return true
-			}
-			if cfg.pingTimeout > 0 && now.UnixNano()-c.lastRecv.Load() > int64(cfg.pingTimeout) {
-				_ = c.closeWith(ErrIdle)
-				return true
-			}
-			var obj [32]byte
-			b := append(obj[:0], `{"t":`...)
-			b = appendUint(b, uint64(now.UnixNano()))
-			b = append(b, '}')
-			_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPing, c: c}, b)
-			return true
-		})
-	}
-}
-
-// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and returns once the TCP connection is up. The message size arrives in
-// the server's first frame (docs/PROTOCOL.md §3); frames sent before then
-// are held and sent once it is known ([Client.Ready] tells when). ctx bounds
-// the connection attempt only.
-func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
-	return d.DialFrom(ctx, "", addr)
-}
-
-// DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
-// system choose). A load generator spreads its connections over several
-// loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
-// port range of one source address.
-func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
-	return d.dial(ctx, local, addr, false)
-}
-
-// dial connects a client; own makes the client close the dialer with it.
-func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	network, _, err := protoAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	_, address, _ := cutScheme(addr)
-	select {
-	case <-d.stop:
-		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
-	default:
-	}
-	var laddr net.Addr
-	if local != "" {
-		ip := net.ParseIP(local)
-		if ip == nil || network == "unix" {
-			return nil, fmt.Errorf("engine: dial %s from %q: not an IP address", addr, local)
-		}
-		laddr = &net.TCPAddr{IP: ip}
-	}
-	cl := &Client{d: d, network: network, addr: address, local: laddr, own: own,
-		readyCh: make(chan struct{}), done: make(chan struct{})}
-	d.conns.Store(cl, struct{}{})
-	if err := cl.connect(ctx); err != nil {
-		d.conns.Delete(cl)
-		return nil, err
-	}
-	return cl, nil
-}
-
-func cutScheme(addr string) (string, string, bool) {
-	for i := 0; i+3 <= len(addr); i++ {
-		if addr[i:i+3] == "://" {
-			return addr[:i], addr[i+3:], true
-		}
-	}
-	return "tcp", addr, false
-}
-
-// Dial connects a single client with its own event loop, closed with the
-// client. See [Dialer.Dial]; use a [Dialer] for many connections.
-func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOption) (*Client, error) {
-	d, err := NewDialer(r, opts...)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := d.dial(ctx, "", addr, true)
-	if err != nil {
-		_ = d.Close()
-		return nil, err
-	}
-	return cl, nil
-}
-
 // Client is one client connection: the original's Client. It implements
 // [handler.Conn], so it can send, call and close like a server's
-// connection, and it is what callbacks receive as their connection.
+// connection. Its callbacks receive it as their connection, the same
+// across reconnections.
 //
-// All methods are safe for concurrent use by multiple goroutines.
+// It is safe for concurrent use by multiple goroutines.
 type Client struct {
 	d       *Dialer
 	network string
@@ -248,16 +30,18 @@ type Client struct {
 	local   net.Addr // source address, or nil
 	own     bool     // the client owns its dialer
 
-	mu        sync.Mutex // guards cur, held, heldBytes, draining, closing
+	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing
 	cur       *conn
+	sized     bool // cur knows the message size
+	enrolled  bool // cur is on its event loop: a close can be queued to it
 	held      []heldFrame
 	heldBytes int
-	draining  bool  // the loop is writing held frames to cur: new ones queue behind them
 	closing   error // set once Close is called
+
+	scan *codec.Scanner // finds cur's first frame; loop-only once cur is enrolled
 
 	readyOnce sync.Once
 	readyCh   chan struct{}
-	size      atomic.Int64
 	reconns   atomic.Int64
 	doneOnce  sync.Once
 	done      chan struct{}
@@ -265,6 +49,12 @@ type Client struct {
 
 	valMu sync.Mutex // guards val
 	val   any
+}
+
+func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
+	cl := &Client{d: d, network: network, addr: addr, local: local, own: own,
+		readyCh: make(chan struct{}), done: make(chan struct{})}
+	return cl
 }
 
 func (cl *Client) current() *conn {
@@ -282,37 +72,49 @@ func (cl *Client) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: dial %s: %w", cl.addr, err)
 	}
-	c := &conn{side: &d.side, client: cl, id: d.nextID.Add(1), idx: -1}
-	c.scanner = codec.NewScanner(cfg.maxSize)
+	c := newConn(&d.side, cl, nil, d.nextID.Add(1))
 	c.remote = nc.RemoteAddr()
-	c.lastRecv.Store(time.Now().UnixNano())
-	if cfg.rateLimit > 0 { // WithRateLimit applies to both sides, as newConn does
-		c.extra().limiter = rate.NewLimiter(rate.Limit(cfg.rateLimit), cfg.rateBurst)
-	}
 	cl.mu.Lock()
-	cl.cur = c
+	cl.cur, cl.sized, cl.enrolled = c, false, false
+	cl.scan = codec.NewScanner(cfg.maxSize)
 	cl.mu.Unlock()
 	if _, err := d.cli.EnrollContext(nc, c); err != nil {
 		_ = nc.Close()
 		return fmt.Errorf("engine: dial %s: %w", cl.addr, err)
 	}
+	cl.mu.Lock()
+	cl.enrolled = true
+	closing := cl.closing
+	cl.mu.Unlock()
+	if closing != nil {
+		c.closeWith(closing) // Close ran while the connection was being set up
+	}
 	// A listener that accepts and then never serves (a server stopping
 	// leaves such connections open) would hold the client, and its
 	// reconnection, for good: the -2 frame must come within the dial timeout.
-	// EnrollContext returns after OnOpen, so c.loop is set.
 	time.AfterFunc(cfg.dialTimeout, func() {
-		if !c.ready.Load() {
-			_ = c.closeWith(fmt.Errorf("%w: no message size within %v", ErrProtocol, cfg.dialTimeout))
+		if !cl.isReady(c) {
+			c.closeWith(fmt.Errorf("%w: no message size within %v", ErrProtocol, cfg.dialTimeout))
 		}
 	})
 	return nil
 }
 
-// discover reads the server's first frame to learn the message size, on the
-// loop. It reports whether the size is now known.
-func (cl *Client) discover(c *conn) bool {
-	buf, _ := c.gc.Peek(-1)
-	op, start, end, done, err := c.scanner.Scan(buf)
+// isReady reports whether c is the client's connection and knows its size.
+func (cl *Client) isReady(c *conn) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.cur == c && cl.sized
+}
+
+// ---- The client as its connections' owner ----
+
+// ready reads the server's first frame to learn the message size, then
+// hands the frames held so far to the connection and runs the connect
+// callback. On the loop.
+func (cl *Client) ready(c *conn) bool {
+	buf, _ := c.io.Peek(-1)
+	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
 		c.closeNow(fmt.Errorf("%w: first frame: %w", ErrProtocol, err))
 		return false
@@ -320,157 +122,124 @@ func (cl *Client) discover(c *conn) bool {
 	if !done {
 		return false
 	}
-	var m struct {
-		Size *int64 `json:"message_size"`
-	}
 	cfg := &c.side.cfg
 	if op == codec.OpFailure {
 		var f handler.Error
 		_ = codec.Unmarshal(buf[start:end], &f)
-		err := fmt.Errorf("%w: the server refused the connection: %w", ErrProtocol, handler.FromWire(f.Reason, f.Message))
+		err := fmt.Errorf("%w: the server refused the connection: %w", ErrProtocol, remoteFailure(f.Reason, f.Message))
 		if f.Reason == ReasonServerFull {
 			err = fmt.Errorf("%w: %w", ErrServerFull, err)
 		}
 		c.closeNow(err)
 		return false
 	}
+	var m struct {
+		Size *int64 `json:"message_size"`
+	}
 	if op != codec.OpMessageSize || codec.Unmarshal(buf[start:end], &m) != nil || m.Size == nil {
 		c.closeNow(fmt.Errorf("%w: first frame is not a message size (opcode %d)", ErrProtocol, op))
 		return false
 	}
-	if *m.Size < int64(cfg.minSize) || *m.Size > int64(cfg.maxSize) {
-		c.closeNow(fmt.Errorf("%w: %d", ErrSizeOutOfBounds, *m.Size))
+	n := *m.Size
+	if n < int64(cfg.minSize) || n > int64(cfg.maxSize) {
+		// Refused with a failure frame the server can read, at its size,
+		// where the protocol allows that size at all (docs/PROTOCOL.md §3).
+		if n >= codec.MinMessageSize && n <= codec.MaxMessageSize {
+			c.setOutSize(int(n))
+			c.refuseSize(n)
+			return false
+		}
+		c.closeNow(fmt.Errorf("%w: %d", ErrSizeOutOfBounds, n))
 		return false
 	}
-	n := int(*m.Size)
-	c.inSize, c.scanner = n, nil
-	c.setOutSize(n)
+	c.inSize = int(n)
+	c.setOutSize(int(n))
 	cl.mu.Lock()
 	if closing := cl.closing; closing != nil {
-		// Close ran while this connection was being set up (see close).
 		cl.mu.Unlock()
 		c.closeNow(closing)
 		return false
 	}
-	c.ready.Store(true)
-	draining := len(cl.held) > 0
-	cl.draining = draining
+	cl.sized = true
+	held := cl.held[:0]
+	for _, h := range cl.held {
+		if h.conn == nil || h.conn == c { // a call of an older connection has failed
+			held = append(held, h)
+		}
+	}
+	cl.held, cl.heldBytes = nil, 0
 	cl.mu.Unlock()
-	if draining {
-		c.extra().drainHeld = true
-		cl.drainHeld(c)
+	cl.scan = nil
+	if len(held) > 0 {
+		c.hold(held)
 	}
 	c.dispatch(job{kind: jobConnect, reconnect: cl.reconns.Load() > 0}, nil)
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
 	return true
 }
 
-// drainHeld writes the frames held until c was ready, as many as the
-// calls' budget has room for: they are the client's own burst, written
-// without the slow-consumer check, so they are paced like calls' requests
-// instead of landing in gnet's buffer all at once (a thousand small frames
-// held are a thousand full-size frames once written). releaseCalls calls
-// it again as room is made. Frames sent meanwhile are held behind them, so
-// order is kept. On the loop.
-func (cl *Client) drainHeld(c *conn) {
-	x := c.extra()
-	if !x.drainHeld || x.inDrain || c.closed.Load() {
-		// inDrain: a write below flushed and released room; the outer
-		// call goes on, in order.
-		return
-	}
-	x.inDrain = true
-	defer func() { x.inDrain = false }()
-	charge, limit := int64(c.outSize), int64(c.side.cfg.maxOutbound)
-	for {
-		cl.mu.Lock()
-		if cl.cur != c {
-			cl.mu.Unlock()
-			return
-		}
-		if len(cl.held) == 0 {
-			cl.held, cl.draining = nil, false
-			x.drainHeld = false
-			cl.mu.Unlock()
-			return
-		}
-		// As many as fit; always one when nothing is charged, so that a
-		// budget smaller than a frame still makes progress.
-		charged := x.callBytes.Load()
-		k := int((limit - charged) / charge)
-		if charged == 0 {
-			k = max(k, 1)
-		}
-		if k <= 0 {
-			cl.mu.Unlock()
-			return
-		}
-		batch := cl.held[:min(k, len(cl.held))]
-		cl.held = cl.held[len(batch):]
-		for _, h := range batch {
-			cl.heldBytes -= len(h.obj)
-		}
-		cl.mu.Unlock()
-		for _, h := range batch {
-			x.callBytes.Add(charge)
-			c.writeCall(h.op, h.obj, int(charge))
-			if c.closed.Load() {
-				return
-			}
-		}
-	}
-}
-
-// sendObj sends through the current connection, or holds the frame while
-// the size is unknown, the client is reconnecting or frames held before
-// are still being written.
-func (cl *Client) sendObj(ctx context.Context, mode sendMode, op codec.Opcode, obj []byte) error {
+// send sends through the current connection, or holds the frame while the
+// size is unknown or the client is reconnecting. A call's request (id not
+// 0) is only ever sent on the connection whose call it is.
+func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	cfg := &cl.d.side.cfg
 	cl.mu.Lock()
-	if cl.closing != nil {
-		cl.mu.Unlock()
-		return fmt.Errorf("engine: send opcode %d: %w", op, ErrClosed)
-	}
-	c := cl.cur
-	if c != nil && c.ready.Load() && !cl.draining && !c.closed.Load() {
-		cl.mu.Unlock()
-		return c.enqueueObj(ctx, mode, op, obj)
-	}
-	if n := len(obj) + opLen(op); n > cl.d.side.cfg.maxSize {
-		cl.mu.Unlock()
-		return fmt.Errorf("engine: send opcode %d: %w: %d bytes, largest frame is %d",
-			op, codec.ErrFrameTooLarge, n, cl.d.side.cfg.maxSize)
-	}
-	if c != nil && c.closed.Load() && !cl.d.side.cfg.reconnect {
-		cl.mu.Unlock()
-		return fmt.Errorf("engine: send opcode %d: %w", op, ErrClosed)
-	}
 	defer cl.mu.Unlock()
-	if cl.heldBytes+len(obj) > cl.d.side.cfg.maxHeld {
-		return fmt.Errorf("engine: send opcode %d: holding %d bytes until connected: %w", op, cl.heldBytes, ErrOutboundFull)
+	if cl.closing != nil {
+		return ErrClosed
 	}
-	cl.held = append(cl.held, heldFrame{op: op, obj: append([]byte(nil), obj...)})
+	if id == 0 {
+		c = cl.cur
+	} else if c != cl.cur {
+		return ErrClosed // the call's connection is gone
+	}
+	if cl.sized && !c.closed.Load() {
+		return c.enqueue(mode, op, obj, id)
+	}
+	if n := len(obj) + opLen(op); n > cfg.maxSize {
+		return fmt.Errorf("%w: %d bytes, largest frame is %d", codec.ErrFrameTooLarge, n, cfg.maxSize)
+	}
+	if c.closed.Load() && !cfg.reconnect {
+		return ErrClosed
+	}
+	if cl.heldBytes+len(obj) > cfg.maxHeld {
+		return fmt.Errorf("holding %d bytes until connected: %w", cl.heldBytes, ErrOutboundFull)
+	}
+	h := heldFrame{op: op, obj: clone(obj), call: id}
+	if id != 0 {
+		h.conn = c
+	}
+	cl.held = append(cl.held, h)
 	cl.heldBytes += len(obj)
 	return nil
 }
 
-// connClosed runs on the loop when the current connection closes.
-func (cl *Client) connClosed(c *conn, reason error) {
+// closed runs on the loop when the current connection closes: the sends
+// that were still waiting are held again for the next connection, if the
+// client reconnects.
+func (cl *Client) closed(c *conn, reason error) {
+	unsent := c.unsent()
 	cl.mu.Lock()
+	if cl.cur == c {
+		cl.sized = false
+	}
 	closing := cl.closing
-	cl.mu.Unlock()
-	if closing == nil && cl.d.side.cfg.reconnect {
-		d := cl.d
-		d.wgMu.Lock()
-		if !d.stopped {
-			d.wg.Add(1)
-			go cl.reconnect()
-			d.wgMu.Unlock()
-			return
+	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
+		for _, h := range unsent {
+			cl.heldBytes += len(h.obj)
 		}
-		d.wgMu.Unlock()
+		cl.held = append(unsent, cl.held...)
+	}
+	cl.mu.Unlock()
+	if closing == nil && cl.d.side.cfg.reconnect && cl.d.goReconnect(cl) {
+		return
 	}
 	cl.finish(reason)
 }
+
+func (cl *Client) handle(*conn) handler.Conn { return cl }
+
+func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
 
 // finish marks the client closed for good.
 func (cl *Client) finish(reason error) {
@@ -503,12 +272,13 @@ func (cl *Client) reconnect() {
 	cfg := &cl.d.side.cfg
 	backoff := cfg.backoffMin
 	for attempt := 0; ; attempt++ {
-		wait := time.Duration(rand.Int64N(int64(backoff) + 1))
+		wait := time.NewTimer(time.Duration(rand.Int64N(int64(backoff) + 1)))
 		select {
 		case <-cl.d.stop:
+			wait.Stop()
 			cl.finish(ErrShutdown)
 			return
-		case <-time.After(wait):
+		case <-wait.C:
 		}
 		cl.mu.Lock()
 		closing := cl.closing
@@ -519,7 +289,7 @@ func (cl *Client) reconnect() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.dialTimeout)
 		// Counted before connect returns: the loop may read the -2 frame
-		// and run the connect callbacks (discover) before that.
+		// and run the connect callbacks (ready) before that.
 		cl.reconns.Add(1)
 		err := cl.connect(ctx)
 		cancel()
@@ -571,9 +341,15 @@ func (cl *Client) Run(ctx context.Context) error {
 
 // MessageSize returns the frame size learned from the server, or 0 before
 // it is known.
-func (cl *Client) MessageSize() int { return int(cl.size.Load()) }
+func (cl *Client) MessageSize() int {
+	if c := cl.current(); c != nil && cl.isReady(c) {
+		return int(c.size.Load())
+	}
+	return 0
+}
 
 // ID returns the client connection's local id, unique within its dialer.
+// The server numbers the same connection with a net id of its own.
 func (cl *Client) ID() uint64 {
 	if c := cl.current(); c != nil {
 		return c.id
@@ -581,10 +357,16 @@ func (cl *Client) ID() uint64 {
 	return 0
 }
 
-// RemoteAddr returns the server's address.
-func (cl *Client) RemoteAddr() string { return cl.addr }
+// RemoteAddr returns the address of the server the client is connected to,
+// as resolved when the connection opened.
+func (cl *Client) RemoteAddr() string {
+	if c := cl.current(); c != nil {
+		return c.RemoteAddr()
+	}
+	return cl.addr
+}
 
-// Value returns the application value.
+// Value returns the application value, kept across reconnections.
 func (cl *Client) Value() any {
 	cl.valMu.Lock()
 	defer cl.valMu.Unlock()
@@ -603,28 +385,36 @@ func (cl *Client) SetValue(v any) {
 // message size bounds, or a closed client.
 func (cl *Client) Send(op codec.Opcode, v any) error {
 	obj, err := codec.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d: %w", op, err)
+	if err == nil {
+		err = cl.send(nil, modeSend, op, obj, 0)
 	}
-	return cl.sendObj(context.Background(), modeSend, op, obj)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
+	}
+	return nil
 }
 
-// SendRaw sends the encoded JSON object obj on opcode op; obj is copied.
+// SendRaw sends the encoded JSON object obj on opcode op; obj is validated
+// and copied.
 func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 	obj, err := codec.Object(obj)
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d: %w", op, err)
+	if err == nil {
+		err = cl.send(nil, modeSend, op, obj, 0)
 	}
-	return cl.sendObj(context.Background(), modeSend, op, obj)
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
+	}
+	return nil
 }
 
 // Call sends a request to the server and waits for its reply, decoding it
 // into resp (which may be nil); a nil req sends {}. It fails with ctx's
 // error when ctx ends, with [ErrClosed] when the connection closes first,
 // and with the remote failure (see [handler.ReasonOf]) when the server's
-// handler fails. A burst of calls that fills the outbound queue
+// handler fails. A burst of calls that fills the outbound budget
 // ([WithMaxOutbound]) waits for room rather than failing. It is safe for
-// concurrent use.
+// concurrent use, but not from the client's own callbacks on the event
+// loop: use CallAsync there.
 func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	c := cl.current()
 	if c == nil {
@@ -649,7 +439,7 @@ func (cl *Client) CallAsync(ctx context.Context, op codec.Opcode, req, resp any,
 
 // Close closes the client after the frames already sent, and stops
 // reconnecting. It returns at once; [Client.Done] is closed when it is
-// done and the disconnect callback has run.
+// done and the disconnect callback, if the connect callback ran, has run.
 func (cl *Client) Close() error { return cl.close(ErrLocalClose) }
 
 func (cl *Client) close(reason error) error {
@@ -657,51 +447,16 @@ func (cl *Client) close(reason error) error {
 	if cl.closing == nil {
 		cl.closing = reason
 	}
-	c := cl.cur
+	c, enrolled := cl.cur, cl.enrolled
 	cl.mu.Unlock()
-	if c == nil || c.closed.Load() {
+	switch {
+	case c == nil || c.closed.Load():
 		cl.finish(reason)
-		return nil
+	case enrolled:
+		c.closeWith(reason)
 	}
-	if !c.ready.Load() {
-		// Still being set up, perhaps before OnOpen has set c.loop: discover
-		// sees closing and closes it, or the peer or the dial timeout ends it.
-		return nil
-	}
-	if err := c.closeWith(reason); err != nil {
-		cl.finish(reason)
-	}
+	// Otherwise connect is enrolling it: it sees closing and closes it.
 	return nil
-}
-
-// clientEvents adapts a dialer to gnet's client callbacks.
-type clientEvents struct {
-	gnet.BuiltinEventEngine
-	d *Dialer
-}
-
-func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	c, ok := gc.Context().(*conn)
-	if !ok {
-		return nil, gnet.Close
-	}
-	c.gc = gc
-	c.loop = e.d.loopFor(gc.EventLoop())
-	return nil, gnet.None
-}
-
-func (e *clientEvents) OnTraffic(gc gnet.Conn) gnet.Action {
-	if c, ok := gc.Context().(*conn); ok {
-		c.traffic()
-	}
-	return gnet.None
-}
-
-func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
-	if c, ok := gc.Context().(*conn); ok && c.loop != nil {
-		c.onClose(err)
-	}
-	return gnet.None
 }
 
 // SetMessageSize changes the frame size of the connection (docs/PROTOCOL.md
@@ -710,8 +465,12 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 // the size bounds. It fails with [ErrClosed] when not connected.
 func (cl *Client) SetMessageSize(n int) error {
 	c := cl.current()
-	if c == nil || !c.ready.Load() {
-		return fmt.Errorf("engine: set message size: %w", ErrClosed)
+	err := ErrClosed
+	if c != nil && cl.isReady(c) {
+		err = c.setMessageSize(n)
 	}
-	return c.setMessageSize(n)
+	if err != nil {
+		return fmt.Errorf("engine: set message size: %w", err)
+	}
+	return nil
 }

@@ -1,9 +1,10 @@
+// This file holds how callbacks run: inline on the loop, or queued per
+// connection to the worker pool, and recovered from panics.
 package engine
 
 import (
-	"context"
 	"fmt"
-	"sync"
+	"runtime"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -36,15 +37,7 @@ type job struct {
 func (c *conn) dispatch(j job, data []byte) {
 	p := c.side.pool
 	if p == nil {
-		l := c.loop
-		if l.gid.Load() == 0 {
-			l.gid.Store(goid())
-		}
-		l.inCallback.Store(true)
-		l.setDispatching(data)
-		c.run(c, j, data)
-		l.setDispatching(nil)
-		l.inCallback.Store(false)
+		c.runInline(j, data)
 		return
 	}
 	if data != nil {
@@ -86,15 +79,16 @@ func (c *conn) runJobs() {
 		}
 		x.jobMu.Unlock()
 		for _, j := range jobs {
-			c.run(c, j, j.data)
+			c.run(j, j.data)
 		}
 	}
 }
 
 // run runs one callback. Panics in callbacks are recovered: none reaches
 // gnet, which has no recover of its own.
-func (c *conn) run(hc handler.Conn, j job, data []byte) {
+func (c *conn) run(j job, data []byte) {
 	s := c.side
+	hc := c.owner.handle(c)
 	switch j.kind {
 	case jobFrame:
 		if f := s.router.Dispatch(hc, j.op, data); f != nil {
@@ -113,7 +107,7 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 			}
 			if f == nil {
 				var stack [envelopeStack]byte
-				if err := c.enqueueObj(context.Background(), modeSend, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj)); err != nil {
+				if err := c.enqueue(modeSend, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj), 0); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
@@ -143,6 +137,62 @@ func (c *conn) run(hc handler.Conn, j job, data []byte) {
 	}
 }
 
+// runInline runs a callback on the event loop. It is what onLoop looks for
+// on a caller's stack, so it must stay a frame of its own.
+//
+//go:noinline
+func (c *conn) runInline(j job, data []byte) {
+	c.side.inline.Add(1)
+	defer c.side.inline.Add(-1)
+	c.run(j, data)
+}
+
+// tapInline runs the tap on the event loop, as runInline does a callback.
+//
+//go:noinline
+func (c *conn) tapInline(tap func(handler.Conn, codec.Opcode, []byte), op codec.Opcode, obj []byte) {
+	c.side.inline.Add(1)
+	defer c.side.inline.Add(-1)
+	hc := c.owner.handle(c)
+	c.safely("tap", func() { tap(hc, op, obj) })
+}
+
+// Names of the frames onLoop looks for.
+const (
+	runInlineFrame = "github.com/simplerpc/simplerpc/engine.(*conn).runInline"
+	tapInlineFrame = "github.com/simplerpc/simplerpc/engine.(*conn).tapInline"
+)
+
+// onLoop reports whether the calling goroutine is running a callback on an
+// event loop of side s, where a blocking call would wait for a reply only
+// that loop can read. While no callback of s runs inline it costs one
+// atomic load; otherwise it walks the caller's own stack for runInline,
+// which only a loop has there: a goroutine a callback started, or a
+// worker, has a stack of its own. No goroutine is identified; the stack is
+// the caller's.
+func onLoop(s *side) bool {
+	if s.inline.Load() == 0 {
+		return false
+	}
+	var pcs [64]uintptr
+	for skip := 2; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs[:])
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == runInlineFrame || f.Function == tapInlineFrame {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+	}
+}
+
 func (c *conn) safely(what string, fn func()) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -152,62 +202,3 @@ func (c *conn) safely(what string, fn func()) {
 	fn()
 }
 
-// pool runs connections' callbacks on a fixed set of goroutines. A
-// connection is scheduled at most once at a time, so its callbacks stay in
-// order; the queue of ready connections is bounded by the connection count.
-type pool struct {
-	mu     sync.Mutex // guards ready, head, closed
-	cond   *sync.Cond
-	ready  []*conn
-	head   int
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newPool(n int) *pool {
-	p := &pool{}
-	p.cond = sync.NewCond(&p.mu)
-	p.wg.Add(n)
-	for range n {
-		go p.work()
-	}
-	return p
-}
-
-func (p *pool) schedule(c *conn) {
-	p.mu.Lock()
-	p.ready = append(p.ready, c)
-	p.mu.Unlock()
-	p.cond.Signal()
-}
-
-func (p *pool) work() {
-	defer p.wg.Done()
-	for {
-		p.mu.Lock()
-		for p.head == len(p.ready) && !p.closed {
-			p.cond.Wait()
-		}
-		if p.head == len(p.ready) {
-			p.mu.Unlock()
-			return
-		}
-		c := p.ready[p.head]
-		p.ready[p.head] = nil
-		p.head++
-		if p.head == len(p.ready) {
-			p.ready, p.head = p.ready[:0], 0
-		}
-		p.mu.Unlock()
-		c.runJobs()
-	}
-}
-
-// stop lets the workers finish what is queued and waits for them.
-func (p *pool) stop() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.cond.Broadcast()
-	p.wg.Wait()
-}

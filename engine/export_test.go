@@ -19,24 +19,39 @@ func PendingCalls(c handler.Conn) int {
 	return -1
 }
 
-// CallRoom returns, for the client's current connection, the calls waiting
-// for room in the calls' outbound budget and the bytes charged to it.
-func CallRoom(cl *Client) (waiters int, charged int64) {
+// CallRoom returns, for the client's current connection, the frames
+// waiting on its loop for room in the calls' outbound budget and the bytes
+// charged to the budget. It asks the loop, where the waiting list lives.
+func CallRoom(cl *Client) (waiting int, charged int64) {
 	c := cl.current()
-	if c == nil {
+	if c == nil || c.loop == nil {
 		return 0, 0
 	}
 	x := c.x.Load()
 	if x == nil {
 		return 0, 0
 	}
-	return int(x.roomWaiters.Load()), x.callBytes.Load()
+	n := make(chan int, 1)
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { n <- len(x.budget.waiting) }}, nil) != nil {
+		return 0, x.budget.charged.Load()
+	}
+	return <-n, x.budget.charged.Load()
 }
 
-// HeldFrames returns the frames the client holds until its connection is
-// ready, or until the loop has written the ones held before.
+// HeldFrames returns the frames the client holds and has not written yet:
+// those it holds until its connection is ready, and those waiting on the
+// loop for the calls' budget.
 func HeldFrames(cl *Client) int {
 	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return len(cl.held)
+	n, c := len(cl.held), cl.cur
+	cl.mu.Unlock()
+	if c != nil && c.loop != nil {
+		if x := c.x.Load(); x != nil {
+			ch := make(chan int, 1)
+			if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- len(x.budget.waiting) }}, nil) == nil {
+				n += <-ch
+			}
+		}
+	}
+	return n
 }

@@ -1,82 +1,143 @@
+// This file holds groups (rooms): named sets of a server's connections
+// that a frame can be sent to at once.
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Join adds the connection with net id id to the named group (a room). A
-// connection may be in many groups; its membership ends when it closes. It
-// returns an error wrapping [ErrUnknownConn] for an unknown id.
-func (s *Server) Join(group string, id uint64) error {
-	c, err := s.lookup(id)
-	if err != nil {
-		return fmt.Errorf("engine: join %q: %w", group, err)
-	}
-	s.groupsMu.Lock()
-	defer s.groupsMu.Unlock()
-	if c.closed.Load() {
-		return fmt.Errorf("engine: join %q: net id %d: %w", group, id, ErrClosed)
-	}
-	if s.groups == nil {
-		s.groups = make(map[string]map[uint64]*conn)
-	}
-	m := s.groups[group]
-	if m == nil {
-		m = make(map[uint64]*conn)
-		s.groups[group] = m
-	}
-	if _, ok := m[id]; !ok {
-		m[id] = c
-		x := c.extra()
-		x.groups = append(x.groups, group)
+// errEmptyGroup is returned for a group with an empty name.
+var errEmptyGroup = errors.New("engine: empty group name")
+
+// Group is a named set of a server's connections, a room: what joins it
+// and what is sent to it. A connection may be in many groups; it leaves
+// them all when it closes. A Group is a name, cheap to make: groups with
+// no member do not exist on the server. The empty name is invalid: every
+// method fails (or reports nothing) for it.
+//
+// It is safe for concurrent use by multiple goroutines.
+type Group struct {
+	s    *Server
+	name string
+}
+
+// Group returns the group with the given name.
+func (s *Server) Group(name string) Group { return Group{s: s, name: name} }
+
+// Name returns the group's name.
+func (g Group) Name() string { return g.name }
+
+// Join adds the connection with net id id to the group. It returns an
+// error wrapping [ErrUnknownConn] for an unknown id, [ErrClosed] for a
+// connection that is closing, and one for an empty name.
+func (g Group) Join(id uint64) error {
+	if err := g.join(id); err != nil {
+		return fmt.Errorf("engine: join %q: %w", g.name, err)
 	}
 	return nil
 }
 
-// Leave removes the connection with net id id from the named group. Leaving
-// a group one is not in does nothing.
-func (s *Server) Leave(group string, id uint64) {
+func (g Group) join(id uint64) error {
+	if g.name == "" {
+		return errEmptyGroup
+	}
+	s := g.s
+	c, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
 	s.groupsMu.Lock()
 	defer s.groupsMu.Unlock()
-	m := s.groups[group]
+	if c.closed.Load() {
+		return fmt.Errorf("net id %d: %w", id, ErrClosed)
+	}
+	if s.groups == nil {
+		s.groups = make(map[string]map[uint64]*conn)
+	}
+	m := s.groups[g.name]
+	if m == nil {
+		m = make(map[uint64]*conn)
+		s.groups[g.name] = m
+	}
+	if _, ok := m[id]; !ok {
+		m[id] = c
+		x := c.extra()
+		x.groups = append(x.groups, g.name)
+	}
+	return nil
+}
+
+// Leave removes the connection with net id id from the group. Leaving a
+// group one is not in does nothing.
+func (g Group) Leave(id uint64) {
+	s := g.s
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	m := s.groups[g.name]
 	c, ok := m[id]
 	if !ok {
 		return
 	}
 	delete(m, id)
 	if len(m) == 0 {
-		delete(s.groups, group)
+		delete(s.groups, g.name)
 	}
 	x := c.extra() // set: Join put c in the group
-	x.groups = slices.DeleteFunc(x.groups, func(g string) bool { return g == group })
+	x.groups = slices.DeleteFunc(x.groups, func(n string) bool { return n == g.name })
 }
 
-// GroupLen returns the number of connections in the named group.
-func (s *Server) GroupLen(group string) int {
+// Len returns the number of connections in the group.
+func (g Group) Len() int {
+	g.s.groupsMu.RLock()
+	defer g.s.groupsMu.RUnlock()
+	return len(g.s.groups[g.name])
+}
+
+// Members returns the group's connections, in no particular order (a
+// snapshot, as [Server.Conns]).
+func (g Group) Members() []handler.Conn {
+	g.s.groupsMu.RLock()
+	defer g.s.groupsMu.RUnlock()
+	m := g.s.groups[g.name]
+	out := make([]handler.Conn, 0, len(m))
+	for _, c := range m {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Send sends v on opcode op to every member of the group. The JSON is
+// encoded once. A group with no member sends nothing.
+func (g Group) Send(op codec.Opcode, v any) error { return g.SendExcept(0, op, v) }
+
+// SendExcept sends v to every member of the group but the connection with
+// net id except (0: none).
+func (g Group) SendExcept(except uint64, op codec.Opcode, v any) error {
+	if g.name == "" {
+		return fmt.Errorf("engine: send opcode %d to group: %w", op, errEmptyGroup)
+	}
+	return g.s.sendShared(op, v, except, g.name)
+}
+
+// Groups returns the names of the groups the connection with net id id is
+// in, or nil for an unknown id.
+func (s *Server) Groups(id uint64) []string {
+	c := s.conns.load(id)
+	if c == nil {
+		return nil
+	}
 	s.groupsMu.RLock()
 	defer s.groupsMu.RUnlock()
-	return len(s.groups[group])
-}
-
-// SendGroup sends v on opcode op to every member of the named group. The
-// JSON is encoded once. An empty or unknown group sends nothing.
-func (s *Server) SendGroup(group string, op codec.Opcode, v any) error {
-	if group == "" {
-		return fmt.Errorf("engine: send to group: empty group name")
+	if x := c.x.Load(); x != nil {
+		return slices.Clone(x.groups)
 	}
-	return s.sendShared(op, v, 0, group)
-}
-
-// SendGroupExcept sends v to every member of the group but the connection
-// with net id except.
-func (s *Server) SendGroupExcept(group string, except uint64, op codec.Opcode, v any) error {
-	if group == "" {
-		return fmt.Errorf("engine: send to group: empty group name")
-	}
-	return s.sendShared(op, v, except, group)
+	return nil
 }
 
 // groupMembers returns the group's members by loop.
@@ -110,3 +171,6 @@ func (s *Server) leaveGroups(c *conn) {
 	}
 	x.groups = nil
 }
+
+// groupName quotes a group's name for errors.
+func groupName(name string) string { return strconv.Quote(name) }

@@ -1,12 +1,13 @@
+// This file holds the event loop's queue: every write to a connection,
+// from the loop or any other goroutine, goes through it, in order, and is
+// written once per round.
 package engine
 
 import (
 	"context"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -31,7 +32,8 @@ type task struct {
 	op     codec.Opcode
 	c      *conn
 	off, n int // object bytes in the arena
-	size   int // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to callBytes
+	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to the calls' budget
+	id     uint64 // taskCall: the call
 	err    error
 	shared *shared
 	fn     func()
@@ -79,11 +81,6 @@ type loop struct {
 	busy      bool // the loop is in a round and drains before it ends
 	scheduled bool // an Execute is pending
 
-	inCallback atomic.Bool          // an inline callback is running
-	curObj     atomic.Pointer[byte] // the object an inline callback is given, while it runs
-	curLen     atomic.Int64
-	gid        atomic.Uint64 // the loop's goroutine, recorded by its first inline callback
-
 	// Loop-only.
 	depth      int  // nesting of enter: gnet may run OnClose inside a Write
 	woke       bool // this round made a goroutine runnable (see leave)
@@ -94,8 +91,8 @@ type loop struct {
 	free       [][]byte
 
 	// Connections whose calls' budget waits on bytes in gnet's buffer
-	// (see conn.releaseCalls), looked at again every recheckEvery. Loop-only,
-	// but for the two functions, built once.
+	// (see callBudget), looked at again every recheckEvery. Loop-only, but
+	// for the two functions, built once.
 	rechecks     []*conn
 	recheckArmed bool
 	recheckFire  func() // the timer's: queues recheckAll
@@ -139,9 +136,9 @@ func (l *loop) recheckAll() {
 	for i, c := range list {
 		list[i] = nil
 		if x := c.x.Load(); x != nil {
-			x.recheck = false
+			x.budget.recheck = false
 		}
-		c.releaseCalls()
+		c.release()
 	}
 	if l.rechecks == nil {
 		l.rechecks = list[:0]
@@ -232,14 +229,12 @@ func (l *loop) leave() {
 func (l *loop) process(t *task, arena []byte) {
 	switch t.kind {
 	case taskSend:
-		c := t.c
-		c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
-		if !c.closed.Load() {
-			c.writeObj(t.op, arena[t.off:t.off+t.n])
+		if !t.c.closed.Load() {
+			t.c.writeSend(t, arena[t.off:t.off+t.n])
 		}
 	case taskCall:
 		if !t.c.closed.Load() {
-			t.c.writeCall(t.op, arena[t.off:t.off+t.n], t.size)
+			t.c.writeCall(t, arena[t.off:t.off+t.n])
 		}
 	case taskBroadcast:
 		l.broadcast(t.op, t.shared)
@@ -306,6 +301,7 @@ func (l *loop) flush() {
 		c.out = nil
 		if !c.closed.Load() && len(out) > 0 {
 			c.flushOut(out)
+			c.release()
 		}
 		if cap(out) > 0 && cap(out) <= 2*flushAt && len(l.free) < 32 {
 			l.free = append(l.free, out[:0])
@@ -334,24 +330,26 @@ func (l *loop) remove(c *conn) {
 	c.idx = -1
 }
 
-// setDispatching records the (validated) object an inline callback is
-// given, or clears it with nil. On the loop.
-func (l *loop) setDispatching(obj []byte) {
-	if obj == nil {
-		l.curObj.Store(nil)
-		return
+// drained sends on done once every connection of the loop has written
+// what is queued for it and gnet's buffers are empty. gnet gives no event
+// for its buffers, so while bytes remain the loop looks again every
+// recheckEvery.
+func (l *loop) drained(done chan<- struct{}) {
+	l.flush()
+	for _, c := range l.conns {
+		n := int64(c.io.OutboundBuffered()+len(c.out)) + c.queued.Load()
+		if x := c.x.Load(); x != nil {
+			c.release()
+			n += x.budget.charged.Load() - x.budget.out // requests not written yet
+		}
+		if n > 0 {
+			time.AfterFunc(recheckEvery, func() {
+				if l.enqueue(task{kind: taskFunc, fn: func() { l.drained(done) }}, nil) != nil {
+					done <- struct{}{} // the loop has stopped: nothing is left to drain
+				}
+			})
+			return
+		}
 	}
-	l.curLen.Store(int64(len(obj)))
-	l.curObj.Store(unsafe.SliceData(obj))
-}
-
-// dispatching reports whether obj is exactly the object an inline callback
-// of this loop is handling now: same memory, same length. Those bytes were
-// validated by Decode and cannot change before the callback returns (they
-// are borrowed, and gnet reads again only after it), so a callback that
-// relays what it received is not made to validate it twice. Safe from any
-// goroutine.
-func (l *loop) dispatching(obj []byte) bool {
-	p := l.curObj.Load()
-	return p != nil && len(obj) > 0 && p == unsafe.SliceData(obj) && l.curLen.Load() == int64(len(obj))
+	done <- struct{}{}
 }

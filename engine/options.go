@@ -1,3 +1,5 @@
+// This file holds the options of servers and clients, their defaults and
+// their validation.
 package engine
 
 import (
@@ -80,6 +82,9 @@ type config struct {
 	backoffMax  time.Duration
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
+
+	grace    time.Duration // server: how long a shutdown by Start's context waits
+	newLayer func() layer  // the transport layer of every connection, or nil for plain TCP
 }
 
 func defaultConfig() config {
@@ -98,6 +103,7 @@ func defaultConfig() config {
 		backoffMin:  100 * time.Millisecond,
 		backoffMax:  10 * time.Second,
 		maxHeld:     1 << 20,
+		grace:       5 * time.Second,
 	}
 }
 
@@ -132,6 +138,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithReconnect", "backoff %v..%v", c.backoffMin, c.backoffMax)
 	case c.maxHeld < 0:
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
+	case c.grace < 0:
+		return invalidOption("WithGracePeriod", "%v", c.grace)
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
@@ -292,4 +300,12 @@ func WithMaxHeld(bytes int) ClientOption {
 // borrowed and valid only during the call. Defaults to none.
 func WithTap(fn func(c handler.Conn, op codec.Opcode, data []byte)) Option {
 	return sharedOption(func(c *config) { c.tap = fn })
+}
+
+// WithGracePeriod sets how long the graceful shutdown that follows the end
+// of the context given to [Server.Start] or [Server.Serve] waits for queued
+// frames to go out before it closes what is left. [Server.Shutdown] takes
+// its own context instead. Defaults to 5s; zero closes at once.
+func WithGracePeriod(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.grace = d })
 }

@@ -1,6 +1,11 @@
+// This file holds the map from net ids to open connections.
 package engine
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/simplerpc/simplerpc/handler"
+)
 
 // registry maps net ids to open connections for sends by id. It is sharded
 // by id so that connects, disconnects and lookups on different loops rarely
@@ -41,4 +46,18 @@ func (r *registry) remove(id uint64) {
 	s.mu.Lock()
 	delete(s.m, id)
 	s.mu.Unlock()
+}
+
+// all returns every connection, as the handler sees it.
+func (r *registry) all() []handler.Conn {
+	var out []handler.Conn
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for _, c := range s.m {
+			out = append(out, c)
+		}
+		s.mu.RUnlock()
+	}
+	return out
 }

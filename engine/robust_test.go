@@ -965,18 +965,18 @@ func TestGroups(t *testing.T) {
 	all := []int{0, 1, 2, 3, 4}
 
 	for _, i := range []int{0, 1, 2} {
-		if err := srv.Join("room", ids[i]); err != nil {
+		if err := srv.Group("room").Join(ids[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := srv.Join("room", ids[0]); err != nil { // joining twice is one membership
+	if err := srv.Group("room").Join(ids[0]); err != nil { // joining twice is one membership
 		t.Fatal(err)
 	}
-	if l := srv.GroupLen("room"); l != 3 {
+	if l := srv.Group("room").Len(); l != 3 {
 		t.Fatalf("GroupLen %d, want 3", l)
 	}
 	var encoded atomic.Int32
-	if err := srv.SendGroup("room", 9, countingValue{&encoded}); err != nil {
+	if err := srv.Group("room").Send(9, countingValue{&encoded}); err != nil {
 		t.Fatal(err)
 	}
 	hello := `{"hello":"all"}`
@@ -985,24 +985,24 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("SendGroup encoded the value %d times, want once", c)
 	}
 
-	if err := srv.SendGroupExcept("room", ids[0], 9, rawJSON(`{"m":"b"}`)); err != nil {
+	if err := srv.Group("room").SendExcept(ids[0], 9, rawJSON(`{"m":"b"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.SendAllExcept(ids[4], 9, rawJSON(`{"m":"c"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.SendGroup("nobody", 9, rawJSON(`{"m":"x"}`)); err != nil {
+	if err := srv.Group("nobody").Send(9, rawJSON(`{"m":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	b, c := `{"m":"b"}`, `{"m":"c"}`
 	check(all, map[int][]string{0: {c}, 1: {b, c}, 2: {b, c}, 3: {c}})
 
-	srv.Leave("room", ids[1])
-	srv.Leave("room", ids[3]) // not a member: nothing happens
-	if l := srv.GroupLen("room"); l != 2 {
+	srv.Group("room").Leave(ids[1])
+	srv.Group("room").Leave(ids[3]) // not a member: nothing happens
+	if l := srv.Group("room").Len(); l != 2 {
 		t.Fatalf("GroupLen after Leave %d, want 2", l)
 	}
-	if err := srv.SendGroup("room", 9, rawJSON(`{"m":"d"}`)); err != nil {
+	if err := srv.Group("room").Send(9, rawJSON(`{"m":"d"}`)); err != nil {
 		t.Fatal(err)
 	}
 	check(all, map[int][]string{0: {`{"m":"d"}`}, 2: {`{"m":"d"}`}})
@@ -1012,20 +1012,20 @@ func TestGroups(t *testing.T) {
 	if r := ev.reasonFor(ctx, t, ids[2]); !errors.Is(r, io.EOF) {
 		t.Fatalf("disconnect reason %v", r)
 	}
-	if l := srv.GroupLen("room"); l != 1 {
+	if l := srv.Group("room").Len(); l != 1 {
 		t.Fatalf("GroupLen after a member closed %d, want 1", l)
 	}
-	if err := srv.SendGroup("room", 9, rawJSON(`{"m":"e"}`)); err != nil {
+	if err := srv.Group("room").Send(9, rawJSON(`{"m":"e"}`)); err != nil {
 		t.Fatal(err)
 	}
 	check([]int{0, 1, 3, 4}, map[int][]string{0: {`{"m":"e"}`}})
 
 	for _, id := range []uint64{ids[2], 1 << 40} {
-		if err := srv.Join("room", id); !errors.Is(err, engine.ErrUnknownConn) {
+		if err := srv.Group("room").Join(id); !errors.Is(err, engine.ErrUnknownConn) {
 			t.Fatalf("Join of closed or unknown id %d: %v", id, err)
 		}
 	}
-	if err := srv.SendGroup("", 9, rawJSON(`{}`)); err == nil {
+	if err := srv.Group("").Send(9, rawJSON(`{}`)); err == nil {
 		t.Fatal("SendGroup with an empty name succeeded")
 	}
 }
@@ -1075,18 +1075,18 @@ func TestGroupsConcurrent(t *testing.T) {
 				id := ids[(g*7+k)%n]
 				switch k % 5 {
 				case 0, 1:
-					if err := srv.Join(group, id); err != nil && !errors.Is(err, engine.ErrUnknownConn) && !errors.Is(err, engine.ErrClosed) {
+					if err := srv.Group(group).Join(id); err != nil && !errors.Is(err, engine.ErrUnknownConn) && !errors.Is(err, engine.ErrClosed) {
 						t.Errorf("Join: %v", err)
 					}
 				case 2:
-					srv.Leave(group, id)
+					srv.Group(group).Leave(id)
 				case 3:
-					if err := srv.SendGroupExcept(group, id, 9, rawJSON(`{"k":1}`)); err != nil {
+					if err := srv.Group(group).SendExcept(id, 9, rawJSON(`{"k":1}`)); err != nil {
 						t.Errorf("SendGroupExcept: %v", err)
 					}
 				case 4:
-					_ = srv.GroupLen(group)
-					if err := srv.SendGroup(group, 9, rawJSON(`{"k":2}`)); err != nil {
+					_ = srv.Group(group).Len()
+					if err := srv.Group(group).Send(9, rawJSON(`{"k":2}`)); err != nil {
 						t.Errorf("SendGroup: %v", err)
 					}
 				}
@@ -1114,10 +1114,10 @@ func TestGroupsConcurrent(t *testing.T) {
 	for _, g := range groups {
 		for _, id := range ids {
 			if !closed[id] {
-				srv.Leave(g, id)
+				srv.Group(g).Leave(id)
 			}
 		}
-		if l := srv.GroupLen(g); l != 0 {
+		if l := srv.Group(g).Len(); l != 0 {
 			t.Fatalf("group %q holds %d closed connections", g, l)
 		}
 	}

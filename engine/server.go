@@ -1,13 +1,13 @@
+// This file holds the Server: its lifecycle (start, drain, shutdown) and
+// what it sends by net id or to everyone.
 package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,16 +31,13 @@ const (
 // to each connection first, gives each a net id that is never reused, and
 // can send to one connection, to a group, or to all.
 //
-// All methods are safe for concurrent use by multiple goroutines.
+// It is safe for concurrent use by multiple goroutines.
 type Server struct {
 	side   side
 	state  atomic.Int32
 	nextID atomic.Uint64
 	nconns atomic.Int64
 	conns  registry // net id -> *conn
-
-	loopsMu sync.Mutex // guards loops
-	loops   []*loop
 
 	groupsMu sync.RWMutex // guards groups
 	groups   map[string]map[uint64]*conn
@@ -52,6 +49,9 @@ type Server struct {
 	runErr error         // set before done is closed
 	stop   chan struct{} // closed when Shutdown begins
 	once   sync.Once
+
+	emptyMu sync.Mutex    // guards empty
+	empty   chan struct{} // closed when the last connection has closed during a shutdown
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -71,10 +71,9 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if cfg.maxConns == 0 {
 		cfg.maxConns = defaultMaxConns()
 	}
-	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{})}
+	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{}),
+		empty: make(chan struct{})}
 	s.side = side{cfg: cfg, router: r}
-	s.side.opened = s.opened
-	s.side.closed = s.closed
 	return s, nil
 }
 
@@ -100,7 +99,7 @@ func protoAddr(addr string) (network, proto string, err error) {
 // and serves until ctx is cancelled or [Server.Shutdown] is called: the
 // original's blocking start(). It returns [ErrServerClosed] after a
 // shutdown, or the error that stopped it. When ctx is cancelled the server
-// shuts down gracefully, waiting up to 5 seconds for queued frames to go out.
+// shuts down gracefully within the grace period of [WithGracePeriod].
 func (s *Server) Serve(ctx context.Context, addr string) error {
 	if err := s.Start(ctx, addr); err != nil {
 		return err
@@ -110,8 +109,9 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 }
 
 // Start listens on addr and returns once the server accepts connections;
-// the server runs in the background until ctx is cancelled or
-// [Server.Shutdown] is called. A server can be started once.
+// the server runs in the background until ctx is cancelled (a graceful
+// shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
+// server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
 	network, proto, err := protoAddr(addr)
 	if err != nil {
@@ -165,7 +165,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	go func() {
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.grace)
 			defer cancel()
 			_ = s.Shutdown(sctx)
 		case <-s.done:
@@ -183,7 +183,8 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Len returns the number of open connections.
+// Len returns the number of open connections: the original's
+// len(server.connections).
 func (s *Server) Len() int { return int(s.nconns.Load()) }
 
 // Stats are counters of a running server.
@@ -208,6 +209,13 @@ func (s *Server) Conn(id uint64) (handler.Conn, bool) {
 	return c, true
 }
 
+// Conns returns the open connections, in no particular order: the
+// original's server.connections. It is a snapshot: connections may close
+// or open as soon as it returns.
+func (s *Server) Conns() []handler.Conn {
+	return s.conns.all()
+}
+
 func (s *Server) lookup(id uint64) (*conn, error) {
 	if s.state.Load() == stateShutdown {
 		return nil, ErrServerClosed
@@ -228,15 +236,6 @@ func (s *Server) Send(id uint64, op codec.Opcode, v any) error {
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
 	return c.Send(op, v)
-}
-
-// SendRaw sends the encoded JSON object obj to connection id; obj is copied.
-func (s *Server) SendRaw(id uint64, op codec.Opcode, obj []byte) error {
-	c, err := s.lookup(id)
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d: %w", op, err)
-	}
-	return c.SendRaw(op, obj)
 }
 
 // Call sends a request to connection id and waits for the reply, decoding
@@ -267,15 +266,21 @@ func (s *Server) SendAll(op codec.Opcode, v any) error {
 	return s.sendShared(op, v, 0, "")
 }
 
+// SendAllExcept sends v to every open connection but the one with net id
+// except: a chat message to everyone but its sender.
+func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
+	return s.sendShared(op, v, except, "")
+}
+
 // SendAllRaw sends the encoded JSON object obj on opcode op to every open
-// connection; obj is validated and copied (a broadcast relayed as received
-// is not re-encoded).
+// connection; obj is validated and copied, never re-encoded: the way to
+// relay a broadcast as it was received.
 func (s *Server) SendAllRaw(op codec.Opcode, obj []byte) error {
 	obj, err := codec.Object(obj)
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to all: %w", op, err)
 	}
-	return s.sendSharedObj(op, append([]byte(nil), obj...), 0, "")
+	return s.sendSharedObj(op, clone(obj), 0, "")
 }
 
 // Done returns a channel closed once the server has stopped: after
@@ -295,36 +300,34 @@ func (s *Server) Err() error {
 	}
 }
 
-// SendAllExcept sends v to every open connection but the one with net id
-// except (typically the sender of a chat message).
-func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
-	return s.sendShared(op, v, except, "")
-}
-
 func (s *Server) sendShared(op codec.Opcode, v any, except uint64, group string) error {
 	obj, err := codec.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to all: %w", op, err)
+	if err == nil {
+		err = s.sendSharedObj(op, obj, except, group)
 	}
-	return s.sendSharedObj(op, obj, except, group)
+	if err != nil {
+		to := "all"
+		if group != "" {
+			to = strconv.Quote(group)
+		}
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, to, err)
+	}
+	return nil
 }
 
 // sendSharedObj queues one task per loop for a valid, owned object.
 func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group string) error {
 	if s.state.Load() == stateShutdown {
-		return fmt.Errorf("engine: send opcode %d to all: %w", op, ErrServerClosed)
+		return ErrServerClosed
 	}
-	if len(obj)+12 > s.side.cfg.maxSize {
-		return fmt.Errorf("engine: send opcode %d to all: %w", op, codec.ErrFrameTooLarge)
+	if len(obj)+opLen(op) > s.side.cfg.maxSize {
+		return codec.ErrFrameTooLarge
 	}
 	var members map[*loop][]*conn
 	if group != "" {
 		members = s.groupMembers(group)
 	}
-	s.loopsMu.Lock()
-	loops := append([]*loop(nil), s.loops...)
-	s.loopsMu.Unlock()
-	for _, l := range loops {
+	for _, l := range s.side.eachLoop() {
 		sh := &shared{obj: obj, exclude: except}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
@@ -336,33 +339,58 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 	return nil
 }
 
-// loopFor returns our state for a gnet loop, creating it on first use.
-func (s *Server) loopFor(el gnet.EventLoop) *loop {
-	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
-	for _, l := range s.loops {
-		if l.el == el {
-			return l
-		}
+// SetMessageSize changes the frame size of the connection with net id id
+// (docs/PROTOCOL.md §3): the server sends -2 at the current size and
+// switches its outbound size right after; the peer answers with its own -2
+// and both directions then use n. n must lie within the size bounds.
+func (s *Server) SetMessageSize(id uint64, n int) error {
+	c, err := s.lookup(id)
+	if err == nil {
+		err = c.setMessageSize(n)
 	}
-	l := newLoop(&s.side, el)
-	s.loops = append(s.loops, l)
-	return l
+	if err != nil {
+		return fmt.Errorf("engine: set message size of net id %d: %w", id, err)
+	}
+	return nil
 }
 
-// opened registers a new connection; on its loop.
-func (s *Server) opened(c *conn) {
+// ---- The server as its connections' owner ----
+
+// ready registers a new connection, announces the size and runs the
+// connect callback. On its loop.
+func (s *Server) ready(c *conn) bool {
 	c.loop.add(c)
 	s.conns.store(c)
+	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
+		c.out = out
+		c.loop.dirty = append(c.loop.dirty, c)
+	}
+	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
+	c.dispatch(job{kind: jobConnect}, nil)
+	return true
 }
 
 // closed unregisters a connection; on its loop.
 func (s *Server) closed(c *conn, _ error) {
-	c.loop.remove(c)
-	s.conns.remove(c.id)
-	s.nconns.Add(-1)
-	s.leaveGroups(c)
+	if c.started {
+		c.loop.remove(c)
+		s.conns.remove(c.id)
+		s.leaveGroups(c)
+	}
+	if s.nconns.Add(-1) == 0 && s.state.Load() == stateShutdown {
+		s.signalEmpty()
+	}
 }
+
+func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	return c.enqueue(mode, op, obj, id)
+}
+
+func (s *Server) handle(c *conn) handler.Conn { return c }
+
+func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
+
+// ---- Shutdown ----
 
 // Shutdown stops the server gracefully: it stops accepting, lets the frames
 // already queued go out, closes every connection (the disconnect callbacks
@@ -385,11 +413,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.side.closing.Store(true)
 	s.once.Do(func() { close(s.stop) })
+	if s.nconns.Load() == 0 {
+		s.signalEmpty()
+	}
 	err := s.drain(ctx)
 	s.closeAll(ErrShutdown)
-	// Wait for the disconnect callbacks to have run on the loops.
-	for s.nconns.Load() > 0 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	// The disconnect callbacks have run on the loops once the last
+	// connection has closed.
+	select {
+	case <-s.empty:
+	case <-ctx.Done():
+	case <-s.done:
 	}
 	// gnet's Engine.Stop polls every 500 ms; Run returning (s.done) is the
 	// real signal, after which the poller is cancelled.
@@ -413,6 +447,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// signalEmpty closes s.empty once.
+func (s *Server) signalEmpty() {
+	s.emptyMu.Lock()
+	defer s.emptyMu.Unlock()
+	select {
+	case <-s.empty:
+	default:
+		close(s.empty)
+	}
+}
+
 // Close stops the server at once, dropping what is queued. It is Shutdown
 // with an expired context.
 func (s *Server) Close() error {
@@ -426,58 +471,32 @@ func (s *Server) Close() error {
 }
 
 // drain waits until every loop has written its queue and gnet's outbound
-// buffers are empty, or ctx ends.
+// buffers are empty, or ctx ends. Each loop reports when it is drained
+// (loop.drained); gnet tells nobody when its buffers empty, so a loop with
+// bytes still there looks again on its recheck timer.
 func (s *Server) drain(ctx context.Context) error {
-	for {
-		s.loopsMu.Lock()
-		loops := append([]*loop(nil), s.loops...)
-		s.loopsMu.Unlock()
-		var pending atomic.Int64
-		var wg sync.WaitGroup
-		for _, l := range loops {
-			wg.Add(1)
-			err := l.enqueue(task{kind: taskFunc, fn: func() {
-				defer wg.Done()
-				l.flush() // frames built earlier in this round
-				for _, c := range l.conns {
-					n := int64(c.gc.OutboundBuffered()+len(c.out)) + c.queued.Load()
-					if x := c.x.Load(); x != nil {
-						c.releaseCalls()
-						n += x.callBytes.Load() - x.callHeld // requests not yet written
-					}
-					pending.Add(n)
-				}
-			}}, nil)
-			if err != nil {
-				wg.Done()
-			}
+	loops := s.side.eachLoop()
+	done := make(chan struct{}, len(loops))
+	for _, l := range loops {
+		if err := l.enqueue(task{kind: taskFunc, fn: func() { l.drained(done) }}, nil); err != nil {
+			done <- struct{}{}
 		}
-		waitDone := make(chan struct{})
-		go func() { wg.Wait(); close(waitDone) }()
+	}
+	for range loops {
 		select {
-		case <-waitDone:
+		case <-done:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
 			return nil
 		}
-		if pending.Load() == 0 {
-			return nil
-		}
-		select {
-		case <-time.After(2 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
+	return nil
 }
 
 // closeAll closes every connection with reason.
 func (s *Server) closeAll(reason error) {
-	s.loopsMu.Lock()
-	loops := append([]*loop(nil), s.loops...)
-	s.loopsMu.Unlock()
-	for _, l := range loops {
+	for _, l := range s.side.eachLoop() {
 		_ = l.enqueue(task{kind: taskFunc, fn: func() {
 			for i := len(l.conns) - 1; i >= 0; i-- {
 				if i < len(l.conns) {
@@ -502,10 +521,7 @@ func (s *Server) sweepIdle() {
 		case <-t.C:
 		}
 		deadline := time.Now().Add(-d).UnixNano()
-		s.loopsMu.Lock()
-		loops := append([]*loop(nil), s.loops...)
-		s.loopsMu.Unlock()
-		for _, l := range loops {
+		for _, l := range s.side.eachLoop() {
 			_ = l.enqueue(task{kind: taskFunc, fn: func() {
 				for i := len(l.conns) - 1; i >= 0; i-- {
 					if i < len(l.conns) && l.conns[i].lastRecv.Load() < deadline {
@@ -515,179 +531,4 @@ func (s *Server) sweepIdle() {
 			}}, nil)
 		}
 	}
-}
-
-// serverEvents adapts the server to gnet's callbacks. Every callback runs
-// on an event loop, except OnBoot and OnShutdown.
-type serverEvents struct {
-	gnet.BuiltinEventEngine
-	s *Server
-}
-
-func (e *serverEvents) OnBoot(eng gnet.Engine) gnet.Action {
-	s := e.s
-	s.eng = eng
-	if fd, err := eng.Dup(); err == nil {
-		f := os.NewFile(uintptr(fd), "listener")
-		if ln, err := net.FileListener(f); err == nil {
-			a := ln.Addr()
-			s.addr.Store(&a)
-			_ = ln.Close()
-		}
-		_ = f.Close()
-	}
-	close(s.booted)
-	return gnet.None
-}
-
-func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	s := e.s
-	cfg := &s.side.cfg
-	if s.state.Load() == stateShutdown {
-		return nil, gnet.Close
-	}
-	if s.nconns.Add(1) > int64(cfg.maxConns) {
-		s.nconns.Add(-1)
-		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
-		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
-		return f, gnet.Close
-	}
-	l := s.loopFor(gc.EventLoop())
-	c := newConn(&s.side, l, gc, s.nextID.Add(1))
-	c.inSize = cfg.size
-	c.setOutSize(cfg.size)
-	gc.SetContext(c)
-	l.enter()
-	s.opened(c)
-	if out, err := codec.AppendMessageSize(l.buffer(), c.outSize, c.outSize); err == nil {
-		c.out = out
-		l.dirty = append(l.dirty, c)
-	}
-	cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
-	c.dispatch(job{kind: jobConnect}, nil)
-	l.leave()
-	return nil, gnet.None
-}
-
-func (e *serverEvents) OnTraffic(gc gnet.Conn) gnet.Action {
-	c, ok := gc.Context().(*conn)
-	if !ok {
-		return gnet.Close
-	}
-	c.traffic()
-	return gnet.None
-}
-
-func (e *serverEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
-	c, ok := gc.Context().(*conn)
-	if !ok {
-		return gnet.None
-	}
-	c.onClose(err)
-	return gnet.None
-}
-
-// traffic handles what arrived on a connection: every complete frame, up
-// to the per-wake cap, decoded straight from gnet's buffer.
-func (c *conn) traffic() {
-	l := c.loop
-	gc := c.gc
-	l.enter()
-	// gnet may have written requests from its buffer since the last look.
-	c.releaseCalls()
-	if cfg := &c.side.cfg; cfg.idleTimeout > 0 || cfg.pingTimeout > 0 {
-		// Read only by the idle sweep and the heartbeat: a clock read per
-		// read is not free on every machine.
-		c.lastRecv.Store(time.Now().UnixNano())
-	}
-	for n := 0; !c.closed.Load(); n++ {
-		if c.inSize == 0 {
-			if !c.client.discover(c) {
-				break
-			}
-			continue
-		}
-		if gc.InboundBuffered() < c.inSize {
-			break
-		}
-		if n == c.side.cfg.maxPerWake {
-			_ = gc.Wake(nil)
-			break
-		}
-		buf, err := gc.Peek(c.inSize)
-		if err != nil {
-			break
-		}
-		size := c.inSize
-		c.handleFrame(buf)
-		if c.closed.Load() {
-			break // gnet released the buffers when it closed the connection
-		}
-		_, _ = gc.Discard(size)
-	}
-	l.leave()
-}
-
-// onClose runs once when gnet closes the connection, on its loop.
-func (c *conn) onClose(err error) {
-	if c.closed.Swap(true) {
-		return
-	}
-	var reason error
-	if x := c.x.Load(); x != nil {
-		reason = x.closeReason
-	}
-	if reason == nil {
-		switch {
-		case err == nil:
-			reason = ErrLocalClose
-		case errors.Is(err, io.EOF):
-			reason = io.EOF
-		default:
-			reason = err
-		}
-	}
-	c.closeRoom(fmt.Errorf("%w: %w", ErrClosed, reason)) // calls waiting for room fail now
-	l := c.loop
-	l.enter()
-	// Calls in flight fail first: an asynchronous call's done runs in this
-	// round, before the disconnect callback.
-	c.failAll(fmt.Errorf("%w: %w", ErrClosed, reason))
-	c.side.closed(c, reason)
-	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
-	c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)
-	c.out = nil
-	l.leave()
-}
-
-// gnetLogger sends gnet's log lines to our logger: debug for its chatter,
-// error for its errors.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(format string, args ...any) {
-	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Infof(format string, args ...any) {
-	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Warnf(format string, args ...any) {
-	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Errorf(format string, args ...any) {
-	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Fatalf(format string, args ...any) {
-	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
-}
-
-// SetMessageSize changes the frame size of the connection with net id id
-// (docs/PROTOCOL.md §3): the server sends -2 at the current size and
-// switches its outbound size right after; the peer answers with its own -2
-// and both directions then use n. n must lie within the size bounds.
-func (s *Server) SetMessageSize(id uint64, n int) error {
-	c, err := s.lookup(id)
-	if err != nil {
-		return fmt.Errorf("engine: set message size: %w", err)
-	}
-	return c.setMessageSize(n)
 }

@@ -1,0 +1,80 @@
+// This file holds how a connection closes: on request from any goroutine,
+// at once on its loop, and what runs once it has closed.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Close closes the connection after the frames queued before it. It is safe
+// for concurrent use and returns at once.
+func (c *conn) Close() error {
+	c.closeWith(ErrLocalClose)
+	return nil
+}
+
+// closeWith queues the close of the connection with reason, behind what is
+// queued before it. Safe from any goroutine.
+func (c *conn) closeWith(reason error) {
+	if c.closed.Load() {
+		return
+	}
+	if err := c.loop.enqueue(task{kind: taskClose, c: c, err: reason}, nil); err != nil {
+		_ = c.gc.Close() // the loop is stopping: let gnet close it
+	}
+}
+
+// closeNow writes what this round built for the connection and closes it,
+// on the loop.
+func (c *conn) closeNow(reason error) {
+	if c.closed.Load() {
+		return
+	}
+	if x := c.extra(); x.closeReason == nil {
+		x.closeReason = reason
+	}
+	if out := c.out; len(out) > 0 {
+		c.out = c.out[:0]
+		_, _ = c.io.Write(out)
+	}
+	if !c.closed.Load() {
+		_ = c.loop.el.Close(c.gc)
+	}
+}
+
+// onClose runs once when gnet closes the connection, on its loop: calls in
+// flight fail, the owner forgets the connection, and the disconnect
+// callback runs, if the connect callback did.
+func (c *conn) onClose(err error) {
+	if c.closed.Swap(true) {
+		return
+	}
+	var reason error
+	if x := c.x.Load(); x != nil {
+		reason = x.closeReason
+	}
+	if reason == nil {
+		switch {
+		case err == nil:
+			reason = ErrLocalClose
+		case errors.Is(err, io.EOF):
+			reason = io.EOF
+		default:
+			reason = err
+		}
+	}
+	l := c.loop
+	l.enter()
+	// Calls in flight fail first: an asynchronous call's done runs in this
+	// round, before the disconnect callback.
+	c.failCalls(fmt.Errorf("%w: %w", ErrClosed, reason))
+	c.owner.closed(c, reason)
+	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
+	if c.started {
+		c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)
+	}
+	c.out = nil
+	l.leave()
+}

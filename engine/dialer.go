@@ -1,0 +1,231 @@
+// This file holds the Dialer: the event loops that client connections
+// share, their heartbeat, and dialing.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Dialer opens client connections on shared gnet event loops, so that one
+// process holds thousands of connections without a goroutine each. Every
+// connection it dials shares its router and options.
+//
+// All methods are safe for concurrent use by multiple goroutines.
+type Dialer struct {
+	side   side
+	cli    *gnet.Client
+	nextID atomic.Uint64
+	conns  sync.Map // *Client -> struct{}
+
+	closeOnce sync.Once
+	stop      chan struct{}
+	wgMu      sync.Mutex     // orders wg.Add after Close began against wg.Wait
+	stopped   bool           // guarded by wgMu
+	wg        sync.WaitGroup // heartbeat and reconnect goroutines
+}
+
+// NewDialer starts the client event loops. Close it when done.
+func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
+	if r == nil {
+		return nil, invalidOption("router", "nil")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.applyClient(&cfg)
+	}
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	d := &Dialer{stop: make(chan struct{})}
+	d.side = side{cfg: cfg, router: r}
+	gopts := []gnet.Option{
+		gnet.WithNumEventLoop(cfg.loops),
+		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithWriteBufferCap(16 << 10),
+	}
+	if !cfg.noDelay {
+		gopts = append(gopts, gnet.WithTCPNoDelay(gnet.TCPDelay))
+	}
+	if cfg.keepAlive > 0 {
+		gopts = append(gopts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	cli, err := gnet.NewClient(&clientEvents{d: d}, gopts...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: new client: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		return nil, fmt.Errorf("engine: start client: %w", err)
+	}
+	d.cli = cli
+	if cfg.workers > 0 {
+		d.side.pool = newPool(cfg.workers)
+	}
+	if cfg.pingInterval > 0 {
+		d.wg.Add(1)
+		go d.heartbeat()
+	}
+	return d, nil
+}
+
+// Close closes every connection of the dialer (their disconnect callbacks
+// run with [ErrShutdown]) and stops its event loops. It must not be called
+// from a callback.
+func (d *Dialer) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.stop)
+		d.wgMu.Lock()
+		d.stopped = true
+		d.wgMu.Unlock()
+		d.conns.Range(func(k, _ any) bool {
+			_ = k.(*Client).close(ErrShutdown)
+			return true
+		})
+		d.wg.Wait()
+		// The close tasks run on the loops in parallel; give them, all
+		// together, a second before the loops stop.
+		deadline := time.NewTimer(time.Second)
+		defer deadline.Stop()
+		d.conns.Range(func(k, _ any) bool {
+			select {
+			case <-k.(*Client).done:
+				return true
+			case <-deadline.C:
+				return false
+			}
+		})
+		_ = d.cli.Stop()
+		if d.side.pool != nil {
+			d.side.pool.stop()
+		}
+	})
+	return nil
+}
+
+// goReconnect starts cl's reconnection unless the dialer is closing, and
+// reports whether it did.
+func (d *Dialer) goReconnect(cl *Client) bool {
+	d.wgMu.Lock()
+	defer d.wgMu.Unlock()
+	if d.stopped {
+		return false
+	}
+	d.wg.Add(1)
+	go cl.reconnect()
+	return true
+}
+
+// heartbeat pings every connection on the interval and closes those that
+// stayed silent past the timeout.
+func (d *Dialer) heartbeat() {
+	defer d.wg.Done()
+	cfg := &d.side.cfg
+	t := time.NewTicker(cfg.pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		d.conns.Range(func(k, _ any) bool {
+			cl := k.(*Client)
+			c := cl.current()
+			if c == nil || c.closed.Load() || !cl.isReady(c) {
+				return true
+			}
+			if cfg.pingTimeout > 0 && now.UnixNano()-c.lastRecv.Load() > int64(cfg.pingTimeout) {
+				c.closeWith(ErrIdle)
+				return true
+			}
+			var obj [32]byte
+			b := append(obj[:0], `{"t":`...)
+			b = appendUint(b, uint64(now.UnixNano()))
+			b = append(b, '}')
+			_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPing, c: c}, b)
+			return true
+		})
+	}
+}
+
+// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
+// and returns once the TCP connection is up. The message size arrives in
+// the server's first frame (docs/PROTOCOL.md §3); frames sent before then
+// are held and sent once it is known ([Client.Ready] tells when). ctx bounds
+// the connection attempt only.
+func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
+	return d.DialFrom(ctx, "", addr)
+}
+
+// DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
+// system choose). A load generator spreads its connections over several
+// loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
+// port range of one source address.
+func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
+	return d.dial(ctx, local, addr, false)
+}
+
+// dial connects a client; own makes the client close the dialer with it.
+func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
+	network, _, err := protoAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	_, address, _ := cutScheme(addr)
+	select {
+	case <-d.stop:
+		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
+	default:
+	}
+	var laddr net.Addr
+	if local != "" {
+		ip := net.ParseIP(local)
+		if ip == nil || network == "unix" {
+			return nil, fmt.Errorf("engine: dial %s from %q: not an IP address", addr, local)
+		}
+		laddr = &net.TCPAddr{IP: ip}
+	}
+	cl := newClient(d, network, address, laddr, own)
+	d.conns.Store(cl, struct{}{})
+	if err := cl.connect(ctx); err != nil {
+		d.conns.Delete(cl)
+		return nil, err
+	}
+	return cl, nil
+}
+
+func cutScheme(addr string) (string, string, bool) {
+	for i := 0; i+3 <= len(addr); i++ {
+		if addr[i:i+3] == "://" {
+			return addr[:i], addr[i+3:], true
+		}
+	}
+	return "tcp", addr, false
+}
+
+// Dial connects a single client with its own event loop, closed with the
+// client. See [Dialer.Dial]; use a [Dialer] for many connections.
+func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOption) (*Client, error) {
+	d, err := NewDialer(r, opts...)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := d.dial(ctx, "", addr, true)
+	if err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+

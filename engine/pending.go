@@ -1,0 +1,109 @@
+// This file holds the table of calls waiting for their replies on one
+// connection: one place registers a call, one takes it, one fails them all,
+// as net/rpc's pending map does.
+package engine
+
+import (
+	"context"
+	"sync"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+// callResult is what ends a call: the reply's data or an error.
+type callResult struct {
+	data []byte
+	err  error
+}
+
+// pending is a call waiting for its reply: a Call's result channel, or
+// what a CallAsync runs when its call ends.
+type pending struct {
+	ch    chan callResult
+	async *asyncCall
+}
+
+// asyncCall is a CallAsync in flight.
+type asyncCall struct {
+	op   codec.Opcode
+	resp any
+	done func(error)
+	ctx  context.Context
+	// stop stops the context's AfterFunc. CallAsync sets it through
+	// pendingTable.watch while the call is in the table; whoever takes the
+	// call out reads it after, with no lock.
+	stop func() bool
+}
+
+// pendingTable maps call ids to the calls waiting for them. Whoever takes
+// a call out of the table (its reply, its deadline, the connection's
+// close) ends it, so every call ends exactly once. It is safe for
+// concurrent use.
+type pendingTable struct {
+	mu   sync.Mutex // guards m, seq, shut
+	m    map[uint64]pending
+	seq  uint64
+	shut bool // failAll ran: the connection is closed
+}
+
+// register adds a call and returns its id, or ok false once the table is
+// shut (the connection closed).
+func (t *pendingTable) register(p pending) (id uint64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.shut {
+		return 0, false
+	}
+	if t.m == nil {
+		t.m = make(map[uint64]pending)
+	}
+	t.seq++
+	t.m[t.seq] = p
+	return t.seq, true
+}
+
+// take removes call id and returns it; ok is false if it was not there.
+func (t *pendingTable) take(id uint64) (p pending, ok bool) {
+	t.mu.Lock()
+	p, ok = t.m[id]
+	delete(t.m, id)
+	t.mu.Unlock()
+	return p, ok
+}
+
+// has reports whether call id still waits.
+func (t *pendingTable) has(id uint64) bool {
+	t.mu.Lock()
+	_, ok := t.m[id]
+	t.mu.Unlock()
+	return ok
+}
+
+// watch sets stop on the asynchronous call id if it is still in the table,
+// and reports whether it did.
+func (t *pendingTable) watch(id uint64, stop func() bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.m[id]
+	if ok {
+		p.async.stop = stop
+	}
+	return ok
+}
+
+// len returns the number of calls waiting.
+func (t *pendingTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+// shutAll shuts the table and returns every call that was waiting: the
+// caller fails them. Calls registered after it are refused.
+func (t *pendingTable) shutAll() map[uint64]pending {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.m
+	t.m, t.shut = nil, true
+	return m
+}

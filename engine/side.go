@@ -1,0 +1,55 @@
+// This file holds what a server and a dialer share: their options, router,
+// worker pool, event loops and counters.
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// side is what a [Server] and a [Dialer] share.
+type side struct {
+	cfg     config
+	router  *handler.Router
+	pool    *pool         // nil: callbacks run on the loop
+	dropped atomic.Uint64 // frames dropped by SlowDrop
+	closing atomic.Bool   // the server is shutting down: sends fail
+	calls   sync.Pool     // of chan callResult, reused by Call
+	inline  atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+
+	loopsMu sync.Mutex // guards loops
+	loops   []*loop
+}
+
+// callChan returns an empty result channel for one call.
+func (s *side) callChan() chan callResult {
+	if ch, ok := s.calls.Get().(chan callResult); ok {
+		return ch
+	}
+	return make(chan callResult, 1)
+}
+
+// loopFor returns our state for a gnet loop, creating it on first use.
+func (s *side) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	for _, l := range s.loops {
+		if l.el == el {
+			return l
+		}
+	}
+	l := newLoop(s, el)
+	s.loops = append(s.loops, l)
+	return l
+}
+
+// eachLoop returns a snapshot of the loops seen so far.
+func (s *side) eachLoop() []*loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	return append([]*loop(nil), s.loops...)
+}

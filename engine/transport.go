@@ -1,0 +1,119 @@
+// This file holds the transport seam: the byte stream the frame reader and
+// writer use, and the layer (TLS, WebSocket) that may sit between it and
+// the socket.
+package engine
+
+import (
+	"io"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// wire is a connection's byte stream as the frame reader and writer see
+// it: plaintext in, plaintext out. For plain TCP it is gnet's connection
+// itself, so the frames are read straight from gnet's buffer and the seam
+// costs nothing; with a layer it is a [layered]. Loop only.
+type wire interface {
+	// InboundBuffered returns the plaintext bytes ready to read.
+	InboundBuffered() int
+	// Peek returns the next n plaintext bytes (n < 0: all of them),
+	// borrowed until the next Discard or the end of the callback.
+	Peek(n int) ([]byte, error)
+	// Discard drops the next n plaintext bytes.
+	Discard(n int) (int, error)
+	// Write writes plaintext; what the socket does not take is buffered.
+	Write(b []byte) (int, error)
+	// OutboundBuffered returns the bytes written and not yet taken by the
+	// kernel.
+	OutboundBuffered() int
+}
+
+// layer is a transport between the socket's bytes and the frames, such as
+// TLS or WebSocket: it turns the wire bytes that arrive into plaintext, the
+// plaintext the engine writes into wire bytes, and may first need a
+// handshake, during which no frame flows. The frame code never knows which
+// layer, if any, a connection has. Its methods run on the connection's
+// loop, except that wake may be called from any goroutine.
+type layer interface {
+	// start runs once, when the connection opens. out writes wire bytes to
+	// the socket (a client's hello); wake makes the loop call input again
+	// soon, for a handshake that makes progress off the loop.
+	start(out func([]byte) error, wake func()) error
+	// input consumes wire bytes from in (borrowed until it returns) and
+	// appends the plaintext they carry to plain. It returns the grown
+	// plain, how many bytes of in it consumed, and whether the handshake is
+	// over. An error closes the connection with it as the reason.
+	input(plain, in []byte) (out []byte, n int, ready bool, err error)
+	// output appends the wire form of the plaintext p to dst.
+	output(dst, p []byte) ([]byte, error)
+}
+
+// layered is the wire of a connection with a layer: plaintext buffered
+// from what the layer decoded, written through the layer's output.
+type layered struct {
+	gc      gnet.Conn
+	l       layer
+	plain   []byte // decoded, not yet read
+	off     int    // read offset in plain
+	scratch []byte // output buffer, reused
+	ready   bool   // the handshake is over
+}
+
+func newLayered(gc gnet.Conn, l layer) *layered { return &layered{gc: gc, l: l} }
+
+// pump hands the wire bytes gnet holds to the layer. It reports whether the
+// handshake is over.
+func (w *layered) pump() (bool, error) {
+	in, _ := w.gc.Peek(-1)
+	if len(in) == 0 {
+		return w.ready, nil
+	}
+	if w.off > 0 && w.off == len(w.plain) {
+		w.plain, w.off = w.plain[:0], 0
+	}
+	plain, n, ready, err := w.l.input(w.plain, in)
+	w.plain = plain
+	if n > 0 {
+		_, _ = w.gc.Discard(n)
+	}
+	if ready {
+		w.ready = true
+	}
+	return w.ready, err
+}
+
+func (w *layered) InboundBuffered() int { return len(w.plain) - w.off }
+
+func (w *layered) Peek(n int) ([]byte, error) {
+	avail := len(w.plain) - w.off
+	if n < 0 {
+		n = avail
+	}
+	if n > avail {
+		return nil, io.ErrShortBuffer
+	}
+	return w.plain[w.off : w.off+n], nil
+}
+
+func (w *layered) Discard(n int) (int, error) {
+	n = min(n, len(w.plain)-w.off)
+	w.off += n
+	if w.off == len(w.plain) {
+		w.plain, w.off = w.plain[:0], 0
+	}
+	return n, nil
+}
+
+func (w *layered) Write(b []byte) (int, error) {
+	out, err := w.l.output(w.scratch[:0], b)
+	if err != nil {
+		return 0, err
+	}
+	w.scratch = out[:0]
+	if _, err := w.gc.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (w *layered) OutboundBuffered() int { return w.gc.OutboundBuffered() }

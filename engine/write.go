@@ -1,0 +1,349 @@
+// This file holds a connection's write path: sends queued from any
+// goroutine, frames built on the loop at the size in force, written once a
+// round, and the slow-consumer policy.
+package engine
+
+import (
+	"fmt"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// sendMode says what a send does when the outbound budget is full.
+type sendMode uint8
+
+const (
+	modeSend  sendMode = iota // ErrOutboundFull, and the slow-consumer policy applies
+	modeCall                  // a Call's request: it waits on the loop for room
+	modeAsync                 // a CallAsync's request: ErrOutboundFull, the connection untouched
+)
+
+// Send encodes v and queues it. It is safe for concurrent use.
+func (c *conn) Send(op codec.Opcode, v any) error {
+	obj, err := codec.Marshal(v)
+	if err == nil {
+		err = c.owner.send(c, modeSend, op, obj, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner.peer(c), err)
+	}
+	return nil
+}
+
+// SendRaw validates obj and queues a copy. It is safe for concurrent use.
+func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
+	obj, err := codec.Object(obj)
+	if err == nil {
+		err = c.owner.send(c, modeSend, op, obj, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner.peer(c), err)
+	}
+	return nil
+}
+
+// enqueue queues a valid, compact object for the loop to write, from any
+// goroutine. The frame is built on the loop, at the size in force when it
+// is written, so that size changes are handled in one place.
+//
+// A send is charged to the connection's send budget until the loop writes
+// it: past the outbound cap it fails with ErrOutboundFull and the
+// slow-consumer policy applies. A call's request is charged to the calls'
+// budget instead (see callBudget): a Call's request always goes to the
+// loop, which holds it until there is room, and an asynchronous call,
+// which must not wait, fails with ErrOutboundFull when the budget is full
+// and leaves the connection alone. id is the call of a request.
+func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	if c.side.closing.Load() {
+		return ErrServerClosed
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	limit := int(c.size.Load())
+	if limit == 0 {
+		limit = c.side.cfg.maxSize
+	}
+	if n := len(obj) + opLen(op); n > limit {
+		return fmt.Errorf("%w: %d bytes, message size is %d", codec.ErrFrameTooLarge, n, limit)
+	}
+	// Charged at the frame size: what the loop will hold once it is built.
+	charge := int64(limit)
+	t := task{kind: taskSend, op: op, c: c, size: int(charge), id: id}
+	if mode == modeSend {
+		if c.queued.Add(charge) > int64(c.side.cfg.maxOutbound) {
+			c.queued.Add(-charge)
+			c.slow()
+			return ErrOutboundFull
+		}
+	} else {
+		t.kind = taskCall
+		if !c.extra().budget.charge(charge, c.side.cfg.maxOutbound, mode == modeAsync) {
+			return ErrOutboundFull
+		}
+	}
+	if err := c.loop.enqueue(t, obj); err != nil {
+		c.uncharge(t)
+		return err
+	}
+	return nil
+}
+
+// uncharge gives back what a task that will not be written was charged.
+func (c *conn) uncharge(t task) {
+	if t.kind == taskCall {
+		c.extra().budget.uncharge(int64(t.size))
+		return
+	}
+	c.queued.Add(-int64(t.size))
+}
+
+// slow applies the slow-consumer policy from any goroutine.
+func (c *conn) slow() {
+	if c.side.cfg.slowPolicy == SlowDrop {
+		c.side.dropped.Add(1)
+		return
+	}
+	c.closeWith(ErrSlowConsumer)
+}
+
+// flushAt is the size of a connection's output buffer past which a round
+// writes it before building more frames.
+const flushAt = 64 << 10
+
+// opLen is the length of op written in decimal.
+func opLen(op codec.Opcode) int {
+	n, v := 1, int64(op)
+	if v < 0 {
+		n, v = 2, -v
+	}
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
+}
+
+// setOutSize changes the outbound frame size, on the loop.
+func (c *conn) setOutSize(n int) {
+	c.outSize = n
+	c.size.Store(int64(n))
+}
+
+// ---- On the loop ----
+
+// writeSend writes a send's frame; t.size goes back to the send budget.
+func (c *conn) writeSend(t *task, obj []byte) {
+	if x := c.x.Load(); x != nil && x.budget.blocked() {
+		x.budget.wait(waitFrame{op: t.op, obj: clone(obj), charge: t.size})
+		return
+	}
+	c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
+	c.put(t.op, obj)
+}
+
+// writeObj writes a frame of the engine's own, such as a failure.
+func (c *conn) writeObj(op codec.Opcode, obj []byte) {
+	if x := c.x.Load(); x != nil && x.budget.blocked() {
+		x.budget.wait(waitFrame{op: op, obj: clone(obj)})
+		return
+	}
+	c.put(op, obj)
+}
+
+// put builds a frame for obj at the current size and adds it to out, under
+// the slow-consumer policy. Frames waiting for the calls' budget must not
+// be before it (see callBudget).
+func (c *conn) put(op codec.Opcode, obj []byte) {
+	if c.outSize == 0 {
+		// Only the engine's own frames (a failure, a pong) can get here
+		// before a client knows the size: the application's are held by the
+		// Client until then. There is no size to write them at.
+		return
+	}
+	if c.overLimit(c.outSize) {
+		return
+	}
+	c.appendObj(op, obj)
+}
+
+// appendObj adds a frame for obj at the current size to out. It reports
+// whether it did.
+func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
+	if c.out == nil {
+		c.out = c.loop.buffer()
+		c.loop.dirty = append(c.loop.dirty, c)
+	} else if len(c.out) >= flushAt {
+		// A long burst: write what is built so far, so that the outbound
+		// limit measures what the peer has not read, not what this round
+		// has not written yet. gnet copies what the socket does not take.
+		out := c.out
+		c.out = out[:0]
+		c.flushOut(out)
+		if c.closed.Load() {
+			return false
+		}
+	}
+	// Objects reach the loop validated (Marshal, Object, Decode, or built
+	// here from validated parts): the frame is built without a rescan.
+	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
+	if err != nil {
+		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
+		c.unfit(op, obj, err)
+		return false
+	}
+	c.out = out
+	return true
+}
+
+// unfit answers for a call frame that did not fit the frame size, so that
+// no caller waits for its deadline: a request fails its own call with err,
+// a reply is replaced by a reply failure.
+func (c *conn) unfit(op codec.Opcode, obj []byte, err error) {
+	if op != codec.OpRequest && op != codec.OpReply {
+		return
+	}
+	var m struct {
+		ID uint64 `json:"id"`
+	}
+	if codec.Unmarshal(obj, &m) != nil {
+		return
+	}
+	if op == codec.OpRequest {
+		c.complete(m.ID, callResult{err: err})
+		return
+	}
+	c.writeFailure(&failFrame{op: codec.OpReplyFailure, id: m.ID, hasID: true,
+		reason: handler.ReasonInternal, message: "reply too large"})
+}
+
+// writeFrame writes a ready frame, directly when nothing is waiting before
+// it.
+func (c *conn) writeFrame(f []byte) {
+	if x := c.x.Load(); x != nil && x.budget.blocked() {
+		x.budget.wait(waitFrame{frame: clone(f)})
+		return
+	}
+	c.putFrame(f)
+}
+
+// putFrame is put for a ready frame.
+func (c *conn) putFrame(f []byte) {
+	if c.overLimit(len(f)) {
+		return
+	}
+	if len(c.out) > 0 {
+		c.out = append(c.out, f...)
+		return
+	}
+	c.flushOut(f)
+}
+
+// overLimit applies the slow-consumer policy before n more bytes are
+// written, reporting whether the frame must not be written. Calls'
+// requests are not counted: they have their own budget.
+func (c *conn) overLimit(n int) bool {
+	if c.backlog()+n <= c.side.cfg.maxOutbound {
+		return false
+	}
+	if c.side.cfg.slowPolicy == SlowDrop {
+		c.side.dropped.Add(1)
+		return true
+	}
+	c.closeNow(ErrSlowConsumer)
+	return true
+}
+
+// flushOut writes b to the socket. A write error closes the connection at
+// once (gnet runs OnClose inside Write).
+func (c *conn) flushOut(b []byte) {
+	if _, err := c.io.Write(b); err != nil {
+		return
+	}
+	if c.backlog() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+		c.closeNow(ErrSlowConsumer)
+	}
+}
+
+// backlog returns the bytes written to the connection and not yet taken by
+// the kernel, less those of calls' requests (as many as may be there).
+func (c *conn) backlog() int {
+	n := c.io.OutboundBuffered() + len(c.out)
+	if x := c.x.Load(); x != nil {
+		n -= int(min(x.budget.out, int64(n)))
+	}
+	return n
+}
+
+// announce sends -2 at the current outbound size, then switches to n
+// (docs/PROTOCOL.md §3).
+func (c *conn) announce(n int) {
+	if c.outSize == n || c.closed.Load() {
+		return
+	}
+	if c.out == nil {
+		c.out = c.loop.buffer()
+		c.loop.dirty = append(c.loop.dirty, c)
+	}
+	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
+		c.out = out
+	}
+	c.setOutSize(n)
+}
+
+// sendFailure queues a failure frame; it is built on the loop, at the
+// size in force, shortening the message to fit. Safe from any goroutine.
+func (c *conn) sendFailure(op codec.Opcode, id *uint64, reason, message string) {
+	f := &failFrame{op: op, reason: reason, message: message}
+	if id != nil {
+		f.id, f.hasID = *id, true
+	}
+	_ = c.loop.enqueue(task{kind: taskFailure, c: c, fail: f}, nil)
+}
+
+// failFrame is a failure frame to build on the loop.
+type failFrame struct {
+	op              codec.Opcode
+	id              uint64
+	hasID           bool
+	reason, message string
+}
+
+// writeFailure builds a failure frame.
+func (c *conn) writeFailure(f *failFrame) {
+	var id *uint64
+	if f.hasID {
+		id = &f.id
+	}
+	size := c.outSize
+	if size == 0 {
+		size = c.side.cfg.maxSize
+	}
+	b, err := codec.AppendFailureOp(nil, size, f.op, id, f.reason, f.message)
+	if err != nil {
+		return
+	}
+	// The frame's object, without the opcode and the padding.
+	if obj, err := codec.Object(b[opLen(f.op):]); err == nil {
+		c.writeObj(f.op, obj)
+	}
+}
+
+// setMessageSize queues a size change. Safe from any goroutine.
+func (c *conn) setMessageSize(n int) error {
+	cfg := &c.side.cfg
+	if n < cfg.minSize || n > cfg.maxSize {
+		return fmt.Errorf("%w: %d is outside [%d, %d]", codec.ErrInvalidSize, n, cfg.minSize, cfg.maxSize)
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	// Sends made after this call may already use the larger size: the
+	// announcement is queued ahead of them.
+	if int64(n) > c.size.Load() {
+		c.size.Store(int64(n))
+	}
+	return c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
