@@ -228,4 +228,3 @@ func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOpt
 	}
 	return cl, nil
 }
-

@@ -201,4 +201,3 @@ func (c *conn) safely(what string, fn func()) {
 	}()
 	fn()
 }
-

@@ -31,7 +31,7 @@ type task struct {
 	kind   uint8
 	op     codec.Opcode
 	c      *conn
-	off, n int // object bytes in the arena
+	off, n int    // object bytes in the arena
 	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to the calls' budget
 	id     uint64 // taskCall: the call
 	err    error
