@@ -13,8 +13,11 @@
 // A callback that returns one of the failure types ([ArgumentTypeError],
 // [ArgumentValueError], [ArgumentMissing], [MalformedPayload], [*Error], or
 // any error with a Reason method) makes the engine send a -1 failure frame
-// to the sender (docs/PROTOCOL.md §2). Any other error, and a panic, is
-// logged and answered with the reason [ReasonInternal].
+// to the sender, or a -5 reply failure for a call (docs/PROTOCOL.md §2.1,
+// §5.3), with that reason and the error's own message. Any other error,
+// and a panic, is logged and answered with the reason [ReasonInternal] and
+// the message "internal error": its text stays local, unless the router is
+// made with [WithErrorText].
 //
 // # Concurrency
 //

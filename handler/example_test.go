@@ -154,16 +154,17 @@ func ExampleReasonOf() {
 }
 
 func ExampleFailure() {
+	errDown := errors.New("database at 10.0.0.5 is down")
 	for _, err := range []error{
 		handler.ArgumentValueError("n must be positive"),
 		fmt.Errorf("lookup: %w", handler.ArgumentMissing("Expected argument 'id' in opcode 3")),
-		errors.New("database is down"),
+		fmt.Errorf("lookup: %w", errDown), // names no reason: its text stays local
 	} {
 		f := handler.Failure(err)
-		fmt.Printf("%s: %s\n", f.Reason, f.Message)
+		fmt.Printf("%s: %s (wraps the error: %v)\n", f.Reason, f.Message, errors.Is(f, err))
 	}
 	// Output:
-	// ArgumentValueError: n must be positive
-	// ArgumentMissing: Expected argument 'id' in opcode 3
-	// InternalError: database is down
+	// ArgumentValueError: n must be positive (wraps the error: true)
+	// ArgumentMissing: Expected argument 'id' in opcode 3 (wraps the error: true)
+	// InternalError: internal error (wraps the error: true)
 }

@@ -68,13 +68,16 @@ type Error struct {
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
 
-	cause error // the local error behind an internal failure; never sent
+	cause error // the local error the failure was made from; never sent
 }
 
 // Error returns "reason: message".
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
 
-// Unwrap returns the local cause of an internal failure, or nil.
+// Unwrap returns the local error the failure was made from by
+// [Router.Dispatch], [Router.DispatchCall] or [Failure], for logs: it is
+// never sent. It returns nil for a failure built directly or read from the
+// wire.
 func (e *Error) Unwrap() error { return e.cause }
 
 // FromWire returns the error for a failure frame received from a peer: one
@@ -108,10 +111,14 @@ func ReasonOf(err error) string {
 	return ""
 }
 
+// msgInternal is the message of a failure whose detail stays local: a
+// panic, and by default an error that names no reason.
+const msgInternal = "internal error"
+
 // failureOf turns an error returned by a callback into what goes on the
-// wire. Errors that name no reason become [ReasonInternal] with the error's
-// text: the text the application chose, and nothing else.
-func failureOf(err error) *Error {
+// wire. An error that names no reason becomes [ReasonInternal] with
+// msgInternal, or with its own text if errorText is set ([WithErrorText]).
+func failureOf(err error, errorText bool) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
@@ -124,14 +131,32 @@ func failureOf(err error) *Error {
 	if errors.As(err, &r) {
 		return &Error{Reason: r.Reason(), Message: r.Error(), cause: err}
 	}
-	return &Error{Reason: ReasonInternal, Message: err.Error(), cause: err}
+	msg := msgInternal
+	if errorText {
+		msg = err.Error()
+	}
+	return &Error{Reason: ReasonInternal, Message: msg, cause: err}
 }
 
-// Failure returns the wire form of err, as a callback's caller would send
-// it: its reason and message. It never returns nil for a non-nil err.
+// Failure returns the wire form of err, its reason and message, as a
+// [Router] with the default settings sends it when a callback returns err:
+//   - an [*Error] that err is or wraps is returned as it is;
+//   - a [*codec.MalformedError] gives [ReasonMalformedPayload] and its
+//     Message field;
+//   - any other [Reasoner] (the typed failures such as [ArgumentMissing]
+//     included) gives its reason and its own text;
+//   - an error that names no reason gives [ReasonInternal] and the message
+//     "internal error".
+//
+// Except in the first case the result wraps err: errors.Is and errors.As
+// find it, for logs, and it is never sent. Failure is not tied to a router
+// and so always gives the generic message for an error that names no
+// reason, even where the router was made with [WithErrorText] and sends
+// that error's text. It returns nil for a nil err, and never nil
+// otherwise.
 func Failure(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	return failureOf(err)
+	return failureOf(err, false)
 }

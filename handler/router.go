@@ -93,9 +93,10 @@ func (t *table) set(op codec.Opcode, e *entry) {
 // The zero value is an empty router that logs nothing. It is safe for
 // concurrent use by multiple goroutines.
 type Router struct {
-	t      atomic.Pointer[table]
-	mu     sync.Mutex // serialises writers of t
-	logger *slog.Logger
+	t         atomic.Pointer[table]
+	mu        sync.Mutex // serialises writers of t
+	logger    *slog.Logger
+	errorText bool // send a plain error's text; set before use, then read-only
 }
 
 // RouterOption configures a [Router].
@@ -105,6 +106,17 @@ type RouterOption func(*Router)
 // failure reason and recovered panics. Defaults to none: the router is
 // silent unless given a logger.
 func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
+
+// WithErrorText sets whether the peer gets the text of a callback's error
+// that names no failure reason (a plain errors.New, a wrapped I/O error).
+// Off, the failure carries [ReasonInternal] and the message "internal
+// error", and the text goes only to the logger ([WithLogger]), so that no
+// internal detail (addresses, queries, paths) reaches the peer. On, the
+// failure's message is the error's text, as a development aid; the error is
+// logged either way. Errors that name their reason ([Reasoner], [*Error])
+// send their own message, and a panic sends "internal error", whatever the
+// setting. Defaults to off.
+func WithErrorText(on bool) RouterOption { return func(r *Router) { r.errorText = on } }
 
 // NewRouter returns an empty router.
 func NewRouter(opts ...RouterOption) *Router {
@@ -279,7 +291,7 @@ func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any,
 }
 
 func (r *Router) failed(c Conn, op codec.Opcode, err error) *Error {
-	f := failureOf(err)
+	f := failureOf(err, r.errorText)
 	if f.Reason == ReasonInternal && r.logger != nil {
 		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
 	}
@@ -291,7 +303,7 @@ func (r *Router) recovered(c Conn, op codec.Opcode, p any) *Error {
 		r.logger.Error("simplerpc: callback panicked", "op", int32(op), "conn", connID(c),
 			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	}
-	return &Error{Reason: ReasonInternal, Message: "internal error", cause: fmt.Errorf("handler: panic: %v", p)}
+	return &Error{Reason: ReasonInternal, Message: msgInternal, cause: fmt.Errorf("handler: panic: %v", p)}
 }
 
 func connID(c Conn) uint64 {
