@@ -86,7 +86,7 @@ var impls = []struct {
 }
 
 // TestDispatchAllocs holds Dispatch to one raw callback, on the dense and
-// the map path, and a catch-all, to zero allocations.
+// the map path, a catch-all and failure callbacks, to zero allocations.
 func TestDispatchAllocs(t *testing.T) {
 	r := handler.NewRouter()
 	r.On(1, nopFunc)
@@ -100,6 +100,12 @@ func TestDispatchAllocs(t *testing.T) {
 	r.Forward(func(handler.Conn, codec.Opcode, []byte) error { return nil })
 	if n := testing.AllocsPerRun(100, func() { r.Dispatch(c, 2, benchData) }); n != 0 {
 		t.Errorf("Dispatch to a catch-all allocates %v times, want 0", n)
+	}
+	failure := []byte(`{"reason":"ArgumentMissing","message":"Expected argument 'b' in opcode 1"}`)
+	r.On(codec.OpFailure, nopFunc)
+	r.On(codec.OpFailure, nopFunc)
+	if n := testing.AllocsPerRun(100, func() { r.Dispatch(c, codec.OpFailure, failure) }); n != 0 {
+		t.Errorf("Dispatch(-1) to failure callbacks allocates %v times, want 0", n)
 	}
 }
 

@@ -19,6 +19,12 @@
 // the message "internal error": its text stays local, unless the router is
 // made with [WithErrorText].
 //
+// Failure frames the peer sends reach the callbacks registered for
+// [codec.OpFailure] (-1), as with the original's `msg.on(-1, fn)`: with
+// [Router.On] for the raw object, or [Handle] with [Error] for its reason
+// and message. Their errors are logged, never sent back, and catch-alls do
+// not see failure frames.
+//
 // # Concurrency
 //
 // Dispatch reads an immutable table through an atomic pointer and never

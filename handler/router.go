@@ -14,11 +14,13 @@ import (
 // data is the frame's JSON object, borrowed from the connection's inbound
 // buffer: it is valid only until the callback returns. Copy it to keep it
 // or hand it to another goroutine. A non-nil error is sent to the peer as a
-// failure frame (see [Failure]).
+// failure frame (see [Failure]), except from a callback for
+// [codec.OpFailure], whose errors are logged (see [Router.On]).
 type Func func(c Conn, data []byte) error
 
 // ForwardFunc is a catch-all callback, like the original's ForwardHandler:
-// it sees every application opcode, with the same borrowing rule as [Func].
+// it sees every application (non-negative) opcode, with the same borrowing
+// rule as [Func].
 type ForwardFunc func(c Conn, op codec.Opcode, data []byte) error
 
 // CallFunc answers a call (a request that waits for a reply): its result is
@@ -40,12 +42,16 @@ type entry struct {
 type table struct {
 	dense   []*entry // indexed by opcode, len <= denseOps
 	sparse  map[codec.Opcode]*entry
+	failure *entry // codec.OpFailure's callbacks; never a call
 	forward []ForwardFunc
 }
 
 func (t *table) lookup(op codec.Opcode) *entry {
 	if uint(op) < uint(len(t.dense)) {
 		return t.dense[op]
+	}
+	if op == codec.OpFailure {
+		return t.failure
 	}
 	if t.sparse != nil {
 		return t.sparse[op]
@@ -56,7 +62,7 @@ func (t *table) lookup(op codec.Opcode) *entry {
 // clone copies the table's spine; entries are copied by [Router.update]
 // when they change.
 func (t *table) clone() *table {
-	n := &table{forward: t.forward}
+	n := &table{failure: t.failure, forward: t.forward}
 	n.dense = append([]*entry(nil), t.dense...)
 	if len(t.sparse) > 0 {
 		n.sparse = make(map[codec.Opcode]*entry, len(t.sparse))
@@ -68,6 +74,10 @@ func (t *table) clone() *table {
 }
 
 func (t *table) set(op codec.Opcode, e *entry) {
+	if op == codec.OpFailure {
+		t.failure = e
+		return
+	}
 	if op < denseOps {
 		for int(op) >= len(t.dense) {
 			t.dense = append(t.dense, nil)
@@ -103,7 +113,8 @@ type Router struct {
 type RouterOption func(*Router)
 
 // WithLogger sets the logger that receives callback errors that name no
-// failure reason and recovered panics. Defaults to none: the router is
+// failure reason, every error of a failure callback (see [Router.On]) and
+// recovered panics, one record each. Defaults to none: the router is
 // silent unless given a logger.
 func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
 
@@ -143,18 +154,24 @@ func (r *Router) update(fn func(*table)) {
 	r.t.Store(t)
 }
 
-func checkOp(op codec.Opcode) {
-	if op < 0 {
+// On adds fn for opcode op. Several callbacks for one opcode run in the
+// order they were added; the first error stops the rest.
+//
+// The opcode may be [codec.OpFailure] (-1), as in the original's
+// `msg.on(-1, fn)`: fn then runs for each failure frame the peer sends,
+// with its JSON object, {"reason":…,"message":…} (docs/PROTOCOL.md §2.1;
+// [Handle] with [Error] decodes it). An error fn returns is logged
+// ([WithLogger]) and never sent: answering a failure with a failure could
+// loop between two peers. Catch-alls ([Router.Forward]) do not see failure
+// frames.
+//
+// On panics if op is negative and not [codec.OpFailure] (reserved for the
+// protocol), or if fn is nil: both are programming errors. It is safe to
+// call while frames are being dispatched.
+func (r *Router) On(op codec.Opcode, fn Func) {
+	if op < 0 && op != codec.OpFailure {
 		panic(fmt.Sprintf("handler: opcode %d is reserved for the protocol", op))
 	}
-}
-
-// On adds fn for opcode op. Several callbacks for one opcode run in the
-// order they were added; the first error stops the rest. On panics if op is
-// negative (reserved for the protocol) or fn is nil: both are programming
-// errors. It is safe to call while frames are being dispatched.
-func (r *Router) On(op codec.Opcode, fn Func) {
-	checkOp(op)
 	if fn == nil {
 		panic("handler: nil callback")
 	}
@@ -170,9 +187,12 @@ func (r *Router) On(op codec.Opcode, fn Func) {
 
 // OnCall sets fn as the answer to calls on opcode op, replacing any earlier
 // one (a call has one reply). One-way frames on op still go to the
-// callbacks added with [Router.On]. It panics like On.
+// callbacks added with [Router.On]. It panics if op is negative, -1
+// included (a failure frame is never a call), or if fn is nil.
 func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
-	checkOp(op)
+	if op < 0 {
+		panic(fmt.Sprintf("handler: opcode %d is reserved for the protocol and takes no call handler", op))
+	}
 	if fn == nil {
 		panic("handler: nil callback")
 	}
@@ -188,7 +208,11 @@ func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
 
 // Forward adds a catch-all callback that sees every application frame after
 // the opcode's own callbacks, like the original's ForwardHandler. Several
-// run in the order added. It panics on a nil fn.
+// run in the order added. Catch-alls never see the protocol's negative
+// opcodes, failure frames (-1) included: a catch-all is written for
+// application frames, and one that relays or rejects them must not do so
+// with failures; register failure callbacks with [Router.On] and
+// [codec.OpFailure]. It panics on a nil fn.
 func (r *Router) Forward(fn ForwardFunc) {
 	if fn == nil {
 		panic("handler: nil callback")
@@ -198,7 +222,8 @@ func (r *Router) Forward(fn ForwardFunc) {
 	})
 }
 
-// Clear removes every callback and the call handler of opcode op.
+// Clear removes every callback and the call handler of opcode op;
+// Clear(codec.OpFailure) removes the failure callbacks.
 func (r *Router) Clear(op codec.Opcode) {
 	r.update(func(t *table) {
 		if t.lookup(op) != nil {
@@ -215,11 +240,12 @@ func (r *Router) ClearAll() {
 }
 
 // Handles reports whether anything is registered for op: its callbacks, its
-// call handler or a catch-all. It is false for a negative opcode, which is
-// never dispatched.
+// call handler or a catch-all. For [codec.OpFailure] it reports whether a
+// failure callback is registered (catch-alls do not count); it is false for
+// any other negative opcode, which is never dispatched.
 func (r *Router) Handles(op codec.Opcode) bool {
 	if op < 0 {
-		return false
+		return op == codec.OpFailure && r.load().failure != nil
 	}
 	t := r.load()
 	return t.lookup(op) != nil || len(t.forward) > 0
@@ -227,16 +253,24 @@ func (r *Router) Handles(op codec.Opcode) bool {
 
 // Dispatch runs the callbacks registered for one application frame, in
 // order, then the catch-alls, stopping at the first error. It returns the
-// failure to send to the peer, or nil. Negative opcodes belong to the
-// protocol and are never dispatched; an opcode with nothing registered is
+// failure to send to the peer, or nil. An opcode with nothing registered is
 // dropped, as in the original. data is borrowed by the callbacks for the
 // duration of the call.
+//
+// For [codec.OpFailure], data is the failure frame's JSON object: Dispatch
+// runs the failure callbacks added with [Router.On], no catch-alls, and
+// always returns nil; an error or panic in a failure callback is logged and
+// stops the rest, and no failure is sent back. Other negative opcodes
+// belong to the protocol and are never dispatched.
 //
 // A panic in a callback is recovered, logged with its stack and answered
 // with [ReasonInternal]; Dispatch itself never panics. It is safe for
 // concurrent use and allocates nothing when callbacks succeed.
 func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	if op < 0 {
+		if op == codec.OpFailure {
+			r.dispatchFailure(c, data)
+		}
 		return nil
 	}
 	t := r.t.Load()
@@ -267,6 +301,26 @@ func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	return nil
 }
 
+// dispatchFailure runs the callbacks of a failure frame. Nothing goes back
+// to the peer: its errors and panics are only logged.
+func (r *Router) dispatchFailure(c Conn, data []byte) {
+	t := r.t.Load()
+	if t == nil || t.failure == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.recovered(c, codec.OpFailure, p)
+		}
+	}()
+	for _, fn := range t.failure.funcs {
+		if err := fn(c, data); err != nil {
+			r.logFailed(c, codec.OpFailure, err)
+			return
+		}
+	}
+}
+
 // DispatchCall runs the call handler of op and returns its result, or the
 // failure to send back. An opcode with no call handler fails with
 // [ReasonUnknownOpcode]. Panics are recovered as in [Router.Dispatch].
@@ -292,10 +346,16 @@ func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any,
 
 func (r *Router) failed(c Conn, op codec.Opcode, err error) *Error {
 	f := failureOf(err, r.errorText)
-	if f.Reason == ReasonInternal && r.logger != nil {
-		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
+	if f.Reason == ReasonInternal {
+		r.logFailed(c, op, err)
 	}
 	return f
+}
+
+func (r *Router) logFailed(c Conn, op codec.Opcode, err error) {
+	if r.logger != nil {
+		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
+	}
 }
 
 func (r *Router) recovered(c Conn, op codec.Opcode, p any) *Error {

@@ -24,6 +24,9 @@ type Validator interface {
 //     with the original's message, "Expected argument 'name' in opcode N";
 //   - T (or *T) implementing [Validator] whose Validate fails: its error.
 //
+// For op [codec.OpFailure], T is typically [Error] or *Error, which decode
+// the failure's reason and message; as for any failure callback, a
+// decoding failure and fn's error are logged, not sent (see [Router.On]).
 // It panics like [Router.On].
 func Handle[T any](r *Router, op codec.Opcode, fn func(c Conn, req T) error) {
 	if fn == nil {
