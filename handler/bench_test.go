@@ -23,8 +23,9 @@ func nopFunc(_ handler.Conn, data []byte) error {
 
 // mapRouter is the straightforward alternative to handler.Router that the
 // benchmarks compare it with: a map under a sync.RWMutex. Its Dispatch does
-// what Router.Dispatch does (reserved opcodes, drop of unknown ones, panic
-// recovery, failure conversion), taking the read lock only for the lookup.
+// what Router.Dispatch does for application opcodes (drop of unknown ones,
+// panic recovery, failure conversion) and ignores negative ones, taking the
+// read lock only for the lookup.
 type mapRouter struct {
 	mu  sync.RWMutex // guards m
 	m   map[codec.Opcode][]handler.Func

@@ -59,8 +59,8 @@ func (t *table) lookup(op codec.Opcode) *entry {
 	return nil
 }
 
-// clone copies the table's spine; entries are copied by [Router.update]
-// when they change.
+// clone copies the table's spine; the registering methods copy an entry
+// before they change it.
 func (t *table) clone() *table {
 	n := &table{failure: t.failure, forward: t.forward}
 	n.dense = append([]*entry(nil), t.dense...)
@@ -129,7 +129,7 @@ func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger
 // setting. Defaults to off.
 func WithErrorText(on bool) RouterOption { return func(r *Router) { r.errorText = on } }
 
-// NewRouter returns an empty router.
+// NewRouter returns an empty router configured by opts.
 func NewRouter(opts ...RouterOption) *Router {
 	r := &Router{}
 	for _, o := range opts {
@@ -232,7 +232,8 @@ func (r *Router) Clear(op codec.Opcode) {
 	})
 }
 
-// ClearAll removes every registration, catch-alls included.
+// ClearAll removes every registration, catch-alls and failure callbacks
+// included.
 func (r *Router) ClearAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -263,9 +264,12 @@ func (r *Router) Handles(op codec.Opcode) bool {
 // stops the rest, and no failure is sent back. Other negative opcodes
 // belong to the protocol and are never dispatched.
 //
-// A panic in a callback is recovered, logged with its stack and answered
-// with [ReasonInternal]; Dispatch itself never panics. It is safe for
-// concurrent use and allocates nothing when callbacks succeed.
+// A callback's error becomes the failure as [Failure] says, except that a
+// router made with [WithErrorText] sends the text of an error that names no
+// reason. A panic in a callback is recovered, logged with its stack and
+// answered with [ReasonInternal] and "internal error"; Dispatch itself never
+// panics. It is safe for concurrent use and allocates nothing when
+// callbacks succeed.
 func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	if op < 0 {
 		if op == codec.OpFailure {
@@ -322,8 +326,9 @@ func (r *Router) dispatchFailure(c Conn, data []byte) {
 }
 
 // DispatchCall runs the call handler of op and returns its result, or the
-// failure to send back. An opcode with no call handler fails with
-// [ReasonUnknownOpcode]. Panics are recovered as in [Router.Dispatch].
+// failure to send back. An opcode with no call handler (any negative one,
+// -1 included) fails with [ReasonUnknownOpcode]. Errors become failures and
+// panics are recovered as in [Router.Dispatch].
 func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
 	var e *entry
 	if op >= 0 {

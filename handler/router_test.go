@@ -36,7 +36,7 @@ func (r *recorder) take() []string {
 	return c
 }
 
-// raw returns a callback that records name, the opcode and the data.
+// raw returns a callback that records name and the data.
 func (r *recorder) raw(name string) handler.Func {
 	return func(_ handler.Conn, data []byte) error {
 		r.add("%s %s", name, data)
