@@ -209,10 +209,10 @@ func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
 // Forward adds a catch-all callback that sees every application frame after
 // the opcode's own callbacks, like the original's ForwardHandler. Several
 // run in the order added. Catch-alls never see the protocol's negative
-// opcodes, failure frames (-1) included: a catch-all is written for
-// application frames, and one that relays or rejects them must not do so
-// with failures; register failure callbacks with [Router.On] and
-// [codec.OpFailure]. It panics on a nil fn.
+// opcodes, failure frames (-1) included: a catch-all that relays or
+// rejects application frames would otherwise relay or reject failures too.
+// Failure callbacks are registered with [Router.On] and [codec.OpFailure].
+// It panics on a nil fn.
 func (r *Router) Forward(fn ForwardFunc) {
 	if fn == nil {
 		panic("handler: nil callback")
