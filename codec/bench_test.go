@@ -314,3 +314,87 @@ func BenchmarkScanner(b *testing.B) {
 		})
 	}
 }
+
+var sinkCall codec.Call
+
+// callFrames returns, for frames of size bytes, a request and a reply
+// carrying benchPayload(size), each in simplerpc's own form (read in one
+// pass) and spaced as another peer may write it (read by Decode and
+// go-json).
+func callFrames(b *testing.B, size int) map[string][]byte {
+	b.Helper()
+	data, err := codec.Marshal(benchPayload(size))
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := make(map[string][]byte)
+	for name, f := range map[string]struct {
+		op  codec.Opcode
+		obj []byte
+	}{
+		"op=request/form=own":    {codec.OpRequest, codec.AppendRequest(nil, 123456, 7, data)},
+		"op=reply/form=own":      {codec.OpReply, codec.AppendReply(nil, 123456, data)},
+		"op=request/form=spaced": {codec.OpRequest, fmt.Appendf(nil, `{"id": 123456, "op": 7, "data": %s}`, data)},
+		"op=reply/form=spaced":   {codec.OpReply, fmt.Appendf(nil, `{"id": 123456, "data": %s}`, data)},
+	} {
+		if frames[name], err = codec.AppendValidated(nil, size, f.op, f.obj); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return frames
+}
+
+// BenchmarkDecodeFrame reads call frames with DecodeFrame, and an ordinary
+// frame (op=7), whose cost must stay Decode's.
+func BenchmarkDecodeFrame(b *testing.B) {
+	const size = 1024
+	frames := callFrames(b, size)
+	frames["op=7"], _ = benchFrame(b, size)
+	b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+		for _, name := range []string{"op=request/form=own", "op=request/form=spaced", "op=reply/form=own", "op=reply/form=spaced", "op=7"} {
+			frame := frames[name]
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					op, obj, call, err := codec.DecodeFrame(frame)
+					sinkOp, sinkObj, sinkCall, sinkErr = int64(op), obj, call, err
+				}
+				if sinkErr != nil {
+					b.Fatal(sinkErr)
+				}
+			})
+		}
+	})
+}
+
+// BenchmarkAppendRequest builds a request's and a reply's envelope and
+// frame into reused buffers, as a caller and a callee do.
+func BenchmarkAppendRequest(b *testing.B) {
+	const size = 1024
+	data, err := codec.Marshal(benchPayload(size))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := make([]byte, 0, size)
+	buf := make([]byte, 0, size)
+	b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+		for _, op := range []codec.Opcode{codec.OpRequest, codec.OpReply} {
+			b.Run("op="+op.String()[:strings.IndexByte(op.String(), '(')], func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					if op == codec.OpRequest {
+						env = codec.AppendRequest(env[:0], 123456, 7, data)
+					} else {
+						env = codec.AppendReply(env[:0], 123456, data)
+					}
+					buf, sinkErr = codec.AppendValidated(buf[:0], size, op, env)
+				}
+				if sinkErr != nil {
+					b.Fatal(sinkErr)
+				}
+			})
+		}
+	})
+}

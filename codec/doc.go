@@ -18,6 +18,19 @@
 // whitespace. Every malformed frame yields a [*MalformedError], whose Reason
 // is "MalformedPayload" and whose message is the original's where it had one.
 //
+// A reader decodes each inbound frame with one call, [DecodeFrame], which
+// also reads the envelope of a call frame (docs/PROTOCOL.md §5) into a
+// [Call]; a request or reply in the form this package writes is read in one
+// pass without allocating. [AppendRequest] and [AppendReply] build those
+// envelopes for [AppendValidated] to frame:
+//
+//	obj := codec.AppendRequest(buf[:0], id, op, data) // data: a valid object
+//	frame, err := codec.AppendValidated(frame[:0], size, codec.OpRequest, obj)
+//	op, obj, call, err := codec.DecodeFrame(frame) // call.Data borrowed from frame
+//
+// An envelope that cannot be read is a [*MalformedError] that also matches
+// [ErrMalformedCall].
+//
 // [Scanner] finds the end of the first frame of a stream whose frame size is
 // not yet known (docs/PROTOCOL.md §3), never reading past a configured limit.
 //

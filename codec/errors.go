@@ -22,6 +22,11 @@ var (
 	ErrInvalidSize = errors.New("codec: invalid message size")
 	// ErrMalformed is matched by every [*MalformedError] with errors.Is.
 	ErrMalformed = errors.New("codec: malformed frame")
+	// ErrMalformedCall is matched, with errors.Is, by the [*MalformedError]
+	// that [DecodeFrame] returns for a well-formed call frame whose
+	// envelope cannot be read (docs/PROTOCOL.md §5.3): a request without
+	// an id, an op or a data object, for example.
+	ErrMalformedCall = errors.New("codec: malformed call envelope")
 	// ErrScanLimit is wrapped by the [*MalformedError] a [Scanner] returns
 	// once it has read its limit without finding the end of a frame.
 	ErrScanLimit = errors.New("codec: frame head exceeds scan limit")
@@ -29,7 +34,8 @@ var (
 
 // MalformedError describes a frame that cannot be decoded. Its Message is the
 // text sent to the peer in a failure frame; Err, if set, is the underlying
-// cause (a go-json error, [ErrScanLimit]).
+// cause (a go-json error, [ErrScanLimit], or an error matching
+// [ErrMalformedCall]).
 //
 // It matches [ErrMalformed] with errors.Is. It is not safe for concurrent
 // mutation; it is immutable once returned.

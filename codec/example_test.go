@@ -152,3 +152,50 @@ func ExampleAppendFailure() {
 	// Output:
 	// -1{"reason":"ArgumentValueError","message":"count must be betw"}|
 }
+
+// A caller builds a request's envelope around its argument and frames it;
+// the callee reads the frame with DecodeFrame, which also reads every other
+// frame, and answers with a reply built the same way.
+func ExampleAppendRequest() {
+	args, err := codec.Marshal(map[string]int{"a": 2, "b": 3})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame, err := codec.AppendValidated(nil, 64, codec.OpRequest, codec.AppendRequest(nil, 1, 1, args))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%s|\n", bytes.TrimRight(frame, " "))
+
+	// The callee: call.Data is borrowed from frame.
+	op, _, call, err := codec.DecodeFrame(frame)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(op, call.ID, call.Op, string(call.Data))
+	reply, err := codec.AppendValidated(nil, 64, codec.OpReply, codec.AppendReply(nil, call.ID, []byte(`{"sum":5}`)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%s|\n", bytes.TrimRight(reply, " "))
+
+	// Another peer's layout reads the same; a request without an op does
+	// not, and is answered with a -1 failure carrying the error's Message.
+	_, _, call, _ = codec.DecodeFrame([]byte(`-3{"op": 1, "id": 2, "data": {"a": 1, "b": 1}}`))
+	fmt.Println(call.ID, call.Op, string(call.Data))
+	_, _, _, err = codec.DecodeFrame([]byte(`-3{"id": 3, "data": {}}`))
+	var me *codec.MalformedError
+	if errors.Is(err, codec.ErrMalformedCall) && errors.As(err, &me) {
+		fmt.Println(me.Reason()+":", me.Message)
+	}
+	// Output:
+	// -3{"id":1,"op":1,"data":{"a":2,"b":3}}|
+	// request(-3) 1 1 {"a":2,"b":3}
+	// -4{"id":1,"data":{"sum":5}}|
+	// 2 1 {"a": 1, "b": 1}
+	// MalformedPayload: Malformed request frame
+}

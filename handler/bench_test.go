@@ -23,8 +23,9 @@ func nopFunc(_ handler.Conn, data []byte) error {
 
 // mapRouter is the straightforward alternative to handler.Router that the
 // benchmarks compare it with: a map under a sync.RWMutex. Its Dispatch does
-// what Router.Dispatch does (reserved opcodes, drop of unknown ones, panic
-// recovery, failure conversion), taking the read lock only for the lookup.
+// what Router.Dispatch does for application opcodes (drop of unknown ones,
+// panic recovery, failure conversion) and ignores negative ones, taking the
+// read lock only for the lookup.
 type mapRouter struct {
 	mu  sync.RWMutex // guards m
 	m   map[codec.Opcode][]handler.Func
@@ -86,7 +87,7 @@ var impls = []struct {
 }
 
 // TestDispatchAllocs holds Dispatch to one raw callback, on the dense and
-// the map path, and a catch-all, to zero allocations.
+// the map path, a catch-all and failure callbacks, to zero allocations.
 func TestDispatchAllocs(t *testing.T) {
 	r := handler.NewRouter()
 	r.On(1, nopFunc)
@@ -100,6 +101,12 @@ func TestDispatchAllocs(t *testing.T) {
 	r.Forward(func(handler.Conn, codec.Opcode, []byte) error { return nil })
 	if n := testing.AllocsPerRun(100, func() { r.Dispatch(c, 2, benchData) }); n != 0 {
 		t.Errorf("Dispatch to a catch-all allocates %v times, want 0", n)
+	}
+	failure := []byte(`{"reason":"ArgumentMissing","message":"Expected argument 'b' in opcode 1"}`)
+	r.On(codec.OpFailure, nopFunc)
+	r.On(codec.OpFailure, nopFunc)
+	if n := testing.AllocsPerRun(100, func() { r.Dispatch(c, codec.OpFailure, failure) }); n != 0 {
+		t.Errorf("Dispatch(-1) to failure callbacks allocates %v times, want 0", n)
 	}
 }
 

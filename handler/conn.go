@@ -12,16 +12,22 @@ import (
 // Every method is safe for concurrent use by multiple goroutines, and may be
 // called from inside a callback, except [Conn.Call] as noted there.
 type Conn interface {
-	// ID returns the connection's net id: unique for the life of the server
-	// and never reused. A client connection returns 0.
+	// ID returns the connection's id. For a connection a server accepted,
+	// it is the net id (docs/PROTOCOL.md §4): unique for the life of the
+	// server and never reused. For a connection a client dialed, it is a
+	// local id, unique among the connections of its dialer (a reconnection
+	// gets a new one). The server numbers the same connection on its own:
+	// the two ids are unrelated and need not match.
 	ID() uint64
-	// Send encodes v as a JSON object and sends it on opcode op. It returns
-	// an error for a value that is not a JSON object, a frame that does not
-	// fit the connection's message size, or a closed connection. Frames sent
-	// on one connection arrive in the order Send was called.
+	// Send encodes v as a JSON object and sends it on opcode op. It does
+	// not wait: it returns an error for a value that is not a JSON object, a
+	// frame that does not fit the connection's message size, a full outbound
+	// queue or a closed connection. Frames sent on one connection arrive in
+	// the order Send was called.
 	Send(op codec.Opcode, v any) error
-	// SendRaw sends the already-encoded JSON object obj on opcode op. obj is
-	// validated and copied before SendRaw returns; the caller keeps it.
+	// SendRaw sends the already-encoded JSON object obj on opcode op, as
+	// Send does. obj is validated and copied before SendRaw returns; the
+	// caller keeps it.
 	SendRaw(op codec.Opcode, obj []byte) error
 	// Call sends a request on opcode op and waits for the peer's reply,
 	// decoding it into resp (which may be nil). req must encode as a JSON

@@ -13,8 +13,17 @@
 // A callback that returns one of the failure types ([ArgumentTypeError],
 // [ArgumentValueError], [ArgumentMissing], [MalformedPayload], [*Error], or
 // any error with a Reason method) makes the engine send a -1 failure frame
-// to the sender (docs/PROTOCOL.md §2). Any other error, and a panic, is
-// logged and answered with the reason [ReasonInternal].
+// to the sender, or a -5 reply failure for a call (docs/PROTOCOL.md §2.1,
+// §5.3), with that reason and the error's own message. Any other error,
+// and a panic, is logged and answered with the reason [ReasonInternal] and
+// the message "internal error": its text stays local, unless the router is
+// made with [WithErrorText].
+//
+// Failure frames the peer sends reach the callbacks registered for
+// [codec.OpFailure] (-1), as with the original's `msg.on(-1, fn)`: with
+// [Router.On] for the raw object, or [Handle] with [Error] for its reason
+// and message. Their errors are logged, never sent back, and catch-alls do
+// not see failure frames.
 //
 // # Concurrency
 //

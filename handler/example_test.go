@@ -41,6 +41,30 @@ func ExampleRouter_On() {
 	// conn 1 sent {"some_data":123}
 }
 
+func ExampleRouter_On_failure() {
+	r := handler.NewRouter()
+	// The original's msg.on(-1, fn): the peer could not handle a frame.
+	handler.Handle(r, codec.OpFailure, func(c handler.Conn, f handler.Error) error {
+		fmt.Printf("conn %d: peer failed: %s: %s\n", c.ID(), f.Reason, f.Message)
+		// The typed failures are one FromWire away.
+		var missing handler.ArgumentMissing
+		if errors.As(handler.FromWire(f.Reason, f.Message), &missing) {
+			fmt.Println("resend with the missing argument")
+		}
+		// An error is logged, never sent back: nothing answers a failure.
+		return errors.New("not sent")
+	})
+
+	c := printConn()
+	reply(c, r.Dispatch(c, codec.OpFailure,
+		[]byte(`{"reason": "ArgumentMissing", "message": "Expected argument 'argname' in opcode 0"}`)))
+	fmt.Println("failure callback registered:", r.Handles(codec.OpFailure))
+	// Output:
+	// conn 1: peer failed: ArgumentMissing: Expected argument 'argname' in opcode 0
+	// resend with the missing argument
+	// failure callback registered: true
+}
+
 // Move is the request of the typed examples. X and Y must be present.
 type Move struct {
 	X     int    `json:"x" simplerpc:"required"`
@@ -114,14 +138,15 @@ func ExampleRouter_Forward() {
 		return nil
 	})
 	// The catch-all sees every application frame, after the opcode's own
-	// callbacks, and never the protocol's negative opcodes.
+	// callbacks, and never the protocol's negative opcodes, failure frames
+	// included.
 	r.Forward(func(_ handler.Conn, op codec.Opcode, data []byte) error {
 		fmt.Printf("forward %d %s\n", op, data)
 		return nil
 	})
 
 	c := printConn()
-	for _, op := range []codec.Opcode{5, 6, 1 << 20, codec.OpPing} {
+	for _, op := range []codec.Opcode{5, 6, 1 << 20, codec.OpFailure, codec.OpPing} {
 		reply(c, r.Dispatch(c, op, []byte(`{"n":1}`)))
 	}
 	// Output:
@@ -154,16 +179,17 @@ func ExampleReasonOf() {
 }
 
 func ExampleFailure() {
+	errDown := errors.New("database at 10.0.0.5 is down")
 	for _, err := range []error{
 		handler.ArgumentValueError("n must be positive"),
 		fmt.Errorf("lookup: %w", handler.ArgumentMissing("Expected argument 'id' in opcode 3")),
-		errors.New("database is down"),
+		fmt.Errorf("lookup: %w", errDown), // names no reason: its text stays local
 	} {
 		f := handler.Failure(err)
-		fmt.Printf("%s: %s\n", f.Reason, f.Message)
+		fmt.Printf("%s: %s (wraps the error: %v)\n", f.Reason, f.Message, errors.Is(f, err))
 	}
 	// Output:
-	// ArgumentValueError: n must be positive
-	// ArgumentMissing: Expected argument 'id' in opcode 3
-	// InternalError: database is down
+	// ArgumentValueError: n must be positive (wraps the error: true)
+	// ArgumentMissing: Expected argument 'id' in opcode 3 (wraps the error: true)
+	// InternalError: internal error (wraps the error: true)
 }

@@ -13,7 +13,8 @@ const (
 	ReasonArgumentValueError = "ArgumentValueError"
 	ReasonArgumentMissing    = "ArgumentMissing"
 	ReasonMalformedPayload   = "MalformedPayload"
-	// ReasonInternal answers an error that names no reason, and a panic.
+	// ReasonInternal answers an error that names no reason and a panic,
+	// with the message "internal error" (see [WithErrorText]).
 	ReasonInternal = "InternalError"
 	// ReasonUnknownOpcode answers a call to an opcode with no call handler.
 	ReasonUnknownOpcode = "UnknownOpcode"
@@ -21,7 +22,8 @@ const (
 
 // Reasoner is implemented by errors that name their own failure reason. A
 // callback that returns one makes the engine send a failure frame with that
-// reason and the error's text as the message.
+// reason and the error's text as the message (a *codec.MalformedError
+// sends its Message field); see [Failure].
 type Reasoner interface {
 	error
 	Reason() string
@@ -32,7 +34,8 @@ type Reasoner interface {
 // string as the message.
 type ArgumentTypeError string
 
-// ArgumentValueError reports an argument with a bad value.
+// ArgumentValueError reports an argument with a bad value. Returned from a
+// callback, it is sent as reason "ArgumentValueError".
 type ArgumentValueError string
 
 // ArgumentMissing reports a missing argument, as in the original:
@@ -40,13 +43,21 @@ type ArgumentValueError string
 //	return handler.ArgumentMissing("Expected argument 'argname' in opcode 0")
 type ArgumentMissing string
 
-// MalformedPayload reports a payload that cannot be understood.
+// MalformedPayload reports a payload that cannot be understood. Returned
+// from a callback, it is sent as reason "MalformedPayload".
 type MalformedPayload string
 
-func (e ArgumentTypeError) Error() string  { return string(e) }
+// Error returns the message.
+func (e ArgumentTypeError) Error() string { return string(e) }
+
+// Error returns the message.
 func (e ArgumentValueError) Error() string { return string(e) }
-func (e ArgumentMissing) Error() string    { return string(e) }
-func (e MalformedPayload) Error() string   { return string(e) }
+
+// Error returns the message.
+func (e ArgumentMissing) Error() string { return string(e) }
+
+// Error returns the message.
+func (e MalformedPayload) Error() string { return string(e) }
 
 // Reason returns "ArgumentTypeError".
 func (e ArgumentTypeError) Reason() string { return ReasonArgumentTypeError }
@@ -60,25 +71,35 @@ func (e ArgumentMissing) Reason() string { return ReasonArgumentMissing }
 // Reason returns "MalformedPayload".
 func (e MalformedPayload) Reason() string { return ReasonMalformedPayload }
 
-// Error is a failure as it travels on the wire: a -1 frame's reason and
-// message. Failures received from a peer with a reason other than the four
-// typed ones arrive as *Error; an application may also return one to send
-// a reason of its own. It is immutable once created.
+// Error is a failure as it travels on the wire: the reason and message of
+// a -1 failure frame or a -5 reply failure. Failures received from a peer
+// with a reason other than the four typed ones arrive as *Error (see
+// [FromWire]); an application may also return one to send a reason of its
+// own, and a failure callback may decode a -1 frame into one (see
+// [Router.On]). Treat it as immutable once created. It is safe for
+// concurrent use by multiple goroutines.
 type Error struct {
-	Reason  string `json:"reason"`
+	// Reason names the kind of failure: one of the Reason constants, or
+	// one of the application's own.
+	Reason string `json:"reason"`
+	// Message explains the failure to a person.
 	Message string `json:"message"`
 
-	cause error // the local error behind an internal failure; never sent
+	cause error // the local error the failure was made from; never sent
 }
 
 // Error returns "reason: message".
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
 
-// Unwrap returns the local cause of an internal failure, or nil.
+// Unwrap returns the local error the failure was made from by
+// [Router.Dispatch], [Router.DispatchCall] or [Failure], for logs: it is
+// never sent. It returns nil for a failure built directly or read from the
+// wire.
 func (e *Error) Unwrap() error { return e.cause }
 
-// FromWire returns the error for a failure frame received from a peer: one
-// of the typed failures for their reasons, else an *Error.
+// FromWire returns the error for a failure received from a peer, the
+// reason and message of a -1 or -5 frame: one of the typed failures for
+// their reasons, else an *Error.
 func FromWire(reason, message string) error {
 	switch reason {
 	case ReasonArgumentTypeError:
@@ -108,10 +129,14 @@ func ReasonOf(err error) string {
 	return ""
 }
 
+// msgInternal is the message of a failure whose detail stays local: a
+// panic, and by default an error that names no reason.
+const msgInternal = "internal error"
+
 // failureOf turns an error returned by a callback into what goes on the
-// wire. Errors that name no reason become [ReasonInternal] with the error's
-// text: the text the application chose, and nothing else.
-func failureOf(err error) *Error {
+// wire. An error that names no reason becomes [ReasonInternal] with
+// msgInternal, or with its own text if errorText is set ([WithErrorText]).
+func failureOf(err error, errorText bool) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
@@ -124,14 +149,32 @@ func failureOf(err error) *Error {
 	if errors.As(err, &r) {
 		return &Error{Reason: r.Reason(), Message: r.Error(), cause: err}
 	}
-	return &Error{Reason: ReasonInternal, Message: err.Error(), cause: err}
+	msg := msgInternal
+	if errorText {
+		msg = err.Error()
+	}
+	return &Error{Reason: ReasonInternal, Message: msg, cause: err}
 }
 
-// Failure returns the wire form of err, as a callback's caller would send
-// it: its reason and message. It never returns nil for a non-nil err.
+// Failure returns the wire form of err, its reason and message, as a
+// [Router] with the default settings sends it when a callback returns err:
+//   - an [*Error] that err is or wraps is returned as it is;
+//   - a [*codec.MalformedError] gives [ReasonMalformedPayload] and its
+//     Message field;
+//   - any other [Reasoner] (the typed failures such as [ArgumentMissing]
+//     included) gives its reason and its own text;
+//   - an error that names no reason gives [ReasonInternal] and the message
+//     "internal error".
+//
+// Except in the first case the result wraps err: errors.Is and errors.As
+// find it, for logs, and it is never sent. Failure is not tied to a router
+// and so always gives the generic message for an error that names no
+// reason, even where the router was made with [WithErrorText] and sends
+// that error's text. It returns nil for a nil err, and never nil
+// otherwise.
 func Failure(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	return failureOf(err)
+	return failureOf(err, false)
 }

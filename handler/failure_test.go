@@ -48,9 +48,12 @@ func (b *logBuffer) records(t *testing.T) []map[string]any {
 	return recs
 }
 
-func newLoggedRouter() (*handler.Router, *logBuffer) {
-	var lb logBuffer
-	return handler.NewRouter(handler.WithLogger(slog.New(slog.NewJSONHandler(&lb, nil)))), &lb
+// newLoggedRouter returns a router with opts that logs into the returned
+// buffer.
+func newLoggedRouter(opts ...handler.RouterOption) (*handler.Router, *logBuffer) {
+	lb := new(logBuffer)
+	opts = append([]handler.RouterOption{handler.WithLogger(slog.New(slog.NewJSONHandler(lb, nil)))}, opts...)
+	return handler.NewRouter(opts...), lb
 }
 
 // reasonError is an application error type naming its own reason.
@@ -95,39 +98,43 @@ func TestDispatchTypedFailures(t *testing.T) {
 			func(err error) bool { var e *codec.TypeError; return errors.As(err, &e) && e.Field == "a" }},
 	}
 	for _, tt := range tests {
-		t.Run(tt.reason+"/"+tt.message, func(t *testing.T) {
-			r, logs := newLoggedRouter()
-			r.On(1, returning(tt.err))
-			fail := r.Dispatch(&fakeConn{id: 9}, 1, []byte(`{}`))
-			if fail == nil || fail.Reason != tt.reason || fail.Message != tt.message {
-				t.Fatalf("Dispatch = %#v, want %s %q", fail, tt.reason, tt.message)
-			}
-			if got := handler.ReasonOf(fail); got != tt.reason {
-				t.Errorf("ReasonOf(failure) = %q, want %q", got, tt.reason)
-			}
-			if !errors.Is(fail, tt.err) {
-				t.Errorf("errors.Is(failure, returned error) = false")
-			}
-			if !tt.as(fail) {
-				t.Errorf("errors.As(failure, original type) = false")
-			}
-			if got := fail.Error(); got != tt.reason+": "+tt.message {
-				t.Errorf("Error() = %q", got)
-			}
-			// Failures that name a reason are the peer's business: not logged.
-			if recs := logs.records(t); len(recs) != 0 {
-				t.Errorf("logged %v", recs)
-			}
+		for _, errorText := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%s/errorText=%v", tt.reason, tt.message, errorText), func(t *testing.T) {
+				// Errors that name their reason send their own text under
+				// either setting.
+				r, logs := newLoggedRouter(handler.WithErrorText(errorText))
+				r.On(1, returning(tt.err))
+				fail := r.Dispatch(&fakeConn{id: 9}, 1, []byte(`{}`))
+				if fail == nil || fail.Reason != tt.reason || fail.Message != tt.message {
+					t.Fatalf("Dispatch = %#v, want %s %q", fail, tt.reason, tt.message)
+				}
+				if got := handler.ReasonOf(fail); got != tt.reason {
+					t.Errorf("ReasonOf(failure) = %q, want %q", got, tt.reason)
+				}
+				if !errors.Is(fail, tt.err) {
+					t.Errorf("errors.Is(failure, returned error) = false")
+				}
+				if !tt.as(fail) {
+					t.Errorf("errors.As(failure, original type) = false")
+				}
+				if got := fail.Error(); got != tt.reason+": "+tt.message {
+					t.Errorf("Error() = %q", got)
+				}
+				// Failures that name a reason are the peer's business: not logged.
+				if recs := logs.records(t); len(recs) != 0 {
+					t.Errorf("logged %v", recs)
+				}
 
-			// The same through DispatchCall and Failure.
-			r.OnCall(1, func(handler.Conn, []byte) (any, error) { return nil, tt.err })
-			if _, fail := r.DispatchCall(nil, 1, []byte(`{}`)); fail == nil || fail.Reason != tt.reason || fail.Message != tt.message {
-				t.Errorf("DispatchCall = %#v", fail)
-			}
-			if f := handler.Failure(tt.err); f.Reason != tt.reason || f.Message != tt.message || !errors.Is(f, tt.err) {
-				t.Errorf("Failure = %#v", f)
-			}
-		})
+				// The same through DispatchCall and Failure.
+				r.OnCall(1, func(handler.Conn, []byte) (any, error) { return nil, tt.err })
+				if _, fail := r.DispatchCall(nil, 1, []byte(`{}`)); fail == nil || fail.Reason != tt.reason || fail.Message != tt.message {
+					t.Errorf("DispatchCall = %#v", fail)
+				}
+				if f := handler.Failure(tt.err); f.Reason != tt.reason || f.Message != tt.message || !errors.Is(f, tt.err) {
+					t.Errorf("Failure = %#v", f)
+				}
+			})
+		}
 	}
 }
 
@@ -150,47 +157,110 @@ func TestDispatchReturnsErrorAsIs(t *testing.T) {
 	}
 }
 
+// dbError is an application error type that names no reason: its text is
+// detail for the logs.
+type dbError struct{ addr string }
+
+func (e *dbError) Error() string { return "database at " + e.addr + " is down" }
+
 func TestDispatchPlainErrorIsInternalAndLogged(t *testing.T) {
 	t.Parallel()
-	plain := errors.New("database is down")
-	r, logs := newLoggedRouter()
-	r.On(12, returning(plain))
-	r.Forward(func(handler.Conn, codec.Opcode, []byte) error { return fmt.Errorf("forward: %w", plain) })
+	plain := &dbError{addr: "10.0.0.5:5432"}
+	for _, tt := range []struct {
+		name      string
+		opts      []handler.RouterOption
+		own, fwd  string // the messages sent for the opcode's callback and the catch-all's
+		errorText bool
+	}{
+		{"default", nil, "internal error", "internal error", false},
+		{"WithErrorText(false)", []handler.RouterOption{handler.WithErrorText(false)},
+			"internal error", "internal error", false},
+		{"WithErrorText(true)", []handler.RouterOption{handler.WithErrorText(true)},
+			"database at 10.0.0.5:5432 is down", "forward: database at 10.0.0.5:5432 is down", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, lb := newLoggedRouter(tt.opts...)
+			r.On(12, returning(plain))
+			r.Forward(func(handler.Conn, codec.Opcode, []byte) error { return fmt.Errorf("forward: %w", plain) })
+			r.OnCall(12, func(handler.Conn, []byte) (any, error) { return "ignored", fmt.Errorf("query: %w", plain) })
 
-	fail := r.Dispatch(&fakeConn{id: 77}, 12, []byte(`{}`))
-	if fail == nil || fail.Reason != handler.ReasonInternal || fail.Message != "database is down" {
-		t.Fatalf("Dispatch = %#v, want InternalError %q", fail, "database is down")
-	}
-	if !errors.Is(fail, plain) {
-		t.Error("errors.Is(failure, plain error) = false")
-	}
-	if handler.ReasonOf(fail) != handler.ReasonInternal || handler.ReasonOf(plain) != "" {
-		t.Errorf("ReasonOf: %q, %q", handler.ReasonOf(fail), handler.ReasonOf(plain))
-	}
-	recs := logs.records(t)
-	if len(recs) != 1 {
-		t.Fatalf("logged %d records, want 1: %v", len(recs), recs)
-	}
-	rec := recs[0]
-	if rec["level"] != "ERROR" || rec["msg"] != "simplerpc: callback failed" || rec["op"] != 12.0 ||
-		rec["conn"] != 77.0 || rec["err"] != "database is down" {
-		t.Errorf("log record = %v", rec)
-	}
+			fail := r.Dispatch(&fakeConn{id: 77}, 12, []byte(`{}`))
+			if fail == nil || fail.Reason != handler.ReasonInternal || fail.Message != tt.own {
+				t.Fatalf("Dispatch = %#v, want InternalError %q", fail, tt.own)
+			}
+			// The local cause stays reachable, for logs, whatever is sent.
+			var de *dbError
+			if !errors.Is(fail, plain) || !errors.As(fail, &de) || de != plain || errors.Unwrap(fail) != error(plain) {
+				t.Error("the failure does not wrap the callback's error")
+			}
+			if handler.ReasonOf(fail) != handler.ReasonInternal || handler.ReasonOf(plain) != "" {
+				t.Errorf("ReasonOf: %q, %q", handler.ReasonOf(fail), handler.ReasonOf(plain))
+			}
+			b, err := json.Marshal(fail)
+			if want := `{"reason":"InternalError","message":"` + tt.own + `"}`; err != nil || string(b) != want {
+				t.Errorf("wire form %s, %v; want %s", b, err, want)
+			}
+			if !tt.errorText && strings.Contains(string(b), "10.0.0.5") {
+				t.Errorf("wire form %s carries the error's detail", b)
+			}
+			// Exactly one record per failure, with the whole text.
+			recs := lb.records(t)
+			if len(recs) != 1 {
+				t.Fatalf("logged %d records, want 1: %v", len(recs), recs)
+			}
+			rec := recs[0]
+			if rec["level"] != "ERROR" || rec["msg"] != "simplerpc: callback failed" || rec["op"] != 12.0 ||
+				rec["conn"] != 77.0 || rec["err"] != "database at 10.0.0.5:5432 is down" {
+				t.Errorf("log record = %v", rec)
+			}
 
-	// From a catch-all: the message is the whole text of the error.
-	fail = r.Dispatch(nil, 13, []byte(`{}`))
-	if fail == nil || fail.Reason != handler.ReasonInternal || fail.Message != "forward: database is down" {
-		t.Errorf("catch-all Dispatch = %#v", fail)
-	}
-	if recs := logs.records(t); len(recs) != 1 || recs[0]["conn"] != 0.0 || recs[0]["op"] != 13.0 {
-		t.Errorf("catch-all log = %v", recs)
+			// From a catch-all, the wrapped error the same way.
+			fail = r.Dispatch(nil, 13, []byte(`{}`))
+			if fail == nil || fail.Reason != handler.ReasonInternal || fail.Message != tt.fwd || !errors.As(fail, &de) {
+				t.Errorf("catch-all Dispatch = %#v, want InternalError %q wrapping the cause", fail, tt.fwd)
+			}
+			if recs := lb.records(t); len(recs) != 1 || recs[0]["conn"] != 0.0 || recs[0]["op"] != 13.0 ||
+				recs[0]["err"] != "forward: database at 10.0.0.5:5432 is down" {
+				t.Errorf("catch-all log = %v", recs)
+			}
+
+			// From a call handler.
+			res, fail := r.DispatchCall(&fakeConn{id: 78}, 12, []byte(`{}`))
+			want := "internal error"
+			if tt.errorText {
+				want = "query: database at 10.0.0.5:5432 is down"
+			}
+			if res != nil || fail == nil || fail.Reason != handler.ReasonInternal || fail.Message != want || !errors.Is(fail, plain) {
+				t.Errorf("DispatchCall = %v, %#v; want InternalError %q wrapping the cause", res, fail, want)
+			}
+			if recs := lb.records(t); len(recs) != 1 || recs[0]["conn"] != 78.0 ||
+				recs[0]["err"] != "query: database at 10.0.0.5:5432 is down" {
+				t.Errorf("DispatchCall log = %v", recs)
+			}
+
+			// A panic sends the generic message under either setting.
+			r.On(14, func(handler.Conn, []byte) error { panic("secret 10.0.0.5") })
+			if fail := r.Dispatch(nil, 14, []byte(`{}`)); fail == nil || fail.Message != "internal error" {
+				t.Errorf("panic: %#v", fail)
+			}
+			if recs := lb.records(t); len(recs) != 1 {
+				t.Errorf("panic logged %d records, want 1", len(recs))
+			}
+		})
 	}
 
 	// Without a logger: the same failure, nothing else.
 	quiet := handler.NewRouter()
 	quiet.On(1, returning(plain))
-	if fail := quiet.Dispatch(nil, 1, []byte(`{}`)); fail == nil || fail.Reason != handler.ReasonInternal {
-		t.Errorf("quiet Dispatch = %v", fail)
+	if fail := quiet.Dispatch(nil, 1, []byte(`{}`)); fail == nil || fail.Reason != handler.ReasonInternal ||
+		fail.Message != "internal error" || !errors.Is(fail, plain) {
+		t.Errorf("quiet Dispatch = %#v", fail)
+	}
+	// A zero Router has the defaults.
+	var zero handler.Router
+	zero.On(1, returning(plain))
+	if fail := zero.Dispatch(nil, 1, []byte(`{}`)); fail == nil || fail.Message != "internal error" {
+		t.Errorf("zero Router Dispatch = %#v", fail)
 	}
 }
 
@@ -396,14 +466,19 @@ func TestFailureNil(t *testing.T) {
 		}
 	}
 	// The internal *Error keeps its cause, for the logs, but its wire form
-	// is only reason and message.
-	cause := errors.New("secret detail")
-	f := handler.Failure(cause)
+	// is only reason and the generic message: Failure knows no router and
+	// gives the default form.
+	cause := &dbError{addr: "secret"}
+	f := handler.Failure(fmt.Errorf("lookup: %w", cause))
 	b, err := json.Marshal(f)
-	if err != nil || string(b) != `{"reason":"InternalError","message":"secret detail"}` {
+	if err != nil || string(b) != `{"reason":"InternalError","message":"internal error"}` {
 		t.Errorf("json of internal failure = %s, %v", b, err)
 	}
-	if !errors.Is(f, cause) {
-		t.Error("errors.Is(internal failure, cause) = false")
+	var de *dbError
+	if !errors.Is(f, cause) || !errors.As(f, &de) || de.addr != "secret" {
+		t.Error("the internal failure does not wrap its cause")
+	}
+	if got := f.Error(); got != "InternalError: internal error" {
+		t.Errorf("Error() = %q", got)
 	}
 }

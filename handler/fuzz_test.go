@@ -2,6 +2,7 @@ package handler_test
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"strconv"
 	"testing"
@@ -19,7 +20,8 @@ type countConn struct {
 
 // rawOps have raw callbacks in the fuzzed router; the others only reach
 // its catch-all.
-var rawOps = map[codec.Opcode]bool{0: true, 1: true, 255: true, 256: true, 1000: true, math.MaxInt32: true}
+var rawOps = map[codec.Opcode]bool{0: true, 1: true, 255: true, 256: true, 1000: true, math.MaxInt32: true,
+	codec.OpFailure: true}
 
 func fuzzRouters() (raw, typed *handler.Router) {
 	raw = handler.NewRouter()
@@ -47,6 +49,14 @@ func fuzzRouters() (raw, typed *handler.Router) {
 	handler.Handle(typed, 4, func(handler.Conn, positive) error { return nil })
 	handler.Handle(typed, 1000, func(handler.Conn, *nonEmpty) error { return nil })
 	handler.Handle(typed, 1000, func(handler.Conn, []any) error { return nil }) // never an array: always fails
+	// Failure callbacks, whose errors are logged and never returned.
+	handler.Handle(typed, codec.OpFailure, func(_ handler.Conn, f handler.Error) error {
+		if f.Reason == "" {
+			return handler.ArgumentMissing("no reason")
+		}
+		return nil
+	})
+	handler.Handle(typed, codec.OpFailure, func(handler.Conn, *handler.Error) error { return errors.New("plain") })
 	handler.HandleCall(typed, 10, func(_ handler.Conn, req sum) (total, error) { return total{req.A + req.B}, nil })
 	typed.On(5, func(handler.Conn, []byte) error { return nil })
 	return raw, typed
@@ -63,7 +73,9 @@ var decodingReasons = map[string]bool{
 // FuzzDispatch dispatches a random opcode and object. Raw callbacks get the
 // bytes as they are; typed callbacks, as from the engine, only an object
 // codec.Decode accepted. Dispatch never panics (a recovered panic would show
-// as an InternalError failure) and runs exactly the registered callbacks.
+// as an InternalError failure) and runs exactly the registered callbacks;
+// failure frames (-1) reach their callbacks but never a catch-all, and never
+// give a failure back.
 func FuzzDispatch(f *testing.F) {
 	for _, s := range []struct {
 		op   int32
@@ -88,6 +100,9 @@ func FuzzDispatch(f *testing.F) {
 		{1000, `{"s":""}`},
 		{1000, `{"s":"x"}`},
 		{-1, `{"reason":"x","message":"y"}`},
+		{-1, `{"reason": "ArgumentMissing", "message": "Expected argument 'argname' in opcode 0"}`},
+		{-1, `{"reason":1}`},
+		{-1, `{}`},
 		{-3, `{"id":1,"op":1,"data":{}}`},
 		{math.MaxInt32, "\xff{"},
 		{math.MinInt32, ``},
@@ -115,7 +130,7 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatalf("raw Dispatch(%d) ran %d own and %d catch-all callbacks, want %d and %d",
 				op, c.own, c.fwd, wantOwn, wantFwd)
 		}
-		if wantFwd > 0 && (len(c.data) != len(data) || len(data) > 0 && &c.data[0] != &data[0]) {
+		if wantOwn+wantFwd > 0 && (len(c.data) != len(data) || len(data) > 0 && &c.data[0] != &data[0]) {
 			t.Fatalf("raw Dispatch(%d) gave the callbacks other bytes than its own", op)
 		}
 
@@ -129,7 +144,8 @@ func FuzzDispatch(f *testing.F) {
 		if dop != op || !bytes.Contains(data, obj) {
 			t.Fatalf("codec.Decode(%q) = %d, %q", frame, dop, obj)
 		}
-		if fail := typed.Dispatch(c, dop, obj); fail != nil && !decodingReasons[fail.Reason] {
+		fail := typed.Dispatch(c, dop, obj)
+		if fail != nil && (dop < 0 || !decodingReasons[fail.Reason]) {
 			t.Fatalf("typed Dispatch(%d, %s) = %#v, want nil or a decoding failure", dop, obj, fail)
 		}
 		res, fail := typed.DispatchCall(c, dop, obj)

@@ -14,11 +14,13 @@ import (
 // data is the frame's JSON object, borrowed from the connection's inbound
 // buffer: it is valid only until the callback returns. Copy it to keep it
 // or hand it to another goroutine. A non-nil error is sent to the peer as a
-// failure frame (see [Failure]).
+// failure frame (see [Failure]), except from a callback for
+// [codec.OpFailure], whose errors are logged (see [Router.On]).
 type Func func(c Conn, data []byte) error
 
 // ForwardFunc is a catch-all callback, like the original's ForwardHandler:
-// it sees every application opcode, with the same borrowing rule as [Func].
+// it sees every application (non-negative) opcode, with the same borrowing
+// rule as [Func].
 type ForwardFunc func(c Conn, op codec.Opcode, data []byte) error
 
 // CallFunc answers a call (a request that waits for a reply): its result is
@@ -40,6 +42,7 @@ type entry struct {
 type table struct {
 	dense   []*entry // indexed by opcode, len <= denseOps
 	sparse  map[codec.Opcode]*entry
+	failure *entry // codec.OpFailure's callbacks; never a call
 	forward []ForwardFunc
 }
 
@@ -47,16 +50,19 @@ func (t *table) lookup(op codec.Opcode) *entry {
 	if uint(op) < uint(len(t.dense)) {
 		return t.dense[op]
 	}
+	if op == codec.OpFailure {
+		return t.failure
+	}
 	if t.sparse != nil {
 		return t.sparse[op]
 	}
 	return nil
 }
 
-// clone copies the table's spine; entries are copied by [Router.update]
-// when they change.
+// clone copies the table's spine; the registering methods copy an entry
+// before they change it.
 func (t *table) clone() *table {
-	n := &table{forward: t.forward}
+	n := &table{failure: t.failure, forward: t.forward}
 	n.dense = append([]*entry(nil), t.dense...)
 	if len(t.sparse) > 0 {
 		n.sparse = make(map[codec.Opcode]*entry, len(t.sparse))
@@ -68,6 +74,10 @@ func (t *table) clone() *table {
 }
 
 func (t *table) set(op codec.Opcode, e *entry) {
+	if op == codec.OpFailure {
+		t.failure = e
+		return
+	}
 	if op < denseOps {
 		for int(op) >= len(t.dense) {
 			t.dense = append(t.dense, nil)
@@ -93,20 +103,33 @@ func (t *table) set(op codec.Opcode, e *entry) {
 // The zero value is an empty router that logs nothing. It is safe for
 // concurrent use by multiple goroutines.
 type Router struct {
-	t      atomic.Pointer[table]
-	mu     sync.Mutex // serialises writers of t
-	logger *slog.Logger
+	t         atomic.Pointer[table]
+	mu        sync.Mutex // serialises writers of t
+	logger    *slog.Logger
+	errorText bool // send a plain error's text; set before use, then read-only
 }
 
 // RouterOption configures a [Router].
 type RouterOption func(*Router)
 
 // WithLogger sets the logger that receives callback errors that name no
-// failure reason and recovered panics. Defaults to none: the router is
+// failure reason, every error of a failure callback (see [Router.On]) and
+// recovered panics, one record each. Defaults to none: the router is
 // silent unless given a logger.
 func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
 
-// NewRouter returns an empty router.
+// WithErrorText sets whether the peer gets the text of a callback's error
+// that names no failure reason (a plain errors.New, a wrapped I/O error).
+// Off, the failure carries [ReasonInternal] and the message "internal
+// error", and the text goes only to the logger ([WithLogger]), so that no
+// internal detail (addresses, queries, paths) reaches the peer. On, the
+// failure's message is the error's text, as a development aid; the error is
+// logged either way. Errors that name their reason ([Reasoner], [*Error])
+// send their own message, and a panic sends "internal error", whatever the
+// setting. Defaults to off.
+func WithErrorText(on bool) RouterOption { return func(r *Router) { r.errorText = on } }
+
+// NewRouter returns an empty router configured by opts.
 func NewRouter(opts ...RouterOption) *Router {
 	r := &Router{}
 	for _, o := range opts {
@@ -131,18 +154,24 @@ func (r *Router) update(fn func(*table)) {
 	r.t.Store(t)
 }
 
-func checkOp(op codec.Opcode) {
-	if op < 0 {
+// On adds fn for opcode op. Several callbacks for one opcode run in the
+// order they were added; the first error stops the rest.
+//
+// The opcode may be [codec.OpFailure] (-1), as in the original's
+// `msg.on(-1, fn)`: fn then runs for each failure frame the peer sends,
+// with its JSON object, {"reason":…,"message":…} (docs/PROTOCOL.md §2.1;
+// [Handle] with [Error] decodes it). An error fn returns is logged
+// ([WithLogger]) and never sent: answering a failure with a failure could
+// loop between two peers. Catch-alls ([Router.Forward]) do not see failure
+// frames.
+//
+// On panics if op is negative and not [codec.OpFailure] (reserved for the
+// protocol), or if fn is nil: both are programming errors. It is safe to
+// call while frames are being dispatched.
+func (r *Router) On(op codec.Opcode, fn Func) {
+	if op < 0 && op != codec.OpFailure {
 		panic(fmt.Sprintf("handler: opcode %d is reserved for the protocol", op))
 	}
-}
-
-// On adds fn for opcode op. Several callbacks for one opcode run in the
-// order they were added; the first error stops the rest. On panics if op is
-// negative (reserved for the protocol) or fn is nil: both are programming
-// errors. It is safe to call while frames are being dispatched.
-func (r *Router) On(op codec.Opcode, fn Func) {
-	checkOp(op)
 	if fn == nil {
 		panic("handler: nil callback")
 	}
@@ -158,9 +187,12 @@ func (r *Router) On(op codec.Opcode, fn Func) {
 
 // OnCall sets fn as the answer to calls on opcode op, replacing any earlier
 // one (a call has one reply). One-way frames on op still go to the
-// callbacks added with [Router.On]. It panics like On.
+// callbacks added with [Router.On]. It panics if op is negative, -1
+// included (a failure frame is never a call), or if fn is nil.
 func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
-	checkOp(op)
+	if op < 0 {
+		panic(fmt.Sprintf("handler: opcode %d is reserved for the protocol and takes no call handler", op))
+	}
 	if fn == nil {
 		panic("handler: nil callback")
 	}
@@ -176,7 +208,11 @@ func (r *Router) OnCall(op codec.Opcode, fn CallFunc) {
 
 // Forward adds a catch-all callback that sees every application frame after
 // the opcode's own callbacks, like the original's ForwardHandler. Several
-// run in the order added. It panics on a nil fn.
+// run in the order added. Catch-alls never see the protocol's negative
+// opcodes, failure frames (-1) included: a catch-all that relays or
+// rejects application frames would otherwise relay or reject failures too.
+// Failure callbacks are registered with [Router.On] and [codec.OpFailure].
+// It panics on a nil fn.
 func (r *Router) Forward(fn ForwardFunc) {
 	if fn == nil {
 		panic("handler: nil callback")
@@ -186,7 +222,8 @@ func (r *Router) Forward(fn ForwardFunc) {
 	})
 }
 
-// Clear removes every callback and the call handler of opcode op.
+// Clear removes every callback and the call handler of opcode op;
+// Clear(codec.OpFailure) removes the failure callbacks.
 func (r *Router) Clear(op codec.Opcode) {
 	r.update(func(t *table) {
 		if t.lookup(op) != nil {
@@ -195,7 +232,8 @@ func (r *Router) Clear(op codec.Opcode) {
 	})
 }
 
-// ClearAll removes every registration, catch-alls included.
+// ClearAll removes every registration, catch-alls and failure callbacks
+// included.
 func (r *Router) ClearAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -203,11 +241,12 @@ func (r *Router) ClearAll() {
 }
 
 // Handles reports whether anything is registered for op: its callbacks, its
-// call handler or a catch-all. It is false for a negative opcode, which is
-// never dispatched.
+// call handler or a catch-all. For [codec.OpFailure] it reports whether a
+// failure callback is registered (catch-alls do not count); it is false for
+// any other negative opcode, which is never dispatched.
 func (r *Router) Handles(op codec.Opcode) bool {
 	if op < 0 {
-		return false
+		return op == codec.OpFailure && r.load().failure != nil
 	}
 	t := r.load()
 	return t.lookup(op) != nil || len(t.forward) > 0
@@ -215,16 +254,27 @@ func (r *Router) Handles(op codec.Opcode) bool {
 
 // Dispatch runs the callbacks registered for one application frame, in
 // order, then the catch-alls, stopping at the first error. It returns the
-// failure to send to the peer, or nil. Negative opcodes belong to the
-// protocol and are never dispatched; an opcode with nothing registered is
+// failure to send to the peer, or nil. An opcode with nothing registered is
 // dropped, as in the original. data is borrowed by the callbacks for the
 // duration of the call.
 //
-// A panic in a callback is recovered, logged with its stack and answered
-// with [ReasonInternal]; Dispatch itself never panics. It is safe for
-// concurrent use and allocates nothing when callbacks succeed.
+// For [codec.OpFailure], data is the failure frame's JSON object: Dispatch
+// runs the failure callbacks added with [Router.On], no catch-alls, and
+// always returns nil; an error or panic in a failure callback is logged and
+// stops the rest, and no failure is sent back. Other negative opcodes
+// belong to the protocol and are never dispatched.
+//
+// A callback's error becomes the failure as [Failure] says, except that a
+// router made with [WithErrorText] sends the text of an error that names no
+// reason. A panic in a callback is recovered, logged with its stack and
+// answered with [ReasonInternal] and "internal error"; Dispatch itself never
+// panics. It is safe for concurrent use and allocates nothing when
+// callbacks succeed.
 func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	if op < 0 {
+		if op == codec.OpFailure {
+			r.dispatchFailure(c, data)
+		}
 		return nil
 	}
 	t := r.t.Load()
@@ -255,9 +305,30 @@ func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	return nil
 }
 
+// dispatchFailure runs the callbacks of a failure frame. Nothing goes back
+// to the peer: its errors and panics are only logged.
+func (r *Router) dispatchFailure(c Conn, data []byte) {
+	t := r.t.Load()
+	if t == nil || t.failure == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.recovered(c, codec.OpFailure, p)
+		}
+	}()
+	for _, fn := range t.failure.funcs {
+		if err := fn(c, data); err != nil {
+			r.logFailed(c, codec.OpFailure, err)
+			return
+		}
+	}
+}
+
 // DispatchCall runs the call handler of op and returns its result, or the
-// failure to send back. An opcode with no call handler fails with
-// [ReasonUnknownOpcode]. Panics are recovered as in [Router.Dispatch].
+// failure to send back. An opcode with no call handler (any negative one,
+// -1 included) fails with [ReasonUnknownOpcode]. Errors become failures and
+// panics are recovered as in [Router.Dispatch].
 func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
 	var e *entry
 	if op >= 0 {
@@ -279,11 +350,17 @@ func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any,
 }
 
 func (r *Router) failed(c Conn, op codec.Opcode, err error) *Error {
-	f := failureOf(err)
-	if f.Reason == ReasonInternal && r.logger != nil {
-		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
+	f := failureOf(err, r.errorText)
+	if f.Reason == ReasonInternal {
+		r.logFailed(c, op, err)
 	}
 	return f
+}
+
+func (r *Router) logFailed(c Conn, op codec.Opcode, err error) {
+	if r.logger != nil {
+		r.logger.Error("simplerpc: callback failed", "op", int32(op), "conn", connID(c), "err", err)
+	}
 }
 
 func (r *Router) recovered(c Conn, op codec.Opcode, p any) *Error {
@@ -291,7 +368,7 @@ func (r *Router) recovered(c Conn, op codec.Opcode, p any) *Error {
 		r.logger.Error("simplerpc: callback panicked", "op", int32(op), "conn", connID(c),
 			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	}
-	return &Error{Reason: ReasonInternal, Message: "internal error", cause: fmt.Errorf("handler: panic: %v", p)}
+	return &Error{Reason: ReasonInternal, Message: msgInternal, cause: fmt.Errorf("handler: panic: %v", p)}
 }
 
 func connID(c Conn) uint64 {

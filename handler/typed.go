@@ -11,7 +11,9 @@ import (
 
 // Validator is implemented by request types that check their own values. A
 // typed callback's request is validated after decoding; return an
-// [ArgumentValueError] to say what is wrong.
+// [ArgumentValueError] to say what is wrong. Any other error becomes a
+// failure as a callback's would: one that names no reason is sent as
+// [ReasonInternal] and "internal error".
 type Validator interface {
 	Validate() error
 }
@@ -19,11 +21,17 @@ type Validator interface {
 // Handle registers a typed callback for opcode op: the frame's object is
 // decoded into a T with go-json before fn runs. Decoding failures are
 // answered without calling fn:
-//   - a value of the wrong JSON type: [ArgumentTypeError];
 //   - a field tagged `simplerpc:"required"` that is absent: [ArgumentMissing]
 //     with the original's message, "Expected argument 'name' in opcode N";
+//   - a value of the wrong JSON type: [ArgumentTypeError];
+//   - an object that is not valid JSON: [MalformedPayload], "JSON malformed
+//     for opcode: N" (the engine dispatches only objects it has checked);
+//   - a value a field's own UnmarshalJSON rejects: [ArgumentValueError];
 //   - T (or *T) implementing [Validator] whose Validate fails: its error.
 //
+// For op [codec.OpFailure], T is typically [Error] or *Error, which decode
+// the failure's reason and message; as for any failure callback, a
+// decoding failure and fn's error are logged, not sent (see [Router.On]).
 // It panics like [Router.On].
 func Handle[T any](r *Router, op codec.Opcode, fn func(c Conn, req T) error) {
 	if fn == nil {

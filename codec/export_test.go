@@ -1,0 +1,8 @@
+package codec
+
+// The two readers behind DecodeFrame, for the tests that hold them to the
+// same answers.
+var (
+	FastCall           = fastCall
+	DecodeFrameGeneral = decodeFrameGeneral
+)
