@@ -13,6 +13,10 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
+// envelopeStack is the size of the stack buffers envelopes are built in;
+// larger ones go to the heap.
+const envelopeStack = 512
+
 var (
 	errReservedOp = errors.New("opcode reserved for the protocol")
 	errNilDone    = errors.New("nil done callback")
@@ -44,7 +48,7 @@ func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	}
 	// The envelope is copied when it is queued: a stack buffer will do.
 	var stack [envelopeStack]byte
-	if err := c.owner.send(c, modeCall, codec.OpRequest, appendEnvelope(stack[:0], id, op, data), id); err != nil {
+	if err := c.owner.send(c, modeCall, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
 		c.forget(id, ch)
 		return err
 	}
@@ -113,7 +117,7 @@ func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 		return ErrClosed
 	}
 	var stack [envelopeStack]byte
-	if err := c.owner.send(c, modeAsync, codec.OpRequest, appendEnvelope(stack[:0], id, op, data), id); err != nil {
+	if err := c.owner.send(c, modeAsync, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
 		if _, ok := x.calls.take(id); !ok {
 			// The connection closed meanwhile and took the call: done runs
 			// with that error, and only done reports it.

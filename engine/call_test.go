@@ -306,7 +306,7 @@ func TestCallRemoteFailures(t *testing.T) {
 				return errors.As(err, &e)
 			}},
 		{"custom reason", opFail, map[string]string{"Kind": "custom"}, "Teapot", "short and stout", nil},
-		{"plain error", opFail, map[string]string{"Kind": "plain"}, handler.ReasonInternal, "", nil},
+		{"plain error", opFail, map[string]string{"Kind": "plain"}, handler.ReasonInternal, "internal error", nil},
 		{"panic", opFail, map[string]string{"Kind": "panic"}, handler.ReasonInternal, "internal error", nil},
 		{"unknown opcode", 99, struct{}{}, handler.ReasonUnknownOpcode, "No call handler for opcode 99", nil},
 		{"one-way opcode", 7, struct{}{}, handler.ReasonUnknownOpcode, "No call handler for opcode 7", nil},

@@ -96,7 +96,7 @@ func pyServer(t *testing.T, args ...string) (addr string, wait func() string) {
 // TestGoClientAgainstPythonServer runs our client against a server that
 // behaves like the original: the client learns the size from the first
 // frame with no configuration, gets opcode 1, has its opcode 0 echoed in the
-// original's form, gets opcode 5's failure through its failure callback,
+// original's form, gets opcode 5's failure through its -1 callback,
 // and the protocol extensions it sends (a call, a ping) are ignored by the
 // original without disturbing the stream.
 func TestGoClientAgainstPythonServer(t *testing.T) {
@@ -119,7 +119,8 @@ func TestGoClientAgainstPythonServer(t *testing.T) {
 				got.add(fmt.Sprintf("%d%s", op, data))
 				return nil
 			})
-			cl, err := engine.Dial(ctx, addr, r, engine.WithOnFailure(func(c handler.Conn, f *handler.Error) { failures <- f }))
+			handler.Handle(r, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error { failures <- f; return nil })
+			cl, err := engine.Dial(ctx, addr, r)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,7 +152,7 @@ func (d *Dialer) heartbeat() {
 			}
 			var obj [32]byte
 			b := append(obj[:0], `{"t":`...)
-			b = appendUint(b, uint64(now.UnixNano()))
+			b = strconv.AppendInt(b, now.UnixNano(), 10)
 			b = append(b, '}')
 			_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPing, c: c}, b)
 			return true

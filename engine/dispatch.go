@@ -14,7 +14,6 @@ import (
 const (
 	jobFrame uint8 = iota
 	jobCall
-	jobFailure
 	jobConnect
 	jobDisconnect
 	jobAsync // a CallAsync's done
@@ -26,7 +25,6 @@ type job struct {
 	op        codec.Opcode
 	id        uint64
 	data      []byte // owned (worker-pool mode)
-	fail      *handler.Error
 	reason    error      // jobDisconnect: why; jobAsync: the call's outcome
 	reconnect bool       // jobConnect after a reconnection
 	async     *asyncCall // jobAsync
@@ -107,7 +105,7 @@ func (c *conn) run(j job, data []byte) {
 			}
 			if f == nil {
 				var stack [envelopeStack]byte
-				if err := c.enqueue(modeSend, codec.OpReply, appendEnvelope(stack[:0], j.id, -1, obj), 0); err != nil {
+				if err := c.enqueue(modeSend, codec.OpReply, codec.AppendReply(stack[:0], j.id, obj), 0); err != nil {
 					// Too large for any frame: say so rather than leave the
 					// caller waiting.
 					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
@@ -116,10 +114,6 @@ func (c *conn) run(j job, data []byte) {
 		}
 		if f != nil {
 			c.sendFailure(codec.OpReplyFailure, &j.id, f.Reason, f.Message)
-		}
-	case jobFailure:
-		if fn := s.cfg.onFailure; fn != nil {
-			c.safely("failure callback", func() { fn(hc, j.fail) })
 		}
 	case jobConnect:
 		if fn := s.cfg.onConnect; fn != nil {

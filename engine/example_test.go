@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
@@ -50,9 +51,9 @@ func ExampleServer() {
 	// server got RPC 0 with: {"some_data":123}
 }
 
-// A failure returned by a handler travels back to the client's failure
-// callback, as the original's exceptions did.
-func ExampleWithOnFailure() {
+// A failure returned by a handler travels back to the client, whose -1
+// callback gets it, as the original's msg.on(-1, ...) did.
+func Example_failure() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -68,8 +69,9 @@ func ExampleWithOnFailure() {
 	defer srv.Shutdown(ctx)
 
 	failed := make(chan *handler.Error, 1)
-	cl, err := engine.Dial(ctx, srv.Addr().String(), handler.NewRouter(),
-		engine.WithOnFailure(func(c handler.Conn, f *handler.Error) { failed <- f }))
+	cr := handler.NewRouter()
+	handler.Handle(cr, codec.OpFailure, func(c handler.Conn, f *handler.Error) error { failed <- f; return nil })
+	cl, err := engine.Dial(ctx, srv.Addr().String(), cr)
 	if err != nil {
 		panic(err)
 	}

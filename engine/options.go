@@ -62,7 +62,6 @@ type config struct {
 
 	onConnect    func(handler.Conn)
 	onDisconnect func(handler.Conn, error)
-	onFailure    func(handler.Conn, *handler.Error)
 	tap          func(handler.Conn, codec.Opcode, []byte)
 
 	maxConns     int // server
@@ -211,12 +210,6 @@ func WithOnConnect(fn func(c handler.Conn)) Option {
 // [ErrShutdown], [ErrSlowConsumer], ...). Sends on c fail from then on.
 func WithOnDisconnect(fn func(c handler.Conn, reason error)) Option {
 	return sharedOption(func(c *config) { c.onDisconnect = fn })
-}
-
-// WithOnFailure sets the callback run for each -1 failure frame the peer
-// sends: the original client's on_fail.
-func WithOnFailure(fn func(c handler.Conn, f *handler.Error)) Option {
-	return sharedOption(func(c *config) { c.onFailure = fn })
 }
 
 // WithMaxConns caps the open connections. A connection past the cap gets a

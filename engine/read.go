@@ -64,62 +64,48 @@ func (c *conn) traffic() {
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
 // the wire until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
-	// Calls in simplerpc's own form are read in one pass; every other frame
-	// (and any call fastCall does not take) the general way.
-	op, obj, call, fast := fastCall(buf)
-	if !fast {
-		var err error
-		if op, obj, err = codec.Decode(buf); err != nil {
-			var me *codec.MalformedError
-			msg := err.Error()
-			if errors.As(err, &me) {
-				msg = me.Message
-			}
-			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
-			return
-		}
+	op, obj, call, err := codec.DecodeFrame(buf)
+	if err != nil && !errors.Is(err, codec.ErrMalformedCall) {
+		c.malformed(err)
+		return
 	}
 	if tap := c.side.cfg.tap; tap != nil {
 		c.tapInline(tap, op, obj)
 	}
-	if op >= 0 && !c.allow(codec.OpFailure, nil) {
+	// Every frame the application sees takes a token; a failure over the
+	// limit is dropped unanswered, so that two limited peers cannot trade
+	// refusals.
+	if op >= 0 && !c.allow(codec.OpFailure, nil) || op == codec.OpFailure && !c.allow(0, nil) {
 		return
 	}
 	switch {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
+	case op == codec.OpFailure:
+		// To the router's -1 callbacks, which answer nothing: a failure
+		// answered with a failure could bounce between two peers.
+		if c.side.router.Handles(codec.OpFailure) {
+			c.dispatch(job{kind: jobFrame, op: op}, obj)
+		}
 	case op == codec.OpMessageSize:
 		c.sizeFrame(obj)
-	case op == codec.OpFailure:
-		var f handler.Error
-		if codec.Unmarshal(obj, &f) == nil && c.side.cfg.onFailure != nil {
-			c.dispatch(job{kind: jobFailure, fail: &f}, nil)
-		}
 	case op == codec.OpRequest:
-		r, ok := call, fast
-		if !fast {
-			r, ok = parseRequest(obj)
-		}
-		if !ok {
-			c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Malformed request frame")
+		if err != nil {
+			c.malformed(err)
 			return
 		}
-		if !c.allow(codec.OpReplyFailure, &r.id) {
+		if !c.allow(codec.OpReplyFailure, &call.ID) {
 			return // the caller gets its refusal with its id
 		}
-		c.dispatch(job{kind: jobCall, op: r.op, id: r.id}, r.data)
+		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
-		r, ok := reply{id: call.id, data: call.data}, fast
-		if !fast {
-			r, ok = parseReply(obj, op == codec.OpReplyFailure)
-		}
-		if !ok {
-			return
-		}
-		if op == codec.OpReply {
-			c.complete(r.id, callResult{data: r.data})
-		} else {
-			c.complete(r.id, callResult{err: remoteFailure(r.reason, r.message)})
+		switch {
+		case err != nil:
+			c.badReply(obj, err)
+		case op == codec.OpReply:
+			c.complete(call.ID, callResult{data: call.Data})
+		default:
+			c.complete(call.ID, callResult{err: remoteFailure(call.Reason, call.Message)})
 		}
 	case op == codec.OpPing:
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
@@ -128,8 +114,31 @@ func (c *conn) handleFrame(buf []byte) {
 	// traffic.
 }
 
+// malformed answers a frame that does not decode with a MalformedPayload
+// failure, whose message is the original's where it has one.
+func (c *conn) malformed(err error) {
+	msg := err.Error()
+	var me *codec.MalformedError
+	if errors.As(err, &me) {
+		msg = me.Message
+	}
+	c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
+}
+
+// badReply fails the call a reply whose envelope does not read was meant
+// for, if its id can be read at all, rather than leave the caller waiting
+// for its deadline.
+func (c *conn) badReply(obj []byte, err error) {
+	var m struct {
+		ID *uint64 `json:"id"`
+	}
+	if codec.Unmarshal(obj, &m) == nil && m.ID != nil {
+		c.complete(*m.ID, callResult{err: err})
+	}
+}
+
 // allow applies the inbound rate limit. A refused frame is answered with a
-// failure on op (with the call's id for a request).
+// failure on op (with the call's id for a request), or not at all for op 0.
 func (c *conn) allow(op codec.Opcode, id *uint64) bool {
 	if x := c.x.Load(); x == nil || x.limiter == nil || x.limiter.Allow() {
 		c.strikes = 0
@@ -145,7 +154,9 @@ func (c *conn) allow(op codec.Opcode, id *uint64) bool {
 		}
 		return false
 	}
-	c.sendFailure(op, id, ReasonRateLimited, "Too many frames: rate limit exceeded")
+	if op != 0 {
+		c.sendFailure(op, id, ReasonRateLimited, "Too many frames: rate limit exceeded")
+	}
 	return false
 }
 

@@ -631,13 +631,14 @@ func TestRateLimit(t *testing.T) {
 		// closes with ErrRateLimited.
 		t.Parallel()
 		failures := make(chan string, 32)
-		flooder := startServer(t, handler.NewRouter(), engine.WithMessageSize(128),
+		fr := handler.NewRouter()
+		handler.Handle(fr, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error { failures <- f.Reason; return nil })
+		flooder := startServer(t, fr, engine.WithMessageSize(128),
 			engine.WithOnConnect(func(c handler.Conn) {
 				for i := range 30 {
 					_ = c.Send(1, map[string]int{"i": i})
 				}
-			}),
-			engine.WithOnFailure(func(_ handler.Conn, f *handler.Error) { failures <- f.Reason }))
+			}))
 		cr := handler.NewRouter()
 		cr.On(1, func(handler.Conn, []byte) error { return nil })
 		cl, err := engine.Dial(ctx, flooder.Addr().String(), cr, engine.WithRateLimit(50, 10, 5))
