@@ -24,7 +24,7 @@ type job struct {
 	kind      uint8
 	op        codec.Opcode
 	id        uint64
-	data      []byte // owned (worker-pool mode)
+	data      []byte     // owned (worker-pool mode)
 	reason    error      // jobDisconnect: why; jobAsync: the call's outcome
 	reconnect bool       // jobConnect after a reconnection
 	async     *asyncCall // jobAsync
