@@ -48,7 +48,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
 		return f, gnet.Close
 	}
-	c := newConn(&s.side, s, gc, s.nextID.Add(1))
+	c := newConn(&s.side, s, gc, s.newID())
 	c.loop = s.side.loopFor(gc.EventLoop())
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)

@@ -83,6 +83,7 @@ type config struct {
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
 	grace    time.Duration // server: how long a shutdown by Start's context waits
+	netIDs   func() uint64 // server: the next net id, or nil for a counter from 1
 	newLayer func() layer  // the transport layer of every connection, or nil for plain TCP
 }
 
@@ -301,4 +302,14 @@ func WithTap(fn func(c handler.Conn, op codec.Opcode, data []byte)) Option {
 // its own context instead. Defaults to 5s; zero closes at once.
 func WithGracePeriod(d time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.grace = d })
+}
+
+// WithNetIDs makes the server take each new connection's net id from
+// next instead of its own counter (1, 2, 3, ...): for a cluster whose nodes
+// must never give two connections the same id. next runs on an event loop
+// for every accepted connection, so it must be fast, safe for concurrent
+// use with more than one loop, and never return 0 or an id it returned
+// before. Defaults to nil, the counter.
+func WithNetIDs(next func() uint64) ServerOption {
+	return serverOption(func(c *config) { c.netIDs = next })
 }

@@ -356,6 +356,14 @@ func (s *Server) SetMessageSize(id uint64, n int) error {
 
 // ---- The server as its connections' owner ----
 
+// newID returns the net id of a new connection.
+func (s *Server) newID() uint64 {
+	if next := s.side.cfg.netIDs; next != nil {
+		return next()
+	}
+	return s.nextID.Add(1)
+}
+
 // ready registers a new connection, announces the size and runs the
 // connect callback. On its loop.
 func (s *Server) ready(c *conn) bool {
