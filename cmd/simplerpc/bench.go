@@ -292,10 +292,10 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	} else {
 		r.On(opEcho, b.onEcho)
 	}
+	r.On(codec.OpFailure, func(handler.Conn, []byte) error { b.errors.Add(1); return nil })
 	d, err := engine.NewDialer(r,
 		engine.WithEventLoops(o.loops),
 		engine.WithDialTimeout(o.timeout),
-		engine.WithOnFailure(func(handler.Conn, *handler.Error) { b.errors.Add(1) }),
 		engine.WithOnDisconnect(func(handler.Conn, error) {
 			if b.running.Load() {
 				b.disconnects.Add(1)

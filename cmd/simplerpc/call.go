@@ -156,10 +156,11 @@ func call(ctx context.Context, stdout io.Writer, o callOptions, op codec.Opcode,
 		deliver(callResult{Opcode: &op, Data: append(json.RawMessage(nil), data...)})
 		return nil
 	})
-	cl, err := engine.Dial(ctx, o.addr, r,
-		engine.WithOnFailure(func(_ handler.Conn, f *handler.Error) {
-			deliver(callResult{Failure: f})
-		}))
+	handler.Handle(r, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error {
+		deliver(callResult{Failure: f})
+		return nil
+	})
+	cl, err := engine.Dial(ctx, o.addr, r)
 	if err != nil {
 		return fmt.Errorf("call: cannot connect to %s: %w", o.addr, dialCause(err))
 	}

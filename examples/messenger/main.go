@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
@@ -130,13 +131,14 @@ func dialClient(ctx context.Context, p *printer, addr string, want int, done cha
 		}
 		return nil
 	})
+	handler.Handle(msg, codec.OpFailure, func(c handler.Conn, f *handler.Error) error {
+		p.printf("client: failure %s: %s\n", f.Reason, f.Message)
+		once.Do(func() { close(done) })
+		return nil
+	})
 	return engine.Dial(ctx, addr, msg,
 		engine.WithOnConnect(func(c handler.Conn) { p.printf("client: connected, message size learned from the server\n") }),
 		engine.WithOnDisconnect(func(c handler.Conn, reason error) { p.printf("client: disconnected (%v)\n", reason) }),
-		engine.WithOnFailure(func(c handler.Conn, f *handler.Error) {
-			p.printf("client: failure %s: %s\n", f.Reason, f.Message)
-			once.Do(func() { close(done) })
-		}),
 	)
 }
 
