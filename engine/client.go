@@ -113,6 +113,9 @@ func (cl *Client) isReady(c *conn) bool {
 // hands the frames held so far to the connection and runs the connect
 // callback. On the loop.
 func (cl *Client) ready(c *conn) bool {
+	if cl.scan == nil {
+		return false // refused: the close is on its way
+	}
 	buf, _ := c.io.Peek(-1)
 	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
@@ -145,8 +148,15 @@ func (cl *Client) ready(c *conn) bool {
 		// Refused with a failure frame the server can read, at its size,
 		// where the protocol allows that size at all (docs/PROTOCOL.md §3).
 		if n >= codec.MinMessageSize && n <= codec.MaxMessageSize {
+			// Once the whole frame is read: closing on unread bytes would
+			// reset the connection, and the failure with it.
+			if c.io.InboundBuffered() < int(n) {
+				return false
+			}
+			_, _ = c.io.Discard(int(n))
 			c.setOutSize(int(n))
 			c.refuseSize(n)
+			cl.scan = nil
 			return false
 		}
 		c.closeNow(fmt.Errorf("%w: %d", ErrSizeOutOfBounds, n))

@@ -180,3 +180,74 @@ func TestClientOnDisconnectReason(t *testing.T) {
 		t.Fatalf("Err: %v", cl.Err())
 	}
 }
+
+// TestClientRefusesFirstSize has a server announce, in its first frame, a
+// size past the client's bounds: the client answers with an
+// InvalidMessageSize failure frame at that size, as PROTOCOL.md §3 wants,
+// then closes; it reports no connect and so no disconnect either, and Dial's
+// client ends with ErrSizeOutOfBounds.
+func TestClientRefusesFirstSize(t *testing.T) {
+	t.Parallel()
+	const size = 128 << 10 // over the default 64 KiB bound
+	addr, accept := rawServer(t, size)
+	events := make(chan string, 4)
+	cl, err := engine.Dial(testContext(t), addr, handler.NewRouter(),
+		engine.WithOnConnect(func(handler.Conn) { events <- "connect" }),
+		engine.WithOnDisconnect(func(handler.Conn, error) { events <- "disconnect" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := accept()
+	op, obj := p.read()
+	var f handler.Error
+	if err := codec.Unmarshal(obj, &f); err != nil || op != codec.OpFailure || f.Reason != engine.ReasonInvalidSize {
+		t.Fatalf("the client answered %d%s (%v), want an %s failure", op, obj, err, engine.ReasonInvalidSize)
+	}
+	select {
+	case <-cl.Done():
+	case <-testContext(t).Done():
+		t.Fatal("the client did not close")
+	}
+	if !errors.Is(cl.Err(), engine.ErrSizeOutOfBounds) {
+		t.Errorf("client ended with %v, want ErrSizeOutOfBounds", cl.Err())
+	}
+	select {
+	case e := <-events:
+		t.Errorf("%s callback for a connection that was never ready", e)
+	default:
+	}
+}
+
+// TestClientCloseBeforeReady closes a client whose server never sends its
+// -2 frame: the close takes effect at once, not at the dial timeout.
+func TestClientCloseBeforeReady(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c) // never speaks
+		}
+	}()
+	// A dial timeout far past the test's own bound: only Close can end it.
+	cl, err := engine.Dial(testContext(t), ln.Addr().String(), handler.NewRouter(), engine.WithDialTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cl.Done():
+	case <-testContext(t).Done():
+		t.Fatal("Close before the size was known did not close the client")
+	}
+	if !errors.Is(cl.Err(), engine.ErrLocalClose) {
+		t.Errorf("client ended with %v, want ErrLocalClose", cl.Err())
+	}
+}
