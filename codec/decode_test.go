@@ -686,22 +686,6 @@ func TestReasonConstants(t *testing.T) {
 	}
 }
 
-func TestCheckSize(t *testing.T) {
-	for _, tc := range []struct {
-		size int
-		ok   bool
-	}{
-		{codec.MinMessageSize - 1, false}, {codec.MinMessageSize, true}, {256, true},
-		{codec.DefaultMessageSize, true}, {codec.MaxMessageSize, true},
-		{codec.MaxMessageSize + 1, false}, {0, false}, {-1, false}, {1 << 40, false},
-	} {
-		err := codec.CheckSize(tc.size)
-		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, codec.ErrInvalidSize)) {
-			t.Errorf("CheckSize(%d) = %v", tc.size, err)
-		}
-	}
-}
-
 func TestOpcodeString(t *testing.T) {
 	for op, want := range map[codec.Opcode]string{
 		codec.OpFailure: "failure(-1)", codec.OpMessageSize: "message_size(-2)",
@@ -714,9 +698,6 @@ func TestOpcodeString(t *testing.T) {
 		}
 		if got := fmt.Sprint(op); got != want {
 			t.Errorf("fmt.Sprint(%d) = %q", int32(op), got)
-		}
-		if op.IsProtocol() != (op < 0) {
-			t.Errorf("%d.IsProtocol() = %v", int32(op), op.IsProtocol())
 		}
 	}
 }

@@ -24,15 +24,6 @@ const (
 	MaxMessageSize = 16 << 20
 )
 
-// CheckSize returns an error wrapping [ErrInvalidSize] unless size is within
-// [MinMessageSize, MaxMessageSize].
-func CheckSize(size int) error {
-	if size < MinMessageSize || size > MaxMessageSize {
-		return fmt.Errorf("%w: %d (want %d..%d)", ErrInvalidSize, size, MinMessageSize, MaxMessageSize)
-	}
-	return nil
-}
-
 // Append appends one frame of exactly size bytes to dst: op, v marshalled as
 // compact JSON with go-json, then spaces. v must marshal to a JSON object (a
 // struct, a map, or a json.RawMessage holding an object); otherwise Append
@@ -87,7 +78,7 @@ func Object(obj []byte) ([]byte, error) {
 	return obj[start:end], nil
 }
 
-// ObjectPrefix validates the JSON object that starts at b[0], exactly as
+// objectPrefix validates the JSON object that starts at b[0], exactly as
 // strictly as [Decode] validates a frame's object, and returns its length;
 // the bytes after it are not looked at. depth is how deeply the object is
 // nested in the object it belongs to (0 for a frame's own object, 1 for a
@@ -95,7 +86,7 @@ func Object(obj []byte) ([]byte, error) {
 // frame's object. It lets a reader that parses an envelope by hand (the
 // engine's call frames) validate the embedded object once, without scanning
 // the frame twice. Failures wrap [ErrNotObject]; success never allocates.
-func ObjectPrefix(b []byte, depth int) (int, error) {
+func objectPrefix(b []byte, depth int) (int, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%w: no object at the start", ErrNotObject)
 	}

@@ -29,9 +29,6 @@ const (
 	OpPong Opcode = -7
 )
 
-// IsProtocol reports whether o is reserved for the protocol (negative).
-func (o Opcode) IsProtocol() bool { return o < 0 }
-
 // String returns the name of a protocol opcode, or the decimal number.
 func (o Opcode) String() string {
 	switch o {

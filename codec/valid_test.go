@@ -136,27 +136,27 @@ func BenchmarkValidate(b *testing.B) {
 	})
 }
 
-// TestObjectPrefix checks ObjectPrefix against Object on every seed: the
+// TestObjectPrefix checks objectPrefix against Object on every seed: the
 // same verdict, the object's length, and the rest of the input ignored;
 // and that depth counts from the enclosing object.
 func TestObjectPrefix(t *testing.T) {
 	for _, s := range validSeeds {
 		if len(s) == 0 || s[0] != '{' {
-			if _, err := ObjectPrefix([]byte(s), 0); err == nil {
+			if _, err := objectPrefix([]byte(s), 0); err == nil {
 				t.Errorf("%q: accepted without an object at the start", s)
 			}
 			continue
 		}
 		obj, objErr := Object([]byte(s))
-		n, err := ObjectPrefix([]byte(s+`,"tail"} x`), 0)
+		n, err := objectPrefix([]byte(s+`,"tail"} x`), 0)
 		// Object trims trailing white space and refuses trailing data;
-		// ObjectPrefix stops at the object's end.
+		// objectPrefix stops at the object's end.
 		if objErr == nil && (err != nil || n != len(obj)) {
-			t.Errorf("%q: ObjectPrefix = (%d, %v), Object took %d bytes", s, n, err, len(obj))
+			t.Errorf("%q: objectPrefix = (%d, %v), Object took %d bytes", s, n, err, len(obj))
 		}
 		if err == nil {
 			if _, objErr := Object([]byte(s[:n])); objErr != nil {
-				t.Errorf("%q: ObjectPrefix took %d bytes that Object refuses: %v", s, n, objErr)
+				t.Errorf("%q: objectPrefix took %d bytes that Object refuses: %v", s, n, objErr)
 			}
 		} else if !errors.Is(err, ErrNotObject) {
 			t.Errorf("%q: error %v does not wrap ErrNotObject", s, err)
@@ -165,22 +165,22 @@ func TestObjectPrefix(t *testing.T) {
 	nested := func(n int) []byte { // n levels in all
 		return []byte(strings.Repeat(`{"a":`, n-1) + "{}" + strings.Repeat("}", n-1))
 	}
-	if _, err := ObjectPrefix(nested(maxDepth), 0); err != nil {
+	if _, err := objectPrefix(nested(maxDepth), 0); err != nil {
 		t.Errorf("%d levels at depth 0 refused: %v", maxDepth, err)
 	}
-	if _, err := ObjectPrefix(nested(maxDepth-1), 1); err != nil {
+	if _, err := objectPrefix(nested(maxDepth-1), 1); err != nil {
 		t.Errorf("%d levels at depth 1 refused: %v", maxDepth-1, err)
 	}
-	if _, err := ObjectPrefix(nested(maxDepth), 1); err == nil {
+	if _, err := objectPrefix(nested(maxDepth), 1); err == nil {
 		t.Errorf("%d levels at depth 1 accepted", maxDepth)
 	}
 	for _, d := range []int{-1, maxDepth} {
-		if _, err := ObjectPrefix([]byte(`{}`), d); err == nil {
+		if _, err := objectPrefix([]byte(`{}`), d); err == nil {
 			t.Errorf("depth %d accepted", d)
 		}
 	}
 	b := []byte(`{"a":[1,"x",{"b":null}]}   `)
-	if n := testing.AllocsPerRun(100, func() { _, _ = ObjectPrefix(b, 1) }); n != 0 {
-		t.Errorf("ObjectPrefix allocates %.0f times, want 0", n)
+	if n := testing.AllocsPerRun(100, func() { _, _ = objectPrefix(b, 1) }); n != 0 {
+		t.Errorf("objectPrefix allocates %.0f times, want 0", n)
 	}
 }

@@ -81,14 +81,15 @@ func TestCallAsyncFromCallback(t *testing.T) {
 				t.Errorf("Call from done on the loop: %v, want ErrCallOnLoop", got[1].err)
 			}
 
-			// The client side, from a goroutine, and Server.CallAsync.
+			// The client side, from a goroutine, and Server.Conn(id).CallAsync.
 			var r1, r2 sumResp
 			if err := cl.CallAsync(testContext(t), opSum, sumReq{A: 2, B: 3}, &r1, func(err error) {
 				results <- asyncResult{r1.Sum, err}
 			}); err != nil {
 				t.Fatal(err)
 			}
-			if err := srv.CallAsync(testContext(t), id, opSum, sumReq{A: 4, B: 5}, &r2, func(err error) {
+			sc, _ := srv.Conn(id)
+			if err := sc.CallAsync(testContext(t), opSum, sumReq{A: 4, B: 5}, &r2, func(err error) {
 				results <- asyncResult{r2.Sum, err}
 			}); err != nil {
 				t.Fatal(err)

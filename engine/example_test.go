@@ -127,7 +127,7 @@ func ExampleClient_Call() {
 // CallAsync: a callback may not block (Call from one fails with
 // ErrCallOnLoop), and CallAsync needs no goroutine. done runs on the event
 // loop once the reply is in.
-func ExampleServer_CallAsync() {
+func Example_callAsync() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 

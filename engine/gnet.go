@@ -103,24 +103,6 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// open starts a new connection on its loop: its layer's handshake, if it
-// has one, or at once what its owner does with a ready connection.
-func (c *conn) open(newLayer func() layer) {
-	l := c.loop
-	l.enter()
-	defer l.leave()
-	if newLayer != nil {
-		c.tl = newLayered(c.gc, newLayer())
-		c.io = c.tl
-		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: c.traffic}, nil) }
-		if err := c.tl.l.start(func(b []byte) error { _, err := c.gc.Write(b); return err }, wake); err != nil {
-			c.closeNow(fmt.Errorf("%w: %w", ErrProtocol, err))
-		}
-		return
-	}
-	c.started = c.owner.ready(c)
-}
-
 // gnetLogger sends gnet's log lines to our logger: debug for its chatter,
 // error for its errors.
 type gnetLogger struct{ l *slog.Logger }

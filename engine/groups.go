@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -29,9 +28,6 @@ type Group struct {
 
 // Group returns the group with the given name.
 func (s *Server) Group(name string) Group { return Group{s: s, name: name} }
-
-// Name returns the group's name.
-func (g Group) Name() string { return g.name }
 
 // Join adds the connection with net id id to the group. It returns an
 // error wrapping [ErrUnknownConn] for an unknown id, [ErrClosed] for a
@@ -171,6 +167,3 @@ func (s *Server) leaveGroups(c *conn) {
 	}
 	x.groups = nil
 }
-
-// groupName quotes a group's name for errors.
-func groupName(name string) string { return strconv.Quote(name) }

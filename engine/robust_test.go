@@ -1263,8 +1263,8 @@ func TestReconnect(t *testing.T) {
 	if got := rec.wait(t, 2+held); got[1+held] != fmt.Sprintf(`{"seq":%d}`, held+1) {
 		t.Fatalf("after the held frames: %q", got[1+held])
 	}
-	if second.Len() != 1 {
-		t.Fatalf("%d connections on the new server", second.Len())
+	if second.Stats().Conns != 1 {
+		t.Fatalf("%d connections on the new server", second.Stats().Conns)
 	}
 }
 

@@ -183,13 +183,10 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Len returns the number of open connections: the original's
-// len(server.connections).
-func (s *Server) Len() int { return int(s.nconns.Load()) }
-
 // Stats are counters of a running server.
 type Stats struct {
-	// Conns is the number of open connections.
+	// Conns is the number of open connections: the original's
+	// len(server.connections).
 	Conns int
 	// Dropped counts frames dropped for slow consumers under [SlowDrop].
 	Dropped uint64
@@ -197,7 +194,7 @@ type Stats struct {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Conns: s.Len(), Dropped: s.side.dropped.Load()}
+	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load()}
 }
 
 // Conn returns the open connection with net id id.
@@ -246,17 +243,6 @@ func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}
 	return c.Call(ctx, op, req, resp)
-}
-
-// CallAsync sends a request to connection id without waiting: done runs
-// once with the outcome, as for [handler.Conn]'s CallAsync. It is safe for
-// concurrent use, from inline callbacks too.
-func (s *Server) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
-	c, err := s.lookup(id)
-	if err != nil {
-		return fmt.Errorf("engine: call opcode %d: %w", op, err)
-	}
-	return c.CallAsync(ctx, op, req, resp, done)
 }
 
 // SendAll sends v on opcode op to every open connection: the original's

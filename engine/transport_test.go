@@ -177,7 +177,7 @@ func TestLayer(t *testing.T) {
 		t.Fatalf("disconnect callback for the bad peer: %v", reason)
 	default:
 	}
-	if srv.Len() != 1 {
-		t.Errorf("%d connections, want 1", srv.Len())
+	if srv.Stats().Conns != 1 {
+		t.Errorf("%d connections, want 1", srv.Stats().Conns)
 	}
 }

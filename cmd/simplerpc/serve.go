@@ -112,7 +112,7 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 		// The event loop stopped without being asked (an accept error).
 		return fmt.Errorf("serve: %w", srv.Err())
 	}
-	log.Info("shutting down", "conns", srv.Len())
+	log.Info("shutting down", "conns", srv.Stats().Conns)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

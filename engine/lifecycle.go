@@ -1,5 +1,6 @@
-// This file holds how a connection closes: on request from any goroutine,
-// at once on its loop, and what runs once it has closed.
+// This file holds a connection's lifecycle: how it opens (its layer's
+// handshake, then its owner makes it ready) and how it closes, on request
+// from any goroutine or at once on its loop, and what runs once it has.
 package engine
 
 import (
@@ -7,6 +8,24 @@ import (
 	"fmt"
 	"io"
 )
+
+// open starts a new connection on its loop: its layer's handshake, if it
+// has one, or at once what its owner does with a ready connection.
+func (c *conn) open(newLayer func() layer) {
+	l := c.loop
+	l.enter()
+	defer l.leave()
+	if newLayer != nil {
+		c.tl = newLayered(c.gc, newLayer())
+		c.io = c.tl
+		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: c.traffic}, nil) }
+		if err := c.tl.l.start(func(b []byte) error { _, err := c.gc.Write(b); return err }, wake); err != nil {
+			c.closeNow(fmt.Errorf("%w: %w", ErrProtocol, err))
+		}
+		return
+	}
+	c.started = c.owner.ready(c)
+}
 
 // Close closes the connection after the frames queued before it. It is safe
 // for concurrent use and returns at once.
