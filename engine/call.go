@@ -28,14 +28,23 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if onLoop(c.side) {
 		return c.callError(op, ErrCallOnLoop)
 	}
-	if err := c.call(ctx, op, req, resp); err != nil {
+	if err := c.call(ctx, op, req, resp, c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
 }
 
-// call is Call without the wrapping of its error.
-func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any) error {
+// sendFunc queues a frame for a connection: its owner's send, or direct.
+type sendFunc func(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error
+
+// direct queues a frame for c itself, past what its owner would do (a
+// client's holding of frames).
+func direct(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	return c.enqueue(mode, op, obj, id)
+}
+
+// call is Call without the wrapping of its error, sending through send.
+func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any, send sendFunc) error {
 	data, err := encodeRequest(op, req)
 	if err != nil {
 		return err
@@ -48,7 +57,7 @@ func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	}
 	// The envelope is copied when it is queued: a stack buffer will do.
 	var stack [envelopeStack]byte
-	if err := c.owner.send(c, modeCall, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
+	if err := send(c, modeCall, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
 		c.forget(id, ch)
 		return err
 	}
@@ -91,15 +100,15 @@ func encodeRequest(op codec.Opcode, req any) ([]byte, error) {
 // with the outcome, where the connection's callbacks run. It is safe for
 // concurrent use, from inline callbacks too (see [handler.Conn]).
 func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := c.callAsync(ctx, op, req, resp, done); err != nil {
+	if err := c.callAsync(ctx, op, req, resp, done, c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
 }
 
-// callAsync is CallAsync without the wrapping of its error. A nil return
-// means done will run.
-func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+// callAsync is CallAsync without the wrapping of its error, sending
+// through send. A nil return means done will run.
+func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error), send sendFunc) error {
 	if done == nil {
 		return errNilDone
 	}
@@ -117,7 +126,7 @@ func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 		return ErrClosed
 	}
 	var stack [envelopeStack]byte
-	if err := c.owner.send(c, modeAsync, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
+	if err := send(c, modeAsync, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
 		if _, ok := x.calls.take(id); !ok {
 			// The connection closed meanwhile and took the call: done runs
 			// with that error, and only done reports it.

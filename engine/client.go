@@ -47,13 +47,17 @@ type Client struct {
 	done      chan struct{}
 	doneErr   error
 
-	valMu sync.Mutex // guards val
-	val   any
+	valMu  sync.Mutex // guards val, vals
+	val    any
+	vals   map[any]any // handler.Key values
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
 	cl := &Client{d: d, network: network, addr: addr, local: local, own: own,
 		readyCh: make(chan struct{}), done: make(chan struct{})}
+	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
 	return cl
 }
 
@@ -164,11 +168,35 @@ func (cl *Client) ready(c *conn) bool {
 	}
 	c.inSize = int(n)
 	c.setOutSize(int(n))
+	cl.scan = nil
+	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
+		// The session is restored first, on a goroutine of its own (it
+		// may call): what the Client is asked to send meanwhile is held
+		// behind what the hook sends.
+		if cl.d.spawn(func() {
+			c.safely("reconnect callback", func() { fn(&sessionConn{Client: cl, c: c}) })
+			if c.loop.enqueue(task{kind: taskFunc, fn: func() { cl.open(c) }}, nil) != nil {
+				c.closeWith(ErrShutdown)
+			}
+		}) {
+			return true
+		}
+	}
+	cl.open(c)
+	return true
+}
+
+// open makes c the client's open connection: the frames held so far go
+// out, then what is sent from now on, and the connect callback runs. On
+// the loop.
+func (cl *Client) open(c *conn) {
 	cl.mu.Lock()
-	if closing := cl.closing; closing != nil {
+	if closing := cl.closing; closing != nil || cl.cur != c || c.closed.Load() {
 		cl.mu.Unlock()
-		c.closeNow(closing)
-		return false
+		if closing != nil {
+			c.closeNow(closing)
+		}
+		return
 	}
 	cl.sized = true
 	held := cl.held[:0]
@@ -179,13 +207,60 @@ func (cl *Client) ready(c *conn) bool {
 	}
 	cl.held, cl.heldBytes = nil, 0
 	cl.mu.Unlock()
-	cl.scan = nil
 	if len(held) > 0 {
 		c.hold(held)
 	}
-	c.dispatch(job{kind: jobConnect, reconnect: cl.reconns.Load() > 0}, nil)
+	c.reported = true
+	c.dispatch(job{kind: jobConnect}, nil)
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
-	return true
+}
+
+// sessionConn is the connection the reconnect callback gets: the client,
+// but what it sends goes out at once, ahead of the frames the client held
+// while it was disconnected.
+type sessionConn struct {
+	*Client
+	c *conn
+}
+
+// Send sends v ahead of the held frames.
+func (s *sessionConn) Send(op codec.Opcode, v any) error {
+	obj, err := codec.Marshal(v)
+	if err == nil {
+		err = s.c.enqueue(modeSend, op, obj, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
+	}
+	return nil
+}
+
+// SendRaw sends obj ahead of the held frames.
+func (s *sessionConn) SendRaw(op codec.Opcode, obj []byte) error {
+	obj, err := codec.Object(obj)
+	if err == nil {
+		err = s.c.enqueue(modeSend, op, obj, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
+	}
+	return nil
+}
+
+// Call calls ahead of the held frames.
+func (s *sessionConn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
+	if err := s.c.call(ctx, op, req, resp, direct); err != nil {
+		return s.c.callError(op, err)
+	}
+	return nil
+}
+
+// CallAsync calls ahead of the held frames, without waiting.
+func (s *sessionConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+	if err := s.c.callAsync(ctx, op, req, resp, done, direct); err != nil {
+		return s.c.callError(op, err)
+	}
+	return nil
 }
 
 // send sends through the current connection, or holds the frame while the
@@ -202,6 +277,9 @@ func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id u
 		c = cl.cur
 	} else if c != cl.cur {
 		return ErrClosed // the call's connection is gone
+	}
+	if c == nil {
+		return ErrClosed
 	}
 	if cl.sized && !c.closed.Load() {
 		return c.enqueue(mode, op, obj, id)
@@ -241,7 +319,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		cl.held = append(unsent, cl.held...)
 	}
 	cl.mu.Unlock()
-	if closing == nil && cl.d.side.cfg.reconnect && cl.d.goReconnect(cl) {
+	if closing == nil && cl.d.side.cfg.reconnect && cl.d.spawn(cl.reconnect) {
 		return
 	}
 	cl.finish(reason)
@@ -261,6 +339,7 @@ func (cl *Client) finish(reason error) {
 	cl.mu.Unlock()
 	cl.doneOnce.Do(func() {
 		cl.doneErr = reason
+		cl.cancel(reason)
 		cl.d.conns.Delete(cl)
 		if cl.own {
 			// Stopping the loops must not run on a loop: do it from a
@@ -278,7 +357,6 @@ func (cl *Client) finish(reason error) {
 // reconnect dials again with exponential backoff and full jitter until it
 // succeeds, the client is closed or the dialer stops.
 func (cl *Client) reconnect() {
-	defer cl.d.wg.Done()
 	cfg := &cl.d.side.cfg
 	backoff := cfg.backoffMin
 	for attempt := 0; ; attempt++ {
@@ -349,10 +427,10 @@ func (cl *Client) Run(ctx context.Context) error {
 	return cl.doneErr
 }
 
-// MessageSize returns the frame size learned from the server, or 0 before
-// it is known.
+// MessageSize returns the frame size of the current connection, learned
+// from the server, or 0 before it is known.
 func (cl *Client) MessageSize() int {
-	if c := cl.current(); c != nil && cl.isReady(c) {
+	if c := cl.current(); c != nil {
 		return int(c.size.Load())
 	}
 	return 0
@@ -389,6 +467,26 @@ func (cl *Client) SetValue(v any) {
 	cl.val = v
 	cl.valMu.Unlock()
 }
+
+// Load returns the value stored under key (handler.Store), kept across
+// reconnections.
+func (cl *Client) Load(key any) (any, bool) {
+	cl.valMu.Lock()
+	defer cl.valMu.Unlock()
+	v, ok := cl.vals[key]
+	return v, ok
+}
+
+// Store stores value under key, or removes it for nil (handler.Store).
+func (cl *Client) Store(key, value any) {
+	cl.valMu.Lock()
+	defer cl.valMu.Unlock()
+	cl.vals = storeValue(cl.vals, key, value)
+}
+
+// Context returns the client's context: cancelled, with the reason as its
+// cause, once the client is closed for good (not when it reconnects).
+func (cl *Client) Context() context.Context { return cl.ctx }
 
 // Send encodes v and sends it on opcode op: the original's rpc. It returns
 // an error for a value that is not a JSON object, one too large for the

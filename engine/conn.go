@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -61,9 +62,10 @@ type conn struct {
 	x atomic.Pointer[connExtra]
 
 	// Read state, loop-only.
-	inSize  int
-	strikes int32 // rate-limited frames in a row
-	started bool  // owner.ready returned true: connect was reported
+	inSize   int
+	strikes  int32 // rate-limited frames in a row
+	started  bool  // owner.ready returned true: frames are read
+	reported bool  // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.
 	outSize int
@@ -75,8 +77,11 @@ type conn struct {
 // the application value, calls, groups, the worker-pool queue, the rate
 // limiter and why the engine closed it.
 type connExtra struct {
-	valMu sync.Mutex // guards val
-	val   any
+	valMu  sync.Mutex // guards val, vals, ctx, cancel
+	val    any
+	vals   map[any]any // handler.Key values
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 
 	calls  pendingTable
 	budget callBudget
@@ -146,6 +151,70 @@ func (c *conn) SetValue(v any) {
 	x.valMu.Lock()
 	x.val = v
 	x.valMu.Unlock()
+}
+
+// Load returns the value stored under key (handler.Store). It is safe for
+// concurrent use.
+func (c *conn) Load(key any) (any, bool) {
+	x := c.x.Load()
+	if x == nil {
+		return nil, false
+	}
+	x.valMu.Lock()
+	defer x.valMu.Unlock()
+	v, ok := x.vals[key]
+	return v, ok
+}
+
+// Store stores value under key, or removes it for nil (handler.Store). It
+// is safe for concurrent use.
+func (c *conn) Store(key, value any) {
+	x := c.extra()
+	x.valMu.Lock()
+	defer x.valMu.Unlock()
+	x.vals = storeValue(x.vals, key, value)
+}
+
+func storeValue(m map[any]any, key, value any) map[any]any {
+	if value == nil {
+		delete(m, key)
+		return m
+	}
+	if m == nil {
+		m = make(map[any]any)
+	}
+	m[key] = value
+	return m
+}
+
+// Context returns the connection's context, made on first use: cancelled
+// with the disconnect reason when the connection closes. It is safe for
+// concurrent use.
+func (c *conn) Context() context.Context {
+	x := c.extra()
+	x.valMu.Lock()
+	defer x.valMu.Unlock()
+	if x.ctx == nil {
+		x.ctx, x.cancel = context.WithCancelCause(handler.WithConn(context.Background(), c))
+		if c.closed.Load() {
+			x.cancel(ErrClosed)
+		}
+	}
+	return x.ctx
+}
+
+// cancelContext cancels the connection's context, if it was made.
+func (c *conn) cancelContext(reason error) {
+	x := c.x.Load()
+	if x == nil {
+		return
+	}
+	x.valMu.Lock()
+	cancel := x.cancel
+	x.valMu.Unlock()
+	if cancel != nil {
+		cancel(reason)
+	}
 }
 
 // pendingCalls returns the number of calls waiting for a reply.

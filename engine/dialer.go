@@ -5,6 +5,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -113,16 +114,19 @@ func (d *Dialer) Close() error {
 	return nil
 }
 
-// goReconnect starts cl's reconnection unless the dialer is closing, and
-// reports whether it did.
-func (d *Dialer) goReconnect(cl *Client) bool {
+// spawn runs fn on a goroutine the dialer's Close waits for, unless the
+// dialer is closing, and reports whether it did.
+func (d *Dialer) spawn(fn func()) bool {
 	d.wgMu.Lock()
 	defer d.wgMu.Unlock()
 	if d.stopped {
 		return false
 	}
 	d.wg.Add(1)
-	go cl.reconnect()
+	go func() {
+		defer d.wg.Done()
+		fn()
+	}()
 	return true
 }
 
@@ -199,11 +203,30 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 	}
 	cl := newClient(d, network, address, laddr, own)
 	d.conns.Store(cl, struct{}{})
-	if err := cl.connect(ctx); err != nil {
-		d.conns.Delete(cl)
-		return nil, err
+	cfg := &d.side.cfg
+	for backoff := cfg.backoffMin; ; backoff = min(backoff*2, cfg.backoffMax) {
+		err := cl.connect(ctx)
+		if err == nil {
+			return cl, nil
+		}
+		if !cfg.retryDial {
+			d.conns.Delete(cl)
+			return nil, err
+		}
+		cfg.logger.Debug("simplerpc: dial failed, retrying", "addr", addr, "err", err)
+		wait := time.NewTimer(time.Duration(rand.Int64N(int64(backoff) + 1)))
+		select {
+		case <-wait.C:
+		case <-ctx.Done():
+			wait.Stop()
+			d.conns.Delete(cl)
+			return nil, fmt.Errorf("engine: dial %s: %w (last attempt: %w)", addr, ctx.Err(), err)
+		case <-d.stop:
+			wait.Stop()
+			d.conns.Delete(cl)
+			return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
+		}
 	}
-	return cl, nil
 }
 
 func cutScheme(addr string) (string, string, bool) {

@@ -21,13 +21,12 @@ const (
 
 // job is one callback to run for a connection.
 type job struct {
-	kind      uint8
-	op        codec.Opcode
-	id        uint64
-	data      []byte     // owned (worker-pool mode)
-	reason    error      // jobDisconnect: why; jobAsync: the call's outcome
-	reconnect bool       // jobConnect after a reconnection
-	async     *asyncCall // jobAsync
+	kind   uint8
+	op     codec.Opcode
+	id     uint64
+	data   []byte     // owned (worker-pool mode)
+	reason error      // jobDisconnect: why; jobAsync: the call's outcome
+	async  *asyncCall // jobAsync
 }
 
 // dispatch runs a callback inline on the loop, or hands it to the worker
@@ -118,9 +117,6 @@ func (c *conn) run(j job, data []byte) {
 	case jobConnect:
 		if fn := s.cfg.onConnect; fn != nil {
 			c.safely("connect callback", func() { fn(hc) })
-		}
-		if fn := s.cfg.onReconnect; fn != nil && j.reconnect {
-			c.safely("reconnect callback", func() { fn(hc) })
 		}
 	case jobDisconnect:
 		if fn := s.cfg.onDisconnect; fn != nil {

@@ -89,9 +89,10 @@ func (c *conn) onClose(err error) {
 	// Calls in flight fail first: an asynchronous call's done runs in this
 	// round, before the disconnect callback.
 	c.failCalls(fmt.Errorf("%w: %w", ErrClosed, reason))
+	c.cancelContext(reason)
 	c.owner.closed(c, reason)
 	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
-	if c.started {
+	if c.reported {
 		c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)
 	}
 	c.out = nil

@@ -77,6 +77,7 @@ type config struct {
 
 	dialTimeout time.Duration // client
 	reconnect   bool          // client
+	retryDial   bool          // client: retry the first dial
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	onReconnect func(handler.Conn)
@@ -271,15 +272,33 @@ func WithDialTimeout(d time.Duration) ClientOption {
 
 // WithReconnect makes the client reconnect after it loses its connection
 // (not after Close), waiting between attempts with exponential backoff from
-// min to max and full jitter. onReconnect, if not nil, runs after each
-// successful reconnection, after the connect callback. Frames sent while
-// disconnected are held up to the limit of [WithMaxHeld] and sent once
-// reconnected; past it, sends fail with [ErrOutboundFull]. Calls in flight
-// when the connection drops fail with [ErrClosed]. Defaults to off.
+// min to max and full jitter. Frames sent while disconnected are held up
+// to the limit of [WithMaxHeld] and sent once reconnected; past it, sends
+// fail with [ErrOutboundFull]. Calls in flight when the connection drops
+// fail with [ErrClosed]. Defaults to off.
+//
+// onReconnect, if not nil, restores the session after each reconnection
+// (re-authenticate, re-join rooms) before anything held is sent: it runs
+// on a goroutine of its own once the new connection knows its size, and
+// what it sends or calls through the connection it gets goes out first;
+// the frames held while disconnected, and whatever the client is asked to
+// send meanwhile, follow once it returns, and then the connect callback
+// runs. It may block (a Call to log in again), within the connection's
+// life: if the connection drops, its calls fail and the next attempt
+// begins.
 func WithReconnect(min, max time.Duration, onReconnect func(c handler.Conn)) ClientOption {
 	return clientOption(func(c *config) {
 		c.reconnect, c.backoffMin, c.backoffMax, c.onReconnect = true, min, max, onReconnect
 	})
+}
+
+// WithRetryFirstDial makes [Dial] and [Dialer.Dial] retry a first
+// connection that fails, with the backoff of [WithReconnect] (or its
+// defaults, 100ms to 10s), until one succeeds or the dial's context ends: a
+// client may start before its server. Defaults to off: a failed first dial
+// returns its error.
+func WithRetryFirstDial() ClientOption {
+	return clientOption(func(c *config) { c.retryDial = true })
 }
 
 // WithMaxHeld bounds the bytes of frames a client holds while it does not

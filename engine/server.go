@@ -213,6 +213,19 @@ func (s *Server) Conns() []handler.Conn {
 	return s.conns.all()
 }
 
+// ServerOf returns the server a connection belongs to: how a callback
+// reaches its server (its groups, SendAll) without capturing a variable
+// that the server's own construction assigns. It returns nil for a
+// client's connection or a Conn the engine did not make.
+func ServerOf(c handler.Conn) *Server {
+	if c, ok := c.(*conn); ok {
+		if s, ok := c.owner.(*Server); ok {
+			return s
+		}
+	}
+	return nil
+}
+
 func (s *Server) lookup(id uint64) (*conn, error) {
 	if s.state.Load() == stateShutdown {
 		return nil, ErrServerClosed
@@ -360,6 +373,7 @@ func (s *Server) ready(c *conn) bool {
 		c.loop.dirty = append(c.loop.dirty, c)
 	}
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
+	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
 	return true
 }

@@ -1,3 +1,4 @@
+// This file holds the connection as callbacks see it, and its context.
 package handler
 
 import (
@@ -60,4 +61,28 @@ type Conn interface {
 	SetValue(v any)
 	// RemoteAddr returns the peer's address as text.
 	RemoteAddr() string
+	// Context returns the connection's context: it is cancelled when the
+	// connection closes (and so when its server shuts down), with the
+	// disconnect reason as its cause (context.Cause), and [ConnFrom] finds
+	// the connection in it. A call a handler makes on the connection's
+	// behalf inherits it: c.Call(c.Context(), ...). The protocol carries no
+	// deadline of the caller's, so the context has none.
+	Context() context.Context
+}
+
+// connKey is the context key under which Context carries the connection.
+type connKey struct{}
+
+// WithConn returns a copy of parent that carries c, for [ConnFrom]: what a
+// Conn's Context is made from. Implementations of Conn use it; handlers
+// need not.
+func WithConn(parent context.Context, c Conn) context.Context {
+	return context.WithValue(parent, connKey{}, c)
+}
+
+// ConnFrom returns the connection a context carries: one made by a Conn's
+// Context, or derived from it.
+func ConnFrom(ctx context.Context) (Conn, bool) {
+	c, ok := ctx.Value(connKey{}).(Conn)
+	return c, ok
 }

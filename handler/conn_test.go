@@ -134,6 +134,8 @@ func (c *fakeConn) SetValue(v any) {
 
 func (c *fakeConn) RemoteAddr() string { return fmt.Sprintf("fake:%d", c.id) }
 
+func (c *fakeConn) Context() context.Context { return handler.WithConn(context.Background(), c) }
+
 // frames returns a copy of what was sent so far.
 func (c *fakeConn) frames() []sent {
 	c.mu.Lock()
