@@ -325,7 +325,11 @@ func run(cfg config, w io.Writer) (bool, error) {
 		case <-traffic.Done():
 			done = true
 		}
-		cur := s.sample(time.Since(start), last)
+		at := time.Since(start)
+		if done && len(samples) > 0 && at-last.at < time.Second {
+			break // the last tick came as the traffic stopped
+		}
+		cur := s.sample(at, last)
 		samples = append(samples, cur)
 		last = cur
 		fmt.Fprintln(w, cur.row())
@@ -770,6 +774,10 @@ func judge(cfg config, samples []sample, lost int64, s *soak) verdict {
 		v.lines = append(v.lines, fmt.Sprintf("%-22s first half %8.2f%s, second half %8.2f%s: %s (allowed %.2f%s)",
 			name, a, unit, b, unit, mark, a*ratio+slack, unit))
 	}
+	trend := func(name string, get func(sample) float64, unit string) {
+		v.lines = append(v.lines, fmt.Sprintf("%-22s trend %+.2f%s an hour (least squares past the warm-up)",
+			name, slope(body, get)*3600, unit))
+	}
 	check("server fds", func(m sample) float64 { return float64(m.srvFDs) }, 1.05, 4, "")
 	check("process fds", func(m sample) float64 { return float64(m.procFDs) }, 1.05, 8, "")
 	check("live heap", func(m sample) float64 { return mib(m.liveHeap) }, 1.2, 2, " MiB")
@@ -778,6 +786,10 @@ func judge(cfg config, samples []sample, lost int64, s *soak) verdict {
 	// that slows every call grows past 3x, noise seldom does.
 	check("p99 up", func(m sample) float64 { return ms(m.p99Up) }, 3, 5, " ms")
 	check("p99 down", func(m sample) float64 { return ms(m.p99Down) }, 3, 5, " ms")
+
+	trend("live heap", func(m sample) float64 { return mib(m.liveHeap) }, " MiB")
+	trend("process fds", func(m sample) float64 { return float64(m.procFDs) }, "")
+	trend("goroutines", func(m sample) float64 { return float64(m.goroutines) }, "")
 
 	s.reasonMu.Lock()
 	reasons := make([]string, 0, len(s.reasons))
@@ -812,4 +824,26 @@ func median(ss []sample, get func(sample) float64) float64 {
 		return vals[n/2]
 	}
 	return (vals[n/2-1] + vals[n/2]) / 2
+}
+
+// slope returns the least-squares slope of get over the samples' times,
+// per second.
+func slope(ss []sample, get func(sample) float64) float64 {
+	var mx, my float64
+	for _, m := range ss {
+		mx += m.at.Seconds()
+		my += get(m)
+	}
+	n := float64(len(ss))
+	mx, my = mx/n, my/n
+	var num, den float64
+	for _, m := range ss {
+		dx := m.at.Seconds() - mx
+		num += dx * (get(m) - my)
+		den += dx * dx
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
 }

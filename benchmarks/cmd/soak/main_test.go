@@ -56,3 +56,11 @@ func TestJudge(t *testing.T) {
 		t.Fatalf("a lost frame judged flat: %v", v)
 	}
 }
+
+// TestSlope fits a line.
+func TestSlope(t *testing.T) {
+	ss := []sample{{at: 0, goroutines: 10}, {at: time.Second, goroutines: 12}, {at: 2 * time.Second, goroutines: 14}}
+	if got := slope(ss, func(m sample) float64 { return float64(m.goroutines) }); got < 1.99 || got > 2.01 {
+		t.Fatalf("slope %v, want 2 a second", got)
+	}
+}
