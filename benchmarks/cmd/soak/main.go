@@ -791,6 +791,12 @@ func judge(cfg config, samples []sample, lost int64, s *soak) verdict {
 	trend("process fds", func(m sample) float64 { return float64(m.procFDs) }, "")
 	trend("goroutines", func(m sample) float64 { return float64(m.goroutines) }, "")
 
+	var bGot, dGot int64
+	for _, p := range s.peers {
+		p.mu.Lock()
+		bGot, dGot = bGot+p.bGot, dGot+p.dGot
+		p.mu.Unlock()
+	}
 	s.reasonMu.Lock()
 	reasons := make([]string, 0, len(s.reasons))
 	for k, n := range s.reasons {
@@ -802,6 +808,7 @@ func judge(cfg config, samples []sample, lost int64, s *soak) verdict {
 		fmt.Sprintf("churn: %d cycles, %d errors; slow peers: %d, closed by the server %d; broadcasts %d (%d errors), direct-send errors %d",
 			s.churnCycles.Load(), s.churnErrs.Load(), s.slowCycles.Load(), s.slowClosed.Load(), s.broadcasts.Load(), s.bcastErrs.Load(), s.directErrs.Load()),
 		fmt.Sprintf("server disconnects by reason: %s", strings.Join(slices.Sorted(slices.Values(reasons)), ", ")),
+		fmt.Sprintf("frames received by healthy peers: %d broadcasts, %d direct sends", bGot, dGot),
 		fmt.Sprintf("frames lost by healthy peers, once the traffic stopped and what was in flight arrived: %d", lost))
 	if e := s.firstErr.Load(); e != nil {
 		v.lines = append(v.lines, "first error: "+*e)
