@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +160,7 @@ func (cl *Client) ready(c *conn) bool {
 			}
 			_, _ = c.io.Discard(int(n))
 			c.setOutSize(int(n))
-			c.refuseSize(n)
+			c.refuseSize(strconv.FormatInt(n, 10))
 			cl.scan = nil
 			return false
 		}

@@ -63,14 +63,21 @@ type conn struct {
 
 	// Read state, loop-only.
 	inSize   int
-	strikes  int32 // rate-limited frames in a row
-	started  bool  // owner.ready returned true: frames are read
-	reported bool  // the connect callback was dispatched, so the disconnect one will be
+	strikes  int32  // rate-limited frames in a row
+	bad      uint16 // malformed frames in a row
+	started  bool   // owner.ready returned true: frames are read
+	reported bool   // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.
 	outSize int
 	out     []byte
 	idx     int32 // in loop.conns
+
+	// The sweep's notes (sweep.go), loop-only: loop ticks, 0 for none.
+	partialAt uint32 // the tick a partial frame began waiting to complete
+	written   uint32 // bytes handed to the wire, mod 2^32
+	taken     uint32 // written less what gnet held, at the last look
+	stallAt   uint32 // the tick the output stopped making progress
 }
 
 // connExtra is the part of a connection that is allocated on first use:

@@ -47,6 +47,12 @@ var (
 	ErrServerFull = errors.New("engine: server full")
 	// ErrIdle: nothing was received within the idle timeout.
 	ErrIdle = errors.New("engine: idle timeout")
+	// ErrWriteDeadline: the peer took none of the connection's output
+	// within the write deadline ([WithWriteDeadline]).
+	ErrWriteDeadline = errors.New("engine: write deadline: the peer reads nothing")
+	// ErrFrameDeadline: a partial frame did not complete within the frame
+	// deadline ([WithFrameDeadline]).
+	ErrFrameDeadline = errors.New("engine: frame deadline: a partial frame did not complete")
 	// ErrRateLimited: the peer kept sending over its rate limit.
 	ErrRateLimited = errors.New("engine: rate limit exceeded")
 	// ErrProtocol: the peer broke the framing (an unreadable first frame).

@@ -89,6 +89,7 @@ type loop struct {
 	conns      []*conn // server: every open connection of this loop
 	dirty      []*conn // connections with bytes in out
 	free       [][]byte
+	tick       uint32 // 1 + sweeps so far (sweep.go); never 0
 
 	// Connections whose calls' budget waits on bytes in gnet's buffer
 	// (see callBudget), looked at again every recheckEvery. Loop-only, but
@@ -104,7 +105,7 @@ type loop struct {
 const recheckEvery = 5 * time.Millisecond
 
 func newLoop(s *side, el gnet.EventLoop) *loop {
-	l := &loop{el: el, side: s}
+	l := &loop{el: el, side: s, tick: 1}
 	l.run = func(context.Context) error {
 		l.enter()
 		l.leave()

@@ -64,16 +64,19 @@ type config struct {
 	onDisconnect func(handler.Conn, error)
 	tap          func(handler.Conn, codec.Opcode, []byte)
 
-	maxConns     int // server
-	maxOutbound  int
-	slowPolicy   SlowPolicy
-	maxPerWake   int
-	rateLimit    float64
-	rateBurst    int
-	rateStrikes  int
-	idleTimeout  time.Duration
-	pingInterval time.Duration // client
-	pingTimeout  time.Duration // client
+	maxConns      int // server
+	maxOutbound   int
+	slowPolicy    SlowPolicy
+	maxPerWake    int
+	rateLimit     float64
+	rateBurst     int
+	rateStrikes   int
+	maxMalformed  int
+	idleTimeout   time.Duration
+	writeDeadline time.Duration // server
+	frameDeadline time.Duration // server
+	pingInterval  time.Duration // client
+	pingTimeout   time.Duration // client
 
 	dialTimeout time.Duration // client
 	reconnect   bool          // client
@@ -90,21 +93,25 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		size:        codec.DefaultMessageSize,
-		minSize:     codec.MinMessageSize,
-		maxSize:     64 << 10,
-		loops:       1,
-		noDelay:     true,
-		workerQueue: 1024,
-		maxOutbound: 4 << 20,
-		maxPerWake:  1024,
-		rateStrikes: 10,
-		pingTimeout: 0,
-		dialTimeout: 10 * time.Second,
-		backoffMin:  100 * time.Millisecond,
-		backoffMax:  10 * time.Second,
-		maxHeld:     1 << 20,
-		grace:       5 * time.Second,
+		size:         codec.DefaultMessageSize,
+		minSize:      codec.MinMessageSize,
+		maxSize:      64 << 10,
+		loops:        1,
+		noDelay:      true,
+		workerQueue:  1024,
+		maxOutbound:  4 << 20,
+		maxPerWake:   1024,
+		rateStrikes:  10,
+		maxMalformed: 16,
+		pingTimeout:  0,
+		dialTimeout:  10 * time.Second,
+		backoffMin:   100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
+		maxHeld:      1 << 20,
+		grace:        5 * time.Second,
+
+		writeDeadline: 10 * time.Second,
+		frameDeadline: 30 * time.Second,
 	}
 }
 
@@ -129,10 +136,16 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxOutbound", "%d bytes is less than the largest frame (%d)", c.maxOutbound, c.maxSize)
 	case c.maxPerWake < 1:
 		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
+	case c.maxMalformed < 0 || c.maxMalformed > 1<<15:
+		return invalidOption("WithMaxMalformed", "%d (want 0..32768)", c.maxMalformed)
 	case c.rateLimit < 0 || c.rateLimit > 0 && c.rateBurst < 1:
 		return invalidOption("WithRateLimit", "%v/s burst %d", c.rateLimit, c.rateBurst)
 	case c.idleTimeout < 0:
 		return invalidOption("WithIdleTimeout", "%v", c.idleTimeout)
+	case c.writeDeadline < 0:
+		return invalidOption("WithWriteDeadline", "%v", c.writeDeadline)
+	case c.frameDeadline < 0:
+		return invalidOption("WithFrameDeadline", "%v", c.frameDeadline)
 	case c.pingInterval < 0 || c.pingTimeout < 0:
 		return invalidOption("WithHeartbeat", "%v/%v", c.pingInterval, c.pingTimeout)
 	case c.backoffMin <= 0 || c.backoffMax < c.backoffMin:
@@ -249,11 +262,41 @@ func WithRateLimit(perSecond float64, burst, strikes int) Option {
 	return sharedOption(func(c *config) { c.rateLimit, c.rateBurst, c.rateStrikes = perSecond, burst, strikes })
 }
 
+// WithMaxMalformed closes a connection after n malformed frames in a row,
+// each answered with a MalformedPayload failure, with [ErrProtocol]: a peer
+// out of step, or hostile, does not get an answer per frame for good. A
+// well-formed frame starts the count again. Defaults to 16; zero never
+// closes for it.
+func WithMaxMalformed(n int) Option {
+	return sharedOption(func(c *config) { c.maxMalformed = n })
+}
+
 // WithIdleTimeout closes a connection on which nothing arrived for d, with
 // [ErrIdle]. Pings count as traffic. Defaults to 0, no timeout. It is a
 // server option: a client detects a dead server with [WithHeartbeat].
 func WithIdleTimeout(d time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.idleTimeout = d })
+}
+
+// WithWriteDeadline closes a connection whose peer takes none of its
+// output for d while output waits, with [ErrWriteDeadline], whatever the
+// backlog: a peer that stopped reading cannot hold its buffers for good,
+// nor keep itself open by pinging. A peer that reads, however slowly, is
+// the outbound cap's concern ([WithMaxOutbound]). It is checked a few
+// times per d, so a connection closes between d and about 1.25 d. Defaults
+// to 10s; zero turns it off.
+func WithWriteDeadline(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.writeDeadline = d })
+}
+
+// WithFrameDeadline closes a connection whose partial frame does not
+// complete within d, with [ErrFrameDeadline]: a peer that sends half a
+// frame, or drips one a byte at a time, cannot pin its buffer for good.
+// The time starts when a partial frame is left after a read, again after
+// each frame that completes. Checked as [WithWriteDeadline] is. Defaults
+// to 30s; zero turns it off.
+func WithFrameDeadline(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.frameDeadline = d })
 }
 
 // WithHeartbeat makes the client send a ping (opcode -6, see

@@ -255,7 +255,7 @@ func TestSlowConsumerDrop(t *testing.T) {
 	const size = 16 << 10
 	ev := newConnEvents()
 	srv := startServer(t, echoRouter(), append(ev.options(),
-		engine.WithMessageSize(size), engine.WithMaxOutbound(256<<10, engine.SlowDrop))...)
+		engine.WithMessageSize(size), engine.WithMaxOutbound(256<<10, engine.SlowDrop), engine.WithWriteDeadline(0))...)
 	addr := srv.Addr().String()
 
 	stalled := dialRaw(t, addr)
@@ -362,7 +362,7 @@ func newFleet(ctx context.Context, t *testing.T, healthy int, stalled bool) *fle
 	ev := newConnEvents()
 	f := &fleet{healthy: healthy, base: time.Now(), arrived: make(chan struct{}, healthy),
 		states: make([]fleetClient, healthy)}
-	f.srv = startServer(t, handler.NewRouter(), append(ev.options(), engine.WithMaxOutbound(256<<10, engine.SlowDrop))...)
+	f.srv = startServer(t, handler.NewRouter(), append(ev.options(), engine.WithMaxOutbound(256<<10, engine.SlowDrop), engine.WithWriteDeadline(0))...)
 	addr := f.srv.Addr().String()
 	r := handler.NewRouter()
 	r.On(1, func(c handler.Conn, data []byte) error {

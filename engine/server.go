@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -159,8 +158,8 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	case <-s.done:
 		return fmt.Errorf("engine: listen on %s: %w", addr, s.runErr)
 	}
-	if cfg.idleTimeout > 0 {
-		go s.sweepIdle()
+	if every := cfg.sweepEvery(); every > 0 {
+		go s.sweep(every)
 	}
 	go func() {
 		select {
@@ -512,31 +511,5 @@ func (s *Server) closeAll(reason error) {
 				}
 			}
 		}}, nil)
-	}
-}
-
-// sweepIdle closes connections that received nothing for the idle timeout.
-func (s *Server) sweepIdle() {
-	d := s.side.cfg.idleTimeout
-	t := time.NewTicker(max(d/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		deadline := time.Now().Add(-d).UnixNano()
-		for _, l := range s.side.eachLoop() {
-			_ = l.enqueue(task{kind: taskFunc, fn: func() {
-				for i := len(l.conns) - 1; i >= 0; i-- {
-					if i < len(l.conns) && l.conns[i].lastRecv.Load() < deadline {
-						l.conns[i].closeNow(ErrIdle)
-					}
-				}
-			}}, nil)
-		}
 	}
 }
