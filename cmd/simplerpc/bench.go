@@ -113,6 +113,9 @@ func (o *benchOptions) validate() error {
 	case o.timeout <= 0:
 		return usagef("--timeout must be positive")
 	}
+	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
 	if o.plot != "" {
 		return checkPlotFile(o.plot)
 	}

@@ -160,6 +160,8 @@ func TestBenchErrors(t *testing.T) {
 		{"bad plot format", []string{"--plot", filepath.Join(dir, "x.gif")}, 2, "the extension must be one of .png"},
 		{"plot directory missing", []string{"--plot", filepath.Join(dir, "no", "x.png")}, 2, "does not exist"},
 		{"sources off loopback", []string{"--addr", "unix:///tmp/x.sock", "--sources", "2"}, 2, "--sources 2 needs an IPv4 loopback target"},
+		{"addr without port", []string{"--addr", "localhost"}, 2, `--addr "localhost" is not of the form`},
+		{"addr scheme", []string{"--addr", "http://x"}, 2, `unsupported scheme "http"`},
 		{"argument", []string{"extra"}, 2, `unknown command "extra" for "simplerpc bench"`},
 		{"refused", []string{"--addr", closedAddr(t)}, 1, "connection refused"},
 		{"not a demo server", []string{"--addr", other, "--conns", "2", "--duration", "300ms"}, 1, "no frame was measured"},

@@ -138,6 +138,9 @@ func call(ctx context.Context, stdout io.Writer, o callOptions, op codec.Opcode,
 	if o.timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
+	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 

@@ -185,6 +185,9 @@ func TestCallBadInput(t *testing.T) {
 		{"three args", []string{"0", "{}", "{}"}, "accepts between 1 and 2 arg(s), received 3"},
 		{"bad timeout", []string{"--timeout", "soon", "0"}, `invalid argument "soon" for "--timeout"`},
 		{"zero timeout", []string{"--timeout", "0s", "0"}, "--timeout must be positive"},
+		{"addr without port", []string{"--addr", "localhost", "0"}, `--addr "localhost" is not of the form host:port`},
+		{"addr port out of range", []string{"--addr", ":99999", "0"}, `--addr ":99999": the port must be a number from 1 to 65535`},
+		{"addr scheme", []string{"--addr", "http://x", "0"}, `--addr "http://x": unsupported scheme "http"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBin(t, 20*time.Second, append([]string{"call", "--addr", addr}, tc.args...)...)

@@ -80,6 +80,9 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	if o.count < 0 || o.timeout < 0 {
 		return usagef("--count and --timeout must not be negative")
 	}
+	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
 	events := make(chan listenEvent, listenQueue)
 	var stopped atomic.Bool // the printer has finished: drop further frames
 	push := func(op codec.Opcode, data []byte) {

@@ -111,3 +111,25 @@ func TestListenTimeout(t *testing.T) {
 	r = runBin(t, 20*time.Second, "listen", "--addr", addr, "--timeout", "1s")
 	r.wantCode(t, 0)
 }
+
+func TestListenBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"addr without port", []string{"--addr", "localhost"}, `--addr "localhost" is not of the form`},
+		{"addr port out of range", []string{"--addr", ":99999"}, "the port must be a number from 1 to 65535"},
+		{"addr scheme", []string{"--addr", "http://x"}, `unsupported scheme "http"`},
+		{"negative count", []string{"--count", "-1"}, "must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, 20*time.Second, append([]string{"listen"}, tc.args...)...)
+			r.wantCode(t, 2)
+			if !strings.Contains(r.stderr, tc.msg) || !strings.Contains(r.stderr, "Run 'simplerpc listen --help' for usage.") {
+				t.Errorf("stderr %q does not contain %q and the pointer to the help", r.stderr, tc.msg)
+			}
+		})
+	}
+}

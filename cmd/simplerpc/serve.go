@@ -90,6 +90,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkAddr(o.addr, true); err != nil {
+		return err
+	}
 	if o.size <= 0 || o.loops <= 0 || o.maxConns < 0 {
 		return usagef("--size and --loops must be positive, --max-conns not negative")
 	}

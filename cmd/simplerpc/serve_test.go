@@ -64,7 +64,9 @@ func TestServeErrors(t *testing.T) {
 		{"loops", []string{"--loops", "0"}, 2, "must be positive"},
 		{"argument", []string{"now"}, 2, `unknown command "now" for "simplerpc serve"`},
 		{"address in use", []string{"--addr", ln.Addr().String()}, 1, "address already in use"},
-		{"bad network", []string{"--addr", "udp://127.0.0.1:0"}, 1, `unsupported network "udp"`},
+		{"bad network", []string{"--addr", "udp://127.0.0.1:0"}, 2, `--addr "udp://127.0.0.1:0": unsupported scheme "udp"`},
+		{"addr without port", []string{"--addr", "localhost"}, 2, `--addr "localhost" is not of the form`},
+		{"addr port out of range", []string{"--addr", ":99999"}, 2, `the port must be a number from 0 to 65535`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBin(t, 20*time.Second, append([]string{"serve"}, tc.args...)...)
