@@ -295,7 +295,7 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	} else {
 		r.On(opEcho, b.onEcho)
 	}
-	d, err := engine.NewDialer(r,
+	d, err := engine.NewDialer(r, append(sizeOptions(),
 		engine.WithEventLoops(o.loops),
 		engine.WithDialTimeout(o.timeout),
 		engine.WithOnFailure(func(handler.Conn, *handler.Error) { b.errors.Add(1) }),
@@ -305,7 +305,7 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 				b.errors.Add(1)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}

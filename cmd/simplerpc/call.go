@@ -159,10 +159,10 @@ func call(ctx context.Context, stdout io.Writer, o callOptions, op codec.Opcode,
 		deliver(callResult{Opcode: &op, Data: append(json.RawMessage(nil), data...)})
 		return nil
 	})
-	cl, err := engine.Dial(ctx, o.addr, r,
+	cl, err := engine.Dial(ctx, o.addr, r, append(sizeOptions(),
 		engine.WithOnFailure(func(_ handler.Conn, f *handler.Error) {
 			deliver(callResult{Failure: f})
-		}))
+		}))...)
 	if err != nil {
 		return fmt.Errorf("call: cannot connect to %s: %w", o.addr, dialCause(err))
 	}

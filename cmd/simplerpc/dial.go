@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 )
 
@@ -25,6 +26,21 @@ const connsPerSource = 20000
 // connections themselves have no goroutine: they live on the dialer's
 // event loops.
 const dialWorkers = 16
+
+// defaultMaxOutbound is the engine's default outbound cap per connection
+// (engine.WithMaxOutbound).
+const defaultMaxOutbound = 4 << 20
+
+// sizeOptions let the tool's clients take any message size the codec
+// allows instead of the engine's default bounds (up to 64 KiB), so that a
+// server started with serve --max-size is reachable too. The engine wants
+// the outbound cap to hold the largest frame.
+func sizeOptions() []engine.ClientOption {
+	return []engine.ClientOption{
+		engine.WithSizeBounds(codec.MinMessageSize, codec.MaxMessageSize),
+		engine.WithMaxOutbound(codec.MaxMessageSize, engine.SlowClose),
+	}
+}
 
 // sourceAddrs returns the local addresses to dial from, round robin: ""
 // (the system's choice) for one source, else 127.0.0.2, 127.0.0.3, ...

@@ -91,7 +91,7 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 		}
 	}
 	r := handler.NewRouter()
-	var opts []engine.ClientOption
+	opts := sizeOptions()
 	if o.all {
 		opts = append(opts,
 			engine.WithTap(func(_ handler.Conn, op codec.Opcode, data []byte) { push(op, data) }))
