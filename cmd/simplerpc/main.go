@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -120,9 +121,11 @@ listener and a load generator.
 
 Exit status: 0 on success, 1 when the operation or the remote side failed,
 2 for a usage error.`,
+		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("simplerpc {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err: err} })
@@ -139,6 +142,16 @@ Exit status: 0 on success, 1 when the operation or the remote side failed,
 		newBenchCmd(wrap),
 	)
 	return root
+}
+
+// version returns the module version the binary was built from, as Go
+// records it ("v1.2.3", a pseudo-version, or "(devel)" for a build
+// from a work tree without one).
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
 }
 
 // runWrapper marks a subcommand as started before running it.

@@ -101,6 +101,7 @@ func TestUsage(t *testing.T) {
 		{"unknown subcommand flag", []string{"listen", "--frobnicate"}, 2, "", "Run 'simplerpc listen --help' for usage."},
 		{"bad flag value", []string{"bench", "--conns", "many"}, 2, "", `invalid argument "many" for "--conns"`},
 		{"completion", []string{"completion", "bash"}, 0, "__start_simplerpc", ""},
+		{"version", []string{"--version"}, 0, "simplerpc ", ""},
 		{"flag completion", []string{"__complete", "serve", "--log-format", ""}, 0, "text\njson\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
