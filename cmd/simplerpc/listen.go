@@ -37,9 +37,14 @@ line on stdout, until SIGINT, --count frames or --timeout:
 
 With --all it prints the protocol's own frames too (negative opcodes: the
 -2 message size, -1 failures, pings and replies). A line on stderr says
-when the connection is ready. It exits 0 when interrupted or after
---count frames, and 1 when the server closes the connection or --timeout
-passes before --count frames arrived.`,
+when the connection is ready.
+
+--timeout bounds the whole command: connecting, waiting for the server's
+message size, listening and closing. It exits 0 when interrupted, after
+--count frames, or when --timeout ends a listen without --count; and 1 when
+the server never announced its message size (within --timeout, or 10s
+without one), closes the connection, or --timeout passes before --count
+frames arrived.`,
 		Example: `  simplerpc listen --addr 127.0.0.1:30000
   simplerpc listen --all --count 3`,
 		Args: cobra.NoArgs,
@@ -51,7 +56,7 @@ passes before --count frames arrived.`,
 	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
 	f.BoolVar(&o.all, "all", false, "print protocol frames (negative opcodes) too")
 	f.IntVar(&o.count, "count", 0, "stop after this many frames (0: no limit)")
-	f.DurationVar(&o.timeout, "timeout", 0, "stop after this long (0: no limit); exit 1 if --count frames have not arrived by then")
+	f.DurationVar(&o.timeout, "timeout", 0, "bound on the whole command (0: no limit); exit 1 if --count frames have not arrived by then")
 	return cmd
 }
 
@@ -83,6 +88,10 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	if err := checkAddr(o.addr, false); err != nil {
 		return err
 	}
+	b := newBudget(o.timeout)
+	ctx, cancel := b.context(ctx)
+	defer cancel()
+
 	events := make(chan listenEvent, listenQueue)
 	var stopped atomic.Bool // the printer has finished: drop further frames
 	push := func(op codec.Opcode, data []byte) {
@@ -91,7 +100,7 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 		}
 	}
 	r := handler.NewRouter()
-	opts := sizeOptions()
+	var opts []engine.ClientOption
 	if o.all {
 		opts = append(opts,
 			engine.WithTap(func(_ handler.Conn, op codec.Opcode, data []byte) { push(op, data) }))
@@ -101,29 +110,13 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			return nil
 		})
 	}
-
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
-	cl, err := engine.Dial(ctx, o.addr, r, opts...)
+	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b, opts...)...)
 	if err != nil {
-		return fmt.Errorf("listen: cannot connect to %s: %w", o.addr, dialCause(err))
-	}
-	defer closeClient(cl)
-
-	// Drain events while waiting, so a full queue never blocks the loop.
-	printed := 0
-	var printErr error
-	emit := func(ev listenEvent) {
-		if printErr != nil || o.count > 0 && printed >= o.count {
-			return
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil // interrupted
 		}
-		printErr = writeJSONLine(stdout, frameLine{Time: ev.at.Format(time.RFC3339Nano), Opcode: ev.op, Data: ev.data})
-		printed++
+		return fmt.Errorf("listen: %w", dialError(ctx, o.addr, b, err))
 	}
-	done := func() bool { return printErr != nil || o.count > 0 && printed >= o.count }
 	defer func() {
 		stopped.Store(true)
 		// Unblock a loop callback waiting on a full queue.
@@ -135,13 +128,49 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			}
 		}
 	}()
+	err = receive(ctx, stdout, stderr, cl, events, o, b)
+	closeClient(cl, b)
+	if errors.Is(err, errInterrupted) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return nil
+}
 
-	ready := cl.Ready()
+// receive prints the frames of events as they come, once cl is ready.
+func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, events <-chan listenEvent,
+	o listenOptions, b budget) error {
+	printed := 0
+	var printErr error
+	emit := func(ev listenEvent) {
+		if printErr != nil || o.count > 0 && printed >= o.count {
+			return
+		}
+		printErr = writeJSONLine(stdout, frameLine{Time: ev.at.Format(time.RFC3339Nano), Opcode: ev.op, Data: ev.data})
+		printed++
+	}
+	done := func() bool { return printErr != nil || o.count > 0 && printed >= o.count }
+
+	sizeCtx := ctx
+	if b.deadline.IsZero() {
+		// Without --timeout the wait for the size still ends, before the
+		// engine's own dial timeout (see budget.dialTimeout).
+		var cancel context.CancelFunc
+		sizeCtx, cancel = context.WithTimeout(ctx, sizeWait)
+		defer cancel()
+		b.timeout = sizeWait
+	}
+	if err := awaitReady(sizeCtx, cl, o.addr, b); err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return errInterrupted
+		}
+		return err
+	}
+	fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
 	for {
 		select {
-		case <-ready:
-			ready = nil
-			fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
 		case ev := <-events:
 			emit(ev)
 			if done() {
@@ -160,10 +189,10 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			if done() {
 				return printErr
 			}
-			return fmt.Errorf("listen: connection closed by %s: %w", o.addr, cl.Err())
+			return fmt.Errorf("%s: %s", o.addr, describeEnd(cl.Err()))
 		case <-ctx.Done():
-			if o.timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && o.count > 0 {
-				return fmt.Errorf("listen: %d of %d frames in %v", printed, o.count, o.timeout)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && o.count > 0 {
+				return fmt.Errorf("%d of %d frames in %v", printed, o.count, o.timeout)
 			}
 			return nil
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +96,7 @@ func TestListenServerGone(t *testing.T) {
 	if code := l.wait(t, 20*time.Second); code != 1 {
 		t.Fatalf("listen exited %d when the server went away, want 1\nstderr:\n%s", code, l.stderr.String())
 	}
-	if !strings.Contains(l.stderr.String(), "connection closed by "+addr) {
+	if !strings.Contains(l.stderr.String(), "listen: "+addr+": the server closed the connection") {
 		t.Errorf("stderr %q does not say the server closed the connection", l.stderr.String())
 	}
 }
@@ -131,5 +132,17 @@ func TestListenBadInput(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q and the pointer to the help", r.stderr, tc.msg)
 			}
 		})
+	}
+}
+
+// TestListenClosedAfterSize: a server that closes right after its message
+// size makes listen exit 1, even with --timeout.
+func TestListenClosedAfterSize(t *testing.T) {
+	t.Parallel()
+	addr := fakeServer(t, func(c net.Conn) { _ = announce(c) })
+	r := runBin(t, 20*time.Second, "listen", "--addr", addr, "--timeout", "10s")
+	r.wantCode(t, 1)
+	if want := "listen: " + addr + ": the server closed the connection"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q does not contain %q", r.stderr, want)
 	}
 }

@@ -17,8 +17,9 @@
 //	    Prints a shell completion script.
 //
 // Exit status: 0 on success, 1 when the operation or the remote side failed
-// (a failure frame, a time-out, a refused connection), 2 for a usage error
-// (an unknown subcommand or flag, a bad argument). The tool uses only the
+// (a failure frame, a time-out, a refused or lost connection), 2 for a usage
+// error (an unknown subcommand or flag, a bad argument or address, a frame
+// larger than the server's message size). The tool uses only the
 // library's public API; see docs/CLI.md for a session with each subcommand.
 package main
 
