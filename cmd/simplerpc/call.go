@@ -87,9 +87,9 @@ sent then.`,
 // parseCallArgs validates OPCODE and JSON before anything is sent, and
 // returns the object in compact form.
 func parseCallArgs(args []string, stdin io.Reader) (codec.Opcode, []byte, error) {
-	n, err := strconv.ParseInt(args[0], 10, 32)
-	if err != nil || n < 0 {
-		return 0, nil, usagef("OPCODE %q: want a non-negative integer (negative opcodes belong to the protocol)", args[0])
+	op, err := parseOpcode(args[0])
+	if err != nil {
+		return 0, nil, err
 	}
 	text := "{}"
 	if len(args) == 2 {
@@ -106,7 +106,16 @@ func parseCallArgs(args []string, stdin io.Reader) (codec.Opcode, []byte, error)
 	if err != nil {
 		return 0, nil, usageError{err: err}
 	}
-	return codec.Opcode(n), obj, nil
+	return op, obj, nil
+}
+
+// parseOpcode reads an application opcode given on the command line.
+func parseOpcode(text string) (codec.Opcode, error) {
+	n, err := strconv.ParseInt(text, 10, 32)
+	if err != nil || n < 0 {
+		return 0, usagef("OPCODE %q: want a non-negative integer (negative opcodes belong to the protocol)", text)
+	}
+	return codec.Opcode(n), nil
 }
 
 // compactObject checks that text is one JSON object in UTF-8 and returns

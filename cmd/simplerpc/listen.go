@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ type listenOptions struct {
 	all     bool
 	count   int
 	timeout time.Duration
+	send    []string // --send values, "OPCODE [JSON]"
 }
 
 // newListenCmd builds the listen subcommand.
@@ -39,6 +41,12 @@ With --all it prints the protocol's own frames too (negative opcodes: the
 -2 message size, -1 failures, pings and replies). A line on stderr says
 when the connection is ready.
 
+--send 'OPCODE [JSON]' sends a frame once the connection is ready, before
+anything is printed: to join a room, say, and then hear it. It may be
+given several times; the frames go out in order, each named on stderr.
+They are checked before anything is sent: a bad OPCODE or JSON, or a frame
+larger than the server's message size, is a usage error (exit 2).
+
 --timeout bounds the whole command: connecting, waiting for the server's
 message size, listening and closing. It exits 0 when interrupted, after
 --count frames, or when --timeout ends a listen without --count; and 1 when
@@ -46,7 +54,8 @@ the server never announced its message size (within --timeout, or 10s
 without one), closes the connection, or --timeout passes before --count
 frames arrived.`,
 		Example: `  simplerpc listen --addr 127.0.0.1:30000
-  simplerpc listen --all --count 3`,
+  simplerpc listen --all --count 3
+  simplerpc listen --send '2 {"room": "lobby"}' --send '3 {"say": "hello"}'`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
 			return listen(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -56,6 +65,7 @@ frames arrived.`,
 	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
 	f.BoolVar(&o.all, "all", false, "print protocol frames (negative opcodes) too")
 	f.IntVar(&o.count, "count", 0, "stop after this many frames (0: no limit)")
+	f.StringArrayVar(&o.send, "send", nil, "send the frame 'OPCODE [JSON]' once connected, before printing (repeatable, sent in order)")
 	f.DurationVar(&o.timeout, "timeout", 0, "bound on the whole command (0: no limit); exit 1 if --count frames have not arrived by then")
 	return cmd
 }
@@ -86,6 +96,10 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 		return usagef("--count and --timeout must not be negative")
 	}
 	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
+	sends, err := parseSends(o.send)
+	if err != nil {
 		return err
 	}
 	b := newBudget(o.timeout)
@@ -128,7 +142,7 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			}
 		}
 	}()
-	err = receive(ctx, stdout, stderr, cl, events, o, b)
+	err = receive(ctx, stdout, stderr, cl, events, sends, o, b)
 	closeClient(cl, b)
 	if errors.Is(err, errInterrupted) {
 		return nil
@@ -141,7 +155,7 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 
 // receive prints the frames of events as they come, once cl is ready.
 func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, events <-chan listenEvent,
-	o listenOptions, b budget) error {
+	sends []outFrame, o listenOptions, b budget) error {
 	printed := 0
 	var printErr error
 	emit := func(ev listenEvent) {
@@ -169,6 +183,9 @@ func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, e
 		return err
 	}
 	fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
+	if err := send(ctx, stderr, cl, sends); err != nil {
+		return err
+	}
 	for {
 		select {
 		case ev := <-events:
@@ -197,4 +214,54 @@ func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, e
 			return nil
 		}
 	}
+}
+
+// outFrame is a frame of --send.
+type outFrame struct {
+	op  codec.Opcode
+	obj []byte // compact
+}
+
+// parseSends reads the --send values: an opcode, then optionally white
+// space and a JSON object ({} when there is none).
+func parseSends(values []string) ([]outFrame, error) {
+	frames := make([]outFrame, 0, len(values))
+	for _, v := range values {
+		opText, text := strings.TrimSpace(v), ""
+		if i := strings.IndexAny(opText, " \t\n"); i >= 0 {
+			opText, text = opText[:i], opText[i:]
+		}
+		op, err := parseOpcode(opText)
+		if err != nil {
+			return nil, usagef("--send %q: %w", v, err)
+		}
+		if text = strings.TrimSpace(text); text == "" {
+			text = "{}"
+		}
+		obj, err := compactObject([]byte(text))
+		if err != nil {
+			return nil, usagef("--send %q: %w", v, err)
+		}
+		frames = append(frames, outFrame{op: op, obj: obj})
+	}
+	return frames, nil
+}
+
+// send sends the frames of --send in order, once each is known to fit.
+func send(ctx context.Context, stderr io.Writer, cl *engine.Client, frames []outFrame) error {
+	for _, f := range frames {
+		if err := checkFits(cl, f.op, f.obj, false); err != nil {
+			return usagef("--send %d %s: %w", f.op, f.obj, err)
+		}
+	}
+	for _, f := range frames {
+		if err := cl.SendRaw(f.op, f.obj); err != nil {
+			if errors.Is(err, engine.ErrClosed) {
+				return fmt.Errorf("%s before the --send frames could be sent", ended(ctx, cl))
+			}
+			return err
+		}
+		fmt.Fprintf(stderr, "sent opcode %d %s\n", f.op, f.obj)
+	}
+	return nil
 }

@@ -146,3 +146,65 @@ func TestListenClosedAfterSize(t *testing.T) {
 		t.Errorf("stderr %q does not contain %q", r.stderr, want)
 	}
 }
+
+// TestListenSend: the --send frames go out in order once the connection is
+// ready, and what they bring back is printed.
+func TestListenSend(t *testing.T) {
+	t.Parallel()
+	_, addr := startServe(t)
+	r := runBin(t, 20*time.Second, "listen", "--addr", addr, "--count", "2",
+		"--send", `0 {"echo": 1}`, "--send", "1\t{\"to\": \"all\"}")
+	r.wantCode(t, 0)
+	lines := listenLines(t, r.stdout)
+	if len(lines) != 2 || lines[0].Opcode != 0 || string(lines[0].Data) != `{"echo":1}` ||
+		lines[1].Opcode != 1 || string(lines[1].Data) != `{"to":"all"}` {
+		t.Errorf("printed %+v, want the echo then the broadcast", lines)
+	}
+	for _, want := range []string{"sent opcode 0 {\"echo\":1}\n", "sent opcode 1 {\"to\":\"all\"}\n"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, want)
+		}
+	}
+
+	// A frame of its own joins the room: a second listener hears the
+	// first one's frame, sent once both are ready.
+	a := startBin(t, "listen", "--addr", addr, "--count", "1")
+	a.waitLine(t, listenReadyRE, 20*time.Second)
+	runBin(t, 20*time.Second, "listen", "--addr", addr, "--send", `1 {"hello": "room"}`, "--count", "1").wantCode(t, 0)
+	if code := a.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("listen exited %d\nstderr:\n%s", code, a.stderr.String())
+	}
+	if lines := listenLines(t, a.stdout.String()); len(lines) != 1 || string(lines[0].Data) != `{"hello":"room"}` {
+		t.Errorf("the first listener printed %+v", lines)
+	}
+}
+
+// TestListenSendBad: --send values are checked before anything is sent.
+func TestListenSendBad(t *testing.T) {
+	t.Parallel()
+	addr, got := recordingServer(t)
+	big := `6 {"p":"` + strings.Repeat("x", 200) + `"}`
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"opcode", []string{"--send", "x {}"}, `--send "x {}": OPCODE "x": want a non-negative integer`},
+		{"negative opcode", []string{"--send", "-6 {}"}, `OPCODE "-6": want a non-negative integer`},
+		{"not an object", []string{"--send", "6 [1]"}, `--send "6 [1]": JSON argument must be an object`},
+		{"bad JSON", []string{"--send", `6 {"a":`}, "not valid JSON"},
+		{"too large, after a good one", []string{"--send", `6 {"first":1}`, "--send", big},
+			"bytes but the server's message size is 128"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, 20*time.Second, append([]string{"listen", "--addr", addr, "--timeout", "10s"}, tc.args...)...)
+			r.wantCode(t, 2)
+			if !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.msg)
+			}
+		})
+	}
+	// The server got nothing; a frame sent now is the first it sees.
+	runBin(t, 20*time.Second, "call", "--addr", addr, "--no-reply", "6", `{"last":1}`).wantCode(t, 0)
+	wantReceived(t, got, `{"last":1}`)
+}

@@ -8,7 +8,7 @@
 //	simplerpc call   --addr 127.0.0.1:30000 OPCODE '{"json":"object"}'
 //	    Sends one frame and prints the first frame that comes back, or the
 //	    failure, as one JSON line.
-//	simplerpc listen --addr 127.0.0.1:30000 [--all] [--count N]
+//	simplerpc listen --addr 127.0.0.1:30000 [--all] [--count N] [--send 'OPCODE JSON']
 //	    Prints every frame received as a JSON line.
 //	simplerpc bench  --addr 127.0.0.1:30000 --conns 1000 --duration 10s
 //	    A load generator on the engine's client: throughput and latency
