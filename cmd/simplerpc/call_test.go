@@ -26,8 +26,14 @@ func testServer(t *testing.T) (addr string, conns *atomic.Int64) {
 		return handler.ArgumentMissing("Expected argument 'argname' in opcode 0")
 	})
 	r.On(5, func(handler.Conn, []byte) error { return nil })
-	srv, err := engine.NewServer(r, engine.WithMessageSize(128),
-		engine.WithOnConnect(func(handler.Conn) { conns.Add(1) }))
+	return startEngine(t, r, engine.WithOnConnect(func(handler.Conn) { conns.Add(1) })), conns
+}
+
+// newEngine starts an in-process server on a free loopback port with
+// message size 128 and the options given; the cleanup shuts it down.
+func newEngine(t *testing.T, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
+	t.Helper()
+	srv, err := engine.NewServer(r, append([]engine.ServerOption{engine.WithMessageSize(128)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +45,13 @@ func testServer(t *testing.T) (addr string, conns *atomic.Int64) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv.Addr().String(), conns
+	return srv
+}
+
+// startEngine is newEngine, returning the address.
+func startEngine(t *testing.T, r *handler.Router, opts ...engine.ServerOption) string {
+	t.Helper()
+	return newEngine(t, r, opts...).Addr().String()
 }
 
 // recordingServer starts an in-process server whose opcode 6 answers
@@ -52,19 +64,7 @@ func recordingServer(t *testing.T) (addr string, got <-chan string) {
 		ch <- string(data)
 		return nil
 	})
-	srv, err := engine.NewServer(r, engine.WithMessageSize(128))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv.Addr().String(), ch
+	return startEngine(t, r), ch
 }
 
 // wantReceived fails unless the server got obj.

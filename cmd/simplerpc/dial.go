@@ -174,12 +174,11 @@ func dialAll(ctx context.Context, d *engine.Dialer, addr string, sources []strin
 	return res, nil
 }
 
-// waitReady waits until each client knows its message size. It returns
-// the ready clients; the others are closed. Clients that the server
-// closed first are counted and the first reason is reported.
+// waitReady waits until each client knows its message size, or ctx ends
+// (its deadline is the end of the set-up, timeout after its start). It
+// returns the ready clients; the others are closed. Clients that the
+// server closed first are counted and the first reason is reported.
 func waitReady(ctx context.Context, clients []*engine.Client, timeout time.Duration, stderr io.Writer) ([]*engine.Client, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
 	ready := clients[:0:0]
 	var closed int
 	var firstReason error
@@ -192,14 +191,15 @@ func waitReady(ctx context.Context, clients []*engine.Client, timeout time.Durat
 			if firstReason == nil {
 				firstReason = cl.Err()
 			}
-		case <-deadline.C:
+		case <-ctx.Done():
 			for _, rest := range clients[i:] {
 				_ = rest.Close()
 			}
-			return ready, fmt.Errorf("%d of %d connections did not learn the message size within %v",
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return ready, ctx.Err()
+			}
+			return ready, fmt.Errorf("%d of %d connections did not learn the message size within --timeout %v",
 				len(clients)-len(ready)-closed, len(clients), timeout)
-		case <-ctx.Done():
-			return ready, ctx.Err()
 		}
 	}
 	if closed > 0 {
