@@ -265,17 +265,17 @@ func TestBenchSomeLost(t *testing.T) {
 func TestBenchBroadcastIncomplete(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int64
-	var srv *engine.Server
+	var srv atomic.Pointer[engine.Server] // set before any client connects
 	r := handler.NewRouter()
 	r.On(opBroadcast, func(_ handler.Conn, data []byte) error {
-		return srv.SendGroup("some", opBroadcast, json.RawMessage(data))
+		return srv.Load().SendGroup("some", opBroadcast, json.RawMessage(data))
 	})
-	srv = newEngine(t, r, engine.WithOnConnect(func(c handler.Conn) {
+	srv.Store(newEngine(t, r, engine.WithOnConnect(func(c handler.Conn) {
 		if n.Add(1) <= 34 {
-			_ = srv.Join("some", c.ID())
+			_ = srv.Load().Join("some", c.ID())
 		}
-	}))
-	res := runBin(t, 60*time.Second, "bench", "--addr", srv.Addr().String(), "--broadcast", "--conns", "50",
+	})))
+	res := runBin(t, 60*time.Second, "bench", "--addr", srv.Load().Addr().String(), "--broadcast", "--conns", "50",
 		"--rounds", "2", "--timeout", "2s", "--json")
 	res.wantCode(t, 1)
 	rep := decodeReport(t, res.stdout)
