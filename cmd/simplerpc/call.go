@@ -179,7 +179,7 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b,
 		engine.WithOnFailure(w.failure), engine.WithTap(w.tap))...)
 	if err != nil {
-		return fmt.Errorf("call: %w", dialError(ctx, o.addr, b, err))
+		return fmt.Errorf("call: %w", dialError(ctx, o.addr, o.timeout, err))
 	}
 	confirm, err := exchange(ctx, stdout, stderr, cl, w, o, b, op, obj)
 	if err != nil || !confirm {
@@ -204,7 +204,7 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 // frame was written: with --no-reply, or when nothing came back.
 func exchange(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, w *callWatch, o callOptions,
 	b budget, op codec.Opcode, obj []byte) (confirm bool, err error) {
-	if err := awaitReady(ctx, cl, o.addr, b); err != nil {
+	if err := awaitReady(ctx, cl, o.addr, o.timeout); err != nil {
 		return false, err
 	}
 	if err := checkFits(cl, op, obj, o.request); err != nil {

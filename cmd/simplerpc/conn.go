@@ -34,10 +34,11 @@ func newBudget(timeout time.Duration) budget {
 // the budget, at most closeReserveMax, leaves room for a loaded machine.
 const closeReserveMax = 250 * time.Millisecond
 
+// reserve is the end of the budget kept for closing.
+func (b budget) reserve() time.Duration { return min(b.timeout/10, closeReserveMax) }
+
 // workEnd is when the work must stop, to leave time to close.
-func (b budget) workEnd() time.Time {
-	return b.deadline.Add(-min(b.timeout/10, closeReserveMax))
-}
+func (b budget) workEnd() time.Time { return b.deadline.Add(-b.reserve()) }
 
 // context returns ctx ending at workEnd.
 func (b budget) context(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -47,23 +48,24 @@ func (b budget) context(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithDeadline(ctx, b.workEnd())
 }
 
-// sizeWait bounds the wait for the message size when there is no budget,
-// as the engine's own dial timeout does.
+// sizeWait bounds the wait for the message size when there is no budget.
 const sizeWait = 10 * time.Second
 
 // dialTimeout is the engine.WithDialTimeout for the budget. The engine uses
 // it for the TCP dial and, from the moment the dial returns, for the wait
 // for the server's -2 frame, after which it closes the connection itself.
 // That close matters: Client.Close does nothing before the message size is
-// known, so without it a client whose server never announces one stays
-// open for the engine's default 10s, and waiting for it overruns the
-// budget. Ending at workEnd it closes such a client when the work stops.
-// Without a budget the tool's own wait (sizeWait) ends first.
+// known, so a client whose server never announces one stays open until
+// then (10s by default), and waiting for it overran the budget. The engine
+// closes such a client half the reserve after workEnd: after the tool's
+// own wait has ended, so that its message is the tool's (see awaitReady),
+// and before the deadline that bounds the close. Without a budget the tool
+// waits sizeWait from before the dial.
 func (b budget) dialTimeout() time.Duration {
 	if b.deadline.IsZero() {
-		return sizeWait + time.Second
+		return sizeWait + closeReserveMax/2
 	}
-	return max(time.Until(b.workEnd()), time.Millisecond)
+	return max(time.Until(b.workEnd()), 0) + b.reserve()/2
 }
 
 // closeGrace bounds the close without a budget.
@@ -111,10 +113,11 @@ func ctxError(ctx context.Context, msg string) error {
 	return errInterrupted
 }
 
-// dialError explains a failed engine.Dial in one sentence.
-func dialError(ctx context.Context, addr string, b budget, err error) error {
+// dialError explains in one sentence a failed engine.Dial bounded by ctx,
+// a deadline of wait.
+func dialError(ctx context.Context, addr string, wait time.Duration, err error) error {
 	if ctx.Err() != nil {
-		return ctxError(ctx, fmt.Sprintf("cannot connect to %s within %v", addr, b.timeout))
+		return ctxError(ctx, fmt.Sprintf("cannot connect to %s within %v", addr, wait))
 	}
 	return fmt.Errorf("cannot connect to %s: %w", addr, dialCause(err))
 }
@@ -129,19 +132,24 @@ func dialCause(err error) error {
 	return err
 }
 
-// awaitReady waits until cl knows the server's message size, or ctx ends.
-func awaitReady(ctx context.Context, cl *engine.Client, addr string, b budget) error {
+// awaitReady waits until cl knows the server's message size, or ctx ends
+// (a deadline of wait from before the dial, or a signal).
+func awaitReady(ctx context.Context, cl *engine.Client, addr string, wait time.Duration) error {
 	select {
 	case <-cl.Ready():
 		return nil
 	case <-cl.Done():
-		if ctx.Err() == nil {
+		// The engine's own wait ends after ctx's deadline (dialTimeout):
+		// past it, this close is the time-out, whichever was seen first.
+		if dl, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Now().Before(dl)) {
 			return fmt.Errorf("%s before announcing its message size", describeEnd(cl.Err()))
 		}
-		// The engine's dial timeout, which ends with ctx: a time-out.
 	case <-ctx.Done():
 	}
-	return ctxError(ctx, fmt.Sprintf("%s did not announce its message size within %v", addr, b.timeout))
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return errInterrupted
+	}
+	return fmt.Errorf("%s did not announce its message size within %v", addr, wait)
 }
 
 // ended waits, within ctx, for cl to finish after an operation failed

@@ -124,12 +124,18 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			return nil
 		})
 	}
-	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b, opts...)...)
+	// The wait for the size starts before the dial, so that it ends before
+	// the engine's own (see budget.dialTimeout).
+	sizeCtx, wait := ctx, o.timeout
+	if b.deadline.IsZero() {
+		var cancelSize context.CancelFunc
+		sizeCtx, cancelSize = context.WithTimeout(ctx, sizeWait)
+		defer cancelSize()
+		wait = sizeWait
+	}
+	cl, err := engine.Dial(sizeCtx, o.addr, r, clientOptions(b, opts...)...)
 	if err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			return nil // interrupted
-		}
-		return fmt.Errorf("listen: %w", dialError(ctx, o.addr, b, err))
+		return listenError(dialError(sizeCtx, o.addr, wait, err))
 	}
 	defer func() {
 		stopped.Store(true)
@@ -142,20 +148,29 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 			}
 		}
 	}()
-	err = receive(ctx, stdout, stderr, cl, events, sends, o, b)
+	err = awaitReady(sizeCtx, cl, o.addr, wait)
+	if err == nil {
+		fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
+		err = send(ctx, stderr, cl, sends)
+	}
+	if err == nil {
+		err = receive(ctx, stdout, cl, events, o)
+	}
 	closeClient(cl, b)
-	if errors.Is(err, errInterrupted) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	return nil
+	return listenError(err)
 }
 
-// receive prints the frames of events as they come, once cl is ready.
-func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, events <-chan listenEvent,
-	sends []outFrame, o listenOptions, b budget) error {
+// listenError is listen's error for err: none after an interrupt, which
+// is how listen is meant to stop.
+func listenError(err error) error {
+	if err == nil || errors.Is(err, errInterrupted) {
+		return nil
+	}
+	return fmt.Errorf("listen: %w", err)
+}
+
+// receive prints the frames of events as they come, cl being ready.
+func receive(ctx context.Context, stdout io.Writer, cl *engine.Client, events <-chan listenEvent, o listenOptions) error {
 	printed := 0
 	var printErr error
 	emit := func(ev listenEvent) {
@@ -166,26 +181,6 @@ func receive(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, e
 		printed++
 	}
 	done := func() bool { return printErr != nil || o.count > 0 && printed >= o.count }
-
-	sizeCtx := ctx
-	if b.deadline.IsZero() {
-		// Without --timeout the wait for the size still ends, before the
-		// engine's own dial timeout (see budget.dialTimeout).
-		var cancel context.CancelFunc
-		sizeCtx, cancel = context.WithTimeout(ctx, sizeWait)
-		defer cancel()
-		b.timeout = sizeWait
-	}
-	if err := awaitReady(sizeCtx, cl, o.addr, b); err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return errInterrupted
-		}
-		return err
-	}
-	fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
-	if err := send(ctx, stderr, cl, sends); err != nil {
-		return err
-	}
 	for {
 		select {
 		case ev := <-events:
