@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -107,10 +106,13 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	defer cancel()
 
 	events := make(chan listenEvent, listenQueue)
-	var stopped atomic.Bool // the printer has finished: drop further frames
+	// Closed when the printer has finished: a loop callback waiting on a
+	// full queue goes on, and further frames are dropped.
+	stopped := make(chan struct{})
 	push := func(op codec.Opcode, data []byte) {
-		if !stopped.Load() {
-			events <- listenEvent{at: time.Now(), op: op, data: append([]byte(nil), data...)}
+		select {
+		case events <- listenEvent{at: time.Now(), op: op, data: append([]byte(nil), data...)}:
+		case <-stopped:
 		}
 	}
 	r := handler.NewRouter()
@@ -137,17 +139,6 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	if err != nil {
 		return listenError(dialError(sizeCtx, o.addr, wait, err))
 	}
-	defer func() {
-		stopped.Store(true)
-		// Unblock a loop callback waiting on a full queue.
-		for {
-			select {
-			case <-events:
-			default:
-				return
-			}
-		}
-	}()
 	err = awaitReady(sizeCtx, cl, o.addr, wait)
 	if err == nil {
 		fmt.Fprintf(stderr, "listening to %s (message size %d)\n", o.addr, cl.MessageSize())
@@ -156,6 +147,7 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	if err == nil {
 		err = receive(ctx, stdout, cl, events, o)
 	}
+	close(stopped) // before the close, which the loop runs
 	closeClient(cl, b)
 	return listenError(err)
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +209,32 @@ func TestListenSendBad(t *testing.T) {
 	// The server got nothing; a frame sent now is the first it sees.
 	runBin(t, 20*time.Second, "call", "--addr", addr, "--no-reply", "6", `{"last":1}`).wantCode(t, 0)
 	wantReceived(t, got, `{"last":1}`)
+}
+
+// TestListenCountFlood: a server that floods more frames than listen
+// queues does not hold listen past --count: the event loop, waiting on
+// the full queue, is let go before the close it has to run.
+func TestListenCountFlood(t *testing.T) {
+	t.Parallel()
+	// listen prints slower than the loop reads: by the time it has printed
+	// --count frames the loop has filled the queue and waits.
+	const count = 2 * listenQueue
+	flood := make([]string, 4*listenQueue)
+	for i := range flood {
+		flood[i] = `1{"n":` + strconv.Itoa(i) + `}`
+	}
+	addr := fakeServer(t, func(c net.Conn) {
+		if announce(c, flood...) == nil {
+			_, _ = io.Copy(io.Discard, c)
+		}
+	})
+	const timeout = time.Minute
+	r := runBin(t, 2*timeout, "listen", "--addr", addr, "--count", strconv.Itoa(count), "--timeout", timeout.String())
+	r.wantCode(t, 0)
+	if lines := listenLines(t, r.stdout); len(lines) != count || string(lines[count-1].Data) != `{"n":`+strconv.Itoa(count-1)+`}` {
+		t.Errorf("printed %d lines, want the first %d frames", len(lines), count)
+	}
+	if r.elapsed > timeout/2 {
+		t.Errorf("took %v: the close waited for the loop until --timeout", r.elapsed)
+	}
 }
