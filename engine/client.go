@@ -571,7 +571,10 @@ func (cl *Client) close(reason error) error {
 // SetMessageSize changes the frame size of the connection (docs/PROTOCOL.md
 // §3): the client sends -2 at the current size, switches its outbound size
 // right after, and the server answers with its own -2. n must lie within
-// the size bounds. It fails with [ErrClosed] when not connected.
+// the protocol's limits and the outbound cap, and the server must allow it:
+// a server refuses, and closes, a size past its bounds (its own message
+// size by default, see [WithSizeBounds]). It fails with [ErrClosed] when
+// not connected.
 func (cl *Client) SetMessageSize(n int) error {
 	c := cl.current()
 	err := ErrClosed

@@ -50,6 +50,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 	}
 	d := &Dialer{stop: make(chan struct{})}
 	d.side = side{cfg: cfg, router: r}
+	d.side.initWarnings()
 	gopts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
 		gnet.WithLogger(gnetLogger{cfg.logger}),

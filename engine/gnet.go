@@ -45,7 +45,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.nconns.Add(1) > int64(cfg.maxConns) {
 		s.nconns.Add(-1)
 		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
-		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
+		s.side.warnFull.warn(cfg.logger, "last", gc.RemoteAddr().String(), "max", cfg.maxConns)
 		return f, gnet.Close
 	}
 	c := newConn(&s.side, s, gc, s.newID())

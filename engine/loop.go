@@ -270,7 +270,8 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 		}
 		f, err := s.frame(op, c.outSize)
 		if err != nil {
-			l.side.cfg.logger.Warn("simplerpc: broadcast frame does not fit", "conn", c.id, "err", err)
+			l.side.unfit.Add(1)
+			l.side.warnUnfit.warn(l.side.cfg.logger, "last", c.id, "size", c.outSize)
 			continue
 		}
 		c.writeFrame(f)

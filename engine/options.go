@@ -53,6 +53,7 @@ type config struct {
 	size        int // server: frame size announced
 	minSize     int
 	maxSize     int
+	boundsSet   bool // WithSizeBounds was given
 	loops       int
 	logger      *slog.Logger
 	noDelay     bool
@@ -120,6 +121,12 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithSizeBounds", "[%d, %d] must lie within [%d, %d]",
 			c.minSize, c.maxSize, codec.MinMessageSize, codec.MaxMessageSize)
 	}
+	if server && !c.boundsSet {
+		// A server's bounds are its own: unless told otherwise, a peer may
+		// not announce a frame larger than the server's, and so pin more
+		// buffer per partial frame than the server chose.
+		c.maxSize = max(c.size, c.minSize)
+	}
 	if server && (c.size < c.minSize || c.size > c.maxSize) {
 		return invalidOption("WithMessageSize", "%d is outside the bounds [%d, %d]", c.size, c.minSize, c.maxSize)
 	}
@@ -170,11 +177,15 @@ func WithMessageSize(n int) ServerOption {
 
 // WithSizeBounds sets the smallest and largest frame size a peer may
 // announce with a -2 frame; outside them the peer gets a failure frame and
-// is closed. Defaults to [64, 64 KiB]: a larger frame lets each peer pin that much
-// buffer with a partial frame. Both must lie within
-// [codec.MinMessageSize, codec.MaxMessageSize].
+// is closed. For a server the largest defaults to its own message size
+// ([WithMessageSize]): a larger frame lets each peer pin that much buffer
+// with a partial frame, so a server allows it only when told. For a client
+// the bounds default to [64, 64 KiB], the sizes it accepts from a server.
+// Both must lie within [codec.MinMessageSize, codec.MaxMessageSize]. A size
+// the server itself chose for a connection ([Server.SetMessageSize]) is
+// accepted back from that peer whatever the bounds.
 func WithSizeBounds(min, max int) Option {
-	return sharedOption(func(c *config) { c.minSize, c.maxSize = min, max })
+	return sharedOption(func(c *config) { c.minSize, c.maxSize, c.boundsSet = min, max, true })
 }
 
 // WithEventLoops sets the number of gnet event loops. Defaults to 1, one

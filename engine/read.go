@@ -207,7 +207,8 @@ func (c *conn) sizeFrame(obj []byte) {
 		return
 	}
 	n, err := strconv.ParseInt(string(m.Size), 10, 64)
-	if err != nil || n < int64(c.side.cfg.minSize) || n > int64(c.side.cfg.maxSize) {
+	ours := err == nil && n == int64(c.outSize) // the size this side announced
+	if err != nil || !ours && (n < int64(c.side.cfg.minSize) || n > int64(c.side.cfg.maxSize)) {
 		c.refuseSize(string(m.Size))
 		return
 	}

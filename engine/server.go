@@ -73,6 +73,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{}),
 		empty: make(chan struct{})}
 	s.side = side{cfg: cfg, router: r}
+	s.side.initWarnings()
 	return s, nil
 }
 
@@ -189,11 +190,15 @@ type Stats struct {
 	Conns int
 	// Dropped counts frames dropped for slow consumers under [SlowDrop].
 	Dropped uint64
+	// Unfit counts the broadcast frames (send-to-all, groups) not sent to a
+	// connection whose message size, smaller than the server's (a peer may
+	// ask for one), could not hold them.
+	Unfit uint64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load()}
+	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load(), Unfit: s.side.unfit.Load()}
 }
 
 // Conn returns the open connection with net id id.
@@ -318,8 +323,11 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 	if s.state.Load() == stateShutdown {
 		return ErrServerClosed
 	}
-	if len(obj)+opLen(op) > s.side.cfg.maxSize {
-		return codec.ErrFrameTooLarge
+	if n := len(obj) + opLen(op); n > s.side.cfg.size {
+		// What the server's own message size cannot hold reaches no
+		// connection at that size: the caller is told, rather than the
+		// log once per connection.
+		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
 	var members map[*loop][]*conn
 	if group != "" {
@@ -340,7 +348,10 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 // SetMessageSize changes the frame size of the connection with net id id
 // (docs/PROTOCOL.md §3): the server sends -2 at the current size and
 // switches its outbound size right after; the peer answers with its own -2
-// and both directions then use n. n must lie within the size bounds.
+// and both directions then use n. n must lie within the protocol's limits
+// ([codec.MinMessageSize], [codec.MaxMessageSize]) and the outbound cap; it
+// may exceed the bounds of [WithSizeBounds], which are for what peers
+// announce: the server accepts the size it chose back from that peer.
 func (s *Server) SetMessageSize(id uint64, n int) error {
 	c, err := s.lookup(id)
 	if err == nil {

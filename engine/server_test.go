@@ -452,7 +452,7 @@ func TestCallbackPanicsAreContained(t *testing.T) {
 func TestSizeChangeBothWays(t *testing.T) {
 	t.Parallel()
 	ids := make(chan uint64, 1)
-	srv := startServer(t, echoRouter(), engine.WithMessageSize(128),
+	srv := startServer(t, echoRouter(), engine.WithMessageSize(128), engine.WithSizeBounds(codec.MinMessageSize, 64<<10),
 		engine.WithOnConnect(func(c handler.Conn) { ids <- c.ID() }))
 	rec := newRecorder()
 	r := handler.NewRouter()
@@ -583,5 +583,39 @@ func TestSizeFrameOneRule(t *testing.T) {
 	p.write(`0{"still":"open"}`)
 	if op, obj := p.read(); op != 0 || string(obj) != `{"still":"open"}` {
 		t.Fatalf("after a -2 frame without message_size: %d %s", op, obj)
+	}
+}
+
+// TestServerBoundsAreItsOwn: by default a peer may not announce a frame
+// larger than the server's own size (it would pin that much buffer with a
+// partial frame): the -2 is refused with InvalidMessageSize and a close.
+// A size the server chose for the connection comes back accepted.
+func TestServerBoundsAreItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ev := newConnEvents()
+	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMessageSize(128))...)
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(128)
+	p.write(`-2{"message_size":65536}`)
+	if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), engine.ReasonInvalidSize) {
+		t.Fatalf("a -2 past the server's size answered %d %s", op, obj)
+	}
+	p.expectEOF()
+
+	q := dialRaw(t, srv.Addr().String())
+	q.greet(128)
+	id := ev.idOf(ctx, t, q)
+	if err := srv.SetMessageSize(id, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if op, obj := q.read(); op != codec.OpMessageSize || string(obj) != `{"message_size":1024}` {
+		t.Fatalf("announcement %d %s", op, obj)
+	}
+	q.size = 1024
+	q.write(`-2{"message_size":1024}`)
+	q.write(`0{"big":"enough"}`)
+	if op, obj := q.read(); op != 0 || string(obj) != `{"big":"enough"}` {
+		t.Fatalf("after the server's own size change: %d %s", op, obj)
 	}
 }

@@ -23,6 +23,19 @@ type side struct {
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop
+
+	unfit atomic.Uint64 // broadcast frames a connection's size could not hold
+
+	// Warnings a peer could make repeat without bound.
+	warnFull    repeated
+	warnUnfit   repeated
+	warnDropped repeated
+}
+
+func (s *side) initWarnings() {
+	s.warnFull.msg = "simplerpc: refused connections: server full"
+	s.warnUnfit.msg = "simplerpc: broadcast frames larger than some connections' message size were not sent to them"
+	s.warnDropped.msg = "simplerpc: dropped frames that do not fit the message size"
 }
 
 // callChan returns an empty result channel for one call.

@@ -188,7 +188,7 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 	// here from validated parts): the frame is built without a rescan.
 	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
 	if err != nil {
-		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)
 		return false
 	}
@@ -330,11 +330,14 @@ func (c *conn) writeFailure(f *failFrame) {
 	}
 }
 
-// setMessageSize queues a size change. Safe from any goroutine.
+// setMessageSize queues a size change the application chose: within the
+// protocol's limits and the outbound cap, whatever the bounds on what a
+// peer may announce. Safe from any goroutine.
 func (c *conn) setMessageSize(n int) error {
 	cfg := &c.side.cfg
-	if n < cfg.minSize || n > cfg.maxSize {
-		return fmt.Errorf("%w: %d is outside [%d, %d]", codec.ErrInvalidSize, n, cfg.minSize, cfg.maxSize)
+	if n < codec.MinMessageSize || n > codec.MaxMessageSize || n > cfg.maxOutbound {
+		return fmt.Errorf("%w: %d is outside [%d, %d]", codec.ErrInvalidSize, n, codec.MinMessageSize,
+			min(codec.MaxMessageSize, cfg.maxOutbound))
 	}
 	if c.closed.Load() {
 		return ErrClosed

@@ -61,7 +61,7 @@ which matters with port 0.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port or unix:///path (port 0 picks a free port)")
 	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
-	f.IntVar(&o.maxSize, "max-size", defaultMaxSize, "largest message size in bytes: the bound on --size and on the sizes clients ask for (at most 16 MiB)")
+	f.IntVar(&o.maxSize, "max-size", 0, "largest message size a client may ask for with a -2 frame, in bytes (0: --size; at most 16 MiB)")
 	f.IntVar(&o.loops, "loops", 1, "number of event loops")
 	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -95,6 +95,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	if err := checkAddr(o.addr, true); err != nil {
 		return err
+	}
+	if o.maxSize == 0 {
+		o.maxSize = max(o.size, codec.MinMessageSize) // the engine's default: a server's bounds are its own
 	}
 	if err := checkSizes(o.size, o.maxSize); err != nil {
 		return err
@@ -130,9 +133,6 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	log.Info("stopped")
 	return nil
 }
-
-// defaultMaxSize is serve's --max-size: the engine's own default bound.
-const defaultMaxSize = 64 << 10
 
 // checkSizes rejects a --size or --max-size the engine would refuse, naming
 // the flag to change.
