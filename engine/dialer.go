@@ -49,7 +49,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 		return nil, err
 	}
 	d := &Dialer{stop: make(chan struct{})}
-	d.side = side{cfg: cfg, router: r}
+	d.side = side{cfg: cfg, router: r, closedErr: ErrClosed}
 	d.side.initWarnings()
 	gopts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
@@ -86,6 +86,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 // from a callback.
 func (d *Dialer) Close() error {
 	d.closeOnce.Do(func() {
+		d.side.closing.Store(true) // sends fail from now on: nothing feeds the loops while they close
 		close(d.stop)
 		d.wgMu.Lock()
 		d.stopped = true

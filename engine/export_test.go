@@ -55,3 +55,4 @@ func HeldFrames(cl *Client) int {
 	}
 	return n
 }
+

@@ -100,6 +100,11 @@ type loop struct {
 	recheckAllFn func()
 }
 
+// maxBatches bounds the batches of queued tasks one round takes: a round
+// that other goroutines keep feeding must end, or the loop would read no
+// socket while they send.
+const maxBatches = 64
+
 // recheckEvery is how often the loop looks again at the gnet buffers that
 // hold calls' requests: one timer per loop, and only while some do.
 const recheckEvery = 5 * time.Millisecond
@@ -192,7 +197,7 @@ func (l *loop) leave() {
 		l.depth--
 		return
 	}
-	for {
+	for batch := 0; ; batch++ {
 		if l.woke {
 			// This round made a goroutine runnable: a caller whose reply
 			// came, a worker. It is most likely queued on this loop's P,
@@ -210,6 +215,21 @@ func (l *loop) leave() {
 		if len(l.tasks) == 0 {
 			l.busy = false
 			l.mu.Unlock()
+			break
+		}
+		if batch == maxBatches {
+			// Producers keep this round busy: end it, so that the loop
+			// reads its sockets and runs gnet's other work, and take the
+			// rest in a round of its own.
+			l.busy = false
+			wake := !l.scheduled
+			l.scheduled = true
+			l.mu.Unlock()
+			if wake && l.el.Execute(context.Background(), l.run) != nil {
+				l.mu.Lock()
+				l.scheduled = false // the engine is stopping: nothing will run them
+				l.mu.Unlock()
+			}
 			break
 		}
 		tasks, arena := l.tasks, l.arena

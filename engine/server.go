@@ -72,7 +72,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	}
 	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{}),
 		empty: make(chan struct{})}
-	s.side = side{cfg: cfg, router: r}
+	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
 	s.side.initWarnings()
 	return s, nil
 }

@@ -13,13 +13,14 @@ import (
 
 // side is what a [Server] and a [Dialer] share.
 type side struct {
-	cfg     config
-	router  *handler.Router
-	pool    *pool         // nil: callbacks run on the loop
-	dropped atomic.Uint64 // frames dropped by SlowDrop
-	closing atomic.Bool   // the server is shutting down: sends fail
-	calls   sync.Pool     // of chan callResult, reused by Call
-	inline  atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+	cfg       config
+	router    *handler.Router
+	pool      *pool         // nil: callbacks run on the loop
+	dropped   atomic.Uint64 // frames dropped by SlowDrop
+	closing   atomic.Bool   // the server or dialer is closing: sends fail with closedErr
+	closedErr error         // ErrServerClosed or ErrClosed
+	calls     sync.Pool     // of chan callResult, reused by Call
+	inline    atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop

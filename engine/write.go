@@ -56,7 +56,7 @@ func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 // and leaves the connection alone. id is the call of a request.
 func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	if c.side.closing.Load() {
-		return ErrServerClosed
+		return c.side.closedErr
 	}
 	if c.closed.Load() {
 		return ErrClosed
