@@ -55,4 +55,3 @@ func HeldFrames(cl *Client) int {
 	}
 	return n
 }
-
