@@ -185,11 +185,10 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	network, _, err := protoAddr(addr)
+	network, address, err := splitAddr(addr)
 	if err != nil {
 		return nil, err
 	}
-	_, address, _ := cutScheme(addr)
 	select {
 	case <-d.stop:
 		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
@@ -229,15 +228,6 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 			return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
 		}
 	}
-}
-
-func cutScheme(addr string) (string, string, bool) {
-	for i := 0; i+3 <= len(addr); i++ {
-		if addr[i:i+3] == "://" {
-			return addr[:i], addr[i+3:], true
-		}
-	}
-	return "tcp", addr, false
 }
 
 // Dial connects a single client with its own event loop, closed with the

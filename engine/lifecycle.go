@@ -76,6 +76,8 @@ func (c *conn) onClose(err error) {
 	}
 	if reason == nil {
 		switch {
+		case err == nil && c.side.closing.Load():
+			reason = ErrShutdown // the loops stopped under it
 		case err == nil:
 			reason = ErrLocalClose
 		case errors.Is(err, io.EOF):

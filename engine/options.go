@@ -240,8 +240,10 @@ func WithOnDisconnect(fn func(c handler.Conn, reason error)) Option {
 
 // WithMaxConns caps the open connections. A connection past the cap gets a
 // failure frame with reason "ServerFull" and is closed. Defaults to the
-// process's file-descriptor limit less 512, because gnet stops its engine
-// when accept fails for want of descriptors. Zero means the default.
+// process's file-descriptor limit less 512, so that peers past what the
+// process can hold are told so at once; running out of descriptors anyway
+// does not stop the server, whose acceptor backs off and tries again.
+// Zero means the default.
 func WithMaxConns(n int) ServerOption {
 	return serverOption(func(c *config) { c.maxConns = n })
 }

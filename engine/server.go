@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -41,13 +40,17 @@ type Server struct {
 	groupsMu sync.RWMutex // guards groups
 	groups   map[string]map[uint64]*conn
 
-	eng    gnet.Engine
-	addr   atomic.Pointer[net.Addr] // set once in OnBoot
-	booted chan struct{}
-	done   chan struct{} // closed when gnet.Run returns
-	runErr error         // set before done is closed
-	stop   chan struct{} // closed when Shutdown begins
-	once   sync.Once
+	cli      *gnet.Client             // the event loops; the server accepts on its own (accept.go)
+	lns      []net.Listener           // set by StartOn, before it returns
+	addr     atomic.Pointer[net.Addr] // the first listener's, once serving
+	accept   sync.WaitGroup           // the acceptors
+	done     chan struct{}            // closed once the server has stopped
+	runErr   error                    // set before done is closed
+	stop     chan struct{}            // closed when Shutdown begins
+	once     sync.Once
+	doneOnce sync.Once
+	errMu    sync.Mutex // guards stopErr
+	stopErr  error      // why the server stopped on its own, if it did
 
 	emptyMu sync.Mutex    // guards empty
 	empty   chan struct{} // closed when the last connection has closed during a shutdown
@@ -70,29 +73,10 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if cfg.maxConns == 0 {
 		cfg.maxConns = defaultMaxConns()
 	}
-	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{}),
-		empty: make(chan struct{})}
+	s := &Server{done: make(chan struct{}), stop: make(chan struct{}), empty: make(chan struct{})}
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
 	s.side.initWarnings()
 	return s, nil
-}
-
-// protoAddr turns "host:port", "tcp://host:port" or "unix:///path" into
-// gnet's form.
-func protoAddr(addr string) (network, proto string, err error) {
-	network, rest, ok := strings.Cut(addr, "://")
-	if !ok {
-		network, rest = "tcp", addr
-	}
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return "", "", fmt.Errorf("engine: address %q: unsupported network %q", addr, network)
-	}
-	if rest == "" {
-		return "", "", fmt.Errorf("engine: address %q: empty", addr)
-	}
-	return network, network + "://" + rest, nil
 }
 
 // Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
@@ -113,9 +97,26 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	network, proto, err := protoAddr(addr)
+	ln, err := listen(ctx, addr)
 	if err != nil {
 		return err
+	}
+	if err := s.StartOn(ctx, ln); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return nil
+}
+
+// StartOn serves connections accepted from the listeners, which the server
+// then owns and closes when it shuts down: sockets a service manager handed
+// over (systemd's socket activation), or listeners made elsewhere. It
+// returns at once, and the server runs as after [Server.Start]. The
+// listeners must be TCP or Unix stream listeners (*net.TCPListener,
+// *net.UnixListener).
+func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("engine: start: no listener")
 	}
 	if !s.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("engine: server already started")
@@ -123,41 +124,33 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	cfg := &s.side.cfg
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{cfg.logger}),
 		gnet.WithReadBufferCap(64 << 10),
 		gnet.WithWriteBufferCap(16 << 10),
 	}
-	if network != "unix" {
-		nd := gnet.TCPNoDelay
-		if !cfg.noDelay {
-			nd = gnet.TCPDelay
-		}
-		opts = append(opts, gnet.WithTCPNoDelay(nd))
-		if cfg.keepAlive > 0 {
-			opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-		}
+	if !cfg.noDelay {
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
 	}
+	if cfg.keepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	cli, err := gnet.NewClient(&serverEvents{s: s}, opts...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		s.state.Store(stateNew)
+		return fmt.Errorf("engine: start event loops: %w", err)
+	}
+	s.cli, s.lns = cli, lns
+	a := lns[0].Addr()
+	s.addr.Store(&a)
 	if cfg.workers > 0 {
 		s.side.pool = newPool(cfg.workers)
 	}
-	go func() {
-		err := gnet.Run(&serverEvents{s: s}, proto, opts...)
-		if err == nil && s.state.Load() != stateShutdown {
-			err = ErrEngineStopped
-			cfg.logger.Error("simplerpc: event loop stopped on its own (an accept error such as EMFILE?)")
-		}
-		if err == nil {
-			err = ErrServerClosed
-		}
-		s.runErr = err
-		s.closeAll(ErrShutdown)
-		close(s.done)
-	}()
-	select {
-	case <-s.booted:
-	case <-s.done:
-		return fmt.Errorf("engine: listen on %s: %w", addr, s.runErr)
+	for _, ln := range lns {
+		s.accept.Add(1)
+		go s.acceptLoop(ln)
 	}
 	if every := cfg.sweepEvery(); every > 0 {
 		go s.sweep(every)
@@ -175,7 +168,8 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 }
 
 // Addr returns the address the server listens on, with the port the system
-// chose for ":0". It is nil before [Server.Start] returns.
+// chose for ":0" (the first listener's, for [Server.StartOn] with several).
+// It is nil before [Server.Start] returns.
 func (s *Server) Addr() net.Addr {
 	if a := s.addr.Load(); a != nil {
 		return *a
@@ -419,7 +413,7 @@ func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id
 func (s *Server) Shutdown(ctx context.Context) error {
 	switch s.state.Swap(stateShutdown) {
 	case stateNew:
-		close(s.done)
+		s.finish(ErrServerClosed)
 		return nil
 	case stateShutdown:
 		select {
@@ -431,6 +425,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.side.closing.Store(true)
 	s.once.Do(func() { close(s.stop) })
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.accept.Wait()
 	if s.nconns.Load() == 0 {
 		s.signalEmpty()
 	}
@@ -443,26 +441,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-s.done:
 	}
-	// gnet's Engine.Stop polls every 500 ms; Run returning (s.done) is the
-	// real signal, after which the poller is cancelled.
-	stopCtx, cancelStop := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = s.eng.Stop(stopCtx); close(stopped) }()
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		<-s.done
-	}
-	cancelStop()
-	<-stopped
+	s.cli.Stop() // the loops: connections still open close with ErrShutdown
 	if s.side.pool != nil {
 		s.side.pool.stop()
 	}
+	s.finish(ErrServerClosed)
 	if err != nil {
 		return fmt.Errorf("engine: shutdown: %w", err)
 	}
 	return nil
+}
+
+// finish reports the server stopped, with err for Serve and Err unless
+// an earlier error (runErrOnce) said why.
+func (s *Server) finish(err error) {
+	s.doneOnce.Do(func() {
+		s.errMu.Lock()
+		if s.stopErr != nil {
+			err = s.stopErr
+		}
+		s.errMu.Unlock()
+		s.runErr = err
+		close(s.done)
+	})
+}
+
+// runErrOnce records why the server stops on its own, for finish.
+func (s *Server) runErrOnce(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.stopErr == nil {
+		s.stopErr = err
+	}
 }
 
 // signalEmpty closes s.empty once.

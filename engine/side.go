@@ -31,12 +31,14 @@ type side struct {
 	warnFull    repeated
 	warnUnfit   repeated
 	warnDropped repeated
+	warnAccept  repeated
 }
 
 func (s *side) initWarnings() {
 	s.warnFull.msg = "simplerpc: refused connections: server full"
 	s.warnUnfit.msg = "simplerpc: broadcast frames larger than some connections' message size were not sent to them"
 	s.warnDropped.msg = "simplerpc: dropped frames that do not fit the message size"
+	s.warnAccept.msg = "simplerpc: accept failed; retrying (out of file descriptors?)"
 }
 
 // callChan returns an empty result channel for one call.

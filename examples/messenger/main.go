@@ -122,7 +122,9 @@ func serve(ctx context.Context, p *printer, addr string, size int) error {
 	select {
 	case <-ctx.Done():
 	case <-srv.Done():
-		return srv.Err() // the event loop stopped on its own
+		if ctx.Err() == nil {
+			return srv.Err() // the server stopped on its own
+		}
 	}
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
