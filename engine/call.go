@@ -197,6 +197,9 @@ func (c *conn) complete(id uint64, r callResult) {
 		p.ch <- r
 		c.loop.woke = true
 	}
+	if c.retired.Load() && x.calls.len() == 0 {
+		c.closeNow(ErrGoAway) // the last call it had to finish
+	}
 }
 
 // finishAsync ends an asynchronous call on the loop: it decodes the reply

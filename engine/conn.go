@@ -36,6 +36,8 @@ type owner interface {
 	handle(c *conn) handler.Conn
 	// peer names the other end in errors: "conn 7", "server 10.0.0.1:30000".
 	peer(c *conn) string
+	// goAway runs on the loop when the peer says it is going away (-8).
+	goAway(c *conn)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -53,6 +55,7 @@ type conn struct {
 
 	// Shared with other goroutines.
 	closed   atomic.Bool
+	retired  atomic.Bool  // a client let it go after a go-away: close once no call waits
 	size     atomic.Int64 // outSize, readable off the loop
 	queued   atomic.Int64 // bytes of sends queued to the loop, not yet written
 	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
@@ -66,6 +69,7 @@ type conn struct {
 	strikes  int32  // rate-limited frames in a row
 	bad      uint16 // malformed frames in a row
 	started  bool   // owner.ready returned true: frames are read
+	leaving  bool   // the server said it is going away: close once no call waits
 	reported bool   // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.

@@ -133,6 +133,8 @@ func (c *conn) handleFrame(buf []byte) {
 		}
 	case op == codec.OpPing:
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
+	case op == codec.OpGoAway:
+		c.owner.goAway(c)
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.

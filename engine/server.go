@@ -52,8 +52,9 @@ type Server struct {
 	errMu    sync.Mutex // guards stopErr
 	stopErr  error      // why the server stopped on its own, if it did
 
-	emptyMu sync.Mutex    // guards empty
-	empty   chan struct{} // closed when the last connection has closed during a shutdown
+	goingAway atomic.Bool   // GoAway was called
+	emptyMu   sync.Mutex    // guards empty
+	empty     chan struct{} // closed when the last connection has closed during a shutdown
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -389,7 +390,7 @@ func (s *Server) closed(c *conn, _ error) {
 		s.conns.remove(c.id)
 		s.leaveGroups(c)
 	}
-	if s.nconns.Add(-1) == 0 && s.state.Load() == stateShutdown {
+	if s.nconns.Add(-1) == 0 && (s.state.Load() == stateShutdown || s.goingAway.Load()) {
 		s.signalEmpty()
 	}
 }
@@ -401,6 +402,40 @@ func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id ui
 func (s *Server) handle(c *conn) handler.Conn { return c }
 
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
+
+func (s *Server) goAway(*conn) {} // a client does not go away: it closes
+
+// GoAway prepares a restart or an upgrade: the server stops accepting (a
+// successor may take over the listening sockets), tells every connection
+// it is going away (docs/PROTOCOL.md §7, -8), and waits until every
+// connection has closed or ctx ends. A client of this implementation with
+// [WithReconnect] finishes the calls it has in flight, closes and
+// reconnects, holding what it sends meanwhile, so that it moves to the
+// successor without losing a frame; other peers stay until
+// [Server.Shutdown] closes them. It returns ctx's error if connections
+// remain. Sends still work meanwhile.
+func (s *Server) GoAway(ctx context.Context, reason string) error {
+	if s.state.Load() != stateRunning {
+		return fmt.Errorf("engine: go away: %w", ErrServerClosed)
+	}
+	s.goingAway.Store(true)
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.accept.Wait()
+	if err := s.sendShared(codec.OpGoAway, map[string]string{"reason": reason}, 0, ""); err != nil {
+		return err
+	}
+	if s.nconns.Load() == 0 {
+		s.signalEmpty()
+	}
+	select {
+	case <-s.empty:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("engine: go away: %d connections left: %w", s.nconns.Load(), ctx.Err())
+	}
+}
 
 // ---- Shutdown ----
 
@@ -426,7 +461,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.side.closing.Store(true)
 	s.once.Do(func() { close(s.stop) })
 	for _, ln := range s.lns {
-		_ = ln.Close()
+		_ = ln.Close() // again after GoAway: closing twice does nothing
 	}
 	s.accept.Wait()
 	if s.nconns.Load() == 0 {
