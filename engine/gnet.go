@@ -40,16 +40,19 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
 	cfg := &s.side.cfg
 	if s.state.Load() == stateShutdown {
+		s.side.stats.refused[refuseShutdown].Add(1)
 		return nil, gnet.Close
 	}
 	if s.nconns.Add(1) > int64(cfg.maxConns) {
 		s.nconns.Add(-1)
+		s.side.stats.refused[refuseFull].Add(1)
 		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
 		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
 		return f, gnet.Close
 	}
 	c := newConn(&s.side, s, gc, s.newID())
 	c.loop = s.side.loopFor(gc.EventLoop())
+	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
 	gc.SetContext(c)

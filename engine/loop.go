@@ -97,6 +97,8 @@ type loop struct {
 	recheckArmed bool
 	recheckFire  func() // the timer's: queues recheckAll
 	recheckAllFn func()
+
+	stats loopStats // see stats.go
 }
 
 // recheckEvery is how often the loop looks again at the gnet buffers that

@@ -65,6 +65,7 @@ func (c *conn) traffic() {
 // the wire until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
 	op, obj, call, err := codec.DecodeFrame(buf)
+	c.loop.stats.frameIn(op, len(buf), obj)
 	if err != nil && !errors.Is(err, codec.ErrMalformedCall) {
 		c.malformed(err)
 		return
@@ -97,6 +98,7 @@ func (c *conn) handleFrame(buf []byte) {
 		if !c.allow(codec.OpReplyFailure, &call.ID) {
 			return // the caller gets its refusal with its id
 		}
+		c.loop.stats.callsIn.Add(1) // until run answers it, or dispatch refuses it
 		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
 		switch {

@@ -183,20 +183,6 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Stats are counters of a running server.
-type Stats struct {
-	// Conns is the number of open connections: the original's
-	// len(server.connections).
-	Conns int
-	// Dropped counts frames dropped for slow consumers under [SlowDrop].
-	Dropped uint64
-}
-
-// Stats returns the server's counters.
-func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load()}
-}
-
 // Conn returns the open connection with net id id.
 func (s *Server) Conn(id uint64) (handler.Conn, bool) {
 	c := s.conns.load(id)
@@ -358,6 +344,7 @@ func (s *Server) ready(c *conn) bool {
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
+		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.dispatch(job{kind: jobConnect}, nil)

@@ -20,6 +20,7 @@ type side struct {
 	closing atomic.Bool   // the server is shutting down: sends fail
 	calls   sync.Pool     // of chan callResult, reused by Call
 	inline  atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+	stats   sideStats     // see stats.go
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop
