@@ -192,18 +192,6 @@ func opSlot(op codec.Opcode) int {
 	return slotNeg
 }
 
-// slotOp returns the opcode a slot counts one by one, or false for the
-// slots of several.
-func slotOp(i int) (codec.Opcode, bool) {
-	switch {
-	case i < countedOps:
-		return codec.Opcode(i), true
-	case i >= slotProto && i < slotNeg:
-		return codec.Opcode(-(i - slotProto + 1)), true
-	}
-	return 0, false
-}
-
 // frameOp returns the opcode a built frame starts with.
 func frameOp(f []byte) codec.Opcode {
 	neg, i := false, 0
@@ -294,7 +282,7 @@ type Stats struct {
 	FramesIn, FramesOut uint64
 	BytesIn, BytesOut   uint64
 	// Opcodes counts the frames of each opcode from -7 to 255 that has
-	// any, by opcode; the frames of other opcodes are only in FramesIn and
+	// any, in increasing order of opcode; the frames of other opcodes are only in FramesIn and
 	// FramesOut. A call's request is counted under -3 and its reply under
 	// -4 or -5, whatever opcode it calls.
 	Opcodes []OpcodeFrames
@@ -378,7 +366,9 @@ func (s *Server) Stats() Stats {
 	for i := range in {
 		st.FramesIn += in[i]
 		st.FramesOut += out[i]
-		if op, ok := slotOp(i); ok && (in[i] != 0 || out[i] != 0) {
+	}
+	for op := codec.Opcode(-protoOps); op < countedOps; op++ {
+		if i := opSlot(op); in[i] != 0 || out[i] != 0 {
 			st.Opcodes = append(st.Opcodes, OpcodeFrames{Op: op, In: in[i], Out: out[i]})
 		}
 	}

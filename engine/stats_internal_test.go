@@ -32,17 +32,22 @@ func TestWireReason(t *testing.T) {
 }
 
 func TestOpSlots(t *testing.T) {
-	seen := map[int]bool{}
+	seen := map[int]codec.Opcode{}
 	for op := codec.Opcode(-7); op < countedOps; op++ {
 		i := opSlot(op)
-		if back, ok := slotOp(i); !ok || back != op || seen[i] {
-			t.Fatalf("opcode %d: slot %d gives %d, %v (seen %v)", op, i, back, ok, seen[i])
+		if prev, dup := seen[i]; dup || i < 0 || i >= slotApp && i < slotProto || i >= slotNeg {
+			t.Fatalf("opcode %d: slot %d (also opcode %d: %v)", op, i, prev, dup)
 		}
-		seen[i] = true
+		seen[i] = op
 	}
-	for _, op := range []codec.Opcode{countedOps, 1 << 20, -8, -1 << 20} {
-		if _, ok := slotOp(opSlot(op)); ok {
-			t.Errorf("opcode %d is counted one by one", op)
+	for _, op := range []codec.Opcode{countedOps, 1 << 20} {
+		if opSlot(op) != slotApp {
+			t.Errorf("opcode %d is not counted with the application's others", op)
+		}
+	}
+	for _, op := range []codec.Opcode{-8, -1 << 20} {
+		if opSlot(op) != slotNeg {
+			t.Errorf("opcode %d is not counted with the negative others", op)
 		}
 	}
 	for _, c := range []struct {
