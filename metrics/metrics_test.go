@@ -456,4 +456,3 @@ func TestNamesGathered(t *testing.T) {
 		t.Errorf("%s is exported but not listed", n)
 	}
 }
-
