@@ -396,3 +396,32 @@ func TestCallObserverOutcomes(t *testing.T) {
 		t.Fatalf("observer saw %+v, want calls 1 ok, 2 failed, 1 ok", seen)
 	}
 }
+
+// TestStatsAfterShutdown reads a stopped server: Stats keeps the totals,
+// and Backlog does not wait for loops that have stopped.
+func TestStatsAfterShutdown(t *testing.T) {
+	t.Parallel()
+	srv, err := engine.NewServer(echoRouter(), engine.WithMessageSize(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := srv.Backlog(testContext(t)); err != nil || b != (engine.Backlog{}) {
+		t.Fatalf("Backlog before Start = %+v, %v", b, err)
+	}
+	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(128)
+	if err := srv.Shutdown(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := srv.Backlog(testContext(t)); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("Backlog after Shutdown: %v after %v", err, time.Since(start))
+	}
+	st := srv.Stats()
+	if st.Accepted != 1 || st.Disconnects[engine.DisconnectShutdown] != 1 || st.Conns != 0 {
+		t.Fatalf("after Shutdown: Accepted %d, Disconnects %v, Conns %d", st.Accepted, st.Disconnects, st.Conns)
+	}
+}
