@@ -28,7 +28,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if onLoop(c.side) {
 		return c.callError(op, ErrCallOnLoop)
 	}
-	if err := c.call(ctx, op, req, resp, c.owner.send); err != nil {
+	if err := c.timedCall(ctx, op, req, resp, c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
@@ -100,7 +100,7 @@ func encodeRequest(op codec.Opcode, req any) ([]byte, error) {
 // with the outcome, where the connection's callbacks run. It is safe for
 // concurrent use, from inline callbacks too (see [handler.Conn]).
 func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := c.callAsync(ctx, op, req, resp, done, c.owner.send); err != nil {
+	if err := c.callAsync(ctx, op, req, resp, c.timedDone(op, done), c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil

@@ -24,11 +24,13 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	cfg := &s.side.cfg
 	c, ok := gc.Context().(*conn)
 	if !ok || s.state.Load() == stateShutdown {
+		s.side.stats.refused[refuseShutdown].Add(1)
 		gc.SetContext(nil) // no OnClose work for a connection never opened
 		return nil, gnet.Close
 	}
 	if s.nconns.Add(1) > int64(cfg.maxConns) {
 		s.nconns.Add(-1)
+		s.side.stats.refused[refuseFull].Add(1)
 		gc.SetContext(nil) // no OnClose work for a refused connection
 		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
 		s.side.warnFull.warn(cfg.logger, "last", c.RemoteAddr(), "max", cfg.maxConns)
@@ -37,6 +39,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.id = s.newID()
 	c.gc, c.io = gc, gc
 	c.loop = s.side.loopFor(gc.EventLoop())
+	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
 	c.open(cfg.newLayer)

@@ -87,6 +87,7 @@ func (c *conn) onClose(err error) {
 		}
 	}
 	l := c.loop
+	l.stats.closed(reason)
 	l.enter()
 	// Calls in flight fail first: an asynchronous call's done runs in this
 	// round, before the disconnect callback.

@@ -98,6 +98,8 @@ type loop struct {
 	recheckArmed bool
 	recheckFire  func() // the timer's: queues recheckAll
 	recheckAllFn func()
+
+	stats loopStats // see stats.go
 }
 
 // maxBatches bounds the batches of queued tasks one round takes: a round

@@ -97,6 +97,7 @@ func (c *conn) handleFrame(buf []byte) {
 			return
 		}
 	}
+	c.loop.stats.frameIn(op, len(buf), obj)
 	if err != nil && !errors.Is(err, codec.ErrMalformedCall) {
 		c.malformed(err)
 		return
@@ -121,6 +122,7 @@ func (c *conn) handleFrame(buf []byte) {
 			c.malformed(err)
 			return
 		}
+		c.loop.stats.callsIn.Add(1) // until run answers it, or dispatch refuses it
 		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
 		switch {

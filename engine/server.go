@@ -144,11 +144,11 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		return fmt.Errorf("engine: start event loops: %w", err)
 	}
 	s.cli, s.lns = cli, lns
-	a := lns[0].Addr()
-	s.addr.Store(&a)
 	if cfg.workers > 0 {
 		s.side.pool = newPool(cfg.workers)
 	}
+	a := lns[0].Addr()
+	s.addr.Store(&a) // after the pool: Stats reads it once this is set
 	for _, ln := range lns {
 		s.accept.Add(1)
 		go s.acceptLoop(ln)
@@ -176,24 +176,6 @@ func (s *Server) Addr() net.Addr {
 		return *a
 	}
 	return nil
-}
-
-// Stats are counters of a running server.
-type Stats struct {
-	// Conns is the number of open connections: the original's
-	// len(server.connections).
-	Conns int
-	// Dropped counts frames dropped for slow consumers under [SlowDrop].
-	Dropped uint64
-	// Unfit counts the broadcast frames (send-to-all, groups) not sent to a
-	// connection whose message size, smaller than the server's (a peer may
-	// ask for one), could not hold them.
-	Unfit uint64
-}
-
-// Stats returns the server's counters.
-func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load(), Unfit: s.side.unfit.Load()}
 }
 
 // Conn returns the open connection with net id id.
@@ -376,6 +358,7 @@ func (s *Server) ready(c *conn) bool {
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
+		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.reported = true

@@ -21,6 +21,7 @@ type side struct {
 	closedErr error         // ErrServerClosed or ErrClosed
 	calls     sync.Pool     // of chan callResult, reused by Call
 	inline    atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+	stats     sideStats     // see stats.go
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop

@@ -193,6 +193,7 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 		return false
 	}
 	c.out = out
+	c.loop.stats.frameOut(op, c.outSize)
 	return true
 }
 
@@ -232,6 +233,7 @@ func (c *conn) putFrame(f []byte) {
 	if c.overLimit(len(f)) {
 		return
 	}
+	c.loop.stats.frameOut(frameOp(f), len(f))
 	if len(c.out) > 0 {
 		c.out = append(c.out, f...)
 		return
@@ -288,6 +290,7 @@ func (c *conn) announce(n int) {
 	}
 	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
 		c.out = out
+		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
 	c.setOutSize(n)
 }
@@ -326,6 +329,7 @@ func (c *conn) writeFailure(f *failFrame) {
 	}
 	// The frame's object, without the opcode and the padding.
 	if obj, err := codec.Object(b[opLen(f.op):]); err == nil {
+		c.loop.stats.failureSent(f.reason)
 		c.writeObj(f.op, obj)
 	}
 }
