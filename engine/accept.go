@@ -2,6 +2,7 @@
 // accepted on a goroutine each and handed to the event loops, so that the
 // server can serve sockets made elsewhere (a service manager's), outlive
 // running out of file descriptors, and judge a peer before a loop sees it.
+
 package engine
 
 import (

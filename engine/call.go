@@ -1,6 +1,7 @@
 // This file holds calls on a connection (docs/PROTOCOL.md §5): a request
 // that waits for its reply, blocking (Call) or not (CallAsync), and how
 // replies, deadlines and closes end them.
+
 package engine
 
 import (

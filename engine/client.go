@@ -1,6 +1,7 @@
 // This file holds the Client: one client connection that learns the
 // server's message size, holds what it sends until it can send it, and
 // reconnects.
+
 package engine
 
 import (

@@ -1,6 +1,7 @@
 // This file holds the connection type that servers and clients share: its
 // state, grouped by direction, what identifies it, and the hook through
 // which its owner (a server or a client) takes part in its life.
+
 package engine
 
 import (

@@ -1,5 +1,6 @@
 // This file holds the Dialer: the event loops that client connections
 // share, their heartbeat, and dialing.
+
 package engine
 
 import (

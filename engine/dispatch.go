@@ -1,5 +1,6 @@
 // This file holds how callbacks run: inline on the loop, or queued per
 // connection to the worker pool, and recovered from panics.
+
 package engine
 
 import (

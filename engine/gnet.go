@@ -1,5 +1,6 @@
 // This file holds the adapters from gnet's callbacks and logger to the
 // server, the dialer and their connections.
+
 package engine
 
 import (

@@ -1,6 +1,7 @@
 // This file holds a connection's lifecycle: how it opens (its layer's
 // handshake, then its owner makes it ready) and how it closes, on request
 // from any goroutine or at once on its loop, and what runs once it has.
+
 package engine
 
 import (

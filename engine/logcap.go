@@ -1,6 +1,7 @@
 // This file holds warnings that a peer could make the engine log on every
 // frame or connection: each is logged at most once a second, with how many
 // times it happened since.
+
 package engine
 
 import (

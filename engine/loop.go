@@ -1,6 +1,7 @@
 // This file holds the event loop's queue: every write to a connection,
 // from the loop or any other goroutine, goes through it, in order, and is
 // written once per round.
+
 package engine
 
 import (

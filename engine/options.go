@@ -1,5 +1,6 @@
 // This file holds the options of servers and clients, their defaults and
 // their validation.
+
 package engine
 
 import (

@@ -1,5 +1,6 @@
 // This file holds a connection's read path: what arrived is decoded frame
 // by frame straight from the wire's buffer, rate-limited and acted on.
+
 package engine
 
 import (

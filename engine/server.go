@@ -1,5 +1,6 @@
 // This file holds the Server: its lifecycle (start, drain, shutdown) and
 // what it sends by net id or to everyone.
+
 package engine
 
 import (

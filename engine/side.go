@@ -1,5 +1,6 @@
 // This file holds what a server and a dialer share: their options, router,
 // worker pool, event loops and counters.
+
 package engine
 
 import (

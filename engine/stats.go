@@ -3,6 +3,7 @@
 // add; never one shared counter per frame), summed by Stats; what only a
 // loop may look at, gnet's buffers, collected by a task on each loop
 // (Backlog); and the hook that times the calls a server makes.
+
 package engine
 
 import (

@@ -3,6 +3,7 @@
 // write deadline, and those whose partial frame does not complete within
 // the frame deadline are closed. It costs nothing per frame: each loop
 // counts ticks, and a connection notes the tick its wait began.
+
 package engine
 
 import (

@@ -1,6 +1,7 @@
 // This file holds the transport seam: the byte stream the frame reader and
 // writer use, and the layer (TLS, WebSocket) that may sit between it and
 // the socket.
+
 package engine
 
 import (

@@ -1,6 +1,7 @@
 // This file tests the transport seam with a layer of the test's own: a
 // handshake line, then every byte XORed on the wire. The frame code is the
 // same as for plain TCP; only the layer knows.
+
 package engine
 
 import (

@@ -1,6 +1,7 @@
 // This file holds a connection's write path: sends queued from any
 // goroutine, frames built on the loop at the size in force, written once a
 // round, and the slow-consumer policy.
+
 package engine
 
 import (

@@ -2,6 +2,7 @@
 // handling of frames and calls, composed into one chain when the table
 // changes, so that dispatch without middleware pays one nil check and with
 // it pays only the middleware's own work.
+
 package handler
 
 import (
