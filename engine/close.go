@@ -51,6 +51,9 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
+	if c.tl != nil {
+		err = c.tl.l.stop(err)
+	}
 	var reason error
 	if x := c.x.Load(); x != nil {
 		reason = x.closeReason

@@ -82,9 +82,9 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace    time.Duration // server: how long a shutdown by Start's context waits
-	netIDs   func() uint64 // server: the next net id, or nil for a counter from 1
-	newLayer func() layer  // the transport layer of every connection, or nil for plain TCP
+	grace    time.Duration     // server: how long a shutdown by Start's context waits
+	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
+	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
 }
 
 func defaultConfig() config {
