@@ -85,6 +85,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 func (d *Dialer) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.stop)
+		d.side.cfg.stopTLS()
 		d.wgMu.Lock()
 		d.stopped = true
 		d.wgMu.Unlock()
@@ -106,6 +107,7 @@ func (d *Dialer) Close() error {
 			}
 		})
 		_ = d.cli.Stop()
+		d.side.cfg.waitTLS()
 		if d.side.pool != nil {
 			d.side.pool.stop()
 		}
@@ -160,8 +162,10 @@ func (d *Dialer) heartbeat() {
 	}
 }
 
-// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and returns once the TCP connection is up. The message size arrives in
+// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and returns once the TCP connection is up (a
+// TLS handshake goes on after it; a failed one closes the client with a
+// reason wrapping [ErrTLSHandshake]). The message size arrives in
 // the server's first frame (docs/PROTOCOL.md §3); frames sent before then
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.
@@ -179,11 +183,15 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	network, _, err := protoAddr(addr)
+	bare, err := d.side.cfg.untls(addr)
 	if err != nil {
 		return nil, err
 	}
-	_, address, _ := cutScheme(addr)
+	network, _, err := protoAddr(bare)
+	if err != nil {
+		return nil, err
+	}
+	_, address, _ := cutScheme(bare)
 	select {
 	case <-d.stop:
 		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -85,6 +86,12 @@ type config struct {
 	grace    time.Duration     // server: how long a shutdown by Start's context waits
 	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
 	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
+
+	useTLS           bool        // WithTLS was given
+	tlsConfig        *tls.Config // WithTLS: the caller's config, cloned
+	handshakeTimeout time.Duration
+	maxHandshakes    int
+	tls              *tlsSide // built by validate when tlsConfig is set
 }
 
 func defaultConfig() config {
@@ -104,6 +111,9 @@ func defaultConfig() config {
 		backoffMax:  10 * time.Second,
 		maxHeld:     1 << 20,
 		grace:       5 * time.Second,
+
+		handshakeTimeout: 10 * time.Second,
+		maxHandshakes:    1024,
 	}
 }
 
@@ -144,7 +154,7 @@ func (c *config) validate(server bool) error {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	return c.setupTLS(server)
 }
 
 // WithMessageSize sets the frame size the server announces to every client

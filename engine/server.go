@@ -95,11 +95,12 @@ func protoAddr(addr string) (network, proto string, err error) {
 	return network, network + "://" + rest, nil
 }
 
-// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and serves until ctx is cancelled or [Server.Shutdown] is called: the
-// original's blocking start(). It returns [ErrServerClosed] after a
-// shutdown, or the error that stopped it. When ctx is cancelled the server
-// shuts down gracefully within the grace period of [WithGracePeriod].
+// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and serves until ctx is cancelled or
+// [Server.Shutdown] is called: the original's blocking start(). It returns
+// [ErrServerClosed] after a shutdown, or the error that stopped it. When
+// ctx is cancelled the server shuts down gracefully within the grace
+// period of [WithGracePeriod].
 func (s *Server) Serve(ctx context.Context, addr string) error {
 	if err := s.Start(ctx, addr); err != nil {
 		return err
@@ -113,7 +114,11 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	network, proto, err := protoAddr(addr)
+	bare, err := s.side.cfg.untls(addr)
+	if err != nil {
+		return err
+	}
+	network, proto, err := protoAddr(bare)
 	if err != nil {
 		return err
 	}
@@ -420,6 +425,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.side.closing.Store(true)
+	s.side.cfg.stopTLS()
 	s.once.Do(func() { close(s.stop) })
 	if s.nconns.Load() == 0 {
 		s.signalEmpty()
@@ -446,6 +452,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	cancelStop()
 	<-stopped
+	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()
 	}
