@@ -373,6 +373,7 @@ func (l *tlsLayer) read(plain, in []byte) ([]byte, int, error) {
 		if cap(plain)-len(plain) < minRoom {
 			plain = slices.Grow(plain, max(len(in), growRoom))
 		}
+		room := cap(plain) - len(plain)
 		k, err := l.tc.Read(plain[len(plain):cap(plain)])
 		plain = plain[:len(plain)+k]
 		if err != nil {
@@ -380,6 +381,9 @@ func (l *tlsLayer) read(plain, in []byte) ([]byte, int, error) {
 				rerr = err
 			}
 			break
+		}
+		if k < room && m.buffered() == 0 {
+			break // a whole record read, and no other given (see span)
 		}
 	}
 	m.mu.Lock()
@@ -475,6 +479,10 @@ func (l *tlsLayer) truncated() bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// recordHeaderLen is the length of a TLS record's header: type, version,
+// length (RFC 8446 §5.1).
+const recordHeaderLen = 5
+
 // errNoData is what a memConn's read returns after the handshake when the
 // loop has handed it nothing more. crypto/tls passes a temporary net.Error
 // up without keeping it (readRecordOrCCS), so tls.Conn.Read can be called
@@ -507,9 +515,12 @@ type memConn struct {
 	mu        sync.Mutex // guards the fields below
 	pend      []byte     // handed over during the handshake, owned; read from poff
 	poff      int
-	in        []byte // lent by input after the handshake
-	out       []byte // written by crypto/tls, for the loop to write
-	blocking  bool   // the handshake runs: reads wait for bytes
+	hdr       [recordHeaderLen]byte // the header of the record being given to crypto/tls
+	hn        int                   // bytes of hdr seen
+	body      int                   // bytes of the record's body not given yet
+	in        []byte                // lent by input after the handshake
+	out       []byte                // written by crypto/tls, for the loop to write
+	blocking  bool                  // the handshake runs: reads wait for bytes
 	closed    bool
 	eof       bool // the peer has closed: reads return io.EOF
 	woken     bool // a wake is pending: input has not run since
@@ -522,7 +533,9 @@ func (m *memConn) Read(p []byte) (int, error) {
 	m.mu.Lock()
 	for {
 		if m.poff < len(m.pend) {
-			n := copy(p, m.pend[m.poff:])
+			b := m.pend[m.poff:]
+			n := copy(p, b[:m.span(b)])
+			m.advance(b[:n])
 			m.poff += n
 			wake := false
 			if m.poff == len(m.pend) {
@@ -539,7 +552,8 @@ func (m *memConn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if len(m.in) > 0 {
-			n := copy(p, m.in)
+			n := copy(p, m.in[:m.span(m.in)])
+			m.advance(m.in[:n])
 			m.in = m.in[n:]
 			m.mu.Unlock()
 			return n, nil
@@ -575,6 +589,53 @@ func (m *memConn) Write(p []byte) (int, error) {
 	m.out = append(m.out, p...)
 	m.mu.Unlock()
 	return len(p), nil
+}
+
+// span returns how many bytes of b a read may give: up to the end of the
+// record they are part of. crypto/tls then holds at most one record it
+// has not decrypted, so once a tls.Conn.Read that did not fill its buffer
+// has used up the bytes lent, nothing is left to decrypt: input need not
+// make the extra call that would find no data, which costs crypto/tls an
+// allocation.
+func (m *memConn) span(b []byte) int {
+	if m.hn == recordHeaderLen {
+		return min(len(b), m.body)
+	}
+	need := recordHeaderLen - m.hn
+	if len(b) < need {
+		return len(b)
+	}
+	var h [recordHeaderLen]byte
+	copy(h[copy(h[:], m.hdr[:m.hn]):], b[:need])
+	return min(len(b), need+(int(h[3])<<8|int(h[4])))
+}
+
+// advance moves the record parser over b, bytes given to crypto/tls.
+func (m *memConn) advance(b []byte) {
+	for len(b) > 0 {
+		if m.hn < recordHeaderLen {
+			k := copy(m.hdr[m.hn:], b)
+			m.hn += k
+			b = b[k:]
+			if m.hn == recordHeaderLen {
+				m.body = int(m.hdr[3])<<8 | int(m.hdr[4])
+			}
+		} else {
+			k := min(m.body, len(b))
+			m.body -= k
+			b = b[k:]
+		}
+		if m.hn == recordHeaderLen && m.body == 0 {
+			m.hn = 0
+		}
+	}
+}
+
+// buffered returns the bytes handed over or lent and not read yet.
+func (m *memConn) buffered() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pend) - m.poff + len(m.in)
 }
 
 // wakeLocked reports whether the caller must wake the loop: once until input
