@@ -222,7 +222,7 @@ func (t *tlsSide) clientConfig(c *conn) *tls.Config {
 // resume one: the goroutine's reads wait for the bytes the loop hands over
 // in input. Its writes are not written by the goroutine: gnet's Write is
 // loop-only, and AsyncWrite, though safe, costs allocations and is not
-// ordered with the loop's own writes (docs/GNET.md §3). They collect in the
+// ordered with the loop's own writes (docs/DESIGN.md, Writing). They collect in the
 // memConn and the goroutine wakes the loop, whose next input writes them;
 // so every byte of a connection is written by its loop, and the last
 // flight of the handshake always goes out before the first frame.
