@@ -217,20 +217,21 @@ func (t *tlsSide) clientConfig(c *conn) *tls.Config {
 
 // tlsLayer is the TLS of one connection: a tls.Conn over a memConn.
 //
-// The handshake runs on a goroutine of its own, because crypto/tls keeps the
-// first error of a handshake, a "no data yet" included, and so cannot
+// The handshake runs on a goroutine of its own, because crypto/tls keeps
+// the first error of a handshake, a "no data yet" included, and so cannot
 // resume one: the goroutine's reads wait for the bytes the loop hands over
 // in input. Its writes are not written by the goroutine: gnet's Write is
 // loop-only, and AsyncWrite, though safe, costs allocations and is not
-// ordered with the loop's own writes (docs/DESIGN.md, Writing). They collect in the
-// memConn and the goroutine wakes the loop, whose next input writes them;
-// so every byte of a connection is written by its loop, and the last
-// flight of the handshake always goes out before the first frame.
+// ordered with the loop's own writes (docs/DESIGN.md, Writing). They
+// collect in the memConn and the goroutine wakes the loop, whose next
+// input writes them; so every byte of a connection is written by its
+// loop, and the last flight of the handshake always goes out before the
+// first frame.
 //
 // Once the handshake is over everything runs on the loop: input lends the
-// wire bytes to the memConn and calls tls.Conn.Read until it says there is
-// nothing more, and output encrypts with tls.Conn.Write into the buffer
-// the loop then writes to the socket.
+// wire bytes to the memConn and calls tls.Conn.Read until they are used
+// up, and output encrypts with tls.Conn.Write into the buffer the loop
+// then writes to the socket.
 type tlsLayer struct {
 	t  *tlsSide
 	c  *conn
@@ -406,7 +407,7 @@ func (l *tlsLayer) read(plain, in []byte) ([]byte, int, error) {
 		l.peerClosed = true
 		c := l.c
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() { c.closeWith(errCloseNotify) }}, nil)
-	case !l.peerClosed:
+	default:
 		l.failed = true
 		return plain, len(in) - left, fmt.Errorf("%w: %w", ErrTLS, rerr)
 	}
