@@ -67,7 +67,8 @@ var (
 // RenegotiateNever, since a renegotiation would block the loop, and
 // DynamicRecordSizingDisabled to true, since the loop writes each round's
 // frames in one call, which then becomes records of up to 16 KiB rather
-// than a ramp of small ones.
+// than a ramp of small ones. A config that GetConfigForClient returns is
+// used as it is.
 //
 // With WithTLS an address may say tls://host:port, the same as host:port;
 // tls:// without WithTLS is an error of Start, Serve and Dial.
@@ -140,7 +141,9 @@ func (c *config) setupTLS(server bool) error {
 	case c.tlsConfig == nil:
 		return invalidOption("WithTLS", "nil config")
 	}
-	cfg := c.tlsConfig
+	// A copy of the option's own: one option value may configure several
+	// servers or dialers.
+	cfg := c.tlsConfig.Clone()
 	if server && len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil {
 		return invalidOption("WithTLS", "a server needs a certificate: Certificates, GetCertificate or GetConfigForClient")
 	}
