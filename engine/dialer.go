@@ -89,6 +89,7 @@ func (d *Dialer) Close() error {
 	d.closeOnce.Do(func() {
 		d.side.closing.Store(true) // sends fail from now on: nothing feeds the loops while they close
 		close(d.stop)
+		d.side.cfg.stopTLS()
 		d.wgMu.Lock()
 		d.stopped = true
 		d.wgMu.Unlock()
@@ -110,6 +111,7 @@ func (d *Dialer) Close() error {
 			}
 		})
 		_ = d.cli.Stop()
+		d.side.cfg.waitTLS()
 		if d.side.pool != nil {
 			d.side.pool.stop()
 		}
@@ -167,8 +169,10 @@ func (d *Dialer) heartbeat() {
 	}
 }
 
-// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and returns once the TCP connection is up. The message size arrives in
+// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and returns once the TCP connection is up (a
+// TLS handshake goes on after it; a failed one closes the client with a
+// reason wrapping [ErrTLSHandshake]). The message size arrives in
 // the server's first frame (docs/PROTOCOL.md §3); frames sent before then
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.
@@ -186,7 +190,11 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	network, address, err := splitAddr(addr)
+	bare, err := d.side.cfg.untls(addr)
+	if err != nil {
+		return nil, err
+	}
+	network, address, err := splitAddr(bare)
 	if err != nil {
 		return nil, err
 	}

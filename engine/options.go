@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -88,9 +89,15 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace    time.Duration // server: how long a shutdown by Start's context waits
-	netIDs   func() uint64 // server: the next net id, or nil for a counter from 1
-	newLayer func() layer  // the transport layer of every connection, or nil for plain TCP
+	grace    time.Duration     // server: how long a shutdown by Start's context waits
+	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
+	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
+
+	useTLS           bool        // WithTLS was given
+	tlsConfig        *tls.Config // WithTLS: the caller's config, cloned
+	handshakeTimeout time.Duration
+	maxHandshakes    int
+	tls              *tlsSide // built by validate when tlsConfig is set
 }
 
 func defaultConfig() config {
@@ -114,6 +121,9 @@ func defaultConfig() config {
 
 		writeDeadline: 10 * time.Second,
 		frameDeadline: 30 * time.Second,
+
+		handshakeTimeout: 10 * time.Second,
+		maxHandshakes:    1024,
 	}
 }
 
@@ -166,7 +176,7 @@ func (c *config) validate(server bool) error {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	return c.setupTLS(server)
 }
 
 // WithMessageSize sets the frame size the server announces to every client

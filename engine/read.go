@@ -30,7 +30,7 @@ func (c *conn) traffic() {
 	if c.tl != nil {
 		ready, err := c.tl.pump()
 		if err != nil {
-			c.closeNow(fmt.Errorf("%w: %w", ErrProtocol, err))
+			c.closeNow(err) // the layer's reason, with its own sentinel
 			return
 		}
 		if !ready {

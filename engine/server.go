@@ -81,11 +81,12 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	return s, nil
 }
 
-// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and serves until ctx is cancelled or [Server.Shutdown] is called: the
-// original's blocking start(). It returns [ErrServerClosed] after a
-// shutdown, or the error that stopped it. When ctx is cancelled the server
-// shuts down gracefully within the grace period of [WithGracePeriod].
+// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and serves until ctx is cancelled or
+// [Server.Shutdown] is called: the original's blocking start(). It returns
+// [ErrServerClosed] after a shutdown, or the error that stopped it. When
+// ctx is cancelled the server shuts down gracefully within the grace
+// period of [WithGracePeriod].
 func (s *Server) Serve(ctx context.Context, addr string) error {
 	if err := s.Start(ctx, addr); err != nil {
 		return err
@@ -99,7 +100,11 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	ln, err := listen(ctx, addr)
+	bare, err := s.side.cfg.untls(addr)
+	if err != nil {
+		return err
+	}
+	ln, err := listen(ctx, bare)
 	if err != nil {
 		return err
 	}
@@ -443,6 +448,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.side.closing.Store(true)
+	s.side.cfg.stopTLS()
 	s.once.Do(func() { close(s.stop) })
 	for _, ln := range s.lns {
 		_ = ln.Close() // again after GoAway: closing twice does nothing
@@ -461,6 +467,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.done:
 	}
 	s.cli.Stop() // the loops: connections still open close with ErrShutdown
+	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()
 	}
