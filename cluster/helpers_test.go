@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -193,13 +192,19 @@ type client struct {
 	*engine.Client
 	id      uint64 // its net id on the node
 	frames  chan frame
-	release chan struct{} // answers opSlow once closed
+	tokens  chan struct{} // each lets one opSlow call answer
+	stop    chan struct{} // closed at cleanup: every opSlow call answers
 	slowIn  chan struct{} // receives when an opSlow call arrives
 }
 
+// unblock lets one opSlow call answer. A connection's calls run one at a
+// time, in order (engine.WithWorkerPool): the next waits for this one.
+func (cl *client) unblock() { cl.tokens <- struct{}{} }
+
 func dial(t *testing.T, node *cluster.Node) *client {
 	t.Helper()
-	cl := &client{frames: make(chan frame, 4096), release: make(chan struct{}), slowIn: make(chan struct{}, 16)}
+	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
+		slowIn: make(chan struct{}, 16)}
 	r := handler.NewRouter()
 	r.Forward(func(_ handler.Conn, op codec.Opcode, data []byte) error {
 		cl.frames <- frame{op, string(data)}
@@ -216,7 +221,10 @@ func dial(t *testing.T, node *cluster.Node) *client {
 	})
 	handler.HandleCall(r, opSlow, func(_ handler.Conn, _ struct{}) (struct{}, error) {
 		cl.slowIn <- struct{}{}
-		<-cl.release
+		select {
+		case <-cl.tokens:
+		case <-cl.stop:
+		}
 		return struct{}{}, nil
 	})
 	ctx := ctxFor(t, 10*time.Second)
@@ -225,9 +233,8 @@ func dial(t *testing.T, node *cluster.Node) *client {
 		t.Fatal(err)
 	}
 	cl.Client = c
-	var once sync.Once
 	t.Cleanup(func() {
-		once.Do(func() { close(cl.release) })
+		close(cl.stop)
 		_ = c.Close()
 		<-c.Done()
 	})

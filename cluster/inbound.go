@@ -50,8 +50,10 @@ func (n *Node) classify(subject string) uint8 {
 
 // handle acts on one message from the bus.
 func (n *Node) handle(m *nats.Msg) {
-	n.st.received.Add(1)
 	cls := n.classify(m.Subject)
+	if cls != subPresence {
+		n.st.received.Add(1)
+	}
 	if cls == subOther {
 		n.bad(badMalformed, "message on a subject the node does not use", "subject", m.Subject)
 		return
@@ -198,9 +200,12 @@ func (n *Node) bad(k int, msg string, attrs ...any) {
 
 // Stats are counters of a node's cross-node traffic.
 type Stats struct {
-	// Published counts the messages handed to NATS.
+	// Published counts the messages handed to NATS, presence (hellos,
+	// heartbeats, goodbyes) aside: one per cross-node send, call, answer,
+	// or send to all or to a group, whatever the number of connections.
 	Published uint64
-	// Received counts the messages read from the node's subjects.
+	// Received counts the messages read from the node's subjects,
+	// presence aside.
 	Received uint64
 	// Malformed counts received messages that do not decode, or came on
 	// a subject their kind does not use; none is acted on.

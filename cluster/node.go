@@ -489,7 +489,9 @@ func (n *Node) publish(m outMsg, queued bool) {
 		n.queued.Add(-int64(len(m.data)))
 	}
 	if err == nil {
-		n.st.published.Add(1)
+		if queued {
+			n.st.published.Add(1)
+		}
 		return
 	}
 	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
