@@ -190,11 +190,11 @@ func newCluster(t *testing.T, k int, opts ...cluster.Option) (*embedded.Server, 
 // client is a real simplerpc client connected to a node over loopback.
 type client struct {
 	*engine.Client
-	id      uint64 // its net id on the node
-	frames  chan frame
-	tokens  chan struct{} // each lets one opSlow call answer
-	stop    chan struct{} // closed at cleanup: every opSlow call answers
-	slowIn  chan struct{} // receives when an opSlow call arrives
+	id     uint64 // its net id on the node
+	frames chan frame
+	tokens chan struct{} // each lets one opSlow call answer
+	stop   chan struct{} // closed at cleanup: every opSlow call answers
+	slowIn chan struct{} // receives when an opSlow call arrives
 }
 
 // unblock lets one opSlow call answer. A connection's calls run one at a
