@@ -87,10 +87,12 @@ func (n *Node) takeIf(drop func(*request) bool) []*request {
 	return out
 }
 
-// failPeer ends what waits on a peer that went down.
+// failPeer ends what waits on a peer that went down: its connections are
+// gone with it.
 func (n *Node) failPeer(p *peer, reason error) {
+	err := fmt.Errorf("%w: %w", reason, engine.ErrUnknownConn)
 	for _, r := range n.takeIf(func(r *request) bool { return r.peer == p }) {
-		r.end(nil, reason)
+		r.end(nil, err)
 	}
 }
 
@@ -352,6 +354,9 @@ func (n *Node) relayCall(p *peer, e *envelope, reply string) {
 	if err != nil {
 		cancel()
 		n.relayed.Add(-1)
+		if errors.Is(err, engine.ErrUnknownConn) {
+			n.bad(badUnknownConn, "call to a connection that is gone", "id", e.id)
+		}
 		n.answerCall(reply, err, nil)
 	}
 }
@@ -366,9 +371,6 @@ func (n *Node) answerCall(reply string, err error, obj []byte) {
 		return
 	}
 	st := statusOf(err)
-	if st == statusUnknown {
-		n.bad(badUnknownConn, "call to a connection that is gone", "err", err)
-	}
 	switch st {
 	case statusFailure:
 		f := handler.Failure(err)
