@@ -68,14 +68,14 @@ type seqMsg struct {
 }
 
 // ctxFor returns a context bounded by the test's deadline, or by d.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // waitFor polls cond until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -88,7 +88,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-func startNATS(t *testing.T, opts ...embedded.Option) *embedded.Server {
+func startNATS(t testing.TB, opts ...embedded.Option) *embedded.Server {
 	t.Helper()
 	ns, err := embedded.Start(ctxFor(t, 10*time.Second), opts...)
 	if err != nil {
@@ -98,7 +98,7 @@ func startNATS(t *testing.T, opts ...embedded.Option) *embedded.Server {
 	return ns
 }
 
-func connectInProcess(t *testing.T, ns *embedded.Server) *nats.Conn {
+func connectInProcess(t testing.TB, ns *embedded.Server) *nats.Conn {
 	t.Helper()
 	nc, err := ns.Connect()
 	if err != nil {
@@ -140,7 +140,7 @@ func serverRouter(node **cluster.Node) *handler.Router {
 }
 
 // startNode starts node number num on nc, listening on loopback.
-func startNode(t *testing.T, nc *nats.Conn, num int, opts ...cluster.Option) *cluster.Node {
+func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *cluster.Node {
 	t.Helper()
 	var node *cluster.Node
 	opts = append([]cluster.Option{cluster.WithHeartbeat(testInterval, testTimeout)}, opts...)
@@ -162,7 +162,7 @@ func startNode(t *testing.T, nc *nats.Conn, num int, opts ...cluster.Option) *cl
 }
 
 // formed waits until every node sees all of them.
-func formed(t *testing.T, ctx context.Context, nodes ...*cluster.Node) {
+func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
 	t.Helper()
 	waitFor(t, ctx, "the cluster to form", func() bool {
 		for _, n := range nodes {
@@ -176,7 +176,7 @@ func formed(t *testing.T, ctx context.Context, nodes ...*cluster.Node) {
 
 // newCluster starts k nodes, numbered 1 to k, on one embedded NATS server
 // with in-process connections.
-func newCluster(t *testing.T, k int, opts ...cluster.Option) (*embedded.Server, []*cluster.Node) {
+func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*cluster.Node) {
 	t.Helper()
 	ns := startNATS(t)
 	nodes := make([]*cluster.Node, k)
@@ -201,7 +201,7 @@ type client struct {
 // time, in order (engine.WithWorkerPool): the next waits for this one.
 func (cl *client) unblock() { cl.tokens <- struct{}{} }
 
-func dial(t *testing.T, node *cluster.Node) *client {
+func dial(t testing.TB, node *cluster.Node) *client {
 	t.Helper()
 	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
 		slowIn: make(chan struct{}, 16)}
@@ -247,7 +247,7 @@ func dial(t *testing.T, node *cluster.Node) *client {
 }
 
 // next returns the client's next frame.
-func (cl *client) next(t *testing.T, ctx context.Context) frame {
+func (cl *client) next(t testing.TB, ctx context.Context) frame {
 	t.Helper()
 	select {
 	case f := <-cl.frames:
@@ -259,7 +259,7 @@ func (cl *client) next(t *testing.T, ctx context.Context) frame {
 }
 
 // expect checks the client's next frame.
-func (cl *client) expect(t *testing.T, ctx context.Context, op codec.Opcode, data string) {
+func (cl *client) expect(t testing.TB, ctx context.Context, op codec.Opcode, data string) {
 	t.Helper()
 	if f := cl.next(t, ctx); f.op != op || f.data != data {
 		t.Fatalf("client %d: got %d %s, want %d %s", cl.id, f.op, f.data, op, data)
@@ -268,7 +268,7 @@ func (cl *client) expect(t *testing.T, ctx context.Context, op codec.Opcode, dat
 
 // marker sends a marker frame to each client from node and checks that it
 // is the next frame each gets: nothing else arrived before it.
-func marker(t *testing.T, ctx context.Context, node *cluster.Node, clients ...*client) {
+func marker(t testing.TB, ctx context.Context, node *cluster.Node, clients ...*client) {
 	t.Helper()
 	for i, cl := range clients {
 		data := fmt.Sprintf(`{"marker":%d}`, i)
@@ -276,15 +276,5 @@ func marker(t *testing.T, ctx context.Context, node *cluster.Node, clients ...*c
 			t.Fatal(err)
 		}
 		cl.expect(t, ctx, 9, data)
-	}
-}
-
-// noFrame checks that the client has nothing waiting.
-func (cl *client) noFrame(t *testing.T) {
-	t.Helper()
-	select {
-	case f := <-cl.frames:
-		t.Fatalf("client %d: unexpected frame %d %s", cl.id, f.op, f.data)
-	default:
 	}
 }

@@ -153,7 +153,7 @@ func (n *Node) answerProbe(reply string) {
 
 // reply queues an answer to another node's request.
 func (n *Node) reply(subject string, data []byte) {
-	if err := n.enqueue(outMsg{subject: subject, data: data}); err != nil {
+	if err := n.enqueueAnswer(outMsg{subject: subject, data: data}); err != nil {
 		n.bad(badDropped, "answer not sent", "err", err)
 	}
 }

@@ -216,11 +216,18 @@ func (n *Node) Start(ctx context.Context, addr string) error {
 	if !n.state.CompareAndSwap(stateNew, stateStarting) {
 		return errors.New("cluster: node already started")
 	}
-	if err := n.start(ctx, addr); err != nil {
-		n.teardown(context.Background())
+	n.shutdownMu.Lock()
+	err := n.start(ctx, addr)
+	if err != nil {
+		n.teardownLocked(context.Background())
+	}
+	n.shutdownMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("cluster: start node %d: %w", n.node, err)
 	}
-	n.state.Store(stateRunning)
+	if !n.state.CompareAndSwap(stateStarting, stateRunning) {
+		return fmt.Errorf("cluster: start node %d: %w", n.node, engine.ErrServerClosed) // Shutdown meanwhile
+	}
 	go func() {
 		select {
 		case <-n.srv.Done():
@@ -272,19 +279,30 @@ func (n *Node) start(ctx context.Context, addr string) error {
 	return nil
 }
 
-// probe asks the node subject whether another process answers it.
+// probe asks the node subject whether another process answers it, on a
+// reply subject of its own (nats.go's request helpers would leave a
+// subscription behind on a connection the node does not own).
 func (n *Node) probe(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.timeout)
 	defer cancel()
-	_, err := n.nc.RequestWithContext(pctx, n.subj.own, appendHeader(nil, kindProbe, n.node, n.epoch))
+	inbox := n.nc.NewInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("probe node number: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(n.subj.own, inbox, appendHeader(nil, kindProbe, n.node, n.epoch)); err != nil {
+		return fmt.Errorf("probe node number: %w", err)
+	}
+	m, err := sub.NextMsgWithContext(pctx)
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
+	case errors.Is(err, nats.ErrNoResponders), err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
 		return nil
 	case err == nil:
 		return ErrNodeTaken
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		// Something listens on the subject and does not answer.
-		return fmt.Errorf("%w: node %d subject has a subscriber that does not answer", ErrNodeTaken, n.node)
+		return fmt.Errorf("%w: node %d's subject has a subscriber that does not answer", ErrNodeTaken, n.node)
 	}
 	return fmt.Errorf("probe node number: %w", err)
 }
@@ -334,6 +352,10 @@ func (n *Node) Close() error {
 func (n *Node) teardown(ctx context.Context) {
 	n.shutdownMu.Lock()
 	defer n.shutdownMu.Unlock()
+	n.teardownLocked(ctx)
+}
+
+func (n *Node) teardownLocked(ctx context.Context) {
 	select {
 	case <-n.done:
 		return
@@ -406,6 +428,13 @@ func (n *Node) enqueue(m outMsg) error {
 	if err := n.running(); err != nil {
 		return err
 	}
+	return n.enqueueAnswer(m)
+}
+
+// enqueueAnswer is enqueue for the answers to other nodes' requests,
+// which still go out while the node shuts down: the calls relayed to its
+// connections end then, and their callers wait for the outcome.
+func (n *Node) enqueueAnswer(m outMsg) error {
 	if !n.busUp.Load() {
 		return ErrBusDown
 	}
