@@ -187,7 +187,7 @@ func TestNATSRestart(t *testing.T) {
 	// The URL path: the nodes connect as external clients would.
 	connect := func() *nats.Conn {
 		nc, err := nats.Connect(ns.URL(), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1),
-			nats.ReconnectJitter(0, 0))
+			nats.ReconnectJitter(0, 0), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 		if err != nil {
 			t.Fatal(err)
 		}

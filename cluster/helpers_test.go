@@ -100,7 +100,7 @@ func startNATS(t testing.TB, opts ...embedded.Option) *embedded.Server {
 
 func connectInProcess(t testing.TB, ns *embedded.Server) *nats.Conn {
 	t.Helper()
-	nc, err := ns.Connect()
+	nc, err := ns.Connect(nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
