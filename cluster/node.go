@@ -244,6 +244,11 @@ func (n *Node) start(ctx context.Context, addr string) error {
 	if !n.nc.IsConnected() {
 		return ErrBusDown
 	}
+	if !n.nc.HeadersSupported() {
+		// Without headers there is no "no responders" status, which the
+		// start probe and the prompt failure of calls to a dead node use.
+		return errors.New("the NATS server does not support headers (v2.2 or later is needed)")
+	}
 	if err := n.probe(ctx); err != nil {
 		return err
 	}
