@@ -184,6 +184,10 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
+// Len returns the number of open connections: the original's
+// len(server.connections). It is cheap, where Stats gathers every counter.
+func (s *Server) Len() int { return int(s.nconns.Load()) }
+
 // Conn returns the open connection with net id id.
 func (s *Server) Conn(id uint64) (handler.Conn, bool) {
 	c := s.conns.load(id)
