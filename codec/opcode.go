@@ -27,6 +27,10 @@ const (
 	OpPing Opcode = -6
 	// OpPong answers an OpPing with the same object.
 	OpPong Opcode = -7
+	// OpGoAway tells a client the server is going away (a restart, an
+	// upgrade): {"reason": "..."}. The client finishes the calls it has in
+	// flight and reconnects.
+	OpGoAway Opcode = -8
 )
 
 // String returns the name of a protocol opcode, or the decimal number.
@@ -46,6 +50,8 @@ func (o Opcode) String() string {
 		return "ping(-6)"
 	case OpPong:
 		return "pong(-7)"
+	case OpGoAway:
+		return "go_away(-8)"
 	}
 	return strconv.FormatInt(int64(o), 10)
 }

@@ -1,6 +1,7 @@
 // This file holds the calls' outbound budget: how a connection bounds the
 // requests it has written and the kernel has not taken yet, without ever
 // applying the slow-consumer policy to its own calls.
+
 package engine
 
 import (

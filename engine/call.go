@@ -1,6 +1,7 @@
 // This file holds calls on a connection (docs/PROTOCOL.md §5): a request
 // that waits for its reply, blocking (Call) or not (CallAsync), and how
 // replies, deadlines and closes end them.
+
 package engine
 
 import (
@@ -28,7 +29,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if onLoop(c.side) {
 		return c.callError(op, ErrCallOnLoop)
 	}
-	if err := c.call(ctx, op, req, resp, c.owner.send); err != nil {
+	if err := c.timedCall(ctx, op, req, resp, c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
@@ -100,7 +101,7 @@ func encodeRequest(op codec.Opcode, req any) ([]byte, error) {
 // with the outcome, where the connection's callbacks run. It is safe for
 // concurrent use, from inline callbacks too (see [handler.Conn]).
 func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := c.callAsync(ctx, op, req, resp, done, c.owner.send); err != nil {
+	if err := c.callAsync(ctx, op, req, resp, c.timedDone(op, done), c.owner.send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
@@ -196,6 +197,9 @@ func (c *conn) complete(id uint64, r callResult) {
 		}
 		p.ch <- r
 		c.loop.woke = true
+	}
+	if c.retired.Load() && x.calls.len() == 0 {
+		c.closeNow(ErrGoAway) // the last call it had to finish
 	}
 }
 

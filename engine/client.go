@@ -1,6 +1,7 @@
 // This file holds the Client: one client connection that learns the
 // server's message size, holds what it sends until it can send it, and
 // reconnects.
+
 package engine
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,13 +32,15 @@ type Client struct {
 	local   net.Addr // source address, or nil
 	own     bool     // the client owns its dialer
 
-	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing
+	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing, redialing, prev
 	cur       *conn
 	sized     bool // cur knows the message size
 	enrolled  bool // cur is on its event loop: a close can be queued to it
 	held      []heldFrame
 	heldBytes int
 	closing   error // set once Close is called
+	redialing bool  // a reconnection is under way
+	prev      *conn // the connection a go-away left, until the next one opens
 
 	scan *codec.Scanner // finds cur's first frame; loop-only once cur is enrolled
 
@@ -79,6 +83,9 @@ func (cl *Client) connect(ctx context.Context) error {
 	c := newConn(&d.side, cl, nil, d.nextID.Add(1))
 	c.remote = nc.RemoteAddr()
 	cl.mu.Lock()
+	if old := cl.cur; old != nil && !old.closed.Load() {
+		cl.prev = old // a go-away's: it carries its calls until this one opens
+	}
 	cl.cur, cl.sized, cl.enrolled = c, false, false
 	cl.scan = codec.NewScanner(cfg.maxSize)
 	cl.mu.Unlock()
@@ -159,7 +166,7 @@ func (cl *Client) ready(c *conn) bool {
 			}
 			_, _ = c.io.Discard(int(n))
 			c.setOutSize(int(n))
-			c.refuseSize(n)
+			c.refuseSize(strconv.FormatInt(n, 10))
 			cl.scan = nil
 			return false
 		}
@@ -199,6 +206,8 @@ func (cl *Client) open(c *conn) {
 		return
 	}
 	cl.sized = true
+	prev := cl.prev
+	cl.prev = nil
 	held := cl.held[:0]
 	for _, h := range cl.held {
 		if h.conn == nil || h.conn == c { // a call of an older connection has failed
@@ -210,6 +219,7 @@ func (cl *Client) open(c *conn) {
 	if len(held) > 0 {
 		c.hold(held)
 	}
+	cl.retire(prev)
 	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
@@ -308,9 +318,23 @@ func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id u
 func (cl *Client) closed(c *conn, reason error) {
 	unsent := c.unsent()
 	cl.mu.Lock()
-	if cl.cur == c {
-		cl.sized = false
+	if cl.cur != c {
+		// An older connection, let go after a go-away: the client lives on
+		// in its successor, which gets the sends it did not write.
+		cur, sized := cl.cur, cl.sized
+		if !sized {
+			cl.held = append(unsent, cl.held...)
+			for _, h := range unsent {
+				cl.heldBytes += len(h.obj)
+			}
+		}
+		cl.mu.Unlock()
+		if sized && len(unsent) > 0 {
+			_ = cur.loop.enqueue(task{kind: taskFunc, fn: func() { cur.hold(unsent) }}, nil)
+		}
+		return
 	}
+	cl.sized = false
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
 		for _, h := range unsent {
@@ -319,8 +343,10 @@ func (cl *Client) closed(c *conn, reason error) {
 		cl.held = append(unsent, cl.held...)
 	}
 	cl.mu.Unlock()
-	if closing == nil && cl.d.side.cfg.reconnect && cl.d.spawn(cl.reconnect) {
-		return
+	if closing == nil && cl.d.side.cfg.reconnect {
+		if !cl.redial() || cl.d.spawn(cl.reconnect) {
+			return // a dial is under way already, or now
+		}
 	}
 	cl.finish(reason)
 }
@@ -328,6 +354,59 @@ func (cl *Client) closed(c *conn, reason error) {
 func (cl *Client) handle(*conn) handler.Conn { return cl }
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
+
+// goAway moves a reconnecting client to a new connection before it lets
+// the old one go (make before break): a new connection is dialed at once,
+// while the old one, which the server still serves, carries what is sent
+// until the new one is open; then it closes once the calls it carries are
+// answered (or the server closes it). On the loop.
+func (cl *Client) goAway(c *conn) {
+	if !cl.d.side.cfg.reconnect || c.leaving {
+		return
+	}
+	c.leaving = true
+	if cl.redial() {
+		cl.d.spawn(func() {
+			cl.reconns.Add(1)
+			ctx, cancel := context.WithTimeout(context.Background(), cl.d.side.cfg.dialTimeout)
+			err := cl.connect(ctx)
+			cancel()
+			if err != nil {
+				cl.reconns.Add(-1)
+				cl.reconnect() // as after a drop: backoff until it works
+				return
+			}
+			cl.mu.Lock()
+			cl.redialing = false
+			cl.mu.Unlock()
+		})
+	}
+}
+
+// redial reports whether the caller is to start dialing again: false when
+// the client is closing or a dial is already under way.
+func (cl *Client) redial() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closing != nil || cl.redialing {
+		return false
+	}
+	cl.redialing = true
+	return true
+}
+
+// retire lets go of the connection before c, after a go-away, once c is
+// open: at once if it carries no call, else when its last call is answered
+// (complete). On the loop of c.
+func (cl *Client) retire(prev *conn) {
+	if prev == nil {
+		return
+	}
+	prev.retired.Store(true)
+	if prev.pendingCalls() == 0 {
+		prev.closeWith(ErrGoAway)
+	}
+}
 
 // finish marks the client closed for good.
 func (cl *Client) finish(reason error) {
@@ -382,6 +461,9 @@ func (cl *Client) reconnect() {
 		err := cl.connect(ctx)
 		cancel()
 		if err == nil {
+			cl.mu.Lock()
+			cl.redialing = false
+			cl.mu.Unlock()
 			return
 		}
 		cl.reconns.Add(-1)
@@ -570,7 +652,10 @@ func (cl *Client) close(reason error) error {
 // SetMessageSize changes the frame size of the connection (docs/PROTOCOL.md
 // §3): the client sends -2 at the current size, switches its outbound size
 // right after, and the server answers with its own -2. n must lie within
-// the size bounds. It fails with [ErrClosed] when not connected.
+// the protocol's limits and the outbound cap, and the server must allow it:
+// a server refuses, and closes, a size past its bounds (its own message
+// size by default, see [WithSizeBounds]). It fails with [ErrClosed] when
+// not connected.
 func (cl *Client) SetMessageSize(n int) error {
 	c := cl.current()
 	err := ErrClosed

@@ -41,8 +41,9 @@ func listenRaw(t *testing.T, serve func(c net.Conn)) string {
 func TestClientHoldsFramesUntilSizeKnown(t *testing.T) {
 	t.Parallel()
 	got := make(chan string, 1)
+	sent := make(chan struct{})
 	addr := listenRaw(t, func(c net.Conn) {
-		time.Sleep(100 * time.Millisecond) // the client sends before this
+		<-sent // the client sends before the size is known
 		f, _ := codec.AppendMessageSize(nil, 96, 96)
 		if _, err := c.Write(f); err != nil {
 			return
@@ -67,6 +68,7 @@ func TestClientHoldsFramesUntilSizeKnown(t *testing.T) {
 	if cl.MessageSize() != 0 {
 		t.Fatalf("size known too early: %d", cl.MessageSize())
 	}
+	close(sent)
 	var want []byte
 	for i := range 3 {
 		want, _ = codec.Append(want, 96, codec.Opcode(i), map[string]int{"i": i})

@@ -43,7 +43,10 @@ func TestPythonClientAgainstGoServer(t *testing.T) {
 		{"size256-workers", 256, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []engine.ServerOption{engine.WithMessageSize(tc.size), engine.WithEventLoops(tc.loops)}
+			// The peer doubles the size (step e): a server allows a peer a
+			// size past its own only when told to.
+			opts := []engine.ServerOption{engine.WithMessageSize(tc.size), engine.WithEventLoops(tc.loops),
+				engine.WithSizeBounds(codec.MinMessageSize, 64<<10)}
 			if strings.HasSuffix(tc.name, "workers") {
 				opts = append(opts, engine.WithWorkerPool(4, 64))
 			}

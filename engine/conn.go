@@ -1,6 +1,7 @@
 // This file holds the connection type that servers and clients share: its
 // state, grouped by direction, what identifies it, and the hook through
 // which its owner (a server or a client) takes part in its life.
+
 package engine
 
 import (
@@ -36,6 +37,8 @@ type owner interface {
 	handle(c *conn) handler.Conn
 	// peer names the other end in errors: "conn 7", "server 10.0.0.1:30000".
 	peer(c *conn) string
+	// goAway runs on the loop when the peer says it is going away (-8).
+	goAway(c *conn)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -53,6 +56,7 @@ type conn struct {
 
 	// Shared with other goroutines.
 	closed   atomic.Bool
+	retired  atomic.Bool  // a client let it go after a go-away: close once no call waits
 	size     atomic.Int64 // outSize, readable off the loop
 	queued   atomic.Int64 // bytes of sends queued to the loop, not yet written
 	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
@@ -63,14 +67,22 @@ type conn struct {
 
 	// Read state, loop-only.
 	inSize   int
-	strikes  int32 // rate-limited frames in a row
-	started  bool  // owner.ready returned true: frames are read
-	reported bool  // the connect callback was dispatched, so the disconnect one will be
+	strikes  int32  // rate-limited frames in a row
+	bad      uint16 // malformed frames in a row
+	started  bool   // owner.ready returned true: frames are read
+	leaving  bool   // the server said it is going away: close once no call waits
+	reported bool   // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.
 	outSize int
 	out     []byte
 	idx     int32 // in loop.conns
+
+	// The sweep's notes (sweep.go), loop-only: loop ticks, 0 for none.
+	partialAt uint32 // the tick a partial frame began waiting to complete
+	written   uint32 // bytes handed to the wire, mod 2^32
+	taken     uint32 // written less what gnet held, at the last look
+	stallAt   uint32 // the tick the output stopped making progress
 }
 
 // connExtra is the part of a connection that is allocated on first use:

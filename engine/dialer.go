@@ -1,5 +1,6 @@
 // This file holds the Dialer: the event loops that client connections
 // share, their heartbeat, and dialing.
+
 package engine
 
 import (
@@ -49,7 +50,8 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 		return nil, err
 	}
 	d := &Dialer{stop: make(chan struct{})}
-	d.side = side{cfg: cfg, router: r}
+	d.side = side{cfg: cfg, router: r, closedErr: ErrClosed}
+	d.side.initWarnings()
 	gopts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
 		gnet.WithLogger(gnetLogger{cfg.logger}),
@@ -85,7 +87,9 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 // from a callback.
 func (d *Dialer) Close() error {
 	d.closeOnce.Do(func() {
+		d.side.closing.Store(true) // sends fail from now on: nothing feeds the loops while they close
 		close(d.stop)
+		d.side.cfg.stopTLS()
 		d.wgMu.Lock()
 		d.stopped = true
 		d.wgMu.Unlock()
@@ -107,6 +111,7 @@ func (d *Dialer) Close() error {
 			}
 		})
 		_ = d.cli.Stop()
+		d.side.cfg.waitTLS()
 		if d.side.pool != nil {
 			d.side.pool.stop()
 		}
@@ -164,8 +169,10 @@ func (d *Dialer) heartbeat() {
 	}
 }
 
-// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and returns once the TCP connection is up. The message size arrives in
+// Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and returns once the TCP connection is up (a
+// TLS handshake goes on after it; a failed one closes the client with a
+// reason wrapping [ErrTLSHandshake]). The message size arrives in
 // the server's first frame (docs/PROTOCOL.md §3); frames sent before then
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.
@@ -183,11 +190,14 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	network, _, err := protoAddr(addr)
+	bare, err := d.side.cfg.untls(addr)
 	if err != nil {
 		return nil, err
 	}
-	_, address, _ := cutScheme(addr)
+	network, address, err := splitAddr(bare)
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case <-d.stop:
 		return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
@@ -227,15 +237,6 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 			return nil, fmt.Errorf("engine: dial %s: %w", addr, ErrClosed)
 		}
 	}
-}
-
-func cutScheme(addr string) (string, string, bool) {
-	for i := 0; i+3 <= len(addr); i++ {
-		if addr[i:i+3] == "://" {
-			return addr[:i], addr[i+3:], true
-		}
-	}
-	return "tcp", addr, false
 }
 
 // Dial connects a single client with its own event loop, closed with the

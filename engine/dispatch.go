@@ -1,5 +1,6 @@
 // This file holds how callbacks run: inline on the loop, or queued per
 // connection to the worker pool, and recovered from panics.
+
 package engine
 
 import (
@@ -48,6 +49,7 @@ func (c *conn) dispatch(j job, data []byte) {
 		op := codec.OpFailure
 		if j.kind == jobCall {
 			id, op = &j.id, codec.OpReplyFailure
+			c.loop.stats.callsIn.Add(-1)
 		}
 		c.sendFailure(op, id, ReasonOverloaded, "Too many frames waiting for a worker")
 		return
@@ -114,6 +116,7 @@ func (c *conn) run(j job, data []byte) {
 		if f != nil {
 			c.sendFailure(codec.OpReplyFailure, &j.id, f.Reason, f.Message)
 		}
+		c.loop.stats.callsIn.Add(-1)
 	case jobConnect:
 		if fn := s.cfg.onConnect; fn != nil {
 			c.safely("connect callback", func() { fn(hc) })

@@ -35,6 +35,17 @@
 // [Dial] is the one-connection shortcut. A client learns the frame size
 // from the server's first frame and holds what it sends until then.
 //
+// # TLS
+//
+// [WithTLS] makes a server's or a dialer's connections TLS, with the
+// standard library's crypto/tls and a [crypto/tls.Config] of the
+// caller's; an address may then say tls://host:port. An established TLS
+// connection runs on its event loop like a plain one, with no goroutine of
+// its own: the loop feeds crypto/tls the bytes it reads and writes the
+// records it makes. Each handshake runs on a short-lived goroutine, bounded by
+// [WithHandshakeTimeout] and [WithMaxHandshakes]. [TLSState] gives a
+// handler the peer's certificates. See docs/TLS.md.
+//
 // See docs/DESIGN.md for which goroutine runs what, docs/ROBUSTNESS.md for
 // limits, slow consumers, heartbeats and reconnects.
 package engine

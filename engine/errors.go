@@ -47,8 +47,17 @@ var (
 	ErrServerFull = errors.New("engine: server full")
 	// ErrIdle: nothing was received within the idle timeout.
 	ErrIdle = errors.New("engine: idle timeout")
+	// ErrWriteDeadline: the peer took none of the connection's output
+	// within the write deadline ([WithWriteDeadline]).
+	ErrWriteDeadline = errors.New("engine: write deadline: the peer reads nothing")
+	// ErrFrameDeadline: a partial frame did not complete within the frame
+	// deadline ([WithFrameDeadline]).
+	ErrFrameDeadline = errors.New("engine: frame deadline: a partial frame did not complete")
 	// ErrRateLimited: the peer kept sending over its rate limit.
 	ErrRateLimited = errors.New("engine: rate limit exceeded")
+	// ErrGoAway: the server said it was going away (-8), and the client
+	// closed the connection once its calls were answered, to reconnect.
+	ErrGoAway = errors.New("engine: the server is going away")
 	// ErrProtocol: the peer broke the framing (an unreadable first frame).
 	ErrProtocol = errors.New("engine: protocol error")
 )

@@ -1,6 +1,7 @@
 // This file shows, as runnable examples, what the original's public names
 // map to: server.connections, rooms, Connection.on_disconnect and
 // Connection.handler.
+
 package engine_test
 
 import (

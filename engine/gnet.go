@@ -1,58 +1,48 @@
 // This file holds the adapters from gnet's callbacks and logger to the
 // server, the dialer and their connections.
+
 package engine
 
 import (
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/simplerpc/simplerpc/codec"
 )
 
-// serverEvents adapts the server to gnet's callbacks. Every callback runs
-// on an event loop, except OnBoot.
+// serverEvents adapts the server to gnet's callbacks, on the event loops
+// of a gnet client engine: the server accepts on its own (accept.go) and
+// enrolls each connection, created beforehand, as its context.
 type serverEvents struct {
 	gnet.BuiltinEventEngine
 	s *Server
 }
 
-func (e *serverEvents) OnBoot(eng gnet.Engine) gnet.Action {
-	s := e.s
-	s.eng = eng
-	if fd, err := eng.Dup(); err == nil {
-		f := os.NewFile(uintptr(fd), "listener")
-		if ln, err := net.FileListener(f); err == nil {
-			a := ln.Addr()
-			s.addr.Store(&a)
-			_ = ln.Close()
-		}
-		_ = f.Close()
-	}
-	close(s.booted)
-	return gnet.None
-}
-
 func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
 	cfg := &s.side.cfg
-	if s.state.Load() == stateShutdown {
+	c, ok := gc.Context().(*conn)
+	if !ok || s.state.Load() == stateShutdown {
+		s.side.stats.refused[refuseShutdown].Add(1)
+		gc.SetContext(nil) // no OnClose work for a connection never opened
 		return nil, gnet.Close
 	}
 	if s.nconns.Add(1) > int64(cfg.maxConns) {
 		s.nconns.Add(-1)
+		s.side.stats.refused[refuseFull].Add(1)
+		gc.SetContext(nil) // no OnClose work for a refused connection
 		f, _ := codec.AppendFailure(nil, cfg.size, ReasonServerFull, "Server is full")
-		cfg.logger.Warn("simplerpc: refused a connection: server full", "remote", gc.RemoteAddr(), "max", cfg.maxConns)
+		s.side.warnFull.warn(cfg.logger, "last", c.RemoteAddr(), "max", cfg.maxConns)
 		return f, gnet.Close
 	}
-	c := newConn(&s.side, s, gc, s.newID())
+	c.id = s.newID()
+	c.gc, c.io = gc, gc
 	c.loop = s.side.loopFor(gc.EventLoop())
+	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	gc.SetContext(c)
 	c.open(cfg.newLayer)
 	return nil, gnet.None
 }
@@ -66,7 +56,7 @@ func (e *serverEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 }
 
 func (e *serverEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
-	if c, ok := gc.Context().(*conn); ok {
+	if c, ok := gc.Context().(*conn); ok && c.loop != nil {
 		c.onClose(err)
 	}
 	return gnet.None

@@ -1,5 +1,6 @@
 // This file holds groups (rooms): named sets of a server's connections
 // that a frame can be sent to at once.
+
 package engine
 
 import (

@@ -17,7 +17,7 @@ import (
 )
 
 // testTimeout bounds every wait in these tests.
-const testTimeout = 10 * time.Second
+const testTimeout = 30 * time.Second
 
 func testContext(t *testing.T) context.Context {
 	t.Helper()

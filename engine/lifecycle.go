@@ -1,6 +1,7 @@
 // This file holds a connection's lifecycle: how it opens (its layer's
 // handshake, then its owner makes it ready) and how it closes, on request
 // from any goroutine or at once on its loop, and what runs once it has.
+
 package engine
 
 import (
@@ -11,16 +12,23 @@ import (
 
 // open starts a new connection on its loop: its layer's handshake, if it
 // has one, or at once what its owner does with a ready connection.
-func (c *conn) open(newLayer func() layer) {
+func (c *conn) open(newLayer func(*conn) layer) {
 	l := c.loop
 	l.enter()
 	defer l.leave()
 	if newLayer != nil {
-		c.tl = newLayered(c.gc, newLayer())
+		c.tl = newLayered(c.gc, newLayer(c))
 		c.io = c.tl
-		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: c.traffic}, nil) }
+		// A wake may come after the connection closed: gnet has released
+		// its buffers then.
+		pump := func() {
+			if !c.closed.Load() {
+				c.traffic()
+			}
+		}
+		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: pump}, nil) }
 		if err := c.tl.l.start(func(b []byte) error { _, err := c.gc.Write(b); return err }, wake); err != nil {
-			c.closeNow(fmt.Errorf("%w: %w", ErrProtocol, err))
+			c.closeNow(err)
 		}
 		return
 	}
@@ -70,12 +78,17 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
+	if c.tl != nil {
+		err = c.tl.l.stop(err)
+	}
 	var reason error
 	if x := c.x.Load(); x != nil {
 		reason = x.closeReason
 	}
 	if reason == nil {
 		switch {
+		case err == nil && c.side.closing.Load():
+			reason = ErrShutdown // the loops stopped under it
 		case err == nil:
 			reason = ErrLocalClose
 		case errors.Is(err, io.EOF):
@@ -85,6 +98,7 @@ func (c *conn) onClose(err error) {
 		}
 	}
 	l := c.loop
+	l.stats.closed(reason)
 	l.enter()
 	// Calls in flight fail first: an asynchronous call's done runs in this
 	// round, before the disconnect callback.

@@ -1,6 +1,7 @@
 // This file holds the event loop's queue: every write to a connection,
 // from the loop or any other goroutine, goes through it, in order, and is
 // written once per round.
+
 package engine
 
 import (
@@ -89,6 +90,7 @@ type loop struct {
 	conns      []*conn // server: every open connection of this loop
 	dirty      []*conn // connections with bytes in out
 	free       [][]byte
+	tick       uint32 // 1 + sweeps so far (sweep.go); never 0
 
 	// Connections whose calls' budget waits on bytes in gnet's buffer
 	// (see callBudget), looked at again every recheckEvery. Loop-only, but
@@ -97,14 +99,21 @@ type loop struct {
 	recheckArmed bool
 	recheckFire  func() // the timer's: queues recheckAll
 	recheckAllFn func()
+
+	stats loopStats // see stats.go
 }
+
+// maxBatches bounds the batches of queued tasks one round takes: a round
+// that other goroutines keep feeding must end, or the loop would read no
+// socket while they send.
+const maxBatches = 64
 
 // recheckEvery is how often the loop looks again at the gnet buffers that
 // hold calls' requests: one timer per loop, and only while some do.
 const recheckEvery = 5 * time.Millisecond
 
 func newLoop(s *side, el gnet.EventLoop) *loop {
-	l := &loop{el: el, side: s}
+	l := &loop{el: el, side: s, tick: 1}
 	l.run = func(context.Context) error {
 		l.enter()
 		l.leave()
@@ -191,7 +200,7 @@ func (l *loop) leave() {
 		l.depth--
 		return
 	}
-	for {
+	for batch := 0; ; batch++ {
 		if l.woke {
 			// This round made a goroutine runnable: a caller whose reply
 			// came, a worker. It is most likely queued on this loop's P,
@@ -209,6 +218,21 @@ func (l *loop) leave() {
 		if len(l.tasks) == 0 {
 			l.busy = false
 			l.mu.Unlock()
+			break
+		}
+		if batch == maxBatches {
+			// Producers keep this round busy: end it, so that the loop
+			// reads its sockets and runs gnet's other work, and take the
+			// rest in a round of its own.
+			l.busy = false
+			wake := !l.scheduled
+			l.scheduled = true
+			l.mu.Unlock()
+			if wake && l.el.Execute(context.Background(), l.run) != nil {
+				l.mu.Lock()
+				l.scheduled = false // the engine is stopping: nothing will run them
+				l.mu.Unlock()
+			}
 			break
 		}
 		tasks, arena := l.tasks, l.arena
@@ -269,7 +293,8 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 		}
 		f, err := s.frame(op, c.outSize)
 		if err != nil {
-			l.side.cfg.logger.Warn("simplerpc: broadcast frame does not fit", "conn", c.id, "err", err)
+			l.side.unfit.Add(1)
+			l.side.warnUnfit.warn(l.side.cfg.logger, "last", c.id, "size", c.outSize)
 			continue
 		}
 		c.writeFrame(f)

@@ -1,8 +1,10 @@
 // This file holds the options of servers and clients, their defaults and
 // their validation.
+
 package engine
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -53,6 +55,7 @@ type config struct {
 	size        int // server: frame size announced
 	minSize     int
 	maxSize     int
+	boundsSet   bool // WithSizeBounds was given
 	loops       int
 	logger      *slog.Logger
 	noDelay     bool
@@ -64,16 +67,19 @@ type config struct {
 	onDisconnect func(handler.Conn, error)
 	tap          func(handler.Conn, codec.Opcode, []byte)
 
-	maxConns     int // server
-	maxOutbound  int
-	slowPolicy   SlowPolicy
-	maxPerWake   int
-	rateLimit    float64
-	rateBurst    int
-	rateStrikes  int
-	idleTimeout  time.Duration
-	pingInterval time.Duration // client
-	pingTimeout  time.Duration // client
+	maxConns      int // server
+	maxOutbound   int
+	slowPolicy    SlowPolicy
+	maxPerWake    int
+	rateLimit     float64
+	rateBurst     int
+	rateStrikes   int
+	maxMalformed  int
+	idleTimeout   time.Duration
+	writeDeadline time.Duration // server
+	frameDeadline time.Duration // server
+	pingInterval  time.Duration // client
+	pingTimeout   time.Duration // client
 
 	dialTimeout time.Duration // client
 	reconnect   bool          // client
@@ -83,28 +89,41 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace    time.Duration // server: how long a shutdown by Start's context waits
-	netIDs   func() uint64 // server: the next net id, or nil for a counter from 1
-	newLayer func() layer  // the transport layer of every connection, or nil for plain TCP
+	grace    time.Duration     // server: how long a shutdown by Start's context waits
+	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
+	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
+
+	useTLS           bool        // WithTLS was given
+	tlsConfig        *tls.Config // WithTLS: the caller's config, cloned
+	handshakeTimeout time.Duration
+	maxHandshakes    int
+	tls              *tlsSide // built by validate when tlsConfig is set
 }
 
 func defaultConfig() config {
 	return config{
-		size:        codec.DefaultMessageSize,
-		minSize:     codec.MinMessageSize,
-		maxSize:     64 << 10,
-		loops:       1,
-		noDelay:     true,
-		workerQueue: 1024,
-		maxOutbound: 4 << 20,
-		maxPerWake:  1024,
-		rateStrikes: 10,
-		pingTimeout: 0,
-		dialTimeout: 10 * time.Second,
-		backoffMin:  100 * time.Millisecond,
-		backoffMax:  10 * time.Second,
-		maxHeld:     1 << 20,
-		grace:       5 * time.Second,
+		size:         codec.DefaultMessageSize,
+		minSize:      codec.MinMessageSize,
+		maxSize:      64 << 10,
+		loops:        1,
+		noDelay:      true,
+		workerQueue:  1024,
+		maxOutbound:  4 << 20,
+		maxPerWake:   1024,
+		rateStrikes:  10,
+		maxMalformed: 16,
+		pingTimeout:  0,
+		dialTimeout:  10 * time.Second,
+		backoffMin:   100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
+		maxHeld:      1 << 20,
+		grace:        5 * time.Second,
+
+		writeDeadline: 10 * time.Second,
+		frameDeadline: 30 * time.Second,
+
+		handshakeTimeout: 10 * time.Second,
+		maxHandshakes:    1024,
 	}
 }
 
@@ -112,6 +131,12 @@ func (c *config) validate(server bool) error {
 	if c.minSize < codec.MinMessageSize || c.maxSize > codec.MaxMessageSize || c.minSize > c.maxSize {
 		return invalidOption("WithSizeBounds", "[%d, %d] must lie within [%d, %d]",
 			c.minSize, c.maxSize, codec.MinMessageSize, codec.MaxMessageSize)
+	}
+	if server && !c.boundsSet {
+		// A server's bounds are its own: unless told otherwise, a peer may
+		// not announce a frame larger than the server's, and so pin more
+		// buffer per partial frame than the server chose.
+		c.maxSize = max(c.size, c.minSize)
 	}
 	if server && (c.size < c.minSize || c.size > c.maxSize) {
 		return invalidOption("WithMessageSize", "%d is outside the bounds [%d, %d]", c.size, c.minSize, c.maxSize)
@@ -129,10 +154,16 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxOutbound", "%d bytes is less than the largest frame (%d)", c.maxOutbound, c.maxSize)
 	case c.maxPerWake < 1:
 		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
+	case c.maxMalformed < 0 || c.maxMalformed > 1<<15:
+		return invalidOption("WithMaxMalformed", "%d (want 0..32768)", c.maxMalformed)
 	case c.rateLimit < 0 || c.rateLimit > 0 && c.rateBurst < 1:
 		return invalidOption("WithRateLimit", "%v/s burst %d", c.rateLimit, c.rateBurst)
 	case c.idleTimeout < 0:
 		return invalidOption("WithIdleTimeout", "%v", c.idleTimeout)
+	case c.writeDeadline < 0:
+		return invalidOption("WithWriteDeadline", "%v", c.writeDeadline)
+	case c.frameDeadline < 0:
+		return invalidOption("WithFrameDeadline", "%v", c.frameDeadline)
 	case c.pingInterval < 0 || c.pingTimeout < 0:
 		return invalidOption("WithHeartbeat", "%v/%v", c.pingInterval, c.pingTimeout)
 	case c.backoffMin <= 0 || c.backoffMax < c.backoffMin:
@@ -145,7 +176,7 @@ func (c *config) validate(server bool) error {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	return c.setupTLS(server)
 }
 
 // WithMessageSize sets the frame size the server announces to every client
@@ -157,11 +188,15 @@ func WithMessageSize(n int) ServerOption {
 
 // WithSizeBounds sets the smallest and largest frame size a peer may
 // announce with a -2 frame; outside them the peer gets a failure frame and
-// is closed. Defaults to [64, 64 KiB]: a larger frame lets each peer pin that much
-// buffer with a partial frame. Both must lie within
-// [codec.MinMessageSize, codec.MaxMessageSize].
+// is closed. For a server the largest defaults to its own message size
+// ([WithMessageSize]): a larger frame lets each peer pin that much buffer
+// with a partial frame, so a server allows it only when told. For a client
+// the bounds default to [64, 64 KiB], the sizes it accepts from a server.
+// Both must lie within [codec.MinMessageSize, codec.MaxMessageSize]. A size
+// the server itself chose for a connection ([Server.SetMessageSize]) is
+// accepted back from that peer whatever the bounds.
 func WithSizeBounds(min, max int) Option {
-	return sharedOption(func(c *config) { c.minSize, c.maxSize = min, max })
+	return sharedOption(func(c *config) { c.minSize, c.maxSize, c.boundsSet = min, max, true })
 }
 
 // WithEventLoops sets the number of gnet event loops. Defaults to 1, one
@@ -216,8 +251,10 @@ func WithOnDisconnect(fn func(c handler.Conn, reason error)) Option {
 
 // WithMaxConns caps the open connections. A connection past the cap gets a
 // failure frame with reason "ServerFull" and is closed. Defaults to the
-// process's file-descriptor limit less 512, because gnet stops its engine
-// when accept fails for want of descriptors. Zero means the default.
+// process's file-descriptor limit less 512, so that peers past what the
+// process can hold are told so at once; running out of descriptors anyway
+// does not stop the server, whose acceptor backs off and tries again.
+// Zero means the default.
 func WithMaxConns(n int) ServerOption {
 	return serverOption(func(c *config) { c.maxConns = n })
 }
@@ -249,11 +286,41 @@ func WithRateLimit(perSecond float64, burst, strikes int) Option {
 	return sharedOption(func(c *config) { c.rateLimit, c.rateBurst, c.rateStrikes = perSecond, burst, strikes })
 }
 
+// WithMaxMalformed closes a connection after n malformed frames in a row,
+// each answered with a MalformedPayload failure, with [ErrProtocol]: a peer
+// out of step, or hostile, does not get an answer per frame for good. A
+// well-formed frame starts the count again. Defaults to 16; zero never
+// closes for it.
+func WithMaxMalformed(n int) Option {
+	return sharedOption(func(c *config) { c.maxMalformed = n })
+}
+
 // WithIdleTimeout closes a connection on which nothing arrived for d, with
 // [ErrIdle]. Pings count as traffic. Defaults to 0, no timeout. It is a
 // server option: a client detects a dead server with [WithHeartbeat].
 func WithIdleTimeout(d time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.idleTimeout = d })
+}
+
+// WithWriteDeadline closes a connection whose peer takes none of its
+// output for d while output waits, with [ErrWriteDeadline], whatever the
+// backlog: a peer that stopped reading cannot hold its buffers for good,
+// nor keep itself open by pinging. A peer that reads, however slowly, is
+// the outbound cap's concern ([WithMaxOutbound]). It is checked a few
+// times per d, so a connection closes between d and about 1.25 d. Defaults
+// to 10s; zero turns it off.
+func WithWriteDeadline(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.writeDeadline = d })
+}
+
+// WithFrameDeadline closes a connection whose partial frame does not
+// complete within d, with [ErrFrameDeadline]: a peer that sends half a
+// frame, or drips one a byte at a time, cannot pin its buffer for good.
+// The time starts when a partial frame is left after a read, again after
+// each frame that completes. Checked as [WithWriteDeadline] is. Defaults
+// to 30s; zero turns it off.
+func WithFrameDeadline(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.frameDeadline = d })
 }
 
 // WithHeartbeat makes the client send a ping (opcode -6, see

@@ -1,6 +1,7 @@
 // This file holds the table of calls waiting for their replies on one
 // connection: one place registers a call, one takes it, one fails them all,
 // as net/rpc's pending map does.
+
 package engine
 
 import (

@@ -1,5 +1,6 @@
 // This file holds the worker pool that runs callbacks off the event loop,
 // one connection at a time per worker.
+
 package engine
 
 import "sync"

@@ -1,10 +1,13 @@
 // This file holds a connection's read path: what arrived is decoded frame
 // by frame straight from the wire's buffer, rate-limited and acted on.
+
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
@@ -27,7 +30,7 @@ func (c *conn) traffic() {
 	if c.tl != nil {
 		ready, err := c.tl.pump()
 		if err != nil {
-			c.closeNow(fmt.Errorf("%w: %w", ErrProtocol, err))
+			c.closeNow(err) // the layer's reason, with its own sentinel
 			return
 		}
 		if !ready {
@@ -40,7 +43,8 @@ func (c *conn) traffic() {
 		}
 	}
 	r := c.io
-	for n := 0; !c.closed.Load(); n++ {
+	n := 0
+	for ; !c.closed.Load(); n++ {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
@@ -59,12 +63,42 @@ func (c *conn) traffic() {
 		}
 		_, _ = r.Discard(size)
 	}
+	// A partial frame left: note when it began to wait, for the frame
+	// deadline (sweep.go); a frame completed since starts the wait anew.
+	switch {
+	case n > 0 || r.InboundBuffered() == 0:
+		c.partialAt = 0
+		if r.InboundBuffered() > 0 {
+			c.partialAt = l.tick
+		}
+	case c.partialAt == 0:
+		c.partialAt = l.tick
+	}
 }
 
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
 // the wire until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
 	op, obj, call, err := codec.DecodeFrame(buf)
+	// Every frame takes a token, whatever it is: a malformed one, a ping or
+	// a size frame as much as an application's. The refusal goes back on
+	// the frame's own terms: a request's with its id; none for a failure, so
+	// that two limited peers cannot trade refusals.
+	switch {
+	case op == codec.OpRequest && err == nil:
+		if !c.allow(codec.OpReplyFailure, &call.ID) {
+			return
+		}
+	case op == codec.OpFailure && err == nil:
+		if !c.allow(0, nil) {
+			return
+		}
+	default:
+		if !c.allow(codec.OpFailure, nil) {
+			return
+		}
+	}
+	c.loop.stats.frameIn(op, len(buf), obj)
 	if err != nil && !errors.Is(err, codec.ErrMalformedCall) {
 		c.malformed(err)
 		return
@@ -72,12 +106,7 @@ func (c *conn) handleFrame(buf []byte) {
 	if tap := c.side.cfg.tap; tap != nil {
 		c.tapInline(tap, op, obj)
 	}
-	// Every frame the application sees takes a token; a failure over the
-	// limit is dropped unanswered, so that two limited peers cannot trade
-	// refusals.
-	if op >= 0 && !c.allow(codec.OpFailure, nil) || op == codec.OpFailure && !c.allow(0, nil) {
-		return
-	}
+	c.bad = 0
 	switch {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
@@ -94,9 +123,7 @@ func (c *conn) handleFrame(buf []byte) {
 			c.malformed(err)
 			return
 		}
-		if !c.allow(codec.OpReplyFailure, &call.ID) {
-			return // the caller gets its refusal with its id
-		}
+		c.loop.stats.callsIn.Add(1) // until run answers it, or dispatch refuses it
 		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
 		switch {
@@ -109,13 +136,18 @@ func (c *conn) handleFrame(buf []byte) {
 		}
 	case op == codec.OpPing:
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
+	case op == codec.OpGoAway:
+		c.owner.goAway(c)
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.
 }
 
 // malformed answers a frame that does not decode with a MalformedPayload
-// failure, whose message is the original's where it has one.
+// failure, whose message is the original's where it has one. A run of
+// WithMaxMalformed of them in a row closes the connection, after the
+// failures: a peer that is out of step, or hostile, does not get an answer
+// per frame for good.
 func (c *conn) malformed(err error) {
 	msg := err.Error()
 	var me *codec.MalformedError
@@ -123,6 +155,12 @@ func (c *conn) malformed(err error) {
 		msg = me.Message
 	}
 	c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
+	if limit := c.side.cfg.maxMalformed; limit > 0 {
+		if c.bad++; int(c.bad) == limit {
+			_ = c.loop.enqueue(task{kind: taskClose, c: c,
+				err: fmt.Errorf("%w: %d malformed frames in a row", ErrProtocol, limit)}, nil)
+		}
+	}
 }
 
 // badReply fails the call a reply whose envelope does not read was meant
@@ -160,36 +198,43 @@ func (c *conn) allow(op codec.Opcode, id *uint64) bool {
 	return false
 }
 
-// sizeFrame handles a -2 frame from the peer (docs/PROTOCOL.md §3).
+// sizeFrame handles a -2 frame from the peer (docs/PROTOCOL.md §3). One
+// rule for every bad size: a message_size that is not an integer within
+// the bounds (a fraction, a string, 1e400, 2^63, 0, -1) is refused with an
+// InvalidMessageSize failure and a close; only a frame without one is
+// merely malformed.
 func (c *conn) sizeFrame(obj []byte) {
 	var m struct {
-		Size *int64 `json:"message_size"`
+		Size json.RawMessage `json:"message_size"`
 	}
-	err := codec.Unmarshal(obj, &m)
-	switch {
-	case err != nil || m.Size == nil:
-		c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, "Expected argument 'message_size' in opcode -2")
-		return
-	case *m.Size < int64(c.side.cfg.minSize) || *m.Size > int64(c.side.cfg.maxSize):
-		c.refuseSize(*m.Size)
+	if err := codec.Unmarshal(obj, &m); err != nil || m.Size == nil {
+		c.malformed(handler.MalformedPayload("Expected argument 'message_size' in opcode -2"))
 		return
 	}
-	n := int(*m.Size)
-	c.inSize = n
-	if c.outSize != n {
-		if int64(n) > c.size.Load() {
-			c.size.Store(int64(n)) // replies queued after the announcement may use it
+	n, err := strconv.ParseInt(string(m.Size), 10, 64)
+	ours := err == nil && n == int64(c.outSize) // the size this side announced
+	if err != nil || !ours && (n < int64(c.side.cfg.minSize) || n > int64(c.side.cfg.maxSize)) {
+		c.refuseSize(string(m.Size))
+		return
+	}
+	c.inSize = int(n)
+	if c.outSize != int(n) {
+		if n > c.size.Load() {
+			c.size.Store(n) // replies queued after the announcement may use it
 		}
-		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
+		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: int(n)}, nil)
 	}
 }
 
-// refuseSize answers a -2 frame whose size is out of bounds with an
-// InvalidMessageSize failure, then closes the connection after it
-// (docs/PROTOCOL.md §3).
-func (c *conn) refuseSize(n int64) {
+// refuseSize answers a -2 frame whose size (as the peer wrote it) is out of
+// bounds with an InvalidMessageSize failure, then closes the connection
+// after it (docs/PROTOCOL.md §3).
+func (c *conn) refuseSize(size string) {
 	cfg := &c.side.cfg
-	c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %d is outside [%d, %d]",
-		n, cfg.minSize, cfg.maxSize))
-	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: fmt.Errorf("%w: %d", ErrSizeOutOfBounds, n)}, nil)
+	if len(size) > 32 {
+		size = size[:32] + "..."
+	}
+	c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %s is not an integer within [%d, %d]",
+		size, cfg.minSize, cfg.maxSize))
+	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: fmt.Errorf("%w: %s", ErrSizeOutOfBounds, size)}, nil)
 }

@@ -1,4 +1,5 @@
 // This file holds the map from net ids to open connections.
+
 package engine
 
 import (

@@ -1,5 +1,6 @@
 // This file holds the Server: its lifecycle (start, drain, shutdown) and
 // what it sends by net id or to everyone.
+
 package engine
 
 import (
@@ -8,10 +9,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -42,16 +41,21 @@ type Server struct {
 	groupsMu sync.RWMutex // guards groups
 	groups   map[string]map[uint64]*conn
 
-	eng    gnet.Engine
-	addr   atomic.Pointer[net.Addr] // set once in OnBoot
-	booted chan struct{}
-	done   chan struct{} // closed when gnet.Run returns
-	runErr error         // set before done is closed
-	stop   chan struct{} // closed when Shutdown begins
-	once   sync.Once
+	cli      *gnet.Client             // the event loops; the server accepts on its own (accept.go)
+	lns      []net.Listener           // set by StartOn, before it returns
+	addr     atomic.Pointer[net.Addr] // the first listener's, once serving
+	accept   sync.WaitGroup           // the acceptors
+	done     chan struct{}            // closed once the server has stopped
+	runErr   error                    // set before done is closed
+	stop     chan struct{}            // closed when Shutdown begins
+	once     sync.Once
+	doneOnce sync.Once
+	errMu    sync.Mutex // guards stopErr
+	stopErr  error      // why the server stopped on its own, if it did
 
-	emptyMu sync.Mutex    // guards empty
-	empty   chan struct{} // closed when the last connection has closed during a shutdown
+	goingAway atomic.Bool   // GoAway was called
+	emptyMu   sync.Mutex    // guards empty
+	empty     chan struct{} // closed when the last connection has closed during a shutdown
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -71,35 +75,18 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if cfg.maxConns == 0 {
 		cfg.maxConns = defaultMaxConns()
 	}
-	s := &Server{booted: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{}),
-		empty: make(chan struct{})}
-	s.side = side{cfg: cfg, router: r}
+	s := &Server{done: make(chan struct{}), stop: make(chan struct{}), empty: make(chan struct{})}
+	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
+	s.side.initWarnings()
 	return s, nil
 }
 
-// protoAddr turns "host:port", "tcp://host:port" or "unix:///path" into
-// gnet's form.
-func protoAddr(addr string) (network, proto string, err error) {
-	network, rest, ok := strings.Cut(addr, "://")
-	if !ok {
-		network, rest = "tcp", addr
-	}
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return "", "", fmt.Errorf("engine: address %q: unsupported network %q", addr, network)
-	}
-	if rest == "" {
-		return "", "", fmt.Errorf("engine: address %q: empty", addr)
-	}
-	return network, network + "://" + rest, nil
-}
-
-// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path")
-// and serves until ctx is cancelled or [Server.Shutdown] is called: the
-// original's blocking start(). It returns [ErrServerClosed] after a
-// shutdown, or the error that stopped it. When ctx is cancelled the server
-// shuts down gracefully within the grace period of [WithGracePeriod].
+// Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
+// "tls://..." with [WithTLS]) and serves until ctx is cancelled or
+// [Server.Shutdown] is called: the original's blocking start(). It returns
+// [ErrServerClosed] after a shutdown, or the error that stopped it. When
+// ctx is cancelled the server shuts down gracefully within the grace
+// period of [WithGracePeriod].
 func (s *Server) Serve(ctx context.Context, addr string) error {
 	if err := s.Start(ctx, addr); err != nil {
 		return err
@@ -113,9 +100,30 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	network, proto, err := protoAddr(addr)
+	bare, err := s.side.cfg.untls(addr)
 	if err != nil {
 		return err
+	}
+	ln, err := listen(ctx, bare)
+	if err != nil {
+		return err
+	}
+	if err := s.StartOn(ctx, ln); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return nil
+}
+
+// StartOn serves connections accepted from the listeners, which the server
+// then owns and closes when it shuts down: sockets a service manager handed
+// over (systemd's socket activation), or listeners made elsewhere. It
+// returns at once, and the server runs as after [Server.Start]. The
+// listeners must be TCP or Unix stream listeners (*net.TCPListener,
+// *net.UnixListener).
+func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("engine: start: no listener")
 	}
 	if !s.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("engine: server already started")
@@ -123,44 +131,36 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	cfg := &s.side.cfg
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{cfg.logger}),
 		gnet.WithReadBufferCap(64 << 10),
 		gnet.WithWriteBufferCap(16 << 10),
 	}
-	if network != "unix" {
-		nd := gnet.TCPNoDelay
-		if !cfg.noDelay {
-			nd = gnet.TCPDelay
-		}
-		opts = append(opts, gnet.WithTCPNoDelay(nd))
-		if cfg.keepAlive > 0 {
-			opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-		}
+	if !cfg.noDelay {
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
 	}
+	if cfg.keepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	cli, err := gnet.NewClient(&serverEvents{s: s}, opts...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		s.state.Store(stateNew)
+		return fmt.Errorf("engine: start event loops: %w", err)
+	}
+	s.cli, s.lns = cli, lns
 	if cfg.workers > 0 {
 		s.side.pool = newPool(cfg.workers)
 	}
-	go func() {
-		err := gnet.Run(&serverEvents{s: s}, proto, opts...)
-		if err == nil && s.state.Load() != stateShutdown {
-			err = ErrEngineStopped
-			cfg.logger.Error("simplerpc: event loop stopped on its own (an accept error such as EMFILE?)")
-		}
-		if err == nil {
-			err = ErrServerClosed
-		}
-		s.runErr = err
-		s.closeAll(ErrShutdown)
-		close(s.done)
-	}()
-	select {
-	case <-s.booted:
-	case <-s.done:
-		return fmt.Errorf("engine: listen on %s: %w", addr, s.runErr)
+	a := lns[0].Addr()
+	s.addr.Store(&a) // after the pool: Stats reads it once this is set
+	for _, ln := range lns {
+		s.accept.Add(1)
+		go s.acceptLoop(ln)
 	}
-	if cfg.idleTimeout > 0 {
-		go s.sweepIdle()
+	if every := cfg.sweepEvery(); every > 0 {
+		go s.sweep(every)
 	}
 	go func() {
 		select {
@@ -175,7 +175,8 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 }
 
 // Addr returns the address the server listens on, with the port the system
-// chose for ":0". It is nil before [Server.Start] returns.
+// chose for ":0" (the first listener's, for [Server.StartOn] with several).
+// It is nil before [Server.Start] returns.
 func (s *Server) Addr() net.Addr {
 	if a := s.addr.Load(); a != nil {
 		return *a
@@ -183,19 +184,9 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Stats are counters of a running server.
-type Stats struct {
-	// Conns is the number of open connections: the original's
-	// len(server.connections).
-	Conns int
-	// Dropped counts frames dropped for slow consumers under [SlowDrop].
-	Dropped uint64
-}
-
-// Stats returns the server's counters.
-func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Dropped: s.side.dropped.Load()}
-}
+// Len returns the number of open connections: the original's
+// len(server.connections). It is cheap, where Stats gathers every counter.
+func (s *Server) Len() int { return int(s.nconns.Load()) }
 
 // Conn returns the open connection with net id id.
 func (s *Server) Conn(id uint64) (handler.Conn, bool) {
@@ -319,8 +310,11 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 	if s.state.Load() == stateShutdown {
 		return ErrServerClosed
 	}
-	if len(obj)+opLen(op) > s.side.cfg.maxSize {
-		return codec.ErrFrameTooLarge
+	if n := len(obj) + opLen(op); n > s.side.cfg.size {
+		// What the server's own message size cannot hold reaches no
+		// connection at that size: the caller is told, rather than the
+		// log once per connection.
+		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
 	var members map[*loop][]*conn
 	if group != "" {
@@ -341,7 +335,10 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 // SetMessageSize changes the frame size of the connection with net id id
 // (docs/PROTOCOL.md §3): the server sends -2 at the current size and
 // switches its outbound size right after; the peer answers with its own -2
-// and both directions then use n. n must lie within the size bounds.
+// and both directions then use n. n must lie within the protocol's limits
+// ([codec.MinMessageSize], [codec.MaxMessageSize]) and the outbound cap; it
+// may exceed the bounds of [WithSizeBounds], which are for what peers
+// announce: the server accepts the size it chose back from that peer.
 func (s *Server) SetMessageSize(id uint64, n int) error {
 	c, err := s.lookup(id)
 	if err == nil {
@@ -371,6 +368,7 @@ func (s *Server) ready(c *conn) bool {
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
+		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.reported = true
@@ -385,7 +383,7 @@ func (s *Server) closed(c *conn, _ error) {
 		s.conns.remove(c.id)
 		s.leaveGroups(c)
 	}
-	if s.nconns.Add(-1) == 0 && s.state.Load() == stateShutdown {
+	if s.nconns.Add(-1) == 0 && (s.state.Load() == stateShutdown || s.goingAway.Load()) {
 		s.signalEmpty()
 	}
 }
@@ -398,6 +396,40 @@ func (s *Server) handle(c *conn) handler.Conn { return c }
 
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
 
+func (s *Server) goAway(*conn) {} // a client does not go away: it closes
+
+// GoAway prepares a restart or an upgrade: the server stops accepting (a
+// successor may take over the listening sockets), tells every connection
+// it is going away (docs/PROTOCOL.md §7, -8), and waits until every
+// connection has closed or ctx ends. A client of this implementation with
+// [WithReconnect] finishes the calls it has in flight, closes and
+// reconnects, holding what it sends meanwhile, so that it moves to the
+// successor without losing a frame; other peers stay until
+// [Server.Shutdown] closes them. It returns ctx's error if connections
+// remain. Sends still work meanwhile.
+func (s *Server) GoAway(ctx context.Context, reason string) error {
+	if s.state.Load() != stateRunning {
+		return fmt.Errorf("engine: go away: %w", ErrServerClosed)
+	}
+	s.goingAway.Store(true)
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.accept.Wait()
+	if err := s.sendShared(codec.OpGoAway, map[string]string{"reason": reason}, 0, ""); err != nil {
+		return err
+	}
+	if s.nconns.Load() == 0 {
+		s.signalEmpty()
+	}
+	select {
+	case <-s.empty:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("engine: go away: %d connections left: %w", s.nconns.Load(), ctx.Err())
+	}
+}
+
 // ---- Shutdown ----
 
 // Shutdown stops the server gracefully: it stops accepting, lets the frames
@@ -409,7 +441,7 @@ func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id
 func (s *Server) Shutdown(ctx context.Context) error {
 	switch s.state.Swap(stateShutdown) {
 	case stateNew:
-		close(s.done)
+		s.finish(ErrServerClosed)
 		return nil
 	case stateShutdown:
 		select {
@@ -420,7 +452,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.side.closing.Store(true)
+	s.side.cfg.stopTLS()
 	s.once.Do(func() { close(s.stop) })
+	for _, ln := range s.lns {
+		_ = ln.Close() // again after GoAway: closing twice does nothing
+	}
+	s.accept.Wait()
 	if s.nconns.Load() == 0 {
 		s.signalEmpty()
 	}
@@ -433,26 +470,39 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-s.done:
 	}
-	// gnet's Engine.Stop polls every 500 ms; Run returning (s.done) is the
-	// real signal, after which the poller is cancelled.
-	stopCtx, cancelStop := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = s.eng.Stop(stopCtx); close(stopped) }()
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		<-s.done
-	}
-	cancelStop()
-	<-stopped
+	s.cli.Stop() // the loops: connections still open close with ErrShutdown
+	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()
 	}
+	s.finish(ErrServerClosed)
 	if err != nil {
 		return fmt.Errorf("engine: shutdown: %w", err)
 	}
 	return nil
+}
+
+// finish reports the server stopped, with err for Serve and Err unless
+// an earlier error (runErrOnce) said why.
+func (s *Server) finish(err error) {
+	s.doneOnce.Do(func() {
+		s.errMu.Lock()
+		if s.stopErr != nil {
+			err = s.stopErr
+		}
+		s.errMu.Unlock()
+		s.runErr = err
+		close(s.done)
+	})
+}
+
+// runErrOnce records why the server stops on its own, for finish.
+func (s *Server) runErrOnce(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.stopErr == nil {
+		s.stopErr = err
+	}
 }
 
 // signalEmpty closes s.empty once.
@@ -512,31 +562,5 @@ func (s *Server) closeAll(reason error) {
 				}
 			}
 		}}, nil)
-	}
-}
-
-// sweepIdle closes connections that received nothing for the idle timeout.
-func (s *Server) sweepIdle() {
-	d := s.side.cfg.idleTimeout
-	t := time.NewTicker(max(d/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		deadline := time.Now().Add(-d).UnixNano()
-		for _, l := range s.side.eachLoop() {
-			_ = l.enqueue(task{kind: taskFunc, fn: func() {
-				for i := len(l.conns) - 1; i >= 0; i-- {
-					if i < len(l.conns) && l.conns[i].lastRecv.Load() < deadline {
-						l.conns[i].closeNow(ErrIdle)
-					}
-				}
-			}}, nil)
-		}
 	}
 }

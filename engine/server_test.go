@@ -201,10 +201,12 @@ func TestPeerSizeOutOfBounds(t *testing.T) {
 
 // TestBadPeerDoesNotDisturbOthers floods one connection with malformed
 // frames while another echoes: the good one sees every echo, the bad one
-// gets a failure per frame and stays connected.
+// gets a failure per frame and, with no bound on malformed frames in a row
+// (WithMaxMalformed(0); TestMalformedRunCloses has the default), stays
+// connected.
 func TestBadPeerDoesNotDisturbOthers(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, echoRouter(), engine.WithMessageSize(64))
+	srv := startServer(t, echoRouter(), engine.WithMessageSize(64), engine.WithMaxMalformed(0))
 	bad := dialRaw(t, srv.Addr().String())
 	bad.greet(64)
 	good := dialRaw(t, srv.Addr().String())
@@ -450,7 +452,7 @@ func TestCallbackPanicsAreContained(t *testing.T) {
 func TestSizeChangeBothWays(t *testing.T) {
 	t.Parallel()
 	ids := make(chan uint64, 1)
-	srv := startServer(t, echoRouter(), engine.WithMessageSize(128),
+	srv := startServer(t, echoRouter(), engine.WithMessageSize(128), engine.WithSizeBounds(codec.MinMessageSize, 64<<10),
 		engine.WithOnConnect(func(c handler.Conn) { ids <- c.ID() }))
 	rec := newRecorder()
 	r := handler.NewRouter()
@@ -508,5 +510,112 @@ func TestInvalidOptions(t *testing.T) {
 	}
 	if _, err := engine.NewServer(nil); !errors.Is(err, engine.ErrInvalidOption) {
 		t.Errorf("nil router: %v", err)
+	}
+}
+
+// TestMalformedRunCloses sends malformed frames with a well-formed one now
+// and then, which starts the count again, then a run of 16 in a row: each
+// is answered with a MalformedPayload failure, and the 16th closes the
+// connection with ErrProtocol, after the failures.
+func TestMalformedRunCloses(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ev := newConnEvents()
+	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMessageSize(64))...)
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(64)
+	id := ev.idOf(ctx, t, p)
+	for round := range 3 {
+		for range 15 {
+			p.write("zz{}")
+			if op, _ := p.read(); op != codec.OpFailure {
+				t.Fatalf("round %d: malformed frame answered with %d", round, op)
+			}
+		}
+		p.write(`0{"ok":1}`)
+		if op, obj := p.read(); op != 0 || string(obj) != `{"ok":1}` {
+			t.Fatalf("round %d: echo %d %s", round, op, obj)
+		}
+	}
+	for range 16 {
+		p.write("0{")
+	}
+	for i := range 16 {
+		if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), "MalformedPayload") {
+			t.Fatalf("malformed frame %d answered %d %s", i, op, obj)
+		}
+	}
+	p.expectEOF()
+	if r := ev.reasonFor(ctx, t, id); !errors.Is(r, engine.ErrProtocol) {
+		t.Errorf("closed with %v, want ErrProtocol", r)
+	}
+}
+
+// TestSizeFrameOneRule sends every kind of bad message_size in a -2 frame:
+// each is refused with InvalidMessageSize and a close, whatever its JSON
+// type; only a -2 frame with no message_size at all is merely malformed.
+func TestSizeFrameOneRule(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ev := newConnEvents()
+	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMessageSize(128))...)
+	for _, size := range []string{"0", "-1", "2147483648", "9223372036854775808", "1e400", "256.5", `"256"`, "null", "[256]", "32"} {
+		p := dialRaw(t, srv.Addr().String())
+		p.greet(128)
+		id := ev.idOf(ctx, t, p)
+		p.write(`-2{"message_size":` + size + `}`)
+		op, obj := p.read()
+		if op != codec.OpFailure || !strings.Contains(string(obj), engine.ReasonInvalidSize) {
+			t.Errorf("message_size %s answered %d %s", size, op, obj)
+			continue
+		}
+		p.expectEOF()
+		if r := ev.reasonFor(ctx, t, id); !errors.Is(r, engine.ErrSizeOutOfBounds) {
+			t.Errorf("message_size %s: closed with %v", size, r)
+		}
+	}
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(128)
+	p.write(`-2{"size":256}`)
+	if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), "MalformedPayload") {
+		t.Fatalf("a -2 frame without message_size answered %d %s", op, obj)
+	}
+	p.write(`0{"still":"open"}`)
+	if op, obj := p.read(); op != 0 || string(obj) != `{"still":"open"}` {
+		t.Fatalf("after a -2 frame without message_size: %d %s", op, obj)
+	}
+}
+
+// TestServerBoundsAreItsOwn: by default a peer may not announce a frame
+// larger than the server's own size (it would pin that much buffer with a
+// partial frame): the -2 is refused with InvalidMessageSize and a close.
+// A size the server chose for the connection comes back accepted.
+func TestServerBoundsAreItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ev := newConnEvents()
+	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMessageSize(128))...)
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(128)
+	p.write(`-2{"message_size":65536}`)
+	if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), engine.ReasonInvalidSize) {
+		t.Fatalf("a -2 past the server's size answered %d %s", op, obj)
+	}
+	p.expectEOF()
+
+	q := dialRaw(t, srv.Addr().String())
+	q.greet(128)
+	id := ev.idOf(ctx, t, q)
+	if err := srv.SetMessageSize(id, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if op, obj := q.read(); op != codec.OpMessageSize || string(obj) != `{"message_size":1024}` {
+		t.Fatalf("announcement %d %s", op, obj)
+	}
+	q.size = 1024
+	q.write(`-2{"message_size":1024}`)
+	q.write(`0{"big":"enough"}`)
+	if op, obj := q.read(); op != 0 || string(obj) != `{"big":"enough"}` {
+		t.Fatalf("after the server's own size change: %d %s", op, obj)
 	}
 }

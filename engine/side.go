@@ -1,5 +1,6 @@
 // This file holds what a server and a dialer share: their options, router,
 // worker pool, event loops and counters.
+
 package engine
 
 import (
@@ -13,16 +14,33 @@ import (
 
 // side is what a [Server] and a [Dialer] share.
 type side struct {
-	cfg     config
-	router  *handler.Router
-	pool    *pool         // nil: callbacks run on the loop
-	dropped atomic.Uint64 // frames dropped by SlowDrop
-	closing atomic.Bool   // the server is shutting down: sends fail
-	calls   sync.Pool     // of chan callResult, reused by Call
-	inline  atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+	cfg       config
+	router    *handler.Router
+	pool      *pool         // nil: callbacks run on the loop
+	dropped   atomic.Uint64 // frames dropped by SlowDrop
+	closing   atomic.Bool   // the server or dialer is closing: sends fail with closedErr
+	closedErr error         // ErrServerClosed or ErrClosed
+	calls     sync.Pool     // of chan callResult, reused by Call
+	inline    atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
+	stats     sideStats     // see stats.go
 
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop
+
+	unfit atomic.Uint64 // broadcast frames a connection's size could not hold
+
+	// Warnings a peer could make repeat without bound.
+	warnFull    repeated
+	warnUnfit   repeated
+	warnDropped repeated
+	warnAccept  repeated
+}
+
+func (s *side) initWarnings() {
+	s.warnFull.msg = "simplerpc: refused connections: server full"
+	s.warnUnfit.msg = "simplerpc: broadcast frames larger than some connections' message size were not sent to them"
+	s.warnDropped.msg = "simplerpc: dropped frames that do not fit the message size"
+	s.warnAccept.msg = "simplerpc: accept failed; retrying (out of file descriptors?)"
 }
 
 // callChan returns an empty result channel for one call.

@@ -1,6 +1,7 @@
 // This file holds the transport seam: the byte stream the frame reader and
 // writer use, and the layer (TLS, WebSocket) that may sit between it and
 // the socket.
+
 package engine
 
 import (
@@ -37,15 +38,24 @@ type wire interface {
 type layer interface {
 	// start runs once, when the connection opens. out writes wire bytes to
 	// the socket (a client's hello); wake makes the loop call input again
-	// soon, for a handshake that makes progress off the loop.
+	// soon, for a handshake that makes progress off the loop. An error
+	// closes the connection with it as the reason.
 	start(out func([]byte) error, wake func()) error
 	// input consumes wire bytes from in (borrowed until it returns) and
 	// appends the plaintext they carry to plain. It returns the grown
 	// plain, how many bytes of in it consumed, and whether the handshake is
-	// over. An error closes the connection with it as the reason.
+	// over. Until it is over, input is also called with no bytes after
+	// each wake. An error closes the connection with it as the reason: the
+	// layer wraps its own sentinel.
 	input(plain, in []byte) (out []byte, n int, ready bool, err error)
 	// output appends the wire form of the plaintext p to dst.
 	output(dst, p []byte) ([]byte, error)
+	// stop runs once, when the connection closes, with gnet's error (nil
+	// for a close the engine asked for, io.EOF when the peer closed). It
+	// ends a handshake in progress, may write a last message with out
+	// (TLS's close_notify), and returns the error to close with in place
+	// of gnet's: a truncated record rather than a plain io.EOF.
+	stop(err error) error
 }
 
 // layered is the wire of a connection with a layer: plaintext buffered
@@ -62,14 +72,19 @@ type layered struct {
 func newLayered(gc gnet.Conn, l layer) *layered { return &layered{gc: gc, l: l} }
 
 // pump hands the wire bytes gnet holds to the layer. It reports whether the
-// handshake is over.
+// handshake is over. Until it is, the layer is asked even when gnet holds
+// nothing: the loop was woken for a handshake that made progress elsewhere.
 func (w *layered) pump() (bool, error) {
 	in, _ := w.gc.Peek(-1)
-	if len(in) == 0 {
-		return w.ready, nil
+	if len(in) == 0 && w.ready {
+		return true, nil
 	}
-	if w.off > 0 && w.off == len(w.plain) {
-		w.plain, w.off = w.plain[:0], 0
+	if w.off > 0 {
+		// What was read stays read: move the partial frame to the front, so
+		// that plain does not grow on a stream whose reads never end on a
+		// frame boundary.
+		k := copy(w.plain, w.plain[w.off:])
+		w.plain, w.off = w.plain[:k], 0
 	}
 	plain, n, ready, err := w.l.input(w.plain, in)
 	w.plain = plain

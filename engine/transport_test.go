@@ -1,6 +1,7 @@
 // This file tests the transport seam with a layer of the test's own: a
 // handshake line, then every byte XORed on the wire. The frame code is the
 // same as for plain TCP; only the layer knows.
+
 package engine
 
 import (
@@ -55,6 +56,8 @@ func (x *xorLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 	return plain, len(in), true, nil
 }
 
+func (x *xorLayer) stop(error) error { return nil }
+
 func (x *xorLayer) output(dst, p []byte) ([]byte, error) {
 	for _, b := range p {
 		dst = append(dst, b^xorKey)
@@ -93,7 +96,7 @@ func (p *xorPeer) read(n int) []byte {
 }
 
 func withLayer(newLayer func() layer) Option {
-	return sharedOption(func(c *config) { c.newLayer = newLayer })
+	return sharedOption(func(c *config) { c.newLayer = func(*conn) layer { return newLayer() } })
 }
 
 // TestLayer runs a server whose connections carry a layer: nothing is sent

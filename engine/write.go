@@ -1,6 +1,7 @@
 // This file holds a connection's write path: sends queued from any
 // goroutine, frames built on the loop at the size in force, written once a
 // round, and the slow-consumer policy.
+
 package engine
 
 import (
@@ -56,7 +57,7 @@ func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 // and leaves the connection alone. id is the call of a request.
 func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	if c.side.closing.Load() {
-		return ErrServerClosed
+		return c.side.closedErr
 	}
 	if c.closed.Load() {
 		return ErrClosed
@@ -188,11 +189,12 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 	// here from validated parts): the frame is built without a rescan.
 	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
 	if err != nil {
-		c.side.cfg.logger.Warn("simplerpc: dropped a frame that does not fit", "conn", c.id, "op", int32(op), "err", err)
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)
 		return false
 	}
 	c.out = out
+	c.loop.stats.frameOut(op, c.outSize)
 	return true
 }
 
@@ -232,6 +234,7 @@ func (c *conn) putFrame(f []byte) {
 	if c.overLimit(len(f)) {
 		return
 	}
+	c.loop.stats.frameOut(frameOp(f), len(f))
 	if len(c.out) > 0 {
 		c.out = append(c.out, f...)
 		return
@@ -260,6 +263,7 @@ func (c *conn) flushOut(b []byte) {
 	if _, err := c.io.Write(b); err != nil {
 		return
 	}
+	c.written += uint32(len(b))
 	if c.backlog() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
 	}
@@ -287,6 +291,7 @@ func (c *conn) announce(n int) {
 	}
 	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
 		c.out = out
+		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
 	c.setOutSize(n)
 }
@@ -325,15 +330,19 @@ func (c *conn) writeFailure(f *failFrame) {
 	}
 	// The frame's object, without the opcode and the padding.
 	if obj, err := codec.Object(b[opLen(f.op):]); err == nil {
+		c.loop.stats.failureSent(f.reason)
 		c.writeObj(f.op, obj)
 	}
 }
 
-// setMessageSize queues a size change. Safe from any goroutine.
+// setMessageSize queues a size change the application chose: within the
+// protocol's limits and the outbound cap, whatever the bounds on what a
+// peer may announce. Safe from any goroutine.
 func (c *conn) setMessageSize(n int) error {
 	cfg := &c.side.cfg
-	if n < cfg.minSize || n > cfg.maxSize {
-		return fmt.Errorf("%w: %d is outside [%d, %d]", codec.ErrInvalidSize, n, cfg.minSize, cfg.maxSize)
+	if n < codec.MinMessageSize || n > codec.MaxMessageSize || n > cfg.maxOutbound {
+		return fmt.Errorf("%w: %d is outside [%d, %d]", codec.ErrInvalidSize, n, codec.MinMessageSize,
+			min(codec.MaxMessageSize, cfg.maxOutbound))
 	}
 	if c.closed.Load() {
 		return ErrClosed

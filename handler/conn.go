@@ -1,4 +1,5 @@
 // This file holds the connection as callbacks see it, and its context.
+
 package handler
 
 import (

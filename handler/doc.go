@@ -25,6 +25,14 @@
 // and message. Their errors are logged, never sent back, and catch-alls do
 // not see failure frames.
 //
+// # Middleware
+//
+// [Router.Use] adds middleware around the frames and calls the router
+// dispatches (tracing, audit logs, metrics, per-opcode authorisation): it
+// sees the opcode, the connection, the data and the outcome. The chain is
+// built when the registrations change, so a router without middleware
+// dispatches as before, and one with it allocates nothing of its own.
+//
 // # Concurrency
 //
 // Dispatch reads an immutable table through an atomic pointer and never

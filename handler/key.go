@@ -1,5 +1,6 @@
 // This file holds typed per-connection state: keys whose values a
 // connection keeps, without an any and a type assertion at every use.
+
 package handler
 
 import "fmt"

@@ -44,6 +44,9 @@ type table struct {
 	sparse  map[codec.Opcode]*entry
 	failure *entry // codec.OpFailure's callbacks; never a call
 	forward []ForwardFunc
+	mw      []Middleware // see middleware.go; composed into frameMW and callMW
+	frameMW FrameHandler // nil without Frame middleware
+	callMW  CallHandler  // nil without Call middleware
 }
 
 func (t *table) lookup(op codec.Opcode) *entry {
@@ -62,7 +65,7 @@ func (t *table) lookup(op codec.Opcode) *entry {
 // clone copies the table's spine; the registering methods copy an entry
 // before they change it.
 func (t *table) clone() *table {
-	n := &table{failure: t.failure, forward: t.forward}
+	n := &table{failure: t.failure, forward: t.forward, mw: t.mw}
 	n.dense = append([]*entry(nil), t.dense...)
 	if len(t.sparse) > 0 {
 		n.sparse = make(map[codec.Opcode]*entry, len(t.sparse))
@@ -151,6 +154,7 @@ func (r *Router) update(fn func(*table)) {
 	defer r.mu.Unlock()
 	t := r.load().clone()
 	fn(t)
+	t.compose()
 	r.t.Store(t)
 }
 
@@ -285,6 +289,9 @@ func (r *Router) Dispatch(c Conn, op codec.Opcode, data []byte) (fail *Error) {
 	if e == nil && len(t.forward) == 0 {
 		return nil
 	}
+	if t.frameMW != nil {
+		return r.dispatchFrameMW(t, c, op, data)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			fail = r.recovered(c, op, p)
@@ -330,12 +337,16 @@ func (r *Router) dispatchFailure(c Conn, data []byte) {
 // -1 included) fails with [ReasonUnknownOpcode]. Errors become failures and
 // panics are recovered as in [Router.Dispatch].
 func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
+	t := r.t.Load()
+	if t != nil && t.callMW != nil {
+		return r.dispatchCallMW(t, c, op, data)
+	}
 	var e *entry
-	if op >= 0 {
-		e = r.load().lookup(op)
+	if op >= 0 && t != nil {
+		e = t.lookup(op)
 	}
 	if e == nil || e.call == nil {
-		return nil, &Error{Reason: ReasonUnknownOpcode, Message: fmt.Sprintf("No call handler for opcode %d", op)}
+		return nil, unknownCall(op)
 	}
 	defer func() {
 		if p := recover(); p != nil {

@@ -67,7 +67,13 @@ For large --conns against an IPv4 loopback address the connections are
 spread over source addresses 127.0.0.2, 127.0.0.3, ... (one per 20000
 connections, or --sources), past the ephemeral port range of one source.
 When the file-descriptor limit is reached bench says so and goes on with
-the connections it has.`,
+the connections it has.
+
+--timeout bounds the set-up (dialing and every message size, together),
+each broadcast round and the close at the end. A connection lost during
+the run makes bench exit 1 after its results; when every connection is
+lost it stops at once. A broadcast round that some connections never get
+within --timeout makes it exit 1 too, saying how many.`,
 		Example: `  simplerpc bench --addr 127.0.0.1:30000 --conns 1000 --duration 10s --pipeline 16 --size 256
   simplerpc bench --conns 100 --duration 5s --json --plot latency.png
   simplerpc bench --broadcast --conns 1000 --rounds 200`,
@@ -88,7 +94,7 @@ the connections it has.`,
 	f.StringVar(&o.plot, "plot", "", "write the latency distribution to this image file (.png, .svg, .pdf)")
 	f.BoolVar(&o.broadcast, "broadcast", false, "measure send-to-all (opcode 1) instead of echoes")
 	f.IntVar(&o.rounds, "rounds", 100, "broadcast rounds")
-	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on connecting all connections, and on each broadcast round")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the set-up (dial and message size, all connections), on each broadcast round, and on closing")
 	_ = cmd.MarkFlagFilename("plot", "png", "svg", "pdf")
 	return cmd
 }
@@ -112,6 +118,9 @@ func (o *benchOptions) validate() error {
 		return usagef("--rounds must be at least 1")
 	case o.timeout <= 0:
 		return usagef("--timeout must be positive")
+	}
+	if err := checkAddr(o.addr, false); err != nil {
+		return err
 	}
 	if o.plot != "" {
 		return checkPlotFile(o.plot)
@@ -197,19 +206,66 @@ type benchRun struct {
 	bufs    sync.Pool // *[]byte for frames being built
 
 	running     atomic.Bool
+	armed       atomic.Bool  // every connection is ready: losses count
 	frames      atomic.Int64 // echoes or deliveries measured
 	errors      atomic.Int64
-	disconnects atomic.Int64
+	disconnects atomic.Int64  // connections lost, not closed by bench
+	allLost     chan struct{} // closed when the last connection is lost
 
+	mu        sync.Mutex // guards the fields below
+	live      int64      // connections not lost
+	firstLost error      // why the first one was
 	// Broadcast rounds.
-	round     atomic.Int64 // the round in progress, 0 between rounds
-	received  atomic.Int64 // deliveries of the round in progress
-	expected  atomic.Int64 // deliveries that complete the round
+	round     int64            // the round in progress, 0 between rounds
+	received  int64            // deliveries of the round in progress
+	expected  int64            // deliveries that complete it
+	latest    time.Duration    // the slowest delivery of the round so far
+	got       map[uint64]int64 // the last round each connection received, by id
 	roundDone chan time.Duration
 }
 
 // now returns the time since the run's origin, on the monotonic clock.
 func (b *benchRun) now() time.Duration { return time.Since(b.base) }
+
+// arm starts counting lost connections, n of them ready.
+func (b *benchRun) arm(n int) {
+	b.mu.Lock()
+	b.live = int64(n)
+	b.mu.Unlock()
+	b.armed.Store(true)
+}
+
+// onDisconnect counts a connection lost during the run, on the event loop:
+// closed by the server or the network, not by bench. A connection lost in
+// the middle of a broadcast round is no longer waited for.
+func (b *benchRun) onDisconnect(c handler.Conn, reason error) {
+	if !b.armed.Load() || errors.Is(reason, engine.ErrShutdown) || errors.Is(reason, engine.ErrLocalClose) {
+		return
+	}
+	b.disconnects.Add(1)
+	b.errors.Add(1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.firstLost == nil {
+		b.firstLost = reason
+	}
+	if b.round != 0 && b.got[c.ID()] != b.round {
+		b.expected--
+		if b.received > 0 && b.received >= b.expected {
+			b.endRound()
+		}
+	}
+	if b.live--; b.live == 0 {
+		close(b.allLost)
+	}
+}
+
+// lost returns why the first connection was lost, or nil.
+func (b *benchRun) lost() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.firstLost
+}
 
 // onEcho handles an echo on the event loop: it records the round trip and
 // sends the next frame.
@@ -251,20 +307,54 @@ func (b *benchRun) onBroadcast(c handler.Conn, data []byte) error {
 		b.errors.Add(1)
 		return nil
 	}
-	if round != b.round.Load() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if round != b.round || b.got[c.ID()] == round {
 		return nil // a late delivery of a round that timed out
 	}
 	if !b.hist.record(c.ID(), now-t) {
 		return nil // the run is over
 	}
 	b.frames.Add(1)
-	if b.received.Add(1) == b.expected.Load() {
-		select {
-		case b.roundDone <- now - t:
-		default:
-		}
+	b.got[c.ID()] = round
+	b.latest = max(b.latest, now-t)
+	if b.received++; b.received == b.expected {
+		b.endRound()
 	}
 	return nil
+}
+
+// endRound reports the round complete to runBroadcast. b.mu is held.
+func (b *benchRun) endRound() {
+	select {
+	case b.roundDone <- b.latest:
+	default:
+	}
+}
+
+// startRound begins round k, expecting a delivery on every connection not
+// lost, and returns how many.
+func (b *benchRun) startRound(k int64) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.round, b.received, b.expected, b.latest = k, 0, b.live, 0
+	return b.live
+}
+
+// stopRound ends the round in progress and returns its deliveries, and
+// those it expected.
+func (b *benchRun) stopRound() (received, expected int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.round = 0
+	return b.received, b.expected
+}
+
+// currentRound returns the round in progress, for the progress line.
+func (b *benchRun) currentRound() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.round
 }
 
 // bench runs the load generator.
@@ -283,6 +373,8 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	b := &benchRun{
 		base:      time.Now(),
 		hist:      newShardedHist(4 * o.loops),
+		allLost:   make(chan struct{}),
+		got:       make(map[uint64]int64),
 		roundDone: make(chan time.Duration, 1),
 	}
 	b.bufs.New = func() any { return new([]byte) }
@@ -293,28 +385,24 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		r.On(opEcho, b.onEcho)
 	}
 	r.On(codec.OpFailure, func(handler.Conn, []byte) error { b.errors.Add(1); return nil })
-	d, err := engine.NewDialer(r,
+	d, err := engine.NewDialer(r, append(sizeOptions(),
 		engine.WithEventLoops(o.loops),
 		engine.WithDialTimeout(o.timeout),
-		engine.WithOnDisconnect(func(handler.Conn, error) {
-			if b.running.Load() {
-				b.disconnects.Add(1)
-				b.errors.Add(1)
-			}
-		}),
-	)
+		engine.WithOnDisconnect(b.onDisconnect),
+	)...)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	defer d.Close()
+	defer closeDialer(d, o.timeout, stderr)
 
+	// One --timeout for the set-up: dialing and the message size.
 	setup := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	dialed, err := dialAll(dctx, d, o.addr, sources, o.conns, stderr)
-	cancel()
+	sctx, cancel := context.WithTimeout(ctx, o.timeout)
+	dialed, err := dialAll(sctx, d, o.addr, sources, o.conns, stderr)
 	if err == nil {
-		dialed.clients, err = waitReady(ctx, dialed.clients, o.timeout, stderr)
+		dialed.clients, err = waitReady(sctx, dialed.clients, o.timeout, stderr)
 	}
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return errors.New("bench: interrupted while connecting")
@@ -322,6 +410,7 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		return fmt.Errorf("bench: %w", err)
 	}
 	clients := dialed.clients
+	b.arm(len(clients))
 	size := clients[0].MessageSize()
 	target := o.size
 	if target > size {
@@ -388,10 +477,51 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	if err != nil {
 		return err
 	}
-	if rep.Frames == 0 && !rep.Interrupted {
+	return verdict(rep, b.lost())
+}
+
+// verdict returns the error that makes a finished run exit 1, or nil:
+// connections lost (firstLost says why the first was), broadcast rounds
+// that did not reach every connection, or nothing measured.
+func verdict(rep *benchReport, firstLost error) error {
+	var incomplete string
+	if rep.IncompleteRounds > 0 {
+		incomplete = fmt.Sprintf("%d of %d rounds did not reach every connection (%d deliveries missing; at worst %d of %d connections never got the frame)",
+			rep.IncompleteRounds, rep.Rounds, rep.MissedDeliveries, rep.worstMissed, rep.worstOf)
+	}
+	switch lost := rep.Disconnects; {
+	case lost > 0 && lost == int64(rep.Conns):
+		return fmt.Errorf("bench: lost all %d connections, %.2fs into the run (first: %s)", lost, rep.ElapsedS, describeEnd(firstLost))
+	case lost > 0 && incomplete != "":
+		return fmt.Errorf("bench: lost %d of %d connections during the run (first: %s); %s", lost, rep.Conns, describeEnd(firstLost), incomplete)
+	case lost > 0:
+		return fmt.Errorf("bench: lost %d of %d connections during the run (first: %s)", lost, rep.Conns, describeEnd(firstLost))
+	case incomplete != "":
+		return errors.New("bench: " + incomplete)
+	case rep.Frames == 0 && !rep.Interrupted:
 		return errors.New("bench: no frame was measured: does the server echo opcode 0 and send opcode 1 to all, as 'simplerpc serve' does?")
 	}
 	return nil
+}
+
+// closeDialer closes d, waiting at most timeout for it: the engine waits
+// up to a second for each connection that has not finished closing, and a
+// connection still waiting for its message size ignores Close, so a
+// server that stopped answering could hold the exit for long. Past the
+// timeout the process's exit closes the sockets.
+func closeDialer(d *engine.Dialer, timeout time.Duration, stderr io.Writer) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Close()
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		fmt.Fprintf(stderr, "warning: closing the connections took longer than --timeout %v; exiting without waiting\n", timeout)
+	}
 }
 
 // runEcho keeps the pipeline full on every connection for the duration.
@@ -413,6 +543,7 @@ func runEcho(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engi
 	defer timer.Stop()
 	select {
 	case <-timer.C:
+	case <-b.allLost: // nothing left to measure
 	case <-ctx.Done():
 		rep.Interrupted = true
 	}
@@ -433,48 +564,57 @@ func runEcho(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engi
 func runBroadcast(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engine.Client, o benchOptions, rep *benchReport) *hdrhistogram.Histogram {
 	rounds := newHist()
 	stop := startProgress(stderr, func(elapsed time.Duration, _ *int64) string {
-		return fmt.Sprintf("%5.1fs  round %d/%d  %d deliveries  %d errors", elapsed.Seconds(), b.round.Load(), o.rounds,
+		return fmt.Sprintf("%5.1fs  round %d/%d  %d deliveries  %d errors", elapsed.Seconds(), b.currentRound(), o.rounds,
 			b.frames.Load(), b.errors.Load())
 	})
 	defer stop()
-	sender := clients[0]
 	start := time.Now()
 	deadline := time.NewTimer(o.duration)
 	defer deadline.Stop()
 	b.running.Store(true)
 	defer b.running.Store(false)
+run:
 	for k := int64(1); k <= int64(o.rounds); k++ {
-		live := int64(len(clients)) - b.disconnects.Load()
-		b.received.Store(0)
-		b.expected.Store(live)
-		b.round.Store(k)
-		if sender.Err() != nil {
-			break // the sender is gone
+		sender := liveClient(clients)
+		if sender == nil {
+			break // every connection is lost
 		}
+		live := b.startRound(k)
 		b.send(sender, opBroadcast, k)
 		roundTimer := time.NewTimer(o.timeout)
+		stopped := false
 		select {
 		case d := <-b.roundDone:
 			_ = rounds.RecordValue(min(max(int64(d), histMin), histMax))
 			rep.Rounds++
 		case <-roundTimer.C:
+			got, want := b.stopRound()
 			rep.Rounds++
 			rep.IncompleteRounds++
+			rep.MissedDeliveries += want - got
+			if want-got > rep.worstMissed {
+				rep.worstMissed, rep.worstOf = want-got, live
+			}
 			b.errors.Add(1)
 			fmt.Fprintf(stderr, "warning: round %d: %d of %d connections got the frame within %v\n",
-				k, b.received.Load(), live, o.timeout)
-		case <-deadline.C:
-			k = int64(o.rounds) // the duration ends the run; this round is not counted
+				k, got, want, o.timeout)
+		case <-deadline.C: // the duration ends the run; this round is not counted
+			stopped = true
+		case <-b.allLost:
+			stopped = true
 		case <-ctx.Done():
 			rep.Interrupted = true
-			k = int64(o.rounds)
+			stopped = true
 		}
 		roundTimer.Stop()
-		b.round.Store(0)
+		b.stopRound()
 		// Drop a completion that raced with the timeout.
 		select {
 		case <-b.roundDone:
 		default:
+		}
+		if stopped {
+			break run
 		}
 	}
 	b.hist.close()
@@ -483,6 +623,18 @@ func runBroadcast(ctx context.Context, stderr io.Writer, b *benchRun, clients []
 	rep.Frames = b.hist.merged().TotalCount()
 	rep.FramesPerS = float64(rep.Frames) / elapsed.Seconds()
 	return rounds
+}
+
+// liveClient returns the first client not closed, or nil.
+func liveClient(clients []*engine.Client) *engine.Client {
+	for _, cl := range clients {
+		select {
+		case <-cl.Done():
+		default:
+			return cl
+		}
+	}
+	return nil
 }
 
 // progressEvery is how often the progress line is redrawn.

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
 // decodeReport decodes bench --json output.
@@ -160,6 +165,8 @@ func TestBenchErrors(t *testing.T) {
 		{"bad plot format", []string{"--plot", filepath.Join(dir, "x.gif")}, 2, "the extension must be one of .png"},
 		{"plot directory missing", []string{"--plot", filepath.Join(dir, "no", "x.png")}, 2, "does not exist"},
 		{"sources off loopback", []string{"--addr", "unix:///tmp/x.sock", "--sources", "2"}, 2, "--sources 2 needs an IPv4 loopback target"},
+		{"addr without port", []string{"--addr", "localhost"}, 2, `--addr "localhost" is not of the form`},
+		{"addr scheme", []string{"--addr", "http://x"}, 2, `unsupported scheme "http"`},
 		{"argument", []string{"extra"}, 2, `unknown command "extra" for "simplerpc bench"`},
 		{"refused", []string{"--addr", closedAddr(t)}, 1, "connection refused"},
 		{"not a demo server", []string{"--addr", other, "--conns", "2", "--duration", "300ms"}, 1, "no frame was measured"},
@@ -188,5 +195,99 @@ func TestBenchInterrupt(t *testing.T) {
 	rep := decodeReport(t, b.stdout.String())
 	if !rep.Interrupted || rep.ElapsedS > 30 {
 		t.Errorf("report %+v: want an interrupted run", rep)
+	}
+}
+
+// TestBenchServerKilled: when the server dies under it (kill -9), bench
+// stops as soon as every connection is lost, prints its results and exits
+// 1, in echo and in broadcast mode.
+func TestBenchServerKilled(t *testing.T) {
+	t.Parallel()
+	const duration = time.Minute
+	for _, mode := range [][]string{nil, {"--broadcast", "--rounds", "1000000000"}} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			t.Parallel()
+			srv := startBin(t, "serve", "--addr", "127.0.0.1:0", "--size", "256", "--quiet")
+			addr := srv.waitLine(t, listeningRE, 20*time.Second)[1]
+			b := startBin(t, append([]string{"bench", "--addr", addr, "--conns", "50", "--duration", duration.String(), "--json"}, mode...)...)
+			b.waitLine(t, reLine(`^connected 50 connections`), 20*time.Second)
+			if err := srv.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if code := b.wait(t, duration/2); code != 1 {
+				t.Fatalf("bench exited %d after the server was killed, want 1\nstderr:\n%s", code, b.stderr.String())
+			}
+			rep := decodeReport(t, b.stdout.String())
+			if rep.Disconnects != 50 || rep.Errors < 50 {
+				t.Errorf("report %+v: want 50 disconnects counted as errors", rep)
+			}
+			if rep.ElapsedS > duration.Seconds()/2 || time.Since(start) > duration/2 {
+				t.Errorf("elapsed %v s: bench went on after losing every connection", rep.ElapsedS)
+			}
+			if want := "bench: lost all 50 connections"; !strings.Contains(b.stderr.String(), want) {
+				t.Errorf("stderr %q does not contain %q", b.stderr.String(), want)
+			}
+		})
+	}
+}
+
+// TestBenchSomeLost: a server that closes one connection in five keeps the
+// run going with the others to --duration; bench exits 1 and counts them.
+func TestBenchSomeLost(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	r := handler.NewRouter()
+	r.On(opEcho, func(c handler.Conn, data []byte) error {
+		if doomed, _ := c.Value().(bool); doomed {
+			return c.Close()
+		}
+		return c.SendRaw(opEcho, data)
+	})
+	addr := startEngine(t, r, engine.WithOnConnect(func(c handler.Conn) { c.SetValue(n.Add(1)%5 == 0) }))
+	res := runBin(t, 60*time.Second, "bench", "--addr", addr, "--conns", "50", "--duration", "1s", "--json")
+	res.wantCode(t, 1)
+	rep := decodeReport(t, res.stdout)
+	if rep.Disconnects != 10 || rep.Frames == 0 {
+		t.Errorf("report %+v: want 10 disconnects and echoes from the others", rep)
+	}
+	if rep.ElapsedS < 0.9 {
+		t.Errorf("elapsed %v s: the run stopped before --duration 1s with 40 connections left", rep.ElapsedS)
+	}
+	if want := "bench: lost 10 of 50 connections during the run (first: the server closed the connection)"; !strings.Contains(res.stderr, want) {
+		t.Errorf("stderr %q does not contain %q", res.stderr, want)
+	}
+}
+
+// TestBenchBroadcastIncomplete: a send-to-all that reaches 34 of 50
+// connections makes every round incomplete; bench says how many never got
+// the frame and exits 1.
+func TestBenchBroadcastIncomplete(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	var srv atomic.Pointer[engine.Server] // set before any client connects
+	r := handler.NewRouter()
+	r.On(opBroadcast, func(_ handler.Conn, data []byte) error {
+		return srv.Load().Group("some").Send(opBroadcast, json.RawMessage(data))
+	})
+	srv.Store(newEngine(t, r, engine.WithOnConnect(func(c handler.Conn) {
+		if n.Add(1) <= 34 {
+			_ = srv.Load().Group("some").Join(c.ID())
+		}
+	})))
+	res := runBin(t, 60*time.Second, "bench", "--addr", srv.Load().Addr().String(), "--broadcast", "--conns", "50",
+		"--rounds", "2", "--timeout", "2s", "--json")
+	res.wantCode(t, 1)
+	rep := decodeReport(t, res.stdout)
+	if rep.Rounds != 2 || rep.IncompleteRounds != 2 || rep.MissedDeliveries != 32 || rep.Frames != 68 {
+		t.Errorf("report %+v: want 2 incomplete rounds, 68 deliveries and 32 missing", rep)
+	}
+	for _, want := range []string{
+		"warning: round 1: 34 of 50 connections got the frame within 2s",
+		"bench: 2 of 2 rounds did not reach every connection (32 deliveries missing; at worst 16 of 50 connections never got the frame)",
+	} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr %q does not contain %q", res.stderr, want)
+		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +25,7 @@ type callOptions struct {
 	addr    string
 	timeout time.Duration
 	request bool
+	noReply bool
 }
 
 // newCallCmd builds the call subcommand.
@@ -42,15 +42,30 @@ line on stdout:
   {"opcode":0,"data":{...}}
   {"failure":{"reason":"ArgumentMissing","message":"..."}}
 
-It exits 0 after a frame, 1 after a failure, a time-out (--timeout covers
-connecting and waiting) or a connection error, and 2 when OPCODE or JSON is
-invalid; nothing is sent then.
+A one-way frame may have no answer. When nothing comes back within
+--timeout, call says so on stderr and exits 0, once the frame is written
+(as with --no-reply); it exits 1 when a failure came back, or when the
+server closed the connection or sent a frame that makes no sense.
+
+--no-reply waits for nothing: call closes the connection right after the
+frame and exits 0 once the engine has written the frame to the socket and
+closed the connection behind it, so the frame has left for the server,
+ahead of the close. Nothing confirms that the server read it; a call
+(--request) does.
 
 With --request the frame is a call (the request/reply extension, opcodes -3
 to -5): the server's reply to this very request is printed instead of the
-first frame, as {"opcode":N,"reply":{...}}.`,
+first frame, as {"opcode":N,"reply":{...}}; no reply within --timeout
+exits 1.
+
+--timeout bounds the whole command: connecting, waiting for the server's
+message size, the answer and closing. Exit status: 0 as above, 1 after a
+failure, a time-out or a connection error, 2 when OPCODE, JSON or --addr is
+invalid or the frame is larger than the server's message size; nothing is
+sent then.`,
 		Example: `  simplerpc call 0 '{"some_data": 123}'
   simplerpc call --addr 127.0.0.1:30000 --timeout 2s 1 '{"hello": "everyone"}'
+  simplerpc call --no-reply 5 '{"event": "tick"}'
   echo '{"a": 1}' | simplerpc call 0 -`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
@@ -58,22 +73,23 @@ first frame, as {"opcode":N,"reply":{...}}.`,
 			if err != nil {
 				return err
 			}
-			return call(cmd.Context(), cmd.OutOrStdout(), o, op, obj)
+			return call(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, op, obj)
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
-	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "give up after this long, connecting included")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "bound on the whole command: connecting, the answer and closing")
 	f.BoolVar(&o.request, "request", false, "send a call (request frame) and print its reply")
+	f.BoolVar(&o.noReply, "no-reply", false, "exit 0 once the frame is written and the connection closed, waiting for no answer")
 	return cmd
 }
 
 // parseCallArgs validates OPCODE and JSON before anything is sent, and
 // returns the object in compact form.
 func parseCallArgs(args []string, stdin io.Reader) (codec.Opcode, []byte, error) {
-	n, err := strconv.ParseInt(args[0], 10, 32)
-	if err != nil || n < 0 {
-		return 0, nil, usagef("OPCODE %q: want a non-negative integer (negative opcodes belong to the protocol)", args[0])
+	op, err := parseOpcode(args[0])
+	if err != nil {
+		return 0, nil, err
 	}
 	text := "{}"
 	if len(args) == 2 {
@@ -90,7 +106,16 @@ func parseCallArgs(args []string, stdin io.Reader) (codec.Opcode, []byte, error)
 	if err != nil {
 		return 0, nil, usageError{err: err}
 	}
-	return codec.Opcode(n), obj, nil
+	return op, obj, nil
+}
+
+// parseOpcode reads an application opcode given on the command line.
+func parseOpcode(text string) (codec.Opcode, error) {
+	n, err := strconv.ParseInt(text, 10, 32)
+	if err != nil || n < 0 {
+		return 0, usagef("OPCODE %q: want a non-negative integer (negative opcodes belong to the protocol)", text)
+	}
+	return codec.Opcode(n), nil
 }
 
 // compactObject checks that text is one JSON object in UTF-8 and returns
@@ -134,93 +159,198 @@ type callResult struct {
 }
 
 // call sends one frame and prints what comes back.
-func call(ctx context.Context, stdout io.Writer, o callOptions, op codec.Opcode, obj []byte) error {
+func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec.Opcode, obj []byte) error {
 	if o.timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	if o.request && o.noReply {
+		return usagef("--no-reply and --request exclude each other: a call has a reply")
+	}
+	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
+	b := newBudget(o.timeout)
+	ctx, cancel := b.context(ctx)
 	defer cancel()
 
-	// The first frame or failure after the send; the callbacks run on the
-	// client's event loop and must not block.
-	results := make(chan callResult, 1)
-	var sent atomic.Bool
-	var once sync.Once
-	deliver := func(r callResult) {
-		if sent.Load() {
-			once.Do(func() { results <- r })
-		}
-	}
+	w := &callWatch{results: make(chan callResult, 1)}
 	r := handler.NewRouter()
-	r.Forward(func(_ handler.Conn, op codec.Opcode, data []byte) error {
-		deliver(callResult{Opcode: &op, Data: append(json.RawMessage(nil), data...)})
-		return nil
-	})
-	handler.Handle(r, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error {
-		deliver(callResult{Failure: f})
-		return nil
-	})
-	cl, err := engine.Dial(ctx, o.addr, r)
+	r.Forward(w.frame)
+	handler.Handle(r, codec.OpFailure, func(c handler.Conn, f *handler.Error) error { w.failure(c, f); return nil })
+	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b, engine.WithTap(w.tap))...)
 	if err != nil {
-		return fmt.Errorf("call: cannot connect to %s: %w", o.addr, dialCause(err))
+		return fmt.Errorf("call: %w", dialError(ctx, o.addr, o.timeout, err))
 	}
-	defer closeClient(cl)
-
-	select {
-	case <-cl.Ready():
-	case <-cl.Done():
-		return fmt.Errorf("call: connection to %s closed before the server announced its message size: %w", o.addr, cl.Err())
-	case <-ctx.Done():
-		return timeoutError(ctx, fmt.Sprintf("%s did not announce its message size within %v", o.addr, o.timeout))
-	}
-	if err := checkFits(cl, op, obj, o.request); err != nil {
-		return fmt.Errorf("call: %w", err)
-	}
-
-	var res callResult
-	if o.request {
-		var reply json.RawMessage
-		err := cl.Call(ctx, op, json.RawMessage(obj), &reply)
+	confirm, err := exchange(ctx, stdout, stderr, cl, w, o, b, op, obj)
+	if err != nil || !confirm {
+		closeClient(cl, b)
 		if err != nil {
-			if f := handler.Failure(err); handler.ReasonOf(err) != "" {
-				return printFailure(stdout, f)
-			}
-			if ctx.Err() != nil {
-				return timeoutError(ctx, fmt.Sprintf("no reply within %v", o.timeout))
-			}
 			return fmt.Errorf("call: %w", err)
 		}
-		res = callResult{Opcode: &op, Reply: reply}
-	} else {
-		sent.Store(true)
-		if err := cl.SendRaw(op, obj); err != nil {
-			return fmt.Errorf("call: %w", err)
-		}
-		select {
-		case res = <-results:
-		case <-cl.Done():
-			// A frame may have arrived just before the close.
-			select {
-			case res = <-results:
-			default:
-				return fmt.Errorf("call: connection closed before anything came back: %w", cl.Err())
-			}
-		case <-ctx.Done():
-			return timeoutError(ctx, fmt.Sprintf("nothing came back within %v", o.timeout))
-		}
+		return nil
 	}
-	if res.Failure != nil {
-		return printFailure(stdout, res.Failure)
+	// Only the close shows that a one-way frame was written.
+	if !closeClient(cl, b) {
+		return fmt.Errorf("call: the frame was not confirmed written within %v", o.timeout)
 	}
-	return writeJSONLine(stdout, res)
+	if reason := cl.Err(); !errors.Is(reason, engine.ErrLocalClose) {
+		return fmt.Errorf("call: %s before the frame was confirmed written", describeEnd(reason))
+	}
+	return nil
 }
 
-// timeoutError explains why ctx ended: the time-out (msg), or a signal.
-func timeoutError(ctx context.Context, msg string) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return errors.New("call: " + msg)
+// exchange sends the frame on cl once it is ready and prints what comes
+// back. confirm asks the caller to confirm, by closing cl, that a one-way
+// frame was written: with --no-reply, or when nothing came back.
+func exchange(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, w *callWatch, o callOptions,
+	b budget, op codec.Opcode, obj []byte) (confirm bool, err error) {
+	if err := awaitReady(ctx, cl, o.addr, o.timeout); err != nil {
+		return false, err
 	}
-	return errors.New("call: interrupted")
+	if err := checkFits(cl, op, obj, o.request); err != nil {
+		return false, usageError{err: err}
+	}
+	if o.request {
+		return false, request(ctx, stdout, cl, w, o, op, obj)
+	}
+
+	w.sent.Store(true)
+	if err := cl.SendRaw(op, obj); err != nil {
+		if errors.Is(err, engine.ErrClosed) {
+			return false, fmt.Errorf("%s before the frame could be sent", ended(ctx, cl))
+		}
+		return false, err
+	}
+	if o.noReply {
+		return true, nil
+	}
+	var res callResult
+	select {
+	case res = <-w.results:
+	case <-cl.Done():
+		// A frame may have arrived just before the close.
+		select {
+		case res = <-w.results:
+		default:
+			return false, fmt.Errorf("%s before anything came back", describeEnd(cl.Err()))
+		}
+	case <-ctx.Done():
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return false, errInterrupted
+		}
+		if odd := w.oddFrame(); odd != "" {
+			return false, fmt.Errorf("the server sent %s, and nothing else came back within %v", odd, o.timeout)
+		}
+		fmt.Fprintf(stderr, "call: nothing came back within %v (a one-way frame needs no answer; --no-reply does not wait)\n", o.timeout)
+		return true, nil
+	}
+	if res.Failure != nil {
+		return false, printFailure(stdout, res.Failure)
+	}
+	return false, writeJSONLine(stdout, res)
+}
+
+// request makes the call of --request and prints its reply or failure.
+func request(ctx context.Context, stdout io.Writer, cl *engine.Client, w *callWatch, o callOptions, op codec.Opcode, obj []byte) error {
+	var reply json.RawMessage
+	err := cl.Call(ctx, op, json.RawMessage(obj), &reply)
+	switch {
+	case err == nil:
+		return writeJSONLine(stdout, callResult{Opcode: &op, Reply: reply})
+	case handler.ReasonOf(err) != "":
+		return printFailure(stdout, handler.Failure(err))
+	case ctx.Err() != nil:
+		if odd := w.oddFrame(); odd != "" {
+			return fmt.Errorf("the server sent %s, and no reply within %v", odd, o.timeout)
+		}
+		return ctxError(ctx, fmt.Sprintf("no reply within %v", o.timeout))
+	case errors.Is(err, engine.ErrClosed):
+		return fmt.Errorf("%s before the reply came", ended(ctx, cl))
+	}
+	return err
+}
+
+// callWatch gathers, on the client's event loop, what call waits for: the
+// first application frame or failure after the send, and the first frame
+// that makes no sense, to name it when nothing else comes. It is safe for
+// concurrent use by multiple goroutines.
+type callWatch struct {
+	sent    atomic.Bool
+	results chan callResult // the first result; capacity 1
+	once    sync.Once
+
+	mu  sync.Mutex // guards odd
+	odd string
+}
+
+// deliver hands over the first result after the send. The callbacks run
+// on the event loop and must not block.
+func (w *callWatch) deliver(r callResult) {
+	if w.sent.Load() {
+		w.once.Do(func() { w.results <- r })
+	}
+}
+
+// frame receives application frames (a handler.ForwardFunc).
+func (w *callWatch) frame(_ handler.Conn, op codec.Opcode, data []byte) error {
+	w.deliver(callResult{Opcode: &op, Data: append(json.RawMessage(nil), data...)})
+	return nil
+}
+
+// failure receives -1 frames; one without a reason is left to tap.
+func (w *callWatch) failure(_ handler.Conn, f *handler.Error) {
+	if f.Reason != "" {
+		w.deliver(callResult{Failure: f})
+	}
+}
+
+// tap sees every well-formed frame and keeps the first that call can make
+// nothing of: a failure without a reason, a reply that completes no call,
+// an opcode the protocol does not define. Frames that do not decode at all
+// never reach it: the engine answers them with a MalformedPayload failure
+// and tells the application nothing.
+func (w *callWatch) tap(_ handler.Conn, op codec.Opcode, data []byte) {
+	var what string
+	switch op {
+	case codec.OpFailure:
+		var f handler.Error
+		if codec.Unmarshal(data, &f) == nil && f.Reason != "" {
+			return
+		}
+		what = "a failure frame without a reason"
+	case codec.OpReply, codec.OpReplyFailure:
+		// Named only when no reply completed the call: then it was
+		// malformed or for another id.
+		what = "a reply that matches no call (malformed or for another id)"
+	case codec.OpMessageSize, codec.OpRequest, codec.OpPing, codec.OpPong:
+		return
+	default:
+		if op >= 0 {
+			return
+		}
+		what = "a frame with an opcode the protocol does not define"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.odd == "" {
+		w.odd = fmt.Sprintf("%s, %d%s", what, op, clip(data, 120))
+	}
+}
+
+// oddFrame returns the first frame tap could make nothing of, described,
+// or "".
+func (w *callWatch) oddFrame() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.odd
+}
+
+// clip returns b as text, cut to n bytes with "...".
+func clip(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
 }
 
 // printFailure prints a failure line and returns the error that makes the
@@ -229,7 +359,7 @@ func printFailure(stdout io.Writer, f *handler.Error) error {
 	if err := writeJSONLine(stdout, callResult{Failure: f}); err != nil {
 		return err
 	}
-	return fmt.Errorf("call: remote failure: %s", f.Error())
+	return fmt.Errorf("remote failure: %s", f.Error())
 }
 
 // checkFits reports a frame too large for the server's message size, which
@@ -245,25 +375,6 @@ func checkFits(cl *engine.Client, op codec.Opcode, obj []byte, request bool) err
 		return fmt.Errorf("the frame needs %d bytes but the server's message size is %d", need, size)
 	}
 	return nil
-}
-
-// dialCause returns the operating system's reason for a failed dial
-// ("connection refused") when there is one, else err.
-func dialCause(err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
-	}
-	return err
-}
-
-// closeClient closes cl and waits a bounded time for it to finish.
-func closeClient(cl *engine.Client) {
-	_ = cl.Close()
-	select {
-	case <-cl.Done():
-	case <-time.After(2 * time.Second):
-	}
 }
 
 // writeJSONLine writes v as one line of JSON, without HTML escaping.

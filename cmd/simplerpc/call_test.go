@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -25,8 +26,14 @@ func testServer(t *testing.T) (addr string, conns *atomic.Int64) {
 		return handler.ArgumentMissing("Expected argument 'argname' in opcode 0")
 	})
 	r.On(5, func(handler.Conn, []byte) error { return nil })
-	srv, err := engine.NewServer(r, engine.WithMessageSize(128),
-		engine.WithOnConnect(func(handler.Conn) { conns.Add(1) }))
+	return startEngine(t, r, engine.WithOnConnect(func(handler.Conn) { conns.Add(1) })), conns
+}
+
+// newEngine starts an in-process server on a free loopback port with
+// message size 128 and the options given; the cleanup shuts it down.
+func newEngine(t *testing.T, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
+	t.Helper()
+	srv, err := engine.NewServer(r, append([]engine.ServerOption{engine.WithMessageSize(128)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +45,39 @@ func testServer(t *testing.T) (addr string, conns *atomic.Int64) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv.Addr().String(), conns
+	return srv
+}
+
+// startEngine is newEngine, returning the address.
+func startEngine(t *testing.T, r *handler.Router, opts ...engine.ServerOption) string {
+	t.Helper()
+	return newEngine(t, r, opts...).Addr().String()
+}
+
+// recordingServer starts an in-process server whose opcode 6 answers
+// nothing and hands each object it gets to the returned channel.
+func recordingServer(t *testing.T) (addr string, got <-chan string) {
+	t.Helper()
+	ch := make(chan string, 16)
+	r := handler.NewRouter()
+	r.On(6, func(_ handler.Conn, data []byte) error {
+		ch <- string(data)
+		return nil
+	})
+	return startEngine(t, r), ch
+}
+
+// wantReceived fails unless the server got obj.
+func wantReceived(t *testing.T, got <-chan string, obj string) {
+	t.Helper()
+	select {
+	case g := <-got:
+		if g != obj {
+			t.Errorf("the server got %s, want %s", g, obj)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the server never got %s", obj)
+	}
 }
 
 // decodeLine decodes the single JSON line of out.
@@ -121,19 +160,77 @@ func TestCallRemoteFailure(t *testing.T) {
 	}
 }
 
-func TestCallTimeout(t *testing.T) {
+// TestCallNothingBack: a one-way frame that gets no answer within
+// --timeout exits 0 once the frame is written, and says so.
+func TestCallNothingBack(t *testing.T) {
 	t.Parallel()
-	addr, _ := testServer(t)
-	r := runBin(t, 20*time.Second, "call", "--addr", addr, "--timeout", "1s", "5", `{}`)
-	r.wantCode(t, 1)
+	addr, got := recordingServer(t)
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "--timeout", "1s", "6", `{"n":1}`)
+	r.wantCode(t, 0)
 	if r.stdout != "" {
 		t.Errorf("stdout %q, want nothing", r.stdout)
 	}
-	if !strings.Contains(r.stderr, "nothing came back within 1s") {
-		t.Errorf("stderr %q does not explain the time-out", r.stderr)
+	if !strings.Contains(r.stderr, "call: nothing came back within 1s") {
+		t.Errorf("stderr %q does not say that nothing came back", r.stderr)
 	}
-	if r.elapsed > 10*time.Second {
-		t.Errorf("took %v", r.elapsed)
+	if r.elapsed > 3*time.Second {
+		t.Errorf("took %v for --timeout 1s", r.elapsed)
+	}
+	wantReceived(t, got, `{"n":1}`)
+}
+
+// TestCallNoReply: --no-reply exits 0 as soon as the frame is written and
+// the connection closed, long before --timeout, and the server has it.
+func TestCallNoReply(t *testing.T) {
+	t.Parallel()
+	addr, got := recordingServer(t)
+	const timeout = 20 * time.Second
+	r := runBin(t, 2*timeout, "call", "--addr", addr, "--timeout", timeout.String(), "--no-reply", "6", `{"n":2}`)
+	r.wantCode(t, 0)
+	if r.stdout != "" || r.stderr != "" {
+		t.Errorf("stdout %q, stderr %q: want nothing", r.stdout, r.stderr)
+	}
+	if r.elapsed > timeout/2 {
+		t.Errorf("took %v: --no-reply waited for something", r.elapsed)
+	}
+	wantReceived(t, got, `{"n":2}`)
+
+	// A failure that would come back is not waited for either.
+	failing, _ := testServer(t)
+	r = runBin(t, 2*timeout, "call", "--addr", failing, "--timeout", timeout.String(), "--no-reply", "0", `{}`)
+	r.wantCode(t, 0)
+	if r.elapsed > timeout/2 {
+		t.Errorf("took %v: --no-reply waited for something", r.elapsed)
+	}
+}
+
+// TestCallTimeoutBounds runs call and listen against a server that accepts
+// and never announces its message size: each must give up within its
+// --timeout, close included, and say why.
+func TestCallTimeoutBounds(t *testing.T) {
+	t.Parallel()
+	addr := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	const timeout = time.Second
+	for _, args := range [][]string{
+		{"call", "0"},
+		{"call", "--request", "0"},
+		{"call", "--no-reply", "0"},
+		{"listen"},
+		{"listen", "--count", "1"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			r := runBin(t, 20*time.Second, append(args, "--addr", addr, "--timeout", timeout.String())...)
+			r.wantCode(t, 1)
+			if want := addr + " did not announce its message size within 1s"; !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, want)
+			}
+			// Room for a loaded machine; the close used to add 2s, and the
+			// engine's dial timeout 10s.
+			if r.elapsed > 3*timeout {
+				t.Errorf("took %v for --timeout %v", r.elapsed, timeout)
+			}
+		})
 	}
 }
 
@@ -151,10 +248,13 @@ func TestCallTooLarge(t *testing.T) {
 	t.Parallel()
 	_, addr := startServe(t)
 	big := `{"p":"` + strings.Repeat("x", 300) + `"}`
-	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", big)
-	r.wantCode(t, 1)
-	if !strings.Contains(r.stderr, "the frame needs 309 bytes but the server's message size is 256") {
-		t.Errorf("stderr %q does not explain the size", r.stderr)
+	for _, args := range [][]string{{"0", big}, {"--request", "0", big}, {"--no-reply", "0", big}} {
+		r := runBin(t, 20*time.Second, append([]string{"call", "--addr", addr}, args...)...)
+		r.wantCode(t, 2)
+		if want := "simplerpc: call: the frame needs "; !strings.HasPrefix(r.stderr, want) ||
+			!strings.Contains(r.stderr, "bytes but the server's message size is 256\n") {
+			t.Errorf("stderr %q does not explain the size in one sentence", r.stderr)
+		}
 	}
 }
 
@@ -185,6 +285,10 @@ func TestCallBadInput(t *testing.T) {
 		{"three args", []string{"0", "{}", "{}"}, "accepts between 1 and 2 arg(s), received 3"},
 		{"bad timeout", []string{"--timeout", "soon", "0"}, `invalid argument "soon" for "--timeout"`},
 		{"zero timeout", []string{"--timeout", "0s", "0"}, "--timeout must be positive"},
+		{"addr without port", []string{"--addr", "localhost", "0"}, `--addr "localhost" is not of the form host:port`},
+		{"addr port out of range", []string{"--addr", ":99999", "0"}, `--addr ":99999": the port must be a number from 1 to 65535`},
+		{"addr scheme", []string{"--addr", "http://x", "0"}, `--addr "http://x": unsupported scheme "http"`},
+		{"no-reply request", []string{"--no-reply", "--request", "0"}, "--no-reply and --request exclude each other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBin(t, 20*time.Second, append([]string{"call", "--addr", addr}, tc.args...)...)
@@ -221,4 +325,61 @@ func TestCallUnixSocket(t *testing.T) {
 	if want := `{"opcode":0,"data":{"via":"unix"}}` + "\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
+}
+
+// TestCallMisbehavingServer runs call against hand-written servers that
+// break the protocol after their message size.
+func TestCallMisbehavingServer(t *testing.T) {
+	t.Parallel()
+	closing := fakeServer(t, func(c net.Conn) { _ = announce(c) })
+	silentThen := func(frames ...string) string {
+		return fakeServer(t, func(c net.Conn) {
+			if announce(c, frames...) == nil {
+				_, _ = io.Copy(io.Discard, c)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		addr string
+		args []string
+		msg  string
+	}{
+		{"close after the size", closing, []string{"0"}, "call: the server closed the connection before"},
+		{"close after the size, a call", closing, []string{"--request", "0"}, "call: the server closed the connection before"},
+		{"failure without a reason", silentThen(`-1{"x":1}`), []string{"0"},
+			`call: the server sent a failure frame without a reason, -1{"x":1}, and nothing else came back within 1s`},
+		{"undefined opcode", silentThen(`-42{}`), []string{"0"},
+			"call: the server sent a frame with an opcode the protocol does not define, -42{}"},
+		{"reply for another id", silentThen(`-4{"id":987654,"data":{}}`), []string{"--request", "0"},
+			`call: the server sent a reply that matches no call (malformed or for another id), -4{"id":987654,"data":{}}, and no reply within 1s`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runBin(t, 20*time.Second, append([]string{"call", "--addr", tc.addr, "--timeout", "1s"}, tc.args...)...)
+			r.wantCode(t, 1)
+			if !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.msg)
+			}
+			if strings.Contains(r.stderr, "use of closed network connection") {
+				t.Errorf("stderr %q gives the engine's error, not what the server did", r.stderr)
+			}
+		})
+	}
+
+	// --no-reply races with the server's close: the client may write the
+	// frame and close before it reads the server's FIN (exit 0: the frame
+	// was written, which is all --no-reply promises), or notice the close
+	// first (exit 1, naming it).
+	t.Run("close after the size, no reply", func(t *testing.T) {
+		t.Parallel()
+		r := runBin(t, 20*time.Second, "call", "--addr", closing, "--timeout", "1s", "--no-reply", "0")
+		if r.code == 0 && r.stderr == "" {
+			return
+		}
+		r.wantCode(t, 1)
+		if want := "call: the server closed the connection before"; !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, want)
+		}
+	})
 }

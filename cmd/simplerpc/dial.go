@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 )
 
@@ -25,6 +26,21 @@ const connsPerSource = 20000
 // connections themselves have no goroutine: they live on the dialer's
 // event loops.
 const dialWorkers = 16
+
+// defaultMaxOutbound is the engine's default outbound cap per connection
+// (engine.WithMaxOutbound).
+const defaultMaxOutbound = 4 << 20
+
+// sizeOptions let the tool's clients take any message size the codec
+// allows instead of the engine's default bounds (up to 64 KiB), so that a
+// server started with serve --max-size is reachable too. The engine wants
+// the outbound cap to hold the largest frame.
+func sizeOptions() []engine.ClientOption {
+	return []engine.ClientOption{
+		engine.WithSizeBounds(codec.MinMessageSize, codec.MaxMessageSize),
+		engine.WithMaxOutbound(codec.MaxMessageSize, engine.SlowClose),
+	}
+}
 
 // sourceAddrs returns the local addresses to dial from, round robin: ""
 // (the system's choice) for one source, else 127.0.0.2, 127.0.0.3, ...
@@ -158,12 +174,11 @@ func dialAll(ctx context.Context, d *engine.Dialer, addr string, sources []strin
 	return res, nil
 }
 
-// waitReady waits until each client knows its message size. It returns
-// the ready clients; the others are closed. Clients that the server
-// closed first are counted and the first reason is reported.
+// waitReady waits until each client knows its message size, or ctx ends
+// (its deadline is the end of the set-up, timeout after its start). It
+// returns the ready clients; the others are closed. Clients that the
+// server closed first are counted and the first reason is reported.
 func waitReady(ctx context.Context, clients []*engine.Client, timeout time.Duration, stderr io.Writer) ([]*engine.Client, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
 	ready := clients[:0:0]
 	var closed int
 	var firstReason error
@@ -176,14 +191,15 @@ func waitReady(ctx context.Context, clients []*engine.Client, timeout time.Durat
 			if firstReason == nil {
 				firstReason = cl.Err()
 			}
-		case <-deadline.C:
+		case <-ctx.Done():
 			for _, rest := range clients[i:] {
 				_ = rest.Close()
 			}
-			return ready, fmt.Errorf("%d of %d connections did not learn the message size within %v",
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return ready, ctx.Err()
+			}
+			return ready, fmt.Errorf("%d of %d connections did not learn the message size within --timeout %v",
 				len(clients)-len(ready)-closed, len(clients), timeout)
-		case <-ctx.Done():
-			return ready, ctx.Err()
 		}
 	}
 	if closed > 0 {

@@ -8,7 +8,7 @@
 //	simplerpc call   --addr 127.0.0.1:30000 OPCODE '{"json":"object"}'
 //	    Sends one frame and prints the first frame that comes back, or the
 //	    failure, as one JSON line.
-//	simplerpc listen --addr 127.0.0.1:30000 [--all] [--count N]
+//	simplerpc listen --addr 127.0.0.1:30000 [--all] [--count N] [--send 'OPCODE JSON']
 //	    Prints every frame received as a JSON line.
 //	simplerpc bench  --addr 127.0.0.1:30000 --conns 1000 --duration 10s
 //	    A load generator on the engine's client: throughput and latency
@@ -17,8 +17,9 @@
 //	    Prints a shell completion script.
 //
 // Exit status: 0 on success, 1 when the operation or the remote side failed
-// (a failure frame, a time-out, a refused connection), 2 for a usage error
-// (an unknown subcommand or flag, a bad argument). The tool uses only the
+// (a failure frame, a time-out, a refused or lost connection), 2 for a usage
+// error (an unknown subcommand or flag, a bad argument or address, a frame
+// larger than the server's message size). The tool uses only the
 // library's public API; see docs/CLI.md for a session with each subcommand.
 package main
 
@@ -29,6 +30,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -120,9 +122,11 @@ listener and a load generator.
 
 Exit status: 0 on success, 1 when the operation or the remote side failed,
 2 for a usage error.`,
+		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("simplerpc {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err: err} })
@@ -139,6 +143,16 @@ Exit status: 0 on success, 1 when the operation or the remote side failed,
 		newBenchCmd(wrap),
 	)
 	return root
+}
+
+// version returns the module version the binary was built from, as Go
+// records it ("v1.2.3", a pseudo-version, or "(devel)" for a build
+// from a work tree without one).
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
 }
 
 // runWrapper marks a subcommand as started before running it.

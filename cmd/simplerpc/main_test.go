@@ -282,3 +282,65 @@ func closedAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// fakeServer starts a hand-written TCP server on a free loopback port that
+// runs serve on every connection it accepts, then closes it. The cleanup
+// closes the listener and the open connections and waits for serve to
+// return.
+func fakeServer(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex // guards conns
+	conns := map[net.Conn]struct{}{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// padded returns text padded with spaces to a frame of size bytes.
+func padded(size int, text string) []byte {
+	return []byte(text + strings.Repeat(" ", size-len(text)))
+}
+
+// fakeSize is the message size fake servers announce.
+const fakeSize = 64
+
+// announce writes the -2 frame and then the frames given, at fakeSize.
+func announce(c net.Conn, frames ...string) error {
+	b := padded(fakeSize, fmt.Sprintf(`-2{"message_size":%d}`, fakeSize))
+	for _, f := range frames {
+		b = append(b, padded(fakeSize, f)...)
+	}
+	_, err := c.Write(b)
+	return err
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
@@ -28,6 +29,7 @@ const shutdownGrace = 5 * time.Second
 type serveOptions struct {
 	addr      string
 	size      int
+	maxSize   int
 	loops     int
 	maxConns  int
 	logFormat string
@@ -59,6 +61,7 @@ which matters with port 0.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port or unix:///path (port 0 picks a free port)")
 	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
+	f.IntVar(&o.maxSize, "max-size", 0, "largest message size a client may ask for with a -2 frame, in bytes (0: --size; at most 16 MiB)")
 	f.IntVar(&o.loops, "loops", 1, "number of event loops")
 	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -90,8 +93,17 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.size <= 0 || o.loops <= 0 || o.maxConns < 0 {
-		return usagef("--size and --loops must be positive, --max-conns not negative")
+	if err := checkAddr(o.addr, true); err != nil {
+		return err
+	}
+	if o.maxSize == 0 {
+		o.maxSize = max(o.size, codec.MinMessageSize) // the engine's default: a server's bounds are its own
+	}
+	if err := checkSizes(o.size, o.maxSize); err != nil {
+		return err
+	}
+	if o.loops <= 0 || o.maxConns < 0 {
+		return usagef("--loops must be positive, --max-conns not negative")
 	}
 	srv, err := newDemoServer(log, o)
 	if err != nil {
@@ -122,6 +134,20 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	return nil
 }
 
+// checkSizes rejects a --size or --max-size the engine would refuse, naming
+// the flag to change.
+func checkSizes(size, maxSize int) error {
+	switch {
+	case maxSize < codec.MinMessageSize || maxSize > codec.MaxMessageSize:
+		return usagef("--max-size %d must lie within %d..%d bytes", maxSize, codec.MinMessageSize, codec.MaxMessageSize)
+	case size < codec.MinMessageSize:
+		return usagef("--size %d is below the smallest message size, %d bytes", size, codec.MinMessageSize)
+	case size > maxSize:
+		return usagef("--size %d is larger than --max-size %d: raise --max-size (up to %d)", size, maxSize, codec.MaxMessageSize)
+	}
+	return nil
+}
+
 // newDemoServer builds the echo and send-to-all server.
 func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
 	r := handler.NewRouter(handler.WithLogger(log))
@@ -139,6 +165,7 @@ func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
 	})
 	opts := []engine.ServerOption{
 		engine.WithMessageSize(o.size),
+		engine.WithSizeBounds(codec.MinMessageSize, o.maxSize),
 		engine.WithEventLoops(o.loops),
 		engine.WithLogger(log),
 	}
@@ -153,6 +180,11 @@ func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
 	}
 	if o.maxConns > 0 {
 		opts = append(opts, engine.WithMaxConns(o.maxConns))
+	}
+	if out := 4 * o.maxSize; out > defaultMaxOutbound {
+		// The engine wants the outbound cap to hold the largest frame; four
+		// keep a burst of echoes from tripping the slow-consumer check.
+		opts = append(opts, engine.WithMaxOutbound(out, engine.SlowClose))
 	}
 	var err error
 	srv, err = engine.NewServer(r, opts...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -60,11 +61,16 @@ func TestServeErrors(t *testing.T) {
 		msg  string
 	}{
 		{"log format", []string{"--log-format", "xml"}, 2, `--log-format "xml": want text or json`},
-		{"size", []string{"--size", "10"}, 2, "WithMessageSize: 10 is outside the bounds"},
+		{"size", []string{"--size", "10"}, 2, "--size 10 is below the smallest message size, 64 bytes"},
+		{"size past a given max-size", []string{"--size", "5000", "--max-size", "4096"}, 2, "--size 5000 is larger than --max-size 4096"},
+		{"max-size too small", []string{"--max-size", "10"}, 2, "--max-size 10 must lie within 64..16777216 bytes"},
+		{"max-size too large", []string{"--max-size", "20000000"}, 2, "--max-size 20000000 must lie within"},
 		{"loops", []string{"--loops", "0"}, 2, "must be positive"},
 		{"argument", []string{"now"}, 2, `unknown command "now" for "simplerpc serve"`},
 		{"address in use", []string{"--addr", ln.Addr().String()}, 1, "address already in use"},
-		{"bad network", []string{"--addr", "udp://127.0.0.1:0"}, 1, `unsupported network "udp"`},
+		{"bad network", []string{"--addr", "udp://127.0.0.1:0"}, 2, `--addr "udp://127.0.0.1:0": unsupported scheme "udp"`},
+		{"addr without port", []string{"--addr", "localhost"}, 2, `--addr "localhost" is not of the form`},
+		{"addr port out of range", []string{"--addr", ":99999"}, 2, `the port must be a number from 0 to 65535`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBin(t, 20*time.Second, append([]string{"serve"}, tc.args...)...)
@@ -94,6 +100,7 @@ func TestUsage(t *testing.T) {
 		{"unknown subcommand flag", []string{"listen", "--frobnicate"}, 2, "", "Run 'simplerpc listen --help' for usage."},
 		{"bad flag value", []string{"bench", "--conns", "many"}, 2, "", `invalid argument "many" for "--conns"`},
 		{"completion", []string{"completion", "bash"}, 0, "__start_simplerpc", ""},
+		{"version", []string{"--version"}, 0, "simplerpc ", ""},
 		{"flag completion", []string{"__complete", "serve", "--log-format", ""}, 0, "text\njson\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,5 +113,25 @@ func TestUsage(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", r.stderr, tc.err)
 			}
 		})
+	}
+}
+
+// TestServeMaxSize checks that --max-size lets serve announce frames past
+// 64 KiB and that call and listen reach such a server.
+func TestServeMaxSize(t *testing.T) {
+	t.Parallel()
+	const size = 100000
+	// Later flags win: startServe's --size 256 is replaced.
+	_, addr := startServe(t, "--size", fmt.Sprint(size), "--max-size", "5000000", "--quiet")
+	big := `{"p":"` + strings.Repeat("x", 70000) + `"}`
+	r := runBin(t, 20*time.Second, "call", "--addr", addr, "0", big)
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":` + big + "}\n"; r.stdout != want {
+		t.Errorf("stdout has %d bytes, want the %d-byte echo", len(r.stdout), len(want))
+	}
+	r = runBin(t, 20*time.Second, "listen", "--addr", addr, "--all", "--count", "1")
+	r.wantCode(t, 0)
+	if want := fmt.Sprintf(`"data":{"message_size":%d}`, size); !strings.Contains(r.stdout, want) {
+		t.Errorf("listen printed %q, want the -2 frame with %s", r.stdout, want)
 	}
 }

@@ -153,9 +153,16 @@ type benchReport struct {
 	RoundLatency     *latencyStats `json:"round_us,omitempty"`
 	Rounds           int           `json:"rounds,omitempty"`
 	IncompleteRounds int           `json:"incomplete_rounds,omitempty"`
-	Errors           int64         `json:"errors"`
-	Disconnects      int64         `json:"disconnects"`
-	Interrupted      bool          `json:"interrupted,omitempty"`
+	// MissedDeliveries counts, over the incomplete rounds, the connections
+	// that never got the round's frame.
+	MissedDeliveries int64 `json:"missed_deliveries,omitempty"`
+	Errors           int64 `json:"errors"`
+	Disconnects      int64 `json:"disconnects"`
+	Interrupted      bool  `json:"interrupted,omitempty"`
+
+	// The incomplete round that missed the most connections: how many, of
+	// how many.
+	worstMissed, worstOf int64
 }
 
 // writeTable prints r for people.
@@ -189,7 +196,7 @@ func (r *benchReport) writeTable(w io.Writer) error {
 		fmt.Fprintf(tw, "elapsed\t%s\n", elapsed)
 		rounds := fmt.Sprintf("%d", r.Rounds)
 		if r.IncompleteRounds > 0 {
-			rounds += fmt.Sprintf(" (%d incomplete)", r.IncompleteRounds)
+			rounds += fmt.Sprintf(" (%d incomplete, %d deliveries missing)", r.IncompleteRounds, r.MissedDeliveries)
 		}
 		fmt.Fprintf(tw, "rounds\t%s\n", rounds)
 		fmt.Fprintf(tw, "deliveries\t%d (%s)\n", r.Frames, rate)

@@ -167,3 +167,41 @@ func TestRunExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAddr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr      string
+		listening bool
+		err       string // "" if accepted
+	}{
+		{"127.0.0.1:30000", false, ""},
+		{"tcp://127.0.0.1:1", false, ""},
+		{"tcp4://localhost:65535", false, ""},
+		{"tcp6://[::1]:80", false, ""},
+		{"[::1]:80", false, ""},
+		{":30000", true, ""},
+		{"127.0.0.1:0", true, ""},
+		{"unix:///tmp/s.sock", false, ""},
+		{"localhost", false, `--addr "localhost" is not of the form host:port, tcp://host:port or unix:///path`},
+		{"[::1]", false, "is not of the form"},
+		{"tcp://", false, "is not of the form"},
+		{":99999", false, `--addr ":99999": the port must be a number from 1 to 65535`},
+		{":99999", true, "the port must be a number from 0 to 65535"},
+		{"127.0.0.1:0", false, "from 1 to 65535"},
+		{"127.0.0.1:-1", true, "from 0 to 65535"},
+		{"host:http", false, "the port must be a number"},
+		{"http://x", false, `--addr "http://x": unsupported scheme "http" (want host:port, tcp://host:port or unix:///path)`},
+		{"udp://127.0.0.1:1", true, `unsupported scheme "udp"`},
+		{"unix://", false, `--addr "unix://" has no socket path`},
+	} {
+		err := checkAddr(tc.addr, tc.listening)
+		var ue usageError
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("checkAddr(%q, %v): %v, want it accepted", tc.addr, tc.listening, err)
+		case tc.err != "" && (err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("checkAddr(%q, %v): %v, want a usage error with %q", tc.addr, tc.listening, err, tc.err)
+		}
+	}
+}

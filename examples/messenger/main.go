@@ -10,6 +10,10 @@
 //	go run ./examples/messenger
 //	go run ./examples/messenger -role server -addr 127.0.0.1:30000 -size 256
 //	go run ./examples/messenger -role client -addr 127.0.0.1:30000
+//
+// The server and client roles run until Ctrl-C (SIGINT) or SIGTERM, a clean
+// stop that exits 0 in every role. A real failure exits 1: a client whose
+// server goes away, say. Bad flags exit 2.
 package main
 
 import (
@@ -30,10 +34,29 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "messenger:", err)
-		os.Exit(1)
+	// The first SIGINT or SIGTERM ends ctx: a clean stop, exit 0. A second
+	// one kills the process as usual.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(os.Stderr, err))
+}
+
+// errUsage marks bad flags; the flag package has already said why.
+var errUsage = errors.New("usage")
+
+// exitCode reports err on stderr and returns the exit status: 0 for none,
+// 2 for bad flags, 1 for a real failure.
+func exitCode(stderr io.Writer, err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
 	}
+	fmt.Fprintln(stderr, "messenger:", err)
+	return 1
 }
 
 // someData is the payload of the README's RPCs.
@@ -46,40 +69,67 @@ type greeting struct {
 	Argname string `json:"argname" simplerpc:"required"`
 }
 
-func run(args []string, out io.Writer) error {
+// run runs the example until ctx ends (a signal in main), which is a clean
+// stop: it returns nil then, and an error only for a real failure.
+func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("messenger", flag.ContinueOnError)
+	fs.SetOutput(errOut)
 	role := fs.String("role", "both", "server, client, or both in one process")
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on or connect to")
 	size := fs.Int("size", 256, "message size in bytes (server)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	p := &printer{w: out}
 
 	switch *role {
 	case "server":
-		srv, err := newServer(p, *size)
+		return serve(ctx, p, *addr, *size)
+	case "client":
+		cl, err := dialClient(ctx, p, *addr, 0, make(chan struct{}))
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while connecting
+			}
 			return err
 		}
-		p.printf("server: listening on %s (message size %d)\n", *addr, *size)
-		if err := srv.Serve(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
+		// Run returns ctx's error when ctx ends, and the reason the
+		// connection was lost otherwise.
+		if err := cl.Run(ctx); ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
 			return err
 		}
 		return nil
-	case "client":
-		done := make(chan struct{})
-		cl, err := dialClient(ctx, p, *addr, 0, done)
-		if err != nil {
-			return err
-		}
-		return cl.Run(ctx)
 	case "both":
 		return both(ctx, p, *addr, *size)
 	}
-	return fmt.Errorf("unknown -role %q (want server, client or both)", *role)
+	fmt.Fprintf(errOut, "unknown -role %q (want server, client or both)\n", *role)
+	return errUsage
+}
+
+// serve runs the server role until ctx ends.
+func serve(ctx context.Context, p *printer, addr string, size int) error {
+	srv, err := newServer(p, size)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx, addr); err != nil {
+		return err
+	}
+	p.printf("server: listening on %s (message size %d)\n", srv.Addr(), size)
+	select {
+	case <-ctx.Done():
+	case <-srv.Done():
+		if ctx.Err() == nil {
+			return srv.Err() // the server stopped on its own
+		}
+	}
+	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }
 
 // newServer builds the README's messenger server.
@@ -155,13 +205,15 @@ func both(ctx context.Context, p *printer, addr string, size int) error {
 	cl, err := dialClient(ctx, p, srv.Addr().String(), 3, done)
 	if err != nil {
 		_ = srv.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while connecting
+		}
 		return err
 	}
 	var runErr error
 	select {
 	case <-done:
-	case <-ctx.Done():
-		runErr = ctx.Err()
+	case <-ctx.Done(): // stopped: a clean exit
 	case <-time.After(10 * time.Second):
 		runErr = errors.New("timed out waiting for the exchange")
 	}

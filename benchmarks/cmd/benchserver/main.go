@@ -3,6 +3,7 @@
 // from /proc.
 //
 //	benchserver -impl simplerpc -addr 127.0.0.1:0 -size 256
+//	benchserver -impl simplerpc -metrics 1s   # with package metrics registered, scraped every second
 //
 // It prints "listening ADDR" on stdout once it accepts connections, and
 // serves until SIGTERM or SIGINT (or until stdin closes, with -stdin).
@@ -33,6 +34,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := flag.String("memprofile", "", "write a heap profile to this file at exit")
 	stdin := flag.Bool("stdin", false, "also stop when stdin closes")
+	scrapeEvery := flag.Duration("metrics", 0, "simplerpc only: register package metrics, serve them over HTTP and scrape them this often from this process (0: no metrics)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("benchserver: ")
@@ -54,9 +56,27 @@ func main() {
 			_ = f.Close()
 		}()
 	}
-	srv, err := servers.Start(*impl, *addr, servers.Config{Size: *size, Loops: *loops})
+	cfg := servers.Config{Size: *size, Loops: *loops}
+	var sc *scraped
+	if *scrapeEvery > 0 {
+		if *impl != "simplerpc" {
+			log.Fatalf("-metrics needs -impl simplerpc")
+		}
+		sc = newScraped(*scrapeEvery)
+		cfg.Instrument = sc.instrument
+	}
+	srv, err := servers.Start(*impl, *addr, cfg)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if sc != nil {
+		if err := sc.start(); err != nil {
+			log.Fatal(err)
+		}
+		defer func() {
+			_ = sc.close()
+			log.Printf("%d scrapes of %s, the last %d bytes", sc.scrapes, sc.url, sc.lastLen)
+		}()
 	}
 	fmt.Printf("listening %s\n", srv.Addr())
 

@@ -16,6 +16,8 @@ package servers
 import (
 	"fmt"
 	"slices"
+
+	"github.com/simplerpc/simplerpc/engine"
 )
 
 // Impls lists the implementations Start knows.
@@ -27,6 +29,10 @@ type Config struct {
 	Size int
 	// Loops is the number of event loops of the gnet servers (default 1).
 	Loops int
+	// Instrument, if set, is called with the simplerpc server before it
+	// starts (benchserver -metrics registers its metrics there). The other
+	// implementations ignore it.
+	Instrument func(*engine.Server) error
 }
 
 // Server is a running comparison server.

@@ -31,6 +31,11 @@ func startSimpleRPC(addr string, cfg Config) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Instrument != nil {
+		if err := cfg.Instrument(srv); err != nil {
+			return nil, err
+		}
+	}
 	if err := srv.Start(context.Background(), addr); err != nil {
 		return nil, err
 	}

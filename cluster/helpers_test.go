@@ -1,0 +1,280 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simplerpc/simplerpc/cluster"
+	"github.com/simplerpc/simplerpc/cluster/embedded"
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Test heartbeats: often enough that a dead node is noticed in about a
+// second, with a timeout ten intervals long so that a loaded machine does
+// not lose a live node.
+const (
+	testInterval = 100 * time.Millisecond
+	testTimeout  = time.Second
+)
+
+// Opcodes of the test servers and clients.
+const (
+	opWhoami   codec.Opcode = 100 // call, server: {"id": net id}
+	opJoin     codec.Opcode = 101 // call, server: join {"group"}
+	opRelay    codec.Opcode = 102 // one-way, server: CallAsync {"id","a","b"}, sends opRelayed back
+	opRelayed  codec.Opcode = 103 // one-way, client: the relay's outcome
+	opAdd      codec.Opcode = 20  // call, client: {"a","b"} -> {"sum"}
+	opRequired codec.Opcode = 21  // call, client: requires "x"
+	opRefuse   codec.Opcode = 22  // call, client: fails with ArgumentValueError
+	opSlow     codec.Opcode = 23  // call, client: answers when released
+)
+
+type frame struct {
+	op   codec.Opcode
+	data string
+}
+
+type idMsg struct {
+	ID uint64 `json:"id"`
+}
+
+type groupMsg struct {
+	Group string `json:"group"`
+}
+
+type addReq struct {
+	ID uint64 `json:"id,omitempty"`
+	A  int    `json:"a"`
+	B  int    `json:"b"`
+}
+
+type addResp struct {
+	Sum int    `json:"sum"`
+	Err string `json:"err,omitempty"`
+}
+
+type requiredReq struct {
+	X int `json:"x" simplerpc:"required"`
+}
+
+type seqMsg struct {
+	Seq int `json:"seq"`
+}
+
+// ctxFor returns a context bounded by the test's deadline, or by d.
+func ctxFor(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func startNATS(t testing.TB, opts ...embedded.Option) *embedded.Server {
+	t.Helper()
+	ns, err := embedded.Start(ctxFor(t, 10*time.Second), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	return ns
+}
+
+func connectInProcess(t testing.TB, ns *embedded.Server) *nats.Conn {
+	t.Helper()
+	nc, err := ns.Connect(nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// serverRouter is what every test node serves; node is set once the node
+// exists.
+func serverRouter(node **cluster.Node) *handler.Router {
+	r := handler.NewRouter()
+	handler.HandleCall(r, opWhoami, func(c handler.Conn, _ struct{}) (idMsg, error) {
+		return idMsg{ID: c.ID()}, nil
+	})
+	handler.HandleCall(r, opJoin, func(c handler.Conn, m groupMsg) (struct{}, error) {
+		return struct{}{}, (*node).Group(m.Group).Join(c.ID())
+	})
+	// An inline callback that calls a connection of any node without
+	// blocking its loop, and reports back to its own client.
+	handler.Handle(r, opRelay, func(c handler.Conn, m addReq) error {
+		resp := new(addResp)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := (*node).CallAsync(ctx, m.ID, opAdd, addReq{A: m.A, B: m.B}, resp, func(err error) {
+			cancel()
+			if err != nil {
+				resp.Err = err.Error()
+			}
+			_ = c.Send(opRelayed, resp)
+		})
+		if err != nil {
+			cancel()
+			return c.Send(opRelayed, addResp{Err: err.Error()})
+		}
+		return nil
+	})
+	return r
+}
+
+// startNode starts node number num on nc, listening on loopback.
+func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *cluster.Node {
+	t.Helper()
+	var node *cluster.Node
+	opts = append([]cluster.Option{cluster.WithHeartbeat(testInterval, testTimeout)}, opts...)
+	node, err := cluster.New(serverRouter(&node), nc, num, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := node.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown node %d: %v", num, err)
+		}
+	})
+	return node
+}
+
+// formed waits until every node sees all of them.
+func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
+	t.Helper()
+	waitFor(t, ctx, "the cluster to form", func() bool {
+		for _, n := range nodes {
+			if len(n.Nodes()) != len(nodes) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// newCluster starts k nodes, numbered 1 to k, on one embedded NATS server
+// with in-process connections.
+func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*cluster.Node) {
+	t.Helper()
+	ns := startNATS(t)
+	nodes := make([]*cluster.Node, k)
+	for i := range nodes {
+		nodes[i] = startNode(t, connectInProcess(t, ns), i+1, opts...)
+	}
+	formed(t, ctxFor(t, 10*time.Second), nodes...)
+	return ns, nodes
+}
+
+// client is a real simplerpc client connected to a node over loopback.
+type client struct {
+	*engine.Client
+	id     uint64 // its net id on the node
+	frames chan frame
+	tokens chan struct{} // each lets one opSlow call answer
+	stop   chan struct{} // closed at cleanup: every opSlow call answers
+	slowIn chan struct{} // receives when an opSlow call arrives
+}
+
+// unblock lets one opSlow call answer. A connection's calls run one at a
+// time, in order (engine.WithWorkerPool): the next waits for this one.
+func (cl *client) unblock() { cl.tokens <- struct{}{} }
+
+func dial(t testing.TB, node *cluster.Node) *client {
+	t.Helper()
+	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
+		slowIn: make(chan struct{}, 16)}
+	r := handler.NewRouter()
+	r.Forward(func(_ handler.Conn, op codec.Opcode, data []byte) error {
+		cl.frames <- frame{op, string(data)}
+		return nil
+	})
+	handler.HandleCall(r, opAdd, func(_ handler.Conn, m addReq) (addResp, error) {
+		return addResp{Sum: m.A + m.B}, nil
+	})
+	handler.HandleCall(r, opRequired, func(_ handler.Conn, m requiredReq) (struct{}, error) {
+		return struct{}{}, nil
+	})
+	handler.HandleCall(r, opRefuse, func(_ handler.Conn, _ struct{}) (struct{}, error) {
+		return struct{}{}, handler.ArgumentValueError("refused")
+	})
+	handler.HandleCall(r, opSlow, func(_ handler.Conn, _ struct{}) (struct{}, error) {
+		cl.slowIn <- struct{}{}
+		select {
+		case <-cl.tokens:
+		case <-cl.stop:
+		}
+		return struct{}{}, nil
+	})
+	ctx := ctxFor(t, 10*time.Second)
+	c, err := engine.Dial(ctx, node.Server().Addr().String(), r, engine.WithWorkerPool(2, 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Client = c
+	t.Cleanup(func() {
+		close(cl.stop)
+		_ = c.Close()
+		<-c.Done()
+	})
+	var who idMsg
+	if err := c.Call(ctx, opWhoami, nil, &who); err != nil {
+		t.Fatal(err)
+	}
+	cl.id = who.ID
+	return cl
+}
+
+// next returns the client's next frame.
+func (cl *client) next(t testing.TB, ctx context.Context) frame {
+	t.Helper()
+	select {
+	case f := <-cl.frames:
+		return f
+	case <-ctx.Done():
+		t.Fatalf("client %d: no frame: %v", cl.id, ctx.Err())
+	}
+	return frame{}
+}
+
+// expect checks the client's next frame.
+func (cl *client) expect(t testing.TB, ctx context.Context, op codec.Opcode, data string) {
+	t.Helper()
+	if f := cl.next(t, ctx); f.op != op || f.data != data {
+		t.Fatalf("client %d: got %d %s, want %d %s", cl.id, f.op, f.data, op, data)
+	}
+}
+
+// marker sends a marker frame to each client from node and checks that it
+// is the next frame each gets: nothing else arrived before it.
+func marker(t testing.TB, ctx context.Context, node *cluster.Node, clients ...*client) {
+	t.Helper()
+	for i, cl := range clients {
+		data := fmt.Sprintf(`{"marker":%d}`, i)
+		if err := node.Send(cl.id, 9, map[string]int{"marker": i}); err != nil {
+			t.Fatal(err)
+		}
+		cl.expect(t, ctx, 9, data)
+	}
+}

@@ -1,0 +1,603 @@
+package cluster
+
+// This file holds the Node: its construction, its lifecycle (start,
+// shutdown) and the goroutines it owns: the publisher, the dispatcher of
+// what arrives from the bus, and the control loop (heartbeats, expiry of
+// silent nodes, NATS status, node callbacks).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Node states.
+const (
+	stateNew int32 = iota
+	stateStarting
+	stateRunning
+	stateClosed
+)
+
+// Queue lengths between NATS and the node's goroutines. The outbound one
+// is bounded in bytes by WithMaxQueued as well.
+const (
+	outQueue = 8192
+	inQueue  = 8192
+)
+
+// Node is one server of a cluster: an engine.Server whose sends, groups,
+// calls and presence reach the connections of every node of the cluster,
+// over a NATS connection. It makes the server itself, so that every net
+// id it gives out names the node (see [NodeOf]).
+//
+// Sends and calls to the node's own connections go to the engine
+// directly, as fast as with the engine alone. Cross-node traffic is
+// queued, bounded, to one publisher goroutine, so no caller ever waits on
+// NATS; what arrives from NATS is handled by one goroutine, in order.
+// docs/CLUSTER.md gives the semantics, the subjects and the timeouts.
+//
+// It is safe for concurrent use by multiple goroutines.
+type Node struct {
+	srv   *engine.Server
+	nc    *nats.Conn
+	node  int
+	epoch uint64
+	ids   *idGen
+	cfg   options
+	log   *slog.Logger
+	subj  subjects
+
+	state atomic.Int32
+	busUp atomic.Bool
+
+	peersMu   sync.Mutex // guards writes of peers, and maxEpoch
+	peers     atomic.Pointer[map[int]*peer]
+	maxEpoch  map[int]uint64
+	remoteCnt atomic.Int32 // len(*peers)
+
+	// Outbound: the publisher's queue and its flags.
+	out      chan outMsg
+	queued   atomic.Int64 // bytes in out
+	kick     chan struct{}
+	helloDue atomic.Bool
+	beatDue  atomic.Bool
+	byeDue   atomic.Bool
+
+	// Inbound.
+	in         chan *nats.Msg
+	subsMu     sync.Mutex // guards subs
+	subs       []*nats.Subscription
+	maxPayload int
+
+	pendMu sync.Mutex // guards pend and seq
+	pend   map[uint64]*request
+	seq    uint64
+
+	relayed    atomic.Int64
+	life       context.Context // ends relayed calls at shutdown
+	endLife    context.CancelFunc
+	statusCh   chan nats.Status
+	goStarted  atomic.Bool // the goroutines run
+	evMu       sync.Mutex  // guards events
+	events     []nodeEvent
+	evKick     chan struct{}
+	st         counters
+	stopIn     chan struct{}
+	stopPub    chan struct{}
+	stopCtl    chan struct{}
+	inDone     chan struct{}
+	pubDone    chan struct{}
+	ctlDone    chan struct{}
+	done       chan struct{} // closed when Shutdown has finished
+	closeOnce  sync.Once
+	shutdownMu sync.Mutex // serialises Shutdown and Start's failure path
+}
+
+// subjects are the NATS subjects of one node (docs/CLUSTER.md,
+// "Subjects").
+type subjects struct {
+	prefix      string
+	all         string // <p>.all: send to all, groups
+	presence    string // <p>.presence: hello, heartbeat, bye
+	own         string // <p>.node.<n>: this node's directed traffic
+	replyPrefix string // <p>.reply.<n>.<epoch>.: replies to this node
+}
+
+func newSubjects(prefix string, node int, epoch uint64) subjects {
+	return subjects{
+		prefix:      prefix,
+		all:         prefix + ".all",
+		presence:    prefix + ".presence",
+		own:         nodeSubject(prefix, node),
+		replyPrefix: replyPrefix(prefix, node, epoch),
+	}
+}
+
+func nodeSubject(prefix string, node int) string {
+	return prefix + ".node." + strconv.Itoa(node)
+}
+
+func replyPrefix(prefix string, node int, epoch uint64) string {
+	return prefix + ".reply." + strconv.Itoa(node) + "." + strconv.FormatUint(epoch, 10) + "."
+}
+
+// outMsg is a message queued for the publisher. seq names the request a
+// publish failure must end, or is 0.
+type outMsg struct {
+	subject, reply string
+	data           []byte
+	seq            uint64
+}
+
+// New returns a node of the cluster on nc with node number node (1 to
+// [MaxNode], unique in the cluster: [Node.Start] fails with [ErrNodeTaken]
+// otherwise), whose server dispatches frames to r. It makes the engine
+// server with the options of [WithServerOptions] plus engine.WithNetIDs.
+// It applies the defaults, then opts, and returns an error wrapping
+// [ErrInvalidOption] for a bad value, or the engine's error.
+//
+// The node uses nc but does not own it: it adds subscriptions and a status
+// listener, which [Node.Shutdown] removes, and never closes it. nc's own
+// reconnect settings apply; docs/CLUSTER.md suggests some.
+func New(r *handler.Router, nc *nats.Conn, node int, opts ...Option) (*Node, error) {
+	if nc == nil {
+		return nil, invalidOption("NATS connection", "nil")
+	}
+	if node < 1 || node > MaxNode {
+		return nil, invalidOption("node number", node)
+	}
+	cfg := defaultOptions()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		nc: nc, node: node, cfg: cfg, log: cfg.logger,
+		maxEpoch: make(map[int]uint64),
+		out:      make(chan outMsg, outQueue),
+		kick:     make(chan struct{}, 1),
+		in:       make(chan *nats.Msg, inQueue),
+		pend:     make(map[uint64]*request),
+		evKick:   make(chan struct{}, 1),
+		stopIn:   make(chan struct{}), stopPub: make(chan struct{}), stopCtl: make(chan struct{}),
+		inDone: make(chan struct{}), pubDone: make(chan struct{}), ctlDone: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	n.ids = newIDGen(node, cfg.now)
+	n.epoch = n.ids.epoch
+	n.subj = newSubjects(cfg.prefix, node, n.epoch)
+	n.peers.Store(&map[int]*peer{})
+	n.life, n.endLife = context.WithCancel(context.Background())
+	sopts := append(append([]engine.ServerOption(nil), cfg.server...), engine.WithNetIDs(n.ids.next))
+	srv, err := engine.NewServer(r, sopts...)
+	if err != nil {
+		n.endLife()
+		return nil, err
+	}
+	n.srv = srv
+	return n, nil
+}
+
+// Server returns the node's engine server: for its address, its counters,
+// message sizes and what concerns only the node's own connections. Start
+// and stop the node, not the server: a server stopped directly makes the
+// node leave the cluster.
+func (n *Node) Server() *engine.Server { return n.srv }
+
+// Number returns the node's number.
+func (n *Node) Number() int { return n.node }
+
+// Epoch returns the node's epoch: the first counter value of its net ids
+// in this boot (docs/CLUSTER.md, "Net ids"), different at every boot.
+func (n *Node) Epoch() uint64 { return n.epoch }
+
+// Start joins the cluster and starts the server on addr, as
+// engine.Server.Start does: it returns once the server accepts
+// connections. First it checks that no live node has its number (it fails
+// with [ErrNodeTaken]), subscribes to its subjects and announces itself.
+// The node runs until ctx is cancelled (the server then shuts down
+// gracefully, within engine.WithGracePeriod, and the node leaves) or
+// [Node.Shutdown] is called. It fails with [ErrBusDown] when nc is not
+// connected. A node can be started once.
+func (n *Node) Start(ctx context.Context, addr string) error {
+	if !n.state.CompareAndSwap(stateNew, stateStarting) {
+		return errors.New("cluster: node already started")
+	}
+	n.shutdownMu.Lock()
+	err := n.start(ctx, addr)
+	if err != nil {
+		n.teardownLocked(context.Background())
+	}
+	n.shutdownMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cluster: start node %d: %w", n.node, err)
+	}
+	if !n.state.CompareAndSwap(stateStarting, stateRunning) {
+		return fmt.Errorf("cluster: start node %d: %w", n.node, engine.ErrServerClosed) // Shutdown meanwhile
+	}
+	go func() {
+		select {
+		case <-n.srv.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.timeout)
+			defer cancel()
+			_ = n.Shutdown(ctx)
+		case <-n.done:
+		}
+	}()
+	return nil
+}
+
+func (n *Node) start(ctx context.Context, addr string) error {
+	if !n.nc.IsConnected() {
+		return ErrBusDown
+	}
+	if !n.nc.HeadersSupported() {
+		// Without headers there is no "no responders" status, which the
+		// start probe and the prompt failure of calls to a dead node use.
+		return errors.New("the NATS server does not support headers (v2.2 or later is needed)")
+	}
+	if err := n.probe(ctx); err != nil {
+		return err
+	}
+	n.maxPayload = int(n.nc.MaxPayload())
+	n.statusCh = n.nc.StatusChanged()
+	for _, s := range []string{n.subj.own, n.subj.all, n.subj.presence, n.subj.replyPrefix + "*"} {
+		sub, err := n.nc.ChanSubscribe(s, n.in)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", s, err)
+		}
+		n.subsMu.Lock()
+		n.subs = append(n.subs, sub)
+		n.subsMu.Unlock()
+	}
+	fctx, cancel := context.WithTimeout(ctx, n.cfg.timeout)
+	defer cancel()
+	if err := n.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("flush subscriptions: %w", err)
+	}
+	n.busUp.Store(n.nc.IsConnected())
+	// The hello goes out before anything the publisher is given.
+	n.helloDue.Store(true)
+	n.goStarted.Store(true)
+	go n.dispatcher()
+	go n.publisher()
+	go n.control()
+	n.kickPublisher()
+	if err := n.srv.Start(ctx, addr); err != nil {
+		return err
+	}
+	n.beatDue.Store(true) // with the address the server now has
+	n.kickPublisher()
+	return nil
+}
+
+// probe asks the node subject whether another process answers it, on a
+// reply subject of its own (nats.go's request helpers would leave a
+// subscription behind on a connection the node does not own).
+func (n *Node) probe(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.timeout)
+	defer cancel()
+	inbox := n.nc.NewInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("probe node number: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(n.subj.own, inbox, appendHeader(nil, kindProbe, n.node, n.epoch)); err != nil {
+		return fmt.Errorf("probe node number: %w", err)
+	}
+	m, err := sub.NextMsgWithContext(pctx)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		return nil
+	case err == nil:
+		return ErrNodeTaken
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		// Something listens on the subject and does not answer.
+		return fmt.Errorf("%w: node %d's subject has a subscriber that does not answer", ErrNodeTaken, n.node)
+	}
+	return fmt.Errorf("probe node number: %w", err)
+}
+
+// Shutdown leaves the cluster: it shuts the server down gracefully within
+// ctx (engine.Server.Shutdown: the connections' disconnect callbacks run,
+// calls relayed from other nodes end), then says goodbye, so that the
+// other nodes take it for down at once, fails the cross-node calls still
+// waiting with engine.ErrServerClosed, stops its goroutines and removes
+// its subscriptions. It returns ctx's error if ctx ended first, or the
+// engine's; nc stays open. Later calls wait for the first to finish.
+func (n *Node) Shutdown(ctx context.Context) error {
+	first := false
+	n.closeOnce.Do(func() { first = true })
+	if !first {
+		select {
+		case <-n.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	prev := n.state.Swap(stateClosed)
+	err := n.srv.Shutdown(ctx)
+	if prev == stateRunning {
+		n.byeDue.Store(true)
+	}
+	n.teardown(ctx)
+	return err
+}
+
+// Close shuts the node down at once: [Node.Shutdown] with an expired
+// context.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := n.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// teardown stops what start started, in order: subscriptions and the
+// dispatcher, what waits for answers, the publisher (after the queue and
+// the goodbye), the control loop.
+func (n *Node) teardown(ctx context.Context) {
+	n.shutdownMu.Lock()
+	defer n.shutdownMu.Unlock()
+	n.teardownLocked(ctx)
+}
+
+func (n *Node) teardownLocked(ctx context.Context) {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	n.state.Store(stateClosed)
+	for _, s := range n.subscriptions() {
+		_ = s.Unsubscribe()
+	}
+	started := n.goStarted.Load()
+	close(n.stopIn)
+	if started {
+		<-n.inDone
+	}
+	n.endLife()
+	n.failAll(engine.ErrServerClosed)
+	close(n.stopPub)
+	if started {
+		<-n.pubDone
+		if n.nc.IsConnected() {
+			fctx, cancel := context.WithTimeout(ctx, n.cfg.interval)
+			if _, ok := ctx.Deadline(); !ok || ctx.Err() != nil {
+				cancel()
+				fctx, cancel = context.WithTimeout(context.Background(), n.cfg.interval)
+			}
+			_ = n.nc.FlushWithContext(fctx)
+			cancel()
+		}
+	}
+	close(n.stopCtl)
+	if started {
+		<-n.ctlDone
+	}
+	if n.statusCh != nil {
+		n.nc.RemoveStatusListener(n.statusCh)
+	}
+	close(n.done)
+}
+
+func (n *Node) subscriptions() []*nats.Subscription {
+	n.subsMu.Lock()
+	defer n.subsMu.Unlock()
+	return n.subs
+}
+
+// running returns nil when the node can take cross-node traffic.
+func (n *Node) running() error {
+	switch n.state.Load() {
+	case stateRunning:
+		return nil
+	case stateClosed:
+		return engine.ErrServerClosed
+	}
+	return errNotStarted
+}
+
+var errNotStarted = errors.New("cluster: node not started")
+
+// ---- The publisher ----
+
+func (n *Node) kickPublisher() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues a message for the publisher without waiting.
+func (n *Node) enqueue(m outMsg) error {
+	if err := n.running(); err != nil {
+		return err
+	}
+	return n.enqueueAnswer(m)
+}
+
+// enqueueAnswer is enqueue for the answers to other nodes' requests,
+// which still go out while the node shuts down: the calls relayed to its
+// connections end then, and their callers wait for the outcome.
+func (n *Node) enqueueAnswer(m outMsg) error {
+	if !n.busUp.Load() {
+		return ErrBusDown
+	}
+	size := int64(len(m.data))
+	if n.queued.Add(size) > int64(n.cfg.maxQueued) {
+		n.queued.Add(-size)
+		return ErrBusFull
+	}
+	select {
+	case n.out <- m:
+		return nil
+	default:
+		n.queued.Add(-size)
+		return ErrBusFull
+	}
+}
+
+// publisher is the one goroutine that hands messages to NATS, so that a
+// slow NATS connection stalls only it, and messages keep their order.
+// Presence messages due go out before the next queued message.
+func (n *Node) publisher() {
+	defer close(n.pubDone)
+	for {
+		select {
+		case m := <-n.out:
+			n.presenceDue()
+			n.publish(m, true)
+		case <-n.kick:
+			n.presenceDue()
+		case <-n.stopPub:
+			for {
+				select {
+				case m := <-n.out:
+					n.publish(m, true)
+					continue
+				default:
+				}
+				break
+			}
+			if n.byeDue.Load() {
+				n.publishPresence(kindBye)
+			}
+			return
+		}
+	}
+}
+
+func (n *Node) presenceDue() {
+	if n.helloDue.Swap(false) {
+		n.publishPresence(kindHello)
+		n.beatDue.Store(false) // a hello is a heartbeat too
+	}
+	if n.beatDue.Swap(false) {
+		n.publishPresence(kindBeat)
+	}
+}
+
+func (n *Node) publishPresence(k kind) {
+	var data []byte
+	if k == kindBye {
+		data = appendHeader(nil, k, n.node, n.epoch)
+	} else {
+		addr := ""
+		if a := n.srv.Addr(); a != nil {
+			addr = a.String()
+		}
+		data = appendPresence(nil, k, n.node, n.epoch, n.srv.Len(), addr)
+	}
+	n.publish(outMsg{subject: n.subj.presence, data: data}, false)
+}
+
+// publish hands m to NATS; queued says it was charged to the queue.
+func (n *Node) publish(m outMsg, queued bool) {
+	var err error
+	if m.reply != "" {
+		err = n.nc.PublishRequest(m.subject, m.reply, m.data)
+	} else {
+		err = n.nc.Publish(m.subject, m.data)
+	}
+	if queued {
+		n.queued.Add(-int64(len(m.data)))
+	}
+	if err == nil {
+		if queued {
+			n.st.published.Add(1)
+		}
+		return
+	}
+	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
+	if m.seq != 0 {
+		if r := n.take(m.seq); r != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
+				err = fmt.Errorf("%w: %w", ErrBusDown, err)
+			}
+			r.end(nil, err)
+		}
+	}
+}
+
+// ---- The dispatcher ----
+
+func (n *Node) dispatcher() {
+	defer close(n.inDone)
+	for {
+		select {
+		case m := <-n.in:
+			n.handle(m)
+		case <-n.stopIn:
+			return
+		}
+	}
+}
+
+// ---- The control loop ----
+
+func (n *Node) control() {
+	defer close(n.ctlDone)
+	t := time.NewTicker(n.cfg.interval)
+	defer t.Stop()
+	status := n.statusCh
+	for {
+		select {
+		case <-t.C:
+			if n.busUp.Load() {
+				n.beatDue.Store(true)
+				n.kickPublisher()
+			}
+			n.sweep()
+		case s, ok := <-status:
+			if !ok {
+				status = nil
+				continue
+			}
+			n.onStatus(s)
+		case <-n.evKick:
+			n.runEvents()
+		case <-n.stopCtl:
+			n.runEvents()
+			return
+		}
+	}
+}
+
+// onStatus follows the NATS connection. Calls waiting for an answer fail
+// when it drops: NATS keeps nothing for a disconnected subscriber, so
+// their answers are lost.
+func (n *Node) onStatus(s nats.Status) {
+	switch s {
+	case nats.CONNECTED:
+		if !n.busUp.Swap(true) {
+			n.log.Info("simplerpc cluster: NATS connected", "node", n.node)
+		}
+		n.helloDue.Store(true)
+		n.kickPublisher()
+	case nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED:
+		if n.busUp.Swap(false) {
+			n.log.Warn("simplerpc cluster: NATS connection lost", "node", n.node, "status", s.String())
+		}
+		n.failAll(ErrBusDown)
+	}
+}

@@ -1,0 +1,267 @@
+package cluster
+
+// This file holds what nodes put on the bus (docs/CLUSTER.md, "Messages"):
+// a 12-byte header naming the kind of message and the node and epoch it
+// comes from, then the fields of its kind, big-endian, then, for most
+// kinds, a JSON object or a text running to the end of the message.
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+)
+
+const wireVersion = 1
+
+// kind is what a bus message carries.
+type kind uint8
+
+const (
+	kindHello  kind = 1 + iota // presence: a node (re)joins, please announce yourselves
+	kindBeat                   // presence: a heartbeat
+	kindBye                    // presence: a node leaves
+	kindProbe                  // directed: is this node number taken?
+	kindSend                   // directed: a frame to one connection
+	kindAll                    // broadcast: a frame to every connection
+	kindGroup                  // broadcast: a frame to a group's members
+	kindCall                   // directed: a call to one connection
+	kindQuery                  // directed: a count or a lookup
+	kindReply                  // reply: the outcome of a call
+	kindAnswer                 // reply: the answer to a query or a probe
+	kindEnd
+)
+
+var kindNames = [...]string{"?", "hello", "beat", "bye", "probe", "send", "all", "group", "call", "query", "reply", "answer"}
+
+func (k kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind " + strconv.Itoa(int(k))
+}
+
+// Queries.
+const (
+	queryLen      uint8 = 1 + iota // the node's open connections: count
+	queryGroupLen                  // a group's members on the node: count
+	queryMembers                   // a group's members on the node: ids
+	queryLookup                    // is a net id open: found
+	queryEnd
+)
+
+// Outcomes of a call (kindReply) and of a query (kindAnswer). The ones
+// after statusFailure carry an error of the callee's node, mapped back to
+// the sentinel it matched there so that errors.Is works across nodes.
+const (
+	statusOK       uint8 = iota // the reply's object, or the answer
+	statusFailure               // the remote handler's failure: reason, message
+	statusUnknown               // engine.ErrUnknownConn
+	statusClosed                // engine.ErrClosed
+	statusDeadline              // context.DeadlineExceeded
+	statusCanceled              // context.Canceled
+	statusFull                  // engine.ErrOutboundFull
+	statusTooLarge              // codec.ErrFrameTooLarge
+	statusShutdown              // engine.ErrServerClosed
+	statusBusy                  // ErrBusFull: too many relayed calls
+	statusOther                 // anything else: its text
+	statusEnd
+)
+
+const headerLen = 12
+
+var errMalformed = errors.New("malformed")
+
+// envelope is a decoded bus message. obj and text are borrowed from the
+// message.
+type envelope struct {
+	kind    kind
+	node    int
+	epoch   uint64
+	id      uint64 // send, call: the destination; all, group: except; query: lookup
+	op      codec.Opcode
+	timeout time.Duration // call
+	group   string        // group; query
+	query   uint8
+	status  uint8
+	reason  string // reply failure
+	count   uint64 // beat, hello: open connections; answer: count, found
+	addr    string // beat, hello
+	obj     []byte // send, all, group, call, reply ok: a JSON object
+	text    []byte // reply: failure message or error text; answer: member ids
+}
+
+// appendHeader starts a message.
+func appendHeader(dst []byte, k kind, node int, epoch uint64) []byte {
+	dst = append(dst, wireVersion, byte(k))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(node))
+	return binary.BigEndian.AppendUint64(dst, epoch)
+}
+
+func appendPresence(dst []byte, k kind, node int, epoch uint64, conns int, addr string) []byte {
+	dst = appendHeader(dst, k, node, epoch)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(conns))
+	return append(dst, addr...)
+}
+
+// appendFrame builds send (id), all and group (except) messages.
+func appendFrame(dst []byte, k kind, node int, epoch uint64, id uint64, op codec.Opcode, group string, obj []byte) []byte {
+	dst = appendHeader(dst, k, node, epoch)
+	dst = binary.BigEndian.AppendUint64(dst, id)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(op))
+	if k == kindGroup {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(group)))
+		dst = append(dst, group...)
+	}
+	return append(dst, obj...)
+}
+
+func appendCall(dst []byte, node int, epoch uint64, id uint64, op codec.Opcode, timeout time.Duration, obj []byte) []byte {
+	dst = appendHeader(dst, kindCall, node, epoch)
+	dst = binary.BigEndian.AppendUint64(dst, id)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(op))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(timeout.Microseconds()))
+	return append(dst, obj...)
+}
+
+// appendQuery builds a query: arg is the group of queryGroupLen and
+// queryMembers; id the net id of queryLookup.
+func appendQuery(dst []byte, node int, epoch uint64, q uint8, group string, id uint64) []byte {
+	dst = appendHeader(dst, kindQuery, node, epoch)
+	dst = append(dst, q)
+	if q == queryLookup {
+		return binary.BigEndian.AppendUint64(dst, id)
+	}
+	return append(dst, group...)
+}
+
+// appendReply builds a call's outcome: obj for statusOK, reason and text
+// for statusFailure, text for the others.
+func appendReply(dst []byte, node int, epoch uint64, status uint8, obj []byte, reason, text string) []byte {
+	dst = appendHeader(dst, kindReply, node, epoch)
+	dst = append(dst, status)
+	switch status {
+	case statusOK:
+		return append(dst, obj...)
+	case statusFailure:
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(reason)))
+		dst = append(dst, reason...)
+	}
+	return append(dst, text...)
+}
+
+// appendAnswer starts an answer; the caller appends its count (8 bytes),
+// ids (8 bytes each) or error text.
+func appendAnswer(dst []byte, node int, epoch uint64, status uint8) []byte {
+	dst = appendHeader(dst, kindAnswer, node, epoch)
+	return append(dst, status)
+}
+
+// decode reads a bus message. It never panics; it returns errMalformed
+// for anything that is not exactly a message of a known kind, with a
+// valid JSON object where one is carried.
+func decode(b []byte) (e envelope, err error) {
+	if len(b) < headerLen || b[0] != wireVersion || b[1] == 0 || kind(b[1]) >= kindEnd {
+		return e, errMalformed
+	}
+	e.kind = kind(b[1])
+	e.node = int(binary.BigEndian.Uint16(b[2:]))
+	e.epoch = binary.BigEndian.Uint64(b[4:])
+	if e.node == 0 || e.node > MaxNode {
+		return e, errMalformed
+	}
+	p := b[headerLen:]
+	needObj := false
+	switch e.kind {
+	case kindHello, kindBeat:
+		if len(p) < 8 {
+			return e, errMalformed
+		}
+		e.count, e.addr = binary.BigEndian.Uint64(p), string(p[8:])
+	case kindBye, kindProbe:
+		if len(p) != 0 {
+			return e, errMalformed
+		}
+	case kindSend, kindAll, kindGroup:
+		if len(p) < 12 {
+			return e, errMalformed
+		}
+		e.id, e.op, p = binary.BigEndian.Uint64(p), codec.Opcode(binary.BigEndian.Uint32(p[8:])), p[12:]
+		if e.kind == kindGroup {
+			if len(p) < 2 {
+				return e, errMalformed
+			}
+			n := int(binary.BigEndian.Uint16(p))
+			if n == 0 || len(p) < 2+n {
+				return e, errMalformed
+			}
+			e.group, p = string(p[2:2+n]), p[2+n:]
+		}
+		e.obj, needObj = p, true
+	case kindCall:
+		if len(p) < 20 {
+			return e, errMalformed
+		}
+		e.id, e.op = binary.BigEndian.Uint64(p), codec.Opcode(binary.BigEndian.Uint32(p[8:]))
+		us := binary.BigEndian.Uint64(p[12:])
+		if us == 0 || us > uint64(365*24*time.Hour/time.Microsecond) {
+			return e, errMalformed
+		}
+		e.timeout, e.obj, needObj = time.Duration(us)*time.Microsecond, p[20:], true
+	case kindQuery:
+		if len(p) < 1 || p[0] == 0 || p[0] >= queryEnd {
+			return e, errMalformed
+		}
+		e.query, p = p[0], p[1:]
+		switch e.query {
+		case queryLookup:
+			if len(p) != 8 {
+				return e, errMalformed
+			}
+			e.id = binary.BigEndian.Uint64(p)
+		case queryGroupLen, queryMembers:
+			if len(p) == 0 {
+				return e, errMalformed
+			}
+			e.group = string(p)
+		default:
+			if len(p) != 0 {
+				return e, errMalformed
+			}
+		}
+	case kindReply:
+		if len(p) < 1 || p[0] >= statusEnd {
+			return e, errMalformed
+		}
+		e.status, p = p[0], p[1:]
+		switch e.status {
+		case statusOK:
+			e.obj, needObj = p, true
+		case statusFailure:
+			if len(p) < 2 {
+				return e, errMalformed
+			}
+			n := int(binary.BigEndian.Uint16(p))
+			if n == 0 || len(p) < 2+n {
+				return e, errMalformed
+			}
+			e.reason, e.text = string(p[2:2+n]), p[2+n:]
+		default:
+			e.text = p
+		}
+	case kindAnswer:
+		if len(p) < 1 || p[0] >= statusEnd {
+			return e, errMalformed
+		}
+		e.status, e.text = p[0], p[1:]
+	}
+	if needObj {
+		obj, err := codec.Object(e.obj)
+		if err != nil || len(obj) != len(e.obj) {
+			return e, errMalformed
+		}
+	}
+	return e, nil
+}

@@ -1,0 +1,134 @@
+package engine_test
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// TestGoAway is a restart that keeps its clients: server A hands its
+// listening socket to server B and goes away (-8) while a reconnecting
+// client sends a numbered stream of frames and calls. The client moves to B
+// before it lets A go: every frame arrives exactly once, A's a prefix of
+// the stream and B's the rest, every call is answered, and A's GoAway
+// returns once its last connection has closed.
+func TestGoAway(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	type note struct {
+		Seq int `json:"seq"`
+	}
+	var mu sync.Mutex
+	got := map[string][]int{}
+	newServer := func(name string) *engine.Server {
+		r := handler.NewRouter()
+		handler.Handle(r, 1, func(_ handler.Conn, n note) error {
+			mu.Lock()
+			got[name] = append(got[name], n.Seq)
+			mu.Unlock()
+			return nil
+		})
+		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (map[string]string, error) {
+			return map[string]string{"server": name}, nil
+		})
+		srv, err := engine.NewServer(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File() // the socket B takes over
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnB, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newServer("A"), newServer("B")
+	if err := a.StartOn(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+
+	cl, err := engine.Dial(ctx, ln.Addr().String(), handler.NewRouter(),
+		engine.WithReconnect(5*time.Millisecond, 50*time.Millisecond, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); <-cl.Done() })
+	const n = 2000
+	answered := map[string]int{}
+	for i := range n {
+		if i == n/4 {
+			if err := b.StartOn(ctx, lnB); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			go func() {
+				if err := a.GoAway(ctx, "restart"); err != nil {
+					t.Errorf("GoAway: %v", err)
+				}
+			}()
+		}
+		if err := cl.Send(1, note{Seq: i}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i%50 == 0 {
+			var who struct {
+				Server string `json:"server"`
+			}
+			if err := cl.Call(ctx, 2, struct{}{}, &who); err != nil {
+				t.Fatalf("call at %d: %v", i, err)
+			}
+			answered[who.Server]++
+		}
+	}
+	for {
+		mu.Lock()
+		total := len(got["A"]) + len(got["B"])
+		mu.Unlock()
+		if total >= n {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d frames arrived", total, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	seen := make([]bool, n)
+	for _, seq := range append(append([]int(nil), got["A"]...), got["B"]...) {
+		if seen[seq] {
+			t.Fatalf("frame %d arrived twice", seq)
+		}
+		seen[seq] = true
+	}
+	for i, s := range got["A"] {
+		if s != i {
+			t.Fatalf("A's frames are not the stream's prefix: %d at %d", s, i)
+		}
+	}
+	for i, s := range got["B"] {
+		if s != len(got["A"])+i {
+			t.Fatalf("B's frames do not follow A's: %d at %d", s, i)
+		}
+	}
+	if len(got["B"]) == 0 || answered["B"] == 0 {
+		t.Fatalf("the client never moved to B: A got %d frames, B %d; calls %v", len(got["A"]), len(got["B"]), answered)
+	}
+	if a.Stats().Conns != 0 {
+		t.Errorf("A still has %d connections", a.Stats().Conns)
+	}
+}

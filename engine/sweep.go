@@ -1,0 +1,91 @@
+// This file holds the server's periodic look at its connections: those
+// idle past the idle timeout, those whose output makes no progress past the
+// write deadline, and those whose partial frame does not complete within
+// the frame deadline are closed. It costs nothing per frame: each loop
+// counts ticks, and a connection notes the tick its wait began.
+
+package engine
+
+import (
+	"time"
+)
+
+// sweepEvery returns how often the server looks at its connections, or 0
+// when nothing needs it: a quarter of the shortest deadline.
+func (c *config) sweepEvery() time.Duration {
+	d := time.Duration(0)
+	for _, v := range []time.Duration{c.idleTimeout, c.writeDeadline, c.frameDeadline} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	if d == 0 {
+		return 0
+	}
+	return min(max(d/4, 10*time.Millisecond), time.Second)
+}
+
+// ticks returns how many sweeps of every make up d, at least 1.
+func ticks(d, every time.Duration) uint32 {
+	return uint32(max((d+every-1)/every, 1))
+}
+
+// sweep queues a look to every loop on each tick until the server stops.
+func (s *Server) sweep(every time.Duration) {
+	cfg := &s.side.cfg
+	writeTicks, frameTicks := ticks(cfg.writeDeadline, every), ticks(cfg.frameDeadline, every)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		idleBefore := time.Now().Add(-cfg.idleTimeout).UnixNano()
+		for _, l := range s.side.eachLoop() {
+			_ = l.enqueue(task{kind: taskFunc, fn: func() { l.sweep(idleBefore, writeTicks, frameTicks) }}, nil)
+		}
+	}
+}
+
+// sweep is one look at the loop's connections. On the loop.
+func (l *loop) sweep(idleBefore int64, writeTicks, frameTicks uint32) {
+	if l.tick++; l.tick == 0 {
+		l.tick = 1 // 0 means "not waiting"
+	}
+	cfg := &l.side.cfg
+	for i := len(l.conns) - 1; i >= 0; i-- {
+		if i >= len(l.conns) {
+			continue
+		}
+		c := l.conns[i]
+		switch {
+		case cfg.idleTimeout > 0 && c.lastRecv.Load() < idleBefore:
+			c.closeNow(ErrIdle)
+		case cfg.writeDeadline > 0 && c.writeStalled(l.tick, writeTicks):
+			c.closeNow(ErrWriteDeadline)
+		case cfg.frameDeadline > 0 && c.partialAt != 0 && l.tick-c.partialAt >= frameTicks:
+			c.closeNow(ErrFrameDeadline)
+		}
+	}
+}
+
+// writeStalled reports whether the connection's output has made no
+// progress for n ticks: bytes wait in gnet's buffer and the kernel has
+// taken none of them since the last look. On the loop.
+func (c *conn) writeStalled(tick, n uint32) bool {
+	buffered := c.io.OutboundBuffered()
+	taken := c.written - uint32(buffered)
+	if buffered == 0 || taken != c.taken {
+		c.taken, c.stallAt = taken, 0
+		return false
+	}
+	if c.stallAt == 0 {
+		c.stallAt = tick
+		return false
+	}
+	return tick-c.stallAt >= n
+}
