@@ -113,6 +113,13 @@ func main() {
 		"brace_flood":   half + f(`-2{"message_size": 4096}`) + big(strings.Repeat("{", 4096)),
 		"nesting_small": whole + f(`1{"a":`+deep(60)+`}`),
 
+		// Runs of malformed frames: 16 in a row close the connection; a
+		// well-formed frame between them starts the count again.
+		"malformed_run":        three + strings.Repeat(f(`abc{}`), 16) + f(`0{"after":1}`),
+		"malformed_run_broken": three + strings.Repeat(f(`1{"a":`), 15) + f(`-7{}`) + strings.Repeat(f(`{}`), 15),
+		"malformed_run_calls":  three + strings.Repeat(f(`-3{"id":1}`), 15) + f(`-2{}`),
+		"malformed_run_size":   whole + strings.Repeat(f(`-2{}`), 16),
+
 		// Invalid UTF-8, NULs, odd padding.
 		"utf8_invalid":   whole + frames("0{\"a\":\"\xff\"}", "0{\"a\":\"\xed\xa0\x80\"}", "0{\"\xc3\":1}", `0{"a":"\ud800"}`),
 		"utf8_valid":     whole + f("0{\"\xe2\x98\x83\":\"\xf0\x9f\x98\x80\"}"),

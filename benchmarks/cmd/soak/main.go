@@ -198,7 +198,9 @@ func reasonName(err error) string {
 	case errors.Is(err, io.EOF):
 		return "EOF"
 	case errors.Is(err, engine.ErrSlowConsumer):
-		return "slow"
+		return "slow consumer"
+	case errors.Is(err, engine.ErrWriteDeadline):
+		return "write deadline"
 	case errors.Is(err, syscall.ECONNRESET):
 		return "reset"
 	case errors.Is(err, syscall.EPIPE):
