@@ -327,11 +327,10 @@ func run(cfg config, w io.Writer) (bool, error) {
 		case <-traffic.Done():
 			done = true
 		}
-		at := time.Since(start)
-		if done && len(samples) > 0 && at-last.at < time.Second {
+		if done && len(samples) > 0 && time.Since(start)-last.at < time.Second {
 			break // the last tick came as the traffic stopped
 		}
-		cur := s.sample(at, last)
+		cur := s.sample(start, last)
 		samples = append(samples, cur)
 		last = cur
 		fmt.Fprintln(w, cur.row())
@@ -641,32 +640,35 @@ func (m sample) row() string {
 func mib(b uint64) float64       { return float64(b) / (1 << 20) }
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func (s *soak) sample(at time.Duration, last sample) sample {
-	runtime.GC()
-	var mem runtime.MemStats
-	runtime.ReadMemStats(&mem)
-	procFDs, _ := countFDs()
-	srvFDs, _ := serverFDs(s.port)
-	up, down := s.takeLatency()
-	var lost int64
-	for _, p := range s.peers {
-		lost += p.lost()
-	}
+func (s *soak) sample(start time.Time, last sample) sample {
+	// The counters and the latencies first, with the time they are read
+	// at: the GC and the /proc reads below take a while on a busy core, and
+	// the rates must not count that time's calls in this interval.
 	cur := sample{
-		at: at, conns: s.srv.Stats().Conns, srvFDs: srvFDs, procFDs: procFDs,
-		liveHeap: mem.HeapAlloc, heapInuse: mem.HeapInuse, goroutines: runtime.NumGoroutine(),
-		p99Up: up, p99Down: down, broadcasts: s.broadcasts.Load(), lost: lost,
+		at: time.Since(start), conns: s.srv.Stats().Conns, broadcasts: s.broadcasts.Load(),
 		errs:       s.errsUp.Load() + s.errsDown.Load() + s.churnErrs.Load() + s.directErrs.Load() + s.bcastErrs.Load(),
 		slowClosed: s.slowClosed.Load(),
 		totUp:      s.callsUp.Load(), totDown: s.callsDown.Load(), totChurn: s.churnCycles.Load(),
 	}
-	secs := (at - last.at).Seconds()
+	cur.p99Up, cur.p99Down = s.takeLatency()
+	for _, p := range s.peers {
+		cur.lost += p.lost()
+	}
+	secs := (cur.at - last.at).Seconds()
 	if secs <= 0 {
 		secs = 1
 	}
 	cur.callsUp = int64(float64(cur.totUp-last.totUp) / secs)
 	cur.callsDown = int64(float64(cur.totDown-last.totDown) / secs)
 	cur.churn = int64(float64(cur.totChurn-last.totChurn) / secs)
+
+	runtime.GC()
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	cur.liveHeap, cur.heapInuse = mem.HeapAlloc, mem.HeapInuse
+	cur.goroutines = runtime.NumGoroutine()
+	cur.procFDs, _ = countFDs()
+	cur.srvFDs, _ = serverFDs(s.port)
 	return cur
 }
 
