@@ -388,7 +388,7 @@ func (fs *fuzzServer) check(t *testing.T, data []byte) {
 			}
 			break
 		}
-		if op == codec.OpFailure && bytes.Contains(obj, []byte(engine.ReasonInvalidSize)) {
+		if op == codec.OpFailure && failureReason(obj) == engine.ReasonInvalidSize {
 			if m.closes == nil {
 				t.Fatalf("InvalidMessageSize for a stream that announced no size out of bounds: %s", obj)
 			}
@@ -539,6 +539,15 @@ func checkServerFrame(frame []byte, op codec.Opcode, obj []byte) error {
 		return fmt.Errorf("unexpected opcode %d", op)
 	}
 	return nil
+}
+
+// failureReason returns the reason of a failure frame's object.
+func failureReason(obj []byte) string {
+	var f struct {
+		Reason string `json:"reason"`
+	}
+	_ = codec.Unmarshal(obj, &f)
+	return f.Reason
 }
 
 // rawObject accepts any JSON object.

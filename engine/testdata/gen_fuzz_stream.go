@@ -59,16 +59,17 @@ func main() {
 	big := func(s string) string { return pad(s, 4096) }
 	seeds := map[string]string{
 		// Valid frames, every opcode.
-		"valid_echo":        whole + f(`0{"some_data": 123}`),
-		"valid_echo_split":  seven + f(`0{"some_data": 123}`),
-		"valid_original":    half + f(`7{"nested": {"a": [1, 2.5, null, true, "x"]}, "u": "h\u00e9llo \u2603"}`),
-		"valid_batch":       three + strings.Repeat(f(`3{"i":1}`), 50),
-		"opcode_every_kind": seven + frames(`0{}`, `42{}`, `5{}`, `-1{"reason":"X","message":"y"}`, `-2{"message_size":128}`, `-3{"id":1,"op":1,"data":{"a":1}}`, `-3{"id":2,"op":2,"data":{}}`, `-3{"id":3,"op":99,"data":{}}`, `-4{"id":77,"data":{}}`, `-5{"id":78,"reason":"X","message":"y"}`, `-6{"t":1}`, `-7{"t":1}`, `-8{}`, `-2147483648{}`, `2147483647{}`),
-		"opcode_lenient":    three + frames(`1 {"a": 1}`, `+3{"a":1}`, ` 4{"a":1}`, "\t5{}"),
-		"opcode_bad":        three + frames(`abc{}`, `{}`, `0`, `1[1,2]`, `99999999999{}`, `2147483648{}`, `-2147483649{}`, `--1{}`, `0x1{}`, `1_0{}`),
-		"ping_and_unknown":  half + frames(`-6{"t":1732500000000000000}`, `-6{}`, `-9{}`, `-100{}`),
-		"request_spaced":    half + frames(`-3{"id": 7, "op": 1, "data": {"a": 2, "b": 3}}`, `-3{"op":1,"data":{},"id":8}`),
-		"reply_unknown_ids": whole + frames(`-4{"id":1,"data":{}}`, `-5{"id":1,"reason":"A","message":"b"}`, `-4{"id":18446744073709551615,"data":{}}`),
+		"valid_echo":         whole + f(`0{"some_data": 123}`),
+		"valid_echo_split":   seven + f(`0{"some_data": 123}`),
+		"valid_original":     half + f(`7{"nested": {"a": [1, 2.5, null, true, "x"]}, "u": "h\u00e9llo \u2603"}`),
+		"valid_batch":        three + strings.Repeat(f(`3{"i":1}`), 50),
+		"opcode_every_kind":  seven + frames(`0{}`, `42{}`, `5{}`, `-1{"reason":"X","message":"y"}`, `-2{"message_size":128}`, `-3{"id":1,"op":1,"data":{"a":1}}`, `-3{"id":2,"op":2,"data":{}}`, `-3{"id":3,"op":99,"data":{}}`, `-4{"id":77,"data":{}}`, `-5{"id":78,"reason":"X","message":"y"}`, `-6{"t":1}`, `-7{"t":1}`, `-8{}`, `-2147483648{}`, `2147483647{}`),
+		"opcode_lenient":     three + frames(`1 {"a": 1}`, `+3{"a":1}`, ` 4{"a":1}`, "\t5{}"),
+		"opcode_bad":         three + frames(`abc{}`, `{}`, `0`, `1[1,2]`, `99999999999{}`, `2147483648{}`, `-2147483649{}`, `--1{}`, `0x1{}`, `1_0{}`),
+		"opcode_reason_text": whole + f(`InvalidMessageSize{}`),
+		"ping_and_unknown":   half + frames(`-6{"t":1732500000000000000}`, `-6{}`, `-9{}`, `-100{}`),
+		"request_spaced":     half + frames(`-3{"id": 7, "op": 1, "data": {"a": 2, "b": 3}}`, `-3{"op":1,"data":{},"id":8}`),
+		"reply_unknown_ids":  whole + frames(`-4{"id":1,"data":{}}`, `-5{"id":1,"reason":"A","message":"b"}`, `-4{"id":18446744073709551615,"data":{}}`),
 
 		// Truncated frames: pieces that leave the stream out of step, and
 		// end in the middle of a frame.
