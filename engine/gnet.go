@@ -93,6 +93,32 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
+// startLoops starts the event loops of a server or a dialer: a gnet
+// client engine, which takes connections made elsewhere (accepted by the
+// server, dialed by a client) into its loops.
+func startLoops(events gnet.EventHandler, cfg *config) (*gnet.Client, error) {
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(cfg.loops),
+		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithWriteBufferCap(16 << 10),
+	}
+	if !cfg.noDelay {
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
+	}
+	if cfg.keepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	cli, err := gnet.NewClient(events, opts...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: start event loops: %w", err)
+	}
+	return cli, nil
+}
+
 // gnetLogger sends gnet's log lines to our logger: debug for its chatter,
 // error for its errors.
 type gnetLogger struct{ l *slog.Logger }

@@ -129,25 +129,10 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		return errors.New("engine: server already started")
 	}
 	cfg := &s.side.cfg
-	opts := []gnet.Option{
-		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
-		gnet.WithReadBufferCap(64 << 10),
-		gnet.WithWriteBufferCap(16 << 10),
-	}
-	if !cfg.noDelay {
-		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
-	}
-	if cfg.keepAlive > 0 {
-		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-	}
-	cli, err := gnet.NewClient(&serverEvents{s: s}, opts...)
-	if err == nil {
-		err = cli.Start()
-	}
+	cli, err := startLoops(&serverEvents{s: s}, cfg)
 	if err != nil {
 		s.state.Store(stateNew)
-		return fmt.Errorf("engine: start event loops: %w", err)
+		return err
 	}
 	s.cli, s.lns = cli, lns
 	if cfg.workers > 0 {
