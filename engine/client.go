@@ -127,7 +127,7 @@ func (cl *Client) ready(c *conn) bool {
 	if cl.scan == nil {
 		return false // refused: the close is on its way
 	}
-	buf, _ := c.io.Peek(-1)
+	buf, _ := c.wire().Peek(-1)
 	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
 		c.closeNow(fmt.Errorf("%w: first frame: %w", ErrProtocol, err))
@@ -161,10 +161,10 @@ func (cl *Client) ready(c *conn) bool {
 		if n >= codec.MinMessageSize && n <= codec.MaxMessageSize {
 			// Once the whole frame is read: closing on unread bytes would
 			// reset the connection, and the failure with it.
-			if c.io.InboundBuffered() < int(n) {
+			if c.wire().InboundBuffered() < int(n) {
 				return false
 			}
-			_, _ = c.io.Discard(int(n))
+			_, _ = c.wire().Discard(int(n))
 			c.setOutSize(int(n))
 			c.refuseSize(strconv.FormatInt(n, 10))
 			cl.scan = nil

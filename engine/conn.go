@@ -49,7 +49,6 @@ type conn struct {
 	owner  owner
 	loop   *loop
 	gc     gnet.Conn // thread-safe methods only, off the loop
-	io     wire      // gc itself, or the layer's plaintext (loop-only)
 	tl     *layered  // the layer, or nil for plain TCP
 	id     uint64
 	remote net.Addr // formatted on demand
@@ -111,7 +110,6 @@ type connExtra struct {
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
 	c := &conn{side: s, owner: o, gc: gc, id: id, idx: -1}
 	if gc != nil {
-		c.io = gc
 		c.remote = gc.RemoteAddr()
 	}
 	if s.cfg.rateLimit > 0 {
@@ -235,4 +233,30 @@ func (c *conn) pendingCalls() int {
 		return x.calls.len()
 	}
 	return 0
+}
+
+// wire returns the byte stream the frames use: gnet's connection, or the
+// layer's plaintext. Loop-only.
+func (c *conn) wire() wire {
+	if c.tl != nil {
+		return c.tl
+	}
+	return c.gc
+}
+
+// outbound is wire().OutboundBuffered without an interface conversion: it
+// runs for every frame the loop writes.
+func (c *conn) outbound() int {
+	if c.tl != nil {
+		return c.tl.OutboundBuffered()
+	}
+	return c.gc.OutboundBuffered()
+}
+
+// write is wire().Write, as outbound is.
+func (c *conn) write(b []byte) (int, error) {
+	if c.tl != nil {
+		return c.tl.Write(b)
+	}
+	return c.gc.Write(b)
 }

@@ -38,7 +38,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return f, gnet.Close
 	}
 	c.id = s.newID()
-	c.gc, c.io = gc, gc
+	c.gc = gc
 	c.loop = s.side.loopFor(gc.EventLoop())
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
@@ -73,7 +73,7 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if !ok {
 		return nil, gnet.Close
 	}
-	c.gc, c.io = gc, gc
+	c.gc = gc
 	c.loop = e.d.side.loopFor(gc.EventLoop())
 	c.open(e.d.side.cfg.newLayer)
 	return nil, gnet.None

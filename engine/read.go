@@ -42,7 +42,7 @@ func (c *conn) traffic() {
 			return
 		}
 	}
-	r := c.io
+	r := c.wire()
 	n := 0
 	for ; !c.closed.Load(); n++ {
 		if r.InboundBuffered() < c.inSize {

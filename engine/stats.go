@@ -447,7 +447,7 @@ func (s *Server) Backlog(ctx context.Context) (Backlog, error) {
 // backlog walks the loop's connections. On the loop.
 func (l *loop) backlog() (b Backlog) {
 	for _, c := range l.conns {
-		n := int64(c.io.OutboundBuffered()+len(c.out)) + c.queued.Load()
+		n := int64(c.outbound()+len(c.out)) + c.queued.Load()
 		if x := c.x.Load(); x != nil {
 			n += max(x.budget.charged.Load()-x.budget.out, 0) // requests not written yet
 			b.CallsOut += x.calls.len()

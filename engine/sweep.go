@@ -77,7 +77,7 @@ func (l *loop) sweep(idleBefore int64, writeTicks, frameTicks uint32) {
 // progress for n ticks: bytes wait in gnet's buffer and the kernel has
 // taken none of them since the last look. On the loop.
 func (c *conn) writeStalled(tick, n uint32) bool {
-	buffered := c.io.OutboundBuffered()
+	buffered := c.outbound()
 	taken := c.written - uint32(buffered)
 	if buffered == 0 || taken != c.taken {
 		c.taken, c.stallAt = taken, 0
