@@ -53,6 +53,8 @@ type conn struct {
 	id     uint64
 	remote net.Addr // formatted on demand
 
+	newLayer func(*conn) layer // a server connection's layer, from its listener (set by the acceptor)
+
 	// Shared with other goroutines.
 	closed   atomic.Bool
 	retired  atomic.Bool  // a client let it go after a go-away: close once no call waits

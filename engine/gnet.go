@@ -43,7 +43,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	c.open(cfg.newLayer)
+	c.open(c.newLayer)
 	return nil, gnet.None
 }
 

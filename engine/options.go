@@ -98,6 +98,8 @@ type config struct {
 	handshakeTimeout time.Duration
 	maxHandshakes    int
 	tls              *tlsSide // built by validate when tlsConfig is set
+
+	ws wsConfig // server: WithWebSocket, for the WebSocket listeners
 }
 
 func defaultConfig() config {

@@ -100,11 +100,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	bare, err := s.side.cfg.untls(addr)
-	if err != nil {
-		return err
-	}
-	ln, err := listen(ctx, bare)
+	ln, err := s.side.cfg.listenAddr(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -125,6 +121,13 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 	if len(lns) == 0 {
 		return errors.New("engine: start: no listener")
 	}
+	layers := make([]func(*conn) layer, len(lns))
+	for i, ln := range lns {
+		var err error
+		if layers[i], err = s.side.cfg.layerFor(ln); err != nil {
+			return err
+		}
+	}
 	if !s.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("engine: server already started")
 	}
@@ -140,9 +143,9 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 	}
 	a := lns[0].Addr()
 	s.addr.Store(&a) // after the pool: Stats reads it once this is set
-	for _, ln := range lns {
+	for i, ln := range lns {
 		s.accept.Add(1)
-		go s.acceptLoop(ln)
+		go s.acceptLoop(ln, layers[i])
 	}
 	if every := cfg.sweepEvery(); every > 0 {
 		go s.sweep(every)
