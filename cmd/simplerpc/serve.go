@@ -35,6 +35,7 @@ type serveOptions struct {
 	logFormat string
 	quiet     bool
 	verbose   bool
+	limits    limitOptions
 }
 
 // newServeCmd builds the serve subcommand.
@@ -50,11 +51,17 @@ sends it to every connection, the sender included, on opcode 1. Calls
 (request frames, see "simplerpc call --request") on opcode 0 are answered
 with the same object. Connects and disconnects are logged on stderr; the
 first log line, "listening addr=...", gives the address actually bound,
-which matters with port 0.`,
+which matters with port 0.
+
+The limit flags (--idle-timeout, --rate-limit, --max-outbound, --keepalive,
+--write-deadline, --frame-deadline, --max-malformed, --max-conns) map to the
+engine's options of the same names, and their defaults are the engine's: a
+server started without them is as hardened as the library makes it.`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
   simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
+			o.limits.outboundSet = cmd.Flags().Changed("max-outbound")
 			return serve(cmd.Context(), cmd.ErrOrStderr(), o)
 		}),
 	}
@@ -63,7 +70,8 @@ which matters with port 0.`,
 	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
 	f.IntVar(&o.maxSize, "max-size", 0, "largest message size a client may ask for with a -2 frame, in bytes (0: --size; at most 16 MiB)")
 	f.IntVar(&o.loops, "loops", 1, "number of event loops")
-	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512)")
+	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512; a larger value is clamped to it, with a warning in the log)")
+	addLimitFlags(f, &o.limits)
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
 	f.BoolVar(&o.verbose, "verbose", false, "log the engine's debug messages too")
@@ -105,7 +113,13 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.loops <= 0 || o.maxConns < 0 {
 		return usagef("--loops must be positive, --max-conns not negative")
 	}
-	srv, err := newDemoServer(log, o)
+	limits, err := o.limits.serverOptions(o.maxSize)
+	if err != nil {
+		return err
+	}
+	soft, _ := fdLimit()
+	o.maxConns = clampMaxConns(log, o.maxConns, soft)
+	srv, err := newDemoServer(log, o, limits...)
 	if err != nil {
 		return usageError{err: err} // only option values can fail here
 	}
@@ -148,8 +162,9 @@ func checkSizes(size, maxSize int) error {
 	return nil
 }
 
-// newDemoServer builds the echo and send-to-all server.
-func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
+// newDemoServer builds the echo and send-to-all server;
+// extra are further options: the limits.
+func newDemoServer(log *slog.Logger, o serveOptions, extra ...engine.ServerOption) (*engine.Server, error) {
 	r := handler.NewRouter(handler.WithLogger(log))
 	var srv *engine.Server
 	// SendRaw copies data, which is borrowed, before it returns.
@@ -181,11 +196,7 @@ func newDemoServer(log *slog.Logger, o serveOptions) (*engine.Server, error) {
 	if o.maxConns > 0 {
 		opts = append(opts, engine.WithMaxConns(o.maxConns))
 	}
-	if out := 4 * o.maxSize; out > defaultMaxOutbound {
-		// The engine wants the outbound cap to hold the largest frame; four
-		// keep a burst of echoes from tripping the slow-consumer check.
-		opts = append(opts, engine.WithMaxOutbound(out, engine.SlowClose))
-	}
+	opts = append(opts, extra...)
 	var err error
 	srv, err = engine.NewServer(r, opts...)
 	return srv, err
