@@ -23,6 +23,7 @@ import (
 
 // benchOptions are bench's flags.
 type benchOptions struct {
+	tls       clientTLSOptions
 	addr      string
 	conns     int
 	duration  time.Duration
@@ -83,7 +84,8 @@ within --timeout makes it exit 1 too, saying how many.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	addClientTLSFlags(f, &o.tls)
 	f.IntVar(&o.conns, "conns", 100, "number of connections")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure")
 	f.IntVar(&o.pipeline, "pipeline", 16, "frames in flight per connection (echo mode)")
@@ -120,6 +122,9 @@ func (o *benchOptions) validate() error {
 		return usagef("--timeout must be positive")
 	}
 	if err := checkAddr(o.addr, false); err != nil {
+		return err
+	}
+	if _, err := o.tls.clientOptions(o.addr); err != nil {
 		return err
 	}
 	if o.plot != "" {
@@ -385,7 +390,11 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		r.On(opEcho, b.onEcho)
 	}
 	r.On(codec.OpFailure, func(handler.Conn, []byte) error { b.errors.Add(1); return nil })
-	d, err := engine.NewDialer(r, append(sizeOptions(),
+	tlsOpts, err := o.tls.clientOptions(o.addr)
+	if err != nil {
+		return err
+	}
+	d, err := engine.NewDialer(r, append(append(sizeOptions(), tlsOpts...),
 		engine.WithEventLoops(o.loops),
 		engine.WithDialTimeout(o.timeout),
 		engine.WithOnDisconnect(b.onDisconnect),

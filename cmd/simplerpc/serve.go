@@ -36,6 +36,7 @@ type serveOptions struct {
 	quiet     bool
 	verbose   bool
 	limits    limitOptions
+	tls       serverTLSOptions
 }
 
 // newServeCmd builds the serve subcommand.
@@ -66,12 +67,13 @@ server started without them is as hardened as the library makes it.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port or unix:///path (port 0 picks a free port)")
+	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port, tls://host:port (with --tls-cert) or unix:///path (port 0 picks a free port)")
 	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
 	f.IntVar(&o.maxSize, "max-size", 0, "largest message size a client may ask for with a -2 frame, in bytes (0: --size; at most 16 MiB)")
 	f.IntVar(&o.loops, "loops", 1, "number of event loops")
 	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512; a larger value is clamped to it, with a warning in the log)")
 	addLimitFlags(f, &o.limits)
+	addServerTLSFlags(f, &o.tls)
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
 	f.BoolVar(&o.verbose, "verbose", false, "log the engine's debug messages too")
@@ -117,6 +119,11 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	tlsOpts, err := o.tls.serverOptions(o.addr)
+	if err != nil {
+		return err
+	}
+	limits = append(limits, tlsOpts...)
 	soft, _ := fdLimit()
 	o.maxConns = clampMaxConns(log, o.maxConns, soft)
 	srv, err := newDemoServer(log, o, limits...)
@@ -130,7 +137,7 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if srv.Addr().Network() == "unix" {
 		addr = "unix://" + addr // what --addr takes
 	}
-	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops)
+	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops, "tls", o.tls.describe())
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
 	select {
 	case <-ctx.Done():
