@@ -37,6 +37,7 @@ type serveOptions struct {
 	verbose   bool
 	limits    limitOptions
 	tls       serverTLSOptions
+	metrics   string // --metrics-addr
 }
 
 // newServeCmd builds the serve subcommand.
@@ -74,6 +75,7 @@ server started without them is as hardened as the library makes it.`,
 	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512; a larger value is clamped to it, with a warning in the log)")
 	addLimitFlags(f, &o.limits)
 	addServerTLSFlags(f, &o.tls)
+	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this host:port, apart from the protocol's (none if empty; keep it private)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
 	f.BoolVar(&o.verbose, "verbose", false, "log the engine's debug messages too")
@@ -124,6 +126,11 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 		return err
 	}
 	limits = append(limits, tlsOpts...)
+	if o.metrics != "" {
+		if err := checkMetricsAddr(o.metrics, o.addr); err != nil {
+			return err
+		}
+	}
 	soft, _ := fdLimit()
 	o.maxConns = clampMaxConns(log, o.maxConns, soft)
 	srv, err := newDemoServer(log, o, limits...)
@@ -138,17 +145,30 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 		addr = "unix://" + addr // what --addr takes
 	}
 	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops, "tls", o.tls.describe())
+	var ms *metricsServer
+	if o.metrics != "" {
+		if ms, err = startMetrics(log, srv, o.metrics); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
 	select {
 	case <-ctx.Done():
 	case <-srv.Done():
 		// The event loop stopped without being asked (an accept error).
+		_ = ms.shutdown(context.Background())
 		return fmt.Errorf("serve: %w", srv.Err())
 	}
 	log.Info("shutting down", "conns", srv.Stats().Conns)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	// The metrics go last, so that a scrape sees the shutdown.
+	if merr := ms.shutdown(sctx); merr != nil && err == nil {
+		err = merr
+	}
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
