@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -137,14 +138,23 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return usageError{err: err} // only option values can fail here
 	}
-	if err := srv.Start(ctx, o.addr); err != nil {
+	lns, err := activatedListeners()
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	addr := srv.Addr().String()
-	if srv.Addr().Network() == "unix" {
-		addr = "unix://" + addr // what --addr takes
+	if len(lns) > 0 {
+		// The service manager's sockets replace --addr.
+		if err := srv.StartOn(ctx, lns...); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		for i, ln := range lns[1:] {
+			log.Info("also listening", "addr", listenAddr(ln.Addr()), "fd", 4+i)
+		}
+	} else if err := srv.Start(ctx, o.addr); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("listening", "addr", addr, "size", o.size, "loops", o.loops, "tls", o.tls.describe())
+	log.Info("listening", "addr", listenAddr(srv.Addr()), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
+		"activated", len(lns))
 	var ms *metricsServer
 	if o.metrics != "" {
 		if ms, err = startMetrics(log, srv, o.metrics); err != nil {
@@ -152,15 +162,18 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
+	sd := startNotifier(log, srv)
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
 	select {
 	case <-ctx.Done():
 	case <-srv.Done():
 		// The event loop stopped without being asked (an accept error).
+		sd.stopping()
 		_ = ms.shutdown(context.Background())
 		return fmt.Errorf("serve: %w", srv.Err())
 	}
 	log.Info("shutting down", "conns", srv.Stats().Conns)
+	sd.stopping()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(sctx)
@@ -173,6 +186,14 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listenAddr returns a as --addr takes it.
+func listenAddr(a net.Addr) string {
+	if a.Network() == "unix" {
+		return "unix://" + a.String()
+	}
+	return a.String()
 }
 
 // checkSizes rejects a --size or --max-size the engine would refuse, naming
