@@ -59,7 +59,12 @@ which matters with port 0.
 The limit flags (--idle-timeout, --rate-limit, --max-outbound, --keepalive,
 --write-deadline, --frame-deadline, --max-malformed, --max-conns) map to the
 engine's options of the same names, and their defaults are the engine's: a
-server started without them is as hardened as the library makes it.`,
+server started without them is as hardened as the library makes it.
+
+Under systemd, serve uses the sockets it is handed (LISTEN_FDS) instead
+of --addr, and speaks sd_notify when NOTIFY_SOCKET is set: READY=1,
+STATUS= with the connection count, WATCHDOG=1 while its event loops
+answer, STOPPING=1 (docs/OPERATIONS.md).`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
   simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet`,
 		Args: cobra.NoArgs,
