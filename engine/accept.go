@@ -104,10 +104,19 @@ func isTemporary(err error) bool {
 // of its descriptor and closes nc). The connection's -2 frame, its connect
 // callback or its refusal then happen on the loop (serverEvents.OnOpen).
 func (s *Server) enroll(nc net.Conn, newLayer func(*conn) layer) {
+	if l := s.addrLimits; l != nil {
+		if which, reason, msg := l.admit(nc.RemoteAddr(), time.Now()); which >= 0 {
+			s.refuseAddr(nc, which, reason, msg)
+			return
+		}
+	}
 	c := newConn(&s.side, s, nil, 0)
 	c.remote = nc.RemoteAddr()
 	c.newLayer = newLayer
 	if _, err := s.cli.EnrollContext(nc, c); err != nil {
+		if l := s.addrLimits; l != nil {
+			l.release(c.remote)
+		}
 		_ = nc.Close()
 		s.side.warnAccept.warn(s.side.cfg.logger, "err", err.Error())
 	}

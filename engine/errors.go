@@ -68,6 +68,10 @@ const (
 	ReasonRateLimited = "RateLimited"
 	ReasonInvalidSize = "InvalidMessageSize"
 	ReasonOverloaded  = "Overloaded"
+	// ReasonAddressFull refuses a connection past the limit of its address
+	// ([WithMaxConnsPerAddr]); one too soon after others from the same
+	// address ([WithConnRatePerAddr]) gets ReasonRateLimited.
+	ReasonAddressFull = "AddressFull"
 )
 
 func invalidOption(name string, format string, args ...any) error {

@@ -89,9 +89,13 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace    time.Duration     // server: how long a shutdown by Start's context waits
-	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
-	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
+	grace  time.Duration // server: how long a shutdown by Start's context waits
+	netIDs func() uint64 // server: the next net id, or nil for a counter from 1
+
+	maxPerAddr   int     // server: connections per remote address
+	ratePerAddr  float64 // server: new connections per second per address
+	burstPerAddr int
+	newLayer     func(*conn) layer // the transport layer of every connection, or nil for plain TCP
 
 	useTLS           bool        // WithTLS was given
 	tlsConfig        *tls.Config // WithTLS: the caller's config, cloned
@@ -172,6 +176,10 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithReconnect", "backoff %v..%v", c.backoffMin, c.backoffMax)
 	case c.maxHeld < 0:
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
+	case c.maxPerAddr < 0:
+		return invalidOption("WithMaxConnsPerAddr", "%d", c.maxPerAddr)
+	case c.ratePerAddr < 0 || c.ratePerAddr > 0 && c.burstPerAddr < 1:
+		return invalidOption("WithConnRatePerAddr", "%v/s burst %d", c.ratePerAddr, c.burstPerAddr)
 	case c.grace < 0:
 		return invalidOption("WithGracePeriod", "%v", c.grace)
 	}
@@ -400,4 +408,20 @@ func WithGracePeriod(d time.Duration) ServerOption {
 // before. Defaults to nil, the counter.
 func WithNetIDs(next func() uint64) ServerOption {
 	return serverOption(func(c *config) { c.netIDs = next })
+}
+
+// WithMaxConnsPerAddr caps the connections one remote IP address may hold
+// at n: one more gets a failure frame with reason "AddressFull" and is
+// closed, before it reaches an event loop. Unix-socket peers are not
+// limited. Defaults to 0, no limit.
+func WithMaxConnsPerAddr(n int) ServerOption {
+	return serverOption(func(c *config) { c.maxPerAddr = n })
+}
+
+// WithConnRatePerAddr limits how fast one remote IP address may open
+// connections: perSecond on average, in bursts of burst. A connection over
+// the limit gets a failure frame with reason "RateLimited" and is closed,
+// before it reaches an event loop. Defaults to no limit.
+func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
+	return serverOption(func(c *config) { c.ratePerAddr, c.burstPerAddr = perSecond, burst })
 }

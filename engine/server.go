@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -53,9 +54,10 @@ type Server struct {
 	errMu    sync.Mutex // guards stopErr
 	stopErr  error      // why the server stopped on its own, if it did
 
-	goingAway atomic.Bool   // GoAway was called
-	emptyMu   sync.Mutex    // guards empty
-	empty     chan struct{} // closed when the last connection has closed during a shutdown
+	goingAway  atomic.Bool   // GoAway was called
+	addrLimits *addrLimits   // nil without limits per address
+	emptyMu    sync.Mutex    // guards empty
+	empty      chan struct{} // closed when the last connection has closed during a shutdown
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -76,6 +78,9 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 		cfg.maxConns = defaultMaxConns()
 	}
 	s := &Server{done: make(chan struct{}), stop: make(chan struct{}), empty: make(chan struct{})}
+	if cfg.maxPerAddr > 0 || cfg.ratePerAddr > 0 {
+		s.addrLimits = &addrLimits{max: cfg.maxPerAddr, every: rate.Limit(cfg.ratePerAddr), burst: cfg.burstPerAddr}
+	}
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
 	s.side.initWarnings()
 	return s, nil
@@ -366,6 +371,9 @@ func (s *Server) ready(c *conn) bool {
 
 // closed unregisters a connection; on its loop.
 func (s *Server) closed(c *conn, _ error) {
+	if l := s.addrLimits; l != nil {
+		l.release(c.remote) // admitted in enroll, whatever became of it
+	}
 	if c.started {
 		c.loop.remove(c)
 		s.conns.remove(c.id)

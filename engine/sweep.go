@@ -44,6 +44,9 @@ func (s *Server) sweep(every time.Duration) {
 			return
 		case <-t.C:
 		}
+		if l := s.addrLimits; l != nil {
+			l.prune(time.Now())
+		}
 		idleBefore := time.Now().Add(-cfg.idleTimeout).UnixNano()
 		for _, l := range s.side.eachLoop() {
 			_ = l.enqueue(task{kind: taskFunc, fn: func() { l.sweep(idleBefore, writeTicks, frameTicks) }}, nil)
