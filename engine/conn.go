@@ -39,6 +39,8 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
+	// refused runs on the loop for each failure frame with the reason.
+	refused(c *conn, reason string)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -72,6 +74,7 @@ type conn struct {
 	bad      uint16 // malformed frames in a row
 	started  bool   // owner.ready returned true: frames are read
 	leaving  bool   // the server said it is going away: close once no call waits
+	auth     uint8  // authDone, authWaiting or authPending (auth.go)
 	reported bool   // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.
@@ -107,6 +110,8 @@ type connExtra struct {
 
 	limiter     *rate.Limiter // set before the connection is shared
 	closeReason error         // loop-only
+	identity    string        // guarded by valMu: the authenticator's
+	authTimer   *time.Timer   // the authentication deadline
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

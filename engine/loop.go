@@ -288,7 +288,7 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 			continue
 		}
 		c := list[i]
-		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 {
+		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 || !c.reported {
 			continue
 		}
 		f, err := s.frame(op, c.outSize)

@@ -92,6 +92,10 @@ type config struct {
 	grace  time.Duration // server: how long a shutdown by Start's context waits
 	netIDs func() uint64 // server: the next net id, or nil for a counter from 1
 
+	auth        Authenticator // server: nil when no authentication is needed
+	authTimeout time.Duration
+	credentials any // client: sent first on every connection
+
 	maxPerAddr   int     // server: connections per remote address
 	ratePerAddr  float64 // server: new connections per second per address
 	burstPerAddr int
@@ -176,6 +180,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithReconnect", "backoff %v..%v", c.backoffMin, c.backoffMax)
 	case c.maxHeld < 0:
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
+	case c.auth != nil && c.authTimeout <= 0:
+		return invalidOption("WithAuth", "timeout %v", c.authTimeout)
 	case c.maxPerAddr < 0:
 		return invalidOption("WithMaxConnsPerAddr", "%d", c.maxPerAddr)
 	case c.ratePerAddr < 0 || c.ratePerAddr > 0 && c.burstPerAddr < 1:

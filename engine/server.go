@@ -54,6 +54,7 @@ type Server struct {
 	errMu    sync.Mutex // guards stopErr
 	stopErr  error      // why the server stopped on its own, if it did
 
+	authState
 	goingAway  atomic.Bool   // GoAway was called
 	addrLimits *addrLimits   // nil without limits per address
 	emptyMu    sync.Mutex    // guards empty
@@ -82,6 +83,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 		s.addrLimits = &addrLimits{max: cfg.maxPerAddr, every: rate.Limit(cfg.ratePerAddr), burst: cfg.burstPerAddr}
 	}
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
+	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
 	return s, nil
 }
@@ -356,17 +358,27 @@ func (s *Server) newID() uint64 {
 // ready registers a new connection, announces the size and runs the
 // connect callback. On its loop.
 func (s *Server) ready(c *conn) bool {
-	c.loop.add(c)
-	s.conns.store(c)
+	c.loop.add(c) // for the sweeps and the closes; broadcasts skip it until admitted
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
 		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
+	if s.side.cfg.auth != nil {
+		s.startAuth(c)
+		return true
+	}
+	s.admit(c)
+	return true
+}
+
+// admit makes a connection one of the server's: in its registry, reached
+// by sends to all, and reported to the connect callback. On its loop.
+func (s *Server) admit(c *conn) {
+	s.conns.store(c)
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
-	return true
 }
 
 // closed unregisters a connection; on its loop.
@@ -378,6 +390,7 @@ func (s *Server) closed(c *conn, _ error) {
 		c.loop.remove(c)
 		s.conns.remove(c.id)
 		s.leaveGroups(c)
+		s.forgetIdentity(c)
 	}
 	if s.nconns.Add(-1) == 0 && (s.state.Load() == stateShutdown || s.goingAway.Load()) {
 		s.signalEmpty()
@@ -393,6 +406,8 @@ func (s *Server) handle(c *conn) handler.Conn { return c }
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
 
 func (s *Server) goAway(*conn) {} // a client does not go away: it closes
+
+func (s *Server) refused(*conn, string) {} // a client's failures are the application's
 
 // GoAway prepares a restart or an upgrade: the server stops accepting (a
 // successor may take over the listening sockets), tells every connection
@@ -466,7 +481,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-s.done:
 	}
+	s.authStop()
 	s.cli.Stop() // the loops: connections still open close with ErrShutdown
+	s.authWG.Wait()
 	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()
