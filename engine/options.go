@@ -96,6 +96,9 @@ type config struct {
 	authTimeout time.Duration
 	credentials any // client: sent first on every connection
 
+	maxOutTotal int // server: bytes of output held by all connections
+	maxInTotal  int // server: bytes of input held by all connections
+
 	maxPerAddr   int     // server: connections per remote address
 	ratePerAddr  float64 // server: new connections per second per address
 	burstPerAddr int
@@ -182,6 +185,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
 	case c.auth != nil && c.authTimeout <= 0:
 		return invalidOption("WithAuth", "timeout %v", c.authTimeout)
+	case c.maxOutTotal < 0 || c.maxInTotal < 0:
+		return invalidOption("WithMaxBuffered", "%d out, %d in", c.maxOutTotal, c.maxInTotal)
 	case c.maxPerAddr < 0:
 		return invalidOption("WithMaxConnsPerAddr", "%d", c.maxPerAddr)
 	case c.ratePerAddr < 0 || c.ratePerAddr > 0 && c.burstPerAddr < 1:
@@ -430,4 +435,18 @@ func WithMaxConnsPerAddr(n int) ServerOption {
 // before it reaches an event loop. Defaults to no limit.
 func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
 	return serverOption(func(c *config) { c.ratePerAddr, c.burstPerAddr = perSecond, burst })
+}
+
+// WithMaxBuffered caps the bytes the server holds for all its
+// connections together: outbound (queued, built and in gnet's buffers)
+// and inbound (read and not yet handled: partial frames, frames waiting
+// their turn). The per-connection caps ([WithMaxOutbound], the frame size)
+// bound one peer; these bound many, which together could exhaust memory
+// while each stays under its own cap. Past a cap, the connections holding
+// the most are closed first (largest backlog first), with
+// [ErrSlowConsumer] or [ErrInboundFull], until the server is under it.
+// Checked every second, split evenly among the event loops. Zero, the
+// default, is no cap.
+func WithMaxBuffered(outbound, inbound int) ServerOption {
+	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal = outbound, inbound })
 }
