@@ -126,6 +126,7 @@ func defaultConfig() config {
 		rateStrikes:  10,
 		maxMalformed: 16,
 		pingTimeout:  0,
+		keepAlive:    30 * time.Second,
 		dialTimeout:  10 * time.Second,
 		backoffMin:   100 * time.Millisecond,
 		backoffMax:   10 * time.Second,
@@ -239,9 +240,11 @@ func WithTCPNoDelay(on bool) Option {
 	return sharedOption(func(c *config) { c.noDelay = on })
 }
 
-// WithTCPKeepAlive enables TCP keep-alive probes after d of silence. Zero,
-// the default, leaves keep-alive off; see [WithIdleTimeout] and
-// [WithHeartbeat] for liveness the protocol can see.
+// WithTCPKeepAlive makes the kernel probe a TCP connection after d of
+// silence, so that a peer that vanished (a dead host, a dropped NAT
+// entry) is found even when the protocol is quiet. Defaults to 30s; zero
+// turns keep-alive off. See [WithIdleTimeout] and [WithHeartbeat] for
+// liveness the protocol itself can see.
 func WithTCPKeepAlive(d time.Duration) Option {
 	return sharedOption(func(c *config) { c.keepAlive = d })
 }

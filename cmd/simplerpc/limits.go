@@ -47,7 +47,7 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.IntVar(&o.rateStrikes, "rate-strikes", defaultRateStrikes, "close a connection after this many frames in a row over --rate-limit")
 	f.IntVar(&o.maxOutbound, "max-outbound", defaultMaxOutbound, "bytes waiting to be written to one connection before it is closed as a slow consumer; "+
 		"unless given, raised to 4 × --max-size when that is larger")
-	f.DurationVar(&o.keepAlive, "keepalive", 0, "TCP keep-alive probes after this much silence (0: off)")
+	f.DurationVar(&o.keepAlive, "keepalive", 30*time.Second, "TCP keep-alive probes after this much silence (0: off)")
 	f.DurationVar(&o.writeDeadline, "write-deadline", defaultWriteDeadline, "close a connection whose peer takes none of its output for this long (0: never)")
 	f.DurationVar(&o.frameDeadline, "frame-deadline", defaultFrameDeadline, "close a connection whose partial frame does not complete within this time (0: never)")
 	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row (0: never; at most %d)", maxMalformedLimit))
