@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"math"
@@ -8,7 +10,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
 // The engine's defaults for the limits serve exposes (engine's godoc of
@@ -37,6 +41,11 @@ type limitOptions struct {
 	frameDeadline time.Duration
 	maxMalformed  int
 	outboundSet   bool // --max-outbound was given
+
+	maxPerIP   int
+	ratePerIP  float64
+	authToken  string
+	authWithin time.Duration
 }
 
 // addLimitFlags adds the limit flags to f.
@@ -51,6 +60,10 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.DurationVar(&o.writeDeadline, "write-deadline", defaultWriteDeadline, "close a connection whose peer takes none of its output for this long (0: never)")
 	f.DurationVar(&o.frameDeadline, "frame-deadline", defaultFrameDeadline, "close a connection whose partial frame does not complete within this time (0: never)")
 	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row (0: never; at most %d)", maxMalformedLimit))
+	f.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "connections one remote IP address may hold; more get an AddressFull failure (0: no limit)")
+	f.Float64Var(&o.ratePerIP, "conn-rate-per-ip", 0, "new connections per second one remote IP address may open, in bursts of that many rounded up (0: no limit)")
+	f.StringVar(&o.authToken, "auth-token", "", `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
+	f.DurationVar(&o.authWithin, "auth-timeout", 10*time.Second, "how long a client has to send its credentials when --auth-token is set")
 }
 
 // serverOptions checks the limit flags and returns the engine options they
@@ -97,6 +110,23 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 		engine.WithMaxMalformed(o.maxMalformed),
 		engine.WithMaxOutbound(out, engine.SlowClose),
 	}
+	switch {
+	case o.maxPerIP < 0:
+		return nil, usagef("--max-conns-per-ip %d must not be negative", o.maxPerIP)
+	case o.ratePerIP < 0 || math.IsNaN(o.ratePerIP) || math.IsInf(o.ratePerIP, 0):
+		return nil, usagef("--conn-rate-per-ip %v must be a finite rate, 0 for no limit", o.ratePerIP)
+	case o.authWithin <= 0:
+		return nil, usagef("--auth-timeout %v must be positive", o.authWithin)
+	}
+	if o.maxPerIP > 0 {
+		opts = append(opts, engine.WithMaxConnsPerAddr(o.maxPerIP))
+	}
+	if o.ratePerIP > 0 {
+		opts = append(opts, engine.WithConnRatePerAddr(o.ratePerIP, max(1, int(math.Min(math.Ceil(o.ratePerIP), math.MaxInt32)))))
+	}
+	if o.authToken != "" {
+		opts = append(opts, engine.WithAuth(tokenAuthenticator(o.authToken), o.authWithin))
+	}
 	if o.rateLimit > 0 {
 		burst := o.rateBurst
 		if burst == 0 {
@@ -125,4 +155,18 @@ func clampMaxConns(log *slog.Logger, n int, soft uint64) int {
 	log.Warn("--max-conns is above the file-descriptor limit; clamped",
 		"max_conns", n, "clamped_to", room, "rlimit_nofile", soft, "margin", fdMargin)
 	return room
+}
+
+// tokenAuthenticator is serve's demo authenticator: a client whose
+// credentials are {"token": TOKEN} authenticates as "token".
+func tokenAuthenticator(token string) engine.Authenticator {
+	return func(_ context.Context, _ handler.Conn, creds []byte) (string, error) {
+		var m struct {
+			Token string `json:"token"`
+		}
+		if codec.Unmarshal(creds, &m) != nil || subtle.ConstantTimeCompare([]byte(m.Token), []byte(token)) != 1 {
+			return "", handler.ArgumentValueError("wrong token")
+		}
+		return "token", nil
+	}
 }

@@ -104,6 +104,7 @@ type clientTLSOptions struct {
 	serverName string
 	clientCert string
 	clientKey  string
+	authToken  string // not TLS, but sent first on the same connections
 }
 
 func addClientTLSFlags(f *pflag.FlagSet, o *clientTLSOptions) {
@@ -113,12 +114,23 @@ func addClientTLSFlags(f *pflag.FlagSet, o *clientTLSOptions) {
 	f.StringVar(&o.serverName, "tls-server-name", "", "the name to verify the server's certificate against (default: the host of --addr)")
 	f.StringVar(&o.clientCert, "tls-cert", "", "present this PEM client certificate (mutual TLS; needs --tls-key)")
 	f.StringVar(&o.clientKey, "tls-key", "", "the PEM private key of --tls-cert")
+	f.StringVar(&o.authToken, "auth-token", "", `send {"token": TOKEN} as credentials first, for a server started with serve --auth-token`)
 	_ = cobraFileFlag(f, "tls-ca", "tls-cert", "tls-key")
 }
 
 // clientOptions returns the engine's TLS option for a client of addr, or
-// nil for plain TCP.
+// nil for plain TCP, and the credentials of --auth-token.
 func (o *clientTLSOptions) clientOptions(addr string) ([]engine.ClientOption, error) {
+	opts, err := o.tlsOptions(addr)
+	if err == nil && o.authToken != "" {
+		opts = append(opts, engine.WithCredentials(map[string]string{"token": o.authToken}))
+	}
+	return opts, err
+}
+
+// tlsOptions returns the engine's TLS option for a client of addr, or nil
+// for plain TCP.
+func (o *clientTLSOptions) tlsOptions(addr string) ([]engine.ClientOption, error) {
 	if !o.on && !isTLSAddr(addr) && o.ca == "" && !o.insecure && o.serverName == "" && o.clientCert == "" && o.clientKey == "" {
 		return nil, nil
 	}
