@@ -690,8 +690,8 @@ func TestOpcodeString(t *testing.T) {
 	for op, want := range map[codec.Opcode]string{
 		codec.OpFailure: "failure(-1)", codec.OpMessageSize: "message_size(-2)",
 		codec.OpRequest: "request(-3)", codec.OpReply: "reply(-4)",
-		codec.OpReplyFailure: "reply_failure(-5)", codec.OpPing: "ping(-6)", codec.OpPong: "pong(-7)", codec.OpGoAway: "go_away(-8)",
-		0: "0", 42: "42", -9: "-9", math.MinInt32: "-2147483648",
+		codec.OpReplyFailure: "reply_failure(-5)", codec.OpPing: "ping(-6)", codec.OpPong: "pong(-7)", codec.OpGoAway: "go_away(-8)", codec.OpAuth: "auth(-9)",
+		0: "0", 42: "42", -10: "-10", math.MinInt32: "-2147483648",
 	} {
 		if got := op.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int32(op), got, want)

@@ -31,6 +31,10 @@ const (
 	// upgrade): {"reason": "..."}. The client finishes the calls it has in
 	// flight and reconnects.
 	OpGoAway Opcode = -8
+	// OpAuth carries a client's credentials, any object, as its first
+	// frame to a server that requires them; the server answers with
+	// {"identity": "..."} on the same opcode, or a failure.
+	OpAuth Opcode = -9
 )
 
 // String returns the name of a protocol opcode, or the decimal number.
@@ -52,6 +56,8 @@ func (o Opcode) String() string {
 		return "pong(-7)"
 	case OpGoAway:
 		return "go_away(-8)"
+	case OpAuth:
+		return "auth(-9)"
 	}
 	return strconv.FormatInt(int64(o), 10)
 }

@@ -57,11 +57,12 @@ func splitAddr(addr string) (network, address string, err error) {
 }
 
 // acceptLoop accepts connections from ln and hands them to the event loops
-// until ln is closed. When the process runs out of file descriptors
+// until ln is closed, each with the transport layer of its listener
+// (newLayer: WebSocket for a ws:// listener). When the process runs out of file descriptors
 // (EMFILE, ENFILE) it backs off, as net/http does, from 5 ms up to 1 s,
 // and tries again: the server refuses connections meanwhile instead of
 // stopping, and recovers when descriptors free up.
-func (s *Server) acceptLoop(ln net.Listener) {
+func (s *Server) acceptLoop(ln net.Listener, newLayer func(*conn) layer) {
 	defer s.accept.Done()
 	cfg := &s.side.cfg
 	var backoff time.Duration
@@ -88,7 +89,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		backoff = 0
-		s.enroll(nc)
+		s.enroll(nc, newLayer)
 	}
 }
 
@@ -102,10 +103,20 @@ func isTemporary(err error) bool {
 // enroll hands an accepted connection to an event loop (gnet takes a copy
 // of its descriptor and closes nc). The connection's -2 frame, its connect
 // callback or its refusal then happen on the loop (serverEvents.OnOpen).
-func (s *Server) enroll(nc net.Conn) {
+func (s *Server) enroll(nc net.Conn, newLayer func(*conn) layer) {
+	if l := s.addrLimits; l != nil {
+		if which, reason, msg := l.admit(nc.RemoteAddr(), time.Now()); which >= 0 {
+			s.refuseAddr(nc, which, reason, msg)
+			return
+		}
+	}
 	c := newConn(&s.side, s, nil, 0)
 	c.remote = nc.RemoteAddr()
+	c.newLayer = newLayer
 	if _, err := s.cli.EnrollContext(nc, c); err != nil {
+		if l := s.addrLimits; l != nil {
+			l.release(c.remote)
+		}
 		_ = nc.Close()
 		s.side.warnAccept.warn(s.side.cfg.logger, "err", err.Error())
 	}

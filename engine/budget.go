@@ -124,7 +124,7 @@ func (c *conn) release() {
 	}
 	b := &x.budget
 	if b.out > 0 {
-		keep := min(b.out, int64(c.io.OutboundBuffered()+len(c.out)))
+		keep := min(b.out, int64(c.outbound()+len(c.out)))
 		if gone := b.out - keep; gone > 0 {
 			b.out = keep
 			b.charged.Add(-gone)

@@ -127,7 +127,7 @@ func (cl *Client) ready(c *conn) bool {
 	if cl.scan == nil {
 		return false // refused: the close is on its way
 	}
-	buf, _ := c.io.Peek(-1)
+	buf, _ := c.wire().Peek(-1)
 	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
 		c.closeNow(fmt.Errorf("%w: first frame: %w", ErrProtocol, err))
@@ -161,10 +161,10 @@ func (cl *Client) ready(c *conn) bool {
 		if n >= codec.MinMessageSize && n <= codec.MaxMessageSize {
 			// Once the whole frame is read: closing on unread bytes would
 			// reset the connection, and the failure with it.
-			if c.io.InboundBuffered() < int(n) {
+			if c.wire().InboundBuffered() < int(n) {
 				return false
 			}
-			_, _ = c.io.Discard(int(n))
+			_, _ = c.wire().Discard(int(n))
 			c.setOutSize(int(n))
 			c.refuseSize(strconv.FormatInt(n, 10))
 			cl.scan = nil
@@ -176,6 +176,15 @@ func (cl *Client) ready(c *conn) bool {
 	c.inSize = int(n)
 	c.setOutSize(int(n))
 	cl.scan = nil
+	if creds := cfg.credentials; creds != nil {
+		// First on every connection, ahead of what the client holds.
+		obj, err := codec.Marshal(creds)
+		if err != nil {
+			c.closeNow(fmt.Errorf("engine: credentials: %w", err))
+			return false
+		}
+		c.writeObj(codec.OpAuth, obj)
+	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
 		// may call): what the Client is asked to send meanwhile is held
@@ -348,10 +357,27 @@ func (cl *Client) closed(c *conn, reason error) {
 			return // a dial is under way already, or now
 		}
 	}
+	if errors.Is(closing, ErrUnauthorized) {
+		reason = ErrUnauthorized // the server refused the credentials, then closed
+	}
 	cl.finish(reason)
 }
 
 func (cl *Client) handle(*conn) handler.Conn { return cl }
+
+// refused notes a server's refusal of the client's credentials: the
+// client ends with ErrUnauthorized when the server closes, and does not
+// reconnect with credentials it was told are wrong. On the loop.
+func (cl *Client) refused(_ *conn, reason string) {
+	if reason != ReasonUnauthorized || cl.d.side.cfg.credentials == nil {
+		return
+	}
+	cl.mu.Lock()
+	if cl.closing == nil {
+		cl.closing = ErrUnauthorized
+	}
+	cl.mu.Unlock()
+}
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
 

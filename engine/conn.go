@@ -39,6 +39,8 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
+	// refused runs on the loop for each failure frame with the reason.
+	refused(c *conn, reason string)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -49,10 +51,11 @@ type conn struct {
 	owner  owner
 	loop   *loop
 	gc     gnet.Conn // thread-safe methods only, off the loop
-	io     wire      // gc itself, or the layer's plaintext (loop-only)
 	tl     *layered  // the layer, or nil for plain TCP
 	id     uint64
 	remote net.Addr // formatted on demand
+
+	newLayer func(*conn) layer // a server connection's layer, from its listener (set by the acceptor)
 
 	// Shared with other goroutines.
 	closed   atomic.Bool
@@ -71,6 +74,7 @@ type conn struct {
 	bad      uint16 // malformed frames in a row
 	started  bool   // owner.ready returned true: frames are read
 	leaving  bool   // the server said it is going away: close once no call waits
+	auth     uint8  // authDone, authWaiting or authPending (auth.go)
 	reported bool   // the connect callback was dispatched, so the disconnect one will be
 
 	// Write state, loop-only.
@@ -106,12 +110,13 @@ type connExtra struct {
 
 	limiter     *rate.Limiter // set before the connection is shared
 	closeReason error         // loop-only
+	identity    string        // guarded by valMu: the authenticator's
+	authTimer   *time.Timer   // the authentication deadline
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
 	c := &conn{side: s, owner: o, gc: gc, id: id, idx: -1}
 	if gc != nil {
-		c.io = gc
 		c.remote = gc.RemoteAddr()
 	}
 	if s.cfg.rateLimit > 0 {
@@ -235,4 +240,30 @@ func (c *conn) pendingCalls() int {
 		return x.calls.len()
 	}
 	return 0
+}
+
+// wire returns the byte stream the frames use: gnet's connection, or the
+// layer's plaintext. Loop-only.
+func (c *conn) wire() wire {
+	if c.tl != nil {
+		return c.tl
+	}
+	return c.gc
+}
+
+// outbound is wire().OutboundBuffered without an interface conversion: it
+// runs for every frame the loop writes.
+func (c *conn) outbound() int {
+	if c.tl != nil {
+		return c.tl.OutboundBuffered()
+	}
+	return c.gc.OutboundBuffered()
+}
+
+// write is wire().Write, as outbound is.
+func (c *conn) write(b []byte) (int, error) {
+	if c.tl != nil {
+		return c.tl.Write(b)
+	}
+	return c.gc.Write(b)
 }

@@ -52,24 +52,9 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 	d := &Dialer{stop: make(chan struct{})}
 	d.side = side{cfg: cfg, router: r, closedErr: ErrClosed}
 	d.side.initWarnings()
-	gopts := []gnet.Option{
-		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
-		gnet.WithReadBufferCap(64 << 10),
-		gnet.WithWriteBufferCap(16 << 10),
-	}
-	if !cfg.noDelay {
-		gopts = append(gopts, gnet.WithTCPNoDelay(gnet.TCPDelay))
-	}
-	if cfg.keepAlive > 0 {
-		gopts = append(gopts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-	}
-	cli, err := gnet.NewClient(&clientEvents{d: d}, gopts...)
+	cli, err := startLoops(&clientEvents{d: d}, &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("engine: new client: %w", err)
-	}
-	if err := cli.Start(); err != nil {
-		return nil, fmt.Errorf("engine: start client: %w", err)
+		return nil, err
 	}
 	d.cli = cli
 	if cfg.workers > 0 {

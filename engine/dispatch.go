@@ -5,6 +5,7 @@ package engine
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 
 	"github.com/simplerpc/simplerpc/codec"
@@ -150,11 +151,14 @@ func (c *conn) tapInline(tap func(handler.Conn, codec.Opcode, []byte), op codec.
 	c.safely("tap", func() { tap(hc, op, obj) })
 }
 
-// Names of the frames onLoop looks for.
-const (
-	runInlineFrame = "github.com/simplerpc/simplerpc/engine.(*conn).runInline"
-	tapInlineFrame = "github.com/simplerpc/simplerpc/engine.(*conn).tapInline"
+// Names of the frames onLoop looks for, taken from the functions
+// themselves, so that they hold whatever path the package is built under.
+var (
+	runInlineFrame = funcName((*conn).runInline)
+	tapInlineFrame = funcName((*conn).tapInline)
 )
+
+func funcName(fn any) string { return runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name() }
 
 // onLoop reports whether the calling goroutine is running a callback on an
 // event loop of side s, where a blocking call would wait for a reply only

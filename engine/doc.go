@@ -46,6 +46,18 @@
 // [WithHandshakeTimeout] and [WithMaxHandshakes]. [TLSState] gives a
 // handler the peer's certificates. See docs/TLS.md.
 //
+// # Examples
+//
+// The runnable examples (example_test.go, example_original_test.go; `go
+// test -run Example -v ./engine` runs them, pkg.go.dev shows them under the
+// names they document): ExampleServer (the original's messenger),
+// ExampleClient_Call (a typed call and its typed failure),
+// ExampleServer_SendAll (rpc_all), ExampleServer_Conns
+// (server.connections), ExampleServer_Group (rooms), Example_failure (a
+// failure frame reaching the sender's -1 callback), Example_callAsync (a
+// callback calling its peer without blocking) and Example_perConnection
+// (a connection's own handler and disconnect callback).
+//
 // See docs/DESIGN.md for which goroutine runs what, docs/ROBUSTNESS.md for
 // limits, slow consumers, heartbeats and reconnects.
 package engine

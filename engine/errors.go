@@ -55,6 +55,9 @@ var (
 	ErrFrameDeadline = errors.New("engine: frame deadline: a partial frame did not complete")
 	// ErrRateLimited: the peer kept sending over its rate limit.
 	ErrRateLimited = errors.New("engine: rate limit exceeded")
+	// ErrInboundFull: the server held more unread input than
+	// [WithMaxBuffered] allows, and this connection held the most.
+	ErrInboundFull = errors.New("engine: inbound buffers full")
 	// ErrGoAway: the server said it was going away (-8), and the client
 	// closed the connection once its calls were answered, to reconnect.
 	ErrGoAway = errors.New("engine: the server is going away")
@@ -68,6 +71,10 @@ const (
 	ReasonRateLimited = "RateLimited"
 	ReasonInvalidSize = "InvalidMessageSize"
 	ReasonOverloaded  = "Overloaded"
+	// ReasonAddressFull refuses a connection past the limit of its address
+	// ([WithMaxConnsPerAddr]); one too soon after others from the same
+	// address ([WithConnRatePerAddr]) gets ReasonRateLimited.
+	ReasonAddressFull = "AddressFull"
 )
 
 func invalidOption(name string, format string, args ...any) error {

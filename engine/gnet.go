@@ -38,12 +38,12 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return f, gnet.Close
 	}
 	c.id = s.newID()
-	c.gc, c.io = gc, gc
+	c.gc = gc
 	c.loop = s.side.loopFor(gc.EventLoop())
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	c.open(cfg.newLayer)
+	c.open(c.newLayer)
 	return nil, gnet.None
 }
 
@@ -73,7 +73,7 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if !ok {
 		return nil, gnet.Close
 	}
-	c.gc, c.io = gc, gc
+	c.gc = gc
 	c.loop = e.d.side.loopFor(gc.EventLoop())
 	c.open(e.d.side.cfg.newLayer)
 	return nil, gnet.None
@@ -91,6 +91,32 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.onClose(err)
 	}
 	return gnet.None
+}
+
+// startLoops starts the event loops of a server or a dialer: a gnet
+// client engine, which takes connections made elsewhere (accepted by the
+// server, dialed by a client) into its loops.
+func startLoops(events gnet.EventHandler, cfg *config) (*gnet.Client, error) {
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(cfg.loops),
+		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithWriteBufferCap(16 << 10),
+	}
+	if !cfg.noDelay {
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
+	}
+	if cfg.keepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	cli, err := gnet.NewClient(events, opts...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: start event loops: %w", err)
+	}
+	return cli, nil
 }
 
 // gnetLogger sends gnet's log lines to our logger: debug for its chatter,

@@ -18,7 +18,6 @@ func (c *conn) open(newLayer func(*conn) layer) {
 	defer l.leave()
 	if newLayer != nil {
 		c.tl = newLayered(c.gc, newLayer(c))
-		c.io = c.tl
 		// A wake may come after the connection closed: gnet has released
 		// its buffers then.
 		pump := func() {
@@ -64,7 +63,7 @@ func (c *conn) closeNow(reason error) {
 	}
 	if out := c.out; len(out) > 0 {
 		c.out = c.out[:0]
-		_, _ = c.io.Write(out)
+		_, _ = c.write(out)
 	}
 	if !c.closed.Load() {
 		_ = c.loop.el.Close(c.gc)

@@ -288,7 +288,7 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 			continue
 		}
 		c := list[i]
-		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 {
+		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 || !c.reported {
 			continue
 		}
 		f, err := s.frame(op, c.outSize)
@@ -362,7 +362,7 @@ func (l *loop) remove(c *conn) {
 func (l *loop) drained(done chan<- struct{}) {
 	l.flush()
 	for _, c := range l.conns {
-		n := int64(c.io.OutboundBuffered()+len(c.out)) + c.queued.Load()
+		n := int64(c.outbound()+len(c.out)) + c.queued.Load()
 		if x := c.x.Load(); x != nil {
 			c.release()
 			n += x.budget.charged.Load() - x.budget.out // requests not written yet

@@ -89,15 +89,28 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace    time.Duration     // server: how long a shutdown by Start's context waits
-	netIDs   func() uint64     // server: the next net id, or nil for a counter from 1
-	newLayer func(*conn) layer // the transport layer of every connection, or nil for plain TCP
+	grace  time.Duration // server: how long a shutdown by Start's context waits
+	netIDs func() uint64 // server: the next net id, or nil for a counter from 1
+
+	auth        Authenticator // server: nil when no authentication is needed
+	authTimeout time.Duration
+	credentials any // client: sent first on every connection
+
+	maxOutTotal int // server: bytes of output held by all connections
+	maxInTotal  int // server: bytes of input held by all connections
+
+	maxPerAddr   int     // server: connections per remote address
+	ratePerAddr  float64 // server: new connections per second per address
+	burstPerAddr int
+	newLayer     func(*conn) layer // the transport layer of every connection, or nil for plain TCP
 
 	useTLS           bool        // WithTLS was given
 	tlsConfig        *tls.Config // WithTLS: the caller's config, cloned
 	handshakeTimeout time.Duration
 	maxHandshakes    int
 	tls              *tlsSide // built by validate when tlsConfig is set
+
+	ws wsConfig // server: WithWebSocket, for the WebSocket listeners
 }
 
 func defaultConfig() config {
@@ -113,6 +126,7 @@ func defaultConfig() config {
 		rateStrikes:  10,
 		maxMalformed: 16,
 		pingTimeout:  0,
+		keepAlive:    30 * time.Second,
 		dialTimeout:  10 * time.Second,
 		backoffMin:   100 * time.Millisecond,
 		backoffMax:   10 * time.Second,
@@ -170,6 +184,14 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithReconnect", "backoff %v..%v", c.backoffMin, c.backoffMax)
 	case c.maxHeld < 0:
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
+	case c.auth != nil && c.authTimeout <= 0:
+		return invalidOption("WithAuth", "timeout %v", c.authTimeout)
+	case c.maxOutTotal < 0 || c.maxInTotal < 0:
+		return invalidOption("WithMaxBuffered", "%d out, %d in", c.maxOutTotal, c.maxInTotal)
+	case c.maxPerAddr < 0:
+		return invalidOption("WithMaxConnsPerAddr", "%d", c.maxPerAddr)
+	case c.ratePerAddr < 0 || c.ratePerAddr > 0 && c.burstPerAddr < 1:
+		return invalidOption("WithConnRatePerAddr", "%v/s burst %d", c.ratePerAddr, c.burstPerAddr)
 	case c.grace < 0:
 		return invalidOption("WithGracePeriod", "%v", c.grace)
 	}
@@ -218,9 +240,11 @@ func WithTCPNoDelay(on bool) Option {
 	return sharedOption(func(c *config) { c.noDelay = on })
 }
 
-// WithTCPKeepAlive enables TCP keep-alive probes after d of silence. Zero,
-// the default, leaves keep-alive off; see [WithIdleTimeout] and
-// [WithHeartbeat] for liveness the protocol can see.
+// WithTCPKeepAlive makes the kernel probe a TCP connection after d of
+// silence, so that a peer that vanished (a dead host, a dropped NAT
+// entry) is found even when the protocol is quiet. Defaults to 30s; zero
+// turns keep-alive off. See [WithIdleTimeout] and [WithHeartbeat] for
+// liveness the protocol itself can see.
 func WithTCPKeepAlive(d time.Duration) Option {
 	return sharedOption(func(c *config) { c.keepAlive = d })
 }
@@ -398,4 +422,34 @@ func WithGracePeriod(d time.Duration) ServerOption {
 // before. Defaults to nil, the counter.
 func WithNetIDs(next func() uint64) ServerOption {
 	return serverOption(func(c *config) { c.netIDs = next })
+}
+
+// WithMaxConnsPerAddr caps the connections one remote IP address may hold
+// at n: one more gets a failure frame with reason "AddressFull" and is
+// closed, before it reaches an event loop. Unix-socket peers are not
+// limited. Defaults to 0, no limit.
+func WithMaxConnsPerAddr(n int) ServerOption {
+	return serverOption(func(c *config) { c.maxPerAddr = n })
+}
+
+// WithConnRatePerAddr limits how fast one remote IP address may open
+// connections: perSecond on average, in bursts of burst. A connection over
+// the limit gets a failure frame with reason "RateLimited" and is closed,
+// before it reaches an event loop. Defaults to no limit.
+func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
+	return serverOption(func(c *config) { c.ratePerAddr, c.burstPerAddr = perSecond, burst })
+}
+
+// WithMaxBuffered caps the bytes the server holds for all its
+// connections together: outbound (queued, built and in gnet's buffers)
+// and inbound (read and not yet handled: partial frames, frames waiting
+// their turn). The per-connection caps ([WithMaxOutbound], the frame size)
+// bound one peer; these bound many, which together could exhaust memory
+// while each stays under its own cap. Past a cap, the connections holding
+// the most are closed first (largest backlog first), with
+// [ErrSlowConsumer] or [ErrInboundFull], until the server is under it.
+// Checked every second, split evenly among the event loops. Zero, the
+// default, is no cap.
+func WithMaxBuffered(outbound, inbound int) ServerOption {
+	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal = outbound, inbound })
 }

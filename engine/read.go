@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,9 +43,9 @@ func (c *conn) traffic() {
 			return
 		}
 	}
-	r := c.io
+	r := c.wire()
 	n := 0
-	for ; !c.closed.Load(); n++ {
+	for ; !c.closed.Load() && c.auth != authPending; n++ {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
@@ -107,10 +108,15 @@ func (c *conn) handleFrame(buf []byte) {
 		c.tapInline(tap, op, obj)
 	}
 	c.bad = 0
+	if c.auth != authDone {
+		c.authFrame(op, obj, call)
+		return
+	}
 	switch {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
 	case op == codec.OpFailure:
+		c.owner.refused(c, failureReason(obj))
 		// To the router's -1 callbacks, which answer nothing: a failure
 		// answered with a failure could bounce between two peers.
 		if c.side.router.Handles(codec.OpFailure) {
@@ -237,4 +243,18 @@ func (c *conn) refuseSize(size string) {
 	c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %s is not an integer within [%d, %d]",
 		size, cfg.minSize, cfg.maxSize))
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: fmt.Errorf("%w: %s", ErrSizeOutOfBounds, size)}, nil)
+}
+
+// failureReason returns the reason of a failure frame's object, reading
+// only as far as it must: it is looked at for the reasons the engine acts
+// on (a client refused as Unauthorized stops reconnecting).
+func failureReason(obj []byte) string {
+	if !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+		return ""
+	}
+	var f handler.Error
+	if codec.Unmarshal(obj, &f) != nil {
+		return ""
+	}
+	return f.Reason
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -53,9 +54,11 @@ type Server struct {
 	errMu    sync.Mutex // guards stopErr
 	stopErr  error      // why the server stopped on its own, if it did
 
-	goingAway atomic.Bool   // GoAway was called
-	emptyMu   sync.Mutex    // guards empty
-	empty     chan struct{} // closed when the last connection has closed during a shutdown
+	authState
+	goingAway  atomic.Bool   // GoAway was called
+	addrLimits *addrLimits   // nil without limits per address
+	emptyMu    sync.Mutex    // guards empty
+	empty      chan struct{} // closed when the last connection has closed during a shutdown
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -76,7 +79,11 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 		cfg.maxConns = defaultMaxConns()
 	}
 	s := &Server{done: make(chan struct{}), stop: make(chan struct{}), empty: make(chan struct{})}
+	if cfg.maxPerAddr > 0 || cfg.ratePerAddr > 0 {
+		s.addrLimits = &addrLimits{max: cfg.maxPerAddr, every: rate.Limit(cfg.ratePerAddr), burst: cfg.burstPerAddr}
+	}
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
+	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
 	return s, nil
 }
@@ -100,11 +107,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 // shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
 // server can be started once.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	bare, err := s.side.cfg.untls(addr)
-	if err != nil {
-		return err
-	}
-	ln, err := listen(ctx, bare)
+	ln, err := s.side.cfg.listenAddr(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -125,29 +128,21 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 	if len(lns) == 0 {
 		return errors.New("engine: start: no listener")
 	}
+	layers := make([]func(*conn) layer, len(lns))
+	for i, ln := range lns {
+		var err error
+		if layers[i], err = s.side.cfg.layerFor(ln); err != nil {
+			return err
+		}
+	}
 	if !s.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("engine: server already started")
 	}
 	cfg := &s.side.cfg
-	opts := []gnet.Option{
-		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
-		gnet.WithReadBufferCap(64 << 10),
-		gnet.WithWriteBufferCap(16 << 10),
-	}
-	if !cfg.noDelay {
-		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPDelay))
-	}
-	if cfg.keepAlive > 0 {
-		opts = append(opts, gnet.WithTCPKeepAlive(cfg.keepAlive))
-	}
-	cli, err := gnet.NewClient(&serverEvents{s: s}, opts...)
-	if err == nil {
-		err = cli.Start()
-	}
+	cli, err := startLoops(&serverEvents{s: s}, cfg)
 	if err != nil {
 		s.state.Store(stateNew)
-		return fmt.Errorf("engine: start event loops: %w", err)
+		return err
 	}
 	s.cli, s.lns = cli, lns
 	if cfg.workers > 0 {
@@ -155,9 +150,9 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 	}
 	a := lns[0].Addr()
 	s.addr.Store(&a) // after the pool: Stats reads it once this is set
-	for _, ln := range lns {
+	for i, ln := range lns {
 		s.accept.Add(1)
-		go s.acceptLoop(ln)
+		go s.acceptLoop(ln, layers[i])
 	}
 	if every := cfg.sweepEvery(); every > 0 {
 		go s.sweep(every)
@@ -363,25 +358,39 @@ func (s *Server) newID() uint64 {
 // ready registers a new connection, announces the size and runs the
 // connect callback. On its loop.
 func (s *Server) ready(c *conn) bool {
-	c.loop.add(c)
-	s.conns.store(c)
+	c.loop.add(c) // for the sweeps and the closes; broadcasts skip it until admitted
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
 		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
 	}
+	if s.side.cfg.auth != nil {
+		s.startAuth(c)
+		return true
+	}
+	s.admit(c)
+	return true
+}
+
+// admit makes a connection one of the server's: in its registry, reached
+// by sends to all, and reported to the connect callback. On its loop.
+func (s *Server) admit(c *conn) {
+	s.conns.store(c)
 	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
 	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
-	return true
 }
 
 // closed unregisters a connection; on its loop.
 func (s *Server) closed(c *conn, _ error) {
+	if l := s.addrLimits; l != nil {
+		l.release(c.remote) // admitted in enroll, whatever became of it
+	}
 	if c.started {
 		c.loop.remove(c)
 		s.conns.remove(c.id)
 		s.leaveGroups(c)
+		s.forgetIdentity(c)
 	}
 	if s.nconns.Add(-1) == 0 && (s.state.Load() == stateShutdown || s.goingAway.Load()) {
 		s.signalEmpty()
@@ -397,6 +406,8 @@ func (s *Server) handle(c *conn) handler.Conn { return c }
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
 
 func (s *Server) goAway(*conn) {} // a client does not go away: it closes
+
+func (s *Server) refused(*conn, string) {} // a client's failures are the application's
 
 // GoAway prepares a restart or an upgrade: the server stops accepting (a
 // successor may take over the listening sockets), tells every connection
@@ -470,7 +481,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-s.done:
 	}
+	s.authStop()
 	s.cli.Stop() // the loops: connections still open close with ErrShutdown
+	s.authWG.Wait()
 	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()

@@ -34,6 +34,7 @@ type side struct {
 	warnUnfit   repeated
 	warnDropped repeated
 	warnAccept  repeated
+	warnAddr    repeated
 }
 
 func (s *side) initWarnings() {
@@ -41,6 +42,7 @@ func (s *side) initWarnings() {
 	s.warnUnfit.msg = "simplerpc: broadcast frames larger than some connections' message size were not sent to them"
 	s.warnDropped.msg = "simplerpc: dropped frames that do not fit the message size"
 	s.warnAccept.msg = "simplerpc: accept failed; retrying (out of file descriptors?)"
+	s.warnAddr.msg = "simplerpc: refused connections past the limits of their address"
 }
 
 // callChan returns an empty result channel for one call.

@@ -31,11 +31,10 @@ const (
 	RefuseServerFull RefuseReason = "server_full"
 	// RefuseShutdown: the server was shutting down.
 	RefuseShutdown RefuseReason = "shutdown"
-	// RefusePerIP is reserved for a limit of connections per address; no
-	// refusal counts under it yet.
+	// RefusePerIP: the address had [WithMaxConnsPerAddr] connections.
 	RefusePerIP RefuseReason = "per_ip"
-	// RefuseRate is reserved for a limit on the rate of new connections;
-	// no refusal counts under it yet.
+	// RefuseRate: the address opened connections faster than
+	// [WithConnRatePerAddr].
 	RefuseRate RefuseReason = "rate"
 	// RefuseAuth is reserved for authentication when a connection opens;
 	// no refusal counts under it yet.
@@ -47,6 +46,8 @@ var refuseReasons = [...]RefuseReason{RefuseServerFull, RefuseShutdown, RefusePe
 const (
 	refuseFull = iota // index of RefuseServerFull in refuseReasons
 	refuseShutdown
+	refusePerIP
+	refuseRate
 )
 
 // DisconnectReason is the class of why a connection closed: the reason
@@ -447,7 +448,7 @@ func (s *Server) Backlog(ctx context.Context) (Backlog, error) {
 // backlog walks the loop's connections. On the loop.
 func (l *loop) backlog() (b Backlog) {
 	for _, c := range l.conns {
-		n := int64(c.io.OutboundBuffered()+len(c.out)) + c.queued.Load()
+		n := int64(c.outbound()+len(c.out)) + c.queued.Load()
 		if x := c.x.Load(); x != nil {
 			n += max(x.budget.charged.Load()-x.budget.out, 0) // requests not written yet
 			b.CallsOut += x.calls.len()

@@ -14,6 +14,9 @@ import (
 // when nothing needs it: a quarter of the shortest deadline.
 func (c *config) sweepEvery() time.Duration {
 	d := time.Duration(0)
+	if c.maxOutTotal > 0 || c.maxInTotal > 0 {
+		d = 4 * time.Second // the caps are looked at every second
+	}
 	for _, v := range []time.Duration{c.idleTimeout, c.writeDeadline, c.frameDeadline} {
 		if v > 0 && (d == 0 || v < d) {
 			d = v
@@ -44,6 +47,9 @@ func (s *Server) sweep(every time.Duration) {
 			return
 		case <-t.C:
 		}
+		if l := s.addrLimits; l != nil {
+			l.prune(time.Now())
+		}
 		idleBefore := time.Now().Add(-cfg.idleTimeout).UnixNano()
 		for _, l := range s.side.eachLoop() {
 			_ = l.enqueue(task{kind: taskFunc, fn: func() { l.sweep(idleBefore, writeTicks, frameTicks) }}, nil)
@@ -71,13 +77,53 @@ func (l *loop) sweep(idleBefore int64, writeTicks, frameTicks uint32) {
 			c.closeNow(ErrFrameDeadline)
 		}
 	}
+	if cfg.maxOutTotal > 0 || cfg.maxInTotal > 0 {
+		loops := max(len(l.side.eachLoop()), 1)
+		l.trim(cfg.maxOutTotal/loops, (*conn).outBytes, ErrSlowConsumer)
+		l.trim(cfg.maxInTotal/loops, (*conn).inBytes, ErrInboundFull)
+	}
 }
+
+// trim closes the loop's connections that hold the most bytes, as bytes
+// counts them, largest first, until the loop's total is within limit (0:
+// no limit): the server-wide caps of [WithMaxBuffered], split evenly among
+// the loops. On the loop.
+func (l *loop) trim(limit int, bytes func(*conn) int, reason error) {
+	if limit <= 0 {
+		return
+	}
+	total := 0
+	for _, c := range l.conns {
+		total += bytes(c)
+	}
+	for total > limit {
+		var big *conn
+		for _, c := range l.conns {
+			if !c.closed.Load() && (big == nil || bytes(c) > bytes(big)) {
+				big = c
+			}
+		}
+		if big == nil || bytes(big) == 0 {
+			return
+		}
+		total -= bytes(big)
+		big.closeNow(reason)
+	}
+}
+
+// outBytes is what the connection's output holds: queued, built and in
+// gnet's buffer. On the loop.
+func (c *conn) outBytes() int { return int(c.queued.Load()) + len(c.out) + c.outbound() }
+
+// inBytes is what the connection's input holds, read and not handled: a
+// partial frame, or frames waiting for their turn. On the loop.
+func (c *conn) inBytes() int { return c.gc.InboundBuffered() }
 
 // writeStalled reports whether the connection's output has made no
 // progress for n ticks: bytes wait in gnet's buffer and the kernel has
 // taken none of them since the last look. On the loop.
 func (c *conn) writeStalled(tick, n uint32) bool {
-	buffered := c.io.OutboundBuffered()
+	buffered := c.outbound()
 	taken := c.written - uint32(buffered)
 	if buffered == 0 || taken != c.taken {
 		c.taken, c.stallAt = taken, 0

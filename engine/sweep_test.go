@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +148,46 @@ func TestFrameDeadline(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the dripping peer was never closed")
 		}
+	}
+}
+
+// TestMaxBuffered: many peers under their own outbound cap can still hold
+// too much together. With a server-wide cap of 1 MiB, the peer that
+// stopped reading and holds the most is closed with ErrSlowConsumer; a
+// peer that holds a little is left alone.
+func TestMaxBuffered(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ev := newConnEvents()
+	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMaxBuffered(1<<20, 0),
+		engine.WithMaxOutbound(64<<20, engine.SlowClose), engine.WithWriteDeadline(0))...)
+	addr := srv.Addr().String()
+	big := dialRaw(t, addr)
+	big.greet(codec.DefaultMessageSize)
+	bigID := ev.idOf(ctx, t, big)
+	_ = big.conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	small := dialRaw(t, addr)
+	small.greet(codec.DefaultMessageSize)
+	smallID := ev.idOf(ctx, t, small)
+	sc, _ := srv.Conn(smallID)
+	for i := range 16 {
+		if err := sc.Send(1, map[string]int{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bc, _ := srv.Conn(bigID)
+	pad := strings.Repeat("x", 900)
+	// Far more than the kernel's buffers take for a peer that does not
+	// read: what is left waits in gnet's buffer, past the server's cap.
+	for i := 0; i < 32<<10; i++ {
+		if err := bc.Send(1, map[string]any{"i": i, "pad": pad}); err != nil {
+			break // closed: the cap came
+		}
+	}
+	if r := ev.reasonFor(ctx, t, bigID); !errors.Is(r, engine.ErrSlowConsumer) {
+		t.Fatalf("the peer holding the most closed with %v, want ErrSlowConsumer", r)
+	}
+	if _, ok := srv.Conn(smallID); !ok {
+		t.Fatal("the peer holding a little was closed too")
 	}
 }

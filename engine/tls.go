@@ -85,7 +85,8 @@ func WithTLS(cfg *tls.Config) Option {
 // WithHandshakeTimeout bounds each TLS handshake: a connection whose
 // handshake is not over d after it opened is closed with a reason wrapping
 // [ErrTLSHandshake] and context.DeadlineExceeded. Defaults to 10s; it must
-// be positive. It has no effect without [WithTLS].
+// be positive. It bounds the WebSocket upgrade the same way (with 408 and
+// [ErrWebSocketHandshake]); it has no other effect without [WithTLS].
 func WithHandshakeTimeout(d time.Duration) Option {
 	return sharedOption(func(c *config) { c.handshakeTimeout = d })
 }

@@ -260,7 +260,7 @@ func (c *conn) overLimit(n int) bool {
 // flushOut writes b to the socket. A write error closes the connection at
 // once (gnet runs OnClose inside Write).
 func (c *conn) flushOut(b []byte) {
-	if _, err := c.io.Write(b); err != nil {
+	if _, err := c.write(b); err != nil {
 		return
 	}
 	c.written += uint32(len(b))
@@ -272,7 +272,7 @@ func (c *conn) flushOut(b []byte) {
 // backlog returns the bytes written to the connection and not yet taken by
 // the kernel, less those of calls' requests (as many as may be there).
 func (c *conn) backlog() int {
-	n := c.io.OutboundBuffered() + len(c.out)
+	n := c.outbound() + len(c.out)
 	if x := c.x.Load(); x != nil {
 		n -= int(min(x.budget.out, int64(n)))
 	}

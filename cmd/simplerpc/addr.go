@@ -7,7 +7,7 @@ import (
 )
 
 // addrForms is what --addr takes, for the messages that reject one.
-const addrForms = "host:port, tcp://host:port or unix:///path"
+const addrForms = "host:port, tcp://host:port, tls://host:port or unix:///path"
 
 // checkAddr rejects an --addr value the engine could not use, as a usage
 // error in one sentence, before anything is dialed or bound. listening
@@ -25,7 +25,7 @@ func checkAddr(addr string, listening bool) error {
 			return usagef("--addr %q has no socket path (want unix:///path)", addr)
 		}
 		return nil
-	case "tcp", "tcp4", "tcp6":
+	case "tcp", "tcp4", "tcp6", "tls":
 	default:
 		return usagef("--addr %q: unsupported scheme %q (want %s)", addr, network, addrForms)
 	}

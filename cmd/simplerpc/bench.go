@@ -23,6 +23,7 @@ import (
 
 // benchOptions are bench's flags.
 type benchOptions struct {
+	tls       clientTLSOptions
 	addr      string
 	conns     int
 	duration  time.Duration
@@ -35,6 +36,7 @@ type benchOptions struct {
 	broadcast bool
 	rounds    int
 	timeout   time.Duration
+	metrics   string // --metrics-url
 }
 
 // newBenchCmd builds the bench subcommand.
@@ -83,7 +85,9 @@ within --timeout makes it exit 1 too, saying how many.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	addClientTLSFlags(f, &o.tls)
+	f.StringVar(&o.metrics, "metrics-url", "", "scrape the server's Prometheus metrics here before and after, and print what changed (serve --metrics-addr)")
 	f.IntVar(&o.conns, "conns", 100, "number of connections")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure")
 	f.IntVar(&o.pipeline, "pipeline", 16, "frames in flight per connection (echo mode)")
@@ -121,6 +125,14 @@ func (o *benchOptions) validate() error {
 	}
 	if err := checkAddr(o.addr, false); err != nil {
 		return err
+	}
+	if _, err := o.tls.clientOptions(o.addr); err != nil {
+		return err
+	}
+	if o.metrics != "" {
+		if err := checkMetricsURL(o.metrics); err != nil {
+			return err
+		}
 	}
 	if o.plot != "" {
 		return checkPlotFile(o.plot)
@@ -385,7 +397,11 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		r.On(opEcho, b.onEcho)
 	}
 	r.On(codec.OpFailure, func(handler.Conn, []byte) error { b.errors.Add(1); return nil })
-	d, err := engine.NewDialer(r, append(sizeOptions(),
+	tlsOpts, err := o.tls.clientOptions(o.addr)
+	if err != nil {
+		return err
+	}
+	d, err := engine.NewDialer(r, append(append(sizeOptions(), tlsOpts...),
 		engine.WithEventLoops(o.loops),
 		engine.WithDialTimeout(o.timeout),
 		engine.WithOnDisconnect(b.onDisconnect),
@@ -395,6 +411,17 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	}
 	defer closeDialer(d, o.timeout, stderr)
 
+	// The first scrape comes before the dials, so that the connections
+	// bench opens are in the change.
+	var before map[string]float64
+	if o.metrics != "" {
+		sc, cancel := context.WithTimeout(ctx, o.timeout)
+		before, err = scrape(sc, o.metrics)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench: --metrics-url: %w", err)
+		}
+	}
 	// One --timeout for the set-up: dialing and the message size.
 	setup := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -469,10 +496,21 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		}
 		fmt.Fprintf(stderr, "wrote %s\n", o.plot)
 	}
+	if o.metrics != "" {
+		// After the run, before closing: the connections are still open.
+		sc, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+		after, err := scrape(sc, o.metrics)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: --metrics-url: %v\n", err)
+		} else {
+			rep.Server = metricDeltas(before, after)
+		}
+	}
 	if o.json {
 		err = writeJSONLine(stdout, rep)
-	} else {
-		err = rep.writeTable(stdout)
+	} else if err = rep.writeTable(stdout); err == nil && rep.Server != nil {
+		err = writeDeltas(stdout, rep.Server)
 	}
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 
 // callOptions are call's flags.
 type callOptions struct {
+	tls     clientTLSOptions
 	addr    string
 	timeout time.Duration
 	request bool
@@ -77,7 +78,8 @@ sent then.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	addClientTLSFlags(f, &o.tls)
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "bound on the whole command: connecting, the answer and closing")
 	f.BoolVar(&o.request, "request", false, "send a call (request frame) and print its reply")
 	f.BoolVar(&o.noReply, "no-reply", false, "exit 0 once the frame is written and the connection closed, waiting for no answer")
@@ -169,6 +171,10 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 	if err := checkAddr(o.addr, false); err != nil {
 		return err
 	}
+	tlsOpts, err := o.tls.clientOptions(o.addr)
+	if err != nil {
+		return err
+	}
 	b := newBudget(o.timeout)
 	ctx, cancel := b.context(ctx)
 	defer cancel()
@@ -177,7 +183,7 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 	r := handler.NewRouter()
 	r.Forward(w.frame)
 	handler.Handle(r, codec.OpFailure, func(c handler.Conn, f *handler.Error) error { w.failure(c, f); return nil })
-	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b, engine.WithTap(w.tap))...)
+	cl, err := engine.Dial(ctx, o.addr, r, clientOptions(b, append(tlsOpts, engine.WithTap(w.tap))...)...)
 	if err != nil {
 		return fmt.Errorf("call: %w", dialError(ctx, o.addr, o.timeout, err))
 	}

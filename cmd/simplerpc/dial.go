@@ -80,7 +80,7 @@ func isLoopback4(addr string) bool {
 	if !ok {
 		network, rest = "tcp", addr
 	}
-	if network != "tcp" && network != "tcp4" {
+	if network != "tcp" && network != "tcp4" && network != "tls" {
 		return false
 	}
 	host, _, err := net.SplitHostPort(rest)

@@ -18,6 +18,7 @@ import (
 
 // listenOptions are listen's flags.
 type listenOptions struct {
+	tls     clientTLSOptions
 	addr    string
 	all     bool
 	count   int
@@ -61,7 +62,8 @@ frames arrived.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	addClientTLSFlags(f, &o.tls)
 	f.BoolVar(&o.all, "all", false, "print protocol frames (negative opcodes) too")
 	f.IntVar(&o.count, "count", 0, "stop after this many frames (0: no limit)")
 	f.StringArrayVar(&o.send, "send", nil, "send the frame 'OPCODE [JSON]' once connected, before printing (repeatable, sent in order)")
@@ -101,6 +103,10 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 	if err != nil {
 		return err
 	}
+	opts, err := o.tls.clientOptions(o.addr)
+	if err != nil {
+		return err
+	}
 	b := newBudget(o.timeout)
 	ctx, cancel := b.context(ctx)
 	defer cancel()
@@ -116,7 +122,6 @@ func listen(ctx context.Context, stdout, stderr io.Writer, o listenOptions) erro
 		}
 	}
 	r := handler.NewRouter()
-	var opts []engine.ClientOption
 	if o.all {
 		opts = append(opts,
 			engine.WithTap(func(_ handler.Conn, op codec.Opcode, data []byte) { push(op, data) }))

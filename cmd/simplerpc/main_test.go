@@ -144,8 +144,14 @@ type proc struct {
 // cleanup kills it if it is still running.
 func startBin(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startProc(t, binary, args...)
+}
+
+// startProc starts name with args in the background, as startBin does.
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{
-		cmd:    exec.Command(binary, args...),
+		cmd:    exec.Command(name, args...),
 		stdout: &syncBuffer{},
 		stderr: &syncBuffer{},
 		lines:  make(chan string, 1024),

@@ -159,6 +159,9 @@ type benchReport struct {
 	Errors           int64 `json:"errors"`
 	Disconnects      int64 `json:"disconnects"`
 	Interrupted      bool  `json:"interrupted,omitempty"`
+	// Server is the change over the run of the server's key metrics,
+	// scraped from --metrics-url, summed over their labels.
+	Server map[string]float64 `json:"server_metrics,omitempty"`
 
 	// The incomplete round that missed the most connections: how many, of
 	// how many.

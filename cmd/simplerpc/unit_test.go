@@ -183,7 +183,7 @@ func TestCheckAddr(t *testing.T) {
 		{":30000", true, ""},
 		{"127.0.0.1:0", true, ""},
 		{"unix:///tmp/s.sock", false, ""},
-		{"localhost", false, `--addr "localhost" is not of the form host:port, tcp://host:port or unix:///path`},
+		{"localhost", false, `--addr "localhost" is not of the form host:port, tcp://host:port, tls://host:port or unix:///path`},
 		{"[::1]", false, "is not of the form"},
 		{"tcp://", false, "is not of the form"},
 		{":99999", false, `--addr ":99999": the port must be a number from 1 to 65535`},
@@ -191,7 +191,7 @@ func TestCheckAddr(t *testing.T) {
 		{"127.0.0.1:0", false, "from 1 to 65535"},
 		{"127.0.0.1:-1", true, "from 0 to 65535"},
 		{"host:http", false, "the port must be a number"},
-		{"http://x", false, `--addr "http://x": unsupported scheme "http" (want host:port, tcp://host:port or unix:///path)`},
+		{"http://x", false, `--addr "http://x": unsupported scheme "http" (want host:port, tcp://host:port, tls://host:port or unix:///path)`},
 		{"udp://127.0.0.1:1", true, `unsupported scheme "udp"`},
 		{"unix://", false, `--addr "unix://" has no socket path`},
 	} {
