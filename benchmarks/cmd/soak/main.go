@@ -84,6 +84,7 @@ type config struct {
 	slowLife                   time.Duration
 	size, maxOutbound, padding int
 	warmup                     float64
+	keepAlive                  time.Duration
 	markdown                   string
 }
 
@@ -105,6 +106,7 @@ func main() {
 	flag.IntVar(&c.maxOutbound, "max-outbound", 256<<10, "the server's outbound cap per connection (WithMaxOutbound)")
 	flag.IntVar(&c.padding, "padding", 512, "bytes of padding in each broadcast")
 	flag.Float64Var(&c.warmup, "warmup", 0.1, "share of the samples left out of the verdict")
+	flag.DurationVar(&c.keepAlive, "keepalive", -1, "WithTCPKeepAlive for the server and the clients (0 turns it off; negative keeps the engine's default)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table and the verdict to this file")
 	flag.Parse()
 	rlimit.RaiseNoFile()
@@ -229,7 +231,17 @@ func run(cfg config, w io.Writer) (bool, error) {
 		s.peers[m.Peer].id.Store(c.ID())
 		return nil, nil
 	})
-	srv, err := engine.NewServer(r,
+	var shared []engine.Option
+	if cfg.keepAlive >= 0 {
+		shared = append(shared, engine.WithTCPKeepAlive(cfg.keepAlive))
+	}
+	srvOpts := []engine.ServerOption{}
+	cliOpts := []engine.ClientOption{}
+	for _, o := range shared {
+		srvOpts = append(srvOpts, o)
+		cliOpts = append(cliOpts, o)
+	}
+	srv, err := engine.NewServer(r, append(srvOpts,
 		engine.WithMessageSize(cfg.size),
 		engine.WithMaxOutbound(cfg.maxOutbound, engine.SlowClose),
 		engine.WithOnDisconnect(func(c handler.Conn, reason error) {
@@ -241,7 +253,7 @@ func run(cfg config, w io.Writer) (bool, error) {
 			if ch != nil {
 				close(ch)
 			}
-		}))
+		}))...)
 	if err != nil {
 		return false, err
 	}
@@ -266,11 +278,11 @@ func run(cfg config, w io.Writer) (bool, error) {
 		return nil
 	})
 	cr.OnCall(opPeerEcho, func(_ handler.Conn, data []byte) (any, error) { return rawObject(data), nil })
-	healthyD, err := engine.NewDialer(cr)
+	healthyD, err := engine.NewDialer(cr, cliOpts...)
 	if err != nil {
 		return false, err
 	}
-	churnD, err := engine.NewDialer(handler.NewRouter())
+	churnD, err := engine.NewDialer(handler.NewRouter(), cliOpts...)
 	if err != nil {
 		return false, err
 	}
@@ -292,8 +304,12 @@ func run(cfg config, w io.Writer) (bool, error) {
 		}
 	}
 
-	traffic, stop := context.WithTimeout(ctx, cfg.duration)
+	// Cancelled, not timed out: with a deadline, a dial or a call made just
+	// before it fails with the deadline a moment before ctx.Err() says so,
+	// and would count as an error of the run.
+	traffic, stop := context.WithCancel(ctx)
 	defer stop()
+	time.AfterFunc(cfg.duration, stop)
 	var wg sync.WaitGroup
 	spawn := func(fn func()) {
 		wg.Add(1)
