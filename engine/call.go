@@ -199,7 +199,7 @@ func (c *conn) complete(id uint64, r callResult) {
 		c.loop.woke = true
 	}
 	if c.retired.Load() && x.calls.len() == 0 {
-		c.closeNow(ErrGoAway) // the last call it had to finish
+		c.leave() // the last call it had to finish
 	}
 }
 

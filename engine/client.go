@@ -422,15 +422,18 @@ func (cl *Client) redial() bool {
 }
 
 // retire lets go of the connection before c, after a go-away, once c is
-// open: at once if it carries no call, else when its last call is answered
-// (complete). On the loop of c.
+// open: once it carries no call (at once, or when its last call is
+// answered: complete), the client sends -8 back on it, and the server
+// writes what it still has for this client there and closes it; the client
+// reads it all until then (docs/PROTOCOL.md §6.1), so no frame the server
+// sent on it is lost. On the loop of c.
 func (cl *Client) retire(prev *conn) {
 	if prev == nil {
 		return
 	}
 	prev.retired.Store(true)
 	if prev.pendingCalls() == 0 {
-		prev.closeWith(ErrGoAway)
+		prev.leave()
 	}
 }
 

@@ -58,11 +58,12 @@ type conn struct {
 	newLayer func(*conn) layer // a server connection's layer, from its listener (set by the acceptor)
 
 	// Shared with other goroutines.
-	closed   atomic.Bool
-	retired  atomic.Bool  // a client let it go after a go-away: close once no call waits
-	size     atomic.Int64 // outSize, readable off the loop
-	queued   atomic.Int64 // bytes of sends queued to the loop, not yet written
-	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
+	closed    atomic.Bool
+	retired   atomic.Bool  // a client let it go after a go-away: leave once no call waits
+	leaveSent atomic.Bool  // the client sent -8 back on it
+	size      atomic.Int64 // outSize, readable off the loop
+	queued    atomic.Int64 // bytes of sends queued to the loop, not yet written
+	lastRecv  atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
 
 	// What most connections never use, allocated on first use: an idle
 	// connection costs a pointer for it.

@@ -14,8 +14,10 @@ import (
 // listening socket to server B and goes away (-8) while a reconnecting
 // client sends a numbered stream of frames and calls. The client moves to B
 // before it lets A go: every frame arrives exactly once, A's a prefix of
-// the stream and B's the rest, every call is answered, and A's GoAway
-// returns once its last connection has closed.
+// the stream and B's the rest; every frame the servers pushed back on the
+// connection it came on reaches the client, the old connection's too;
+// every call is answered, and A's GoAway returns once its last connection
+// has closed.
 func TestGoAway(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -26,11 +28,11 @@ func TestGoAway(t *testing.T) {
 	got := map[string][]int{}
 	newServer := func(name string) *engine.Server {
 		r := handler.NewRouter()
-		handler.Handle(r, 1, func(_ handler.Conn, n note) error {
+		handler.Handle(r, 1, func(c handler.Conn, n note) error {
 			mu.Lock()
 			got[name] = append(got[name], n.Seq)
 			mu.Unlock()
-			return nil
+			return c.Send(3, n) // pushed back on the connection it came on
 		})
 		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (map[string]string, error) {
 			return map[string]string{"server": name}, nil
@@ -60,7 +62,15 @@ func TestGoAway(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Close() })
 
-	cl, err := engine.Dial(ctx, ln.Addr().String(), handler.NewRouter(),
+	cr := handler.NewRouter()
+	var pushed []int
+	handler.Handle(cr, 3, func(_ handler.Conn, n note) error {
+		mu.Lock()
+		pushed = append(pushed, n.Seq)
+		mu.Unlock()
+		return nil
+	})
+	cl, err := engine.Dial(ctx, ln.Addr().String(), cr,
 		engine.WithReconnect(5*time.Millisecond, 50*time.Millisecond, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -96,13 +106,14 @@ func TestGoAway(t *testing.T) {
 	for {
 		mu.Lock()
 		total := len(got["A"]) + len(got["B"])
+		back := len(pushed)
 		mu.Unlock()
-		if total >= n {
+		if total >= n && back >= n {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d of %d frames arrived", total, n)
+			t.Fatalf("%d of %d frames arrived, %d came back", total, n, back)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -124,6 +135,13 @@ func TestGoAway(t *testing.T) {
 		if s != len(got["A"])+i {
 			t.Fatalf("B's frames do not follow A's: %d at %d", s, i)
 		}
+	}
+	back := make([]bool, n)
+	for _, seq := range pushed {
+		if back[seq] {
+			t.Fatalf("frame %d came back twice", seq)
+		}
+		back[seq] = true
 	}
 	if len(got["B"]) == 0 || answered["B"] == 0 {
 		t.Fatalf("the client never moved to B: A got %d frames, B %d; calls %v", len(got["A"]), len(got["B"]), answered)

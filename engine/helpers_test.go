@@ -30,11 +30,18 @@ func testContext(t *testing.T) context.Context {
 // test ends.
 func startServer(t *testing.T, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
 	t.Helper()
+	return startServerOn(t, "127.0.0.1:0", r, opts...)
+}
+
+// startServerOn starts a server on addr (a tls:// or ws:// one too) and
+// shuts it down when the test ends.
+func startServerOn(t *testing.T, addr string, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
+	t.Helper()
 	srv, err := engine.NewServer(r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
+	if err := srv.Start(context.Background(), addr); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/simplerpc/simplerpc/codec"
 )
 
 // open starts a new connection on its loop: its layer's handshake, if it
@@ -110,4 +112,15 @@ func (c *conn) onClose(err error) {
 	}
 	c.out = nil
 	l.leave()
+}
+
+// leave tells the server a retired connection is done with (-8): it
+// writes what it has queued for it and closes it. Safe from any goroutine.
+func (c *conn) leave() {
+	if c.leaveSent.Swap(true) {
+		return
+	}
+	if err := c.enqueue(modeSend, codec.OpGoAway, []byte(`{"reason":"moved"}`), 0); err != nil {
+		c.closeWith(ErrGoAway) // nothing can be sent: let it go
+	}
 }

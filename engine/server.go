@@ -405,7 +405,10 @@ func (s *Server) handle(c *conn) handler.Conn { return c }
 
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
 
-func (s *Server) goAway(*conn) {} // a client does not go away: it closes
+// goAway handles a client's -8: it is leaving this connection (it moved to
+// another after the server's own -8): what is queued for it goes out, then
+// the connection closes. On the loop.
+func (s *Server) goAway(c *conn) { c.closeWith(ErrGoAway) }
 
 func (s *Server) refused(*conn, string) {} // a client's failures are the application's
 

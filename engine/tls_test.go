@@ -245,21 +245,7 @@ func (r *reasons) count() int {
 // startTLSServer starts a TLS server on tls://127.0.0.1:0.
 func startTLSServer(t *testing.T, r *handler.Router, cfg *tls.Config, opts ...engine.ServerOption) *engine.Server {
 	t.Helper()
-	srv, err := engine.NewServer(r, append([]engine.ServerOption{engine.WithTLS(cfg)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background(), "tls://127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv
+	return startServerOn(t, "tls://127.0.0.1:0", r, append([]engine.ServerOption{engine.WithTLS(cfg)}, opts...)...)
 }
 
 // dialTLSRaw is a crypto/tls peer that reads and writes frames by hand.

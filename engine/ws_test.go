@@ -493,18 +493,7 @@ func TestWebSocketControlFrames(t *testing.T) {
 
 func TestWebSocketAddress(t *testing.T) {
 	t.Parallel()
-	srv, err := engine.NewServer(echoRouter(), engine.WithWebSocket(engine.WebSocketBinary()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background(), "ws://127.0.0.1:0/ws"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv := startServerOn(t, "ws://127.0.0.1:0/ws", echoRouter(), engine.WithWebSocket(engine.WebSocketBinary()))
 	ctx := testContext(t)
 	c, _, err := websocket.Dial(ctx, "ws://"+srv.Addr().String()+"/ws", nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ type serveOptions struct {
 	limits    limitOptions
 	tls       serverTLSOptions
 	metrics   string // --metrics-addr
+
+	upgradeTimeout time.Duration // --upgrade-timeout
+	grace          time.Duration // --grace
 }
 
 // newServeCmd builds the serve subcommand.
@@ -64,7 +68,19 @@ server started without them is as hardened as the library makes it.
 Under systemd, serve uses the sockets it is handed (LISTEN_FDS) instead
 of --addr, and speaks sd_notify when NOTIFY_SOCKET is set: READY=1,
 STATUS= with the connection count, WATCHDOG=1 while its event loops
-answer, STOPPING=1 (docs/OPERATIONS.md).`,
+answer, STOPPING=1 (docs/OPERATIONS.md).
+
+On SIGHUP (Unix), serve upgrades itself without dropping a connection: it
+starts its successor, the binary now at its own path with the same flags,
+hands it the listening sockets (LISTEN_FDS, as socket activation does),
+and waits up to --upgrade-timeout for the successor's READY=1. It then
+sends every connection "going away" (-8): clients of this library made with
+WithReconnect move to the successor without losing a frame. After --grace
+the connections left are closed, and the old process exits 0. If the
+successor fails or is not ready in time, the old process goes on serving
+and logs why. Under systemd it tells the service manager the new MAINPID
+(the unit needs NotifyAccess=all). --metrics-addr is closed while the
+successor starts, and opened again if it fails.`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
   simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet`,
 		Args: cobra.NoArgs,
@@ -82,6 +98,8 @@ answer, STOPPING=1 (docs/OPERATIONS.md).`,
 	addLimitFlags(f, &o.limits)
 	addServerTLSFlags(f, &o.tls)
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this host:port, apart from the protocol's (none if empty; keep it private)")
+	f.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "on SIGHUP, how long to wait for the successor's readiness before giving up the upgrade and serving on")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "on SIGHUP, how long to wait for clients to move to the successor before closing the connections left")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
 	f.BoolVar(&o.verbose, "verbose", false, "log the engine's debug messages too")
@@ -123,6 +141,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.loops <= 0 || o.maxConns < 0 {
 		return usagef("--loops must be positive, --max-conns not negative")
 	}
+	if o.upgradeTimeout <= 0 || o.grace <= 0 {
+		return usagef("--upgrade-timeout and --grace must be positive")
+	}
 	limits, err := o.limits.serverOptions(o.maxSize)
 	if err != nil {
 		return err
@@ -143,23 +164,36 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return usageError{err: err} // only option values can fail here
 	}
-	lns, err := activatedListeners()
+	next, err := adoptUpgrade()
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if len(lns) > 0 {
-		// The service manager's sockets replace --addr.
-		if err := srv.StartOn(ctx, lns...); err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-		for i, ln := range lns[1:] {
-			log.Info("also listening", "addr", listenAddr(ln.Addr()), "fd", 4+i)
-		}
-	} else if err := srv.Start(ctx, o.addr); err != nil {
+	lns, names, err := activatedListeners()
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	activated := len(lns)
+	if activated == 0 {
+		// serve makes its listener itself, rather than through
+		// Server.Start, so as to hand it to a successor.
+		ln, err := listenOn(ctx, o.addr)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		lns, names = []net.Listener{ln}, []string{"simplerpc"}
+	}
+	// The service manager's sockets, or a predecessor's, replace --addr.
+	if err := srv.StartOn(ctx, lns...); err != nil {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		return fmt.Errorf("serve: %w", err)
+	}
+	for i, ln := range lns[1:] {
+		log.Info("also listening", "addr", listenAddr(ln.Addr()), "fd", 4+i)
+	}
 	log.Info("listening", "addr", listenAddr(srv.Addr()), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
-		"activated", len(lns))
+		"activated", activated, "pid", os.Getpid())
 	var ms *metricsServer
 	if o.metrics != "" {
 		if ms, err = startMetrics(log, srv, o.metrics); err != nil {
@@ -167,15 +201,29 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	sd := startNotifier(log, srv)
+	sd := startNotifier(log, srv, next)
+	hup, stopHup := upgradeSignal()
+	defer stopHup()
 	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
-	select {
-	case <-ctx.Done():
-	case <-srv.Done():
-		// The event loop stopped without being asked (an accept error).
-		sd.stopping()
-		_ = ms.shutdown(context.Background())
-		return fmt.Errorf("serve: %w", srv.Err())
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-srv.Done():
+			// The event loop stopped without being asked (an accept error).
+			sd.stopping()
+			_ = ms.shutdown(context.Background())
+			return fmt.Errorf("serve: %w", srv.Err())
+		case <-hup:
+			var pid int
+			if pid, ms, err = upgrade(ctx, log, o, srv, lns, names, ms); err != nil {
+				log.Error("upgrade failed; serving on", "err", err)
+				continue
+			}
+			sd.handOver(pid)
+			return handOver(log, o, srv, pid)
+		}
 	}
 	log.Info("shutting down", "conns", srv.Stats().Conns)
 	sd.stopping()
@@ -191,6 +239,74 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// upgrade starts the successor on lns (named names, for LISTEN_FDNAMES)
+// and waits for its readiness. The metrics server is closed meanwhile, its
+// address being the successor's too; upgrade returns it running again when
+// the successor fails, and nil otherwise.
+func upgrade(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.Server, lns []net.Listener,
+	names []string, ms *metricsServer) (int, *metricsServer, error) {
+	log.Info("upgrading: starting the successor", "conns", srv.Stats().Conns)
+	if ms != nil {
+		sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+		_ = ms.shutdown(sctx)
+		cancel()
+	}
+	uctx, cancel := context.WithTimeout(ctx, o.upgradeTimeout)
+	defer cancel()
+	pid, err := startSuccessor(uctx, log, lns, names)
+	if err == nil {
+		return pid, nil, nil
+	}
+	if ms != nil {
+		var merr error
+		if ms, merr = startMetrics(log, srv, o.metrics); merr != nil {
+			log.Error("metrics not served again", "err", merr)
+		}
+	}
+	return 0, ms, err
+}
+
+// handOver lets the successor pid take over: every connection is told to
+// go away and given --grace to move, then the server shuts down.
+func handOver(log *slog.Logger, o serveOptions, srv *engine.Server, pid int) error {
+	log.Info("successor ready; going away", "pid", pid, "conns", srv.Stats().Conns, "grace", o.grace)
+	gctx, cancel := context.WithTimeout(context.Background(), o.grace)
+	defer cancel()
+	if err := srv.GoAway(gctx, "upgrade"); err != nil {
+		log.Warn("clients left after --grace are closed", "err", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("upgraded", "pid", pid)
+	return nil
+}
+
+// listenOn opens the listener for --addr: "host:port", "tcp://",
+// "tcp4://", "tcp6://", "tls://" (TCP; the server adds TLS) or
+// "unix:///path", where a socket left by an earlier run is removed first.
+func listenOn(ctx context.Context, addr string) (net.Listener, error) {
+	network, address, ok := strings.Cut(addr, "://")
+	switch {
+	case !ok:
+		network, address = "tcp", addr
+	case network == "tls":
+		network = "tcp"
+	case network == "unix":
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(address)
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // listenAddr returns a as --addr takes it.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -19,24 +21,45 @@ import (
 const statusInterval = 5 * time.Second
 
 // activatedListeners returns the sockets the service manager handed to
-// this process (LISTEN_FDS, LISTEN_PID), or nil when there are none. It
-// unsets the variables, so that no child takes them for its own.
-func activatedListeners() ([]net.Listener, error) {
-	lns, err := activation.Listeners()
-	if err != nil {
-		return nil, fmt.Errorf("socket activation: %w", err)
-	}
-	for i, ln := range lns {
-		if ln == nil {
-			for _, l := range lns {
-				if l != nil {
-					_ = l.Close()
-				}
+// this process (LISTEN_FDS, LISTEN_PID), or nil when there are none, with
+// their names (LISTEN_FDNAMES), which an upgrade hands on. It unsets the
+// variables, so that no child takes them for its own.
+func activatedListeners() ([]net.Listener, []string, error) {
+	files := activation.Files(true)
+	lns := make([]net.Listener, 0, len(files))
+	names := make([]string, 0, len(files))
+	var err error
+	for i, f := range files {
+		ln, lerr := net.FileListener(f) // a duplicate: f is closed here
+		_ = f.Close()
+		if lerr == nil {
+			if _, ok := ln.(fileListener); !ok {
+				_ = ln.Close()
+				lerr = errors.New("not a stream listener")
 			}
-			return nil, fmt.Errorf("socket activation: descriptor %d is not a TCP or Unix stream listener", 3+i)
 		}
+		if lerr != nil {
+			if err == nil {
+				err = fmt.Errorf("socket activation: descriptor %d is not a TCP or Unix stream listener: %w", 3+i, lerr)
+			}
+			continue
+		}
+		lns, names = append(lns, ln), append(names, f.Name())
 	}
-	return lns, nil
+	if err != nil {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		return nil, nil, err
+	}
+	return lns, names, nil
+}
+
+// fileListener is a listener whose socket can be duplicated, for a
+// successor: *net.TCPListener and *net.UnixListener.
+type fileListener interface {
+	net.Listener
+	File() (*os.File, error)
 }
 
 // notifier speaks sd_notify to the service manager, if NOTIFY_SOCKET is
@@ -56,11 +79,14 @@ func (n *notifier) notify(state string) {
 	}
 }
 
-// startNotifier says READY=1, with the status, and starts the status and watchdog goroutines, which
-// stop is the owner of.
-func startNotifier(log *slog.Logger, srv *engine.Server) *notifier {
+// startNotifier says READY=1, with the status, and starts the status and
+// watchdog goroutines, which stop is the owner of. A successor started by
+// an upgrade says READY=1 to its predecessor (the NOTIFY_SOCKET it was
+// given) and then speaks to the service manager, if any (next).
+func startNotifier(log *slog.Logger, srv *engine.Server, next *nextNotify) *notifier {
 	n := &notifier{log: log, srv: srv, stop: make(chan struct{})}
 	n.notify(daemon.SdNotifyReady + "\n" + n.status())
+	next.restore()
 	n.wg.Add(1)
 	go n.statusLoop()
 	if wd, err := daemon.SdWatchdogEnabled(false); err != nil {
@@ -71,6 +97,24 @@ func startNotifier(log *slog.Logger, srv *engine.Server) *notifier {
 		go n.watchdogLoop(wd)
 	}
 	return n
+}
+
+// nextNotify is the NOTIFY_SOCKET of the service manager, for a successor
+// whose own NOTIFY_SOCKET is its predecessor's: nil when there is no
+// predecessor, an empty socket when there is no service manager.
+type nextNotify struct {
+	socket string
+}
+
+// restore makes NOTIFY_SOCKET the service manager's again, or unsets it.
+func (nn *nextNotify) restore() {
+	switch {
+	case nn == nil:
+	case nn.socket == "":
+		_ = os.Unsetenv("NOTIFY_SOCKET")
+	default:
+		_ = os.Setenv("NOTIFY_SOCKET", nn.socket)
+	}
 }
 
 func (n *notifier) status() string {
@@ -124,4 +168,14 @@ func (n *notifier) stopping() {
 	close(n.stop)
 	n.wg.Wait()
 	n.notify(daemon.SdNotifyStopping)
+}
+
+// handOver stops the goroutines, as stopping does, and tells the service
+// manager that pid, the successor, is the service's main process now
+// (MAINPID=; the unit needs NotifyAccess=all for the successor's own
+// messages). It says no STOPPING=1: the service goes on.
+func (n *notifier) handOver(pid int) {
+	close(n.stop)
+	n.wg.Wait()
+	n.notify(fmt.Sprintf("MAINPID=%d\nSTATUS=upgraded: serving from pid %d", pid, pid))
 }

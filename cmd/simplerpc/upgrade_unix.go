@@ -1,0 +1,182 @@
+//go:build unix
+
+// This file holds serve's upgrade on SIGHUP: the process starts its
+// successor on the same listening sockets, as socket activation would, and
+// waits for its readiness; and the successor's side, which takes the
+// sockets for its own.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Private variables between a process and the successor it upgrades to.
+// The successor cannot be given LISTEN_PID, its pid being unknown before
+// exec; it is given envUpgradeParent, its parent's pid, instead, and sets
+// LISTEN_PID itself when that is its parent indeed. envNextNotify is the
+// service manager's NOTIFY_SOCKET ("" for none): the successor's own is its
+// predecessor's, for READY=1 only.
+const (
+	envUpgradeParent = "SIMPLERPC_UPGRADE_PARENT"
+	envNextNotify    = "SIMPLERPC_UPGRADE_NOTIFY_SOCKET"
+)
+
+// upgradeSignal returns the channel that SIGHUP arrives on, and the
+// function that stops it.
+func upgradeSignal() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	return c, func() { signal.Stop(c) }
+}
+
+// adoptUpgrade makes the sockets of a predecessor this process's own: when
+// envUpgradeParent names the parent, it sets LISTEN_PID to this process, so
+// that activatedListeners takes LISTEN_FDS. It returns the service
+// manager's NOTIFY_SOCKET to speak to once ready, or nil when this process
+// is no successor. The real socket activation, which sets LISTEN_PID, is
+// left alone.
+func adoptUpgrade() (*nextNotify, error) {
+	parent, ok := os.LookupEnv(envUpgradeParent)
+	if !ok {
+		return nil, nil
+	}
+	next := &nextNotify{socket: os.Getenv(envNextNotify)}
+	_ = os.Unsetenv(envUpgradeParent)
+	_ = os.Unsetenv(envNextNotify)
+	if pid := os.Getenv("LISTEN_PID"); pid != "" {
+		return nil, fmt.Errorf("upgrade: both LISTEN_PID=%s and %s=%s are set", pid, envUpgradeParent, parent)
+	}
+	if parent != strconv.Itoa(os.Getppid()) {
+		return nil, fmt.Errorf("upgrade: %s=%s is not the parent process (%d)", envUpgradeParent, parent, os.Getppid())
+	}
+	_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	return next, nil
+}
+
+// startSuccessor starts the binary at this process's path, with its
+// arguments, on lns (fd 3 onwards, LISTEN_FDS and LISTEN_FDNAMES) and
+// waits until it says READY=1 on a notify socket of this process's, until
+// it exits, or until ctx ends. It returns the successor's pid once it is
+// ready; otherwise the successor is killed and the error says why.
+func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, names []string) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
+	}
+	files := make([]*os.File, 0, len(lns))
+	defer func() {
+		for _, f := range files {
+			_ = f.Close() // the successor has its copies
+		}
+	}()
+	for _, ln := range lns {
+		fl, ok := ln.(fileListener)
+		if !ok {
+			return 0, fmt.Errorf("upgrade: cannot hand on a %T", ln)
+		}
+		f, err := fl.File()
+		if err != nil {
+			return 0, fmt.Errorf("upgrade: %w", err)
+		}
+		files = append(files, f)
+	}
+	dir, err := os.MkdirTemp("", "simplerpc-upgrade-")
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "notify")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: notify socket: %w", err)
+	}
+	defer nc.Close()
+
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	cmd.ExtraFiles = files
+	cmd.Env = append(successorEnv(os.Environ()),
+		"LISTEN_FDS="+strconv.Itoa(len(files)),
+		"LISTEN_FDNAMES="+strings.Join(names, ":"),
+		envUpgradeParent+"="+strconv.Itoa(os.Getpid()),
+		envNextNotify+"="+os.Getenv("NOTIFY_SOCKET"),
+		"NOTIFY_SOCKET="+sock)
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("upgrade: start %s: %w", exe, err)
+	}
+	pid := cmd.Process.Pid
+	log.Info("upgrade: successor started", "pid", pid, "path", exe)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := make(chan error, 1)
+	go func() { ready <- readReady(nc) }()
+	fail := func(err error) (int, error) {
+		_ = cmd.Process.Kill()
+		<-exited
+		return 0, fmt.Errorf("upgrade: successor %d: %w", pid, err)
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			return fail(err)
+		}
+	case err := <-exited:
+		if err == nil {
+			err = errors.New("exited before it was ready")
+		}
+		return 0, fmt.Errorf("upgrade: successor %d: %w", pid, err)
+	case <-ctx.Done():
+		return fail(fmt.Errorf("not ready (--upgrade-timeout): %w", context.Cause(ctx)))
+	}
+	for _, ln := range lns {
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false) // the path is the successor's now
+		}
+	}
+	return pid, nil
+}
+
+// readReady reads datagrams from nc until one says READY=1, or nc fails
+// (it is closed when the wait is over).
+func readReady(nc *net.UnixConn) error {
+	b := make([]byte, 4096)
+	for {
+		n, err := nc.Read(b)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b[:n]), "\n") {
+			if l == "READY=1" {
+				return nil
+			}
+		}
+	}
+}
+
+// successorEnv is env without what the successor is given afresh, nor
+// WATCHDOG_PID: the service manager's watchdog applies to the main
+// process, which the successor becomes.
+func successorEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_PID", envUpgradeParent, envNextNotify:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
