@@ -46,9 +46,9 @@ import (
 //     announced, which is the size the stream asked for last (PROTOCOL.md
 //     §3), unless the stream is one the server must close (streamModel):
 //     a -2 frame whose size is not an integer within the bounds
-//     (InvalidMessageSize, then ErrSizeOutOfBounds) or a run of malformed
-//     frames (ErrProtocol); then it closes for that reason, and a fresh
-//     connection still echoes;
+//     (InvalidMessageSize, then ErrSizeOutOfBounds), a run of malformed
+//     frames (ErrProtocol) or a -8 frame (ErrGoAway); then it closes for
+//     that reason, and a fresh connection still echoes;
 //   - the server logs no warning or error (a recovered panic is logged);
 //   - once the peer closes, the server's connection count returns to zero.
 //
@@ -262,7 +262,7 @@ func splitInput(data []byte) (stream []byte, pieces [][]byte) {
 type streamModel struct {
 	size   int   // the inbound size after the stream
 	bad    int   // malformed frames in a row
-	closes error // ErrSizeOutOfBounds or ErrProtocol once the server is to close; nil while it is not
+	closes error // ErrSizeOutOfBounds, ErrProtocol or ErrGoAway once the server is to close; nil while it is not
 	frames int   // complete frames read
 }
 
@@ -274,7 +274,9 @@ type streamModel struct {
 //     ErrProtocol; any other frame ends the run;
 //   - a -2 frame whose message_size is not an integer within the bounds
 //     closes with ErrSizeOutOfBounds, after an InvalidMessageSize failure;
-//     one within them is the inbound size from the next frame on.
+//     one within them is the inbound size from the next frame on;
+//   - a -8 frame (going away) from the peer closes with ErrGoAway
+//     (PROTOCOL.md §6.1).
 func (m *streamModel) feed(b []byte, pos int) int {
 	for m.closes == nil && pos+m.size <= len(b) {
 		frame := b[pos : pos+m.size]
@@ -290,6 +292,8 @@ func (m *streamModel) feed(b []byte, pos int) int {
 		case op == codec.OpMessageSize:
 			m.bad = 0
 			m.sizeFrame(obj)
+		case op == codec.OpGoAway:
+			m.closes = engine.ErrGoAway // the peer is done with the connection
 		default:
 			m.bad = 0
 		}
