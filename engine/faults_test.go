@@ -24,7 +24,7 @@ import (
 // The faults come from faultProxy, a TCP proxy of our own between the two.
 // Shopify's toxiproxy runs in-process too, but as a test dependency of this
 // module it brings 16 modules into go.mod (prometheus, protobuf, gorilla/mux,
-// zerolog, ...; v2.5.0), and the faults needed here fit in 200 lines whose
+// zerolog, ...; v2.5.0), and the faults needed here fit in 250 lines whose
 // every goroutine the leak check can see stop.
 
 // faultProxy forwards connections from its listener to target. Every link
