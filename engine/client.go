@@ -87,6 +87,9 @@ func (cl *Client) connect(ctx context.Context) error {
 		cl.prev = old // a go-away's: it carries its calls until this one opens
 	}
 	cl.cur, cl.sized, cl.enrolled = c, false, false
+	// From here on a close of c is the next connection to replace: the
+	// dial that made it is over, whatever becomes of c.
+	cl.redialing = false
 	cl.scan = codec.NewScanner(cfg.maxSize)
 	cl.mu.Unlock()
 	if _, err := d.cli.EnrollContext(nc, c); err != nil {
@@ -400,11 +403,7 @@ func (cl *Client) goAway(c *conn) {
 			if err != nil {
 				cl.reconns.Add(-1)
 				cl.reconnect() // as after a drop: backoff until it works
-				return
 			}
-			cl.mu.Lock()
-			cl.redialing = false
-			cl.mu.Unlock()
 		})
 	}
 }
@@ -490,9 +489,6 @@ func (cl *Client) reconnect() {
 		err := cl.connect(ctx)
 		cancel()
 		if err == nil {
-			cl.mu.Lock()
-			cl.redialing = false
-			cl.mu.Unlock()
 			return
 		}
 		cl.reconns.Add(-1)

@@ -67,8 +67,17 @@ func TestPythonClientAgainstGoServer(t *testing.T) {
 // pyServer starts pypeer.py in server mode and returns its address.
 func pyServer(t *testing.T, args ...string) (addr string, wait func() string) {
 	t.Helper()
+	port, wait := startPyServer(t, "testdata/pypeer.py", append([]string{"server"}, args...)...)
+	return "127.0.0.1:" + port, wait
+}
+
+// startPyServer starts a Python test server that prints "PORT N" first,
+// and returns N and a function that waits for it to exit and returns the
+// rest of what it printed (the test fails if it exits with an error).
+func startPyServer(t *testing.T, script string, args ...string) (port string, wait func() string) {
+	t.Helper()
 	ctx := testContext(t)
-	cmd := exec.CommandContext(ctx, python(t), append([]string{"testdata/pypeer.py", "server"}, args...)...)
+	cmd := exec.CommandContext(ctx, python(t), append([]string{script}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,16 +90,15 @@ func pyServer(t *testing.T, args ...string) (addr string, wait func() string) {
 	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "PORT ") {
 		_ = cmd.Wait()
-		t.Fatalf("pypeer server did not start: %q %s", sc.Text(), stderr.String())
+		t.Fatalf("%s did not start: %q %s", script, sc.Text(), stderr.String())
 	}
-	addr = "127.0.0.1:" + strings.TrimPrefix(sc.Text(), "PORT ")
-	return addr, func() string {
+	return strings.TrimPrefix(sc.Text(), "PORT "), func() string {
 		var rest strings.Builder
 		for sc.Scan() {
 			rest.WriteString(sc.Text() + "\n")
 		}
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("pypeer server: %v\n%s%s", err, rest.String(), stderr.String())
+			t.Errorf("%s: %v\n%s%s", script, err, rest.String(), stderr.String())
 		}
 		return rest.String()
 	}

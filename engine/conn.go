@@ -111,6 +111,7 @@ type connExtra struct {
 
 	limiter     *rate.Limiter // set before the connection is shared
 	closeReason error         // loop-only
+	nextOut     int           // loop-only: the outbound size queued announcements will set, 0 if none
 	identity    string        // guarded by valMu: the authenticator's
 	authTimer   *time.Timer   // the authentication deadline
 }

@@ -23,8 +23,10 @@ func PendingCalls(c handler.Conn) int {
 // waiting on its loop for room in the calls' outbound budget and the bytes
 // charged to the budget. It asks the loop, where the waiting list lives.
 func CallRoom(cl *Client) (waiting int, charged int64) {
-	c := cl.current()
-	if c == nil || c.loop == nil {
+	cl.mu.Lock()
+	c, sized := cl.cur, cl.sized // see HeldFrames
+	cl.mu.Unlock()
+	if !sized || c == nil || c.loop == nil {
 		return 0, 0
 	}
 	x := c.x.Load()
@@ -43,9 +45,11 @@ func CallRoom(cl *Client) (waiting int, charged int64) {
 // loop for the calls' budget.
 func HeldFrames(cl *Client) int {
 	cl.mu.Lock()
-	n, c := len(cl.held), cl.cur
+	// A connection is only looked at once ready: its loop was set in
+	// OnOpen, before the ready one took cl.mu to say so.
+	n, c, sized := len(cl.held), cl.cur, cl.sized
 	cl.mu.Unlock()
-	if c != nil && c.loop != nil {
+	if sized && c != nil && c.loop != nil {
 		if x := c.x.Load(); x != nil {
 			ch := make(chan int, 1)
 			if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- len(x.budget.waiting) }}, nil) == nil {

@@ -224,10 +224,19 @@ func (c *conn) sizeFrame(obj []byte) {
 		return
 	}
 	c.inSize = int(n)
-	if c.outSize != int(n) {
+	// Compared with the size the announcements already queued will set, not
+	// the one in force: two -2 frames in one read must both be answered
+	// (TestSizeAnnouncedTwiceInOneRead).
+	x := c.extra()
+	next := c.outSize
+	if x.nextOut != 0 {
+		next = x.nextOut
+	}
+	if next != int(n) {
 		if n > c.size.Load() {
 			c.size.Store(n) // replies queued after the announcement may use it
 		}
+		x.nextOut = int(n)
 		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: int(n)}, nil)
 	}
 }

@@ -986,26 +986,11 @@ func TestTLSPythonClient(t *testing.T) {
 // ssl server that speaks like the original: -2 first, then opcode 1,
 // echoes of opcode 0, a failure for opcode 5.
 func TestTLSGoClientAgainstPythonServer(t *testing.T) {
-	py := python(t)
 	p := newPKI(t)
 	ctx := testContext(t)
-	cmd := exec.CommandContext(ctx, py, "testdata/pytls.py", "server", "--size", "256",
+	port, wait := startPyServer(t, "testdata/pytls.py", "server", "--size", "256",
 		"--cert", p.file("server.pem"), "--key", p.file("server.key"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "PORT ") {
-		_ = cmd.Wait()
-		t.Fatalf("pytls server did not start: %q %s", sc.Text(), stderr.String())
-	}
-	addr := "tls://127.0.0.1:" + strings.TrimPrefix(sc.Text(), "PORT ")
+	addr := "tls://127.0.0.1:" + port
 
 	got := newRecorder()
 	failures := make(chan *handler.Error, 1)
@@ -1042,11 +1027,7 @@ func TestTLSGoClientAgainstPythonServer(t *testing.T) {
 	}
 	cl.Close()
 	<-cl.Done()
-	var rest strings.Builder
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-	}
-	if err := cmd.Wait(); err != nil || !strings.Contains(rest.String(), "ok server") {
-		t.Errorf("pytls server: %v\n%s%s", err, rest.String(), stderr.String())
+	if rest := wait(); !strings.Contains(rest, "ok server") {
+		t.Errorf("pytls server: %s", rest)
 	}
 }

@@ -282,6 +282,9 @@ func (c *conn) backlog() int {
 // announce sends -2 at the current outbound size, then switches to n
 // (docs/PROTOCOL.md §3).
 func (c *conn) announce(n int) {
+	if x := c.x.Load(); x != nil && x.nextOut == n {
+		x.nextOut = 0 // the announcements queued have all been made
+	}
 	if c.outSize == n || c.closed.Load() {
 		return
 	}
