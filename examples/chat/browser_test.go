@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -182,14 +183,7 @@ func (tr *transcript) String() string {
 // waitFor waits until the output contains want.
 func (tr *transcript) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.After(time.Minute)
-	for !strings.Contains(tr.String(), want) {
-		select {
-		case <-tr.changed:
-		case <-deadline:
-			t.Fatalf("no %q in the output within a minute:\n%s", want, tr.String())
-		}
-	}
+	tr.waitForRE(t, regexp.MustCompile(regexp.QuoteMeta(want)))
 }
 
 // TestBrowser: alice and carol in two browser sessions and bob, the
@@ -219,7 +213,7 @@ func TestBrowser(t *testing.T) {
 	bobOut := newTranscript()
 	bobDone := make(chan error, 1)
 	go func() {
-		bobDone <- run(ctx, []string{"-role", "client", "-tcp", srv.lns.tcp.Addr().String(), "-name", "bob", "-room", "lobby"}, in, bobOut, io.Discard)
+		bobDone <- run(ctx, []string{"-role", "client", "-tcp", tcpOf(srv), "-name", "bob", "-room", "lobby"}, in, bobOut, io.Discard)
 	}()
 	defer feed.Close()
 	bobOut.waitFor(t, "client: you are bob")

@@ -72,7 +72,11 @@ type goClient struct {
 	frames chan frame
 }
 
-func dialTest(t *testing.T, s *server) *goClient {
+// tcpOf returns the address of s's TCP listener, for Go clients.
+func tcpOf(s *server) string { return s.lns.tcp.Addr().String() }
+
+// dialTest connects a test client to the chat server at addr.
+func dialTest(t *testing.T, addr string) *goClient {
 	t.Helper()
 	g := &goClient{t: t, frames: make(chan frame, 256)}
 	r := handler.NewRouter()
@@ -88,7 +92,7 @@ func dialTest(t *testing.T, s *server) *goClient {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	cl, err := engine.Dial(ctx, s.lns.tcp.Addr().String(), r)
+	cl, err := engine.Dial(ctx, addr, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,9 +147,10 @@ func next[T any](g *goClient, op codec.Opcode, ok func(T) bool) T {
 	}
 }
 
-func hello(t *testing.T, s *server, name string) *goClient {
+// hello connects a test client to addr and takes name.
+func hello(t *testing.T, addr, name string) *goClient {
 	t.Helper()
-	g := dialTest(t, s)
+	g := dialTest(t, addr)
 	var r helloResp
 	g.must(opHello, helloReq{Name: name}, &r)
 	if r.Name != strings.TrimSpace(name) || !slices.Contains(r.Online, r.Name) {
@@ -157,9 +162,9 @@ func hello(t *testing.T, s *server, name string) *goClient {
 // TestRooms: two Go clients in a room see each other join, talk and
 // leave; members and online say who is where.
 func TestRooms(t *testing.T) {
-	s := startChat(t, io.Discard)
-	alice := hello(t, s, "alice")
-	bob := hello(t, s, " bob ") // trimmed to bob
+	addr := tcpOf(startChat(t, io.Discard))
+	alice := hello(t, addr, "alice")
+	bob := hello(t, addr, " bob ") // trimmed to bob
 	next(alice, opPresence, func(m onlineMsg) bool { return slices.Equal(m.Names, []string{"alice", "bob"}) })
 
 	var m membersResp
@@ -191,7 +196,7 @@ func TestRooms(t *testing.T) {
 		t.Errorf("members of lobby: %+v", m)
 	}
 	var on onlineMsg
-	dialTest(t, s).must(opOnline, empty{}, &on) // no name needed
+	dialTest(t, addr).must(opOnline, empty{}, &on) // no name needed
 	if !slices.Equal(on.Names, []string{"alice", "bob"}) {
 		t.Errorf("online: %+v", on)
 	}
@@ -216,9 +221,9 @@ func TestRooms(t *testing.T) {
 // TestDisconnect: a client that goes away frees its name, and its rooms
 // and everyone online hear it.
 func TestDisconnect(t *testing.T) {
-	s := startChat(t, io.Discard)
-	alice := hello(t, s, "alice")
-	bob := hello(t, s, "bob")
+	addr := tcpOf(startChat(t, io.Discard))
+	alice := hello(t, addr, "alice")
+	bob := hello(t, addr, "bob")
 	alice.must(opJoin, roomReq{Room: "lobby"}, nil)
 	bob.must(opJoin, roomReq{Room: "lobby"}, nil)
 	bob.close()
@@ -227,16 +232,16 @@ func TestDisconnect(t *testing.T) {
 		t.Errorf("alice hears bob leave: %+v", l)
 	}
 	next(alice, opPresence, func(m onlineMsg) bool { return slices.Equal(m.Names, []string{"alice"}) })
-	hello(t, s, "bob") // the name is free again
+	hello(t, addr, "bob") // the name is free again
 }
 
 // TestFailures: every refusal comes back as the typed failure the page
 // shows, and the connection goes on.
 func TestFailures(t *testing.T) {
-	s := startChat(t, io.Discard)
-	alice := hello(t, s, "alice")
+	addr := tcpOf(startChat(t, io.Discard))
+	alice := hello(t, addr, "alice")
 	alice.must(opJoin, roomReq{Room: "lobby"}, nil)
-	anon := dialTest(t, s)
+	anon := dialTest(t, addr)
 	long := strings.Repeat("r", maxRoom+1)
 	for _, tc := range []struct {
 		name   string
