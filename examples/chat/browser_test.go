@@ -55,7 +55,7 @@ func newBrowser(t *testing.T) context.Context {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	browser, cancelBrowser := chromedp.NewContext(alloc, chromedp.WithErrorf(t.Logf))
+	browser, cancelBrowser := chromedp.NewContext(alloc)
 	t.Cleanup(func() {
 		cancelBrowser()
 		cancelAlloc()
@@ -272,6 +272,12 @@ func TestBrowser(t *testing.T) {
 		t.Fatal("the client role did not stop at the end of its input")
 	}
 	srvOut.waitFor(t, "server: [lobby] bob: bob on the terminal says hi")
+
+	// The page shows that the connection dropped when the server goes.
+	if err := srv.chat.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice.until("the page shows the connection lost", `document.querySelector('#status').dataset.state === 'reconnecting'`)
 }
 
 // checkScreenshot saves the PNG under the test's temporary directory

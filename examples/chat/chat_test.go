@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -285,5 +287,46 @@ func TestFailures(t *testing.T) {
 	alice.must(opSay, sayReq{Room: "lobby", Text: worst}, nil)
 	if msg := next(alice, opMessage, func(messageMsg) bool { return true }); msg.Text != worst {
 		t.Errorf("the largest message arrived as %d bytes", len(msg.Text))
+	}
+}
+
+// TestPageOrigins: the WebSocket endpoint allows the page's own origin,
+// under the names a browser may use for it, and no other: the Origin
+// hosts are matched as the engine matches them (path.Match).
+func TestPageOrigins(t *testing.T) {
+	for _, tc := range []struct {
+		addr      string
+		allow, no []string
+	}{
+		{"127.0.0.1:8080", []string{"127.0.0.1:8080", "localhost:8080"}, []string{"127.0.0.1:8081", "evil.example:8080"}},
+		{"[::1]:8080", []string{"[::1]:8080", "localhost:8080"}, []string{"[::2]:8080", ":8080"}},
+		{"0.0.0.0:8080", []string{"chat.example:8080", "10.0.0.7:8080"}, []string{"chat.example:8081"}},
+		{"[::]:9000", []string{"[fe80::1]:9000"}, []string{"chat.example"}},
+	} {
+		tcp, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patterns := pageOrigins(tcp)
+		matches := func(host string) bool {
+			for _, p := range patterns {
+				if ok, err := path.Match(p, host); err != nil {
+					t.Fatalf("pattern %q: %v", p, err)
+				} else if ok {
+					return true
+				}
+			}
+			return false
+		}
+		for _, host := range tc.allow {
+			if !matches(host) {
+				t.Errorf("page on %s: origin %s refused by %q", tc.addr, host, patterns)
+			}
+		}
+		for _, host := range tc.no {
+			if matches(host) {
+				t.Errorf("page on %s: origin %s allowed by %q", tc.addr, host, patterns)
+			}
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/simplerpc/simplerpc/clients/js"
 )
@@ -53,8 +54,10 @@ func pageHandler(wsPort int) (http.Handler, error) {
 }
 
 // pageOrigins returns the WebSocket origins to allow for a page served on
-// addr: its host and port, and localhost on that port; any host on that
-// port when addr listens on every address (0.0.0.0, ::).
+// addr, as engine.WebSocketOrigins patterns (path.Match syntax, where the
+// brackets of an IPv6 host must be escaped): its host and port, and
+// localhost on that port; any host on that port when addr listens on every
+// address (0.0.0.0, ::).
 func pageOrigins(addr net.Addr) []string {
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {
@@ -63,7 +66,8 @@ func pageOrigins(addr net.Addr) []string {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		return []string{"*:" + port}
 	}
-	return []string{net.JoinHostPort(host, port), "localhost:" + port}
+	literal := strings.NewReplacer("[", `\[`, "]", `\]`).Replace(net.JoinHostPort(host, port))
+	return []string{literal, "localhost:" + port}
 }
 
 // portOf returns addr's port, or 0.
