@@ -191,9 +191,9 @@ func (tr *transcript) waitFor(t *testing.T, want string) {
 // other two (browser to browser, browser to Go, Go to browsers), typed
 // failures show on the page, and the screenshot shows the conversation.
 func TestBrowser(t *testing.T) {
+	browser := newBrowser(t) // first: it fails the test at once without Chromium
 	srvOut := newTranscript()
 	srv := startChat(t, srvOut)
-	browser := newBrowser(t)
 	ctx, cancel := context.WithTimeout(browser, 4*time.Minute)
 	defer cancel()
 

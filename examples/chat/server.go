@@ -33,7 +33,7 @@ type user struct {
 }
 
 // newChat returns the chat's server: its handlers on a router, with the
-// given options (listeners, WebSocket origins) added to the chat's own.
+// given options (the WebSocket origins) added to the chat's own.
 func newChat(p *printer, opts ...engine.ServerOption) (*chat, error) {
 	c := &chat{p: p, names: map[string]uint64{}, users: map[uint64]*user{}}
 	r := handler.NewRouter()

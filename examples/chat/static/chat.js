@@ -97,7 +97,7 @@ function append(name, entry) {
   const r = room(name);
   r.lines.push(entry);
   if (r.lines.length > 500) r.lines.shift();
-  if (name !== state.current) r.unread++;
+  if (name !== state.current && !entry.event) r.unread++;
   render();
 }
 
