@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -274,10 +275,33 @@ func TestBrowser(t *testing.T) {
 	srvOut.waitFor(t, "server: [lobby] bob: bob on the terminal says hi")
 
 	// The page shows that the connection dropped when the server goes.
-	if err := srv.chat.srv.Close(); err != nil {
+	if err := srv.shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	alice.until("the page shows the connection lost", `document.querySelector('#status').dataset.state === 'reconnecting'`)
+
+	// A new server on the same ports (the page's too: its origin is the
+	// one the WebSocket endpoint allows): the pages reconnect, take their
+	// names again and rejoin their rooms, which a Go client sees.
+	lns, err := listen(ctx, srv.lns.page.Addr().String(), srv.lns.ws.Addr().String(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening again on the same ports: %v", err)
+	}
+	again, err := start(context.Background(), &printer{w: io.Discard}, lns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.shutdown() })
+	for _, s := range []*browserSession{alice, carol} {
+		s.until("the page is connected again", `document.querySelector('#status').dataset.state === 'connected'`)
+	}
+	dave := hello(t, tcpOf(again), "dave")
+	var m membersResp
+	dave.must(opJoin, roomReq{Room: "lobby"}, &m)
+	for !slices.Equal(m.Members, []string{"alice", "carol", "dave"}) {
+		next(dave, opJoined, func(p presenceMsg) bool { m.Members = p.Members; return true })
+	}
+	alice.shows("#members", "dave")
 }
 
 // checkScreenshot saves the PNG under the test's temporary directory

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/simplerpc/simplerpc/engine"
@@ -51,6 +52,9 @@ type server struct {
 	page *http.Server
 	lns  *listeners
 	errc chan error // the page server's end
+
+	stopOnce sync.Once
+	stopErr  error // shutdown's, set once
 }
 
 // start starts the chat on lns, which it then owns.
@@ -90,18 +94,22 @@ func (s *server) url() string {
 	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
-// shutdown stops both servers, within 5 s, and returns the first error.
+// shutdown stops both servers, within 5 s, and returns the first error;
+// it does so once, and later calls return the same error.
 func (s *server) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.page.Shutdown(ctx)
-	if perr := <-s.errc; !errors.Is(perr, http.ErrServerClosed) && err == nil {
-		err = perr
-	}
-	if serr := s.chat.srv.Shutdown(ctx); serr != nil && !errors.Is(serr, engine.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return err
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.page.Shutdown(ctx)
+		if perr := <-s.errc; !errors.Is(perr, http.ErrServerClosed) && err == nil {
+			err = perr
+		}
+		if serr := s.chat.srv.Shutdown(ctx); serr != nil && !errors.Is(serr, engine.ErrServerClosed) && err == nil {
+			err = serr
+		}
+		s.stopErr = err
+	})
+	return s.stopErr
 }
 
 // serve runs the server role until ctx ends.
