@@ -184,16 +184,19 @@ func (c *conn) badReply(obj []byte, err error) {
 // allow applies the inbound rate limit. A refused frame is answered with a
 // failure on op (with the call's id for a request), or not at all for op 0.
 func (c *conn) allow(op codec.Opcode, id *uint64) bool {
-	if x := c.x.Load(); x == nil || x.limiter == nil || x.limiter.Allow() {
-		c.strikes = 0
+	x := c.x.Load()
+	if x == nil || x.limiter == nil || x.limiter.Allow() {
+		if x != nil {
+			x.strikes = 0
+		}
 		return true
 	}
-	c.strikes++
-	if int(c.strikes) >= c.side.cfg.rateStrikes {
+	x.strikes++
+	if x.strikes >= c.side.cfg.rateStrikes {
 		// Close after the replies and failures already queued, as sizeFrame
 		// does: closing now would discard them. Frames read meanwhile are
 		// refused without an answer.
-		if int(c.strikes) == max(c.side.cfg.rateStrikes, 1) {
+		if x.strikes == max(c.side.cfg.rateStrikes, 1) {
 			_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrRateLimited}, nil)
 		}
 		return false
@@ -233,8 +236,8 @@ func (c *conn) sizeFrame(obj []byte) {
 		next = x.nextOut
 	}
 	if next != int(n) {
-		if n > c.size.Load() {
-			c.size.Store(n) // replies queued after the announcement may use it
+		if n > int64(c.size.Load()) {
+			c.size.Store(int32(n)) // replies queued after the announcement may use it (n is within the size bounds)
 		}
 		x.nextOut = int(n)
 		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: int(n)}, nil)
