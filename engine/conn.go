@@ -83,6 +83,7 @@ type conn struct {
 	leaving  bool        // the server said it is going away: close once no call waits
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
+	paused   bool        // read: frames wait until the output drains (read.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:

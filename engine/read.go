@@ -49,6 +49,10 @@ func (c *conn) traffic() {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
+		if c.backedUp() {
+			c.pause(r.InboundBuffered())
+			break
+		}
 		if n == c.side.cfg.maxPerWake {
 			_ = c.gc.Wake(nil)
 			break
@@ -75,6 +79,52 @@ func (c *conn) traffic() {
 	case c.partialAt == 0:
 		c.partialAt = l.tick
 	}
+}
+
+// Reading pauses while the connection's output is backed up: frames are
+// left unread, in the wire's buffer, until the output has drained to a
+// quarter of [WithMaxOutbound]; a peer that reads what it is sent is then
+// slowed instead of closed as a slow consumer. gnet has no way to stop
+// reading a socket (GNET.md §8), so the bytes move into its inbound buffer:
+// a paused connection that holds more unread input than [WithMaxInbound]
+// closes with [ErrInboundFull]. gnet tells nobody when its output drains,
+// so a paused connection is looked at again on the loop's recheck timer.
+
+// backedUp reports whether reading must pause: the output queued, built
+// and buffered for the peer is over half of WithMaxOutbound. On the loop.
+func (c *conn) backedUp() bool { return c.pending() > c.side.cfg.maxOutbound/2 }
+
+// pending is what the slow-consumer policy counts: the sends queued to the
+// loop and the bytes not yet taken by the kernel, calls' requests aside.
+func (c *conn) pending() int { return int(c.queued.Load()) + c.backlog() }
+
+// pause stops reading frames until the output drains, or closes a peer
+// that holds too much unread input (buffered bytes). On the loop.
+func (c *conn) pause(buffered int) {
+	if buffered > c.side.cfg.maxInbound {
+		c.closeNow(fmt.Errorf("%w: %d bytes unread while the peer's output is backed up", ErrInboundFull, buffered))
+		return
+	}
+	if !c.paused {
+		c.paused = true
+		c.side.paused.Add(1)
+		c.loop.recheckLater(c)
+	}
+}
+
+// resume reads again the frames a paused connection left unread, once its
+// output has drained to a quarter of WithMaxOutbound; else it waits for the
+// next recheck. On the loop, from the recheck timer.
+func (c *conn) resume() {
+	if c.closed.Load() {
+		return
+	}
+	if c.pending() > c.side.cfg.maxOutbound/4 {
+		c.loop.recheckLater(c)
+		return
+	}
+	c.paused = false
+	c.traffic()
 }
 
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
