@@ -430,7 +430,7 @@ func (cl *Client) retire(prev *conn) {
 	if prev == nil {
 		return
 	}
-	prev.retired.Store(true)
+	prev.extra().retired.Store(true)
 	if prev.pendingCalls() == 0 {
 		prev.leave()
 	}

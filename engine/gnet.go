@@ -43,7 +43,11 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	c.open(c.newLayer)
+	var newLayer func(*conn) layer
+	if x := c.x.Load(); x != nil {
+		newLayer = x.newLayer
+	}
+	c.open(newLayer)
 	return nil, gnet.None
 }
 

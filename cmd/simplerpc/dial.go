@@ -31,6 +31,10 @@ const dialWorkers = 16
 // (engine.WithMaxOutbound).
 const defaultMaxOutbound = 4 << 20
 
+// defaultMaxInbound is the engine's default cap on what a paused
+// connection holds unread (engine.WithMaxInbound).
+const defaultMaxInbound = 16 << 20
+
 // sizeOptions let the tool's clients take any message size the codec
 // allows instead of the engine's default bounds (up to 64 KiB), so that a
 // server started with serve --max-size is reachable too. The engine wants
