@@ -55,7 +55,7 @@ type conn struct {
 	id     uint64
 	remote net.Addr // formatted on demand
 
-	newLayer func(*conn) layer // a server connection's layer, from its listener (set by the acceptor)
+	newLayer func(*conn) layer // the connection's layer: from its listener (set by the acceptor), its client's (set by connect)
 
 	// Shared with other goroutines.
 	closed    atomic.Bool

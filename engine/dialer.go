@@ -175,7 +175,10 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	bare, err := d.side.cfg.untls(addr)
+	bare, wsLayer, isWS, err := d.side.cfg.wsAddr(addr)
+	if !isWS {
+		bare, err = d.side.cfg.untls(addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -197,11 +200,19 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 		laddr = &net.TCPAddr{IP: ip}
 	}
 	cl := newClient(d, network, address, laddr, own)
+	if isWS {
+		cl.layer, cl.dialed = wsLayer, make(chan error, 1)
+	}
 	d.conns.Store(cl, struct{}{})
 	cfg := &d.side.cfg
 	for backoff := cfg.backoffMin; ; backoff = min(backoff*2, cfg.backoffMax) {
 		err := cl.connect(ctx)
 		if err == nil {
+			if err := cl.awaitUpgrade(ctx); err != nil {
+				_ = cl.close(err)
+				d.conns.Delete(cl)
+				return nil, fmt.Errorf("engine: dial %s: %w", addr, err)
+			}
 			return cl, nil
 		}
 		if !cfg.retryDial {

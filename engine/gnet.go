@@ -75,7 +75,7 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	c.gc = gc
 	c.loop = e.d.side.loopFor(gc.EventLoop())
-	c.open(e.d.side.cfg.newLayer)
+	c.open(c.newLayer) // the client's: TLS, WebSocket or none
 	return nil, gnet.None
 }
 
