@@ -155,9 +155,13 @@ func (d *Dialer) heartbeat() {
 }
 
 // Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
-// "tls://..." with [WithTLS]) and returns once the TCP connection is up (a
-// TLS handshake goes on after it; a failed one closes the client with a
-// reason wrapping [ErrTLSHandshake]). The message size arrives in
+// "tls://..." with [WithTLS], "ws://host:port/path", "wss://host:port/path"
+// with [WithTLS]) and returns once the TCP connection is up (a TLS
+// handshake goes on after it; a failed one closes the client with a
+// reason wrapping [ErrTLSHandshake]). For ws:// and wss:// it returns once
+// the server has accepted the WebSocket upgrade, and fails with an error
+// wrapping [ErrWebSocketHandshake] when it refused it (docs/WEBSOCKET.md);
+// a reconnection upgrades again. The message size arrives in
 // the server's first frame (docs/PROTOCOL.md §3); frames sent before then
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.

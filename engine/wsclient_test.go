@@ -558,3 +558,39 @@ func TestWebSocketTLSForeignClient(t *testing.T) {
 		t.Fatalf("echo: %v %.30q", err, b)
 	}
 }
+
+// TestWebSocketClientSilentServer: a server that never answers the upgrade
+// fails the dial at the handshake timeout, and meanwhile the dialer's
+// event loop serves another client, over WebSocket too.
+func TestWebSocketClientSilentServer(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	silent := badServer(t, func(c net.Conn, _ string) {
+		_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\n")) // and no more
+		_, _ = c.Read(make([]byte, 1))
+	})
+	sr, cr := callRouters()
+	srv := startServerOn(t, "ws://127.0.0.1:0/rpc", sr)
+	d, err := engine.NewDialer(cr, engine.WithHandshakeTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	failed := make(chan error, 1)
+	go func() {
+		_, err := d.Dial(ctx, silent)
+		failed <- err
+	}()
+	cl, err := d.Dial(ctx, "ws://"+srv.Addr().String()+"/rpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct{ N int }
+	if err := cl.Call(ctx, 3, struct{ N int }{4}, &resp); err != nil || resp.N != 8 {
+		t.Fatalf("call beside a silent server: %v %d", err, resp.N)
+	}
+	err = <-failed
+	if !errors.Is(err, engine.ErrWebSocketHandshake) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial of a silent server: %v", err)
+	}
+}
