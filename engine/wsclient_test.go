@@ -479,7 +479,7 @@ func TestWebSocketClientBadUpgrades(t *testing.T) {
 				}
 				defer cl.Close()
 				if tc.name == "masked frame from the server" {
-					<-cl.Done()
+					waitFor(ctx, t, cl.Done(), "the close")
 					if !errors.Is(cl.Err(), engine.ErrWebSocket) || !strings.Contains(cl.Err().Error(), "masked server frame") {
 						t.Fatalf("reason %v", cl.Err())
 					}
@@ -592,5 +592,74 @@ func TestWebSocketClientSilentServer(t *testing.T) {
 	err = <-failed
 	if !errors.Is(err, engine.ErrWebSocketHandshake) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("dial of a silent server: %v", err)
+	}
+}
+
+// readClientFrame reads one small frame a client sent, which must be
+// masked, and returns its first byte and unmasked payload.
+func readClientFrame(c net.Conn) (byte, []byte, error) {
+	var h [6]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 == 0 || h[1]&0x7f > 125 {
+		return 0, nil, fmt.Errorf("header %x: not a masked small frame", h[:2])
+	}
+	p := make([]byte, h[1]&0x7f)
+	if _, err := io.ReadFull(c, p); err != nil {
+		return 0, nil, err
+	}
+	for i := range p {
+		p[i] ^= h[2+i%4]
+	}
+	return h[0], p, nil
+}
+
+// TestWebSocketClientControlFrames: the client puts a fragmented -2
+// message together around a ping, answers the ping with a masked pong, and
+// answers the server's close with the same code, masked, then closes with
+// it as the reason.
+func TestWebSocketClientControlFrames(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 2)
+	addr := badServer(t, func(c net.Conn, key string) {
+		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + acceptKey(key) + "\r\n\r\n"
+		first, rest := `-2{"message_`, `size":256}`
+		msg := resp + "\x01" + string(rune(len(first))) + first + "\x89\x02hi" + "\x80" + string(rune(len(rest))) + rest
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return
+		}
+		for _, want := range []byte{0x8a, 0x88} {
+			b0, p, err := readClientFrame(c)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- fmt.Sprintf("%x %q", b0, p)
+			if want == 0x8a {
+				_, _ = c.Write([]byte("\x88\x05\x0f\xa1bye")) // close 4001 "bye"
+			}
+		}
+	})
+	ctx := testContext(t)
+	cl, err := engine.Dial(ctx, addr, handler.NewRouter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitFor(ctx, t, cl.Ready(), "the -2 frame")
+	if cl.MessageSize() != 256 {
+		t.Fatalf("size %d", cl.MessageSize())
+	}
+	if pong := <-got; pong != `8a "hi"` {
+		t.Fatalf("pong: %s", pong)
+	}
+	if closing := <-got; closing != `88 "\x0f\xa1"` {
+		t.Fatalf("close: %s", closing)
+	}
+	waitFor(ctx, t, cl.Done(), "the close")
+	if err := cl.Err(); !errors.Is(err, io.EOF) || !strings.Contains(err.Error(), "(4001)") {
+		t.Fatalf("reason %v", err)
 	}
 }
