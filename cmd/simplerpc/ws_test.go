@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,5 +121,33 @@ func TestListenerNames(t *testing.T) {
 		if s, p := wsOfName(tc.name); s != tc.scheme || p != tc.path {
 			t.Errorf("%q: %q %q, want %q %q", tc.name, s, p, tc.scheme, tc.path)
 		}
+	}
+}
+
+// TestServeSocketActivationWebSocket hands serve two sockets, one named
+// for WebSocket (FileDescriptorName=ws/rpc, here --fdname): serve serves
+// the protocol on the first and WebSocket at /rpc on the second.
+func TestServeSocketActivationWebSocket(t *testing.T) {
+	t.Parallel()
+	act := activateCommand(t)
+	tcp, ws := closedAddr(t), closedAddr(t)
+	p := startProc(t, act, "-l", tcp, "-l", ws, "--fdname", "simplerpc:ws/rpc",
+		"-E", "GORACE="+os.Getenv("GORACE"), binary, "serve", "--size", "256")
+	p.waitLine(t, reLine(`Listening on `+regexp.QuoteMeta(ws)), 20*time.Second)
+	// systemd-socket-activate starts serve at the first connection.
+	runBin(t, 30*time.Second, "call", "--addr", tcp, "--timeout", "20s", "0", `{"via":"tcp"}`).wantCode(t, 0)
+	r := runBin(t, 30*time.Second, "call", "--addr", "ws://"+ws+"/rpc", "--timeout", "20s", "0", `{"via":"ws"}`)
+	r.wantCode(t, 0)
+	if want := `{"opcode":0,"data":{"via":"ws"}}` + "\n"; r.stdout != want {
+		t.Errorf("call over ws printed %q, want %q", r.stdout, want)
+	}
+	if m := alsoListeningRE.FindStringSubmatch(p.stderr.String()); m == nil || m[1] != "ws://"+ws+"/rpc" {
+		t.Errorf("serve's also listening line: %v\n%s", m, p.stderr.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("serve exited %d\nstderr:\n%s", code, p.stderr.String())
 	}
 }
