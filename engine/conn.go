@@ -107,7 +107,7 @@ type connExtra struct {
 
 	limiter     *rate.Limiter     // set before the connection is shared
 	strikes     int               // loop-only: rate-limited frames in a row
-	newLayer    func(*conn) layer // a server connection's layer, from its listener (set by the acceptor; nil for plain TCP)
+	newLayer    func(*conn) layer // the connection's layer: from its listener (set by the acceptor), its client's (set by connect); nil for plain TCP
 	retired     atomic.Bool       // a client let it go after a go-away: leave once no call waits
 	leaveSent   atomic.Bool       // the client sent -8 back on it
 	closeReason error             // loop-only
@@ -126,6 +126,15 @@ func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
+}
+
+// layerMaker returns what makes the connection's transport layer, or nil
+// for plain TCP. On the loop, from OnOpen.
+func (c *conn) layerMaker() func(*conn) layer {
+	if x := c.x.Load(); x != nil {
+		return x.newLayer
+	}
+	return nil
 }
 
 // extra returns the connection's lazily allocated part, allocating it on

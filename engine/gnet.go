@@ -43,11 +43,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	var newLayer func(*conn) layer
-	if x := c.x.Load(); x != nil {
-		newLayer = x.newLayer
-	}
-	c.open(newLayer)
+	c.open(c.layerMaker())
 	return nil, gnet.None
 }
 
@@ -79,7 +75,7 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	c.gc = gc
 	c.loop = e.d.side.loopFor(gc.EventLoop())
-	c.open(e.d.side.cfg.newLayer)
+	c.open(c.layerMaker()) // the client's: TLS, WebSocket or none
 	return nil, gnet.None
 }
 

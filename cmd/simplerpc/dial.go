@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,11 +85,21 @@ func isLoopback4(addr string) bool {
 	if !ok {
 		network, rest = "tcp", addr
 	}
-	if network != "tcp" && network != "tcp4" && network != "tls" {
-		return false
-	}
-	host, _, err := net.SplitHostPort(rest)
-	if err != nil {
+	var host string
+	switch network {
+	case "tcp", "tcp4", "tls":
+		h, _, err := net.SplitHostPort(rest)
+		if err != nil {
+			return false
+		}
+		host = h
+	case "ws", "wss":
+		u, err := url.Parse(addr)
+		if err != nil {
+			return false
+		}
+		host = u.Hostname()
+	default:
 		return false
 	}
 	if host == "localhost" {
