@@ -525,7 +525,6 @@ func TestBroadcastWithStalledReader(t *testing.T) {
 // connection with ErrRateLimited.
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
 	ev := newConnEvents()
 	r := echoRouter()
 	r.OnCall(8, func(handler.Conn, []byte) (any, error) { return nil, nil })
@@ -602,6 +601,7 @@ func TestRateLimit(t *testing.T) {
 		// 14 calls at once: 10 pass, the rest (3 or 4) fail with the
 		// RateLimited failure, which carries the call's id.
 		t.Parallel()
+		ctx := testContext(t) // made once the subtest runs: it may wait for a slot
 		cl, err := engine.Dial(ctx, addr, handler.NewRouter())
 		if err != nil {
 			t.Fatal(err)
@@ -635,6 +635,7 @@ func TestRateLimit(t *testing.T) {
 		// frames at once gets RateLimited failures back, then the client
 		// closes with ErrRateLimited.
 		t.Parallel()
+		ctx := testContext(t) // made once the subtest runs: it may wait for a slot
 		failures := make(chan string, 32)
 		fr := handler.NewRouter()
 		handler.Handle(fr, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error { failures <- f.Reason; return nil })

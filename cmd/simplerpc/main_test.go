@@ -284,6 +284,26 @@ func startServe(t *testing.T, extra ...string) (*proc, string) {
 }
 
 // closedAddr returns a loopback address where nothing listens.
+// startCost is how long a call that fails at once (a closed port) takes
+// now: the cost of starting the binary on this machine at this moment,
+// which a bound on a command's duration must leave room for.
+func startCost(t *testing.T) time.Duration {
+	t.Helper()
+	r := runBin(t, 60*time.Second, "call", "--addr", closedAddr(t), "0", `{}`)
+	r.wantCode(t, 1)
+	return r.elapsed
+}
+
+// overrun fails the test if a command given --timeout d took more than d
+// plus room for the machine's load (three times startCost, and a second):
+// what it catches is a command that waits seconds past its --timeout.
+func overrun(t *testing.T, r result, d time.Duration) {
+	t.Helper()
+	if bound := d + 3*startCost(t) + time.Second; r.elapsed > bound {
+		t.Errorf("took %v for --timeout %v (bound %v on this machine now)", r.elapsed, d, bound)
+	}
+}
+
 func closedAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
