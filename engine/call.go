@@ -51,10 +51,10 @@ func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any, send se
 		return err
 	}
 	ch := c.side.callChan()
-	id, ok := c.extra().calls.register(pending{ch: ch})
-	if !ok {
+	id, err := c.extra().calls.register(pending{ch: ch})
+	if err != nil {
 		c.side.calls.Put(ch)
-		return ErrClosed
+		return err
 	}
 	// The envelope is copied when it is queued: a stack buffer will do.
 	var stack [envelopeStack]byte
@@ -122,9 +122,9 @@ func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 	}
 	a := &asyncCall{op: op, resp: resp, done: done, ctx: ctx}
 	x := c.extra()
-	id, ok := x.calls.register(pending{async: a})
-	if !ok {
-		return ErrClosed
+	id, err := x.calls.register(pending{async: a})
+	if err != nil {
+		return err
 	}
 	var stack [envelopeStack]byte
 	if err := send(c, modeAsync, codec.OpRequest, codec.AppendRequest(stack[:0], id, op, data), id); err != nil {
@@ -133,6 +133,7 @@ func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 			// with that error, and only done reports it.
 			return nil
 		}
+		c.leaveIfIdle(x)
 		return err
 	}
 	if ctx.Done() == nil {
@@ -149,8 +150,10 @@ func (c *conn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, do
 // reply can reach ch any more, and ch goes back to the side's pool;
 // otherwise a result is on its way to ch, which is left to the collector.
 func (c *conn) forget(id uint64, ch chan callResult) {
-	if _, ok := c.extra().calls.take(id); ok {
+	x := c.extra()
+	if _, ok := x.calls.take(id); ok {
 		c.side.calls.Put(ch)
+		c.leaveIfIdle(x)
 	}
 }
 
@@ -161,10 +164,12 @@ func (c *conn) forget(id uint64, ch chan callResult) {
 // a loop to run it (the engine has stopped), here.
 func (c *conn) abandon(id uint64) {
 	take := func() (*asyncCall, error) {
-		p, ok := c.extra().calls.take(id)
+		x := c.extra()
+		p, ok := x.calls.take(id)
 		if !ok {
 			return nil, nil // its reply, or the connection's close, came first
 		}
+		c.leaveIfIdle(x)
 		return p.async, c.callError(p.async.op, p.async.ctx.Err())
 	}
 	if c.loop.enqueue(task{kind: taskFunc, fn: func() {
@@ -198,8 +203,15 @@ func (c *conn) complete(id uint64, r callResult) {
 		p.ch <- r
 		c.loop.woke = true
 	}
+	c.leaveIfIdle(x) // the last call it had to finish
+}
+
+// leaveIfIdle lets a retired connection go once no call waits on it (see
+// Client.retire): after a reply, and after a call that was taken back
+// without one. Safe from any goroutine.
+func (c *conn) leaveIfIdle(x *connExtra) {
 	if x.retired.Load() && x.calls.len() == 0 {
-		c.leave() // the last call it had to finish
+		c.leave()
 	}
 }
 

@@ -303,7 +303,13 @@ func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id u
 	if id == 0 {
 		c = cl.cur
 	} else if c != cl.cur {
-		return ErrClosed // the call's connection is gone
+		if c == cl.prev && !c.closed.Load() {
+			// The connection a go-away replaces, still served until the
+			// new one is open: it carries the call, and is let go once the
+			// call is answered (retire).
+			return c.enqueue(mode, op, obj, id)
+		}
+		return errRetired // not sent: the call is made again on the current connection
 	}
 	if c == nil {
 		return ErrClosed
@@ -436,8 +442,9 @@ func (cl *Client) retire(prev *conn) {
 	if prev == nil {
 		return
 	}
-	prev.extra().retired.Store(true)
-	if prev.pendingCalls() == 0 {
+	x := prev.extra()
+	x.retired.Store(true)
+	if x.calls.retire() {
 		prev.leave()
 	}
 }
@@ -637,12 +644,22 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 // concurrent use, but not from the client's own callbacks on the event
 // loop: use CallAsync there.
 func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	c := cl.current()
-	if c == nil {
-		return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
+	for attempt := 0; ; attempt++ {
+		c := cl.current()
+		if c == nil {
+			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
+		}
+		// A connection retired after a go-away refuses new calls before it
+		// sends anything: the current connection, newer, takes the call.
+		if err := c.Call(ctx, op, req, resp); !errors.Is(err, errRetired) || attempt == maxRetired {
+			return err
+		}
 	}
-	return c.Call(ctx, op, req, resp)
 }
+
+// maxRetired bounds how many retired connections one call may meet: one
+// per go-away that happened while it was being made.
+const maxRetired = 8
 
 // CallAsync sends a request to the server without waiting for the reply:
 // done runs once with the outcome (nil once the reply is decoded into resp,
@@ -651,11 +668,15 @@ func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) erro
 // returns an error, done never runs. It is safe for concurrent use, from
 // inline callbacks too.
 func (cl *Client) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	c := cl.current()
-	if c == nil {
-		return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
+	for attempt := 0; ; attempt++ {
+		c := cl.current()
+		if c == nil {
+			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
+		}
+		if err := c.CallAsync(ctx, op, req, resp, done); !errors.Is(err, errRetired) || attempt == maxRetired {
+			return err
+		}
 	}
-	return c.CallAsync(ctx, op, req, resp, done)
 }
 
 // Close closes the client after the frames already sent, and stops

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,5 +149,90 @@ func TestGoAway(t *testing.T) {
 	}
 	if a.Stats().Conns != 0 {
 		t.Errorf("A still has %d connections", a.Stats().Conns)
+	}
+}
+
+// TestGoAwayCallsAcrossTheMove has 16 goroutines call without pause while
+// the server goes away and the client moves to its successor: no call may
+// fail. A call that took the old connection just as the client let it go
+// used to be written after the client's -8 and fail with ErrClosed; the
+// retired connection now refuses it before anything is sent, and the
+// client makes it on the new one.
+func TestGoAwayCallsAcrossTheMove(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	type who struct {
+		Server string `json:"server"`
+	}
+	newServer := func(name string) *engine.Server {
+		r := handler.NewRouter()
+		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (who, error) { return who{name}, nil })
+		srv, err := engine.NewServer(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnB, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newServer("A"), newServer("B")
+	if err := a.StartOn(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	cl, err := engine.Dial(ctx, ln.Addr().String(), handler.NewRouter(),
+		engine.WithReconnect(5*time.Millisecond, 50*time.Millisecond, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); <-cl.Done() })
+	<-cl.Ready()
+
+	var onB atomic.Int64
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Until every caller has had 50 answers from B, bounded by ctx.
+			for fromB := 0; fromB < 50; {
+				var w who
+				if err := cl.Call(ctx, 2, struct{}{}, &w); err != nil {
+					errs <- err
+					return
+				}
+				if w.Server == "B" {
+					fromB++
+					onB.Add(1)
+				}
+			}
+		}()
+	}
+	if err := b.StartOn(ctx, lnB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := a.GoAway(ctx, "restart"); err != nil {
+		t.Fatalf("GoAway: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call failed across the move: %v", err)
+	}
+	if onB.Load() != 16*50 {
+		t.Fatalf("%d calls answered by B, want %d", onB.Load(), 16*50)
 	}
 }

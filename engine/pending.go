@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/simplerpc/simplerpc/codec"
@@ -41,26 +42,46 @@ type asyncCall struct {
 // close) ends it, so every call ends exactly once. It is safe for
 // concurrent use.
 type pendingTable struct {
-	mu   sync.Mutex // guards m, seq, shut
-	m    map[uint64]pending
-	seq  uint64
-	shut bool // failAll ran: the connection is closed
+	mu      sync.Mutex // guards m, seq, shut, retired
+	m       map[uint64]pending
+	seq     uint64
+	shut    bool // failAll ran: the connection is closed
+	retired bool // retire ran: its client makes new calls on another connection
 }
 
-// register adds a call and returns its id, or ok false once the table is
-// shut (the connection closed).
-func (t *pendingTable) register(p pending) (id uint64, ok bool) {
+// errRetired refuses a call, before anything is sent, on a connection that
+// is no longer its client's (one let go after a go-away, or one replaced
+// after a drop): the client makes the call again on its current
+// connection (Client.Call), which is newer.
+var errRetired = errors.New("engine: connection retired")
+
+// register adds a call and returns its id; it fails with ErrClosed once the
+// table is shut (the connection closed) and errRetired once it is retired.
+func (t *pendingTable) register(p pending) (id uint64, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.shut {
-		return 0, false
+	switch {
+	case t.retired: // shut since, maybe: the client has a newer connection either way
+		return 0, errRetired
+	case t.shut:
+		return 0, ErrClosed
 	}
 	if t.m == nil {
 		t.m = make(map[uint64]pending)
 	}
 	t.seq++
 	t.m[t.seq] = p
-	return t.seq, true
+	return t.seq, nil
+}
+
+// retire refuses new calls from now on, and reports whether no call waits:
+// under the table's lock, so that no call can slip in between the look and
+// the client's going (-8) that follows it.
+func (t *pendingTable) retire() (idle bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.retired = true
+	return len(t.m) == 0
 }
 
 // take removes call id and returns it; ok is false if it was not there.

@@ -516,6 +516,9 @@ func (c *conn) timedCall(ctx context.Context, op codec.Opcode, req, resp any, se
 	}
 	start := time.Now()
 	err := c.call(ctx, op, req, resp, send)
+	if errors.Is(err, errRetired) {
+		return err // never sent: the client makes it again elsewhere, observed there
+	}
 	d := time.Since(start)
 	c.safely("call observer", func() { o.fn(op, d, err) })
 	return err
