@@ -838,8 +838,18 @@ func TestFaultBlackHole(t *testing.T) {
 		t.Fatalf("detected late: client %v (timeout %v), server %v (idle %v)", after, timeout, serverAfter, idle)
 	}
 
-	waitFor(ctx, t, reconnected, "the reconnection")
-	if err := cl.Call(ctx, 1, map[string]int{}, nil); err != nil {
-		t.Fatalf("call after reconnecting: %v", err)
+	// A heartbeat this short may also close a healthy connection on a
+	// machine too loaded to answer within 300 ms: the client then
+	// reconnects again, and the call is made on the next connection.
+	for {
+		waitFor(ctx, t, reconnected, "the reconnection")
+		err := cl.Call(ctx, 1, map[string]int{}, nil)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, engine.ErrClosed) {
+			t.Fatalf("call after reconnecting: %v", err)
+		}
+		t.Logf("call after reconnecting: %v; again on the next connection", err)
 	}
 }
