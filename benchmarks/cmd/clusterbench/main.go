@@ -10,7 +10,8 @@
 // and times each round until the last connection has it (as
 // loadgen -mode broadcast does, but across several servers). Echo runs
 // loadgen -mode echo against one node of a two-node cluster, and against
-// serve without --cluster.
+// serve without --cluster, and reports the throughput and the server's
+// CPU time per echo.
 //
 // Servers run pinned to core 0 (taskset); run clusterbench itself on core
 // 1, where the NATS process and the load generators then run:
@@ -115,55 +116,58 @@ func compareBroadcast(o options) error {
 }
 
 // compareEcho alternates echo against serve alone and against a node of a
-// two-node cluster, -reps times each.
+// two-node cluster, -reps times each. It reports the throughput and the
+// server's CPU time per echo, which a busy machine disturbs less.
 func compareEcho(o options) error {
-	var alone, member []float64
+	var alone, member, aloneCPU, memberCPU []float64
 	for rep := range o.reps {
 		for _, clustered := range []bool{false, true} {
-			fps, err := echoOnce(o, clustered)
+			res, err := echoOnce(o, clustered)
 			if err != nil {
 				return fmt.Errorf("echo (cluster %v): %w", clustered, err)
 			}
-			fmt.Printf("rep %d  cluster %-5v  conns %d  pipeline %d  %.0f echoes/s\n", rep+1, clustered, o.conns, o.pipeline, fps)
+			fmt.Printf("rep %d  cluster %-5v  conns %d  pipeline %d  %.0f echoes/s  server %.2f µs CPU/echo\n",
+				rep+1, clustered, o.conns, o.pipeline, res.FramesPerS, res.ServerCPUUSPerItem)
 			if clustered {
-				member = append(member, fps)
+				member, memberCPU = append(member, res.FramesPerS), append(memberCPU, res.ServerCPUUSPerItem)
 			} else {
-				alone = append(alone, fps)
+				alone, aloneCPU = append(alone, res.FramesPerS), append(aloneCPU, res.ServerCPUUSPerItem)
 			}
 		}
 	}
 	a, m := median(alone), median(member)
-	fmt.Printf("echo at %d connections x %d in flight: alone %.0f/s, cluster member %.0f/s (medians of %d reps): %+.1f%%\n",
-		o.conns, o.pipeline, a, m, o.reps, 100*(m-a)/a)
+	fmt.Printf("echo at %d connections x %d in flight (medians of %d reps): alone %.0f/s, cluster member %.0f/s: %+.1f%%; server CPU %.2f against %.2f µs/echo: %+.1f%%\n",
+		o.conns, o.pipeline, o.reps, a, m, 100*(m-a)/a, median(aloneCPU), median(memberCPU),
+		100*(median(memberCPU)-median(aloneCPU))/median(aloneCPU))
 	return nil
 }
 
 // echoOnce runs loadgen -mode echo against serve, a cluster node or not.
-func echoOnce(o options, clustered bool) (float64, error) {
+func echoOnce(o options, clustered bool) (*report.LoadResult, error) {
 	var procs []*server
 	defer func() { stopAll(procs) }()
 	var args []string
 	if clustered {
 		bus, err := startNATS(o)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		procs = append(procs, bus)
 		other, err := startServer(o, "--cluster", bus.url, "--node", "other")
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		procs = append(procs, other)
 		args = []string{"--cluster", bus.url, "--node", "measured"}
 	}
 	srv, err := startServer(o, args...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	procs = append(procs, srv)
 	if clustered {
 		if err := srv.waitLine(regexp.MustCompile(`msg="simplerpc cluster: node up" .*peer=`), o.timeout); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	out, err := exec.Command(o.loadgen, "-mode", "echo", "-impl", "simplerpc", "-addr", srv.addr,
@@ -172,18 +176,18 @@ func echoOnce(o options, clustered bool) (float64, error) {
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("loadgen: %w: %s", err, ee.Stderr)
+			return nil, fmt.Errorf("loadgen: %w: %s", err, ee.Stderr)
 		}
-		return 0, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("loadgen: %w", err)
 	}
 	var res report.LoadResult
 	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, fmt.Errorf("loadgen output: %w", err)
+		return nil, fmt.Errorf("loadgen output: %w", err)
 	}
 	if res.Errors != 0 {
-		return 0, fmt.Errorf("loadgen counted %d errors", res.Errors)
+		return nil, fmt.Errorf("loadgen counted %d errors", res.Errors)
 	}
-	return res.FramesPerS, nil
+	return &res, nil
 }
 
 // server is a simplerpc serve process.
