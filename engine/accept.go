@@ -112,7 +112,9 @@ func (s *Server) enroll(nc net.Conn, newLayer func(*conn) layer) {
 	}
 	c := newConn(&s.side, s, nil, 0)
 	c.remote = nc.RemoteAddr()
-	c.newLayer = newLayer
+	if newLayer != nil {
+		c.extra().newLayer = newLayer
+	}
 	if _, err := s.cli.EnrollContext(nc, c); err != nil {
 		if l := s.addrLimits; l != nil {
 			l.release(c.remote)

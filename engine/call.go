@@ -198,7 +198,7 @@ func (c *conn) complete(id uint64, r callResult) {
 		p.ch <- r
 		c.loop.woke = true
 	}
-	if c.retired.Load() && x.calls.len() == 0 {
+	if x.retired.Load() && x.calls.len() == 0 {
 		c.leave() // the last call it had to finish
 	}
 }

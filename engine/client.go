@@ -29,8 +29,10 @@ type Client struct {
 	d       *Dialer
 	network string
 	addr    string
-	local   net.Addr // source address, or nil
-	own     bool     // the client owns its dialer
+	local   net.Addr          // source address, or nil
+	own     bool              // the client owns its dialer
+	layer   func(*conn) layer // the transport layer of its connections: the dialer's, or WebSocket's (wsclient.go)
+	dialed  chan error        // ws://: the outcome of the first upgrade, for Dial; else nil
 
 	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing, redialing, prev
 	cur       *conn
@@ -59,7 +61,7 @@ type Client struct {
 }
 
 func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
-	cl := &Client{d: d, network: network, addr: addr, local: local, own: own,
+	cl := &Client{d: d, network: network, addr: addr, local: local, own: own, layer: d.side.cfg.newLayer,
 		readyCh: make(chan struct{}), done: make(chan struct{})}
 	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
 	return cl
@@ -82,6 +84,9 @@ func (cl *Client) connect(ctx context.Context) error {
 	}
 	c := newConn(&d.side, cl, nil, d.nextID.Add(1))
 	c.remote = nc.RemoteAddr()
+	if cl.layer != nil {
+		c.extra().newLayer = cl.layer
+	}
 	cl.mu.Lock()
 	if old := cl.cur; old != nil && !old.closed.Load() {
 		cl.prev = old // a go-away's: it carries its calls until this one opens
@@ -328,6 +333,7 @@ func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id u
 // that were still waiting are held again for the next connection, if the
 // client reconnects.
 func (cl *Client) closed(c *conn, reason error) {
+	cl.upgradeDone(reason) // a ws:// Dial waits for its first connection
 	unsent := c.unsent()
 	cl.mu.Lock()
 	if cl.cur != c {
@@ -430,7 +436,7 @@ func (cl *Client) retire(prev *conn) {
 	if prev == nil {
 		return
 	}
-	prev.retired.Store(true)
+	prev.extra().retired.Store(true)
 	if prev.pendingCalls() == 0 {
 		prev.leave()
 	}

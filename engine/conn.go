@@ -55,39 +55,35 @@ type conn struct {
 	id     uint64
 	remote net.Addr // formatted on demand
 
-	newLayer func(*conn) layer // a server connection's layer, from its listener (set by the acceptor)
-
-	// Shared with other goroutines.
-	closed    atomic.Bool
-	retired   atomic.Bool  // a client let it go after a go-away: leave once no call waits
-	leaveSent atomic.Bool  // the client sent -8 back on it
-	size      atomic.Int64 // outSize, readable off the loop
-	queued    atomic.Int64 // bytes of sends queued to the loop, not yet written
-	lastRecv  atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
-
 	// What most connections never use, allocated on first use: an idle
 	// connection costs a pointer for it.
 	x atomic.Pointer[connExtra]
 
-	// Read state, loop-only.
-	inSize   int
-	strikes  int32  // rate-limited frames in a row
-	bad      uint16 // malformed frames in a row
-	started  bool   // owner.ready returned true: frames are read
-	leaving  bool   // the server said it is going away: close once no call waits
-	auth     uint8  // authDone, authWaiting or authPending (auth.go)
-	reported bool   // the connect callback was dispatched, so the disconnect one will be
+	// Shared with other goroutines.
+	queued   atomic.Int64 // bytes of sends queued to the loop, not yet written
+	lastRecv atomic.Int64 // unix nanoseconds of the last inbound bytes (kept only for the idle sweep and the heartbeat)
 
-	// Write state, loop-only.
-	outSize int
-	out     []byte
-	idx     int32 // in loop.conns
+	// Loop-only, unless marked. The fields are ordered by size so that a
+	// connection fits a small allocation class (TestConnSize).
+	inSize  int          // read: the inbound frame size
+	outSize int          // write: the outbound frame size
+	out     []byte       // write: frames built in this loop round, not yet flushed
+	size    atomic.Int32 // outSize, readable off the loop
+	idx     int32        // in loop.conns
 
-	// The sweep's notes (sweep.go), loop-only: loop ticks, 0 for none.
+	// The sweep's notes (sweep.go): loop ticks, 0 for none.
 	partialAt uint32 // the tick a partial frame began waiting to complete
 	written   uint32 // bytes handed to the wire, mod 2^32
 	taken     uint32 // written less what gnet held, at the last look
 	stallAt   uint32 // the tick the output stopped making progress
+
+	closed   atomic.Bool // shared with other goroutines
+	bad      uint16      // read: malformed frames in a row
+	started  bool        // read: owner.ready returned true, frames are read
+	leaving  bool        // the server said it is going away: close once no call waits
+	auth     uint8       // authDone, authWaiting or authPending (auth.go)
+	reported bool        // the connect callback was dispatched, so the disconnect one will be
+	paused   bool        // read: frames wait until the output drains (read.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:
@@ -109,11 +105,15 @@ type connExtra struct {
 	jobs    []job
 	running bool
 
-	limiter     *rate.Limiter // set before the connection is shared
-	closeReason error         // loop-only
-	nextOut     int           // loop-only: the outbound size queued announcements will set, 0 if none
-	identity    string        // guarded by valMu: the authenticator's
-	authTimer   *time.Timer   // the authentication deadline
+	limiter     *rate.Limiter     // set before the connection is shared
+	strikes     int               // loop-only: rate-limited frames in a row
+	newLayer    func(*conn) layer // the connection's layer: from its listener (set by the acceptor), its client's (set by connect); nil for plain TCP
+	retired     atomic.Bool       // a client let it go after a go-away: leave once no call waits
+	leaveSent   atomic.Bool       // the client sent -8 back on it
+	closeReason error             // loop-only
+	nextOut     int               // loop-only: the outbound size queued announcements will set, 0 if none
+	identity    string            // guarded by valMu: the authenticator's
+	authTimer   *time.Timer       // the authentication deadline
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
@@ -126,6 +126,15 @@ func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
+}
+
+// layerMaker returns what makes the connection's transport layer, or nil
+// for plain TCP. On the loop, from OnOpen.
+func (c *conn) layerMaker() func(*conn) layer {
+	if x := c.x.Load(); x != nil {
+		return x.newLayer
+	}
+	return nil
 }
 
 // extra returns the connection's lazily allocated part, allocating it on

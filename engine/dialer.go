@@ -155,9 +155,13 @@ func (d *Dialer) heartbeat() {
 }
 
 // Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
-// "tls://..." with [WithTLS]) and returns once the TCP connection is up (a
-// TLS handshake goes on after it; a failed one closes the client with a
-// reason wrapping [ErrTLSHandshake]). The message size arrives in
+// "tls://..." with [WithTLS], "ws://host:port/path", "wss://host:port/path"
+// with [WithTLS]) and returns once the TCP connection is up (a TLS
+// handshake goes on after it; a failed one closes the client with a
+// reason wrapping [ErrTLSHandshake]). For ws:// and wss:// it returns once
+// the server has accepted the WebSocket upgrade, and fails with an error
+// wrapping [ErrWebSocketHandshake] when it refused it (docs/WEBSOCKET.md);
+// a reconnection upgrades again. The message size arrives in
 // the server's first frame (docs/PROTOCOL.md §3); frames sent before then
 // are held and sent once it is known ([Client.Ready] tells when). ctx bounds
 // the connection attempt only.
@@ -175,7 +179,10 @@ func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, err
 
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
-	bare, err := d.side.cfg.untls(addr)
+	bare, wsLayer, isWS, err := d.side.cfg.wsAddr(addr)
+	if !isWS {
+		bare, err = d.side.cfg.untls(addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -197,11 +204,19 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 		laddr = &net.TCPAddr{IP: ip}
 	}
 	cl := newClient(d, network, address, laddr, own)
+	if isWS {
+		cl.layer, cl.dialed = wsLayer, make(chan error, 1)
+	}
 	d.conns.Store(cl, struct{}{})
 	cfg := &d.side.cfg
 	for backoff := cfg.backoffMin; ; backoff = min(backoff*2, cfg.backoffMax) {
 		err := cl.connect(ctx)
 		if err == nil {
+			if err := cl.awaitUpgrade(ctx); err != nil {
+				_ = cl.close(err)
+				d.conns.Delete(cl)
+				return nil, fmt.Errorf("engine: dial %s: %w", addr, err)
+			}
 			return cl, nil
 		}
 		if !cfg.retryDial {

@@ -56,7 +56,9 @@ var (
 	// ErrRateLimited: the peer kept sending over its rate limit.
 	ErrRateLimited = errors.New("engine: rate limit exceeded")
 	// ErrInboundFull: the server held more unread input than
-	// [WithMaxBuffered] allows, and this connection held the most.
+	// [WithMaxBuffered] allows, and this connection held the most; or the
+	// connection held more than [WithMaxInbound] while its reading was
+	// paused on its backed-up output.
 	ErrInboundFull = errors.New("engine: inbound buffers full")
 	// ErrGoAway: the server said it was going away (-8), and the client
 	// closed the connection once its calls were answered, to reconnect.

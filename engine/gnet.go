@@ -43,7 +43,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.loop.stats.accepted.Add(1)
 	c.inSize = cfg.size
 	c.setOutSize(cfg.size)
-	c.open(c.newLayer)
+	c.open(c.layerMaker())
 	return nil, gnet.None
 }
 
@@ -75,7 +75,7 @@ func (e *clientEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	c.gc = gc
 	c.loop = e.d.side.loopFor(gc.EventLoop())
-	c.open(e.d.side.cfg.newLayer)
+	c.open(c.layerMaker()) // the client's: TLS, WebSocket or none
 	return nil, gnet.None
 }
 

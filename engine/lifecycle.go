@@ -5,9 +5,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/simplerpc/simplerpc/codec"
 )
@@ -106,7 +108,9 @@ func (c *conn) onClose(err error) {
 	c.failCalls(fmt.Errorf("%w: %w", ErrClosed, reason))
 	c.cancelContext(reason)
 	c.owner.closed(c, reason)
-	c.side.cfg.logger.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
+	if log := c.side.cfg.logger; log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
+	}
 	if c.reported {
 		c.dispatch(job{kind: jobDisconnect, reason: reason}, nil)
 	}
@@ -117,7 +121,7 @@ func (c *conn) onClose(err error) {
 // leave tells the server a retired connection is done with (-8): it
 // writes what it has queued for it and closes it. Safe from any goroutine.
 func (c *conn) leave() {
-	if c.leaveSent.Swap(true) {
+	if c.extra().leaveSent.Swap(true) {
 		return
 	}
 	if err := c.enqueue(modeSend, codec.OpGoAway, []byte(`{"reason":"moved"}`), 0); err != nil {

@@ -148,6 +148,9 @@ func (l *loop) recheckAll() {
 			x.budget.recheck = false
 		}
 		c.release()
+		if c.paused {
+			c.resume()
+		}
 	}
 	if l.rechecks == nil {
 		l.rechecks = list[:0]

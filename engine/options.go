@@ -69,6 +69,7 @@ type config struct {
 
 	maxConns      int // server
 	maxOutbound   int
+	maxInbound    int
 	slowPolicy    SlowPolicy
 	maxPerWake    int
 	rateLimit     float64
@@ -122,6 +123,7 @@ func defaultConfig() config {
 		noDelay:      true,
 		workerQueue:  1024,
 		maxOutbound:  4 << 20,
+		maxInbound:   16 << 20,
 		maxPerWake:   1024,
 		rateStrikes:  10,
 		maxMalformed: 16,
@@ -166,6 +168,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxConns", "%d", c.maxConns)
 	case c.maxOutbound < c.maxSize:
 		return invalidOption("WithMaxOutbound", "%d bytes is less than the largest frame (%d)", c.maxOutbound, c.maxSize)
+	case c.maxInbound < c.maxSize:
+		return invalidOption("WithMaxInbound", "%d bytes is less than the largest frame (%d)", c.maxInbound, c.maxSize)
 	case c.maxPerWake < 1:
 		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
 	case c.maxMalformed < 0 || c.maxMalformed > 1<<15:
@@ -290,8 +294,25 @@ func WithMaxConns(n int) ServerOption {
 // (within its context) and a CallAsync fails with [ErrOutboundFull], and
 // the policy never applies to them. Defaults to 4 MiB; it must be at least
 // the largest frame size.
+//
+// Over half of the cap built for the peer, the connection's reading pauses
+// (its frames wait, unread) until the output has drained to a quarter: a
+// peer that sends a burst of requests and reads the replies is slowed,
+// not closed; one that stops reading is closed by [WithWriteDeadline] or
+// [WithMaxInbound].
 func WithMaxOutbound(bytes int, policy SlowPolicy) Option {
 	return sharedOption(func(c *config) { c.maxOutbound, c.slowPolicy = bytes, policy })
+}
+
+// WithMaxInbound caps the bytes one connection may hold read from its
+// socket and not yet handled, while its reading is paused on its backed-up
+// output (see [WithMaxOutbound]): gnet cannot stop reading a socket, so
+// what such a peer goes on sending waits in memory. Past the cap the
+// connection closes with [ErrInboundFull]. Defaults to 16 MiB; it must be
+// at least the largest frame size. [WithMaxBuffered] caps what all the
+// connections hold together.
+func WithMaxInbound(bytes int) Option {
+	return sharedOption(func(c *config) { c.maxInbound = bytes })
 }
 
 // WithMaxFramesPerWake caps the frames handled for one connection each

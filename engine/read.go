@@ -49,6 +49,10 @@ func (c *conn) traffic() {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
+		if c.backedUp() {
+			c.pause(r.InboundBuffered())
+			break
+		}
 		if n == c.side.cfg.maxPerWake {
 			_ = c.gc.Wake(nil)
 			break
@@ -75,6 +79,52 @@ func (c *conn) traffic() {
 	case c.partialAt == 0:
 		c.partialAt = l.tick
 	}
+}
+
+// Reading pauses while the connection's output is backed up: frames are
+// left unread, in the wire's buffer, until the output has drained to a
+// quarter of [WithMaxOutbound]; a peer that reads what it is sent is then
+// slowed instead of closed as a slow consumer. gnet has no way to stop
+// reading a socket (GNET.md §8), so the bytes move into its inbound buffer:
+// a paused connection that holds more unread input than [WithMaxInbound]
+// closes with [ErrInboundFull]. gnet tells nobody when its output drains,
+// so a paused connection is looked at again on the loop's recheck timer.
+
+// backedUp reports whether reading must pause: the output queued, built
+// and buffered for the peer is over half of WithMaxOutbound. On the loop.
+func (c *conn) backedUp() bool { return c.pending() > c.side.cfg.maxOutbound/2 }
+
+// pending is what the slow-consumer policy counts: the sends queued to the
+// loop and the bytes not yet taken by the kernel, calls' requests aside.
+func (c *conn) pending() int { return int(c.queued.Load()) + c.backlog() }
+
+// pause stops reading frames until the output drains, or closes a peer
+// that holds too much unread input (buffered bytes). On the loop.
+func (c *conn) pause(buffered int) {
+	if buffered > c.side.cfg.maxInbound {
+		c.closeNow(fmt.Errorf("%w: %d bytes unread while the peer's output is backed up", ErrInboundFull, buffered))
+		return
+	}
+	if !c.paused {
+		c.paused = true
+		c.side.paused.Add(1)
+		c.loop.recheckLater(c)
+	}
+}
+
+// resume reads again the frames a paused connection left unread, once its
+// output has drained to a quarter of WithMaxOutbound; else it waits for the
+// next recheck. On the loop, from the recheck timer.
+func (c *conn) resume() {
+	if c.closed.Load() {
+		return
+	}
+	if c.pending() > c.side.cfg.maxOutbound/4 {
+		c.loop.recheckLater(c)
+		return
+	}
+	c.paused = false
+	c.traffic()
 }
 
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
@@ -184,16 +234,19 @@ func (c *conn) badReply(obj []byte, err error) {
 // allow applies the inbound rate limit. A refused frame is answered with a
 // failure on op (with the call's id for a request), or not at all for op 0.
 func (c *conn) allow(op codec.Opcode, id *uint64) bool {
-	if x := c.x.Load(); x == nil || x.limiter == nil || x.limiter.Allow() {
-		c.strikes = 0
+	x := c.x.Load()
+	if x == nil || x.limiter == nil || x.limiter.Allow() {
+		if x != nil {
+			x.strikes = 0
+		}
 		return true
 	}
-	c.strikes++
-	if int(c.strikes) >= c.side.cfg.rateStrikes {
+	x.strikes++
+	if x.strikes >= c.side.cfg.rateStrikes {
 		// Close after the replies and failures already queued, as sizeFrame
 		// does: closing now would discard them. Frames read meanwhile are
 		// refused without an answer.
-		if int(c.strikes) == max(c.side.cfg.rateStrikes, 1) {
+		if x.strikes == max(c.side.cfg.rateStrikes, 1) {
 			_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrRateLimited}, nil)
 		}
 		return false
@@ -233,8 +286,8 @@ func (c *conn) sizeFrame(obj []byte) {
 		next = x.nextOut
 	}
 	if next != int(n) {
-		if n > c.size.Load() {
-			c.size.Store(n) // replies queued after the announcement may use it
+		if n > int64(c.size.Load()) {
+			c.size.Store(int32(n)) // replies queued after the announcement may use it (n is within the size bounds)
 		}
 		x.nextOut = int(n)
 		_ = c.loop.enqueue(task{kind: taskAnnounce, c: c, size: int(n)}, nil)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -376,7 +377,9 @@ func (s *Server) ready(c *conn) bool {
 // by sends to all, and reported to the connect callback. On its loop.
 func (s *Server) admit(c *conn) {
 	s.conns.store(c)
-	s.side.cfg.logger.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
+	if log := s.side.cfg.logger; log.Enabled(context.Background(), slog.LevelDebug) { // no argument boxed per connection otherwise
+		log.Debug("simplerpc: connection opened", "conn", c.id, "remote", c.RemoteAddr())
+	}
 	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
 }

@@ -27,7 +27,8 @@ type side struct {
 	loopsMu sync.Mutex // guards loops
 	loops   []*loop
 
-	unfit atomic.Uint64 // broadcast frames a connection's size could not hold
+	unfit  atomic.Uint64 // broadcast frames a connection's size could not hold
+	paused atomic.Uint64 // times a connection's reading paused on its backed-up output (read.go)
 
 	// Warnings a peer could make repeat without bound.
 	warnFull    repeated

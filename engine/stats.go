@@ -301,6 +301,10 @@ type Stats struct {
 	// connection whose message size, smaller than the server's (a peer may
 	// ask for one), could not hold them.
 	Unfit uint64
+	// Paused counts the times a connection's reading paused because its
+	// output was backed up (over half of [WithMaxOutbound]): its frames
+	// waited, unread, until the output drained.
+	Paused uint64
 
 	// CallsIn is the number of calls from peers waiting for a worker or
 	// being handled now (with handlers on the loop, only those running).
@@ -334,6 +338,7 @@ func (s *Server) Stats() Stats {
 		Conns:            int(s.nconns.Load()),
 		Dropped:          s.side.dropped.Load(),
 		Unfit:            s.side.unfit.Load(),
+		Paused:           s.side.paused.Load(),
 		Refused:          make(map[RefuseReason]uint64, len(refuseReasons)),
 		Disconnects:      make(map[DisconnectReason]uint64, len(disconnectReasons)),
 		FailuresSent:     make(map[string]uint64, len(failureReasons)),

@@ -122,7 +122,11 @@ func TLSState(c handler.Conn) (tls.ConnectionState, bool) {
 	if cc == nil || cc.tl == nil {
 		return tls.ConnectionState{}, false
 	}
-	l, ok := cc.tl.l.(*tlsLayer)
+	tl := cc.tl.l
+	if s, ok := tl.(*stack); ok {
+		tl = s.lower // wss: TLS under WebSocket
+	}
+	l, ok := tl.(*tlsLayer)
 	if !ok || !l.over.Load() {
 		return tls.ConnectionState{}, false
 	}

@@ -390,15 +390,8 @@ func (c *trickleConn) Write(b []byte) (int, error) {
 func TestTLSCalls(t *testing.T) {
 	p := newPKI(t)
 	ids := make(chan uint64, 1)
-	sr := handler.NewRouter()
-	handler.HandleCall(sr, 3, func(c handler.Conn, req struct{ N int }) (struct{ N int }, error) {
-		return struct{ N int }{req.N * 2}, nil
-	})
+	sr, cr := callRouters()
 	srv := startTLSServer(t, sr, p.serverConfig(false), engine.WithOnConnect(func(c handler.Conn) { ids <- c.ID() }))
-	cr := handler.NewRouter()
-	handler.HandleCall(cr, 4, func(c handler.Conn, req struct{ N int }) (struct{ N int }, error) {
-		return struct{ N int }{req.N + 1}, nil
-	})
 	ctx := testContext(t)
 	cl, err := engine.Dial(ctx, srv.Addr().String(), cr, engine.WithTLS(p.clientConfig(false)))
 	if err != nil {
@@ -406,30 +399,7 @@ func TestTLSCalls(t *testing.T) {
 	}
 	defer func() { cl.Close(); <-cl.Done() }()
 	id := <-ids
-	var wg sync.WaitGroup
-	errs := make(chan error, 200)
-	for i := range 100 {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			var resp struct{ N int }
-			if err := cl.Call(ctx, 3, struct{ N int }{i}, &resp); err != nil || resp.N != 2*i {
-				errs <- fmt.Errorf("client call %d: %v %d", i, err, resp.N)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			var resp struct{ N int }
-			if err := srv.Call(ctx, id, 4, struct{ N int }{i}, &resp); err != nil || resp.N != i+1 {
-				errs <- fmt.Errorf("server call %d: %v %d", i, err, resp.N)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	callBothWays(ctx, t, cl, srv, id)
 }
 
 // TestTLSMutual requires a client certificate: the handler sees the peer's

@@ -128,7 +128,7 @@ func opLen(op codec.Opcode) int {
 // setOutSize changes the outbound frame size, on the loop.
 func (c *conn) setOutSize(n int) {
 	c.outSize = n
-	c.size.Store(int64(n))
+	c.size.Store(int32(n)) // at most codec.MaxMessageSize
 }
 
 // ---- On the loop ----
@@ -352,8 +352,8 @@ func (c *conn) setMessageSize(n int) error {
 	}
 	// Sends made after this call may already use the larger size: the
 	// announcement is queued ahead of them.
-	if int64(n) > c.size.Load() {
-		c.size.Store(int64(n))
+	if int32(n) > c.size.Load() {
+		c.size.Store(int32(n))
 	}
 	return c.loop.enqueue(task{kind: taskAnnounce, c: c, size: n}, nil)
 }

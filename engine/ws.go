@@ -1,7 +1,8 @@
-// This file runs WebSocket (RFC 6455) on the event loop, server side: the
-// HTTP upgrade read from the bytes the loop holds, then one protocol frame
-// per WebSocket message, both ways; the listeners that speak it and the
-// options that configure it.
+// This file runs WebSocket (RFC 6455) on the event loop: the server's HTTP
+// upgrade read from the bytes the loop holds, then, on both sides, one
+// protocol frame per WebSocket message, both ways; the server's listeners
+// that speak it and the options that configure it. The client's upgrade is
+// in wsclient.go.
 
 package engine
 
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"path"
@@ -80,8 +82,9 @@ func defaultWSConfig() wsConfig { return wsConfig{maxHeader: 8 << 10} }
 // request for the upgrade that is not done within [WithHandshakeTimeout]
 // closes the connection.
 //
-// ws:// is plain WebSocket, also on a server with [WithTLS]; wss:// is not
-// supported yet (run TLS in a proxy in front).
+// ws:// is plain WebSocket, also on a server with [WithTLS]; wss:// (and
+// [WebSocketTLSListener]) is TLS under WebSocket, with the config of
+// [WithTLS], which it needs.
 func WithWebSocket(opts ...WebSocketOption) ServerOption {
 	return serverOption(func(c *config) {
 		c.ws = defaultWSConfig()
@@ -127,16 +130,28 @@ func WebSocketListener(ln net.Listener, path string) net.Listener {
 	return &wsListener{Listener: ln, path: path}
 }
 
+// WebSocketTLSListener is [WebSocketListener] for wss://: the server runs
+// TLS, with the config of [WithTLS] (which [Server.StartOn] then requires),
+// under WebSocket on the connections of ln.
+func WebSocketTLSListener(ln net.Listener, path string) net.Listener {
+	if path == "" {
+		path = "/"
+	}
+	return &wsListener{Listener: ln, path: path, tls: true}
+}
+
 // wsListener is a listener whose connections speak WebSocket.
 type wsListener struct {
 	net.Listener
 	path string
+	tls  bool // wss: TLS under the WebSocket
 }
 
-// listenAddr opens the listener for one of Start's addresses: ws:// ones
-// here, the others as listen does.
+// listenAddr opens the listener for one of Start's addresses: ws:// and
+// wss:// ones here, the others as listen does.
 func (c *config) listenAddr(ctx context.Context, addr string) (net.Listener, error) {
-	if !strings.HasPrefix(addr, "ws://") {
+	secure := strings.HasPrefix(addr, "wss://")
+	if !secure && !strings.HasPrefix(addr, "ws://") {
 		bare, err := c.untls(addr)
 		if err != nil {
 			return nil, err
@@ -145,11 +160,17 @@ func (c *config) listenAddr(ctx context.Context, addr string) (net.Listener, err
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("engine: address %q: want ws://host:port/path", addr)
+		return nil, fmt.Errorf("engine: address %q: want ws://host:port/path or wss://host:port/path", addr)
+	}
+	if secure && c.tls == nil {
+		return nil, fmt.Errorf("engine: address %q: wss:// needs the WithTLS option", addr)
 	}
 	ln, err := listen(ctx, "tcp://"+u.Host)
 	if err != nil {
 		return nil, err
+	}
+	if secure {
+		return WebSocketTLSListener(ln, u.Path), nil
 	}
 	return WebSocketListener(ln, u.Path), nil
 }
@@ -159,6 +180,9 @@ func (c *config) layerFor(ln net.Listener) (func(*conn) layer, error) {
 	wl, ok := ln.(*wsListener)
 	if !ok {
 		return c.newLayer, nil
+	}
+	if wl.tls && c.tls == nil {
+		return nil, fmt.Errorf("engine: listener %v: wss (WebSocketTLSListener) needs the WithTLS option", ln.Addr())
 	}
 	if c.ws.maxHeader == 0 {
 		c.ws = defaultWSConfig()
@@ -172,14 +196,19 @@ func (c *config) layerFor(ln net.Listener) (func(*conn) layer, error) {
 		}
 	}
 	s := &wsSide{cfg: c.ws, path: wl.path, timeout: c.handshakeTimeout}
+	if wl.tls {
+		return stacked(c.tls.newLayer, s.newLayer), nil
+	}
 	return s.newLayer, nil
 }
 
-// wsSide is the WebSocket of one listener.
+// wsSide is the WebSocket of one listener, or of one client (wsclient.go).
 type wsSide struct {
 	cfg     wsConfig
-	path    string
+	path    string // the request target: the server's path, the client's path and query
 	timeout time.Duration
+	host    string // client: the Host header
+	client  bool   // the client's side: it masks what it sends, the server's frames are not masked
 }
 
 func (s *wsSide) newLayer(c *conn) layer { return &wsLayer{s: s, c: c} }
@@ -190,6 +219,7 @@ type wsLayer struct {
 	s   *wsSide
 	c   *conn
 	out func([]byte) error // writes wire bytes to the socket
+	key string             // client: the Sec-WebSocket-Key sent
 
 	timer   *time.Timer
 	expired atomic.Bool // the handshake's deadline passed
@@ -212,6 +242,9 @@ func (l *wsLayer) start(out func([]byte) error, wake func()) error {
 		l.expired.Store(true)
 		wake()
 	})
+	if l.s.client {
+		return l.request()
+	}
 	return nil
 }
 
@@ -219,25 +252,40 @@ func (l *wsLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 	n := 0
 	if !l.upgraded {
 		if l.expired.Load() {
-			return plain, 0, false, l.refuse(408, fmt.Errorf("%w: not done within %v: %w",
-				ErrWebSocketHandshake, l.s.timeout, context.DeadlineExceeded))
+			err := fmt.Errorf("%w: not done within %v: %w", ErrWebSocketHandshake, l.s.timeout, context.DeadlineExceeded)
+			if l.s.client {
+				return plain, 0, false, err
+			}
+			return plain, 0, false, l.refuse(408, err)
 		}
 		end := bytes.Index(in, []byte("\r\n\r\n"))
 		limit := l.s.cfg.maxHeader
 		switch {
+		case l.s.client && !bytes.HasPrefix(in, []byte("HTTP/")[:min(len(in), 5)]):
+			return plain, 0, false, fmt.Errorf("%w: not an HTTP response: %.40q", ErrWebSocketHandshake, in)
 		case end < 0 && len(in) <= limit:
 			return plain, 0, false, nil // the rest of the request is to come
+		case (end < 0 || end+4 > limit) && l.s.client:
+			return plain, 0, false, fmt.Errorf("%w: the server's response is over %d bytes", ErrWebSocketHandshake, limit)
 		case end < 0 || end+4 > limit:
 			return plain, 0, false, l.refuse(431, fmt.Errorf("%w: the request is over %d bytes (WebSocketMaxHeader)",
 				ErrWebSocketHandshake, limit))
 		}
 		n = end + 4
-		if err := l.upgrade(in[:n]); err != nil {
-			return plain, n, false, err
+		if l.s.client {
+			if err := l.response(in[:n]); err != nil {
+				return plain, n, false, err
+			}
+			// The sizes come with the server's -2 frame (see check, frame
+			// and output).
+		} else {
+			if err := l.upgrade(in[:n]); err != nil {
+				return plain, n, false, err
+			}
+			l.inSize, l.outSize = l.c.inSize, l.c.outSize
 		}
 		l.upgraded = true
 		l.timer.Stop()
-		l.inSize, l.outSize = l.c.inSize, l.c.outSize
 	}
 	plain, k, err := l.read(plain, in[n:])
 	return plain, n + k, true, err
@@ -424,8 +472,10 @@ func (l *wsLayer) check(h ws.Header) error {
 	switch {
 	case h.Rsv != 0:
 		return l.fail(ws.StatusProtocolError, "reserved bits set (no extension was agreed)")
-	case !h.Masked:
+	case !h.Masked && !l.s.client:
 		return l.fail(ws.StatusProtocolError, "unmasked client frame")
+	case h.Masked && l.s.client:
+		return l.fail(ws.StatusProtocolError, "masked server frame")
 	case h.OpCode.IsReserved():
 		return l.fail(ws.StatusProtocolError, fmt.Sprintf("reserved opcode %#x", byte(h.OpCode)))
 	case h.OpCode.IsControl() && (!h.Fin || h.Length > 125):
@@ -435,25 +485,28 @@ func (l *wsLayer) check(h ws.Header) error {
 	case (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary) && l.msgOp != 0:
 		return l.fail(ws.StatusProtocolError, "new message inside a fragmented one")
 	case !h.OpCode.IsControl():
-		if int64(len(l.msg))+h.Length > int64(l.inSize) {
-			return l.fail(ws.StatusMessageTooBig, fmt.Sprintf("message over the frame size of %d bytes", l.inSize))
+		limit := l.inSize
+		if limit == 0 {
+			limit = l.c.side.cfg.maxSize // a client before the server's -2 frame
+		}
+		if int64(len(l.msg))+h.Length > int64(limit) {
+			return l.fail(ws.StatusMessageTooBig, fmt.Sprintf("message over the frame size of %d bytes", limit))
 		}
 	}
 	return nil
 }
 
-// frame acts on one complete frame; p is its masked payload, borrowed.
+// frame acts on one complete frame; p is its payload, borrowed, masked if
+// the header says so (a client's).
 func (l *wsLayer) frame(plain []byte, h ws.Header, p []byte) ([]byte, error) {
 	switch h.OpCode {
 	case ws.OpPing:
-		pong := appendHeader(nil, ws.OpPong, len(p))
-		k := len(pong)
-		pong = append(pong, p...)
-		ws.Cipher(pong[k:], h.Mask, 0)
-		if !l.closeSent {
-			return plain, l.out(pong)
+		if l.closeSent {
+			return plain, nil
 		}
-		return plain, nil
+		b := append([]byte(nil), p...)
+		unmask(b, h)
+		return plain, l.out(l.appendFrame(nil, ws.OpPong, b))
 	case ws.OpPong:
 		return plain, nil
 	case ws.OpClose:
@@ -466,7 +519,7 @@ func (l *wsLayer) frame(plain []byte, h ws.Header, p []byte) ([]byte, error) {
 	}
 	if len(l.msg) > 0 || !h.Fin {
 		l.msg = append(l.msg, p...)
-		ws.Cipher(l.msg[len(l.msg)-len(p):], h.Mask, 0)
+		unmask(l.msg[len(l.msg)-len(p):], h)
 		if !h.Fin {
 			return plain, nil
 		}
@@ -474,7 +527,7 @@ func (l *wsLayer) frame(plain []byte, h ws.Header, p []byte) ([]byte, error) {
 		l.msg = l.msg[:0]
 	} else {
 		plain = append(plain, p...)
-		ws.Cipher(plain[start:], h.Mask, 0)
+		unmask(plain[start:], h)
 	}
 	op := l.msgOp
 	l.msgOp = 0
@@ -482,7 +535,14 @@ func (l *wsLayer) frame(plain []byte, h ws.Header, p []byte) ([]byte, error) {
 	if op == ws.OpText && !utf8.Valid(m) {
 		return plain[:start], l.fail(ws.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
 	}
-	// The padding the client may have left out.
+	if l.inSize == 0 {
+		// A client's first message, the server's -2 frame: at the size it
+		// announces.
+		if sz, ok := sizeOf(m); ok {
+			l.inSize = sz
+		}
+	}
+	// The padding the peer may have left out.
 	for range l.inSize - len(m) {
 		plain = append(plain, ' ')
 	}
@@ -497,7 +557,7 @@ func (l *wsLayer) frame(plain []byte, h ws.Header, p []byte) ([]byte, error) {
 // handled.
 func (l *wsLayer) closeFrame(h ws.Header, p []byte) error {
 	b := append([]byte(nil), p...)
-	ws.Cipher(b, h.Mask, 0)
+	unmask(b, h)
 	code := ws.StatusNoStatusRcvd
 	switch {
 	case len(b) == 1:
@@ -536,22 +596,44 @@ func (l *wsLayer) sendClose(code ws.StatusCode, reason string) {
 		return
 	}
 	l.closeSent = true
-	f := appendHeader(nil, ws.OpClose, 2+len(reason))
-	f = binary.BigEndian.AppendUint16(f, uint16(code))
-	f = append(f, reason...)
-	_ = l.out(f)
+	b := binary.BigEndian.AppendUint16(nil, uint16(code))
+	_ = l.out(l.appendFrame(nil, ws.OpClose, append(b, reason...)))
 }
 
-// appendHeader appends an unmasked server frame's header (RFC 6455 §5.2).
-func appendHeader(dst []byte, op ws.OpCode, n int) []byte {
+// appendFrame appends a whole, final frame of op carrying p: masked with a
+// fresh key on the client's side, as RFC 6455 §5.3 asks, unmasked on the
+// server's.
+func (l *wsLayer) appendFrame(dst []byte, op ws.OpCode, p []byte) []byte {
 	dst = append(dst, 0x80|byte(op))
-	switch {
-	case n < 126:
-		return append(dst, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(dst, 126), uint16(n))
+	var mask byte
+	if l.s.client {
+		mask = 0x80
 	}
-	return binary.BigEndian.AppendUint64(append(dst, 127), uint64(n))
+	switch n := len(p); {
+	case n < 126:
+		dst = append(dst, mask|byte(n))
+	case n <= 0xffff:
+		dst = binary.BigEndian.AppendUint16(append(dst, mask|126), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint64(append(dst, mask|127), uint64(n))
+	}
+	if mask == 0 {
+		return append(dst, p...)
+	}
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
+	dst = append(dst, key[:]...)
+	k := len(dst)
+	dst = append(dst, p...)
+	ws.Cipher(dst[k:], key, 0)
+	return dst
+}
+
+// unmask unmasks the payload p of a frame with header h, in place.
+func unmask(p []byte, h ws.Header) {
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
 }
 
 // output wraps each frame of p in a message. p is a run of whole frames;
@@ -570,6 +652,9 @@ func (l *wsLayer) output(dst, p []byte) ([]byte, error) {
 	if l.s.cfg.binary {
 		op = ws.OpBinary
 	}
+	if l.outSize == 0 {
+		l.outSize = l.c.outSize // a client's: set by the server's -2 frame
+	}
 	for len(p) > 0 {
 		if len(p) < l.outSize {
 			l.pend = append([]byte(nil), p...)
@@ -577,8 +662,7 @@ func (l *wsLayer) output(dst, p []byte) ([]byte, error) {
 		}
 		f := p[:l.outSize]
 		p = p[l.outSize:]
-		dst = appendHeader(dst, op, len(f))
-		dst = append(dst, f...)
+		dst = l.appendFrame(dst, op, f)
 		if sz, ok := sizeOf(f); ok {
 			l.outSize = sz
 		}

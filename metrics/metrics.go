@@ -142,6 +142,7 @@ const (
 	nameFailSent        = "simplerpc_failures_sent_total"
 	nameFailRecv        = "simplerpc_failures_received_total"
 	nameDropped         = "simplerpc_frames_dropped_total"
+	namePaused          = "simplerpc_read_pauses_total"
 	nameCallsInFlight   = "simplerpc_calls_in_flight"
 	nameCallDuration    = "simplerpc_call_duration_seconds"
 	nameOutbound        = "simplerpc_outbound_queued_bytes"
@@ -156,7 +157,7 @@ const (
 
 // names are every metric the package exports.
 var names = []string{nameConnsOpen, nameAccepted, nameRefused, nameDisconnects, nameFramesIn, nameFramesOut,
-	nameBytesIn, nameBytesOut, nameFailSent, nameFailRecv, nameDropped, nameCallsInFlight, nameCallDuration,
+	nameBytesIn, nameBytesOut, nameFailSent, nameFailRecv, nameDropped, namePaused, nameCallsInFlight, nameCallDuration,
 	nameOutbound, nameOutboundMax, nameLoops, nameLoopQueue, nameLoopQueueMax, nameWorkerQueue,
 	nameWorkerCallbacks, nameTimeouts}
 
@@ -174,11 +175,11 @@ type collector struct {
 	opLabels []string
 	timeouts atomic.Uint64
 
-	connsOpen, accepted, refused, disconnects       *prometheus.Desc
-	framesIn, framesOut, bytesIn, bytesOut          *prometheus.Desc
-	failSent, failRecv, dropped, callsInFlight      *prometheus.Desc
-	outbound, outboundMax, loops, loopQueue         *prometheus.Desc
-	loopQueueMax, workerQueue, workerCallbacks, tmo *prometheus.Desc
+	connsOpen, accepted, refused, disconnects          *prometheus.Desc
+	framesIn, framesOut, bytesIn, bytesOut             *prometheus.Desc
+	failSent, failRecv, dropped, paused, callsInFlight *prometheus.Desc
+	outbound, outboundMax, loops, loopQueue            *prometheus.Desc
+	loopQueueMax, workerQueue, workerCallbacks, tmo    *prometheus.Desc
 }
 
 func newCollector(srv *engine.Server, o *options) *collector {
@@ -211,6 +212,7 @@ func newCollector(srv *engine.Server, o *options) *collector {
 	c.failSent = desc(nameFailSent, "Failure frames (-1 and -5) sent, by reason; reasons that are neither the handler's nor the engine's as other.", "reason")
 	c.failRecv = desc(nameFailRecv, "Failure frames (-1 and -5) received, by reason; reasons that are neither the handler's nor the engine's as other.", "reason")
 	c.dropped = desc(nameDropped, "Frames dropped for slow consumers under the SlowDrop policy.")
+	c.paused = desc(namePaused, "Times a connection's reading paused because its output was backed up.")
 	c.callsInFlight = desc(nameCallsInFlight, "Calls not yet answered: inbound, from peers, queued for or running in a handler; outbound, made by the server, waiting for their replies.", "direction")
 	c.outbound = desc(nameOutbound, "Outbound bytes not yet taken by the kernel, all connections: queued sends, built frames, waiting requests and gnet's buffers.")
 	c.outboundMax = desc(nameOutboundMax, "Outbound bytes not yet taken by the kernel on the connection with the most.")
@@ -226,7 +228,7 @@ func newCollector(srv *engine.Server, o *options) *collector {
 // Describe sends every metric's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connsOpen, c.accepted, c.refused, c.disconnects, c.framesIn,
-		c.framesOut, c.bytesIn, c.bytesOut, c.failSent, c.failRecv, c.dropped, c.callsInFlight, c.outbound,
+		c.framesOut, c.bytesIn, c.bytesOut, c.failSent, c.failRecv, c.dropped, c.paused, c.callsInFlight, c.outbound,
 		c.outboundMax, c.loops, c.loopQueue, c.loopQueueMax, c.workerQueue, c.workerCallbacks, c.tmo} {
 		ch <- d
 	}
@@ -276,6 +278,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.failRecv, v, r)
 	}
 	counter(c.dropped, st.Dropped)
+	counter(c.paused, st.Paused)
 	gauge(c.callsInFlight, float64(st.CallsIn), inbound)
 	gauge(c.loops, float64(st.Loops))
 	gauge(c.loopQueue, float64(st.LoopQueue))

@@ -7,7 +7,7 @@ import (
 )
 
 // addrForms is what --addr takes, for the messages that reject one.
-const addrForms = "host:port, tcp://host:port, tls://host:port or unix:///path"
+const addrForms = "host:port, tcp://host:port, tls://host:port, ws://host:port/path, wss://host:port/path or unix:///path"
 
 // checkAddr rejects an --addr value the engine could not use, as a usage
 // error in one sentence, before anything is dialed or bound. listening
@@ -25,6 +25,8 @@ func checkAddr(addr string, listening bool) error {
 			return usagef("--addr %q has no socket path (want unix:///path)", addr)
 		}
 		return nil
+	case "ws", "wss":
+		return checkWSAddr(addr, listening)
 	case "tcp", "tcp4", "tcp6", "tls":
 	default:
 		return usagef("--addr %q: unsupported scheme %q (want %s)", addr, network, addrForms)
@@ -33,6 +35,12 @@ func checkAddr(addr string, listening bool) error {
 	if err != nil {
 		return usagef("--addr %q is not of the form %s", addr, addrForms)
 	}
+	return checkPort(addr, port, listening)
+}
+
+// checkPort rejects the port of addr unless it is from 1 (0 when
+// listening) to 65535.
+func checkPort(addr, port string, listening bool) error {
 	lowest := 1
 	if listening {
 		lowest = 0

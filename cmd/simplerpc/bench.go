@@ -85,7 +85,7 @@ within --timeout makes it exit 1 too, saying how many.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port, ws://host:port/path, wss://host:port/path or unix:///path")
 	addClientTLSFlags(f, &o.tls)
 	f.StringVar(&o.metrics, "metrics-url", "", "scrape the server's Prometheus metrics here before and after, and print what changed (serve --metrics-addr)")
 	f.IntVar(&o.conns, "conns", 100, "number of connections")

@@ -78,7 +78,7 @@ sent then.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port, ws://host:port/path, wss://host:port/path or unix:///path")
 	addClientTLSFlags(f, &o.tls)
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "bound on the whole command: connecting, the answer and closing")
 	f.BoolVar(&o.request, "request", false, "send a call (request frame) and print its reply")

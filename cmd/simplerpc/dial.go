@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,10 @@ const dialWorkers = 16
 // defaultMaxOutbound is the engine's default outbound cap per connection
 // (engine.WithMaxOutbound).
 const defaultMaxOutbound = 4 << 20
+
+// defaultMaxInbound is the engine's default cap on what a paused
+// connection holds unread (engine.WithMaxInbound).
+const defaultMaxInbound = 16 << 20
 
 // sizeOptions let the tool's clients take any message size the codec
 // allows instead of the engine's default bounds (up to 64 KiB), so that a
@@ -80,11 +85,21 @@ func isLoopback4(addr string) bool {
 	if !ok {
 		network, rest = "tcp", addr
 	}
-	if network != "tcp" && network != "tcp4" && network != "tls" {
-		return false
-	}
-	host, _, err := net.SplitHostPort(rest)
-	if err != nil {
+	var host string
+	switch network {
+	case "tcp", "tcp4", "tls":
+		h, _, err := net.SplitHostPort(rest)
+		if err != nil {
+			return false
+		}
+		host = h
+	case "ws", "wss":
+		u, err := url.Parse(addr)
+		if err != nil {
+			return false
+		}
+		host = u.Hostname()
+	default:
 		return false
 	}
 	if host == "localhost" {

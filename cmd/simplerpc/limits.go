@@ -36,6 +36,7 @@ type limitOptions struct {
 	rateBurst     int
 	rateStrikes   int
 	maxOutbound   int
+	maxInbound    int
 	keepAlive     time.Duration
 	writeDeadline time.Duration
 	frameDeadline time.Duration
@@ -55,7 +56,8 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.IntVar(&o.rateBurst, "rate-burst", 0, "burst of frames allowed over --rate-limit (0: one second's worth, --rate-limit rounded up)")
 	f.IntVar(&o.rateStrikes, "rate-strikes", defaultRateStrikes, "close a connection after this many frames in a row over --rate-limit")
 	f.IntVar(&o.maxOutbound, "max-outbound", defaultMaxOutbound, "bytes waiting to be written to one connection before it is closed as a slow consumer; "+
-		"unless given, raised to 4 × --max-size when that is larger")
+		"unless given, raised to 4 × --max-size when that is larger; past half of it the connection's reading pauses until its output drains")
+	f.IntVar(&o.maxInbound, "max-inbound", defaultMaxInbound, "bytes one connection may hold unread while its reading is paused on its backed-up output, before it is closed (at least --max-size)")
 	f.DurationVar(&o.keepAlive, "keepalive", 30*time.Second, "TCP keep-alive probes after this much silence (0: off)")
 	f.DurationVar(&o.writeDeadline, "write-deadline", defaultWriteDeadline, "close a connection whose peer takes none of its output for this long (0: never)")
 	f.DurationVar(&o.frameDeadline, "frame-deadline", defaultFrameDeadline, "close a connection whose partial frame does not complete within this time (0: never)")
@@ -102,7 +104,11 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 	} else if out < maxSize {
 		return nil, usagef("--max-outbound %d is less than the largest frame, --max-size %d", out, maxSize)
 	}
+	if o.maxInbound < maxSize {
+		return nil, usagef("--max-inbound %d is less than the largest frame, --max-size %d", o.maxInbound, maxSize)
+	}
 	opts := []engine.ServerOption{
+		engine.WithMaxInbound(o.maxInbound),
 		engine.WithIdleTimeout(o.idleTimeout),
 		engine.WithTCPKeepAlive(o.keepAlive),
 		engine.WithWriteDeadline(o.writeDeadline),

@@ -32,6 +32,7 @@ func TestServeLimitErrors(t *testing.T) {
 		{[]string{"--rate-burst", "5"}, "--rate-burst needs --rate-limit"},
 		{[]string{"--max-outbound", "100"}, "--max-outbound 100 is less than the largest frame, --max-size 256"},
 		{[]string{"--max-outbound", "lots"}, `invalid argument "lots" for "--max-outbound"`},
+		{[]string{"--max-inbound", "100"}, "--max-inbound 100 is less than the largest frame, --max-size 256"},
 		{[]string{"--max-malformed", "-1"}, "--max-malformed -1 must lie within 0..32768"},
 		{[]string{"--max-malformed", "40000"}, "--max-malformed 40000 must lie within 0..32768"},
 	} {
@@ -61,6 +62,7 @@ func TestServeHelpDefaults(t *testing.T) {
 		"--max-malformed int", "(default 16)",
 		"--rate-strikes int", "(default 10)",
 		"--max-outbound int", "(default 4194304)",
+		"--max-inbound int", "(default 16777216)",
 		"--idle-timeout duration", "--keepalive duration", "--rate-limit float", "--rate-burst int",
 		"clamped to it, with a warning",
 	} {

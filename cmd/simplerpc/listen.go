@@ -62,7 +62,7 @@ frames arrived.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port or unix:///path")
+	f.StringVar(&o.addr, "addr", defaultAddr, "server address: host:port, tcp://host:port, tls://host:port, ws://host:port/path, wss://host:port/path or unix:///path")
 	addClientTLSFlags(f, &o.tls)
 	f.BoolVar(&o.all, "all", false, "print protocol frames (negative opcodes) too")
 	f.IntVar(&o.count, "count", 0, "stop after this many frames (0: no limit)")

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,12 +257,17 @@ var listeningRE = reLine(`msg=listening addr=(\S+)`)
 // reLine compiles a pattern for waitLine.
 func reLine(pattern string) *regexp.Regexp { return regexp.MustCompile(pattern) }
 
-// startServe starts `simplerpc serve` on a free port with extra args and
-// returns it with its address; the cleanup stops it with SIGINT and
-// checks that it exits 0.
+// startServe starts `simplerpc serve` on a free port, or the --addr
+// values of extra (which may repeat), with extra args and returns it with
+// its (first) address; the cleanup stops it with SIGINT and checks that it
+// exits 0.
 func startServe(t *testing.T, extra ...string) (*proc, string) {
 	t.Helper()
-	p := startBin(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}, extra...)...)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}
+	if slices.Contains(extra, "--addr") {
+		args = []string{"serve", "--size", "256"}
+	}
+	p := startBin(t, append(args, extra...)...)
 	addr := p.waitLine(t, listeningRE, 20*time.Second)[1]
 	t.Cleanup(func() {
 		select {

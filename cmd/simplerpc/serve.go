@@ -29,7 +29,7 @@ const shutdownGrace = 5 * time.Second
 
 // serveOptions are serve's flags.
 type serveOptions struct {
-	addr      string
+	addrs     []string // --addr, repeated
 	size      int
 	maxSize   int
 	loops     int
@@ -60,6 +60,16 @@ sends it to every connection, the sender included, on opcode 1. Calls
 with the same object. Connects and disconnects are logged on stderr; the
 first log line, "listening addr=...", gives the address actually bound,
 which matters with port 0.
+
+--addr may repeat: one server, with one set of net ids, serves every
+address, so a send to all on opcode 1 reaches TCP and WebSocket clients
+alike. ws://host:port/path serves WebSocket (RFC 6455, subprotocol
+simplerpc) at path, one protocol frame per message, for browsers;
+wss://host:port/path is the same under TLS and needs --tls-cert and
+--tls-key. With the TLS flags, host:port, tcp:// and tls:// addresses are
+TLS, ws:// ones stay plain WebSocket. A browser's upgrade is accepted only
+from a page of the same host (its Origin), or with no Origin. The lines
+"also listening addr=..." give the other addresses (docs/WEBSOCKET.md).
 
 Opcode 2 relays: {"to": N, "data": {...}} sends data on opcode 2 to the
 connection with net id N, or answers the sender with a failure frame,
@@ -94,7 +104,10 @@ answer, STOPPING=1 (docs/OPERATIONS.md).
 On SIGHUP (Unix), serve upgrades itself without dropping a connection: it
 starts its successor, the binary now at its own path with the same flags,
 hands it the listening sockets (LISTEN_FDS, as socket activation does),
-and waits up to --upgrade-timeout for the successor's READY=1. It then
+and waits up to --upgrade-timeout for the successor's READY=1 (the
+sockets' names, LISTEN_FDNAMES, tell it which is WebSocket at which path:
+"ws/rpc", "wss/rpc"; a socket unit names one so with
+FileDescriptorName=ws/rpc). It then
 sends every connection "going away" (-8): clients of this library made with
 WithReconnect move to the successor without losing a frame. After --grace
 the connections left are closed, and the old process exits 0. If the
@@ -103,6 +116,8 @@ and logs why. Under systemd it tells the service manager the new MAINPID
 (the unit needs NotifyAccess=all). --metrics-addr is closed while the
 successor starts, and opened again if it fails.`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
+  simplerpc serve --addr 127.0.0.1:30000 --addr ws://127.0.0.1:8080/rpc
+  simplerpc serve --addr wss://0.0.0.0:8443/rpc --tls-cert cert.pem --tls-key key.pem
   simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet
   simplerpc serve --addr 127.0.0.1:30001 --cluster embedded:4222 --node a
   simplerpc serve --addr 127.0.0.1:30002 --cluster nats://127.0.0.1:4222 --node b`,
@@ -113,7 +128,7 @@ successor starts, and opened again if it fails.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on: host:port, tcp://host:port, tls://host:port (with --tls-cert) or unix:///path (port 0 picks a free port)")
+	f.StringArrayVar(&o.addrs, "addr", []string{defaultAddr}, "address to listen on, repeatable: host:port, tcp://host:port, tls://host:port (with --tls-cert), ws://host:port/path, wss://host:port/path (with --tls-cert) or unix:///path (port 0 picks a free port)")
 	f.IntVar(&o.size, "size", 1024, "message size in bytes: every frame has this size")
 	f.IntVar(&o.maxSize, "max-size", 0, "largest message size a client may ask for with a -2 frame, in bytes (0: --size; at most 16 MiB)")
 	f.IntVar(&o.loops, "loops", 1, "number of event loops")
@@ -153,8 +168,10 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := checkAddr(o.addr, true); err != nil {
-		return err
+	for _, a := range o.addrs {
+		if err := checkAddr(a, true); err != nil {
+			return err
+		}
 	}
 	if o.maxSize == 0 {
 		o.maxSize = max(o.size, codec.MinMessageSize) // the engine's default: a server's bounds are its own
@@ -172,14 +189,16 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	tlsOpts, err := o.tls.serverOptions(o.addr)
+	tlsOpts, err := o.tls.serverOptions(tlsAddr(o.addrs))
 	if err != nil {
 		return err
 	}
 	limits = append(limits, tlsOpts...)
 	if o.metrics != "" {
-		if err := checkMetricsAddr(o.metrics, o.addr); err != nil {
-			return err
+		for _, a := range o.addrs {
+			if err := checkMetricsAddr(o.metrics, a); err != nil {
+				return err
+			}
 		}
 	}
 	soft, _ := fdLimit()
@@ -204,25 +223,24 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	activated := len(lns)
 	if activated == 0 {
-		// serve makes its listener itself, rather than through
-		// Server.Start, so as to hand it to a successor.
-		ln, err := listenOn(ctx, o.addr)
-		if err != nil {
+		// serve makes its listeners itself, rather than through
+		// Server.Start, so as to hand them to a successor.
+		if lns, names, err = listenAll(ctx, o.addrs); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
-		lns, names = []net.Listener{ln}, []string{"simplerpc"}
 	}
-	// The service manager's sockets, or a predecessor's, replace --addr.
-	if err := d.startOn(ctx, log, lns...); err != nil {
+	// The service manager's sockets, or a predecessor's, replace --addr;
+	// their names say which speak WebSocket (wsaddr.go).
+	if err := d.startOn(ctx, log, servedListeners(lns, names)...); err != nil {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 		return fmt.Errorf("serve: %w", err)
 	}
 	for i, ln := range lns[1:] {
-		log.Info("also listening", "addr", listenAddr(ln.Addr()), "fd", 4+i)
+		log.Info("also listening", "addr", listenerURL(ln, names[i+1]), "fd", 4+i)
 	}
-	log.Info("listening", "addr", listenAddr(srv.Addr()), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
+	log.Info("listening", "addr", listenerURL(lns[0], names[0]), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
 		"activated", activated, "pid", os.Getpid())
 	var ms *metricsServer
 	if o.metrics != "" {

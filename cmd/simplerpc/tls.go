@@ -159,7 +159,9 @@ func (o *clientTLSOptions) tlsOptions(addr string) ([]engine.ClientOption, error
 }
 
 // isTLSAddr reports whether addr says tls://.
-func isTLSAddr(addr string) bool { return strings.HasPrefix(addr, "tls://") }
+func isTLSAddr(addr string) bool {
+	return strings.HasPrefix(addr, "tls://") || strings.HasPrefix(addr, "wss://")
+}
 
 // describe is the listening log's "tls" value.
 func (o *serverTLSOptions) describe() string {
