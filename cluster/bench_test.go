@@ -21,9 +21,11 @@ import (
 // it. The Window benchmarks keep 64 operations in flight and report the
 // throughput. BenchmarkCallByIDPaced makes 1,000 calls a second, one at
 // a time, and reports their latency. Allocations count the whole process: the nodes, NATS and
-// the client. Run pinned, one at a time (docs/CLUSTER.md, "Figures"):
+// the client, all in this process on every core. Run one at a time
+// (docs/CLUSTER.md, "Figures"):
 //
-//	flock /work/bench.lock taskset -c 0,1 go test -run '^$' -bench . -benchtime 5000x ./cluster/
+//	go test -c -o cluster.test ./cluster/
+//	flock /work/bench.lock ./cluster.test -test.run '^$' -test.bench . -test.benchtime 5000x
 func BenchmarkSendByID(b *testing.B) {
 	for _, where := range benchWheres {
 		b.Run(where, func(b *testing.B) {
