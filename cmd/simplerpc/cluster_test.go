@@ -257,9 +257,10 @@ type demoClient struct {
 	id   uint64 // its net id, from opcode 3
 	node string // its node's name, from opcode 3
 
-	mu       sync.Mutex // guards frames, failures and changed
+	mu       sync.Mutex // guards frames, failures, checked and changed
 	frames   []frame
 	failures []handler.Error
+	checked  int // failures wantFailure or skipFailures has looked at
 	changed  chan struct{}
 }
 
@@ -356,22 +357,30 @@ func (c *demoClient) count(op codec.Opcode, data string) int {
 	return n
 }
 
-// wantFailure waits for the next failure, which must have the reason and
-// a message containing msg, and returns how long it took.
+// wantFailure waits for the next failure not looked at yet, which must
+// have the reason and a message containing msg, and returns how long it
+// took to come.
 func (c *demoClient) wantFailure(t *testing.T, ctx context.Context, reason, msg string) time.Duration {
 	t.Helper()
 	start := time.Now()
+	c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > c.checked })
 	c.mu.Lock()
-	seen := len(c.failures)
-	c.mu.Unlock()
-	c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > seen })
-	c.mu.Lock()
-	f := c.failures[seen]
+	f := c.failures[c.checked]
+	c.checked++
 	c.mu.Unlock()
 	if f.Reason != reason || !strings.Contains(f.Message, msg) {
 		t.Fatalf("client %d of %s: failure %s %q, want %s containing %q", c.id, c.node, f.Reason, f.Message, reason, msg)
 	}
 	return time.Since(start)
+}
+
+// skipFailures marks every failure so far as looked at, and returns how
+// many there are.
+func (c *demoClient) skipFailures() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checked = len(c.failures)
+	return c.checked
 }
 
 // frameCounts returns the client's frames counted by opcode and object.
