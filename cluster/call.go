@@ -238,9 +238,21 @@ func (n *Node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, r
 			return fail(err)
 		}
 	}
+	if err := n.askConn(ctx, id, op, "call", data, true, resp, done); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// askConn sends a call (or, when call is false, a send that asks for a
+// receipt) with the object obj to the node that holds net id id, and runs
+// done once with the outcome, having decoded a result into resp (which may
+// be nil). what names it in errors. A nil return means done will run.
+func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what string, obj []byte, call bool,
+	resp any, done func(error)) error {
 	p, err := n.route(id)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	finish := func(e *envelope, err error) {
 		if err == nil {
@@ -252,17 +264,17 @@ func (n *Node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, r
 			}
 		}
 		if err != nil {
-			err = fmt.Errorf("cluster: call opcode %d to net id %d on node %d: %w", op, id, p.node, err)
+			err = fmt.Errorf("cluster: %s opcode %d to net id %d on node %d: %w", what, op, id, p.node, err)
 		}
 		done(err)
 	}
 	build := func(dst []byte, left time.Duration) []byte {
-		return appendCall(dst, n.node, n.epoch, id, op, left, data)
+		if call {
+			return appendCall(dst, n.node, n.epoch, id, op, left, obj)
+		}
+		return appendFrame(dst, kindSend, n.node, n.epoch, id, op, "", obj)
 	}
-	if err := n.ask(ctx, p, kindReply, build, finish); err != nil {
-		return fail(err)
-	}
-	return nil
+	return n.ask(ctx, p, kindReply, build, finish)
 }
 
 // route returns the peer that holds net id id, or why there is none.

@@ -8,12 +8,15 @@ package cluster
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/simplerpc/simplerpc/engine"
 )
 
 // Subject classes.
@@ -92,7 +95,7 @@ func (n *Node) handle(m *nats.Msg) {
 	}
 	switch e.kind {
 	case kindSend:
-		n.deliverSend(&e)
+		n.deliverSend(p, &e, m.Reply)
 	case kindAll:
 		n.deliverShared(&e, "")
 	case kindGroup:
@@ -111,18 +114,26 @@ func (n *Node) holds(id uint64) bool {
 	return NodeOf(id) == n.node && counterOf(id) >= n.epoch
 }
 
-func (n *Node) deliverSend(e *envelope) {
+// deliverSend hands a send by net id to the engine. A send with a reply
+// subject (from [Node.SendConfirm]) is answered with the outcome, as a
+// call is.
+func (n *Node) deliverSend(p *peer, e *envelope, reply string) {
+	if reply != "" && (len(reply) <= len(p.replyPrefix) || reply[:len(p.replyPrefix)] != p.replyPrefix) {
+		n.bad(badMalformed, "send without its node's reply subject", "from", e.node, "reply", reply)
+		return
+	}
+	var err error
 	if !n.holds(e.id) {
 		n.bad(badUnknownConn, "send to a net id this node never gave out", "id", e.id)
-		return
-	}
-	c, ok := n.srv.Conn(e.id)
-	if !ok {
+		err = fmt.Errorf("net id %d: %w", e.id, engine.ErrUnknownConn)
+	} else if c, ok := n.srv.Conn(e.id); !ok {
 		n.bad(badUnknownConn, "send to a connection that is gone", "id", e.id)
-		return
-	}
-	if err := c.SendRaw(e.op, e.obj); err != nil {
+		err = fmt.Errorf("net id %d: %w", e.id, engine.ErrUnknownConn)
+	} else if err = c.SendRaw(e.op, e.obj); err != nil {
 		n.bad(badUndeliverable, "send the engine refused", "id", e.id, "err", err)
+	}
+	if reply != "" {
+		n.answerCall(reply, err, nil)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -213,11 +214,24 @@ func (n *Node) Epoch() uint64 { return n.epoch }
 // [Node.Shutdown] is called. It fails with [ErrBusDown] when nc is not
 // connected. A node can be started once.
 func (n *Node) Start(ctx context.Context, addr string) error {
+	return n.startWith(ctx, func() error { return n.srv.Start(ctx, addr) })
+}
+
+// StartOn is [Node.Start] on listeners made elsewhere, as
+// engine.Server.StartOn takes them (sockets a service manager handed over,
+// say): once it succeeds the server owns them and closes them when it
+// shuts down; when it fails they are still the caller's.
+func (n *Node) StartOn(ctx context.Context, lns ...net.Listener) error {
+	return n.startWith(ctx, func() error { return n.srv.StartOn(ctx, lns...) })
+}
+
+// startWith joins the cluster and then starts the server with serve.
+func (n *Node) startWith(ctx context.Context, serve func() error) error {
 	if !n.state.CompareAndSwap(stateNew, stateStarting) {
 		return errors.New("cluster: node already started")
 	}
 	n.shutdownMu.Lock()
-	err := n.start(ctx, addr)
+	err := n.start(ctx, serve)
 	if err != nil {
 		n.teardownLocked(context.Background())
 	}
@@ -240,7 +254,7 @@ func (n *Node) Start(ctx context.Context, addr string) error {
 	return nil
 }
 
-func (n *Node) start(ctx context.Context, addr string) error {
+func (n *Node) start(ctx context.Context, serve func() error) error {
 	if !n.nc.IsConnected() {
 		return ErrBusDown
 	}
@@ -276,7 +290,7 @@ func (n *Node) start(ctx context.Context, addr string) error {
 	go n.publisher()
 	go n.control()
 	n.kickPublisher()
-	if err := n.srv.Start(ctx, addr); err != nil {
+	if err := serve(); err != nil {
 		return err
 	}
 	n.beatDue.Store(true) // with the address the server now has

@@ -44,6 +44,47 @@ func (n *Node) sendRemote(id uint64, op codec.Opcode, obj []byte) error {
 	return n.enqueue(outMsg{subject: p.subject, data: appendFrame(nil, kindSend, n.node, n.epoch, id, op, "", obj)})
 }
 
+// SendConfirm sends v on opcode op to the connection with net id id,
+// whatever node holds it, as [Node.Send] does, and reports whether that
+// connection took the frame: done runs once, with nil when the engine of
+// the node that holds the connection queued the frame to it, or with what
+// [Node.Call] would return for the route: an error wrapping
+// engine.ErrUnknownConn for a connection that is not open there (at
+// once, one round trip), also wrapping [ErrNodeDown] when its node is
+// down or goes down meanwhile; the engine's error there; ctx's error when
+// ctx ends first (without a deadline, [WithCallTimeout] bounds the wait).
+// The frame keeps its order among the node's sends to that connection.
+//
+// It never blocks: when the frame cannot be sent at all (a local
+// connection that is gone, a node known down, [ErrBusDown],
+// [ErrBusFull]), it returns the error and done never runs. For a
+// connection of this node done runs before SendConfirm returns;
+// otherwise on a goroutine of the node, as for [Node.CallAsync], so it
+// must not block. It is safe from any goroutine, event loops included.
+func (n *Node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v any, done func(error)) error {
+	fail := func(err error) error {
+		return fmt.Errorf("cluster: send opcode %d to net id %d: %w", op, id, err)
+	}
+	if done == nil {
+		return fail(errors.New("nil done callback"))
+	}
+	if NodeOf(id) == n.node {
+		if err := n.srv.Send(id, op, v); err != nil {
+			return fail(err)
+		}
+		done(nil)
+		return nil
+	}
+	obj, err := codec.Marshal(v)
+	if err != nil {
+		return fail(err)
+	}
+	if err := n.askConn(ctx, id, op, "send", obj, false, nil, done); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
 // SendAll sends v on opcode op to every open connection of every node that
 // is up. The JSON is encoded once, and each node hands it to its engine
 // once, which writes it to all its connections. This node's connections

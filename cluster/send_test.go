@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -367,5 +368,54 @@ func TestBounds(t *testing.T) {
 	}
 	if err := nodes[0].Call(ctx, remote.id, opAdd, addReq{}, nil); err != nil {
 		t.Errorf("Call once there is room: %v", err)
+	}
+}
+
+// confirm runs SendConfirm and waits for its outcome: the error it
+// returned at once, or the one done got.
+func confirm(t *testing.T, ctx context.Context, from *cluster.Node, id uint64, v any) (error, bool) {
+	t.Helper()
+	ch := make(chan error, 1)
+	if err := from.SendConfirm(ctx, id, 4, v, func(err error) { ch <- err }); err != nil {
+		return err, false
+	}
+	select {
+	case err := <-ch:
+		return err, true
+	case <-ctx.Done():
+		t.Fatalf("SendConfirm to %d: no outcome: %v", id, ctx.Err())
+	}
+	return nil, false
+}
+
+func TestSendConfirm(t *testing.T) {
+	_, nodes := newCluster(t, 2)
+	ctx := ctxFor(t, 20*time.Second)
+	remote, local := dial(t, nodes[1]), dial(t, nodes[0])
+	for _, cl := range []*client{remote, local} {
+		if err, async := confirm(t, ctx, nodes[0], cl.id, map[string]int{"n": 1}); err != nil || !async {
+			t.Fatalf("SendConfirm to %d: %v (from done: %v)", cl.id, err, async)
+		}
+		cl.expect(t, ctx, 4, `{"n":1}`)
+	}
+
+	// A connection that is gone, on another node: done says so, at once,
+	// without the node being down.
+	_ = remote.Close()
+	waitFor(t, ctx, "node 2 to see the close", func() bool { return nodes[1].Server().Len() == 0 })
+	err, async := confirm(t, ctx, nodes[0], remote.id, map[string]int{})
+	if !async || !errors.Is(err, engine.ErrUnknownConn) || errors.Is(err, cluster.ErrNodeDown) {
+		t.Errorf("SendConfirm to a closed remote connection: %v (from done: %v), want ErrUnknownConn only", err, async)
+	}
+	// On this node, or on a node that is not up: the error at once.
+	_ = local.Close()
+	waitFor(t, ctx, "node 1 to see the close", func() bool { return nodes[0].Server().Len() == 0 })
+	for _, id := range []uint64{local.id, 7<<54 | 12345} {
+		if err, async := confirm(t, ctx, nodes[0], id, map[string]int{}); async || !errors.Is(err, engine.ErrUnknownConn) {
+			t.Errorf("SendConfirm to %d: %v (from done: %v), want ErrUnknownConn at once", id, err, async)
+		}
+	}
+	if err := nodes[0].SendConfirm(ctx, remote.id, 4, map[string]int{}, nil); err == nil {
+		t.Error("SendConfirm without done succeeded")
 	}
 }

@@ -40,6 +40,7 @@ type serveOptions struct {
 	limits    limitOptions
 	tls       serverTLSOptions
 	metrics   string // --metrics-addr
+	cluster   clusterOptions
 
 	upgradeTimeout time.Duration // --upgrade-timeout
 	grace          time.Duration // --grace
@@ -50,7 +51,7 @@ func newServeCmd(wrap runWrapper) *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run a demo server: echo on opcode 0, send-to-all on opcode 1",
+		Short: "Run a demo server: echo on opcode 0, send-to-all on opcode 1, relay by net id on opcode 2",
 		Long: `serve runs a demo server until SIGINT or SIGTERM.
 
 Opcode 0 echoes the JSON object back to its sender on opcode 0; opcode 1
@@ -69,6 +70,26 @@ wss://host:port/path is the same under TLS and needs --tls-cert and
 TLS, ws:// ones stay plain WebSocket. A browser's upgrade is accepted only
 from a page of the same host (its Origin), or with no Origin. The lines
 "also listening addr=..." give the other addresses (docs/WEBSOCKET.md).
+
+Opcode 2 relays: {"to": N, "data": {...}} sends data on opcode 2 to the
+connection with net id N, or answers the sender with a failure frame,
+reason "UnknownConn", when N is not connected. Opcode 3 tells a connection
+who it is: a call (or a frame, answered with a frame) on opcode 3 gets
+{"net_id": N, "node": "NAME"}, NAME being --node.
+
+With --cluster nats://HOST:PORT --node NAME, serve is one node of a
+cluster over NATS (docs/CLUSTER.md): opcode 1 reaches every connection of
+every node, opcode 2 reaches net id N on whatever node holds it, and the
+"UnknownConn" failure comes back when N is connected nowhere. --cluster
+embedded starts a NATS server inside this process on a free 127.0.0.1 port
+(embedded:PORT for a given one), logged as "embedded NATS listening
+url=...": the other nodes join with --cluster set to that URL. Node names
+are 1 to 64 letters, digits, '.', '-' or '_'; the node number, unique in
+the cluster, is derived from the name unless --node-number is given. A
+node logs "joined the cluster", then "node up" and "node down" for the
+others (a node killed is noticed within 4s: the heartbeat timeout, 3s,
+plus an interval). SIGHUP does not upgrade a node: it is logged and
+ignored.
 
 The limit flags (--idle-timeout, --rate-limit, --max-outbound, --keepalive,
 --write-deadline, --frame-deadline, --max-malformed, --max-conns) map to the
@@ -97,7 +118,9 @@ successor starts, and opened again if it fails.`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
   simplerpc serve --addr 127.0.0.1:30000 --addr ws://127.0.0.1:8080/rpc
   simplerpc serve --addr wss://0.0.0.0:8443/rpc --tls-cert cert.pem --tls-key key.pem
-  simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet`,
+  simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet
+  simplerpc serve --addr 127.0.0.1:30001 --cluster embedded:4222 --node a
+  simplerpc serve --addr 127.0.0.1:30002 --cluster nats://127.0.0.1:4222 --node b`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
 			o.limits.outboundSet = cmd.Flags().Changed("max-outbound")
@@ -112,6 +135,7 @@ successor starts, and opened again if it fails.`,
 	f.IntVar(&o.maxConns, "max-conns", 0, "connection limit (0: the file-descriptor limit less 512; a larger value is clamped to it, with a warning in the log)")
 	addLimitFlags(f, &o.limits)
 	addServerTLSFlags(f, &o.tls)
+	addClusterFlags(f, &o.cluster)
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this host:port, apart from the protocol's (none if empty; keep it private)")
 	f.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "on SIGHUP, how long to wait for the successor's readiness before giving up the upgrade and serving on")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "on SIGHUP, how long to wait for clients to move to the successor before closing the connections left")
@@ -179,10 +203,16 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	soft, _ := fdLimit()
 	o.maxConns = clampMaxConns(log, o.maxConns, soft)
-	srv, err := newDemoServer(log, o, limits...)
+	b, err := joinBus(ctx, log, o.cluster)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	d, err := newDemoServer(log, o, b, limits...)
 	if err != nil {
 		return usageError{err: err} // only option values can fail here
 	}
+	srv := d.srv
 	next, err := adoptUpgrade()
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -201,7 +231,7 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	// The service manager's sockets, or a predecessor's, replace --addr;
 	// their names say which speak WebSocket (wsaddr.go).
-	if err := srv.StartOn(ctx, servedListeners(lns, names)...); err != nil {
+	if err := d.startOn(ctx, log, servedListeners(lns, names)...); err != nil {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
@@ -234,6 +264,10 @@ wait:
 			_ = ms.shutdown(context.Background())
 			return fmt.Errorf("serve: %w", srv.Err())
 		case <-hup:
+			if !d.upgradable() {
+				log.Warn("SIGHUP ignored: a cluster node does not upgrade itself")
+				continue
+			}
 			var pid int
 			if pid, ms, err = upgrade(ctx, log, o, srv, lns, names, ms); err != nil {
 				log.Error("upgrade failed; serving on", "err", err)
@@ -247,7 +281,7 @@ wait:
 	sd.stopping()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	err = srv.Shutdown(sctx)
+	err = d.shutdown(sctx)
 	// The metrics go last, so that a scrape sees the shutdown.
 	if merr := ms.shutdown(sctx); merr != nil && err == nil {
 		err = merr
@@ -349,11 +383,11 @@ func checkSizes(size, maxSize int) error {
 	return nil
 }
 
-// newDemoServer builds the echo and send-to-all server;
-// extra are further options: the limits.
-func newDemoServer(log *slog.Logger, o serveOptions, extra ...engine.ServerOption) (*engine.Server, error) {
+// newDemoServer builds the echo, send-to-all and relay server, a node of
+// b's cluster unless b is nil; extra are further options: the limits.
+func newDemoServer(log *slog.Logger, o serveOptions, b *bus, extra ...engine.ServerOption) (*demo, error) {
 	r := handler.NewRouter(handler.WithLogger(log))
-	var srv *engine.Server
+	d := &demo{name: o.cluster.name}
 	// SendRaw copies data, which is borrowed, before it returns.
 	r.On(opEcho, func(c handler.Conn, data []byte) error {
 		return c.SendRaw(opEcho, data)
@@ -362,9 +396,9 @@ func newDemoServer(log *slog.Logger, o serveOptions, extra ...engine.ServerOptio
 		return json.RawMessage(append([]byte(nil), data...)), nil
 	})
 	r.On(opBroadcast, func(_ handler.Conn, data []byte) error {
-		// SendAll encodes the object once, before it returns.
-		return srv.SendAll(opBroadcast, json.RawMessage(data))
+		return d.sendAll(opBroadcast, data)
 	})
+	d.addRouteOps(r)
 	opts := []engine.ServerOption{
 		engine.WithMessageSize(o.size),
 		engine.WithSizeBounds(codec.MinMessageSize, o.maxSize),
@@ -384,7 +418,5 @@ func newDemoServer(log *slog.Logger, o serveOptions, extra ...engine.ServerOptio
 		opts = append(opts, engine.WithMaxConns(o.maxConns))
 	}
 	opts = append(opts, extra...)
-	var err error
-	srv, err = engine.NewServer(r, opts...)
-	return srv, err
+	return d, d.build(log, r, b, opts)
 }

@@ -1,0 +1,357 @@
+package main
+
+// This file holds serve's cluster mode and the demo opcodes that reach
+// across it: the --cluster and --node flags, the NATS connection (or the
+// embedded NATS server of --cluster embedded), the demo server as one
+// engine server or as a cluster node, and opcodes 1 to 3 routed through
+// whichever it is.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
+
+	"github.com/simplerpc/simplerpc/cluster"
+	"github.com/simplerpc/simplerpc/cluster/embedded"
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// Opcodes of the demo server that name connections.
+const (
+	opRelay  = 2 // {"to": net id, "data": {...}}: data goes to net id on opcode 2
+	opWhoami = 3 // answers {"net_id": N, "node": "NAME"}
+)
+
+// Failure reasons of the demo's relays.
+const (
+	reasonUnknownConn = "UnknownConn" // the net id is not connected anywhere
+	reasonRelayFailed = "RelayFailed" // the cluster could not carry the frame
+)
+
+// Cluster settings of the demo.
+const (
+	embeddedScheme = "embedded"
+	maxNodeName    = 64
+	// relayTimeout bounds the wait for another node to confirm a relay
+	// (cluster.WithCallTimeout): a node that hangs with its NATS connection
+	// open is taken for down at the heartbeat timeout, 3s, well before.
+	relayTimeout = 10 * time.Second
+	// natsReconnectWait is the pause between reconnection attempts to NATS,
+	// which go on for ever.
+	natsReconnectWait = 250 * time.Millisecond
+)
+
+// clusterOptions are serve's cluster flags.
+type clusterOptions struct {
+	url    string // --cluster: "", "embedded", "embedded:PORT", or NATS URLs
+	name   string // --node
+	number int    // --node-number; 0: from the name
+}
+
+// addClusterFlags adds the cluster flags to f.
+func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
+	f.StringVar(&o.url, "cluster", "", "join a cluster over NATS at this URL (nats://host:port, several separated by commas), or 'embedded' (or 'embedded:PORT') to start a NATS server on 127.0.0.1 in this process (none if empty: a server alone)")
+	f.StringVar(&o.name, "node", "", "this server's node name, answered on opcode 3: 1 to 64 letters, digits, '.', '-' or '_' (needed with --cluster)")
+	f.IntVar(&o.number, "node-number", 0, "this node's number in the cluster, 1 to 1023, unique among the nodes (0: derived from --node)")
+}
+
+// check validates the flags without touching the network.
+func (o clusterOptions) check() error {
+	if o.name != "" && !validNodeName(o.name) {
+		return usagef("--node %q: want 1 to %d letters, digits, '.', '-' or '_'", o.name, maxNodeName)
+	}
+	if o.number < 0 || o.number > cluster.MaxNode {
+		return usagef("--node-number %d must lie within 1..%d (0: derived from --node)", o.number, cluster.MaxNode)
+	}
+	if o.url == "" {
+		if o.number != 0 {
+			return usagef("--node-number needs --cluster")
+		}
+		return nil
+	}
+	if o.name == "" {
+		return usagef("--cluster needs --node NAME, this server's name in the cluster")
+	}
+	if _, ok, err := o.embeddedPort(); ok {
+		return err
+	}
+	for _, u := range strings.Split(o.url, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || (p.Scheme != "nats" && p.Scheme != "tls") || p.Hostname() == "" || p.Port() == "" {
+			return usagef("--cluster %q: want nats://host:port (or tls://), several separated by commas, or embedded", o.url)
+		}
+	}
+	return nil
+}
+
+// embeddedPort returns the port of --cluster embedded[:PORT] (0 for a free
+// one); ok is false for a NATS URL.
+func (o clusterOptions) embeddedPort() (port int, ok bool, err error) {
+	rest, ok := strings.CutPrefix(o.url, embeddedScheme)
+	switch {
+	case !ok:
+		return 0, false, nil
+	case rest == "":
+		return 0, true, nil
+	case rest[0] != ':':
+		return 0, false, nil
+	}
+	port, err = strconv.Atoi(rest[1:])
+	if err != nil || port < 1 || port > 65535 {
+		return 0, true, usagef("--cluster %q: the port must be a number from 1 to 65535", o.url)
+	}
+	return port, true, nil
+}
+
+// nodeNumber returns --node-number, or the number derived from the name:
+// its FNV-1a hash, 1 to cluster.MaxNode. Two names may share a number; the
+// second node then fails to start, and --node-number settles it.
+func (o clusterOptions) nodeNumber() int {
+	if o.number != 0 {
+		return o.number
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(o.name))
+	return int(h.Sum32()%cluster.MaxNode) + 1
+}
+
+// validNodeName accepts 1 to maxNodeName letters, digits, '.', '-', '_'.
+func validNodeName(s string) bool {
+	if len(s) == 0 || len(s) > maxNodeName {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// bus is serve's link to a cluster: the NATS connection, and the embedded
+// NATS server when serve runs one. A nil bus is a server alone.
+type bus struct {
+	nc     *nats.Conn
+	ns     *embedded.Server // nil for an external NATS
+	name   string
+	number int
+}
+
+// joinBus connects to the cluster's NATS, or starts the embedded one; nil
+// without --cluster. The connection reconnects for ever once made.
+func joinBus(ctx context.Context, log *slog.Logger, o clusterOptions) (*bus, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if o.url == "" {
+		return nil, nil
+	}
+	b := &bus{name: o.name, number: o.nodeNumber()}
+	opts := []nats.Option{
+		nats.Name("simplerpc " + o.name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(natsReconnectWait),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS", "err", err)
+		}),
+	}
+	var err error
+	if port, ok, _ := o.embeddedPort(); ok {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if b.ns, err = embedded.Start(sctx, embedded.WithPort(port)); err != nil {
+			return nil, fmt.Errorf("serve: start the embedded NATS server: %w", err)
+		}
+		log.Info("embedded NATS listening", "url", b.ns.URL())
+		b.nc, err = b.ns.Connect(opts...)
+	} else {
+		b.nc, err = nats.Connect(o.url, append(opts, nats.Timeout(5*time.Second))...)
+	}
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("serve: connect to NATS at %s: %w", o.url, err)
+	}
+	return b, nil
+}
+
+// close closes the NATS connection and stops the embedded server.
+func (b *bus) close() {
+	if b == nil {
+		return
+	}
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.ns != nil {
+		_ = b.ns.Close()
+	}
+}
+
+// demo is the demo server: an engine server alone, or a cluster node
+// around one. srv is set either way.
+type demo struct {
+	srv  *engine.Server
+	node *cluster.Node // nil without a bus
+	name string        // --node
+}
+
+// build makes the server for router r with opts: a node of b's cluster,
+// or a server alone when b is nil.
+func (d *demo) build(log *slog.Logger, r *handler.Router, b *bus, opts []engine.ServerOption) error {
+	if b == nil {
+		var err error
+		d.srv, err = engine.NewServer(r, opts...)
+		return err
+	}
+	node, err := cluster.New(r, b.nc, b.number,
+		cluster.WithServerOptions(opts...),
+		cluster.WithLogger(log),
+		cluster.WithCallTimeout(relayTimeout))
+	if err != nil {
+		return err
+	}
+	d.node, d.srv = node, node.Server()
+	return nil
+}
+
+// startOn starts serving on lns; a node joins its cluster first.
+func (d *demo) startOn(ctx context.Context, log *slog.Logger, lns ...net.Listener) error {
+	if d.node == nil {
+		return d.srv.StartOn(ctx, lns...)
+	}
+	if err := d.node.StartOn(ctx, lns...); err != nil {
+		if errors.Is(err, cluster.ErrNodeTaken) {
+			return fmt.Errorf("%w: another live node has number %d (from --node %q): give another --node name, or --node-number",
+				err, d.node.Number(), d.name)
+		}
+		return err
+	}
+	log.Info("joined the cluster", "node", d.name, "number", d.node.Number(), "epoch", d.node.Epoch())
+	return nil
+}
+
+// shutdown shuts the server down gracefully within ctx; a node leaves its
+// cluster.
+func (d *demo) shutdown(ctx context.Context) error {
+	if d.node == nil {
+		return d.srv.Shutdown(ctx)
+	}
+	return d.node.Shutdown(ctx)
+}
+
+// upgradable reports whether SIGHUP may start a successor: not for a node,
+// whose successor would need its node number while it still holds it.
+func (d *demo) upgradable() bool { return d.node == nil }
+
+// sendAll sends the borrowed object obj to every connection, on every node.
+func (d *demo) sendAll(op codec.Opcode, obj []byte) error {
+	if d.node == nil {
+		// SendAll encodes the object once, before it returns.
+		return d.srv.SendAll(op, json.RawMessage(obj))
+	}
+	if err := d.node.SendAllRaw(op, obj); err != nil {
+		return relayFailure(0, err)
+	}
+	return nil
+}
+
+// relayMsg is an opcode-2 frame.
+type relayMsg struct {
+	To   uint64          `json:"to" simplerpc:"required"`
+	Data json.RawMessage `json:"data" simplerpc:"required"`
+}
+
+// Validate checks that data is an object.
+func (m relayMsg) Validate() error {
+	if _, err := codec.Object(m.Data); err != nil {
+		return handler.ArgumentTypeError(`"data" must be a JSON object`)
+	}
+	return nil
+}
+
+// whoami is the answer on opcode 3.
+type whoami struct {
+	NetID uint64 `json:"net_id"`
+	Node  string `json:"node"`
+}
+
+// failureMsg is a failure frame's object.
+type failureMsg struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// addRouteOps registers opcodes 2 and 3 on r.
+func (d *demo) addRouteOps(r *handler.Router) {
+	handler.Handle(r, opRelay, func(c handler.Conn, m relayMsg) error {
+		return d.relay(c, m)
+	})
+	handler.HandleCall(r, opWhoami, func(c handler.Conn, _ struct{}) (whoami, error) {
+		return whoami{NetID: c.ID(), Node: d.name}, nil
+	})
+	// A plain frame on opcode 3 (simplerpc call without --request) is
+	// answered with a frame.
+	r.On(opWhoami, func(c handler.Conn, _ []byte) error {
+		return c.Send(opWhoami, whoami{NetID: c.ID(), Node: d.name})
+	})
+}
+
+// relay sends m.Data to net id m.To on opcode 2. A failure known at once is
+// returned, and the router sends it to c; one another node reports later
+// is sent to c as a failure frame then.
+func (d *demo) relay(c handler.Conn, m relayMsg) error {
+	if d.node == nil {
+		if err := d.srv.Send(m.To, opRelay, m.Data); err != nil {
+			return relayFailure(m.To, err)
+		}
+		return nil
+	}
+	// SendConfirm encodes the borrowed m.Data before it returns.
+	err := d.node.SendConfirm(context.Background(), m.To, opRelay, m.Data, func(err error) {
+		if err == nil {
+			return
+		}
+		f := handler.Failure(relayFailure(m.To, err))
+		_ = c.Send(codec.OpFailure, failureMsg{Reason: f.Reason, Message: f.Message})
+	})
+	if err != nil {
+		return relayFailure(m.To, err)
+	}
+	return nil
+}
+
+// relayFailure is the failure a relay to net id to (0: a send to all) that
+// failed with err answers, with a short message: the frame may be small.
+func relayFailure(to uint64, err error) error {
+	what := "to net id " + strconv.FormatUint(to, 10)
+	if to == 0 {
+		what = "to the other nodes"
+	}
+	switch {
+	case errors.Is(err, engine.ErrUnknownConn) && errors.Is(err, cluster.ErrNodeDown):
+		return &handler.Error{Reason: reasonUnknownConn, Message: "net id " + strconv.FormatUint(to, 10) + " is not connected: its node is down"}
+	case errors.Is(err, engine.ErrUnknownConn):
+		return &handler.Error{Reason: reasonUnknownConn, Message: "net id " + strconv.FormatUint(to, 10) + " is not connected"}
+	case errors.Is(err, cluster.ErrBusDown):
+		return &handler.Error{Reason: reasonRelayFailed, Message: what + ": the cluster's NATS is unreachable"}
+	case errors.Is(err, cluster.ErrBusFull):
+		return &handler.Error{Reason: reasonRelayFailed, Message: what + ": too much cross-node traffic pending"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &handler.Error{Reason: reasonRelayFailed, Message: what + ": its node did not answer in time"}
+	}
+	return &handler.Error{Reason: reasonRelayFailed, Message: what + ": " + err.Error()}
+}
