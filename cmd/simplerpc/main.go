@@ -2,9 +2,12 @@
 //
 // Subcommands:
 //
-//	simplerpc serve  --addr 127.0.0.1:30000 --size 256
+//	simplerpc serve  --addr 127.0.0.1:30000 [--addr ws://127.0.0.1:8080/rpc] --size 256
 //	    A demo server: opcode 0 echoes the object back to its sender on
-//	    opcode 0, opcode 1 sends it to every connection on opcode 1.
+//	    opcode 0, opcode 1 sends it to every connection on opcode 1,
+//	    opcode 2 {"to": N, "data": {...}} relays data to net id N, a call
+//	    on opcode 3 answers the caller's net id and node. With --cluster
+//	    nats://HOST:PORT|embedded --node NAME, across a cluster of them.
 //	simplerpc call   --addr 127.0.0.1:30000 OPCODE '{"json":"object"}'
 //	    Sends one frame and prints the first frame that comes back, or the
 //	    failure, as one JSON line.
