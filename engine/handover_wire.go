@@ -1,5 +1,3 @@
-//go:build unix
-
 // This file holds the wire of a handover between two servers over a Unix
 // stream socket: batches of connection states, each with its sockets'
 // descriptors (SCM_RIGHTS) on its first bytes, and the successor's
@@ -14,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 )
 
 // maxHandBatch is how many descriptors one batch carries: the kernel's
@@ -68,7 +65,7 @@ func writeBatch(uc *net.UnixConn, b *handBatch) error {
 		for i := range b.Conns {
 			fds[i] = b.Conns[i].fd
 		}
-		oob = syscall.UnixRights(fds...)
+		oob = unixRights(fds)
 	}
 	n, _, err := uc.WriteMsgUnix(msg, oob, nil)
 	if err == nil && n < len(msg) {
@@ -90,7 +87,7 @@ type handReader struct {
 
 // next returns the next batch, its connections' descriptors in place.
 func (r *handReader) next() (*handBatch, error) {
-	oob := make([]byte, syscall.CmsgSpace(4*maxHandBatch))
+	oob := make([]byte, rightsSpace(maxHandBatch))
 	for {
 		if len(r.buf) >= 4 {
 			n := int(binary.BigEndian.Uint32(r.buf))
@@ -110,7 +107,7 @@ func (r *handReader) next() (*handBatch, error) {
 				err = perr
 			}
 		}
-		if err == nil && flags&syscall.MSG_CTRUNC != 0 {
+		if err == nil && truncated(flags) {
 			err = fmt.Errorf("%w: descriptors truncated", errHandWire)
 		}
 		r.buf = r.buf[:len(r.buf)+n]
@@ -145,19 +142,10 @@ func (r *handReader) decode(n int) (*handBatch, error) {
 
 // takeRights adds the descriptors of a control message to r.fds.
 func (r *handReader) takeRights(oob []byte) error {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
+	fds, err := parseRights(oob)
+	r.fds = append(r.fds, fds...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errHandWire, err)
-	}
-	for i := range msgs {
-		fds, err := syscall.ParseUnixRights(&msgs[i])
-		if err != nil {
-			continue // not SCM_RIGHTS
-		}
-		for _, fd := range fds {
-			syscall.CloseOnExec(fd)
-		}
-		r.fds = append(r.fds, fds...)
 	}
 	return nil
 }
@@ -170,7 +158,7 @@ func (r *handReader) close() {
 
 func closeFDs(fds []int) {
 	for _, fd := range fds {
-		_ = syscall.Close(fd)
+		closeFD(fd)
 	}
 }
 
@@ -189,17 +177,3 @@ func readAck(uc *net.UnixConn) (int, error) {
 	}
 	return int(binary.BigEndian.Uint32(b[:])), nil
 }
-
-// dupFD returns a copy of fd, closed on exec.
-func dupFD(fd int) (int, error) {
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	n, err := syscall.Dup(fd)
-	if err != nil {
-		return -1, err
-	}
-	syscall.CloseOnExec(n)
-	return n, nil
-}
-
-func closeFD(fd int) { _ = syscall.Close(fd) }
