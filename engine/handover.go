@@ -287,7 +287,7 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 		}
 	}
 	h.resolved()
-	if st.stopped {
+	if st.stopped && !c.closed.Load() {
 		c.traffic() // what arrived meanwhile
 	}
 }

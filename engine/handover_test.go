@@ -285,6 +285,9 @@ func TestHandOverLive(t *testing.T) {
 			t.Fatalf("echo %d after: %+v", i, n)
 		}
 	}
+	if engine.Replaying(b.Server, rawID) {
+		t.Error("the raw peer still reads through the replay layer once its partial frame completed")
+	}
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
