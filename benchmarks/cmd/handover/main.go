@@ -158,7 +158,8 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 	if err := srv.Wait(); err != nil {
 		return fmt.Errorf("the old serve: %w", err)
 	}
-	upgradeTook := time.Since(t0)
+	t1 := time.Now()
+	upgradeTook := t1.Sub(t0)
 	newPid, _ := strconv.Atoi(up[1])
 	go func() {
 		for range lines { // the successor's output
@@ -172,6 +173,10 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 	}
 	var total result
 	hist := hdrhistogram.New(1, 60_000_000, 3)
+	// The longest wait for an echo sent during the upgrade (from SIGHUP to
+	// the old process's exit, and one interval either side), and outside it.
+	var during, outside int64
+	from, to := t0.Add(-every).UnixMilli(), t1.Add(every).UnixMilli()
 	for i, w := range ws {
 		var r result
 		if err := json.NewDecoder(w.out).Decode(&r); err != nil {
@@ -186,6 +191,14 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 		total.MaxRTT = max(total.MaxRTT, r.MaxRTT)
 		total.MaxGap = max(total.MaxGap, r.MaxGap)
 		total.Errors = append(total.Errors, r.Errors...)
+		for j, v := range r.Buckets {
+			at := r.Start + int64(j)*bucketSpan.Milliseconds()
+			if at+bucketSpan.Milliseconds() > from && at < to {
+				during = max(during, v)
+			} else {
+				outside = max(outside, v)
+			}
+		}
 		if r.HistJSON != nil {
 			hist.Merge(hdrhistogram.Import(r.HistJSON))
 		}
@@ -195,6 +208,7 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 		total.Conns, total.Disconnects, total.Lost, total.Echoed, total.Sent)
 	fmt.Printf("longest pause (max wait for one echo) %v; longest gap between two echoes %v (interval %v)\n",
 		time.Duration(total.MaxRTT)*time.Microsecond, time.Duration(total.MaxGap)*time.Microsecond, every)
+	fmt.Printf("longest wait for an echo sent during the upgrade %v; outside it %v\n", us(during), us(outside))
 	fmt.Printf("echo RTT p50 %v p99 %v p99.9 %v p99.99 %v\n", us(hist.ValueAtQuantile(50)), us(hist.ValueAtQuantile(99)),
 		us(hist.ValueAtQuantile(99.9)), us(hist.ValueAtQuantile(99.99)))
 	fmt.Printf("upgrade: SIGHUP to the old process's exit %v\n", upgradeTook.Round(time.Millisecond))

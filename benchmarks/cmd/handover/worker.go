@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -21,6 +22,13 @@ import (
 	"github.com/simplerpc/simplerpc/benchmarks/internal/dial"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
+)
+
+// bucketSpan is the span of time over which the workers note the longest
+// wait for an echo; maxBuckets of them cover a run.
+const (
+	bucketSpan = 100 * time.Millisecond
+	maxBuckets = 6000
 )
 
 // result is what one worker's connections saw, printed as JSON.
@@ -33,8 +41,12 @@ type result struct {
 	MaxRTT      int64    `json:"max_rtt_us"` // the longest wait for one echo: the longest pause
 	MaxGap      int64    `json:"max_gap_us"` // the longest time between two echoes of one connection
 	Errors      []string `json:"errors,omitempty"`
-	hist        *hdrhistogram.Histogram
-	HistJSON    *hdrhistogram.Snapshot `json:"hist"`
+	// Buckets is the longest wait for an echo sent in each bucketSpan since
+	// Start (unix milliseconds), in microseconds: when the pauses were.
+	Start    int64   `json:"start_unix_ms"`
+	Buckets  []int64 `json:"buckets_us"`
+	hist     *hdrhistogram.Histogram
+	HistJSON *hdrhistogram.Snapshot `json:"hist"`
 }
 
 // worker dials n connections to addr from source and runs them until
@@ -59,12 +71,14 @@ func worker(addr, source string, n, size int, every time.Duration) error {
 	}()
 	var mu sync.Mutex
 	res := result{Conns: n, hist: hdrhistogram.New(1, 60_000_000, 3)}
+	start := time.Now()
+	buckets := make([]atomic.Int64, maxBuckets)
 	var wg sync.WaitGroup
 	for _, nc := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := echoConn(nc, size, every, stop)
+			c := echoConn(nc, size, every, stop, start, buckets)
 			mu.Lock()
 			defer mu.Unlock()
 			res.Sent += c.sent
@@ -86,6 +100,16 @@ func worker(addr, source string, n, size int, every time.Duration) error {
 		_ = nc.Close()
 	}
 	res.HistJSON = res.hist.Export()
+	res.Start = start.UnixMilli()
+	last := 0
+	for i := range buckets {
+		if buckets[i].Load() > 0 {
+			last = i + 1
+		}
+	}
+	for i := range last {
+		res.Buckets = append(res.Buckets, buckets[i].Load())
+	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -101,7 +125,7 @@ type connStats struct {
 // echoConn sends a numbered opcode-0 frame every interval (the first at a
 // random phase, so that the connections spread over it), waits for each
 // echo, and checks it, until stop is closed.
-func echoConn(nc net.Conn, size int, every time.Duration, stop <-chan struct{}) connStats {
+func echoConn(nc net.Conn, size int, every time.Duration, stop <-chan struct{}, start time.Time, buckets []atomic.Int64) connStats {
 	st := connStats{hist: hdrhistogram.New(1, 60_000_000, 3)}
 	frame := make([]byte, size)
 	buf := make([]byte, size)
@@ -141,6 +165,14 @@ func echoConn(nc net.Conn, size int, every time.Duration, stop <-chan struct{}) 
 		rtt := now.Sub(t0)
 		st.maxRTT = max(st.maxRTT, rtt)
 		_ = st.hist.RecordValue(rtt.Microseconds())
+		if b := int(t0.Sub(start) / bucketSpan); b < len(buckets) {
+			for v := rtt.Microseconds(); ; {
+				old := buckets[b].Load()
+				if old >= v || buckets[b].CompareAndSwap(old, v) {
+					break
+				}
+			}
+		}
 		if !last.IsZero() {
 			st.maxGap = max(st.maxGap, now.Sub(last))
 		}
