@@ -45,6 +45,11 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	defer stop()
 	r := &handReader{uc: uc}
 	defer r.close()
+	// Enrolling waits for the loop to open the connection: a few at once
+	// keep the loops busy (gnet's client balancer is safe for that).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, adoptWorkers)
+	defer wg.Wait()
 	n := 0
 	for {
 		b, err := r.next()
@@ -60,20 +65,30 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			if ctx.Err() != nil {
 				err = context.Cause(ctx)
 			}
+			wg.Wait()
 			s.adoptBarrier()
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
 		for _, rc := range b.Conns {
-			s.adoptConn(rc)
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				s.adoptConn(rc)
+			}()
 		}
 		n += len(b.Conns)
 		if b.End {
+			wg.Wait()
 			s.adoptBarrier()
 			return n, nil
 		}
 	}
 }
+
+// adoptWorkers is how many connections Adopt enrolls at once.
+const adoptWorkers = 8
 
 // startForAdopt starts the event loops of a new server for Adopt; StartOn
 // then starts the acceptors.
