@@ -31,8 +31,9 @@ import (
 // size), and no connect callback runs: the connection is not new; its
 // disconnect callback runs here when it closes. A connection that had not
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
-// new deadline. One whose net id is in use, or over [WithMaxConns], is
-// closed.
+// new deadline, and is admitted (its connect callback runs) here. One
+// whose net id is in use, or over [WithMaxConns], is closed; the restore
+// hook gets nil from a predecessor without a save hook.
 //
 // If ctx ends or uc fails first, the connections already acknowledged
 // stay with this server, and the error says why. It is safe for

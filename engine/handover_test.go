@@ -537,3 +537,40 @@ func TestHandOverSuccessorFails(t *testing.T) {
 		t.Fatalf("%d disconnect callbacks", a.disconnects.get())
 	}
 }
+
+// TestHandOverBeforeAuth: a connection that has not authenticated yet
+// moves too, and authenticates with the successor, which then admits it.
+func TestHandOverBeforeAuth(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	auth := engine.WithAuth(func(context.Context, handler.Conn, []byte) (string, error) { return "late", nil }, testTimeout)
+	a := newHandoverServer(t, "A", auth)
+	b := newHandoverServer(t, "B", auth)
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	p := dialRaw(t, a.Addr().String())
+	p.greet(1024)
+	for deadline := time.Now().Add(testTimeout); a.Len() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection on A")
+		}
+	}
+	if rep, n := handOver(t, ctx, a.Server, b.Server); rep.HandedOver != 1 || n != 1 {
+		t.Fatalf("report %+v, adopted %d", rep, n)
+	}
+	if len(b.ConnsOf("late")) != 0 || len(b.Conns()) != 0 {
+		t.Fatal("B admitted a connection that has not authenticated")
+	}
+	p.write(`-9{"user":"late"}`)
+	if op, obj := p.read(); op != codec.OpAuth || !strings.Contains(string(obj), `"late"`) {
+		t.Fatalf("auth answer from B: op %d %s", op, obj)
+	}
+	p.write(`2{"seq":1}`)
+	if n := p.readNote(); n.Server != "B" {
+		t.Fatalf("echo: %+v", n)
+	}
+	if b.connects.get() != 1 {
+		t.Fatalf("B ran %d connect callbacks, want 1: the connection is admitted there", b.connects.get())
+	}
+}
