@@ -98,7 +98,13 @@ func handoverSocket() (*net.UnixConn, error) {
 // handoverPair returns the two ends of a Unix stream socketpair: this
 // process's, and the successor's to inherit.
 func handoverPair() (*net.UnixConn, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	syscall.ForkLock.RLock() // no child inherits them but the successor, through ExtraFiles
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("upgrade: socketpair: %w", err)
 	}
