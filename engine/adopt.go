@@ -44,6 +44,9 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if err := writeAck(uc, helloAck); err != nil {
+		return 0, fmt.Errorf("engine: adopt: %w", err)
+	}
 	r := &handReader{uc: uc}
 	defer r.close()
 	// Enrolling waits for the loop to open the connection: a few at once

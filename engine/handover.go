@@ -92,6 +92,10 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 	if !s.hand.begun.CompareAndSwap(false, true) {
 		return HandoverReport{}, errors.New("engine: hand over: already handed over")
 	}
+	if err := waitHello(ctx, uc); err != nil {
+		s.hand.begun.Store(false)
+		return HandoverReport{}, fmt.Errorf("engine: hand over: the successor: %w", err)
+	}
 	if err := s.hand.pause(ctx, s); err != nil {
 		s.hand.resume()
 		s.hand.begun.Store(false)
@@ -108,6 +112,22 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 	}
 	s.hand.finish()
 	return rep, nil
+}
+
+// waitHello waits for the successor's first message, which says it is
+// reading: nothing is handed off before, so that no connection waits for
+// the successor's start.
+func waitHello(ctx context.Context, uc *net.UnixConn) error {
+	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Unix(1, 0)) })
+	n, err := readAck(uc)
+	if !stop() {
+		err = context.Cause(ctx)
+	}
+	_ = uc.SetReadDeadline(time.Time{})
+	if err == nil && n != helloAck {
+		err = fmt.Errorf("%w: %d before the hello", errHandWire, n)
+	}
+	return err
 }
 
 // handState is a connection's part in a handover: on the old server, its

@@ -504,6 +504,7 @@ func TestHandOverSuccessorFails(t *testing.T) {
 	}
 	ua, ub := unixPair(t)
 	go func() {
+		_, _ = ub.Write([]byte{0xff, 0xff, 0xff, 0xff}) // "reading", as Adopt says first
 		b := make([]byte, 1)
 		_, _ = io.ReadFull(ub, b) // the first batch's first byte, then gone
 		ub.Close()

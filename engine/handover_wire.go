@@ -162,6 +162,11 @@ func closeFDs(fds []int) {
 	}
 }
 
+// helloAck is the successor's first message: it is reading, so that the
+// predecessor stops reading its connections only once they can be
+// adopted at once.
+const helloAck = 1<<32 - 1
+
 // writeAck acknowledges a batch of n connections: the successor holds
 // their sockets now.
 func writeAck(uc *net.UnixConn, n int) error {

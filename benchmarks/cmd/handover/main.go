@@ -28,6 +28,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -74,7 +75,7 @@ func pinned(pin bool, cpu string, name string, args ...string) *exec.Cmd {
 	return exec.Command(name, args...)
 }
 
-func drive(serve string, conns, procs, size, loops int, every, before, after time.Duration, upgrade string, pin bool) error {
+func drive(serve string, conns, procs, size, loops int, every, before, after time.Duration, upgrade string, pin bool) (err error) {
 	rlimit.RaiseNoFile() // the processes inherit it
 	srv := pinned(pin, "0", serve, "serve", "--addr", "127.0.0.1:0", "--size", strconv.Itoa(size),
 		"--loops", strconv.Itoa(loops), "--quiet", "--max-conns", strconv.Itoa(conns+100), "--upgrade", upgrade,
@@ -89,12 +90,27 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 	}
 	defer func() { _ = syscall.Kill(-srv.Process.Pid, syscall.SIGKILL) }()
 	lines := make(chan string, 1024)
+	var logMu sync.Mutex
+	var logTail []string // serve's last lines, for an error
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			logMu.Lock()
+			logTail = append(logTail, sc.Text())
+			if len(logTail) > 40 {
+				logTail = logTail[1:]
+			}
+			logMu.Unlock()
 			lines <- sc.Text()
 		}
 		close(lines)
+	}()
+	defer func() {
+		if err != nil {
+			logMu.Lock()
+			log.Printf("serve's last lines:\n%s", strings.Join(logTail, "\n"))
+			logMu.Unlock()
+		}
 	}()
 	addr, err := waitLine(lines, `msg=listening addr=(\S+) .* pid=(\d+)`, 30*time.Second)
 	if err != nil {
@@ -151,6 +167,7 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 	if err != nil {
 		return err
 	}
+	log.Printf("%s", handed[0])
 	up, err := waitLine(lines, `msg=upgraded pid=(\d+)`, 60*time.Second)
 	if err != nil {
 		return err
@@ -165,7 +182,6 @@ func drive(serve string, conns, procs, size, loops int, every, before, after tim
 		for range lines { // the successor's output
 		}
 	}()
-	log.Printf("%s", handed[0])
 	log.Printf("upgraded to pid %d in %v (SIGHUP to the old process's exit)", newPid, upgradeTook.Round(time.Millisecond))
 	time.Sleep(after)
 	for _, w := range ws {
