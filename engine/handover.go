@@ -34,6 +34,11 @@ const handoverWait = 2 * time.Second
 // handoverRetry is how often a hand-off that waits looks again.
 const handoverRetry = time.Millisecond
 
+// handoverWindow is how many connections of a loop are handed off at
+// once: a connection stops being read only shortly before it leaves, so
+// that none waits for all the others to be snapshotted and sent.
+const handoverWindow = 128
+
 // WithHandover gives a server the hooks that carry the application's
 // per-connection state across a handover ([Server.HandOver],
 // [Server.Adopt]): save runs on the old server, on the connection's loop,
@@ -101,7 +106,8 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 		s.hand.begun.Store(false)
 		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", err)
 	}
-	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{})}
+	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{}),
+		rest: make(map[*loop][]*conn)}
 	h.start()
 	rep, err := h.run(ctx)
 	if err != nil {
@@ -145,12 +151,13 @@ type handSession struct {
 	uc   *net.UnixConn
 	wake chan struct{} // a snapshot was queued, or every connection is resolved
 
-	mu      sync.Mutex // guards queue, sent, fail
+	mu      sync.Mutex // guards queue, sent, fail, rest
 	queue   []handedConn
-	sent    [][]handedConn // batches sent, not acknowledged yet; nil for the end
-	fail    error          // set once: no more hand-offs
-	pending atomic.Int64   // connections not resolved yet
-	ended   bool           // the end batch went out
+	rest    map[*loop][]*conn // connections of each loop not yet set on their way
+	sent    [][]handedConn    // batches sent, not acknowledged yet; nil for the end
+	fail    error             // set once: no more hand-offs
+	pending atomic.Int64      // connections not resolved yet
+	ended   bool              // the end batch went out
 
 	acked    chan error    // the reader's outcome: nil once the end was acknowledged
 	readDone chan struct{} // closed when the reader returns
@@ -166,8 +173,12 @@ func (h *handSession) start() {
 		if err := l.enqueue(task{kind: taskFunc, fn: func() {
 			list := slices.Clone(l.conns)
 			h.pending.Add(int64(len(list)))
+			k := min(len(list), handoverWindow)
+			h.mu.Lock()
+			h.rest[l] = list[k:]
+			h.mu.Unlock()
 			done <- len(list)
-			for _, c := range list {
+			for _, c := range list[:k] {
 				h.handOff(c)
 			}
 		}}, nil); err != nil {
@@ -204,32 +215,58 @@ func (h *handSession) setFail(err error) {
 	h.notify()
 }
 
-// resolved counts a connection done with: handed, gone away, or closed.
-func (h *handSession) resolved() {
+// resolved counts c done with (handed, gone away, or closed), and sets
+// the next connection of its loop on its way. On c's loop.
+func (h *handSession) resolved(c *conn) {
+	h.mu.Lock()
+	var next *conn
+	if r := h.rest[c.loop]; len(r) > 0 {
+		next, h.rest[c.loop] = r[0], r[1:]
+	}
+	h.mu.Unlock()
 	if h.pending.Add(-1) == 0 {
+		h.notify()
+	}
+	if next != nil {
+		// A task, not a call: hand-offs that resolve at once must not
+		// nest one another.
+		h.queueOff(next)
+	}
+}
+
+// queueOff queues c's hand-off on its loop.
+func (h *handSession) queueOff(c *conn) {
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { h.handOff(c) }}, nil) != nil {
+		h.abandon(c)
+	}
+}
+
+// abandon resolves c and the connections of its loop not yet on their
+// way: the loop has stopped, and they are closed. From any goroutine.
+func (h *handSession) abandon(c *conn) {
+	h.mu.Lock()
+	n := 1 + len(h.rest[c.loop])
+	h.rest[c.loop] = nil
+	h.mu.Unlock()
+	if h.pending.Add(-int64(n)) <= 0 {
 		h.notify()
 	}
 }
 
 // later looks at c again after a while, or behind what is queued now.
 func (h *handSession) later(c *conn, now bool) {
-	retry := func() {
-		if c.loop.enqueue(task{kind: taskFunc, fn: func() { h.handOff(c) }}, nil) != nil {
-			h.resolved() // the loops stopped: c is closed
-		}
-	}
 	if now {
-		retry()
+		h.queueOff(c)
 		return
 	}
-	time.AfterFunc(handoverRetry, retry)
+	time.AfterFunc(handoverRetry, func() { h.queueOff(c) })
 }
 
 // handOff moves c along its hand-off, on its loop: wait for its calls,
 // stop reading it, wait for its output, then snapshot it and let it go.
 func (h *handSession) handOff(c *conn) {
 	if c.closed.Load() {
-		h.resolved()
+		h.resolved(c)
 		return
 	}
 	x := c.extra()
@@ -266,7 +303,7 @@ func (h *handSession) handOff(c *conn) {
 	}
 	c.loop.flush()
 	if c.closed.Load() {
-		h.resolved()
+		h.resolved(c)
 		return
 	}
 	if c.queued.Load() > 0 || c.jobsBusy() || len(x.budget.waiting) > 0 || c.outbound() > 0 {
@@ -289,7 +326,7 @@ func (h *handSession) handOff(c *conn) {
 	h.mu.Lock()
 	h.queue = append(h.queue, rec)
 	h.mu.Unlock()
-	h.resolved()
+	h.resolved(c)
 	h.notify()
 }
 
@@ -306,7 +343,7 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 			_ = c.enqueue(modeSend, codec.OpGoAway, obj, 0)
 		}
 	}
-	h.resolved()
+	h.resolved(c)
 	if st.stopped && !c.closed.Load() {
 		c.traffic() // what arrived meanwhile
 	}

@@ -575,3 +575,38 @@ func TestHandOverBeforeAuth(t *testing.T) {
 		t.Fatalf("B ran %d connect callbacks, want 1: the connection is admitted there", b.connects.get())
 	}
 }
+
+// TestHandOverMany hands over more connections than a batch (253) and a
+// loop's window of hand-offs at once: every one moves, and answers on B.
+func TestHandOverMany(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := newHandoverServer(t, "A", engine.WithEventLoops(2))
+	b := newHandoverServer(t, "B", engine.WithEventLoops(2))
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	peers := make([]*rawPeer, n)
+	for i := range peers {
+		peers[i] = dialRaw(t, a.Addr().String())
+		peers[i].greet(1024)
+	}
+	for deadline := time.Now().Add(testTimeout); a.Len() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections on A", a.Len(), n)
+		}
+	}
+	if rep, got := handOver(t, ctx, a.Server, b.Server); rep.HandedOver != n || got != n {
+		t.Fatalf("report %+v, adopted %d", rep, got)
+	}
+	for i, p := range peers {
+		p.write(fmt.Sprintf(`2{"seq":%d}`, i))
+		if got := p.readNote(); got.Seq != i || got.Server != "B" {
+			t.Fatalf("peer %d: %+v", i, got)
+		}
+	}
+	if a.Len() != 0 || b.Len() != n {
+		t.Fatalf("A has %d connections, B %d", a.Len(), b.Len())
+	}
+}
