@@ -92,7 +92,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 }
 
 // adoptWorkers is how many connections Adopt enrolls at once.
-const adoptWorkers = 8
+const adoptWorkers = 256
 
 // startForAdopt starts the event loops of a new server for Adopt; StartOn
 // then starts the acceptors.

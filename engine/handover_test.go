@@ -597,7 +597,10 @@ func TestHandOverMany(t *testing.T) {
 			t.Fatalf("%d of %d connections on A", a.Len(), n)
 		}
 	}
-	if rep, got := handOver(t, ctx, a.Server, b.Server); rep.HandedOver != n || got != n {
+	t0 := time.Now()
+	rep, got := handOver(t, ctx, a.Server, b.Server)
+	t.Logf("handed over %d in %v", n, time.Since(t0))
+	if rep.HandedOver != n || got != n {
 		t.Fatalf("report %+v, adopted %d", rep, got)
 	}
 	for i, p := range peers {
