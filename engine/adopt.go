@@ -44,7 +44,13 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := writeAck(uc, helloAck); err != nil {
+	var wmu sync.Mutex // acknowledgements come from the batches' waiters too
+	ack := func(n int) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return writeAck(uc, n)
+	}
+	if err := ack(helloAck); err != nil {
 		return 0, fmt.Errorf("engine: adopt: %w", err)
 	}
 	r := &handReader{uc: uc}
@@ -58,7 +64,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	for {
 		b, err := r.next()
 		if err == nil {
-			err = writeAck(uc, len(b.Conns))
+			err = ack(len(b.Conns))
 			if err != nil {
 				for _, rc := range b.Conns {
 					closeFD(rc.fd)
@@ -74,12 +80,24 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
+		var batch sync.WaitGroup
 		for _, rc := range b.Conns {
 			sem <- struct{}{}
 			wg.Add(1)
+			batch.Add(1)
 			go func() {
-				defer func() { <-sem; wg.Done() }()
+				defer func() { <-sem; batch.Done(); wg.Done() }()
 				s.adoptConn(rc)
+			}()
+		}
+		if k := len(b.Conns); k > 0 {
+			// The predecessor sets more connections on their way as these
+			// are live: what it stops reading waits only for these.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				batch.Wait()
+				_ = ack(liveAck | k)
 			}()
 		}
 		n += len(b.Conns)

@@ -34,10 +34,11 @@ const handoverWait = 2 * time.Second
 // handoverRetry is how often a hand-off that waits looks again.
 const handoverRetry = time.Millisecond
 
-// handoverWindow is how many connections of a loop are handed off at
-// once: a connection stops being read only shortly before it leaves, so
-// that none waits for all the others to be snapshotted and sent.
-const handoverWindow = 128
+// handoverWindow is how many connections may be between their hand-off's
+// start and being live in the successor, in all: a connection stops being
+// read only shortly before the successor can take it, so that none waits
+// for all the others to be snapshotted, sent and enrolled.
+const handoverWindow = 256
 
 // WithHandover gives a server the hooks that carry the application's
 // per-connection state across a handover ([Server.HandOver],
@@ -107,7 +108,7 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", err)
 	}
 	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{}),
-		rest: make(map[*loop][]*conn)}
+		slots: handoverWindow}
 	h.start()
 	rep, err := h.run(ctx)
 	if err != nil {
@@ -151,13 +152,14 @@ type handSession struct {
 	uc   *net.UnixConn
 	wake chan struct{} // a snapshot was queued, or every connection is resolved
 
-	mu      sync.Mutex // guards queue, sent, fail, rest
+	mu      sync.Mutex // guards queue, sent, fail, rest, slots
 	queue   []handedConn
-	rest    map[*loop][]*conn // connections of each loop not yet set on their way
-	sent    [][]handedConn    // batches sent, not acknowledged yet; nil for the end
-	fail    error             // set once: no more hand-offs
-	pending atomic.Int64      // connections not resolved yet
-	ended   bool              // the end batch went out
+	rest    []*conn        // connections not yet set on their way
+	slots   int            // how many more may be set on their way
+	sent    [][]handedConn // batches sent, not acknowledged yet; nil for the end
+	fail    error          // set once: no more hand-offs
+	pending atomic.Int64   // connections not resolved yet
+	ended   bool           // the end batch went out
 
 	acked    chan error    // the reader's outcome: nil once the end was acknowledged
 	readDone chan struct{} // closed when the reader returns
@@ -165,30 +167,48 @@ type handSession struct {
 	gone     atomic.Int64
 }
 
-// start sets every connection of every loop on its way.
+// start sets the connections of every loop on their way, handoverWindow
+// at a time.
 func (h *handSession) start() {
 	loops := h.s.side.eachLoop()
-	done := make(chan int, len(loops))
+	lists := make(chan []*conn, len(loops))
 	for _, l := range loops {
-		if err := l.enqueue(task{kind: taskFunc, fn: func() {
-			list := slices.Clone(l.conns)
-			h.pending.Add(int64(len(list)))
-			k := min(len(list), handoverWindow)
-			h.mu.Lock()
-			h.rest[l] = list[k:]
-			h.mu.Unlock()
-			done <- len(list)
-			for _, c := range list[:k] {
-				h.handOff(c)
-			}
-		}}, nil); err != nil {
-			done <- 0
+		if err := l.enqueue(task{kind: taskFunc, fn: func() { lists <- slices.Clone(l.conns) }}, nil); err != nil {
+			lists <- nil
 		}
 	}
+	var all []*conn
 	for range loops {
-		<-done
+		all = append(all, <-lists...)
 	}
+	h.pending.Add(int64(len(all)))
+	h.mu.Lock()
+	h.rest = all
+	h.mu.Unlock()
+	h.fill()
 	h.notify()
+}
+
+// fill sets connections on their way while there are slots. From any
+// goroutine.
+func (h *handSession) fill() {
+	h.mu.Lock()
+	n := min(h.slots, len(h.rest))
+	next := h.rest[:n:n]
+	h.rest, h.slots = h.rest[n:], h.slots-n
+	h.mu.Unlock()
+	for _, c := range next {
+		h.queueOff(c)
+	}
+}
+
+// free gives back n slots: connections kept here, closed, or live in the
+// successor.
+func (h *handSession) free(n int) {
+	h.mu.Lock()
+	h.slots += n
+	h.mu.Unlock()
+	h.fill()
 }
 
 // notify wakes the writer.
@@ -215,41 +235,22 @@ func (h *handSession) setFail(err error) {
 	h.notify()
 }
 
-// resolved counts c done with (handed, gone away, or closed), and sets
-// the next connection of its loop on its way. On c's loop.
-func (h *handSession) resolved(c *conn) {
-	h.mu.Lock()
-	var next *conn
-	if r := h.rest[c.loop]; len(r) > 0 {
-		next, h.rest[c.loop] = r[0], r[1:]
-	}
-	h.mu.Unlock()
+// resolved counts c done with here: handed (its slot comes back when the
+// successor says it is live), or kept, or closed.
+func (h *handSession) resolved(c *conn, handed bool) {
 	if h.pending.Add(-1) == 0 {
 		h.notify()
 	}
-	if next != nil {
-		// A task, not a call: hand-offs that resolve at once must not
-		// nest one another.
-		h.queueOff(next)
+	if !handed {
+		h.free(1)
 	}
 }
 
-// queueOff queues c's hand-off on its loop.
+// queueOff queues c's hand-off on its loop; if the loop has stopped, c is
+// closed and done with.
 func (h *handSession) queueOff(c *conn) {
 	if c.loop.enqueue(task{kind: taskFunc, fn: func() { h.handOff(c) }}, nil) != nil {
-		h.abandon(c)
-	}
-}
-
-// abandon resolves c and the connections of its loop not yet on their
-// way: the loop has stopped, and they are closed. From any goroutine.
-func (h *handSession) abandon(c *conn) {
-	h.mu.Lock()
-	n := 1 + len(h.rest[c.loop])
-	h.rest[c.loop] = nil
-	h.mu.Unlock()
-	if h.pending.Add(-int64(n)) <= 0 {
-		h.notify()
+		h.resolved(c, false)
 	}
 }
 
@@ -266,7 +267,7 @@ func (h *handSession) later(c *conn, now bool) {
 // stop reading it, wait for its output, then snapshot it and let it go.
 func (h *handSession) handOff(c *conn) {
 	if c.closed.Load() {
-		h.resolved(c)
+		h.resolved(c, false)
 		return
 	}
 	x := c.extra()
@@ -303,7 +304,7 @@ func (h *handSession) handOff(c *conn) {
 	}
 	c.loop.flush()
 	if c.closed.Load() {
-		h.resolved(c)
+		h.resolved(c, false)
 		return
 	}
 	if c.queued.Load() > 0 || c.jobsBusy() || len(x.budget.waiting) > 0 || c.outbound() > 0 {
@@ -326,7 +327,7 @@ func (h *handSession) handOff(c *conn) {
 	h.mu.Lock()
 	h.queue = append(h.queue, rec)
 	h.mu.Unlock()
-	h.resolved(c)
+	h.resolved(c, true)
 	h.notify()
 }
 
@@ -343,7 +344,7 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 			_ = c.enqueue(modeSend, codec.OpGoAway, obj, 0)
 		}
 	}
-	h.resolved(c)
+	h.resolved(c, false)
 	if st.stopped && !c.closed.Load() {
 		c.traffic() // what arrived meanwhile
 	}
@@ -477,6 +478,10 @@ func (h *handSession) readAcks() {
 	defer close(h.readDone)
 	for {
 		n, err := readAck(h.uc)
+		if err == nil && n&liveAck != 0 && n != helloAck {
+			h.free(n &^ liveAck)
+			continue
+		}
 		if err == nil {
 			h.mu.Lock()
 			if len(h.sent) == 0 || len(h.sent[0]) != n {

@@ -167,6 +167,10 @@ func closeFDs(fds []int) {
 // adopted at once.
 const helloAck = 1<<32 - 1
 
+// liveAck marks the successor's second acknowledgement of a batch: its
+// connections are live (enrolled and read) there.
+const liveAck = 1 << 31
+
 // writeAck acknowledges a batch of n connections: the successor holds
 // their sockets now.
 func writeAck(uc *net.UnixConn, n int) error {
