@@ -613,3 +613,31 @@ func TestHandOverMany(t *testing.T) {
 		t.Fatalf("A has %d connections, B %d", a.Len(), b.Len())
 	}
 }
+
+// TestHandOverNoSuccessor: a successor that never says it is reading
+// leaves every connection untouched: HandOver ends with its context, and
+// the server serves and accepts as before.
+func TestHandOverNoSuccessor(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := newHandoverServer(t, "A")
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	p := dialRaw(t, a.Addr().String())
+	p.greet(1024)
+	p.write(`2{"seq":1}`)
+	p.readNote()
+	ua, _ := unixPair(t)
+	hctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := a.HandOver(hctx, ua); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HandOver: %v, want the context's deadline", err)
+	}
+	p.write(`2{"seq":2}`)
+	if n := p.readNote(); n.Seq != 2 || n.Server != "A" {
+		t.Fatalf("after: %+v", n)
+	}
+	q := dialRaw(t, a.Addr().String())
+	q.greet(1024)
+}
