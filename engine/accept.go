@@ -72,6 +72,12 @@ func (s *Server) acceptLoop(ln net.Listener, newLayer func(*conn) layer) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			if resume, ok := s.parked(ln, err); ok { // a handover paused accepting
+				if resume {
+					continue
+				}
+				return
+			}
 			if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE) && !isTemporary(err) {
 				// A listener that fails for good: the server stops, and
 				// Serve returns why.

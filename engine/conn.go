@@ -114,6 +114,7 @@ type connExtra struct {
 	nextOut     int               // loop-only: the outbound size queued announcements will set, 0 if none
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
+	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -93,6 +93,9 @@ type config struct {
 	grace  time.Duration // server: how long a shutdown by Start's context waits
 	netIDs func() uint64 // server: the next net id, or nil for a counter from 1
 
+	handSave    func(handler.Conn) ([]byte, error) // server: WithHandover
+	handRestore func(handler.Conn, []byte) error
+
 	auth        Authenticator // server: nil when no authentication is needed
 	authTimeout time.Duration
 	credentials any // client: sent first on every connection

@@ -60,6 +60,7 @@ type Server struct {
 	addrLimits *addrLimits   // nil without limits per address
 	emptyMu    sync.Mutex    // guards empty
 	empty      chan struct{} // closed when the last connection has closed during a shutdown
+	hand       handAccept    // a handover's pause of the acceptors (handover.go)
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -136,19 +137,22 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 			return err
 		}
 	}
-	if !s.state.CompareAndSwap(stateNew, stateRunning) {
-		return errors.New("engine: server already started")
-	}
 	cfg := &s.side.cfg
-	cli, err := startLoops(&serverEvents{s: s}, cfg)
-	if err != nil {
-		s.state.Store(stateNew)
-		return err
+	if !s.hand.loopsOnly.CompareAndSwap(true, false) { // else Adopt started the loops
+		if !s.state.CompareAndSwap(stateNew, stateRunning) {
+			return errors.New("engine: server already started")
+		}
+		cli, err := startLoops(&serverEvents{s: s}, cfg)
+		if err != nil {
+			s.state.Store(stateNew)
+			return err
+		}
+		s.cli = cli
+		if cfg.workers > 0 {
+			s.side.pool = newPool(cfg.workers)
+		}
 	}
-	s.cli, s.lns = cli, lns
-	if cfg.workers > 0 {
-		s.side.pool = newPool(cfg.workers)
-	}
+	s.lns = lns
 	a := lns[0].Addr()
 	s.addr.Store(&a) // after the pool: Stats reads it once this is set
 	for i, ln := range lns {
@@ -359,6 +363,9 @@ func (s *Server) newID() uint64 {
 // ready registers a new connection, announces the size and runs the
 // connect callback. On its loop.
 func (s *Server) ready(c *conn) bool {
+	if rc := c.adopting(); rc != nil {
+		return s.readyAdopted(c, rc)
+	}
 	c.loop.add(c) // for the sweeps and the closes; broadcasts skip it until admitted
 	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
 		c.out = out

@@ -44,6 +44,7 @@ type serveOptions struct {
 
 	upgradeTimeout time.Duration // --upgrade-timeout
 	grace          time.Duration // --grace
+	upgradeMode    string        // --upgrade: handover or goaway
 }
 
 // newServeCmd builds the serve subcommand.
@@ -107,14 +108,27 @@ hands it the listening sockets (LISTEN_FDS, as socket activation does),
 and waits up to --upgrade-timeout for the successor's READY=1 (the
 sockets' names, LISTEN_FDNAMES, tell it which is WebSocket at which path:
 "ws/rpc", "wss/rpc"; a socket unit names one so with
-FileDescriptorName=ws/rpc). It then
-sends every connection "going away" (-8): clients of this library made with
-WithReconnect move to the successor without losing a frame. After --grace
-the connections left are closed, and the old process exits 0. If the
-successor fails or is not ready in time, the old process goes on serving
-and logs why. Under systemd it tells the service manager the new MAINPID
-(the unit needs NotifyAccess=all). --metrics-addr is closed while the
-successor starts, and opened again if it fails.`,
+FileDescriptorName=ws/rpc).
+
+With --upgrade handover (the default), the live connections move too: the
+old process stops accepting, and hands each plain TCP or Unix connection,
+its socket and its state (net id, message size, the bytes it had read but
+not handled), to the successor over a socketpair the successor inherits;
+the successor adopts them all before it says READY=1. The peers see
+nothing: no close, no reconnect, no lost frame. A connection that cannot
+move (TLS, WebSocket, a call still running after 2 s) is sent "going away"
+(-8) instead, as with --upgrade goaway.
+
+With --upgrade goaway, every connection is sent "going away" (-8) once the
+successor is ready: clients of this library made with WithReconnect move
+to the successor without losing a frame.
+
+After --grace the connections left on the old process are closed, and it
+exits 0. If the successor fails or is not ready in time, the old process
+goes on serving (with the connections the successor had not taken) and
+logs why. Under systemd it tells the service manager the new MAINPID (the
+unit needs NotifyAccess=all). --metrics-addr is closed while the successor
+starts, and opened again if it fails.`,
 		Example: `  simplerpc serve --addr 127.0.0.1:30000 --size 256
   simplerpc serve --addr 127.0.0.1:30000 --addr ws://127.0.0.1:8080/rpc
   simplerpc serve --addr wss://0.0.0.0:8443/rpc --tls-cert cert.pem --tls-key key.pem
@@ -138,6 +152,7 @@ successor starts, and opened again if it fails.`,
 	addClusterFlags(f, &o.cluster)
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this host:port, apart from the protocol's (none if empty; keep it private)")
 	f.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "on SIGHUP, how long to wait for the successor's readiness before giving up the upgrade and serving on")
+	f.StringVar(&o.upgradeMode, "upgrade", "handover", "on SIGHUP, what the connections do: handover (the successor takes them, their peers see nothing) or goaway (they are told to reconnect, -8)")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "on SIGHUP, how long to wait for clients to move to the successor before closing the connections left")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log connects and disconnects")
@@ -185,6 +200,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.upgradeTimeout <= 0 || o.grace <= 0 {
 		return usagef("--upgrade-timeout and --grace must be positive")
 	}
+	if o.upgradeMode != "handover" && o.upgradeMode != "goaway" {
+		return usagef("--upgrade %q: want handover or goaway", o.upgradeMode)
+	}
 	limits, err := o.limits.serverOptions(o.maxSize)
 	if err != nil {
 		return err
@@ -219,6 +237,12 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	}
 	lns, names, err := activatedListeners()
 	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := adoptConns(ctx, log, o, srv, next != nil); err != nil {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
 		return fmt.Errorf("serve: %w", err)
 	}
 	activated := len(lns)
@@ -307,7 +331,20 @@ func upgrade(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.
 	}
 	uctx, cancel := context.WithTimeout(ctx, o.upgradeTimeout)
 	defer cancel()
-	pid, err := startSuccessor(uctx, log, lns, names)
+	var next successor
+	if o.upgradeMode == "handover" {
+		mine, theirs, err := handoverPair()
+		if err != nil {
+			return 0, ms, err
+		}
+		defer mine.Close()
+		next = successor{handover: theirs, during: func() error {
+			rep, err := srv.HandOver(uctx, mine)
+			log.Info("upgrade: connections handed over", "conns", rep.HandedOver, "going_away", rep.GoneAway, "err", err)
+			return err
+		}}
+	}
+	pid, err := startSuccessor(uctx, log, lns, names, next)
 	if err == nil {
 		return pid, nil, nil
 	}
@@ -335,6 +372,28 @@ func handOver(log *slog.Logger, o serveOptions, srv *engine.Server, pid int) err
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("upgraded", "pid", pid)
+	return nil
+}
+
+// adoptConns adopts the connections a predecessor hands over, if this
+// process is a successor started with a handover socket: before the
+// server accepts, so that its new net ids start above theirs.
+func adoptConns(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.Server, successor bool) error {
+	if !successor {
+		return nil
+	}
+	uc, err := handoverSocket()
+	if err != nil || uc == nil {
+		return err
+	}
+	defer uc.Close()
+	actx, cancel := context.WithTimeout(ctx, o.upgradeTimeout)
+	defer cancel()
+	n, err := srv.Adopt(actx, uc)
+	if err != nil {
+		return err
+	}
+	log.Info("adopted the predecessor's connections", "conns", n)
 	return nil
 }
 

@@ -28,60 +28,8 @@ func TestServeUpgrade(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// The successor inherits serve's stderr: a pipe of the test's own,
-	// which ends once every process holding it has exited.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--size", "256", "--quiet")
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.Env = successorEnv(os.Environ()) // no service manager of the test's
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	oldPid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-oldPid, syscall.SIGKILL) // the old process and its successor
-	})
-	var logMu sync.Mutex
-	var logText []byte
-	lines := make(chan string, 1024)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			logMu.Lock()
-			logText = append(append(logText, sc.Bytes()...), '\n')
-			logMu.Unlock()
-			lines <- sc.Text()
-		}
-	}()
-	logged := func() string {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return string(logText)
-	}
-	waitFor := func(re *regexp.Regexp) []string {
-		t.Helper()
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("serve's output ended before a line matching %v\n%s", re, logged())
-				}
-				if m := re.FindStringSubmatch(l); m != nil {
-					return m
-				}
-			case <-ctx.Done():
-				t.Fatalf("no line matching %v: %v\n%s", re, ctx.Err(), logged())
-			}
-		}
-	}
+	sp := startServeProc(t, ctx, "--size", "256", "--quiet", "--upgrade", "goaway")
+	lines, logged, waitFor, exited, oldPid := sp.lines, sp.logged, sp.waitFor, sp.exited, sp.pid
 	m := waitFor(reLine(`msg=listening addr=(\S+) .* pid=(\d+)`))
 	addr := m[1]
 
@@ -168,5 +116,77 @@ func TestServeUpgrade(t *testing.T) {
 	}
 	if !reLine(`msg=stopped`).MatchString(logged()) {
 		t.Errorf("the successor did not stop cleanly\n%s", logged())
+	}
+}
+
+// serveProc is a serve process of a test's, with its output: the
+// successor inherits serve's stderr, a pipe of the test's own, which ends
+// once every process holding it has exited.
+type serveProc struct {
+	pid     int
+	exited  chan error
+	lines   chan string
+	logMu   sync.Mutex
+	logText []byte
+	t       *testing.T
+	ctx     context.Context
+}
+
+// startServeProc starts serve on 127.0.0.1:0 with args; the process and its
+// successors are killed when the test ends.
+func startServeProc(t *testing.T, ctx context.Context, args ...string) *serveProc {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Env = successorEnv(os.Environ()) // no service manager of the test's
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	sp := &serveProc{pid: cmd.Process.Pid, exited: make(chan error, 1), lines: make(chan string, 1024), t: t, ctx: ctx}
+	go func() { sp.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-sp.pid, syscall.SIGKILL) // the old process and its successor
+	})
+	go func() {
+		defer close(sp.lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			sp.logMu.Lock()
+			sp.logText = append(append(sp.logText, sc.Bytes()...), '\n')
+			sp.logMu.Unlock()
+			sp.lines <- sc.Text()
+		}
+	}()
+	return sp
+}
+
+// logged returns the output so far.
+func (sp *serveProc) logged() string {
+	sp.logMu.Lock()
+	defer sp.logMu.Unlock()
+	return string(sp.logText)
+}
+
+// waitFor returns the submatches of the next line that matches re.
+func (sp *serveProc) waitFor(re *regexp.Regexp) []string {
+	sp.t.Helper()
+	for {
+		select {
+		case l, ok := <-sp.lines:
+			if !ok {
+				sp.t.Fatalf("serve's output ended before a line matching %v\n%s", re, sp.logged())
+			}
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		case <-sp.ctx.Done():
+			sp.t.Fatalf("no line matching %v: %v\n%s", re, sp.ctx.Err(), sp.logged())
+		}
 	}
 }

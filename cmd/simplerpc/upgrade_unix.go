@@ -28,9 +28,12 @@ import (
 // LISTEN_PID itself when that is its parent indeed. envNextNotify is the
 // service manager's NOTIFY_SOCKET ("" for none): the successor's own is its
 // predecessor's, for READY=1 only.
+// envHandover is the descriptor of the Unix socket on which the
+// predecessor hands over its live connections (--upgrade handover).
 const (
 	envUpgradeParent = "SIMPLERPC_UPGRADE_PARENT"
 	envNextNotify    = "SIMPLERPC_UPGRADE_NOTIFY_SOCKET"
+	envHandover      = "SIMPLERPC_UPGRADE_HANDOVER_FD"
 )
 
 // upgradeSignal returns the channel that SIGHUP arrives on, and the
@@ -65,12 +68,73 @@ func adoptUpgrade() (*nextNotify, error) {
 	return next, nil
 }
 
+// handoverSocket returns the socket a predecessor hands its connections
+// over on (envHandover), or nil when there is none. Called by a successor
+// only (adoptUpgrade checked the parent).
+func handoverSocket() (*net.UnixConn, error) {
+	v, ok := os.LookupEnv(envHandover)
+	if !ok {
+		return nil, nil
+	}
+	_ = os.Unsetenv(envHandover)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("upgrade: %s=%q is not a descriptor", envHandover, v)
+	}
+	f := os.NewFile(uintptr(fd), "handover")
+	defer f.Close()
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: handover socket: %w", err)
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		_ = nc.Close()
+		return nil, fmt.Errorf("upgrade: handover socket: a %T", nc)
+	}
+	return uc, nil
+}
+
+// handoverPair returns the two ends of a Unix stream socketpair: this
+// process's, and the successor's to inherit.
+func handoverPair() (*net.UnixConn, *os.File, error) {
+	syscall.ForkLock.RLock() // no child inherits them but the successor, through ExtraFiles
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("upgrade: socketpair: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "handover")
+	defer mine.Close()
+	nc, err := net.FileConn(mine)
+	if err != nil {
+		_ = syscall.Close(fds[1])
+		return nil, nil, fmt.Errorf("upgrade: socketpair: %w", err)
+	}
+	return nc.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "handover"), nil
+}
+
+// successor is what an upgrade gives the successor beyond the listening
+// sockets: for a handover, the successor's end of the socket, and the
+// handing over itself, run once the successor has started.
+type successor struct {
+	handover *os.File
+	during   func() error
+}
+
 // startSuccessor starts the binary at this process's path, with its
 // arguments, on lns (fd 3 onwards, LISTEN_FDS and LISTEN_FDNAMES) and
 // waits until it says READY=1 on a notify socket of this process's, until
-// it exits, or until ctx ends. It returns the successor's pid once it is
-// ready; otherwise the successor is killed and the error says why.
-func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, names []string) (int, error) {
+// it exits, or until ctx ends. With next.handover, that socket follows
+// the listeners (envHandover), and next.during runs meanwhile: its error
+// fails the upgrade too. It returns the successor's pid once it is ready
+// (and next.during has returned); otherwise the successor is killed and
+// the error says why.
+func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, names []string, next successor) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("upgrade: %w", err)
@@ -113,7 +177,15 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 		envUpgradeParent+"="+strconv.Itoa(os.Getpid()),
 		envNextNotify+"="+os.Getenv("NOTIFY_SOCKET"),
 		"NOTIFY_SOCKET="+sock)
-	if err := cmd.Start(); err != nil {
+	if next.handover != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, next.handover)
+		cmd.Env = append(cmd.Env, envHandover+"="+strconv.Itoa(3+len(files)))
+	}
+	err = cmd.Start()
+	if next.handover != nil {
+		_ = next.handover.Close() // the successor's now
+	}
+	if err != nil {
 		return 0, fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
 	pid := cmd.Process.Pid
@@ -122,23 +194,43 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 	go func() { exited <- cmd.Wait() }()
 	ready := make(chan error, 1)
 	go func() { ready <- readReady(nc) }()
+	during := make(chan error, 1)
+	if next.during != nil {
+		go func() { during <- next.during() }()
+	} else {
+		during <- nil
+	}
 	fail := func(err error) (int, error) {
 		_ = cmd.Process.Kill()
 		<-exited
 		return 0, fmt.Errorf("upgrade: successor %d: %w", pid, err)
 	}
-	select {
-	case err := <-ready:
-		if err != nil {
-			return fail(err)
+	for isReady, handed := false, false; !isReady || !handed; {
+		select {
+		case err := <-ready:
+			if err != nil {
+				return fail(err)
+			}
+			isReady = true
+		case err := <-during:
+			if err != nil {
+				return fail(err)
+			}
+			handed = true
+		case err := <-exited:
+			if err == nil {
+				err = errors.New("exited before it was ready")
+			}
+			if !handed {
+				<-during // the handover fails with the successor's socket
+			}
+			return 0, fmt.Errorf("upgrade: successor %d: %w", pid, err)
+		case <-ctx.Done():
+			if !handed {
+				<-during // it ends with ctx too
+			}
+			return fail(fmt.Errorf("not ready (--upgrade-timeout): %w", context.Cause(ctx)))
 		}
-	case err := <-exited:
-		if err == nil {
-			err = errors.New("exited before it was ready")
-		}
-		return 0, fmt.Errorf("upgrade: successor %d: %w", pid, err)
-	case <-ctx.Done():
-		return fail(fmt.Errorf("not ready (--upgrade-timeout): %w", context.Cause(ctx)))
 	}
 	for _, ln := range lns {
 		if ul, ok := ln.(*net.UnixListener); ok {
@@ -173,7 +265,7 @@ func successorEnv(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_PID", envUpgradeParent, envNextNotify:
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_PID", envUpgradeParent, envNextNotify, envHandover:
 			continue
 		}
 		out = append(out, kv)

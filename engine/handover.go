@@ -1,0 +1,640 @@
+// This file holds the handing over of a server's live connections to a
+// successor (a new binary) over a Unix socket: each connection's hand-off
+// on its loop, and the session that sends them and waits for the
+// successor's acknowledgements. The successor's side is adopt.go; the wire,
+// handover_wire.go.
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// ErrHandedOver is why a connection left a server that handed it over to
+// its successor ([Server.HandOver]): calls the server made on it that had
+// no reply fail with an error wrapping it (and [ErrClosed]).
+var ErrHandedOver = errors.New("engine: connection handed over to the successor")
+
+// handoverWait bounds how long one connection's hand-off waits for the
+// calls in flight on it and for its output to drain; past it, the
+// connection is told to go away (-8) instead.
+const handoverWait = 2 * time.Second
+
+// handoverRetry is how often a hand-off that waits looks again.
+const handoverRetry = time.Millisecond
+
+// handoverWindow is how many connections may be between their hand-off's
+// start and being live in the successor, in all: a connection stops being
+// read only shortly before the successor can take it, so that none waits
+// for all the others to be snapshotted, sent and enrolled.
+const handoverWindow = 256
+
+// WithHandover gives a server the hooks that carry the application's
+// per-connection state across a handover ([Server.HandOver],
+// [Server.Adopt]): save runs on the old server, on the connection's loop,
+// just before the connection leaves, and returns the bytes to carry (its
+// value, its handler.Store entries, as the application encodes them);
+// restore runs on the successor, on the new loop, before any frame of the
+// connection is read, with those bytes. A save error keeps the connection
+// on the old server, which tells it to go away (-8) instead; a restore
+// error closes it. Both must be quick: they run on an event loop. Defaults
+// to none: the application's state is not carried.
+func WithHandover(save func(c handler.Conn) ([]byte, error), restore func(c handler.Conn, state []byte) error) ServerOption {
+	return serverOption(func(c *config) { c.handSave, c.handRestore = save, restore })
+}
+
+// HandoverReport says what a handover did.
+type HandoverReport struct {
+	// HandedOver is the number of connections the successor took.
+	HandedOver int
+	// GoneAway is the number of connections that could not be handed over
+	// (TLS or WebSocket, calls that did not finish in time, a save hook
+	// that failed) and were told to go away (-8) instead; they stay on
+	// this server until they leave or it shuts down.
+	GoneAway int
+}
+
+// HandOver hands the server's live plain-TCP and Unix connections to a
+// successor listening for them on uc (its [Server.Adopt]), so that their
+// peers see nothing: no close, no reconnect, no lost frame. The server
+// first stops accepting (a successor holding the same listening sockets
+// accepts instead). Then each connection, on its loop, waits (at most 2 s)
+// for the calls it has in flight in both directions and for its output to
+// drain, stops being read, and leaves with its net id, its message sizes,
+// its groups, its identity ([WithAuth]), the bytes read but not handled
+// yet, and the application's state ([WithHandover]); its socket goes to
+// the successor (SCM_RIGHTS) and is closed here without a FIN. Calls the
+// server made on it later fail with [ErrHandedOver]. No disconnect
+// callback runs for it here, and no connect callback in the successor
+// (the restore hook does). Connections that cannot leave so (TLS and
+// WebSocket, whose state crypto/tls and the layers cannot export; calls
+// still running after the wait) are told to go away (-8) instead, as
+// [Server.GoAway] does.
+//
+// It returns once the successor has acknowledged every connection; the
+// server then accepts nothing more, and [Server.GoAway] or
+// [Server.Shutdown] ends the connections left. If the successor fails
+// (uc closes or errs) or ctx ends, the connections it has not
+// acknowledged come back to this server, which accepts again, and the
+// error says why; those it had acknowledged are the successor's, and their
+// peers see a close if it dies. Sends made to a connection from other
+// goroutines while it is handed over may be lost: stop them first. It is
+// safe for concurrent use, but a server hands over once.
+func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport, error) {
+	if s.state.Load() != stateRunning {
+		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", ErrServerClosed)
+	}
+	if !s.hand.begun.CompareAndSwap(false, true) {
+		return HandoverReport{}, errors.New("engine: hand over: already handed over")
+	}
+	if err := waitHello(ctx, uc); err != nil {
+		s.hand.begun.Store(false)
+		return HandoverReport{}, fmt.Errorf("engine: hand over: the successor: %w", err)
+	}
+	if err := s.hand.pause(ctx, s); err != nil {
+		s.hand.resume()
+		s.hand.begun.Store(false)
+		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", err)
+	}
+	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{}),
+		slots: handoverWindow}
+	h.start()
+	rep, err := h.run(ctx)
+	if err != nil {
+		h.recover()
+		s.hand.resume()
+		s.hand.begun.Store(false)
+		return rep, fmt.Errorf("engine: hand over: %w", err)
+	}
+	s.hand.finish()
+	return rep, nil
+}
+
+// waitHello waits for the successor's first message, which says it is
+// reading: nothing is handed off before, so that no connection waits for
+// the successor's start.
+func waitHello(ctx context.Context, uc *net.UnixConn) error {
+	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Unix(1, 0)) })
+	n, err := readAck(uc)
+	if !stop() {
+		err = context.Cause(ctx)
+	}
+	_ = uc.SetReadDeadline(time.Time{})
+	if err == nil && n != helloAck {
+		err = fmt.Errorf("%w: %d before the hello", errHandWire, n)
+	}
+	return err
+}
+
+// handState is a connection's part in a handover: on the old server, its
+// hand-off under way; on the successor, the state it is adopted with.
+type handState struct {
+	deadline time.Time
+	stopped  bool  // no frame is read from it any more
+	prevAuth uint8 // its auth state before reading stopped
+	adopted  *handedConn
+}
+
+// handSession is one handover of the old server.
+type handSession struct {
+	s    *Server
+	uc   *net.UnixConn
+	wake chan struct{} // a snapshot was queued, or every connection is resolved
+
+	mu      sync.Mutex // guards queue, sent, fail, rest, slots
+	queue   []handedConn
+	rest    []*conn        // connections not yet set on their way
+	slots   int            // how many more may be set on their way
+	sent    [][]handedConn // batches sent, not acknowledged yet; nil for the end
+	fail    error          // set once: no more hand-offs
+	pending atomic.Int64   // connections not resolved yet
+	ended   bool           // the end batch went out
+
+	acked    chan error    // the reader's outcome: nil once the end was acknowledged
+	readDone chan struct{} // closed when the reader returns
+	handed   atomic.Int64
+	gone     atomic.Int64
+}
+
+// start sets the connections of every loop on their way, handoverWindow
+// at a time.
+func (h *handSession) start() {
+	loops := h.s.side.eachLoop()
+	lists := make(chan []*conn, len(loops))
+	for _, l := range loops {
+		if err := l.enqueue(task{kind: taskFunc, fn: func() { lists <- slices.Clone(l.conns) }}, nil); err != nil {
+			lists <- nil
+		}
+	}
+	var all []*conn
+	for range loops {
+		all = append(all, <-lists...)
+	}
+	h.pending.Add(int64(len(all)))
+	h.mu.Lock()
+	h.rest = all
+	h.mu.Unlock()
+	h.fill()
+	h.notify()
+}
+
+// fill sets connections on their way while there are slots. From any
+// goroutine.
+func (h *handSession) fill() {
+	h.mu.Lock()
+	n := min(h.slots, len(h.rest))
+	next := h.rest[:n:n]
+	h.rest, h.slots = h.rest[n:], h.slots-n
+	h.mu.Unlock()
+	for _, c := range next {
+		h.queueOff(c)
+	}
+}
+
+// free gives back n slots: connections kept here, closed, or live in the
+// successor.
+func (h *handSession) free(n int) {
+	h.mu.Lock()
+	h.slots += n
+	h.mu.Unlock()
+	h.fill()
+}
+
+// notify wakes the writer.
+func (h *handSession) notify() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// failed returns why the session failed, or nil.
+func (h *handSession) failed() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fail
+}
+
+func (h *handSession) setFail(err error) {
+	h.mu.Lock()
+	if h.fail == nil {
+		h.fail = err
+	}
+	h.mu.Unlock()
+	h.notify()
+}
+
+// resolved counts c done with here: handed (its slot comes back when the
+// successor says it is live), or kept, or closed.
+func (h *handSession) resolved(c *conn, handed bool) {
+	if h.pending.Add(-1) == 0 {
+		h.notify()
+	}
+	if !handed {
+		h.free(1)
+	}
+}
+
+// queueOff queues c's hand-off on its loop; if the loop has stopped, c is
+// closed and done with.
+func (h *handSession) queueOff(c *conn) {
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { h.handOff(c) }}, nil) != nil {
+		h.resolved(c, false)
+	}
+}
+
+// later looks at c again after a while, or behind what is queued now.
+func (h *handSession) later(c *conn, now bool) {
+	if now {
+		h.queueOff(c)
+		return
+	}
+	time.AfterFunc(handoverRetry, func() { h.queueOff(c) })
+}
+
+// handOff moves c along its hand-off, on its loop: wait for its calls,
+// stop reading it, wait for its output, then snapshot it and let it go.
+func (h *handSession) handOff(c *conn) {
+	if c.closed.Load() {
+		h.resolved(c, false)
+		return
+	}
+	x := c.extra()
+	st := x.hand
+	if st == nil {
+		st = &handState{deadline: time.Now().Add(handoverWait)}
+		x.hand = st
+	}
+	if h.failed() != nil {
+		h.keep(c, st, false)
+		return
+	}
+	if c.tl != nil && !isReplay(c.tl.l) {
+		h.keep(c, st, true) // TLS, WebSocket: their state cannot leave the process
+		return
+	}
+	late := time.Now().After(st.deadline)
+	if !st.stopped {
+		busy := c.auth == authPending || c.jobsBusy()
+		if (busy || c.pendingCalls() > 0) && !late {
+			h.later(c, false)
+			return
+		}
+		if busy {
+			h.keep(c, st, true) // calls it made still run here
+			return
+		}
+		// Stop reading: traffic handles no frame while the authenticator
+		// would run; what arrives waits in gnet's buffer for the successor.
+		st.stopped, st.prevAuth = true, c.auth
+		c.auth = authPending
+		h.later(c, true) // behind what its frames queued
+		return
+	}
+	c.loop.flush()
+	if c.closed.Load() {
+		h.resolved(c, false)
+		return
+	}
+	if c.queued.Load() > 0 || c.jobsBusy() || len(x.budget.waiting) > 0 || c.outbound() > 0 {
+		if late {
+			h.keep(c, st, true)
+			return
+		}
+		h.later(c, c.queued.Load() > 0)
+		return
+	}
+	rec, err := h.snapshot(c, st)
+	if err != nil {
+		c.side.cfg.logger.Warn("simplerpc: handover: connection kept", "conn", c.id, "err", err)
+		h.keep(c, st, true)
+		return
+	}
+	x.closeReason = ErrHandedOver
+	c.reported = false // no disconnect callback: it is not disconnected
+	_ = c.loop.el.Close(c.gc)
+	h.mu.Lock()
+	h.queue = append(h.queue, rec)
+	h.mu.Unlock()
+	h.resolved(c, true)
+	h.notify()
+}
+
+// keep leaves c on this server, reading again, and tells it to go away
+// (-8) when goAway is set. On its loop.
+func (h *handSession) keep(c *conn, st *handState, goAway bool) {
+	c.extra().hand = nil
+	if st.stopped {
+		c.auth = st.prevAuth
+	}
+	if goAway {
+		h.gone.Add(1)
+		if obj, err := codec.Marshal(map[string]string{"reason": "upgrade"}); err == nil {
+			_ = c.enqueue(modeSend, codec.OpGoAway, obj, 0)
+		}
+	}
+	h.resolved(c, false)
+	if st.stopped && !c.closed.Load() {
+		c.traffic() // what arrived meanwhile
+	}
+}
+
+// jobsBusy reports whether the worker pool has callbacks of c queued or
+// running.
+func (c *conn) jobsBusy() bool {
+	x := c.x.Load()
+	if x == nil || c.side.pool == nil {
+		return false
+	}
+	x.jobMu.Lock()
+	defer x.jobMu.Unlock()
+	return x.running || len(x.jobs) > 0
+}
+
+// snapshot takes c's state and a copy of its socket. On its loop.
+func (h *handSession) snapshot(c *conn, st *handState) (handedConn, error) {
+	s := h.s
+	x := c.extra()
+	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: st.prevAuth != authDone, Groups: s.Groups(c.id)}
+	x.valMu.Lock()
+	rec.Identity = x.identity
+	x.valMu.Unlock()
+	x.calls.mu.Lock()
+	rec.Calls = x.calls.seq
+	x.calls.mu.Unlock()
+	rec.Unread = c.unread()
+	if save := s.side.cfg.handSave; save != nil {
+		var err error
+		c.safely("handover save hook", func() { rec.App, err = save(c) })
+		if err != nil {
+			return rec, fmt.Errorf("save hook: %w", err)
+		}
+	}
+	fd, err := dupFD(c.gc.Fd())
+	if err != nil {
+		return rec, fmt.Errorf("dup: %w", err)
+	}
+	rec.fd = fd
+	return rec, nil
+}
+
+// unread returns a copy of what was read from c's socket and not handled:
+// gnet's buffer, behind what an adoption's replay still holds.
+func (c *conn) unread() []byte {
+	var out []byte
+	if c.tl != nil {
+		if r, ok := c.tl.l.(*replayLayer); ok {
+			out = append(out, r.stash...)
+		}
+		b, _ := c.tl.Peek(-1)
+		out = append(out, b...)
+	}
+	b, _ := c.gc.Peek(-1)
+	return append(out, b...)
+}
+
+// run sends the snapshots as they come, then the end, and waits for the
+// successor's acknowledgements.
+func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
+	go h.readAcks()
+	stop := context.AfterFunc(ctx, func() { h.setFail(context.Cause(ctx)) })
+	defer stop()
+	for {
+		<-h.wake
+		if err := h.failed(); err != nil {
+			return h.report(), err
+		}
+		if err := h.sendQueued(); err != nil {
+			h.setFail(err)
+			return h.report(), err
+		}
+		if h.pending.Load() == 0 {
+			// Every connection is resolved: what is queued now is all.
+			if err := h.sendQueued(); err != nil {
+				h.setFail(err)
+				return h.report(), err
+			}
+			break
+		}
+	}
+	h.mu.Lock()
+	h.sent = append(h.sent, nil)
+	h.ended = true
+	h.mu.Unlock()
+	if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), End: true}); err != nil {
+		h.setFail(err)
+		return h.report(), err
+	}
+	select {
+	case err := <-h.acked:
+		if err != nil {
+			h.setFail(err)
+			return h.report(), err
+		}
+	case <-ctx.Done():
+		h.setFail(context.Cause(ctx))
+		return h.report(), context.Cause(ctx)
+	}
+	return h.report(), nil
+}
+
+func (h *handSession) report() HandoverReport {
+	return HandoverReport{HandedOver: int(h.handed.Load()), GoneAway: int(h.gone.Load())}
+}
+
+// sendQueued sends what is queued, in batches of maxHandBatch.
+func (h *handSession) sendQueued() error {
+	for {
+		h.mu.Lock()
+		n := min(len(h.queue), maxHandBatch)
+		if n == 0 || h.fail != nil {
+			h.mu.Unlock()
+			return nil
+		}
+		batch := slices.Clone(h.queue[:n])
+		h.queue = h.queue[n:]
+		h.sent = append(h.sent, batch)
+		h.mu.Unlock()
+		if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), Conns: batch}); err != nil {
+			return err
+		}
+	}
+}
+
+// readAcks takes the successor's acknowledgements: the sockets of an
+// acknowledged batch are the successor's, and this side's copies close.
+func (h *handSession) readAcks() {
+	defer close(h.readDone)
+	for {
+		n, err := readAck(h.uc)
+		if err == nil && n&liveAck != 0 && n != helloAck {
+			h.free(n &^ liveAck)
+			continue
+		}
+		if err == nil {
+			h.mu.Lock()
+			if len(h.sent) == 0 || len(h.sent[0]) != n {
+				err = fmt.Errorf("%w: an acknowledgement of %d connections", errHandWire, n)
+			}
+			h.mu.Unlock()
+		}
+		if err != nil {
+			err = fmt.Errorf("successor: %w", err)
+			h.acked <- err
+			h.setFail(err)
+			return
+		}
+		h.mu.Lock()
+		batch := h.sent[0]
+		h.sent = h.sent[1:]
+		end := batch == nil && h.ended
+		h.mu.Unlock()
+		for _, rc := range batch {
+			closeFD(rc.fd)
+		}
+		h.handed.Add(int64(n))
+		if end {
+			h.acked <- nil
+			return
+		}
+	}
+}
+
+// recover takes back what the successor did not acknowledge after a
+// failure: the connections' copies here are still open, so they are
+// adopted again by this server, with their state, as the successor would
+// have.
+func (h *handSession) recover() {
+	// A successor still reading sees the end, acknowledges what it took
+	// and closes its side; one that does not within a second is given up.
+	_ = h.uc.CloseWrite()
+	select {
+	case <-h.readDone:
+	case <-time.After(time.Second):
+		_ = h.uc.Close()
+		<-h.readDone
+	}
+	h.mu.Lock()
+	var back []handedConn
+	for _, b := range h.sent {
+		back = append(back, b...)
+	}
+	back = append(back, h.queue...)
+	h.sent, h.queue = nil, nil
+	h.mu.Unlock()
+	// Connections still on their way resolve against the failure; wait for
+	// them so that none is snapshotted after this.
+	for h.pending.Load() > 0 {
+		<-h.wake
+		h.mu.Lock()
+		back = append(back, h.queue...)
+		h.queue = nil
+		h.mu.Unlock()
+	}
+	for _, rc := range back {
+		h.s.adoptConn(rc)
+	}
+	h.s.adoptBarrier()
+	if len(back) > 0 {
+		h.s.side.cfg.logger.Warn("simplerpc: handover failed: connections taken back", "conns", len(back))
+	}
+}
+
+// handAccept is how a server pauses its acceptors for a handover.
+type handAccept struct {
+	begun     atomic.Bool // HandOver was called
+	loopsOnly atomic.Bool // Adopt started the loops; StartOn has yet to accept
+
+	mu     sync.Mutex    // guards paused, park, over
+	paused chan struct{} // closed when accepting resumes; nil when not paused
+	park   chan struct{} // one send per acceptor that parked
+	over   bool          // the handover succeeded: the acceptors end
+}
+
+// pause stops every acceptor (a deadline in the past makes Accept return)
+// and waits until each has parked: every connection it accepted is then
+// open on a loop.
+func (a *handAccept) pause(ctx context.Context, s *Server) error {
+	a.mu.Lock()
+	a.paused, a.park = make(chan struct{}), make(chan struct{}, len(s.lns))
+	a.mu.Unlock()
+	for _, ln := range s.lns {
+		d, ok := ln.(interface{ SetDeadline(time.Time) error })
+		if !ok {
+			return fmt.Errorf("cannot pause a %T", ln)
+		}
+		if err := d.SetDeadline(time.Unix(1, 0)); err != nil {
+			return err
+		}
+	}
+	for range s.lns {
+		select {
+		case <-a.park:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-s.stop:
+			return ErrServerClosed
+		}
+	}
+	return nil
+}
+
+// finish ends the paused acceptors after a handover that succeeded: the
+// successor accepts on the listening sockets now.
+func (a *handAccept) finish() {
+	a.mu.Lock()
+	a.over = true
+	a.mu.Unlock()
+	a.resume()
+}
+
+// resume lets the acceptors accept again.
+func (a *handAccept) resume() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.paused != nil {
+		close(a.paused)
+		a.paused = nil
+	}
+}
+
+// parked reports whether err is the pause of a handover (ok), and if so
+// waits until accepting resumes (resume) or the acceptor must end: the
+// handover succeeded, or the server stops. Called by an acceptor.
+func (s *Server) parked(ln net.Listener, err error) (resume, ok bool) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, false
+	}
+	a := &s.hand
+	a.mu.Lock()
+	paused, park := a.paused, a.park
+	a.mu.Unlock()
+	if paused != nil {
+		park <- struct{}{}
+		select {
+		case <-paused:
+		case <-s.stop:
+			return false, true
+		}
+	}
+	a.mu.Lock()
+	over := a.over
+	a.mu.Unlock()
+	if over {
+		return false, true
+	}
+	// A pause that ended, perhaps before this acceptor saw it.
+	_ = ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Time{})
+	return true, true
+}

@@ -1,0 +1,18 @@
+//go:build !unix
+
+// This file holds the handover's system calls where there are none: off
+// Unix no descriptor can be passed, so HandOver and Adopt fail at the
+// first connection or batch.
+
+package engine
+
+import "errors"
+
+var errNoHandover = errors.New("engine: handover: not supported on this system")
+
+func dupFD(int) (int, error)            { return -1, errNoHandover }
+func closeFD(int)                       {}
+func unixRights([]int) []byte           { return nil }
+func rightsSpace(int) int               { return 0 }
+func truncated(int) bool                { return false }
+func parseRights([]byte) ([]int, error) { return nil, errNoHandover }
