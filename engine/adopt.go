@@ -118,7 +118,7 @@ func (s *Server) startForAdopt() error {
 	if !s.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("engine: adopt: the server has started: adopt before StartOn")
 	}
-	cli, err := startLoops(&serverEvents{s: s}, &s.side.cfg)
+	cli, err := startLoops(&serverEvents{s: s}, &s.side)
 	if err != nil {
 		s.state.Store(stateNew)
 		return err

@@ -52,7 +52,7 @@ func NewDialer(r *handler.Router, opts ...ClientOption) (*Dialer, error) {
 	d := &Dialer{stop: make(chan struct{})}
 	d.side = side{cfg: cfg, router: r, closedErr: ErrClosed}
 	d.side.initWarnings()
-	cli, err := startLoops(&clientEvents{d: d}, &cfg)
+	cli, err := startLoops(&clientEvents{d: d}, &d.side)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -96,10 +97,11 @@ func (e *clientEvents) OnClose(gc gnet.Conn, err error) gnet.Action {
 // startLoops starts the event loops of a server or a dialer: a gnet
 // client engine, which takes connections made elsewhere (accepted by the
 // server, dialed by a client) into its loops.
-func startLoops(events gnet.EventHandler, cfg *config) (*gnet.Client, error) {
+func startLoops(events gnet.EventHandler, s *side) (*gnet.Client, error) {
+	cfg := &s.cfg
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.loops),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithLogger(gnetLogger{l: cfg.logger, warn: &s.warnGnet}),
 		gnet.WithReadBufferCap(64 << 10),
 		gnet.WithWriteBufferCap(16 << 10),
 	}
@@ -120,8 +122,14 @@ func startLoops(events gnet.EventHandler, cfg *config) (*gnet.Client, error) {
 }
 
 // gnetLogger sends gnet's log lines to our logger: debug for its chatter,
-// error for its errors.
-type gnetLogger struct{ l *slog.Logger }
+// error for its errors, and its warnings at most once a second with a
+// count: gnet warns once per event of a socket closed under it ("received
+// event of a stale connection"), thousands of times when many close at
+// once, as in a handover.
+type gnetLogger struct {
+	l    *slog.Logger
+	warn *repeated
+}
 
 func (g gnetLogger) Debugf(format string, args ...any) {
 	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
@@ -130,7 +138,9 @@ func (g gnetLogger) Infof(format string, args ...any) {
 	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
 }
 func (g gnetLogger) Warnf(format string, args ...any) {
-	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
+	if g.l.Enabled(context.Background(), slog.LevelWarn) {
+		g.warn.warn(g.l, "last", fmt.Sprintf(format, args...))
+	}
 }
 func (g gnetLogger) Errorf(format string, args ...any) {
 	g.l.Error("gnet: " + fmt.Sprintf(format, args...))

@@ -142,7 +142,7 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		if !s.state.CompareAndSwap(stateNew, stateRunning) {
 			return errors.New("engine: server already started")
 		}
-		cli, err := startLoops(&serverEvents{s: s}, cfg)
+		cli, err := startLoops(&serverEvents{s: s}, &s.side)
 		if err != nil {
 			s.state.Store(stateNew)
 			return err

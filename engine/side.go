@@ -36,6 +36,7 @@ type side struct {
 	warnDropped repeated
 	warnAccept  repeated
 	warnAddr    repeated
+	warnGnet    repeated
 }
 
 func (s *side) initWarnings() {
@@ -44,6 +45,7 @@ func (s *side) initWarnings() {
 	s.warnDropped.msg = "simplerpc: dropped frames that do not fit the message size"
 	s.warnAccept.msg = "simplerpc: accept failed; retrying (out of file descriptors?)"
 	s.warnAddr.msg = "simplerpc: refused connections past the limits of their address"
+	s.warnGnet.msg = "gnet: warnings"
 }
 
 // callChan returns an empty result channel for one call.

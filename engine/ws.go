@@ -147,6 +147,16 @@ type wsListener struct {
 	tls  bool // wss: TLS under the WebSocket
 }
 
+// SetDeadline sets the deadline of the listener beneath, so that a
+// handover can pause its acceptor as it pauses a TCP one.
+func (l *wsListener) SetDeadline(t time.Time) error {
+	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return fmt.Errorf("engine: cannot set a deadline on a %T", l.Listener)
+	}
+	return d.SetDeadline(t)
+}
+
 // listenAddr opens the listener for one of Start's addresses: ws:// and
 // wss:// ones here, the others as listen does.
 func (c *config) listenAddr(ctx context.Context, addr string) (net.Listener, error) {
