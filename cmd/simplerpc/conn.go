@@ -132,6 +132,17 @@ func dialCause(err error) error {
 	return err
 }
 
+// isReady reports whether cl has learned the message size, without
+// waiting.
+func isReady(cl *engine.Client) bool {
+	select {
+	case <-cl.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
 // awaitReady waits until cl knows the server's message size, or ctx ends
 // (a deadline of wait from before the dial, or a signal).
 func awaitReady(ctx context.Context, cl *engine.Client, addr string, wait time.Duration) error {
@@ -139,6 +150,9 @@ func awaitReady(ctx context.Context, cl *engine.Client, addr string, wait time.D
 	case <-cl.Ready():
 		return nil
 	case <-cl.Done():
+		if isReady(cl) {
+			return nil // ready, then closed at once: select chose at random
+		}
 		// The engine's own wait ends after ctx's deadline (dialTimeout):
 		// past it, this close is the time-out, whichever was seen first.
 		if dl, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Now().Before(dl)) {

@@ -202,6 +202,10 @@ func waitReady(ctx context.Context, clients []*engine.Client, timeout time.Durat
 		case <-cl.Ready():
 			ready = append(ready, cl)
 		case <-cl.Done():
+			if isReady(cl) { // ready, then closed at once: select chose at random
+				ready = append(ready, cl)
+				continue
+			}
 			closed++
 			if firstReason == nil {
 				firstReason = cl.Err()
