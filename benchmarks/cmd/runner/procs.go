@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 )
 
 // pinned prefixes a command with taskset when the machine has the cores.
@@ -112,10 +113,17 @@ type holder struct {
 	ready chan error
 }
 
-// startHolder opens n idle connections from source on core 1.
-func (r *runner) startHolder(addr string, n int, source string) (*holder, error) {
+// startHolder opens n idle connections from source on core 1, over tr.
+func (r *runner) startHolder(addr string, n int, source string, tr servers.Transport) (*holder, error) {
 	h := &holder{ready: make(chan error, 1)}
-	h.cmd = r.pinned(1, "hold", "-addr", addr, "-n", fmt.Sprint(n), "-source", source, "-size", fmt.Sprint(r.plan.Size))
+	args := []string{"-addr", addr, "-n", fmt.Sprint(n), "-source", source, "-size", fmt.Sprint(r.plan.Size)}
+	switch tr {
+	case servers.TLS:
+		args = append(args, "-tls")
+	case servers.WebSocket:
+		args = append(args, "-ws")
+	}
+	h.cmd = r.pinned(1, "hold", args...)
 	var stderr bytes.Buffer
 	h.cmd.Stderr = &stderr
 	var err error
