@@ -238,7 +238,7 @@ func main() {
 		}
 		if scen["idle"] {
 			for _, impl := range order {
-				r.idle("idle", r.plan.IdlePoints, rep, impl)
+				r.idle("idle", r.plan.IdlePoints, rep, impl, false)
 			}
 		}
 		if scen["tls"] {
@@ -252,7 +252,7 @@ func main() {
 				r.handshakes(rep, impl)
 			}
 			for _, impl := range tlsOrder {
-				r.idle("tls-idle", r.plan.TransportIdle, rep, impl)
+				r.idle("tls-idle", r.plan.TransportIdle, rep, impl, true)
 			}
 		}
 		if scen["ws"] {
@@ -264,7 +264,7 @@ func main() {
 			}
 			// Our own plain TCP connection beside the WebSocket ones.
 			for _, impl := range rotate(append(slices.Clone(r.plan.WSServers), "simplerpc"), rep-1) {
-				r.idle("ws-idle", r.plan.TransportIdle, rep, impl)
+				r.idle("ws-idle", r.plan.TransportIdle, rep, impl, true)
 			}
 		}
 	}
@@ -408,8 +408,11 @@ func (r *runner) broadcast(rep int, impl string) {
 // idle opens idle connections in steps (points) against one server
 // process, with hold processes of at most IdlePerProc connections, each
 // from its own source address, over the transport of impl, and reads the
-// server's RSS at each step once it has settled.
-func (r *runner) idle(scenario string, points []int, rep int, impl string) {
+// server's RSS at each step once it has settled; with gc, also after the
+// server has collected its garbage and returned free memory to the system
+// (which changes what the next step measures: the TLS and WebSocket
+// scenarios have one step).
+func (r *runner) idle(scenario string, points []int, rep int, impl string, gc bool) {
 	srv, err := r.startServer(impl)
 	if err != nil {
 		r.record(report.Run{Scenario: scenario, Rep: rep, Impl: impl, Conns: points[0]}, err)
@@ -469,6 +472,17 @@ func (r *runner) idle(scenario string, points []int, rep int, impl string) {
 			PerConn: float64(rss-base) / float64(point), ConnectS: connect.Seconds(),
 			ServerCPUUS: float64(cpu1-cpu0) / float64(procstat.ClockTicks()) * 1e6 / float64(point-prev),
 			SlabPerConn: float64(slab-slab0) / float64(point)}
+		if gc {
+			if err := srv.freeOS(); err != nil {
+				r.record(run, err)
+				return
+			}
+			if run.Idle.RSSAfterGC, err = procstat.RSS(srv.pid); err != nil {
+				r.record(run, err)
+				return
+			}
+			run.Idle.PerConnAfterGC = float64(run.Idle.RSSAfterGC-base) / float64(point)
+		}
 		prev = point
 		if fds-baseFDs < point {
 			err = fmt.Errorf("server holds %d descriptors for %d connections", fds-baseFDs, point)

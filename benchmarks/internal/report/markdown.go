@@ -107,13 +107,32 @@ func idleTable(b *strings.Builder, res *Results, scenario, title, base, note str
 	fmt.Fprintf(b, "\n### %s\n\n", title)
 	b.WriteString("Server VmRSS with the connections open (each has had its -2 frame), minus VmRSS before the first, " +
 		"divided by the connections. The connections come from several processes and source addresses 127.0.0.x." + note + "\n\n")
-	fmt.Fprintf(b, "| conns | server | RSS | RSS per conn | spread | x %s | accept CPU µs/conn | kernel slab per conn, both ends |\n", Name(base))
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	gc := false
+	for _, r := range rows {
+		gc = gc || r.RSSPerConnGC.OK()
+	}
+	if gc {
+		b.WriteString("After GC: once the server has run debug.FreeOSMemory (a collection, free memory returned to the system), " +
+			"which leaves out the garbage of the handshakes.\n\n")
+	}
+	fmt.Fprintf(b, "| conns | server | RSS | RSS per conn | spread | x %s | accept CPU µs/conn | kernel slab per conn, both ends |", Name(base))
+	if gc {
+		fmt.Fprintf(b, " RSS per conn after GC | after GC x %s |", Name(base))
+	}
+	b.WriteString("\n|---:|---|---:|---:|---:|---:|---:|---:|")
+	if gc {
+		b.WriteString("---:|---:|")
+	}
+	b.WriteString("\n")
 	for _, r := range rows {
 		s, _ := Find(res.Rows, scenario, base, r.Conns, 0)
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, Name(r.Impl)+failed(r), mib(r.RSS),
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |", r.Conns, Name(r.Impl)+failed(r), mib(r.RSS),
 			bytesOf(r.RSSPerConn), spread(r.RSSPerConn), ratioOf(r.RSSPerConn, s.RSSPerConn), dec(r.CPUPerItem, 1),
 			bytesOf(r.SlabPerConn))
+		if gc {
+			fmt.Fprintf(b, " %s | %s |", bytesOf(r.RSSPerConnGC), ratioOf(r.RSSPerConnGC, s.RSSPerConnGC))
+		}
+		b.WriteString("\n")
 	}
 }
 

@@ -153,6 +153,8 @@ func Targets(rows []Row) []Target {
 				n, _ := Find(rows, t.scen, t.them, r.Conns, 0)
 				ratio(fmt.Sprintf("%s, %d conns: RSS per connection vs %s", t.scen, r.Conns, Name(t.them)), t.want,
 					r.RSSPerConn, n.RSSPerConn, t.limit, true, "%.0f vs %.0f bytes")
+				ratio(fmt.Sprintf("%s, %d conns: RSS per connection after GC vs %s", t.scen, r.Conns, Name(t.them)), t.want,
+					r.RSSPerConnGC, n.RSSPerConnGC, t.limit, true, "%.0f vs %.0f bytes")
 			}
 		}
 	}
