@@ -50,7 +50,7 @@ type Plan struct {
 	TLSServers     []string `json:"tls_servers"`
 	WSServers      []string `json:"ws_servers"`
 	TransportEcho  [][2]int `json:"tls_ws_echo_conns_in_flight"`
-	HandshakeConns int      `json:"tls_handshakes_in_flight"`
+	HandshakeConns []int    `json:"tls_handshakes_in_flight"`
 	TransportIdle  []int    `json:"tls_ws_idle_conns"`
 
 	warmup, duration, settle time.Duration
@@ -66,7 +66,7 @@ func fullPlan() Plan {
 		Calls: [][2]int{{1, 1}, {1, 16}, {100, 1}, {100, 16}},
 
 		TLSServers: []string{"simplerpc-tls", "nettls"}, WSServers: []string{"simplerpc-ws", "netws"},
-		TransportEcho: [][2]int{{100, 1}, {100, 16}}, HandshakeConns: 16, TransportIdle: []int{10000},
+		TransportEcho: [][2]int{{100, 1}, {100, 16}}, HandshakeConns: []int{16, 64}, TransportIdle: []int{10000},
 	}
 }
 
@@ -78,7 +78,7 @@ func quickPlan() Plan {
 	p.BroadcastConns, p.BroadcastRounds = 2000, 10
 	p.IdlePoints, p.settle = []int{1000, 5000}, time.Second
 	p.Calls = [][2]int{{100, 1}}
-	p.TransportEcho, p.TransportIdle = [][2]int{{100, 16}}, []int{1000}
+	p.TransportEcho, p.HandshakeConns, p.TransportIdle = [][2]int{{100, 16}}, []int{16}, []int{1000}
 	return p
 }
 
@@ -248,8 +248,10 @@ func main() {
 					r.echo("tls-echo", rep, impl, c[0], c[1])
 				}
 			}
-			for _, impl := range tlsOrder {
-				r.handshakes(rep, impl)
+			for _, n := range r.plan.HandshakeConns {
+				for _, impl := range tlsOrder {
+					r.handshakes(rep, impl, n)
+				}
 			}
 			for _, impl := range tlsOrder {
 				r.idle("tls-idle", r.plan.TransportIdle, rep, impl, true)
@@ -357,10 +359,10 @@ func (r *runner) echo(scenario string, rep int, impl string, conns, pipe int) {
 	r.record(run, err)
 }
 
-// handshakes runs the full TLS handshakes of tls-handshake, from the
-// loopback addresses 127.0.0.2-9.
-func (r *runner) handshakes(rep int, impl string) {
-	run := report.Run{Scenario: "tls-handshake", Rep: rep, Impl: impl, Conns: r.plan.HandshakeConns}
+// handshakes runs the full TLS handshakes of tls-handshake, n at a time,
+// from the loopback addresses 127.0.0.2-9.
+func (r *runner) handshakes(rep int, impl string, n int) {
+	run := report.Run{Scenario: "tls-handshake", Rep: rep, Impl: impl, Conns: n}
 	srv, err := r.startServer(impl)
 	if err != nil {
 		r.record(run, err)
@@ -371,7 +373,7 @@ func (r *runner) handshakes(rep int, impl string) {
 		sources = append(sources, fmt.Sprintf("127.0.0.%d", i))
 	}
 	run.Load, err = r.load(r.plan.duration+60*time.Second, "-mode", "handshake", "-impl", impl, "-addr", srv.addr,
-		"-conns", fmt.Sprint(r.plan.HandshakeConns), "-size", fmt.Sprint(r.plan.Size), "-sources", strings.Join(sources, ","),
+		"-conns", fmt.Sprint(n), "-size", fmt.Sprint(r.plan.Size), "-sources", strings.Join(sources, ","),
 		"-duration", r.plan.duration.String(), "-warmup", r.plan.warmup.String(), "-server-pid", fmt.Sprint(srv.pid))
 	srv.stop()
 	r.record(run, err)
