@@ -3,9 +3,11 @@
 // source address and below the process's file-descriptor limit.
 //
 //	hold -addr 127.0.0.1:PORT -n 5000 -source 127.0.0.2
+//	hold -tls ...   # TLS connections (full handshake each)
+//	hold -ws ...    # WebSocket connections (upgraded at /rpc)
 //
 // It reads each connection's -2 frame (so the server has fully opened
-// it), prints "ready N" on stdout, then holds the connections until stdin
+// it, and over TLS finished the handshake), prints "ready N" on stdout, then holds the connections until stdin
 // closes or it gets SIGTERM or SIGINT. Closing sends resets (SO_LINGER 0).
 package main
 
@@ -22,6 +24,7 @@ import (
 
 	"github.com/simplerpc/simplerpc/benchmarks/internal/dial"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
 )
 
@@ -31,6 +34,8 @@ func main() {
 	source := flag.String("source", "", "source IP address (default: the system's choice)")
 	size := flag.Int("size", wire.DefaultSize, "frame size the server announces")
 	timeout := flag.Duration("timeout", 20*time.Second, "bound on each connection attempt")
+	overTLS := flag.Bool("tls", false, "TLS connections (the server's certificate is not verified)")
+	overWS := flag.Bool("ws", false, "WebSocket connections, upgraded at "+wire.WSPath)
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("hold: ")
@@ -41,8 +46,15 @@ func main() {
 	if *source != "" {
 		sources = []string{*source}
 	}
+	var via dial.Via
+	if *overTLS {
+		via.TLS = servers.ClientTLS()
+	}
+	if *overWS {
+		via.WSPath = wire.WSPath
+	}
 	conns := make([]net.Conn, *n)
-	err := dial.Many(*addr, *n, 32, sources, wire.SizeFrame(*size), *timeout, func(i int, nc net.Conn) error {
+	err := dial.ManyVia(*addr, *n, 32, sources, wire.SizeFrame(*size), *timeout, via, func(i int, nc net.Conn) error {
 		conns[i] = nc
 		return nil
 	})

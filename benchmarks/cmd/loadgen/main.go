@@ -4,17 +4,22 @@
 //	loadgen -mode echo -addr 127.0.0.1:PORT -conns 100 -pipeline 16 -duration 3s -server-pid PID
 //	loadgen -mode broadcast -addr ... -conns 10000 -rounds 20
 //	loadgen -mode call -impl simplerpc|simplerpc-async|netrpc -addr ... -conns 100 -pipeline 1
+//	loadgen -mode echo -impl nettls|simplerpc-tls|netws|simplerpc-ws ...   # over TLS or WebSocket
+//	loadgen -mode handshake -impl nettls|simplerpc-tls -conns 16 ...      # full TLS handshakes per second
 //
 // Echo and broadcast run on one gnet client event loop and never decode
 // JSON: each frame carries its send time as 19 digits at a fixed offset
 // (package wire), so the load generator costs about what the raw gnet
-// server costs and the server under test is what saturates first. Calls
-// use each library's own client, since the client is part of what a call
-// costs.
+// server costs and the server under test is what saturates first.
+// WebSocket echo runs on the same loop, writing masked text frames and
+// reading the server's. TLS echo and the handshakes run a goroutine per
+// connection on crypto/tls (stream.go). Calls use each library's own
+// client, since the client is part of what a call costs.
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +28,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +41,9 @@ import (
 	"github.com/simplerpc/simplerpc/benchmarks/internal/procstat"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/wsframe"
 )
 
 type options struct {
@@ -51,6 +59,7 @@ type options struct {
 	sources   []string
 	serverPID int
 	timeout   time.Duration
+	transport servers.Transport
 }
 
 func main() {
@@ -61,7 +70,7 @@ func main() {
 func body() {
 	var o options
 	var sources string
-	flag.StringVar(&o.mode, "mode", "echo", "echo, broadcast or call")
+	flag.StringVar(&o.mode, "mode", "echo", "echo, broadcast, call or handshake")
 	flag.StringVar(&o.impl, "impl", "", "server implementation (recorded; for -mode call: simplerpc, simplerpc-async or netrpc)")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:30000", "server address")
 	flag.IntVar(&o.conns, "conns", 100, "connections")
@@ -74,6 +83,7 @@ func body() {
 	flag.IntVar(&o.serverPID, "server-pid", 0, "server process to read CPU time of from /proc")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Second, "bound on connecting, and on each broadcast round")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load generator to this file")
+	transport := flag.String("transport", "", "tcp, tls or ws (default: the transport of -impl: tls for nettls and *-tls, ws for netws and *-ws)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("loadgen: ")
@@ -93,14 +103,32 @@ func body() {
 	if sources != "" {
 		o.sources = strings.Split(sources, ",")
 	}
+	switch *transport {
+	case "":
+		o.transport = servers.TransportOf(o.impl)
+	case "tcp":
+		o.transport = servers.TCP
+	case "tls":
+		o.transport = servers.TLS
+	case "ws":
+		o.transport = servers.WebSocket
+	default:
+		log.Fatalf("unknown -transport %q", *transport)
+	}
 	rlimit.RaiseNoFile()
 
 	var res *report.LoadResult
 	var err error
-	switch o.mode {
-	case "echo", "broadcast":
+	switch {
+	case o.mode == "handshake":
+		res, err = runHandshake(o)
+	case o.mode == "echo" && o.transport == servers.TLS:
+		res, err = runStream(o)
+	case o.mode == "broadcast" && o.transport != servers.TCP:
+		err = fmt.Errorf("-mode broadcast is for plain TCP servers")
+	case o.mode == "echo" || o.mode == "broadcast":
 		res, err = runFramed(o)
-	case "call":
+	case o.mode == "call":
 		res, err = runCall(o)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
@@ -160,27 +188,38 @@ func (w cpuWindow) stop(r *report.LoadResult, items int64) time.Duration {
 	return el
 }
 
-// dialFramed opens n connections, spread over the sources, and reads each
-// one's -2 frame. fn receives each ready connection, from several
-// goroutines at once.
+// dialFramed opens n connections, spread over the sources, over the
+// transport, and reads each one's -2 frame. fn receives each ready
+// connection, from several goroutines at once.
 func dialFramed(o options, n int, fn func(i int, nc net.Conn) error) error {
-	return dial.Many(o.addr, n, 64, o.sources, wire.SizeFrame(o.size), o.timeout, fn)
+	return dial.ManyVia(o.addr, n, 64, o.sources, wire.SizeFrame(o.size), o.timeout, via(o.transport), fn)
+}
+
+// via returns how to dial over t.
+func via(t servers.Transport) dial.Via {
+	switch t {
+	case servers.TLS:
+		return dial.Via{TLS: servers.ClientTLS()}
+	case servers.WebSocket:
+		return dial.Via{WSPath: wire.WSPath}
+	}
+	return dial.Via{}
 }
 
 // framed is the gnet client of the echo and broadcast modes. Its
 // callbacks run on the client's one event loop.
 type framed struct {
 	gnet.BuiltinEventEngine
-	size  int
-	tmpl  []byte // echo frame, time zeroed
-	base  time.Time
-	phase atomic.Int32 // phaseWarm, phaseMeasure, phaseStop
+	size int
+	tmpl []byte // echo frame, time zeroed
+	base time.Time
+	meter
+	out []byte // loop-only scratch
 
-	mu     sync.Mutex // guards hist
-	hist   *hdrhistogram.Histogram
-	frames atomic.Int64
-	errs   atomic.Int64
-	out    []byte // loop-only scratch
+	// WebSocket: frames travel in messages, masked with key.
+	ws    bool
+	key   [4]byte
+	plain []byte // loop-only: an echo frame before masking
 
 	// Broadcast.
 	round atomic.Uint64
@@ -195,9 +234,55 @@ const (
 	phaseStop
 )
 
+// meter is what the measuring code of every mode shares: the phase, and
+// the histogram and counters filled during the measured window.
+type meter struct {
+	phase atomic.Int32 // phaseWarm, phaseMeasure, phaseStop
+
+	mu     sync.Mutex // guards hist
+	hist   *hdrhistogram.Histogram
+	frames atomic.Int64
+	errs   atomic.Int64
+}
+
+// measure lets the load run for o.warmup, then measures it for
+// o.duration: the frames and the CPU of res.
+func (m *meter) measure(o options, res *report.LoadResult) {
+	time.Sleep(o.warmup)
+	w := startCPU(o.serverPID)
+	m.phase.Store(phaseMeasure)
+	time.Sleep(o.duration)
+	m.phase.Store(phaseStop)
+	m.mu.Lock() // wait for a batch being recorded
+	m.mu.Unlock()
+	res.Frames = m.frames.Load()
+	el := w.stop(res, res.Frames)
+	res.ElapsedS = el.Seconds()
+	res.FramesPerS = float64(res.Frames) / el.Seconds()
+}
+
+// finish ends a round of OnTraffic: the measured count, the n bytes read
+// discarded, the replies written.
+func (f *framed) finish(c gnet.Conn, ph int32, measured, n int, out []byte) {
+	if ph == phaseMeasure {
+		f.mu.Unlock()
+		f.frames.Add(int64(measured))
+	}
+	_, _ = c.Discard(n)
+	if len(out) > 0 {
+		if _, err := c.Write(out); err != nil {
+			f.errs.Add(1)
+		}
+	}
+	f.out = out[:0]
+}
+
 func (f *framed) now() int64 { return int64(time.Since(f.base)) }
 
 func (f *framed) OnTraffic(c gnet.Conn) gnet.Action {
+	if f.ws {
+		return f.onTrafficWS(c)
+	}
 	n := c.InboundBuffered() / f.size * f.size
 	if n == 0 {
 		return gnet.None
@@ -214,50 +299,97 @@ func (f *framed) OnTraffic(c gnet.Conn) gnet.Action {
 		f.mu.Lock()
 	}
 	for i := 0; i < n; i += f.size {
-		fr := b[i : i+f.size]
-		t, ok := wire.Digits(fr[wire.TimeOff : wire.TimeOff+wire.TimeLen])
-		switch {
-		case !ok:
-			f.errs.Add(1)
-		case fr[0] == '0':
+		reply, m := f.frame(b[i:i+f.size], now, ph)
+		if m {
+			measured++
+		}
+		if reply {
+			out = append(out, f.tmpl...)
+			wire.PutDigits(out[len(out)-f.size+wire.TimeOff:len(out)-f.size+wire.TimeOff+wire.TimeLen], uint64(now))
+		}
+	}
+	f.finish(c, ph, measured, n, out)
+	return gnet.None
+}
+
+// onTrafficWS is OnTraffic over WebSocket: each message one frame, the
+// replies masked text frames.
+func (f *framed) onTrafficWS(c gnet.Conn) gnet.Action {
+	b, err := c.Peek(c.InboundBuffered())
+	if err != nil || len(b) == 0 {
+		return gnet.None
+	}
+	now := f.now()
+	ph := f.phase.Load()
+	out := f.out[:0]
+	measured := 0
+	if ph == phaseMeasure {
+		f.mu.Lock()
+	}
+	off := 0
+	var bad error
+	for {
+		op, payload, n, err := wsframe.Parse(b[off:])
+		if errors.Is(err, wsframe.ErrShort) {
+			break
+		}
+		if err == nil && (op != wsframe.OpText || len(payload) != f.size) {
+			err = fmt.Errorf("a message of opcode %d and %d bytes", op, len(payload))
+		}
+		if err != nil {
+			bad = err
+			break
+		}
+		off += n
+		reply, m := f.frame(payload, now, ph)
+		if m {
+			measured++
+		}
+		if reply {
+			wire.PutDigits(f.plain[wire.TimeOff:wire.TimeOff+wire.TimeLen], uint64(now))
+			out = wsframe.AppendText(out, f.plain, f.key)
+		}
+	}
+	f.finish(c, ph, measured, off, out)
+	if bad != nil {
+		f.errs.Add(1)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// frame handles one frame that arrived at now in phase ph: whether to send
+// an echo frame in reply, and whether it was measured. Called with f.mu
+// held in phaseMeasure.
+func (f *framed) frame(fr []byte, now int64, ph int32) (reply, measured bool) {
+	t, ok := wire.Digits(fr[wire.TimeOff : wire.TimeOff+wire.TimeLen])
+	switch {
+	case !ok:
+		f.errs.Add(1)
+	case fr[0] == '0':
+		if ph == phaseMeasure {
+			report.Record(f.hist, now-int64(t))
+			measured = true
+		}
+		reply = ph != phaseStop
+	case fr[0] == '1':
+		r, ok := wire.Digits(fr[wire.RoundOff : wire.RoundOff+wire.RoundLen])
+		if ok && r == f.round.Load() {
 			if ph == phaseMeasure {
 				report.Record(f.hist, now-int64(t))
-				measured++
+				measured = true
 			}
-			if ph != phaseStop {
-				out = append(out, f.tmpl...)
-				wire.PutDigits(out[len(out)-f.size+wire.TimeOff:len(out)-f.size+wire.TimeOff+wire.TimeLen], uint64(now))
-			}
-		case fr[0] == '1':
-			r, ok := wire.Digits(fr[wire.RoundOff : wire.RoundOff+wire.RoundLen])
-			if ok && r == f.round.Load() {
-				if ph == phaseMeasure {
-					report.Record(f.hist, now-int64(t))
-					measured++
-				}
-				if f.got.Add(1) == f.want {
-					select {
-					case f.done <- now:
-					default:
-					}
+			if f.got.Add(1) == f.want {
+				select {
+				case f.done <- now:
+				default:
 				}
 			}
-		default:
-			f.errs.Add(1)
 		}
+	default:
+		f.errs.Add(1)
 	}
-	if ph == phaseMeasure {
-		f.mu.Unlock()
-		f.frames.Add(int64(measured))
-	}
-	_, _ = c.Discard(n)
-	if len(out) > 0 {
-		if _, err := c.Write(out); err != nil {
-			f.errs.Add(1)
-		}
-	}
-	f.out = out[:0]
-	return gnet.None
+	return reply, measured
 }
 
 func (f *framed) OnClose(_ gnet.Conn, err error) gnet.Action {
@@ -272,8 +404,9 @@ func runFramed(o options) (*report.LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &framed{size: o.size, tmpl: tmpl, base: time.Now(), hist: report.NewHist(), want: int64(o.conns),
-		done: make(chan int64, 1)}
+	f := &framed{size: o.size, tmpl: tmpl, base: time.Now(), meter: meter{hist: report.NewHist()}, want: int64(o.conns),
+		done: make(chan int64, 1), ws: o.transport == servers.WebSocket, plain: slices.Clone(tmpl)}
+	_, _ = rand.Read(f.key[:])
 	cli, err := gnet.NewClient(f, gnet.WithNumEventLoop(1), gnet.WithReadBufferCap(64<<10),
 		gnet.WithWriteBufferCap(16<<10), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(quiet{}))
 	if err != nil {
@@ -313,26 +446,21 @@ func runFramed(o options) (*report.LoadResult, error) {
 
 func runEcho(o options, f *framed, conns []gnet.Conn, res *report.LoadResult) error {
 	for _, c := range conns {
-		b := make([]byte, 0, o.pipeline*o.size)
+		var b []byte
 		for range o.pipeline {
-			b = append(b, f.tmpl...)
-			wire.PutDigits(b[len(b)-o.size+wire.TimeOff:len(b)-o.size+wire.TimeOff+wire.TimeLen], uint64(f.now()))
+			fr := slices.Clone(f.tmpl)
+			wire.PutDigits(fr[wire.TimeOff:wire.TimeOff+wire.TimeLen], uint64(f.now()))
+			if f.ws {
+				b = wsframe.AppendText(b, fr, f.key)
+			} else {
+				b = append(b, fr...)
+			}
 		}
 		if err := c.AsyncWrite(b, nil); err != nil {
 			return err
 		}
 	}
-	time.Sleep(o.warmup)
-	w := startCPU(o.serverPID)
-	f.phase.Store(phaseMeasure)
-	time.Sleep(o.duration)
-	f.phase.Store(phaseStop)
-	f.mu.Lock() // wait for a batch being recorded
-	f.mu.Unlock()
-	res.Frames = f.frames.Load()
-	el := w.stop(res, res.Frames)
-	res.ElapsedS = el.Seconds()
-	res.FramesPerS = float64(res.Frames) / el.Seconds()
+	f.measure(o, res)
 	if res.Frames == 0 {
 		return errors.New("no echo came back")
 	}

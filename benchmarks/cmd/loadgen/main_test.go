@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
 )
@@ -61,5 +62,45 @@ func TestCall(t *testing.T) {
 		if res.Frames == 0 || res.Errors != 0 {
 			t.Fatalf("%s: %+v", impl, res)
 		}
+	}
+}
+
+func TestEchoOverTransports(t *testing.T) {
+	for _, impl := range []string{"simplerpc-tls", "nettls", "simplerpc-ws", "netws"} {
+		o := opts("echo", impl, startServer(t, impl))
+		o.transport = servers.TransportOf(impl)
+		o.sources = []string{"127.0.0.1", "127.0.0.2"}
+		var res *report.LoadResult
+		var err error
+		if o.transport == servers.TLS {
+			res, err = runStream(o)
+		} else {
+			res, err = runFramed(o)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Frames == 0 || res.Errors != 0 || res.Latency.P50 <= 0 || res.FramesPerS <= 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+}
+
+func TestHandshake(t *testing.T) {
+	for _, impl := range []string{"simplerpc-tls", "nettls"} {
+		o := opts("handshake", impl, startServer(t, impl))
+		o.transport = servers.TLS
+		o.conns = 2
+		res, err := runHandshake(o)
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Frames == 0 || res.Errors != 0 || res.Latency.P50 <= 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+	o := opts("handshake", "simplerpc", startServer(t, "simplerpc"))
+	if _, err := runHandshake(o); err == nil {
+		t.Fatal("handshakes against a plain TCP server")
 	}
 }

@@ -2,7 +2,11 @@
 // server, side by side, and writes results/latest.json, results/latest.md
 // and the plots. benchmarks/run builds the programs and calls it.
 //
-//	runner [--quick] [--reps N] [--only echo,broadcast,idle,call] [--wait-quiet 20m] [--profile]
+//	runner [--quick] [--reps N] [--only echo,broadcast,idle,call,tls,ws] [--wait-quiet 20m] [--profile]
+//
+// tls runs the scenarios tls-echo, tls-handshake and tls-idle against
+// simplerpc-tls and nettls; ws runs ws-echo and ws-idle against
+// simplerpc-ws, netws and (idle only) simplerpc over plain TCP.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"github.com/simplerpc/simplerpc/benchmarks/internal/procstat"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 )
 
 // Plan is what a run measures.
@@ -42,6 +47,12 @@ type Plan struct {
 
 	Calls [][2]int `json:"calls_conns_in_flight"`
 
+	TLSServers     []string `json:"tls_servers"`
+	WSServers      []string `json:"ws_servers"`
+	TransportEcho  [][2]int `json:"tls_ws_echo_conns_in_flight"`
+	HandshakeConns []int    `json:"tls_handshakes_in_flight"`
+	TransportIdle  []int    `json:"tls_ws_idle_conns"`
+
 	warmup, duration, settle time.Duration
 }
 
@@ -53,6 +64,9 @@ func fullPlan() Plan {
 		BroadcastConns: 10000, BroadcastRounds: 20,
 		IdlePoints: []int{1000, 10000, 19000}, IdlePerProc: 5000, settle: 1500 * time.Millisecond,
 		Calls: [][2]int{{1, 1}, {1, 16}, {100, 1}, {100, 16}},
+
+		TLSServers: []string{"simplerpc-tls", "nettls"}, WSServers: []string{"simplerpc-ws", "netws"},
+		TransportEcho: [][2]int{{100, 1}, {100, 16}}, HandshakeConns: []int{16, 64}, TransportIdle: []int{10000},
 	}
 }
 
@@ -64,6 +78,9 @@ func quickPlan() Plan {
 	p.BroadcastConns, p.BroadcastRounds = 2000, 10
 	p.IdlePoints, p.settle = []int{1000, 5000}, time.Second
 	p.Calls = [][2]int{{100, 1}}
+	// TLS and WebSocket: echo and handshakes only, so that --quick stays
+	// near 2 minutes (with idle steps of 1,000 it took 127 s).
+	p.TransportEcho, p.HandshakeConns, p.TransportIdle = [][2]int{{100, 16}}, []int{16}, nil
 	return p
 }
 
@@ -127,7 +144,7 @@ type runner struct {
 func main() {
 	quick := flag.Bool("quick", false, "a short run (under 2 minutes): fewer connections, shorter, 2 repetitions")
 	reps := flag.Int("reps", 0, "repetitions of each measurement (default 5, 2 with --quick)")
-	only := flag.String("only", "", "comma-separated scenarios to run: echo, broadcast, idle, call (default all)")
+	only := flag.String("only", "", "comma-separated scenarios to run: echo, broadcast, idle, call, tls, ws (default all)")
 	servers := flag.String("servers", "", "comma-separated servers (default simplerpc,rawgnet,netcareful,netnaive)")
 	bin := flag.String("bin", "bin", "directory of the built benchserver, loadgen and hold")
 	out := flag.String("out", "results", "directory for latest.json, latest.md and the plots")
@@ -168,7 +185,7 @@ func main() {
 		log.Fatal(err)
 	}
 	r.plan.Warmup, r.plan.Duration, r.plan.IdleSettle = r.plan.warmup.String(), r.plan.duration.String(), r.plan.settle.String()
-	scen := map[string]bool{"echo": true, "broadcast": true, "idle": true, "call": true}
+	scen := map[string]bool{"echo": true, "broadcast": true, "idle": true, "call": true, "tls": true, "ws": true}
 	if *only != "" {
 		scen = map[string]bool{}
 		for _, s := range strings.Split(*only, ",") {
@@ -205,7 +222,7 @@ func main() {
 		if scen["echo"] {
 			for _, c := range r.plan.Echo {
 				for _, impl := range order {
-					r.echo(rep, impl, c[0], c[1])
+					r.echo("echo", rep, impl, c[0], c[1])
 				}
 			}
 		}
@@ -223,7 +240,39 @@ func main() {
 		}
 		if scen["idle"] {
 			for _, impl := range order {
-				r.idle(rep, impl)
+				r.idle("idle", r.plan.IdlePoints, rep, impl, false)
+			}
+		}
+		if scen["tls"] {
+			tlsOrder := rotate(r.plan.TLSServers, rep-1)
+			for _, c := range r.plan.TransportEcho {
+				for _, impl := range tlsOrder {
+					r.echo("tls-echo", rep, impl, c[0], c[1])
+				}
+			}
+			for _, n := range r.plan.HandshakeConns {
+				for _, impl := range tlsOrder {
+					r.handshakes(rep, impl, n)
+				}
+			}
+			for _, impl := range tlsOrder {
+				if len(r.plan.TransportIdle) > 0 {
+					r.idle("tls-idle", r.plan.TransportIdle, rep, impl, true)
+				}
+			}
+		}
+		if scen["ws"] {
+			wsOrder := rotate(r.plan.WSServers, rep-1)
+			for _, c := range r.plan.TransportEcho {
+				for _, impl := range wsOrder {
+					r.echo("ws-echo", rep, impl, c[0], c[1])
+				}
+			}
+			// Our own plain TCP connection beside the WebSocket ones.
+			for _, impl := range rotate(append(slices.Clone(r.plan.WSServers), "simplerpc"), rep-1) {
+				if len(r.plan.TransportIdle) > 0 {
+					r.idle("ws-idle", r.plan.TransportIdle, rep, impl, true)
+				}
 			}
 		}
 	}
@@ -300,8 +349,10 @@ func summary(run report.Run) string {
 	return s
 }
 
-func (r *runner) echo(rep int, impl string, conns, pipe int) {
-	run := report.Run{Scenario: "echo", Rep: rep, Impl: impl, Conns: conns, Pipeline: pipe}
+// echo runs the echo scenario (echo, tls-echo or ws-echo: the load
+// generator speaks the transport of impl).
+func (r *runner) echo(scenario string, rep int, impl string, conns, pipe int) {
+	run := report.Run{Scenario: scenario, Rep: rep, Impl: impl, Conns: conns, Pipeline: pipe}
 	srv, err := r.startServer(impl)
 	if err != nil {
 		r.record(run, err)
@@ -309,6 +360,26 @@ func (r *runner) echo(rep int, impl string, conns, pipe int) {
 	}
 	run.Load, err = r.load(r.plan.duration+60*time.Second, "-mode", "echo", "-impl", impl, "-addr", srv.addr,
 		"-conns", fmt.Sprint(conns), "-pipeline", fmt.Sprint(pipe), "-size", fmt.Sprint(r.plan.Size),
+		"-duration", r.plan.duration.String(), "-warmup", r.plan.warmup.String(), "-server-pid", fmt.Sprint(srv.pid))
+	srv.stop()
+	r.record(run, err)
+}
+
+// handshakes runs the full TLS handshakes of tls-handshake, n at a time,
+// from the loopback addresses 127.0.0.2-9.
+func (r *runner) handshakes(rep int, impl string, n int) {
+	run := report.Run{Scenario: "tls-handshake", Rep: rep, Impl: impl, Conns: n}
+	srv, err := r.startServer(impl)
+	if err != nil {
+		r.record(run, err)
+		return
+	}
+	var sources []string
+	for i := 2; i < 10; i++ {
+		sources = append(sources, fmt.Sprintf("127.0.0.%d", i))
+	}
+	run.Load, err = r.load(r.plan.duration+60*time.Second, "-mode", "handshake", "-impl", impl, "-addr", srv.addr,
+		"-conns", fmt.Sprint(n), "-size", fmt.Sprint(r.plan.Size), "-sources", strings.Join(sources, ","),
 		"-duration", r.plan.duration.String(), "-warmup", r.plan.warmup.String(), "-server-pid", fmt.Sprint(srv.pid))
 	srv.stop()
 	r.record(run, err)
@@ -342,14 +413,17 @@ func (r *runner) broadcast(rep int, impl string) {
 	r.record(run, err)
 }
 
-// idle opens idle connections in steps (the plan's points) against one
-// server process, with hold processes of at most IdlePerProc connections,
-// each from its own source address, and reads the server's RSS at each
-// step once it has settled.
-func (r *runner) idle(rep int, impl string) {
+// idle opens idle connections in steps (points) against one server
+// process, with hold processes of at most IdlePerProc connections, each
+// from its own source address, over the transport of impl, and reads the
+// server's RSS at each step once it has settled; with gc, also after the
+// server has collected its garbage and returned free memory to the system
+// (which changes what the next step measures: the TLS and WebSocket
+// scenarios have one step).
+func (r *runner) idle(scenario string, points []int, rep int, impl string, gc bool) {
 	srv, err := r.startServer(impl)
 	if err != nil {
-		r.record(report.Run{Scenario: "idle", Rep: rep, Impl: impl, Conns: r.plan.IdlePoints[0]}, err)
+		r.record(report.Run{Scenario: scenario, Rep: rep, Impl: impl, Conns: points[0]}, err)
 		return
 	}
 	defer srv.stop()
@@ -364,19 +438,19 @@ func (r *runner) idle(rep int, impl string) {
 	slab0, _ := procstat.Slab()
 	base, err := procstat.RSS(srv.pid)
 	if err != nil {
-		r.record(report.Run{Scenario: "idle", Rep: rep, Impl: impl, Conns: r.plan.IdlePoints[0]}, err)
+		r.record(report.Run{Scenario: scenario, Rep: rep, Impl: impl, Conns: points[0]}, err)
 		return
 	}
 	have, prev := 0, 0
-	for _, point := range r.plan.IdlePoints {
-		run := report.Run{Scenario: "idle", Rep: rep, Impl: impl, Conns: point}
+	for _, point := range points {
+		run := report.Run{Scenario: scenario, Rep: rep, Impl: impl, Conns: point}
 		cpu0, _ := procstat.CPUTicks(srv.pid)
 		t0 := time.Now()
 		var batch []*holder
 		for have < point {
 			n := min(r.plan.IdlePerProc, point-have)
 			source := fmt.Sprintf("127.0.0.%d", 10+len(holders))
-			h, err := r.startHolder(srv.addr, n, source)
+			h, err := r.startHolder(srv.addr, n, source, servers.TransportOf(impl))
 			if err != nil {
 				r.record(run, err)
 				return
@@ -406,6 +480,17 @@ func (r *runner) idle(rep int, impl string) {
 			PerConn: float64(rss-base) / float64(point), ConnectS: connect.Seconds(),
 			ServerCPUUS: float64(cpu1-cpu0) / float64(procstat.ClockTicks()) * 1e6 / float64(point-prev),
 			SlabPerConn: float64(slab-slab0) / float64(point)}
+		if gc {
+			if err := srv.freeOS(); err != nil {
+				r.record(run, err)
+				return
+			}
+			if run.Idle.RSSAfterGC, err = procstat.RSS(srv.pid); err != nil {
+				r.record(run, err)
+				return
+			}
+			run.Idle.PerConnAfterGC = float64(run.Idle.RSSAfterGC-base) / float64(point)
+		}
 		prev = point
 		if fds-baseFDs < point {
 			err = fmt.Errorf("server holds %d descriptors for %d connections", fds-baseFDs, point)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
+	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 )
 
 // pinned prefixes a command with taskset when the machine has the cores.
@@ -30,12 +31,13 @@ type server struct {
 	pid    int
 	addr   string
 	stderr bytes.Buffer
+	lines  chan string // stdout after the "listening" line
 }
 
 // startServer starts benchserver on core 0 and waits for its address.
 func (r *runner) startServer(impl string, extra ...string) (*server, error) {
 	args := append([]string{"-impl", impl, "-size", fmt.Sprint(r.plan.Size)}, extra...)
-	s := &server{cmd: r.pinned(0, "benchserver", args...)}
+	s := &server{cmd: r.pinned(0, "benchserver", args...), lines: make(chan string, 16)}
 	s.cmd.Stderr = &s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -47,9 +49,19 @@ func (r *runner) startServer(impl string, extra ...string) (*server, error) {
 	s.pid = s.cmd.Process.Pid // taskset execs the server: same pid
 	line := make(chan string, 1)
 	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
+		br := bufio.NewReader(out)
+		l, _ := br.ReadString('\n')
 		line <- l
-		_, _ = io.Copy(io.Discard, out)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			select {
+			case s.lines <- strings.TrimSpace(l):
+			default:
+			}
+		}
 	}()
 	select {
 	case l := <-line:
@@ -64,6 +76,26 @@ func (r *runner) startServer(impl string, extra ...string) (*server, error) {
 		return nil, fmt.Errorf("benchserver %s did not start: %s", impl, s.stderr.String())
 	}
 	return s, nil
+}
+
+// freeOS makes the server collect its garbage and return free memory to
+// the system (SIGUSR1), and waits until it has.
+func (s *server) freeOS() error {
+	if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case l := <-s.lines:
+			if l == "freed" {
+				return nil
+			}
+		case <-timer.C:
+			return fmt.Errorf("benchserver did not free its memory within 30 s")
+		}
+	}
 }
 
 // stop sends SIGTERM and waits, killing after a while.
@@ -112,10 +144,17 @@ type holder struct {
 	ready chan error
 }
 
-// startHolder opens n idle connections from source on core 1.
-func (r *runner) startHolder(addr string, n int, source string) (*holder, error) {
+// startHolder opens n idle connections from source on core 1, over tr.
+func (r *runner) startHolder(addr string, n int, source string, tr servers.Transport) (*holder, error) {
 	h := &holder{ready: make(chan error, 1)}
-	h.cmd = r.pinned(1, "hold", "-addr", addr, "-n", fmt.Sprint(n), "-source", source, "-size", fmt.Sprint(r.plan.Size))
+	args := []string{"-addr", addr, "-n", fmt.Sprint(n), "-source", source, "-size", fmt.Sprint(r.plan.Size)}
+	switch tr {
+	case servers.TLS:
+		args = append(args, "-tls")
+	case servers.WebSocket:
+		args = append(args, "-ws")
+	}
+	h.cmd = r.pinned(1, "hold", args...)
 	var stderr bytes.Buffer
 	h.cmd.Stderr = &stderr
 	var err error

@@ -1,9 +1,12 @@
 // Package dial opens the load generators' connections: from chosen source
-// addresses, reading each server's -2 frame before handing a connection
-// on.
+// addresses, over TCP, TLS or WebSocket, reading each server's -2 frame
+// before handing a connection on.
 package dial
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +14,19 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/simplerpc/simplerpc/benchmarks/internal/wsframe"
 )
+
+// Via is what a connection speaks above TCP. The zero value is plain TCP.
+type Via struct {
+	// TLS, if set, makes the connection TLS: a client handshake with it.
+	TLS *tls.Config
+	// WSPath, if set, makes the connection WebSocket: an upgrade at this
+	// path, after which the -2 frame is read as a message. The connection
+	// is then the raw TCP one, for the caller to frame.
+	WSPath string
+}
 
 // Dialer returns a dialer from source address src ("" for any). With a
 // source, the port is chosen at connect time (IP_BIND_ADDRESS_NO_PORT), so
@@ -45,6 +60,12 @@ func Dialer(src string, timeout time.Duration) (*net.Dialer, error) {
 // The connection gets SO_LINGER 0: closing it sends a reset, so the
 // benchmarks leave no TIME_WAIT behind to hold ports between runs.
 func One(d *net.Dialer, addr string, want []byte) (net.Conn, error) {
+	return OneVia(d, addr, want, Via{})
+}
+
+// OneVia is [One] over via: a TLS connection comes back as a *tls.Conn
+// whose handshake is done.
+func OneVia(d *net.Dialer, addr string, want []byte, via Via) (net.Conn, error) {
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -52,27 +73,66 @@ func One(d *net.Dialer, addr string, want []byte) (net.Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
-	if len(want) == 0 {
-		return nc, nil
+	_ = nc.SetDeadline(time.Now().Add(d.Timeout))
+	if via.TLS != nil {
+		tc := tls.Client(nc, via.TLS)
+		ctx, cancel := context.WithTimeout(context.Background(), d.Timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		nc = tc
 	}
-	buf := make([]byte, len(want))
-	_ = nc.SetReadDeadline(time.Now().Add(d.Timeout))
-	if _, err := io.ReadFull(nc, buf); err != nil {
-		_ = nc.Close()
-		return nil, fmt.Errorf("reading the -2 frame: %w", err)
+	if via.WSPath != "" {
+		if err := wsframe.Upgrade(nc, via.WSPath); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
 	}
-	_ = nc.SetReadDeadline(time.Time{})
-	if string(buf) != string(want) {
-		_ = nc.Close()
-		return nil, fmt.Errorf("first frame is %.40q, want %.40q", buf, want)
+	if len(want) > 0 {
+		if err := first(nc, want, via.WSPath != ""); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
 	}
+	_ = nc.SetDeadline(time.Time{})
 	return nc, nil
+}
+
+// first reads the first frame (a message with ws) and checks it is want.
+func first(nc net.Conn, want []byte, ws bool) error {
+	buf := make([]byte, len(want))
+	var err error
+	if ws {
+		var op byte
+		op, buf, err = wsframe.Read(nc)
+		if err == nil && op != wsframe.OpText {
+			err = fmt.Errorf("a message of opcode %d", op)
+		}
+	} else {
+		_, err = io.ReadFull(nc, buf)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the -2 frame: %w", err)
+	}
+	if !bytes.Equal(buf, want) {
+		return fmt.Errorf("first frame is %.40q, want %.40q", buf, want)
+	}
+	return nil
 }
 
 // Many opens n connections with up to workers dials at once, connection i
 // from sources[i%len(sources)] (nil: the system's choice), and hands each
 // to fn, from several goroutines at once. It stops at the first error.
 func Many(addr string, n, workers int, sources []string, want []byte, timeout time.Duration,
+	fn func(i int, nc net.Conn) error) error {
+	return ManyVia(addr, n, workers, sources, want, timeout, Via{}, fn)
+}
+
+// ManyVia is [Many] over via.
+func ManyVia(addr string, n, workers int, sources []string, want []byte, timeout time.Duration, via Via,
 	fn func(i int, nc net.Conn) error) error {
 	if len(sources) == 0 {
 		sources = []string{""}
@@ -98,7 +158,7 @@ func Many(addr string, n, workers int, sources []string, want []byte, timeout ti
 				if i >= n {
 					return
 				}
-				nc, err := One(dialers[i%len(dialers)], addr, want)
+				nc, err := OneVia(dialers[i%len(dialers)], addr, want, via)
 				if err == nil {
 					err = fn(i, nc)
 				}

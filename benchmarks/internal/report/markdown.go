@@ -42,19 +42,7 @@ func Markdown(res *Results, imgDir string) string {
 			map[bool]string{true: "**met**", false: "**missed**"}[t.Met])
 	}
 
-	if rows := filter(res.Rows, "echo"); len(rows) > 0 {
-		b.WriteString("\n### Echo: 256-byte frames, opcode 0 sent back\n\n")
-		b.WriteString("Median of the repetitions; spread is half the range (max - min) over the median. " +
-			"Latency is the round trip seen by the load generator. CPU from /proc/PID/stat (utime+stime).\n\n")
-		b.WriteString("| conns | in flight | server | frames/s | spread | x raw gnet | p50 µs | p99 µs | p99.9 µs | server CPU µs/frame | server reads+writes per 100 frames | server CPU | load gen CPU |\n")
-		b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			raw, _ := Find(res.Rows, "echo", "rawgnet", r.Conns, r.Pipeline)
-			fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, r.Pipeline,
-				Name(r.Impl)+failed(r), num(r.Throughput), spread(r.Throughput), ratioOf(r.Throughput, raw.Throughput),
-				us(r.P50), us(r.P99), us(r.P999), dec(r.CPUPerItem, 2), syscalls(r), pct(r.ServerUtil), pct(r.ClientUtil))
-		}
-	}
+	echoTable(&b, res, "echo", "Echo: 256-byte frames, opcode 0 sent back", "rawgnet", "raw gnet", "")
 	if rows := filter(res.Rows, "broadcast"); len(rows) > 0 {
 		b.WriteString("\n### Send-to-all\n\n")
 		b.WriteString("One connection sends a frame on opcode 1; the server sends it to every connection. " +
@@ -67,19 +55,7 @@ func Markdown(res *Results, imgDir string) string {
 				spread(r.RoundUS), ratioOf(r.RoundUS, raw.RoundUS), ms(r.CPUPerItem), r.Incomplete)
 		}
 	}
-	if rows := filter(res.Rows, "idle"); len(rows) > 0 {
-		b.WriteString("\n### Idle connections\n\n")
-		b.WriteString("Server VmRSS with the connections open (each has had its -2 frame), minus VmRSS before the first, " +
-			"divided by the connections. The connections come from several processes and source addresses 127.0.0.x.\n\n")
-		b.WriteString("| conns | server | RSS | RSS per conn | spread | x simplerpc | accept CPU µs/conn | kernel slab per conn, both ends |\n")
-		b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			s, _ := Find(res.Rows, "idle", "simplerpc", r.Conns, 0)
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, Name(r.Impl)+failed(r), mib(r.RSS),
-				bytesOf(r.RSSPerConn), spread(r.RSSPerConn), ratioOf(r.RSSPerConn, s.RSSPerConn), dec(r.CPUPerItem, 1),
-				bytesOf(r.SlabPerConn))
-		}
-	}
+	idleTable(&b, res, "idle", "Idle connections", "simplerpc", "")
 	if rows := filter(res.Rows, "call"); len(rows) > 0 {
 		b.WriteString("\n### Calls with replies\n\n")
 		b.WriteString("Each library's own client: simplerpc's engine.Dialer and Client.Call (typed handler on the server), " +
@@ -93,11 +69,95 @@ func Markdown(res *Results, imgDir string) string {
 				us(r.P50), us(r.P99), us(r.P999), dec(r.CPUPerItem, 2), pct(r.ClientUtil))
 		}
 	}
+	transportTables(&b, res)
 	b.WriteString("\n### Plots\n\n")
 	for _, p := range PlotFiles {
 		fmt.Fprintf(&b, "![%s](%s%s)\n\n", p.Title, imgDir, p.File)
 	}
 	return b.String()
+}
+
+// echoTable writes the echo table of scenario, with a column of the
+// throughput against base's; note, if set, follows the standard text.
+func echoTable(b *strings.Builder, res *Results, scenario, title, base, baseName, note string) {
+	rows := filter(res.Rows, scenario)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### %s\n\n", title)
+	b.WriteString("Median of the repetitions; spread is half the range (max - min) over the median. " +
+		"Latency is the round trip seen by the load generator. CPU from /proc/PID/stat (utime+stime)." + note + "\n\n")
+	fmt.Fprintf(b, "| conns | in flight | server | frames/s | spread | x %s | p50 µs | p99 µs | p99.9 µs | server CPU µs/frame | server reads+writes per 100 frames | server CPU | load gen CPU |\n", baseName)
+	b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		ref, _ := Find(res.Rows, scenario, base, r.Conns, r.Pipeline)
+		fmt.Fprintf(b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, r.Pipeline,
+			Name(r.Impl)+failed(r), num(r.Throughput), spread(r.Throughput), ratioOf(r.Throughput, ref.Throughput),
+			us(r.P50), us(r.P99), us(r.P999), dec(r.CPUPerItem, 2), syscalls(r), pct(r.ServerUtil), pct(r.ClientUtil))
+	}
+}
+
+// idleTable writes the idle table of scenario, with a column of the RSS
+// per connection against base's.
+func idleTable(b *strings.Builder, res *Results, scenario, title, base, note string) {
+	rows := filter(res.Rows, scenario)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### %s\n\n", title)
+	b.WriteString("Server VmRSS with the connections open (each has had its -2 frame), minus VmRSS before the first, " +
+		"divided by the connections. The connections come from several processes and source addresses 127.0.0.x." + note + "\n\n")
+	gc := false
+	for _, r := range rows {
+		gc = gc || r.RSSPerConnGC.OK()
+	}
+	if gc {
+		b.WriteString("After GC: once the server has run debug.FreeOSMemory (a collection, free memory returned to the system), " +
+			"which leaves out the garbage of the handshakes.\n\n")
+	}
+	fmt.Fprintf(b, "| conns | server | RSS | RSS per conn | spread | x %s | accept CPU µs/conn | kernel slab per conn, both ends |", Name(base))
+	if gc {
+		fmt.Fprintf(b, " RSS per conn after GC | after GC x %s |", Name(base))
+	}
+	b.WriteString("\n|---:|---|---:|---:|---:|---:|---:|---:|")
+	if gc {
+		b.WriteString("---:|---:|")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		s, _ := Find(res.Rows, scenario, base, r.Conns, 0)
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |", r.Conns, Name(r.Impl)+failed(r), mib(r.RSS),
+			bytesOf(r.RSSPerConn), spread(r.RSSPerConn), ratioOf(r.RSSPerConn, s.RSSPerConn), dec(r.CPUPerItem, 1),
+			bytesOf(r.SlabPerConn))
+		if gc {
+			fmt.Fprintf(b, " %s | %s |", bytesOf(r.RSSPerConnGC), ratioOf(r.RSSPerConnGC, s.RSSPerConnGC))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// transportTables writes the tables of the TLS and WebSocket scenarios.
+func transportTables(b *strings.Builder, res *Results) {
+	echoTable(b, res, "tls-echo", "Echo over TLS", "nettls", Name("nettls"),
+		" The load generator is a goroutine per connection on crypto/tls.")
+	if rows := filter(res.Rows, "tls-handshake"); len(rows) > 0 {
+		b.WriteString("\n### Full TLS handshakes\n\n")
+		b.WriteString("Each of conns workers in a loop: a new connection, a full handshake (no session cache), " +
+			"the -2 frame, one echo, a close. Latency is that whole cycle.\n\n")
+		fmt.Fprintf(b, "| in flight | server | handshakes/s | spread | x %s | p50 µs | p99 µs | server CPU µs/handshake | server CPU | load gen CPU |\n", Name("nettls"))
+		b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			ref, _ := Find(res.Rows, "tls-handshake", "nettls", r.Conns, 0)
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Conns, Name(r.Impl)+failed(r),
+				num(r.Throughput), spread(r.Throughput), ratioOf(r.Throughput, ref.Throughput), us(r.P50), us(r.P99),
+				dec(r.CPUPerItem, 1), pct(r.ServerUtil), pct(r.ClientUtil))
+		}
+	}
+	idleTable(b, res, "tls-idle", "Idle TLS connections", "nettls", " Each connection's handshake is done.")
+	echoTable(b, res, "ws-echo", "Echo over WebSocket", "netws", Name("netws"),
+		" The load generator is the gnet client, one masked text message per frame.")
+	idleTable(b, res, "ws-idle", "Idle WebSocket connections", "netws",
+		" simplerpc (plain TCP) is our own TCP connection, for comparison.")
 }
 
 func filter(rows []Row, scenario string) []Row {

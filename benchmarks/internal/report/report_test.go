@@ -135,3 +135,54 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportTargets: the TLS and WebSocket goals are computed from
+// their own scenarios, and their tables are rendered, the RSS after GC
+// included.
+func TestTransportTargets(t *testing.T) {
+	load := func(fps, p99, cpu float64) *LoadResult {
+		return &LoadResult{Mode: "echo", FramesPerS: fps, Latency: Latency{P99: p99}, ServerCPUUSPerItem: cpu}
+	}
+	idle := func(per, gc float64) *IdleResult {
+		return &IdleResult{Conns: 10000, RSS: int64(per * 10000), PerConn: per, RSSAfterGC: int64(gc * 10000), PerConnAfterGC: gc}
+	}
+	runs := []Run{
+		{Scenario: "tls-echo", Impl: "simplerpc-tls", Conns: 100, Pipeline: 16, Load: load(200, 10, 3)},
+		{Scenario: "tls-echo", Impl: "nettls", Conns: 100, Pipeline: 16, Load: load(100, 20, 4)},
+		{Scenario: "tls-handshake", Impl: "simplerpc-tls", Conns: 16, Load: load(80, 0, 700)},
+		{Scenario: "tls-handshake", Impl: "nettls", Conns: 16, Load: load(100, 0, 800)},
+		{Scenario: "tls-idle", Impl: "simplerpc-tls", Conns: 10000, Idle: idle(4000, 3000)},
+		{Scenario: "tls-idle", Impl: "nettls", Conns: 10000, Idle: idle(10000, 5000)},
+		{Scenario: "ws-echo", Impl: "simplerpc-ws", Conns: 100, Pipeline: 1, Load: load(110, 30, 9)},
+		{Scenario: "ws-echo", Impl: "netws", Conns: 100, Pipeline: 1, Load: load(100, 20, 9)},
+	}
+	rows := Aggregate(runs)
+	got := map[string]Target{}
+	for _, tg := range Targets(rows) {
+		got[tg.Name] = tg
+	}
+	for name, want := range map[string]struct {
+		ratio float64
+		met   bool
+	}{
+		"tls-echo, 100 conns x 16 in flight: throughput vs " + Name("nettls"):     {2, true},
+		"tls-echo, 100 conns x 16 in flight: p99 vs " + Name("nettls"):            {0.5, true},
+		"full TLS handshakes, 16 in flight: per second vs " + Name("nettls"):      {0.8, false},
+		"tls-idle, 10000 conns: RSS per connection vs " + Name("nettls"):          {0.4, true},
+		"tls-idle, 10000 conns: RSS per connection after GC vs " + Name("nettls"): {0.6, false},
+		"ws-echo, 100 conns x 1 in flight: throughput vs " + Name("netws"):        {1.1, false},
+		"ws-echo, 100 conns x 1 in flight: p99 vs " + Name("netws"):               {1.5, false},
+	} {
+		tg, ok := got[name]
+		if !ok || !tg.Known || math.Abs(tg.Ratio-want.ratio) > 1e-9 || tg.Met != want.met {
+			t.Errorf("%s: %+v (found %v), want ratio %v met %v", name, tg, ok, want.ratio, want.met)
+		}
+	}
+	md := Markdown(&Results{Rows: rows, Targets: Targets(rows)}, "")
+	for _, s := range []string{"### Echo over TLS", "### Full TLS handshakes", "### Idle TLS connections",
+		"### Echo over WebSocket", "| 10000 | simplerpc, TLS | 38.1 MiB | 4,000 B |", " 3,000 B | 0.60 |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q", s)
+		}
+	}
+}

@@ -36,6 +36,12 @@ type IdleResult struct {
 	// SlabPerConn is the growth of the kernel's slab memory per connection,
 	// for both ends (the holders run on the same machine).
 	SlabPerConn float64 `json:"kernel_slab_bytes_per_conn_both_ends"`
+	// RSSAfterGC and PerConnAfterGC: the same once the server has collected
+	// its garbage and returned free memory to the system (TLS and WebSocket
+	// scenarios only): what the connections hold, without the garbage of
+	// their handshakes.
+	RSSAfterGC     int64   `json:"rss_bytes_after_gc,omitempty"`
+	PerConnAfterGC float64 `json:"rss_bytes_per_conn_after_gc,omitempty"`
 }
 
 // Run is one repetition of one scenario against one server.
@@ -101,6 +107,7 @@ type Row struct {
 	RSSPerConn   Stat `json:"rss_bytes_per_conn,omitempty"`
 	RSS          Stat `json:"rss_bytes,omitempty"`
 	SlabPerConn  Stat `json:"kernel_slab_bytes_per_conn,omitempty"`
+	RSSPerConnGC Stat `json:"rss_bytes_per_conn_after_gc,omitempty"`
 	Errors       int64
 	FailedRuns   int `json:"failed_runs,omitempty"`
 	Incomplete   int `json:"incomplete_rounds,omitempty"`
@@ -121,7 +128,7 @@ func Aggregate(runs []Run) []Row {
 	}
 	rows := make([]Row, 0, len(keys))
 	for _, k := range keys {
-		var tp, p50, p99, p999, cpu, su, cu, round, per, rss, slab, rd, wr []float64
+		var tp, p50, p99, p999, cpu, su, cu, round, per, rss, slab, rd, wr, pergc []float64
 		row := Row{Key: k}
 		for _, r := range groups[k] {
 			row.Repetitions++
@@ -152,6 +159,9 @@ func Aggregate(runs []Run) []Row {
 				per = append(per, i.PerConn)
 				rss = append(rss, float64(i.RSS))
 				slab = append(slab, i.SlabPerConn)
+				if i.RSSAfterGC > 0 {
+					pergc = append(pergc, i.PerConnAfterGC)
+				}
 				cpu = append(cpu, i.ServerCPUUS)
 			}
 		}
@@ -159,6 +169,7 @@ func Aggregate(runs []Run) []Row {
 		row.CPUPerItem, row.ServerUtil, row.ClientUtil = stat(cpu), stat(su), stat(cu)
 		row.Reads, row.Writes = stat(rd), stat(wr)
 		row.RoundUS, row.RSSPerConn, row.RSS, row.SlabPerConn = stat(round), stat(per), stat(rss), stat(slab)
+		row.RSSPerConnGC = stat(pergc)
 		rows = append(rows, row)
 	}
 	return rows

@@ -9,6 +9,11 @@ var Names = map[string]string{
 	"netcareful": "net, careful (bufio)",
 	"netnaive":   "net, naive",
 	"netrpc":     "net/rpc + jsonrpc",
+
+	"simplerpc-tls": "simplerpc, TLS",
+	"nettls":        "net + crypto/tls (careful)",
+	"simplerpc-ws":  "simplerpc, WebSocket",
+	"netws":         "net/http + gorilla/websocket",
 }
 
 // Name returns the display name of impl.
@@ -111,6 +116,47 @@ func Targets(rows []Row) []Target {
 		n, _ := Find(rows, "call", "netrpc", r.Conns, r.Pipeline)
 		ratio(fmt.Sprintf("calls, %d conns x %d in flight: throughput vs net/rpc+jsonrpc", r.Conns, r.Pipeline),
 			">= 2x", r.Throughput, n.Throughput, 2, false, "%.0f vs %.0f calls/s")
+	}
+	// TLS and WebSocket against the goroutine-per-connection servers.
+	for _, t := range []struct{ scen, us, them, want string }{
+		{"tls-echo", "simplerpc-tls", "nettls", ">= 1.0x"},
+		{"ws-echo", "simplerpc-ws", "netws", ">= 1.2x"},
+	} {
+		for _, r := range rows {
+			if r.Scenario != t.scen || r.Impl != t.us {
+				continue
+			}
+			n, _ := Find(rows, t.scen, t.them, r.Conns, r.Pipeline)
+			limit := map[string]float64{">= 1.0x": 1.0, ">= 1.2x": 1.2}[t.want]
+			ratio(fmt.Sprintf("%s, %d conns x %d in flight: throughput vs %s", t.scen, r.Conns, r.Pipeline, Name(t.them)),
+				t.want, r.Throughput, n.Throughput, limit, false, "%.0f vs %.0f frames/s")
+			ratio(fmt.Sprintf("%s, %d conns x %d in flight: p99 vs %s", t.scen, r.Conns, r.Pipeline, Name(t.them)),
+				"< 1.0x", r.P99, n.P99, 0.999, true, "%.0f vs %.0f µs")
+		}
+	}
+	for _, r := range rows {
+		if r.Scenario == "tls-handshake" && r.Impl == "simplerpc-tls" {
+			n, _ := Find(rows, "tls-handshake", "nettls", r.Conns, 0)
+			ratio(fmt.Sprintf("full TLS handshakes, %d in flight: per second vs %s", r.Conns, Name("nettls")), ">= 0.9x",
+				r.Throughput, n.Throughput, 0.9, false, "%.0f vs %.0f handshakes/s")
+		}
+	}
+	for _, t := range []struct {
+		scen, us, them, want string
+		limit                float64
+	}{
+		{"tls-idle", "simplerpc-tls", "nettls", "<= 0.5x", 0.5},
+		{"ws-idle", "simplerpc-ws", "netws", "<= 0.3x", 0.3},
+	} {
+		for _, r := range rows {
+			if r.Scenario == t.scen && r.Impl == t.us {
+				n, _ := Find(rows, t.scen, t.them, r.Conns, 0)
+				ratio(fmt.Sprintf("%s, %d conns: RSS per connection vs %s", t.scen, r.Conns, Name(t.them)), t.want,
+					r.RSSPerConn, n.RSSPerConn, t.limit, true, "%.0f vs %.0f bytes")
+				ratio(fmt.Sprintf("%s, %d conns: RSS per connection after GC vs %s", t.scen, r.Conns, Name(t.them)), t.want,
+					r.RSSPerConnGC, n.RSSPerConnGC, t.limit, true, "%.0f vs %.0f bytes")
+			}
+		}
 	}
 	return ts
 }

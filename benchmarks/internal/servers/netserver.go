@@ -2,6 +2,7 @@ package servers
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -46,10 +47,21 @@ type netConn struct {
 	w  *bufio.Writer // careful form only
 }
 
-func startNet(addr string, cfg Config, careful bool) (Server, error) {
+// startNet starts the naive or careful form, the careful one on a
+// crypto/tls listener with overTLS (the handshake then runs on the
+// connection's goroutine, at its first write).
+func startNet(addr string, cfg Config, careful, overTLS bool) (Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if overTLS {
+		tc, err := ServerTLS()
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		ln = tls.NewListener(ln, tc)
 	}
 	s := &netServer{ln: ln, size: cfg.Size, careful: careful, conns: make(map[*netConn]struct{})}
 	s.wg.Add(1)

@@ -10,18 +10,61 @@
 //     frame, doing the same JSON work as simplerpc with its codec;
 //   - netcareful: the same with a bufio reader and writer, flushing when no
 //     complete frame is buffered;
-//   - netrpc: net/rpc with its jsonrpc codec (calls only, no frames).
+//   - netrpc: net/rpc with its jsonrpc codec (calls only, no frames);
+//   - simplerpc-tls, nettls: simplerpc with engine.WithTLS, and netcareful
+//     on a crypto/tls listener;
+//   - simplerpc-ws, netws: simplerpc on a ws:// address, and a goroutine
+//     per connection on gorilla/websocket doing netcareful's codec work
+//     (echo only).
 package servers
 
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/simplerpc/simplerpc/engine"
 )
 
 // Impls lists the implementations Start knows.
-var Impls = []string{"simplerpc", "rawgnet", "netnaive", "netcareful", "netrpc"}
+var Impls = []string{"simplerpc", "rawgnet", "netnaive", "netcareful", "netrpc",
+	"simplerpc-tls", "nettls", "simplerpc-ws", "netws"}
+
+// Transport is what a server speaks under its frames.
+type Transport int
+
+// The transports.
+const (
+	// TCP is plain TCP: the frames are the stream.
+	TCP Transport = iota
+	// TLS is TLS over TCP (crypto/tls, TLS 1.3 with Go peers).
+	TLS
+	// WebSocket is RFC 6455 over TCP, upgraded at wire.WSPath: one frame per
+	// message.
+	WebSocket
+)
+
+// TransportOf returns the transport of impl.
+func TransportOf(impl string) Transport {
+	switch {
+	case impl == "nettls" || strings.HasSuffix(impl, "-tls"):
+		return TLS
+	case impl == "netws" || strings.HasSuffix(impl, "-ws"):
+		return WebSocket
+	}
+	return TCP
+}
+
+// String returns "tcp", "tls" or "ws".
+func (t Transport) String() string {
+	switch t {
+	case TLS:
+		return "tls"
+	case WebSocket:
+		return "ws"
+	}
+	return "tcp"
+}
 
 // Config is what every server is started with.
 type Config struct {
@@ -49,19 +92,26 @@ func Start(impl, addr string, cfg Config) (Server, error) {
 		cfg.Loops = 1
 	}
 	switch impl {
-	case "simplerpc":
-		return startSimpleRPC(addr, cfg)
+	case "simplerpc", "simplerpc-tls", "simplerpc-ws":
+		return startSimpleRPC(addr, cfg, TransportOf(impl))
 	case "rawgnet":
 		return startRawGnet(addr, cfg)
 	case "netnaive":
-		return startNet(addr, cfg, false)
+		return startNet(addr, cfg, false, false)
 	case "netcareful":
-		return startNet(addr, cfg, true)
+		return startNet(addr, cfg, true, false)
+	case "nettls":
+		return startNet(addr, cfg, true, true)
+	case "netws":
+		return startNetWS(addr, cfg)
 	case "netrpc":
 		return startNetRPC(addr)
 	}
 	return nil, fmt.Errorf("servers: unknown implementation %q (want one of %v)", impl, Impls)
 }
 
-// Frames reports whether impl speaks simplerpc frames (all but netrpc).
-func Frames(impl string) bool { return impl != "netrpc" && slices.Contains(Impls, impl) }
+// Frames reports whether impl speaks simplerpc frames on plain TCP (all
+// of those but netrpc).
+func Frames(impl string) bool {
+	return impl != "netrpc" && TransportOf(impl) == TCP && slices.Contains(Impls, impl)
+}

@@ -25,6 +25,9 @@ const (
 // DefaultSize is the frame size of every scenario.
 const DefaultSize = 256
 
+// WSPath is the path the WebSocket servers upgrade at.
+const WSPath = "/rpc"
+
 // Timestamp layout: the first field of every frame the load generators
 // send is "t", a string of 19 decimal digits (nanoseconds since the load
 // generator started), at a fixed offset. A JSON string, not a number, so
