@@ -21,7 +21,7 @@ func (c *conn) open(newLayer func(*conn) layer) {
 	l.enter()
 	defer l.leave()
 	if newLayer != nil {
-		c.tl = newLayered(c.gc, newLayer(c))
+		c.tl = newLayered(c.gc, newLayer(c), &l.layerBufs)
 		// A wake may come after the connection closed: gnet has released
 		// its buffers then.
 		pump := func() {

@@ -90,7 +90,8 @@ type loop struct {
 	conns      []*conn // server: every open connection of this loop
 	dirty      []*conn // connections with bytes in out
 	free       [][]byte
-	tick       uint32 // 1 + sweeps so far (sweep.go); never 0
+	layerBufs  bufPool // for the connections with a layer (transport.go)
+	tick       uint32  // 1 + sweeps so far (sweep.go); never 0
 
 	// Connections whose calls' budget waits on bytes in gnet's buffer
 	// (see callBudget), looked at again every recheckEvery. Loop-only, but
