@@ -59,3 +59,19 @@ func HeldFrames(cl *Client) int {
 	}
 	return n
 }
+
+// LayerBuffers returns the capacity of the buffers a server connection with
+// a layer (TLS, WebSocket) holds for itself, asking its loop: 0 when it
+// holds none, as an idle one should. It returns -1 for a connection
+// without a layer.
+func LayerBuffers(c handler.Conn) int {
+	cc, ok := c.(*conn)
+	if !ok || cc.tl == nil {
+		return -1
+	}
+	n := make(chan int, 1)
+	if cc.loop.enqueue(task{kind: taskFunc, fn: func() { n <- cap(cc.tl.plain) }}, nil) != nil {
+		return -1
+	}
+	return <-n
+}
