@@ -100,7 +100,8 @@ func WithWebSocket(opts ...WebSocketOption) ServerOption {
 // 403 Forbidden. The default allows only a request whose Origin has the
 // host of its Host header, and one with no Origin (not from a browser),
 // which guards against cross-site WebSocket hijacking. "*" allows every
-// origin.
+// origin. The brackets of an IPv6 host are path.Match's character classes:
+// escape them ("\\[::1\\]:8080"), or the pattern matches no origin.
 func WebSocketOrigins(patterns ...string) WebSocketOption {
 	return wsOptionFunc(func(c *wsConfig) { c.origins = append([]string(nil), patterns...) })
 }
