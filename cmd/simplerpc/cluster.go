@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -161,12 +162,19 @@ func joinBus(ctx context.Context, log *slog.Logger, o clusterOptions) (*bus, err
 		return nil, nil
 	}
 	b := &bus{name: o.name, number: o.nodeNumber()}
+	// NATS reports every slow-consumer drop as an error of its own: at most
+	// a line a second, with how many there were.
+	var last, times atomic.Int64
 	opts := []nats.Option{
 		nats.Name("simplerpc " + o.name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(natsReconnectWait),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Warn("NATS", "err", err)
+			times.Add(1)
+			now, prev := time.Now().UnixNano(), last.Load()
+			if now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now) {
+				log.Warn("NATS", "err", err, "times", times.Swap(0))
+			}
 		}),
 	}
 	var err error
