@@ -70,7 +70,10 @@ func (c *conn) traffic() {
 	}
 	// A partial frame left: note when it began to wait, for the frame
 	// deadline (sweep.go); a frame completed since starts the wait anew.
+	// Frames left unread by a pause wait for us, not for the peer.
 	switch {
+	case c.paused:
+		c.partialAt = 0
 	case n > 0 || r.InboundBuffered() == 0:
 		c.partialAt = 0
 		if r.InboundBuffered() > 0 {
