@@ -44,19 +44,7 @@ func TestGoAway(t *testing.T) {
 		}
 		return srv
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File() // the socket B takes over
-	if err != nil {
-		t.Fatal(err)
-	}
-	lnB, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, lnB := sharedListener(t) // B takes the socket over
 	a, b := newServer("A"), newServer("B")
 	if err := a.StartOn(ctx, ln); err != nil {
 		t.Fatal(err)
@@ -161,32 +149,8 @@ func TestGoAway(t *testing.T) {
 func TestGoAwayCallsAcrossTheMove(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	type who struct {
-		Server string `json:"server"`
-	}
-	newServer := func(name string) *engine.Server {
-		r := handler.NewRouter()
-		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (who, error) { return who{name}, nil })
-		srv, err := engine.NewServer(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lnB, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := newServer("A"), newServer("B")
+	ln, lnB := sharedListener(t)
+	a, b := whoServer(t, "A"), whoServer(t, "B")
 	if err := a.StartOn(ctx, ln); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +172,9 @@ func TestGoAwayCallsAcrossTheMove(t *testing.T) {
 			defer wg.Done()
 			// Until every caller has had 50 answers from B, bounded by ctx.
 			for fromB := 0; fromB < 50; {
-				var w who
+				var w struct {
+					Server string `json:"server"`
+				}
 				if err := cl.Call(ctx, 2, struct{}{}, &w); err != nil {
 					errs <- err
 					return
@@ -235,4 +201,40 @@ func TestGoAwayCallsAcrossTheMove(t *testing.T) {
 	if onB.Load() != 16*50 {
 		t.Fatalf("%d calls answered by B, want %d", onB.Load(), 16*50)
 	}
+}
+
+// sharedListener returns a listener on a free loopback port and a second
+// listener on the same socket: a successor takes it over as one does
+// across a restart.
+func sharedListener(t *testing.T) (net.Listener, net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dup, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, dup
+}
+
+// whoServer returns a server, not started, that answers a call on opcode
+// 2 with {"server": name}.
+func whoServer(t *testing.T, name string) *engine.Server {
+	t.Helper()
+	r := handler.NewRouter()
+	handler.HandleCall(r, 2, func(handler.Conn, struct{}) (map[string]string, error) {
+		return map[string]string{"server": name}, nil
+	})
+	srv, err := engine.NewServer(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }

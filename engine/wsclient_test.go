@@ -228,31 +228,8 @@ func TestWebSocketClientReconnect(t *testing.T) {
 func TestWebSocketClientGoAway(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	names := func(name string) *engine.Server {
-		r := handler.NewRouter()
-		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (map[string]string, error) {
-			return map[string]string{"server": name}, nil
-		})
-		srv, err := engine.NewServer(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lnB, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := names("A"), names("B")
+	ln, lnB := sharedListener(t)
+	a, b := whoServer(t, "A"), whoServer(t, "B")
 	if err := a.StartOn(ctx, engine.WebSocketListener(ln, "/rpc")); err != nil {
 		t.Fatal(err)
 	}
