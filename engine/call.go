@@ -210,7 +210,7 @@ func (c *conn) complete(id uint64, r callResult) {
 // Client.retire): after a reply, and after a call that was taken back
 // without one. Safe from any goroutine.
 func (c *conn) leaveIfIdle(x *connExtra) {
-	if x.retired.Load() && x.calls.len() == 0 {
+	if x.calls.retiredIdle() {
 		c.leave()
 	}
 }

@@ -442,9 +442,7 @@ func (cl *Client) retire(prev *conn) {
 	if prev == nil {
 		return
 	}
-	x := prev.extra()
-	x.retired.Store(true)
-	if x.calls.retire() {
+	if prev.extra().calls.retire() {
 		prev.leave()
 	}
 }

@@ -108,7 +108,6 @@ type connExtra struct {
 	limiter     *rate.Limiter     // set before the connection is shared
 	strikes     int               // loop-only: rate-limited frames in a row
 	newLayer    func(*conn) layer // the connection's layer: from its listener (set by the acceptor), its client's (set by connect); nil for plain TCP
-	retired     atomic.Bool       // a client let it go after a go-away: leave once no call waits
 	leaveSent   atomic.Bool       // the client sent -8 back on it
 	closeReason error             // loop-only
 	nextOut     int               // loop-only: the outbound size queued announcements will set, 0 if none

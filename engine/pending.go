@@ -84,6 +84,14 @@ func (t *pendingTable) retire() (idle bool) {
 	return len(t.m) == 0
 }
 
+// retiredIdle reports whether the table is retired and no call waits: the
+// connection may be let go.
+func (t *pendingTable) retiredIdle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.retired && len(t.m) == 0
+}
+
 // take removes call id and returns it; ok is false if it was not there.
 func (t *pendingTable) take(id uint64) (p pending, ok bool) {
 	t.mu.Lock()
