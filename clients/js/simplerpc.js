@@ -105,7 +105,7 @@ export class Client {
   // _out sends a frame, or holds it; it returns the connection it went out on, or null.
   _out(op, data) {
     if (this.closed) throw this.error;
-    if (!this.isReady) {
+    if (!this.isReady || this.ws.readyState !== 1) { // not ready, or closing: its close will follow
       if (this.held.length >= this.opts.maxHeld) throw new RPCError('Overloaded', 'too many frames held');
       this.held.push([op, data]);
       return null;
@@ -331,6 +331,7 @@ export class Client {
     this.closed = true;
     this.error = err;
     clearTimeout(this.timer);
+    this.timer = null;
     this.held = [];
     for (const id of [...this.pending.keys()]) this._settle(id, null, err);
     if (this.ws) this._drop(this.ws, err, code);
