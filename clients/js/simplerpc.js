@@ -237,9 +237,12 @@ export class Client {
       if (ws !== this.ws) return;
       let frame;
       try {
+        if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+          throw new RPCError('MalformedPayload', 'not a JSON object');
+        }
         frame = encodeFrame(OP_AUTH, obj, this.size);
       } catch (e) {
-        // Credentials that do not fit will not fit next time either.
+        // Credentials that are not an object, or do not fit, will not do next time either.
         const err = new RPCError(e.reason ?? 'MalformedPayload', `credentials: ${e.message}`);
         return this._stop(err, 1000);
       }

@@ -89,6 +89,15 @@ for (const [name, WebSocket] of impls) {
     await srv.close();
   });
 
+  test(`${name}: credentials that are not an object stop the client`, { timeout: 30000 }, async () => {
+    const srv = await wsServer((ws) => ws.send('-2{"message_size":128}'));
+    await assert.rejects(connect(srv.url, { WebSocket, credentials: () => 'token' }),
+      (e) => e.reason === 'MalformedPayload' && /credentials: not a JSON object/.test(e.message));
+    await assert.rejects(connect(srv.url, { WebSocket, credentials: { token: 'x'.repeat(200) } }),
+      (e) => e.reason === 'FrameTooLarge');
+    await srv.close();
+  });
+
   test(`${name}: held frames go out only after the server acknowledged the credentials`, { timeout: 30000 }, async () => {
     // The server answers the credentials with a ping and acknowledges
     // them only on the pong: whatever the client sent before the
@@ -141,6 +150,6 @@ if (!globalThis.WebSocket && process.allowedNodeEnvironmentFlags.has('--experime
     child.stderr.on('data', (b) => { out += b; });
     const code = await new Promise((r) => child.on('close', r));
     assert.equal(code, 0, out);
-    assert.match(out, /# pass 10\n# fail 0\n/, out);
+    assert.match(out, /# pass 12\n# fail 0\n/, out);
   });
 }
