@@ -371,6 +371,10 @@ func (w *callWatch) tap(_ handler.Conn, op codec.Opcode, data []byte) {
 		what = "a reply that matches no call (malformed or for another id)"
 	case codec.OpMessageSize, codec.OpRequest, codec.OpPing, codec.OpPong:
 		return
+	case codec.OpAuth:
+		// The server's acknowledgement of --auth-token's credentials,
+		// {"identity": ...}: what call asked for.
+		return
 	default:
 		if op >= 0 {
 			return
