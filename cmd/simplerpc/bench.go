@@ -177,22 +177,36 @@ func (p payload) build(b []byte, op codec.Opcode, round int64, t time.Duration) 
 	return append(b, `"}`...)
 }
 
-// stampOf reads the "t" (and "r") fields of an object built by
-// [payload.build], without a JSON decoder. ok is false for anything else.
+// stampOf reads the "t" (and "r") fields of an echo of an object built by
+// [payload.build]. The engine hands over only well-formed JSON objects;
+// bench's own compact form is read without a decoder, and any other (the
+// original Python server re-encodes with ", " and ": " separators and its
+// own key order, PROTOCOL §1.1) is decoded. ok is false when "t" is not a
+// non-negative integer.
 func stampOf(obj []byte) (round int64, t time.Duration, ok bool) {
 	if r, rest, found := intField(obj, `{"r":`); found {
-		v, _, found := intField(rest, `,"t":`)
-		if !found {
-			return 0, 0, false
+		if v, _, found := intField(rest, `,"t":`); found {
+			return r, time.Duration(v), true
 		}
-		return r, time.Duration(v), true
+	} else if v, _, found := intField(obj, `{"t":`); found {
+		return 0, time.Duration(v), true
 	}
-	v, _, found := intField(obj, `{"t":`)
-	return 0, time.Duration(v), found
+	var m struct {
+		R *int64 `json:"r"`
+		T *int64 `json:"t"`
+	}
+	if codec.Unmarshal(obj, &m) != nil || m.T == nil || *m.T < 0 || (m.R != nil && *m.R < 0) {
+		return 0, 0, false
+	}
+	if m.R != nil {
+		round = *m.R
+	}
+	return round, time.Duration(*m.T), true
 }
 
 // intField parses prefix followed by a non-negative decimal integer at
-// the start of b, returning the value and what follows.
+// the start of b, up to a ',' or '}', returning the value and what
+// follows.
 func intField(b []byte, prefix string) (int64, []byte, bool) {
 	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
 		return 0, nil, false
@@ -200,10 +214,10 @@ func intField(b []byte, prefix string) (int64, []byte, bool) {
 	b = b[len(prefix):]
 	var v int64
 	i := 0
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i < 19; i++ {
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i < 18; i++ {
 		v = v*10 + int64(b[i]-'0')
 	}
-	if i == 0 {
+	if i == 0 || i == len(b) || (b[i] != ',' && b[i] != '}') {
 		return 0, nil, false
 	}
 	return v, b[i:], true
