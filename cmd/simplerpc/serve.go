@@ -164,7 +164,7 @@ starts, and opened again if it fails.`,
 // newLogger returns a slog logger writing to w in format ("text" or
 // "json"), at debug level when verbose.
 func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: durationsAsText}
 	if verbose {
 		opts.Level = slog.LevelDebug
 	}
