@@ -52,7 +52,17 @@ func main() {
 	// The first signal asks the subcommand to stop cleanly; a second one
 	// kills the process as usual.
 	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	// The token given on the command line moves to the environment, out of
+	// os.Args, which the profiles serve (/debug/pprof/cmdline).
+	if kept, token, found := hideAuthToken(os.Args); found {
+		os.Args = kept
+		if err := os.Setenv(envAuthToken, token); err != nil {
+			fmt.Fprintln(os.Stderr, "simplerpc:", err)
+			os.Exit(exitFailure)
+		}
+	}
+	err := run(ctx, args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(report(os.Stderr, err))
 }
