@@ -262,16 +262,19 @@ func (b *benchRun) onReply(c handler.Conn, at time.Duration, err error) {
 // handler.ForwardFunc): the answer to the oldest one-way frame in flight
 // on c, when it is on an answer's opcode.
 func (b *benchRun) onAnswer(c handler.Conn, op codec.Opcode, _ []byte) error {
-	if !b.load.isAnswer(op) {
+	// Before the run, frames the server pushes on connect are not
+	// answers; the queues are made then too (running orders them).
+	if !b.running.Load() || !b.load.isAnswer(op) {
 		return nil
 	}
 	q := b.load.pending[c.ID()]
+	if q == nil {
+		return nil
+	}
 	q.mu.Lock()
 	if len(q.times) == 0 {
 		q.mu.Unlock()
-		if b.running.Load() {
-			b.errors.Add(1) // an answer to nothing bench sent
-		}
+		b.errors.Add(1) // an answer to nothing bench sent
 		return nil
 	}
 	at := q.times[0]

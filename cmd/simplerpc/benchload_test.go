@@ -144,3 +144,18 @@ func TestBenchApplication(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchPushesBeforeRun: frames a server pushes on connect, before the
+// run, are not answers: they neither count as errors nor take an answer's
+// place (one-way frames on the pushed opcode).
+func TestBenchPushesBeforeRun(t *testing.T) {
+	t.Parallel()
+	r := handler.NewRouter()
+	r.On(4, func(c handler.Conn, data []byte) error { return c.SendRaw(4, data) })
+	addr := startEngine(t, r, engine.WithOnConnect(func(c handler.Conn) { _ = c.SendRaw(4, []byte(`{"welcome":1}`)) }))
+	res := runBin(t, 30*time.Second, "bench", "--addr", addr, "--conns", "4", "--duration", "300ms", "--op", "4", "--json")
+	res.wantCode(t, 0)
+	if rep := decodeReport(t, res.stdout); rep.Errors != 0 || rep.Frames == 0 {
+		t.Errorf("%d errors, %d answers: want answers and no error", rep.Errors, rep.Frames)
+	}
+}

@@ -178,6 +178,9 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 		return err
 	}
 	want := op
+	if o.replyOp != -1 && (o.request || o.noReply) {
+		return usagef("--reply-opcode is for a one-way frame's answer: not with --request or --no-reply")
+	}
 	if o.replyOp >= 0 {
 		want = codec.Opcode(o.replyOp)
 	} else if o.replyOp != -1 {

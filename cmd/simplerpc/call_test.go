@@ -415,4 +415,8 @@ func TestCallSkipsPushes(t *testing.T) {
 	if want := `skipped 3 frame(s) on other opcodes, the first 1{"welcome": "lobby"}`; !strings.Contains(r.stderr, want) || r.stdout != "" {
 		t.Errorf("stdout %q, stderr %q; want nothing printed and stderr naming %q", r.stdout, r.stderr, want)
 	}
+	for _, flag := range []string{"--request", "--no-reply"} {
+		r = runBin(t, 20*time.Second, "call", "--addr", addr, flag, "--reply-opcode", "1", "4", `{}`)
+		r.wantCode(t, 2)
+	}
 }
