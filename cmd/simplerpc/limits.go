@@ -45,7 +45,7 @@ type limitOptions struct {
 
 	maxPerIP   int
 	ratePerIP  float64
-	authToken  string
+	authToken  tokenSource
 	authWithin time.Duration
 }
 
@@ -64,8 +64,8 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row (0: never; at most %d)", maxMalformedLimit))
 	f.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "connections one remote IP address may hold; more get an AddressFull failure (0: no limit)")
 	f.Float64Var(&o.ratePerIP, "conn-rate-per-ip", 0, "new connections per second one remote IP address may open, in bursts of that many rounded up (0: no limit)")
-	f.StringVar(&o.authToken, "auth-token", "", `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
-	f.DurationVar(&o.authWithin, "auth-timeout", 10*time.Second, "how long a client has to send its credentials when --auth-token is set")
+	addTokenFlags(f, &o.authToken, `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
+	f.DurationVar(&o.authWithin, "auth-timeout", 10*time.Second, "how long a client has to send its credentials when a token is set")
 }
 
 // serverOptions checks the limit flags and returns the engine options they
@@ -130,8 +130,12 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 	if o.ratePerIP > 0 {
 		opts = append(opts, engine.WithConnRatePerAddr(o.ratePerIP, max(1, int(math.Min(math.Ceil(o.ratePerIP), math.MaxInt32)))))
 	}
-	if o.authToken != "" {
-		opts = append(opts, engine.WithAuth(tokenAuthenticator(o.authToken), o.authWithin))
+	token, err := o.authToken.token()
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		opts = append(opts, engine.WithAuth(tokenAuthenticator(token), o.authWithin))
 	}
 	if o.rateLimit > 0 {
 		burst := o.rateBurst
