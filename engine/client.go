@@ -95,7 +95,7 @@ func (cl *Client) connect(ctx context.Context) error {
 	// From here on a close of c is the next connection to replace: the
 	// dial that made it is over, whatever becomes of c.
 	cl.redialing = false
-	cl.scan = codec.NewScanner(cfg.maxSize)
+	cl.scan = codec.NewScanner(min(cfg.maxSize, firstFrameLimit))
 	cl.mu.Unlock()
 	if _, err := d.cli.EnrollContext(nc, c); err != nil {
 		_ = nc.Close()
@@ -128,6 +128,13 @@ func (cl *Client) isReady(c *conn) bool {
 
 // ---- The client as its connections' owner ----
 
+// firstFrameLimit bounds the bytes a client reads to find the object of a
+// server's first frame, a -2 (or a -1 refusal) of a few dozen bytes: a
+// server that sends an object that never ends is closed once it has sent
+// this much, instead of making the client hold up to its largest frame
+// size. The original's default frame size.
+const firstFrameLimit = 1024
+
 // ready reads the server's first frame to learn the message size, then
 // hands the frames held so far to the connection and runs the connect
 // callback. On the loop.
@@ -135,7 +142,8 @@ func (cl *Client) ready(c *conn) bool {
 	if cl.scan == nil {
 		return false // refused: the close is on its way
 	}
-	buf, _ := c.wire().Peek(-1)
+	r := c.wire()
+	buf, _ := r.Peek(min(r.InboundBuffered(), firstFrameLimit))
 	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
 		c.closeNow(fmt.Errorf("%w: first frame: %w", ErrProtocol, err))

@@ -114,6 +114,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
+	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -100,8 +100,10 @@ type config struct {
 	authTimeout time.Duration
 	credentials any // client: sent first on every connection
 
-	maxOutTotal int // server: bytes of output held by all connections
-	maxInTotal  int // server: bytes of input held by all connections
+	maxOutTotal  int    // server: bytes of output held by all connections
+	maxInTotal   int    // server: bytes of input held by all connections
+	bufferedSet  bool   // WithMaxBuffered was given
+	bufferedFrom string // where maxOutTotal and maxInTotal came from (memlimit.go)
 
 	maxPerAddr   int     // server: connections per remote address
 	ratePerAddr  float64 // server: new connections per second per address
@@ -472,8 +474,18 @@ func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
 // while each stays under its own cap. Past a cap, the connections holding
 // the most are closed first (largest backlog first), with
 // [ErrSlowConsumer] or [ErrInboundFull], until the server is under it.
-// Checked every second, split evenly among the event loops. Zero, the
-// default, is no cap.
+// Each cap is split evenly among the event loops; the inbound one is kept
+// as soon as a paused peer's input grows, the outbound one every 20 ms
+// while a peer is backed up, and both every second.
+//
+// Defaults to caps derived from the memory the process may use: a quarter
+// of GOMEMLIMIT if it is set, else of the cgroup's memory limit, else an
+// eighth of the machine's memory, half of it each way (on 256 MiB, 32 MiB
+// outbound and 32 MiB inbound). Bytes in buffers cost up to about four
+// times their count in a process's memory (buffers that grow by doubling,
+// the garbage collector's headroom), so a server flooded by peers that
+// never read stays within its limit. [Server.MaxBuffered] tells the caps
+// in force and where they came from. Zero turns a cap off.
 func WithMaxBuffered(outbound, inbound int) ServerOption {
-	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal = outbound, inbound })
+	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal, c.bufferedSet = outbound, inbound, true })
 }

@@ -113,6 +113,7 @@ func (c *conn) pause(buffered int) {
 		c.side.paused.Add(1)
 		c.loop.recheckLater(c)
 	}
+	c.loop.hold(c, buffered)
 }
 
 // resume reads again the frames a paused connection left unread, once its
@@ -127,6 +128,7 @@ func (c *conn) resume() {
 		return
 	}
 	c.paused = false
+	c.loop.hold(c, 0)
 	c.traffic()
 }
 

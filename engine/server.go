@@ -77,6 +77,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
 	}
+	cfg.deriveBuffered()
 	if cfg.maxConns == 0 {
 		cfg.maxConns = defaultMaxConns()
 	}
