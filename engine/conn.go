@@ -78,7 +78,7 @@ type conn struct {
 	stallAt   uint32 // the tick the output stopped making progress
 
 	closed   atomic.Bool // shared with other goroutines
-	bad      uint16      // read: malformed frames in a row
+	bad      uint16      // read: malformed frames' score, see malformed
 	started  bool        // read: owner.ready returned true, frames are read
 	leaving  bool        // the server said it is going away: close once no call waits
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)

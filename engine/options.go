@@ -177,8 +177,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxInbound", "%d bytes is less than the largest frame (%d)", c.maxInbound, c.maxSize)
 	case c.maxPerWake < 1:
 		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
-	case c.maxMalformed < 0 || c.maxMalformed > 1<<15:
-		return invalidOption("WithMaxMalformed", "%d (want 0..32768)", c.maxMalformed)
+	case c.maxMalformed < 0 || c.maxMalformed > maxMalformedLimit:
+		return invalidOption("WithMaxMalformed", "%d (want 0..%d)", c.maxMalformed, maxMalformedLimit)
 	case c.rateLimit < 0 || c.rateLimit > 0 && c.rateBurst < 1:
 		return invalidOption("WithRateLimit", "%v/s burst %d", c.rateLimit, c.rateBurst)
 	case c.idleTimeout < 0:
@@ -336,11 +336,14 @@ func WithRateLimit(perSecond float64, burst, strikes int) Option {
 	return sharedOption(func(c *config) { c.rateLimit, c.rateBurst, c.rateStrikes = perSecond, burst, strikes })
 }
 
-// WithMaxMalformed closes a connection after n malformed frames in a row,
-// each answered with a MalformedPayload failure, with [ErrProtocol]: a peer
-// out of step, or hostile, does not get an answer per frame for good. A
-// well-formed frame starts the count again. Defaults to 16; zero never
-// closes for it.
+// WithMaxMalformed closes a connection with [ErrProtocol] after n
+// malformed frames in a row, each answered with a MalformedPayload
+// failure: a peer out of step, or hostile, does not get an answer per
+// frame for good. Well-formed frames between them pay the count back
+// slowly, one sixteenth of a malformed frame each, so a peer that sends
+// more than one malformed frame in 16 is closed too, however it
+// interleaves them; one that makes a rare mistake never is. Defaults to
+// 16; zero never closes for it; at most 4095.
 func WithMaxMalformed(n int) Option {
 	return sharedOption(func(c *config) { c.maxMalformed = n })
 }
