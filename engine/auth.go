@@ -63,15 +63,22 @@ func WithCredentials(v any) ClientOption {
 	return clientOption(func(c *config) { c.credentials = v })
 }
 
-// IdentityOf returns the identity an authenticator gave the connection, or
-// "" for one that did not authenticate (or a client).
+// IdentityOf returns the identity an authenticator gave the connection:
+// for a server's connection, what its authenticator returned; for a
+// [*Client] made [WithCredentials], what the server's acknowledgement
+// named. It returns "" for a connection that did not authenticate.
 func IdentityOf(c handler.Conn) string {
-	if c, ok := c.(*conn); ok {
+	switch c := c.(type) {
+	case *conn:
 		if x := c.x.Load(); x != nil {
 			x.valMu.Lock()
 			defer x.valMu.Unlock()
 			return x.identity
 		}
+	case *Client:
+		c.valMu.Lock()
+		defer c.valMu.Unlock()
+		return c.identity
 	}
 	return ""
 }

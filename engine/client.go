@@ -48,23 +48,84 @@ type Client struct {
 
 	readyOnce sync.Once
 	readyCh   chan struct{}
+	authOnce  sync.Once
+	authCh    chan struct{} // closed at the first acknowledgement of the credentials; nil without credentials
+	lastErr   error         // guarded by mu: why the last connection closed
 	reconns   atomic.Int64
 	doneOnce  sync.Once
 	done      chan struct{}
 	doneErr   error
 
-	valMu  sync.Mutex // guards val, vals
-	val    any
-	vals   map[any]any // handler.Key values
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	valMu    sync.Mutex // guards val, vals, identity
+	val      any
+	vals     map[any]any // handler.Key values
+	identity string      // what the server's last -9 acknowledgement named
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
 }
 
 func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
 	cl := &Client{d: d, network: network, addr: addr, local: local, own: own, layer: d.side.cfg.newLayer,
 		readyCh: make(chan struct{}), done: make(chan struct{})}
+	if d.side.cfg.credentials != nil {
+		cl.authCh = make(chan struct{})
+	}
 	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
 	return cl
+}
+
+// awaitReady waits until the client's first connection is ready: the
+// message size known and, with credentials, the server's acknowledgement
+// of them. It returns why not when the client closed first (a refusal, an
+// unreadable first frame: the server is no simplerpc server), or, after
+// the dial timeout or when ctx ends, why the last connection closed.
+func (cl *Client) awaitReady(ctx context.Context) error {
+	t := time.NewTimer(cl.d.side.cfg.dialTimeout)
+	defer t.Stop()
+	ready, authed := cl.readyCh, cl.authCh
+	isReady := func() bool {
+		// Ready first: a client that became ready and closed at once was
+		// ready, and its Done tells the rest.
+		for _, ch := range []chan struct{}{ready, authed} {
+			if ch == nil {
+				continue
+			}
+			select {
+			case <-ch:
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	for !isReady() {
+		var err error
+		select {
+		case <-ready:
+			ready = nil // nil: done with
+			continue
+		case <-authed:
+			authed = nil
+			continue
+		case <-cl.done:
+			if isReady() {
+				return nil
+			}
+			return cl.doneErr
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+			err = fmt.Errorf("%w: not ready within %v", ErrProtocol, cl.d.side.cfg.dialTimeout)
+		}
+		cl.mu.Lock()
+		last := cl.lastErr
+		cl.mu.Unlock()
+		if last != nil {
+			return fmt.Errorf("%w (last connection: %w)", err, last)
+		}
+		return err
+	}
+	return nil
 }
 
 func (cl *Client) current() *conn {
@@ -367,6 +428,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
+	cl.lastErr = reason
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
 		for _, h := range unsent {
@@ -403,6 +465,23 @@ func (cl *Client) refused(_ *conn, reason string) {
 }
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
+
+// authed takes the server's acknowledgement of the credentials, -9
+// {"identity": ...}: the identity it names is the client's
+// ([IdentityOf]), and a Dial waiting for it returns. On the loop.
+func (cl *Client) authed(_ *conn, obj []byte) {
+	if cl.authCh == nil {
+		return // no credentials were sent: not an acknowledgement
+	}
+	var m struct {
+		Identity string `json:"identity"`
+	}
+	_ = codec.Unmarshal(obj, &m)
+	cl.valMu.Lock()
+	cl.identity = m.Identity
+	cl.valMu.Unlock()
+	cl.authOnce.Do(func() { close(cl.authCh) })
+}
 
 // goAway moves a reconnecting client to a new connection before it lets
 // the old one go (make before break): a new connection is dialed at once,

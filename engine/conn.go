@@ -41,6 +41,9 @@ type owner interface {
 	goAway(c *conn)
 	// refused runs on the loop for each failure frame with the reason.
 	refused(c *conn, reason string)
+	// authed runs on the loop for each -9 frame of an authenticated
+	// connection: a server's acknowledgement of a client's credentials.
+	authed(c *conn, obj []byte)
 }
 
 // conn is one connection, on the server or the client side. Fields marked

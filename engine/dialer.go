@@ -156,15 +156,16 @@ func (d *Dialer) heartbeat() {
 
 // Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
 // "tls://..." with [WithTLS], "ws://host:port/path", "wss://host:port/path"
-// with [WithTLS]) and returns once the TCP connection is up (a TLS
-// handshake goes on after it; a failed one closes the client with a
-// reason wrapping [ErrTLSHandshake]). For ws:// and wss:// it returns once
-// the server has accepted the WebSocket upgrade, and fails with an error
-// wrapping [ErrWebSocketHandshake] when it refused it (docs/WEBSOCKET.md);
-// a reconnection upgrades again. The message size arrives in
-// the server's first frame (docs/PROTOCOL.md §3); frames sent before then
-// are held and sent once it is known ([Client.Ready] tells when). ctx bounds
-// the connection attempt only.
+// with [WithTLS]) and returns a ready client: the transport is up (TLS
+// handshake, WebSocket upgrade), the server's first frame has told the
+// message size (docs/PROTOCOL.md §3) and, [WithCredentials], the server
+// has acknowledged them. Otherwise it returns why not, within the dial
+// timeout ([WithDialTimeout]) or ctx: a refusal (an error wrapping
+// [ErrUnauthorized], [ErrServerFull], [ErrTLSHandshake] or
+// [ErrWebSocketHandshake]), or [ErrProtocol] for a peer that is no
+// simplerpc server (an HTTP port, a silent one). A reconnection goes
+// through the same steps in the background. [WithDialNoWait] makes it
+// return once connected, holding what is sent until the size is known.
 func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 	return d.DialFrom(ctx, "", addr)
 }
@@ -212,7 +213,11 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 	for backoff := cfg.backoffMin; ; backoff = min(backoff*2, cfg.backoffMax) {
 		err := cl.connect(ctx)
 		if err == nil {
-			if err := cl.awaitUpgrade(ctx); err != nil {
+			err = cl.awaitUpgrade(ctx)
+			if err == nil && !cfg.dialNoWait {
+				err = cl.awaitReady(ctx)
+			}
+			if err != nil {
 				_ = cl.close(err)
 				d.conns.Delete(cl)
 				return nil, fmt.Errorf("engine: dial %s: %w", addr, err)

@@ -85,6 +85,7 @@ type config struct {
 	dialTimeout time.Duration // client
 	reconnect   bool          // client
 	retryDial   bool          // client: retry the first dial
+	dialNoWait  bool          // client: Dial returns once connected, before ready
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	onReconnect func(handler.Conn)
@@ -419,6 +420,16 @@ func WithReconnect(min, max time.Duration, onReconnect func(c handler.Conn)) Cli
 // returns its error.
 func WithRetryFirstDial() ClientOption {
 	return clientOption(func(c *config) { c.retryDial = true })
+}
+
+// WithDialNoWait makes [Dial] and [Dialer.Dial] return once the
+// connection is up (and a WebSocket upgrade accepted), without waiting
+// for the server's message size and the acknowledgement of the
+// credentials: frames sent meanwhile are held, [Client.Ready] tells when
+// the size is known, and a refusal ends the client ([Client.Err]).
+// Defaults to off: Dial returns a ready client or the reason it is not.
+func WithDialNoWait() ClientOption {
+	return clientOption(func(c *config) { c.dialNoWait = true })
 }
 
 // WithMaxHeld bounds the bytes of frames a client holds while it does not

@@ -201,6 +201,8 @@ func (c *conn) handleFrame(buf []byte) {
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
 	case op == codec.OpGoAway:
 		c.owner.goAway(c)
+	case op == codec.OpAuth:
+		c.owner.authed(c, obj)
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.

@@ -423,6 +423,8 @@ func (s *Server) goAway(c *conn) { c.closeWith(ErrGoAway) }
 
 func (s *Server) refused(*conn, string) {} // a client's failures are the application's
 
+func (s *Server) authed(*conn, []byte) {} // a client's -9 once authenticated: nothing to do
+
 // GoAway prepares a restart or an upgrade: the server stops accepting (a
 // successor may take over the listening sockets), tells every connection
 // it is going away (docs/PROTOCOL.md §7, -8), and waits until every
