@@ -58,9 +58,10 @@ func WithAuth(fn Authenticator, timeout time.Duration) ServerOption {
 // WithCredentials makes a client send v (which must encode as a JSON
 // object) in a -9 frame as the first frame of every connection, before
 // anything held or sent meanwhile, for a server that requires it
-// ([WithAuth]). Defaults to none.
-func WithCredentials(v any) ClientOption {
-	return clientOption(func(c *config) { c.credentials = v })
+// ([WithAuth]). Given to [Dialer.Dial], it is that client's own: many
+// clients of one dialer may each log in as someone else. Defaults to none.
+func WithCredentials(v any) DialOption {
+	return dialOption{client: func(c *config) { c.credentials = v }, dial: func(d *dialConfig) { d.credentials = v }}
 }
 
 // IdentityOf returns the identity an authenticator gave the connection:

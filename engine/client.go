@@ -31,6 +31,7 @@ type Client struct {
 	addr    string
 	local   net.Addr          // source address, or nil
 	own     bool              // the client owns its dialer
+	creds   any               // sent first on every connection, or nil
 	layer   func(*conn) layer // the transport layer of its connections: the dialer's, or WebSocket's (wsclient.go)
 	dialed  chan error        // ws://: the outcome of the first upgrade, for Dial; else nil
 
@@ -64,10 +65,10 @@ type Client struct {
 	cancel   context.CancelCauseFunc
 }
 
-func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
+func newClient(d *Dialer, network, addr string, local net.Addr, own bool, creds any) *Client {
 	cl := &Client{d: d, network: network, addr: addr, local: local, own: own, layer: d.side.cfg.newLayer,
-		readyCh: make(chan struct{}), done: make(chan struct{})}
-	if d.side.cfg.credentials != nil {
+		creds: creds, readyCh: make(chan struct{}), done: make(chan struct{})}
+	if creds != nil {
 		cl.authCh = make(chan struct{})
 	}
 	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
@@ -253,7 +254,7 @@ func (cl *Client) ready(c *conn) bool {
 	c.inSize = int(n)
 	c.setOutSize(int(n))
 	cl.scan = nil
-	if creds := cfg.credentials; creds != nil {
+	if creds := cl.creds; creds != nil {
 		// First on every connection, ahead of what the client holds.
 		obj, err := codec.Marshal(creds)
 		if err != nil {
@@ -454,7 +455,7 @@ func (cl *Client) handle(*conn) handler.Conn { return cl }
 // client ends with ErrUnauthorized when the server closes, and does not
 // reconnect with credentials it was told are wrong. On the loop.
 func (cl *Client) refused(_ *conn, reason string) {
-	if reason != ReasonUnauthorized || cl.d.side.cfg.credentials == nil {
+	if reason != ReasonUnauthorized || cl.creds == nil {
 		return
 	}
 	cl.mu.Lock()

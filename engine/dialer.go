@@ -166,20 +166,28 @@ func (d *Dialer) heartbeat() {
 // simplerpc server (an HTTP port, a silent one). A reconnection goes
 // through the same steps in the background. [WithDialNoWait] makes it
 // return once connected, holding what is sent until the size is known.
-func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
-	return d.DialFrom(ctx, "", addr)
+//
+// opts set what is this client's own, such as [WithCredentials] and
+// [WithLocalAddr]; the dialer's options give the rest.
+func (d *Dialer) Dial(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
+	dc := dialConfig{credentials: d.side.cfg.credentials, local: d.side.cfg.localAddr}
+	for _, o := range opts {
+		o.applyDial(&dc)
+	}
+	return d.dial(ctx, addr, false, dc)
 }
 
 // DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
-// system choose). A load generator spreads its connections over several
-// loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
-// port range of one source address.
+// system choose).
+//
+// Deprecated: use Dial with [WithLocalAddr].
 func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
-	return d.dial(ctx, local, addr, false)
+	return d.Dial(ctx, addr, WithLocalAddr(local))
 }
 
 // dial connects a client; own makes the client close the dialer with it.
-func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
+func (d *Dialer) dial(ctx context.Context, addr string, own bool, dc dialConfig) (*Client, error) {
+	local := dc.local
 	bare, wsLayer, isWS, err := d.side.cfg.wsAddr(addr)
 	if !isWS {
 		bare, err = d.side.cfg.untls(addr)
@@ -204,7 +212,7 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 		}
 		laddr = &net.TCPAddr{IP: ip}
 	}
-	cl := newClient(d, network, address, laddr, own)
+	cl := newClient(d, network, address, laddr, own, dc.credentials)
 	if isWS {
 		cl.layer, cl.dialed = wsLayer, make(chan error, 1)
 	}
@@ -251,7 +259,7 @@ func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOpt
 	if err != nil {
 		return nil, err
 	}
-	cl, err := d.dial(ctx, "", addr, true)
+	cl, err := d.dial(ctx, addr, true, dialConfig{credentials: d.side.cfg.credentials, local: d.side.cfg.localAddr})
 	if err != nil {
 		_ = d.Close()
 		return nil, err

@@ -37,6 +37,38 @@ type clientOption func(*config)
 
 func (o clientOption) applyClient(c *config) { o(c) }
 
+// DialOption configures one client of a [Dialer], given to [Dialer.Dial]:
+// what differs between the connections of one dialer, such as their
+// credentials. Each is also a [ClientOption], which sets it for every
+// client of a dialer; one given to Dial takes precedence.
+type DialOption interface {
+	ClientOption
+	applyDial(*dialConfig)
+}
+
+// dialConfig is what a DialOption sets for one client.
+type dialConfig struct {
+	credentials any
+	local       string // source IP address, "" for the system's choice
+}
+
+// dialOption is a DialOption from its two halves.
+type dialOption struct {
+	client func(*config)
+	dial   func(*dialConfig)
+}
+
+func (o dialOption) applyClient(c *config)   { o.client(c) }
+func (o dialOption) applyDial(d *dialConfig) { o.dial(d) }
+
+// WithLocalAddr makes a client connect from the local IP address ip
+// ("" lets the system choose, the default). A load generator spreads its
+// connections over several loopback sources (127.0.0.2, 127.0.0.3, ...)
+// to get past the ephemeral port range of one source address.
+func WithLocalAddr(ip string) DialOption {
+	return dialOption{client: func(c *config) { c.localAddr = ip }, dial: func(d *dialConfig) { d.local = ip }}
+}
+
 // SlowPolicy says what happens to a connection whose outbound data passes
 // the limit set by [WithMaxOutbound].
 type SlowPolicy int
@@ -99,7 +131,8 @@ type config struct {
 
 	auth        Authenticator // server: nil when no authentication is needed
 	authTimeout time.Duration
-	credentials any // client: sent first on every connection
+	credentials any    // client: sent first on every connection
+	localAddr   string // client: the source IP address, or ""
 
 	maxOutTotal  int    // server: bytes of output held by all connections
 	maxInTotal   int    // server: bytes of input held by all connections
