@@ -22,7 +22,7 @@ const (
 	defaultFrameDeadline = 30 * time.Second // engine.WithFrameDeadline
 	defaultMaxMalformed  = 16               // engine.WithMaxMalformed
 	defaultRateStrikes   = 10               // engine.WithRateLimit's strikes
-	maxMalformedLimit    = 1 << 15          // the largest WithMaxMalformed takes
+	maxMalformedLimit    = 4095             // the largest WithMaxMalformed takes
 )
 
 // fdMargin is the descriptors serve keeps for itself below RLIMIT_NOFILE,
