@@ -41,6 +41,7 @@ type limitOptions struct {
 	writeDeadline time.Duration
 	frameDeadline time.Duration
 	maxMalformed  int
+	maxBuffered   int  // both directions together; -1: the engine's default
 	outboundSet   bool // --max-outbound was given
 
 	maxPerIP   int
@@ -61,7 +62,9 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.DurationVar(&o.keepAlive, "keepalive", 30*time.Second, "TCP keep-alive probes after this much silence (0: off)")
 	f.DurationVar(&o.writeDeadline, "write-deadline", defaultWriteDeadline, "close a connection whose peer takes none of its output for this long (0: never)")
 	f.DurationVar(&o.frameDeadline, "frame-deadline", defaultFrameDeadline, "close a connection whose partial frame does not complete within this time (0: never)")
-	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row (0: never; at most %d)", maxMalformedLimit))
+	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row, or more than 1 in 16 frames over such a run (0: never; at most %d)", maxMalformedLimit))
+	f.IntVar(&o.maxBuffered, "max-buffered", -1, "bytes all connections may hold together, half outbound and half inbound; past it those holding the most are closed "+
+		"(-1: derived from GOMEMLIMIT, the cgroup's memory limit or the machine's memory, see the listening line; 0: no cap)")
 	f.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "connections one remote IP address may hold; more get an AddressFull failure (0: no limit)")
 	f.Float64Var(&o.ratePerIP, "conn-rate-per-ip", 0, "new connections per second one remote IP address may open, in bursts of that many rounded up (0: no limit)")
 	addTokenFlags(f, &o.authToken, `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
@@ -107,6 +110,9 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 	if o.maxInbound < maxSize {
 		return nil, usagef("--max-inbound %d is less than the largest frame, --max-size %d", o.maxInbound, maxSize)
 	}
+	if o.maxBuffered < -1 {
+		return nil, usagef("--max-buffered %d must not be negative (-1: derived, 0: no cap)", o.maxBuffered)
+	}
 	opts := []engine.ServerOption{
 		engine.WithMaxInbound(o.maxInbound),
 		engine.WithIdleTimeout(o.idleTimeout),
@@ -115,6 +121,9 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 		engine.WithFrameDeadline(o.frameDeadline),
 		engine.WithMaxMalformed(o.maxMalformed),
 		engine.WithMaxOutbound(out, engine.SlowClose),
+	}
+	if o.maxBuffered >= 0 {
+		opts = append(opts, engine.WithMaxBuffered(o.maxBuffered/2, o.maxBuffered/2))
 	}
 	switch {
 	case o.maxPerIP < 0:

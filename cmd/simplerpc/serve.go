@@ -269,8 +269,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	for i, ln := range lns[1:] {
 		log.Info("also listening", "addr", listenerURL(ln, names[i+1]), "fd", 4+i)
 	}
+	bufOut, bufIn, bufFrom := srv.MaxBuffered()
 	log.Info("listening", "addr", listenerURL(lns[0], names[0]), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
-		"activated", activated, "pid", os.Getpid())
+		"activated", activated, "pid", os.Getpid(), "max_buffered", bufOut+bufIn, "max_buffered_from", bufFrom)
 	var ms *metricsServer
 	if o.metrics != "" {
 		if ms, err = startMetrics(log, srv, o.metrics, o.pprof); err != nil {
