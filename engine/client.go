@@ -444,7 +444,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		}
 	}
 	if errors.Is(closing, ErrUnauthorized) {
-		reason = ErrUnauthorized // the server refused the credentials, then closed
+		reason = closing // the server refused the credentials, then closed
 	}
 	cl.finish(reason)
 }
@@ -454,13 +454,21 @@ func (cl *Client) handle(*conn) handler.Conn { return cl }
 // refused notes a server's refusal of the client's credentials: the
 // client ends with ErrUnauthorized when the server closes, and does not
 // reconnect with credentials it was told are wrong. On the loop.
-func (cl *Client) refused(_ *conn, reason string) {
-	if reason != ReasonUnauthorized || cl.creds == nil {
+func (cl *Client) refused(_ *conn, obj []byte) {
+	if cl.creds == nil {
 		return
+	}
+	reason, message := failureReason(obj)
+	if reason != ReasonUnauthorized {
+		return
+	}
+	err := ErrUnauthorized
+	if message != "" {
+		err = fmt.Errorf("%w: %s", ErrUnauthorized, message) // the server's words
 	}
 	cl.mu.Lock()
 	if cl.closing == nil {
-		cl.closing = ErrUnauthorized
+		cl.closing = err
 	}
 	cl.mu.Unlock()
 }

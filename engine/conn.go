@@ -39,8 +39,8 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
-	// refused runs on the loop for each failure frame with the reason.
-	refused(c *conn, reason string)
+	// refused runs on the loop for each failure frame, with its object.
+	refused(c *conn, obj []byte)
 	// authed runs on the loop for each -9 frame of an authenticated
 	// connection: a server's acknowledgement of a client's credentials.
 	authed(c *conn, obj []byte)

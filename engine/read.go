@@ -173,7 +173,7 @@ func (c *conn) handleFrame(buf []byte) {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
 	case op == codec.OpFailure:
-		c.owner.refused(c, failureReason(obj))
+		c.owner.refused(c, obj)
 		// To the router's -1 callbacks, which answer nothing: a failure
 		// answered with a failure could bounce between two peers.
 		if c.side.router.Handles(codec.OpFailure) {
@@ -330,14 +330,15 @@ func (c *conn) refuseSize(size string) {
 
 // failureReason returns the reason of a failure frame's object, reading
 // only as far as it must: it is looked at for the reasons the engine acts
-// on (a client refused as Unauthorized stops reconnecting).
-func failureReason(obj []byte) string {
+// on (a client refused as Unauthorized stops reconnecting), with its
+// message.
+func failureReason(obj []byte) (reason, message string) {
 	if !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
-		return ""
+		return "", ""
 	}
 	var f handler.Error
 	if codec.Unmarshal(obj, &f) != nil {
-		return ""
+		return "", ""
 	}
-	return f.Reason
+	return f.Reason, f.Message
 }

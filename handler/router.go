@@ -161,8 +161,8 @@ func (r *Router) update(fn func(*table)) {
 // On adds fn for opcode op. Several callbacks for one opcode run in the
 // order they were added; the first error stops the rest.
 //
-// The opcode may be [codec.OpFailure] (-1), as in the original's
-// `msg.on(-1, fn)`: fn then runs for each failure frame the peer sends,
+// The opcode may be [codec.OpFailure] (-1), what the original's client
+// hands to its `on_fail` callback: fn then runs for each failure frame the peer sends,
 // with its JSON object, {"reason":…,"message":…} (docs/PROTOCOL.md §2.1;
 // [Handle] with [Error] decodes it). An error fn returns is logged
 // ([WithLogger]) and never sent: answering a failure with a failure could
