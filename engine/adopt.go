@@ -202,9 +202,7 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 	c.id = rc.ID
 	c.inSize = rc.In
 	c.setOutSize(rc.Out)
-	x.calls.mu.Lock()
-	x.calls.seq = rc.Calls // a late reply to a predecessor's call matches none of ours
-	x.calls.mu.Unlock()
+	x.calls.continueFrom(rc.Calls) // a late reply to a predecessor's call matches none of ours
 	c.loop.add(c)
 	if s.conns.load(c.id) != nil {
 		id := c.id

@@ -111,7 +111,8 @@ func (c *conn) authFrame(op codec.Opcode, obj []byte, call codec.Call) {
 	switch op {
 	case codec.OpAuth:
 		s := c.owner.(*Server)
-		c.auth = authPending // traffic reads no further frame until the verdict
+		c.auth = authPending
+		c.holdReads(holdAuth) // no further frame is read until the verdict
 		creds := clone(obj)
 		ctx, cancel := context.WithTimeout(s.authCtx, s.side.cfg.authTimeout)
 		s.authWG.Add(1)
@@ -173,12 +174,19 @@ func (s *Server) authDone(c *conn, id string, err error) {
 		c.writeObj(codec.OpAuth, obj)
 	}
 	s.admit(c)
-	c.traffic() // the frames that waited for the verdict
+	c.releaseReads(holdAuth) // the frames that waited for the verdict
 }
+
+// authenticated reports whether c's frames are dispatched: it
+// authenticated, or the server needs no authentication. On the loop.
+func (c *conn) authenticated() bool { return c.auth == authDone }
+
+// authRunning reports whether c's authenticator runs now. On the loop.
+func (c *conn) authRunning() bool { return c.auth == authPending }
 
 // refuseAuth answers with an Unauthorized failure and closes after it.
 func (c *conn) refuseAuth(message string) {
-	c.auth = authWaiting // nothing more is dispatched
+	c.auth = authWaiting // nothing more is dispatched; reading stays held if it was
 	c.sendFailure(codec.OpFailure, nil, ReasonUnauthorized, message)
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrUnauthorized}, nil)
 }

@@ -84,6 +84,7 @@ type conn struct {
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
 	paused   bool        // read: frames wait until the output drains (read.go)
+	holds    uint8       // read: why frames wait unread, holdAuth|holdHandover (read.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:

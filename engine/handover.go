@@ -141,8 +141,7 @@ func waitHello(ctx context.Context, uc *net.UnixConn) error {
 // hand-off under way; on the successor, the state it is adopted with.
 type handState struct {
 	deadline time.Time
-	stopped  bool  // no frame is read from it any more
-	prevAuth uint8 // its auth state before reading stopped
+	stopped  bool // no frame is read from it any more (holdHandover)
 	adopted  *handedConn
 }
 
@@ -286,7 +285,7 @@ func (h *handSession) handOff(c *conn) {
 	}
 	late := time.Now().After(st.deadline)
 	if !st.stopped {
-		busy := c.auth == authPending || c.jobsBusy()
+		busy := c.authRunning() || c.jobsBusy()
 		if (busy || c.pendingCalls() > 0) && !late {
 			h.later(c, false)
 			return
@@ -295,10 +294,10 @@ func (h *handSession) handOff(c *conn) {
 			h.keep(c, st, true) // calls it made still run here
 			return
 		}
-		// Stop reading: traffic handles no frame while the authenticator
-		// would run; what arrives waits in gnet's buffer for the successor.
-		st.stopped, st.prevAuth = true, c.auth
-		c.auth = authPending
+		// Stop reading: what arrives waits in gnet's buffer for the
+		// successor.
+		st.stopped = true
+		c.holdReads(holdHandover)
 		h.later(c, true) // behind what its frames queued
 		return
 	}
@@ -315,7 +314,7 @@ func (h *handSession) handOff(c *conn) {
 		h.later(c, c.queued.Load() > 0)
 		return
 	}
-	rec, err := h.snapshot(c, st)
+	rec, err := h.snapshot(c)
 	if err != nil {
 		c.side.cfg.logger.Warn("simplerpc: handover: connection kept", "conn", c.id, "err", err)
 		h.keep(c, st, true)
@@ -335,9 +334,6 @@ func (h *handSession) handOff(c *conn) {
 // (-8) when goAway is set. On its loop.
 func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 	c.extra().hand = nil
-	if st.stopped {
-		c.auth = st.prevAuth
-	}
 	if goAway {
 		h.gone.Add(1)
 		if obj, err := codec.Marshal(map[string]string{"reason": "upgrade"}); err == nil {
@@ -345,8 +341,8 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 		}
 	}
 	h.resolved(c, false)
-	if st.stopped && !c.closed.Load() {
-		c.traffic() // what arrived meanwhile
+	if st.stopped {
+		c.releaseReads(holdHandover) // what arrived meanwhile
 	}
 }
 
@@ -363,16 +359,14 @@ func (c *conn) jobsBusy() bool {
 }
 
 // snapshot takes c's state and a copy of its socket. On its loop.
-func (h *handSession) snapshot(c *conn, st *handState) (handedConn, error) {
+func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	s := h.s
 	x := c.extra()
-	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: st.prevAuth != authDone, Groups: s.Groups(c.id)}
+	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: !c.authenticated(), Groups: s.Groups(c.id)}
 	x.valMu.Lock()
 	rec.Identity = x.identity
 	x.valMu.Unlock()
-	x.calls.mu.Lock()
-	rec.Calls = x.calls.seq
-	x.calls.mu.Unlock()
+	rec.Calls = x.calls.sequence()
 	rec.Unread = c.unread()
 	if save := s.side.cfg.handSave; save != nil {
 		var err error

@@ -45,7 +45,7 @@ func (c *conn) traffic() {
 	}
 	r := c.wire()
 	n := 0
-	for ; !c.closed.Load() && c.auth != authPending; n++ {
+	for ; !c.closed.Load() && c.holds == 0; n++ {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
@@ -130,6 +130,27 @@ func (c *conn) resume() {
 	c.traffic()
 }
 
+// Reasons reading is held: while any is set, traffic reads no frame, and
+// what arrives waits in the wire's buffer. Each is set and cleared by the
+// part it names, through holdReads and releaseReads, never by another.
+const (
+	holdAuth     uint8 = 1 << iota // the authenticator runs (auth.go)
+	holdHandover                   // the connection is being handed over (handover.go)
+)
+
+// holdReads stops reading frames for why, until releaseReads(why). On the
+// loop.
+func (c *conn) holdReads(why uint8) { c.holds |= why }
+
+// releaseReads clears why and, once nothing holds reading, reads the
+// frames that waited. On the loop.
+func (c *conn) releaseReads(why uint8) {
+	c.holds &^= why
+	if c.holds == 0 && !c.closed.Load() {
+		c.traffic()
+	}
+}
+
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
 // the wire until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
@@ -161,7 +182,7 @@ func (c *conn) handleFrame(buf []byte) {
 		c.tapInline(tap, op, obj)
 	}
 	c.bad = 0
-	if c.auth != authDone {
+	if !c.authenticated() {
 		c.authFrame(op, obj, call)
 		return
 	}
