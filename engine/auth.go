@@ -31,6 +31,7 @@ const (
 	authDone    uint8 = iota // nothing to wait for
 	authWaiting              // the server waits for the -9 frame
 	authPending              // the authenticator runs: frames wait in the buffer
+	authRefused              // refused: it closes; frames are answered Unauthorized
 )
 
 // ReasonUnauthorized answers frames sent before authenticating, and a
@@ -98,7 +99,7 @@ func (s *Server) startAuth(c *conn) {
 	x := c.extra()
 	x.authTimer = time.AfterFunc(s.side.cfg.authTimeout, func() {
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
-			if c.auth != authDone {
+			if c.auth == authWaiting || c.auth == authPending {
 				c.refuseAuth("Authentication did not come in time")
 			}
 		}}, nil)
@@ -186,7 +187,8 @@ func (c *conn) authRunning() bool { return c.auth == authPending }
 
 // refuseAuth answers with an Unauthorized failure and closes after it.
 func (c *conn) refuseAuth(message string) {
-	c.auth = authWaiting // nothing more is dispatched; reading stays held if it was
+	c.auth = authRefused // nothing more is dispatched; reading stays held if it was
+	c.side.stats.refused[refuseAuthIdx].Add(1)
 	c.sendFailure(codec.OpFailure, nil, ReasonUnauthorized, message)
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrUnauthorized}, nil)
 }

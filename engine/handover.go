@@ -426,7 +426,7 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 	h.sent = append(h.sent, nil)
 	h.ended = true
 	h.mu.Unlock()
-	if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), End: true}); err != nil {
+	if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), End: true, Stats: h.s.counters()}); err != nil {
 		h.setFail(err)
 		return h.report(), err
 	}
