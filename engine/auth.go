@@ -18,9 +18,12 @@ import (
 
 // Authenticator checks a connection's credentials, the JSON object of its
 // -9 frame (borrowed until it returns), and returns the identity to attach
-// to the connection, or an error, which refuses it: the peer gets an
-// Unauthorized failure with the error's text if it names a reason (see
-// [handler.Reasoner]), a generic one otherwise. It runs on a goroutine of
+// to the connection, or an error, which refuses it. The peer gets the
+// failure the error names, by the rule of handlers' errors
+// ([handler.Failure]): an [*handler.Error] or a [handler.Reasoner]
+// (wrapped or not) with its own reason and message, so that an
+// authenticator can say "TokenExpired"; any other error gets reason
+// Unauthorized with a generic message, its text staying in the log. It runs on a goroutine of
 // its own and must return when ctx ends (the authentication deadline, or
 // the server's shutdown). c may be sent to, but is not yet in the server's
 // registry.
@@ -40,7 +43,9 @@ const ReasonUnauthorized = "Unauthorized"
 
 // ErrUnauthorized is why a connection closed whose authentication failed
 // or did not come within the deadline; a client made with
-// [WithCredentials] that is refused ends with it and does not reconnect.
+// [WithCredentials] that is refused ends with an error wrapping it and
+// the server's failure ([handler.ReasonOf] gives its reason), and does not
+// reconnect.
 var ErrUnauthorized = errors.New("engine: unauthorized")
 
 // WithAuth makes the server require authentication: a connection gets
@@ -100,7 +105,7 @@ func (s *Server) startAuth(c *conn) {
 	x.authTimer = time.AfterFunc(s.side.cfg.authTimeout, func() {
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
 			if c.auth == authWaiting || c.auth == authPending {
-				c.refuseAuth("Authentication did not come in time")
+				c.refuseAuth(ReasonUnauthorized, "Authentication did not come in time")
 			}
 		}}, nil)
 	})
@@ -146,12 +151,9 @@ func (s *Server) authDone(c *conn, id string, err error) {
 		return
 	}
 	if err != nil {
-		msg := "Authentication failed"
-		if r, ok := err.(handler.Reasoner); ok {
-			msg = r.Error()
-		}
+		reason, msg := authFailure(err)
 		s.side.cfg.logger.Info("simplerpc: authentication failed", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
-		c.refuseAuth(msg)
+		c.refuseAuth(reason, msg)
 		return
 	}
 	x := c.extra()
@@ -185,11 +187,25 @@ func (c *conn) authenticated() bool { return c.auth == authDone }
 // authRunning reports whether c's authenticator runs now. On the loop.
 func (c *conn) authRunning() bool { return c.auth == authPending }
 
-// refuseAuth answers with an Unauthorized failure and closes after it.
-func (c *conn) refuseAuth(message string) {
+// authFailure returns the reason and message a refused peer gets for an
+// authenticator's error, by the rule handlers' errors follow
+// ([handler.Failure]): an error that names a reason ([handler.ReasonOf]: an
+// [*handler.Error], a [handler.Reasoner], wrapped or not) is sent with its
+// own; any other gets Unauthorized and a generic message, its text staying
+// in the log.
+func authFailure(err error) (reason, message string) {
+	if handler.ReasonOf(err) == "" {
+		return ReasonUnauthorized, "Authentication failed"
+	}
+	f := handler.Failure(err)
+	return f.Reason, f.Message
+}
+
+// refuseAuth answers with a failure (reason, message) and closes after it.
+func (c *conn) refuseAuth(reason, message string) {
 	c.auth = authRefused // nothing more is dispatched; reading stays held if it was
 	c.side.stats.refused[refuseAuthIdx].Add(1)
-	c.sendFailure(codec.OpFailure, nil, ReasonUnauthorized, message)
+	c.sendFailure(codec.OpFailure, nil, reason, message)
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrUnauthorized}, nil)
 }
 

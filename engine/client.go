@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -192,6 +193,7 @@ func (cl *Client) ready(c *conn) bool {
 			return false
 		}
 		c.writeObj(codec.OpAuth, obj)
+		c.extra().credsOpen = true
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
@@ -373,23 +375,36 @@ func (cl *Client) closed(c *conn, reason error) {
 		}
 	}
 	if errors.Is(closing, ErrUnauthorized) {
-		reason = ErrUnauthorized // the server refused the credentials, then closed
+		reason = closing // the server refused the credentials, then closed
 	}
 	cl.finish(reason)
 }
 
 func (cl *Client) handle(*conn) handler.Conn { return cl }
 
-// refused notes a server's refusal of the client's credentials: the
-// client ends with ErrUnauthorized when the server closes, and does not
-// reconnect with credentials it was told are wrong. On the loop.
-func (cl *Client) refused(_ *conn, reason string) {
-	if reason != ReasonUnauthorized || cl.d.side.cfg.credentials == nil {
+// refused notes a server's refusal of the client's credentials: a
+// failure that comes before the server's -9 answer, whatever its reason
+// (an authenticator may name its own), or an Unauthorized one. The client
+// ends with ErrUnauthorized, wrapping the server's failure, when the
+// server closes, and does not reconnect with credentials it was told are
+// wrong. On the loop.
+func (cl *Client) refused(c *conn, obj []byte) {
+	if cl.d.side.cfg.credentials == nil {
 		return
 	}
+	x := c.x.Load()
+	open := x != nil && x.credsOpen
+	if !open && !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+		return
+	}
+	var f handler.Error
+	if codec.Unmarshal(obj, &f) != nil || !open && f.Reason != ReasonUnauthorized {
+		return
+	}
+	err := fmt.Errorf("%w: %w", ErrUnauthorized, handler.FromWire(f.Reason, f.Message))
 	cl.mu.Lock()
 	if cl.closing == nil {
-		cl.closing = ErrUnauthorized
+		cl.closing = err
 	}
 	cl.mu.Unlock()
 }

@@ -39,8 +39,9 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
-	// refused runs on the loop for each failure frame with the reason.
-	refused(c *conn, reason string)
+	// refused runs on the loop for each failure frame (-1), with its
+	// object, borrowed.
+	refused(c *conn, obj []byte)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -115,6 +116,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
+	credsOpen   bool              // loop-only, a client's: its credentials wait for the server's -9; a failure before it is a refusal
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -4,7 +4,6 @@
 package engine
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -190,7 +189,7 @@ func (c *conn) handleFrame(buf []byte) {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
 	case op == codec.OpFailure:
-		c.owner.refused(c, failureReason(obj))
+		c.owner.refused(c, obj)
 		// To the router's -1 callbacks, which answer nothing: a failure
 		// answered with a failure could bounce between two peers.
 		if c.side.router.Handles(codec.OpFailure) {
@@ -218,6 +217,10 @@ func (c *conn) handleFrame(buf []byte) {
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
 	case op == codec.OpGoAway:
 		c.owner.goAway(c)
+	case op == codec.OpAuth:
+		if x := c.x.Load(); x != nil {
+			x.credsOpen = false // a client's credentials were accepted
+		}
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.
@@ -329,18 +332,4 @@ func (c *conn) refuseSize(size string) {
 	c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %s is not an integer within [%d, %d]",
 		size, cfg.minSize, cfg.maxSize))
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: fmt.Errorf("%w: %s", ErrSizeOutOfBounds, size)}, nil)
-}
-
-// failureReason returns the reason of a failure frame's object, reading
-// only as far as it must: it is looked at for the reasons the engine acts
-// on (a client refused as Unauthorized stops reconnecting).
-func failureReason(obj []byte) string {
-	if !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
-		return ""
-	}
-	var f handler.Error
-	if codec.Unmarshal(obj, &f) != nil {
-		return ""
-	}
-	return f.Reason
 }

@@ -420,7 +420,7 @@ func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id
 // the connection closes. On the loop.
 func (s *Server) goAway(c *conn) { c.closeWith(ErrGoAway) }
 
-func (s *Server) refused(*conn, string) {} // a client's failures are the application's
+func (s *Server) refused(*conn, []byte) {} // a client's failures are the application's
 
 // GoAway prepares a restart or an upgrade: the server stops accepting (a
 // successor may take over the listening sockets), tells every connection
