@@ -48,27 +48,6 @@ const ReasonUnauthorized = "Unauthorized"
 // reconnect.
 var ErrUnauthorized = errors.New("engine: unauthorized")
 
-// WithAuth makes the server require authentication: a connection gets
-// its -2 frame, then must send its credentials in a -9 frame within
-// timeout (docs/PROTOCOL.md §6.2); until fn accepts them, every other frame
-// is answered with an Unauthorized failure and not dispatched, and the
-// connection is neither in the server's registry nor reached by sends to
-// all; its connect callback runs once it is authenticated. A refusal or a
-// deadline passed gets the failure, then a close with [ErrUnauthorized].
-// Frames that follow the -9 frame wait for the verdict, in order. Defaults
-// to none; timeout must be positive.
-func WithAuth(fn Authenticator, timeout time.Duration) ServerOption {
-	return serverOption(func(c *config) { c.auth, c.authTimeout = fn, timeout })
-}
-
-// WithCredentials makes a client send v (which must encode as a JSON
-// object) in a -9 frame as the first frame of every connection, before
-// anything held or sent meanwhile, for a server that requires it
-// ([WithAuth]). Defaults to none.
-func WithCredentials(v any) ClientOption {
-	return clientOption(func(c *config) { c.credentials = v })
-}
-
 // IdentityOf returns the identity an authenticator gave the connection, or
 // "" for one that did not authenticate (or a client).
 func IdentityOf(c handler.Conn) string {
@@ -117,6 +96,15 @@ func (c *conn) authFrame(op codec.Opcode, obj []byte, call codec.Call) {
 	switch op {
 	case codec.OpAuth:
 		s := c.owner.(*Server)
+		if c.auth != authWaiting {
+			return // refused already: it closes
+		}
+		cfg := &s.side.cfg
+		if !s.authBudget.take(c.remote, cfg.authFailBurst, cfg.authFailEvery, time.Now()) {
+			s.authFailed(c, errAuthBudget)
+			c.refuseAuth(ReasonUnauthorized, "Too many failed authentications from your address: try again later")
+			return
+		}
 		c.auth = authPending
 		c.holdReads(holdAuth) // no further frame is read until the verdict
 		creds := clone(obj)
@@ -152,10 +140,11 @@ func (s *Server) authDone(c *conn, id string, err error) {
 	}
 	if err != nil {
 		reason, msg := authFailure(err)
-		s.side.cfg.logger.Info("simplerpc: authentication failed", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
+		s.authFailed(c, err)
 		c.refuseAuth(reason, msg)
 		return
 	}
+	s.authBudget.give(c.remote, s.side.cfg.authFailEvery, time.Now())
 	x := c.extra()
 	if x.authTimer != nil {
 		x.authTimer.Stop()
@@ -186,6 +175,18 @@ func (c *conn) authenticated() bool { return c.auth == authDone }
 
 // authRunning reports whether c's authenticator runs now. On the loop.
 func (c *conn) authRunning() bool { return c.auth == authPending }
+
+// errAuthBudget is what the summary log says of credentials refused
+// because their address spent its budget of failures.
+var errAuthBudget = errors.New("the address spent its budget of authentication failures")
+
+// authFailed logs a refused authentication: one warning a second at most,
+// which says how many failed since the last one, the last address and
+// error (a peer that tries tokens by the thousand must not write a line
+// each).
+func (s *Server) authFailed(c *conn, err error) {
+	s.authFails.warn(s.side.cfg.logger, "last", c.RemoteAddr(), "err", err)
+}
 
 // authFailure returns the reason and message a refused peer gets for an
 // authenticator's error, by the rule handlers' errors follow
@@ -242,4 +243,7 @@ type authState struct {
 	authWG   sync.WaitGroup     // authenticators running
 	authCtx  context.Context    // ended at shutdown
 	authStop context.CancelFunc // ends authCtx
+
+	authBudget authBudget // failures per address (WithAuthFailureLimit)
+	authFails  repeated   // the summary log line of failures
 }

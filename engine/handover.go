@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
-	"github.com/simplerpc/simplerpc/handler"
 )
 
 // ErrHandedOver is why a connection left a server that handed it over to
@@ -39,20 +38,6 @@ const handoverRetry = time.Millisecond
 // read only shortly before the successor can take it, so that none waits
 // for all the others to be snapshotted, sent and enrolled.
 const handoverWindow = 256
-
-// WithHandover gives a server the hooks that carry the application's
-// per-connection state across a handover ([Server.HandOver],
-// [Server.Adopt]): save runs on the old server, on the connection's loop,
-// just before the connection leaves, and returns the bytes to carry (its
-// value, its handler.Store entries, as the application encodes them);
-// restore runs on the successor, on the new loop, before any frame of the
-// connection is read, with those bytes. A save error keeps the connection
-// on the old server, which tells it to go away (-8) instead; a restore
-// error closes it. Both must be quick: they run on an event loop. Defaults
-// to none: the application's state is not carried.
-func WithHandover(save func(c handler.Conn) ([]byte, error), restore func(c handler.Conn, state []byte) error) ServerOption {
-	return serverOption(func(c *config) { c.handSave, c.handRestore = save, restore })
-}
 
 // HandoverReport says what a handover did.
 type HandoverReport struct {
