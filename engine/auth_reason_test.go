@@ -69,3 +69,43 @@ func TestAuthFailureReason(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthFailureAfterVerdict: once the server has answered the
+// credentials (-9), a failure followed by a close is not a refusal: the
+// client reconnects, and authenticates again.
+func TestAuthFailureAfterVerdict(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	conns := make(chan handler.Conn, 4)
+	srv := startServer(t, echoRouter(), engine.WithAuth(tokenAuth(nil), testTimeout),
+		engine.WithOnConnect(func(c handler.Conn) { conns <- c }))
+	failed := make(chan string, 4)
+	r := handler.NewRouter()
+	r.On(codec.OpFailure, func(_ handler.Conn, data []byte) error { failed <- string(data); return nil })
+	cl, err := engine.Dial(ctx, srv.Addr().String(), r, engine.WithCredentials(map[string]string{"token": "secret-1"}),
+		engine.WithReconnect(time.Millisecond, 5*time.Millisecond, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); <-cl.Done() })
+	first := <-conns
+	if err := cl.Send(5, map[string]int{}); err != nil { // the echo router fails opcode 5
+		t.Fatal(err)
+	}
+	select {
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal("no failure")
+	}
+	first.Close()
+	select {
+	case c := <-conns:
+		if engine.IdentityOf(c) != "user-1" {
+			t.Fatalf("reconnected as %q", engine.IdentityOf(c))
+		}
+	case <-cl.Done():
+		t.Fatalf("the client ended (%v) instead of reconnecting", cl.Err())
+	case <-ctx.Done():
+		t.Fatal("no reconnection")
+	}
+}

@@ -193,7 +193,7 @@ func (cl *Client) ready(c *conn) bool {
 			return false
 		}
 		c.writeObj(codec.OpAuth, obj)
-		c.extra().credsOpen = true
+		c.creds = credsSent
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
@@ -361,6 +361,9 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
+	if x := c.x.Load(); c.creds == credsRefused && x != nil && cl.closing == nil {
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, x.refusal) // the server refused the credentials, then closed
+	}
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
 		for _, h := range unsent {
@@ -382,29 +385,52 @@ func (cl *Client) closed(c *conn, reason error) {
 
 func (cl *Client) handle(*conn) handler.Conn { return cl }
 
-// refused notes a server's refusal of the client's credentials: a
-// failure that comes before the server's -9 answer, whatever its reason
-// (an authenticator may name its own), or an Unauthorized one. The client
-// ends with ErrUnauthorized, wrapping the server's failure, when the
-// server closes, and does not reconnect with credentials it was told are
-// wrong. On the loop.
-func (cl *Client) refused(c *conn, obj []byte) {
-	if cl.d.side.cfg.credentials == nil {
-		return
+// What answered a client's credentials on a connection (conn.creds): a
+// server that requires authentication answers them first, with its -9
+// frame or with a failure and a close (docs/PROTOCOL.md §6.2).
+const (
+	credsNone    uint8 = iota // none sent, or answered otherwise
+	credsSent                 // sent; no frame read since
+	credsRefused              // the first frame read since was a failure, and none followed
+)
+
+// credsAnswer notes the frames that follow the credentials: a failure that
+// comes first, and is the last before the server closes, is the refusal
+// of the credentials, whatever its reason (an authenticator may name its
+// own); any other frame means they were not refused so. On the loop.
+func (c *conn) credsAnswer(op codec.Opcode, obj []byte) {
+	switch {
+	case op == codec.OpMessageSize || op == codec.OpPong:
+		return // the size, and pongs, come whether or not the credentials wait
+	case c.creds == credsSent && op == codec.OpFailure:
+		var f handler.Error
+		if codec.Unmarshal(obj, &f) == nil {
+			c.creds = credsRefused
+			c.extra().refusal = handler.FromWire(f.Reason, f.Message)
+			return
+		}
 	}
-	x := c.x.Load()
-	open := x != nil && x.credsOpen
-	if !open && !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+	c.creds = credsNone
+	if x := c.x.Load(); x != nil {
+		x.refusal = nil
+	}
+}
+
+// refused notes a server's refusal of the client's credentials by reason
+// Unauthorized: the client ends with ErrUnauthorized when the server
+// closes, and does not reconnect with credentials it was told are wrong.
+// (A refusal by another reason is found by credsAnswer.) On the loop.
+func (cl *Client) refused(_ *conn, obj []byte) {
+	if cl.d.side.cfg.credentials == nil || !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
 		return
 	}
 	var f handler.Error
-	if codec.Unmarshal(obj, &f) != nil || !open && f.Reason != ReasonUnauthorized {
+	if codec.Unmarshal(obj, &f) != nil || f.Reason != ReasonUnauthorized {
 		return
 	}
-	err := fmt.Errorf("%w: %w", ErrUnauthorized, handler.FromWire(f.Reason, f.Message))
 	cl.mu.Lock()
 	if cl.closing == nil {
-		cl.closing = err
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, handler.FromWire(f.Reason, f.Message))
 	}
 	cl.mu.Unlock()
 }

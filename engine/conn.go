@@ -86,6 +86,7 @@ type conn struct {
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
 	paused   bool        // read: frames wait until the output drains (read.go)
 	holds    uint8       // read: why frames wait unread, holdAuth|holdHandover (read.go)
+	creds    uint8       // read, a client's: what answered its credentials so far (client.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:
@@ -116,7 +117,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
-	credsOpen   bool              // loop-only, a client's: its credentials wait for the server's -9; a failure before it is a refusal
+	refusal     error             // loop-only, a client's: the failure that answered its credentials (client.go)
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -181,6 +181,9 @@ func (c *conn) handleFrame(buf []byte) {
 		c.tapInline(tap, op, obj)
 	}
 	c.bad = 0
+	if c.creds != credsNone {
+		c.credsAnswer(op, obj) // a client's: is this the refusal of its credentials?
+	}
 	if !c.authenticated() {
 		c.authFrame(op, obj, call)
 		return
@@ -217,10 +220,6 @@ func (c *conn) handleFrame(buf []byte) {
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
 	case op == codec.OpGoAway:
 		c.owner.goAway(c)
-	case op == codec.OpAuth:
-		if x := c.x.Load(); x != nil {
-			x.credsOpen = false // a client's credentials were accepted
-		}
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.
