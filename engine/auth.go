@@ -7,8 +7,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -246,4 +248,54 @@ type authState struct {
 
 	authBudget authBudget // failures per address (WithAuthFailureLimit)
 	authFails  repeated   // the summary log line of failures
+}
+
+// What answered a client's credentials on a connection (conn.creds): a
+// server that requires authentication answers them first, with its -9
+// frame or with a failure and a close (docs/PROTOCOL.md §6.2).
+const (
+	credsNone    uint8 = iota // none sent, or answered otherwise
+	credsSent                 // sent; no frame read since
+	credsRefused              // the first frame read since was a failure, and none followed
+)
+
+// credsAnswer notes the frames that follow the credentials: a failure that
+// comes first, and is the last before the server closes, is the refusal
+// of the credentials, whatever its reason (an authenticator may name its
+// own); any other frame means they were not refused so. On the loop.
+func (c *conn) credsAnswer(op codec.Opcode, obj []byte) {
+	switch {
+	case op == codec.OpMessageSize || op == codec.OpPong:
+		return // the size, and pongs, come whether or not the credentials wait
+	case c.creds == credsSent && op == codec.OpFailure:
+		var f handler.Error
+		if codec.Unmarshal(obj, &f) == nil {
+			c.creds = credsRefused
+			c.extra().refusal = handler.FromWire(f.Reason, f.Message)
+			return
+		}
+	}
+	c.creds = credsNone
+	if x := c.x.Load(); x != nil {
+		x.refusal = nil
+	}
+}
+
+// refused notes a server's refusal of the client's credentials by reason
+// Unauthorized: the client ends with ErrUnauthorized when the server
+// closes, and does not reconnect with credentials it was told are wrong.
+// (A refusal by another reason is found by credsAnswer.) On the loop.
+func (cl *Client) refused(_ *conn, obj []byte) {
+	if cl.d.side.cfg.credentials == nil || !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+		return
+	}
+	var f handler.Error
+	if codec.Unmarshal(obj, &f) != nil || f.Reason != ReasonUnauthorized {
+		return
+	}
+	cl.mu.Lock()
+	if cl.closing == nil {
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, handler.FromWire(f.Reason, f.Message))
+	}
+	cl.mu.Unlock()
 }
