@@ -50,15 +50,22 @@ const ReasonUnauthorized = "Unauthorized"
 // reconnect.
 var ErrUnauthorized = errors.New("engine: unauthorized")
 
-// IdentityOf returns the identity an authenticator gave the connection, or
-// "" for one that did not authenticate (or a client).
+// IdentityOf returns the identity an authenticator gave the connection:
+// for a server's connection, what its authenticator returned; for a
+// [*Client] made [WithCredentials], what the server's acknowledgement
+// named. It returns "" for a connection that did not authenticate.
 func IdentityOf(c handler.Conn) string {
-	if c, ok := c.(*conn); ok {
+	switch c := c.(type) {
+	case *conn:
 		if x := c.x.Load(); x != nil {
 			x.valMu.Lock()
 			defer x.valMu.Unlock()
 			return x.identity
 		}
+	case *Client:
+		c.valMu.Lock()
+		defer c.valMu.Unlock()
+		return c.identity
 	}
 	return ""
 }
@@ -286,7 +293,7 @@ func (c *conn) credsAnswer(op codec.Opcode, obj []byte) {
 // closes, and does not reconnect with credentials it was told are wrong.
 // (A refusal by another reason is found by credsAnswer.) On the loop.
 func (cl *Client) refused(_ *conn, obj []byte) {
-	if cl.d.side.cfg.credentials == nil || !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+	if cl.creds == nil || !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
 		return
 	}
 	var f handler.Error

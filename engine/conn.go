@@ -42,6 +42,9 @@ type owner interface {
 	// refused runs on the loop for each failure frame (-1), with its
 	// object, borrowed.
 	refused(c *conn, obj []byte)
+	// authed runs on the loop for each -9 frame of an authenticated
+	// connection: a server's acknowledgement of a client's credentials.
+	authed(c *conn, obj []byte)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -79,7 +82,7 @@ type conn struct {
 	stallAt   uint32 // the tick the output stopped making progress
 
 	closed   atomic.Bool // shared with other goroutines
-	bad      uint16      // read: malformed frames in a row
+	bad      uint16      // read: malformed frames' score, see malformed
 	started  bool        // read: owner.ready returned true, frames are read
 	leaving  bool        // the server said it is going away: close once no call waits
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
@@ -118,6 +121,7 @@ type connExtra struct {
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
 	refusal     error             // loop-only, a client's: the failure that answered its credentials (client.go)
+	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -49,3 +49,18 @@ func TestOptionsValidatedAtConstruction(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestDialOptionsValidated: credentials given to one Dialer.Dial are
+// checked there, before anything is dialed.
+func TestDialOptionsValidated(t *testing.T) {
+	t.Parallel()
+	d, err := engine.NewDialer(handler.NewRouter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Dial(testContext(t), "127.0.0.1:1", engine.WithCredentials([]int{1})); !errors.Is(err, engine.ErrInvalidOption) ||
+		!strings.Contains(err.Error(), "WithCredentials") {
+		t.Errorf("Dialer.Dial with credentials []int: %v", err)
+	}
+}
