@@ -590,14 +590,8 @@ func WithCredentials(v any) DialOption {
 // An authentication that succeeds gives its attempt back, so clients that
 // present good credentials never spend it. Defaults to 10 failures and one
 // more a second; n 0 turns the limit off. Unix-socket peers have no
-// address and are not limited.
-//
-// A budget rather than a delay before each refusal: a delay costs the
-// server a held connection and a timer per failed attempt, and slows
-// nothing an attacker running many connections at once does; a budget
-// bounds the guesses an address makes, however many connections it opens,
-// and spares the authenticator (a password hash, a database) the
-// attempts past it. Peers behind one NAT address share its budget.
+// address and are not limited; peers behind one NAT address share its
+// budget. Why a budget and not a delay: docs/ROBUSTNESS.md.
 func WithAuthFailureLimit(n int, every time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.authFailBurst, c.authFailEvery = n, every })
 }
