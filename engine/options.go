@@ -52,17 +52,6 @@ type dialConfig struct {
 	local       string // source IP address, "" for the system's choice
 }
 
-// validate checks what the DialOptions of one Dial set, as config's
-// validate does for the dialer's.
-func (dc *dialConfig) validate() error {
-	if dc.credentials != nil {
-		if _, err := codec.Marshal(dc.credentials); err != nil { // an object, as the -9 frame needs
-			return invalidOption("WithCredentials", "%v", err)
-		}
-	}
-	return nil
-}
-
 // dialOption is a DialOption from its two halves.
 type dialOption struct {
 	client func(*config)
