@@ -22,7 +22,7 @@ const (
 	boundOption   = "WithMaxBuffered" // set by the application
 	boundGoLimit  = "GOMEMLIMIT"      // a quarter of the Go runtime's memory limit
 	boundCgroup   = "cgroup"          // a quarter of the cgroup's memory limit
-	boundPhysical = "physical memory" // an eighth of the machine's memory
+	boundPhysical = "physical memory" // a sixteenth of the machine's memory
 	boundNone     = "none"            // no cap: nothing to derive it from
 )
 
@@ -32,15 +32,16 @@ const (
 // count in the heap (its ring buffers grow by doubling) and the garbage
 // collector's headroom doubles a heap again at GOGC=100, so a quarter
 // keeps a server flooded by peers that never read within its limit. With
-// no limit set, the machine's memory counts as twice the limit: a server
-// rarely has the machine to itself.
+// no limit set, a quarter of the machine's memory counts as the limit: a
+// server rarely has the machine to itself, and a flood then peaks near an
+// eighth of it.
 func defaultBuffered(fsys fs.FS, goLimit int64) (outbound, inbound int, source string) {
 	limit, source := memoryLimit(fsys, goLimit)
 	if limit <= 0 {
 		return 0, 0, boundNone
 	}
 	if source == boundPhysical {
-		limit /= 2
+		limit /= 4
 	}
 	each := int(min(limit/8, math.MaxInt32))
 	return each, each, source

@@ -38,8 +38,8 @@ func TestDefaultBuffered(t *testing.T) {
 			"proc/meminfo":     meminfo,
 			"proc/self/cgroup": {Data: []byte("4:cpu,memory:/x\n")},
 			"sys/fs/cgroup/memory/x/memory.limit_in_bytes": {Data: []byte("9223372036854771712\n")},
-		}, math.MaxInt64, 1 << 30, boundPhysical},
-		{"physical memory", fstest.MapFS{"proc/meminfo": meminfo}, math.MaxInt64, 1 << 30, boundPhysical},
+		}, math.MaxInt64, 512 << 20, boundPhysical},
+		{"physical memory", fstest.MapFS{"proc/meminfo": meminfo}, math.MaxInt64, 512 << 20, boundPhysical},
 		{"nothing known", fstest.MapFS{}, math.MaxInt64, 0, boundNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -538,8 +538,8 @@ func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
 // while a peer is backed up, and both every second.
 //
 // Defaults to caps derived from the memory the process may use: a quarter
-// of GOMEMLIMIT if it is set, else of the cgroup's memory limit, else an
-// eighth of the machine's memory, half of it each way (on 256 MiB, 32 MiB
+// of GOMEMLIMIT if it is set, else of the cgroup's memory limit, else a
+// sixteenth of the machine's memory, half of it each way (on 256 MiB, 32 MiB
 // outbound and 32 MiB inbound). Bytes in buffers cost up to about four
 // times their count in a process's memory (buffers that grow by doubling,
 // the garbage collector's headroom), so a server flooded by peers that

@@ -333,7 +333,8 @@ func (r *Router) dispatchFailure(c Conn, data []byte) {
 }
 
 // DispatchCall runs the call handler of op and returns its result, or the
-// failure to send back. An opcode with no call handler (any negative one,
+// failure to send back. A result that is a [*Pending] is answered later:
+// the caller waits for it with [Pending.Then]. An opcode with no call handler (any negative one,
 // -1 included) fails with [ReasonUnknownOpcode]. Errors become failures and
 // panics are recovered as in [Router.Dispatch].
 func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
@@ -356,6 +357,9 @@ func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any,
 	res, err := e.call(c, data)
 	if err != nil {
 		return nil, r.failed(c, op, err)
+	}
+	if p, ok := res.(*Pending); ok {
+		p.bind(r, c, op)
 	}
 	return res, nil
 }
