@@ -33,7 +33,10 @@ import (
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
 // new deadline, and is admitted (its connect callback runs) here. One
 // whose net id is in use, or over [WithMaxConns], is closed; the restore
-// hook gets nil from a predecessor without a save hook.
+// hook gets nil from a predecessor without a save hook. This server's
+// counters ([Server.Stats]) go on from the predecessor's, which counted
+// the connections it handed over under [DisconnectHandedOver]; the adopted
+// ones count in Accepted here.
 //
 // If ctx ends or uc fails first, the connections already acknowledged
 // stay with this server, and the error says why. It is safe for
@@ -102,6 +105,9 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 		}
 		n += len(b.Conns)
 		if b.End {
+			if b.Stats != nil {
+				s.side.stats.base.Store(b.Stats) // this server's counters go on from the predecessor's
+			}
 			wg.Wait()
 			s.adoptBarrier()
 			return n, nil
@@ -202,9 +208,7 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 	c.id = rc.ID
 	c.inSize = rc.In
 	c.setOutSize(rc.Out)
-	x.calls.mu.Lock()
-	x.calls.seq = rc.Calls // a late reply to a predecessor's call matches none of ours
-	x.calls.mu.Unlock()
+	x.calls.continueFrom(rc.Calls) // a late reply to a predecessor's call matches none of ours
 	c.loop.add(c)
 	if s.conns.load(c.id) != nil {
 		id := c.id

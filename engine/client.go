@@ -262,6 +262,7 @@ func (cl *Client) ready(c *conn) bool {
 			return false
 		}
 		c.writeObj(codec.OpAuth, obj)
+		c.creds = credsSent
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
@@ -429,6 +430,9 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
+	if x := c.x.Load(); c.creds == credsRefused && x != nil && cl.closing == nil {
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, x.refusal) // the server refused the credentials, then closed
+	}
 	cl.lastErr = reason
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
@@ -450,28 +454,6 @@ func (cl *Client) closed(c *conn, reason error) {
 }
 
 func (cl *Client) handle(*conn) handler.Conn { return cl }
-
-// refused notes a server's refusal of the client's credentials: the
-// client ends with ErrUnauthorized when the server closes, and does not
-// reconnect with credentials it was told are wrong. On the loop.
-func (cl *Client) refused(_ *conn, obj []byte) {
-	if cl.creds == nil {
-		return
-	}
-	reason, message := failureReason(obj)
-	if reason != ReasonUnauthorized {
-		return
-	}
-	err := ErrUnauthorized
-	if message != "" {
-		err = fmt.Errorf("%w: %s", ErrUnauthorized, message) // the server's words
-	}
-	cl.mu.Lock()
-	if cl.closing == nil {
-		cl.closing = err
-	}
-	cl.mu.Unlock()
-}
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
 

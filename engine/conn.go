@@ -39,7 +39,8 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
-	// refused runs on the loop for each failure frame, with its object.
+	// refused runs on the loop for each failure frame (-1), with its
+	// object, borrowed.
 	refused(c *conn, obj []byte)
 	// authed runs on the loop for each -9 frame of an authenticated
 	// connection: a server's acknowledgement of a client's credentials.
@@ -87,6 +88,8 @@ type conn struct {
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
 	paused   bool        // read: frames wait until the output drains (read.go)
+	holds    uint8       // read: why frames wait unread, holdAuth|holdHandover (read.go)
+	creds    uint8       // read, a client's: what answered its credentials so far (client.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:
@@ -117,6 +120,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
+	refusal     error             // loop-only, a client's: the failure that answered its credentials (client.go)
 	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 }
 

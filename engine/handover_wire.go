@@ -48,6 +48,7 @@ type handBatch struct {
 	Next  uint64       `json:"next"`
 	End   bool         `json:"end,omitempty"`
 	Conns []handedConn `json:"conns,omitempty"`
+	Stats *Stats       `json:"stats,omitempty"` // End only: the predecessor's counters, for the successor's to go on from
 }
 
 // writeBatch sends b with the descriptors of its connections: a length, the

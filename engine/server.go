@@ -88,6 +88,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
 	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
+	s.authFails.msg = "simplerpc: authentications failed"
 	return s, nil
 }
 
