@@ -319,4 +319,6 @@ func (r *replayLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 
 func (r *replayLayer) output(dst, p []byte) ([]byte, error) { return append(dst, p...), nil }
 
+func (r *replayLayer) pending() bool { return false }
+
 func (r *replayLayer) stop(err error) error { return err }

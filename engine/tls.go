@@ -476,6 +476,17 @@ func (l *tlsLayer) stop(err error) error {
 	return err
 }
 
+// pending reports a TLS record begun and not all given to crypto/tls.
+func (l *tlsLayer) pending() bool {
+	m := l.mc
+	if m == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hn > 0
+}
+
 // truncated reports whether crypto/tls holds part of a record, once the
 // peer has closed the connection.
 func (l *tlsLayer) truncated() bool {

@@ -575,8 +575,7 @@ func (l *wsLayer) closeFrame(h ws.Header, p []byte) error {
 		return l.fail(ws.StatusProtocolError, "close frame of 1 byte")
 	case len(b) >= 2:
 		code = ws.StatusCode(binary.BigEndian.Uint16(b))
-		if !code.In(ws.StatusRangeApplication) && !code.In(ws.StatusRangePrivate) &&
-			(code.IsNotUsed() || code.IsProtocolReserved() || code > 1011 && code < 3000 || code < 1000) {
+		if !validCloseCode(code) {
 			return l.fail(ws.StatusProtocolError, fmt.Sprintf("close code %d", code))
 		}
 		if !utf8.Valid(b[2:]) {
@@ -593,6 +592,21 @@ func (l *wsLayer) closeFrame(h ws.Header, p []byte) error {
 	reason := fmt.Errorf("engine: the peer closed the WebSocket (%d): %w", code, io.EOF)
 	_ = c.loop.enqueue(task{kind: taskFunc, fn: func() { c.closeWith(reason) }}, nil)
 	return nil
+}
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 §7.4): 1000–1003 and 1007–1014 of the protocol's own, 3000–4999
+// for libraries and applications. 1004, 1005, 1006 and 1015 are never sent;
+// the rest is unassigned. gobwas/ws's CheckCloseFrameData accepts
+// 5000–65535, so the check is ours.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 // fail sends a close frame with code and returns the reason to close with.
@@ -700,6 +714,10 @@ func sizeOf(f []byte) (int, bool) {
 	}
 	return int(m.Size), true
 }
+
+// pending reports a fragmented message begun and not finished; a frame
+// not all there stays in gnet's buffer, which the engine looks at itself.
+func (l *wsLayer) pending() bool { return l.msgOp != 0 && !l.peerClosed }
 
 func (l *wsLayer) stop(err error) error {
 	if l.timer != nil {

@@ -68,6 +68,10 @@ func (s *stack) output(dst, p []byte) ([]byte, error) {
 	return s.lower.output(dst, mid)
 }
 
+func (s *stack) pending() bool {
+	return len(s.mid) > 0 || s.lower.pending() || s.started && s.upper.pending()
+}
+
 // stop stops the upper layer first, whose last words (a close frame) go
 // out through the lower one, then the lower. The reason is that of the
 // layer whose handshake was under way, if one was; after both, the
