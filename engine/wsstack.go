@@ -3,6 +3,8 @@
 
 package engine
 
+import "crypto/tls"
+
 // stacked returns the layer maker of connections that run upper over
 // lower: lower takes the socket's bytes, upper the plaintext lower yields.
 func stacked(lower, upper func(*conn) layer) func(*conn) layer {
@@ -87,4 +89,14 @@ func (s *stack) stop(err error) error {
 		return uerr
 	}
 	return lerr
+}
+
+// tlsState is that of the layer of the two that carries TLS, if one does.
+func (s *stack) tlsState() (tls.ConnectionState, bool) {
+	for _, l := range []layer{s.lower, s.upper} {
+		if st, ok := l.(tlsStater); ok {
+			return st.tlsState()
+		}
+	}
+	return tls.ConnectionState{}, false
 }
