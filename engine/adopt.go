@@ -53,8 +53,8 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	if err := ack(helloAck); err != nil {
 		return 0, fmt.Errorf("engine: adopt: %w", err)
 	}
-	r := &handReader{uc: uc}
-	defer r.close()
+	r := newHandReader(uc)
+	defer r.Close()
 	// Enrolling waits for the loop to open the connection: a few at once
 	// keep the loops busy (gnet's client balancer is safe for that).
 	var wg sync.WaitGroup
@@ -62,12 +62,12 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	defer wg.Wait()
 	n := 0
 	for {
-		b, err := r.next()
+		b, err := r.Next()
 		if err == nil {
 			err = ack(len(b.Conns))
 			if err != nil {
 				for _, rc := range b.Conns {
-					closeFD(rc.fd)
+					closeFDs([]int{rc.FD})
 				}
 			}
 		}
@@ -144,7 +144,7 @@ func (s *Server) reserveID(id uint64) {
 // adoptConn enrolls one handed connection, its state attached for
 // readyAdopted. Its descriptor is closed here (gnet takes a copy).
 func (s *Server) adoptConn(rc handedConn) {
-	f := os.NewFile(uintptr(rc.fd), "handed-over")
+	f := os.NewFile(uintptr(rc.FD), "handed-over")
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {

@@ -131,8 +131,8 @@ func waitHello(ctx context.Context, uc *net.UnixConn) error {
 		err = context.Cause(ctx)
 	}
 	_ = uc.SetReadDeadline(time.Time{})
-	if err == nil && n != helloAck {
-		err = fmt.Errorf("%w: %d before the hello", errHandWire, n)
+	if err == nil {
+		err = checkHello(n)
 	}
 	return err
 }
@@ -385,7 +385,7 @@ func (h *handSession) snapshot(c *conn, st *handState) (handedConn, error) {
 	if err != nil {
 		return rec, fmt.Errorf("dup: %w", err)
 	}
-	rec.fd = fd
+	rec.FD = fd
 	return rec, nil
 }
 
@@ -501,7 +501,7 @@ func (h *handSession) readAcks() {
 		end := batch == nil && h.ended
 		h.mu.Unlock()
 		for _, rc := range batch {
-			closeFD(rc.fd)
+			closeFDs([]int{rc.FD})
 		}
 		h.handed.Add(int64(n))
 		if end {
