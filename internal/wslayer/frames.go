@@ -34,24 +34,66 @@ type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
-// readHeader reads a frame's header from the start of b. It reports false
-// when b does not hold all of it, and an error for a header RFC 6455
-// forbids (a 64-bit length with its top bit set).
-// The reader and its buffer are the layer's, so that nothing is allocated
-// per frame.
-func (l *Layer) readHeader(b []byte) (ws.Header, int, bool, error) {
-	r := &l.rd
-	r.b = b
-	h, err := ws.ReadHeaderBuffer(r, l.hbuf[:0])
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return h, 0, false, nil
-	case err != nil:
-		return h, 0, false, err
+// ErrShort is ParseFrame's error for a frame not all in the bytes given.
+var ErrShort = errors.New("wslayer: incomplete frame")
+
+// Codec reads and writes frames on gobwas/ws's header reader and writer,
+// without allocating: its reader, writer and their buffers are its own.
+// The zero value is ready. A Codec is not safe for concurrent use.
+type Codec struct {
+	rd   sliceReader
+	wr   sliceWriter
+	hbuf [ws.MaxHeaderSize - 2]byte
+	wbuf [ws.MaxHeaderSize]byte
+}
+
+// ParseFrame reads the frame at the start of b: its header, its payload
+// (within b, as sent: masked if the header says so) and its length on the
+// wire. It returns ErrShort when b holds only part of it, and another error
+// for a header RFC 6455 forbids (a 64-bit length with its top bit set).
+func (c *Codec) ParseFrame(b []byte) (ws.Header, []byte, int, error) {
+	h, hl, err := c.readHeader(b)
+	if err != nil {
+		return h, nil, 0, err
 	}
+	if int64(len(b)-hl) < h.Length {
+		return h, nil, 0, ErrShort
+	}
+	return h, b[hl : hl+int(h.Length)], hl + int(h.Length), nil
+}
+
+// readHeader reads a frame's header from the start of b and returns its
+// length, or ErrShort.
+func (c *Codec) readHeader(b []byte) (ws.Header, int, error) {
+	r := &c.rd
+	r.b = b
+	h, err := ws.ReadHeaderBuffer(r, c.hbuf[:0])
 	n := len(b) - len(r.b)
 	r.b = nil
-	return h, n, true, nil
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return h, 0, ErrShort
+	case err != nil:
+		return h, 0, err
+	}
+	return h, n, nil
+}
+
+// AppendFrame appends a whole, final frame of op carrying p to dst,
+// masked with key when masked (a client's: RFC 6455 §5.3 asks for a fresh
+// key per frame).
+func (c *Codec) AppendFrame(dst []byte, op ws.OpCode, p []byte, masked bool, key [4]byte) []byte {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p)), Masked: masked, Mask: key}
+	w := &c.wr
+	w.b = dst
+	_ = ws.WriteHeaderBuffer(w, h, c.wbuf[:]) // fails only for a length past 2^63
+	k := len(w.b)
+	dst = append(w.b, p...)
+	w.b = nil
+	if masked {
+		ws.Cipher(dst[k:], key, 0)
+	}
+	return dst
 }
 
 // read takes the frames in in, calling msg with each complete data
@@ -64,12 +106,12 @@ func (l *Layer) read(in []byte, msg func([]byte)) (int, error) {
 		if l.peerClosed {
 			return len(in), nil
 		}
-		h, hl, ok, err := l.readHeader(in[n:])
+		h, hl, err := l.codec.readHeader(in[n:])
+		if errors.Is(err, ErrShort) {
+			break
+		}
 		if err != nil {
 			return n, l.fail(ws.StatusProtocolError, err.Error())
-		}
-		if !ok {
-			break
 		}
 		if err := l.check(h); err != nil {
 			return n, err
@@ -211,19 +253,9 @@ func (l *Layer) sendClose(code ws.StatusCode) {
 // fresh key on the client's side, as RFC 6455 §5.3 asks, unmasked on the
 // server's.
 func (l *Layer) appendFrame(dst []byte, op ws.OpCode, p []byte) []byte {
-	masked := l.cfg.Client
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p)), Masked: masked}
-	if masked {
-		binary.LittleEndian.PutUint32(h.Mask[:], rand.Uint32())
+	var key [4]byte
+	if l.cfg.Client {
+		binary.LittleEndian.PutUint32(key[:], rand.Uint32())
 	}
-	w := &l.wr
-	w.b = dst
-	_ = ws.WriteHeaderBuffer(w, h, l.wbuf[:]) // fails only for a length past 2^63
-	k := len(w.b)
-	dst = append(w.b, p...)
-	w.b = nil
-	if masked {
-		ws.Cipher(dst[k:], h.Mask, 0)
-	}
-	return dst
+	return l.codec.AppendFrame(dst, op, p, l.cfg.Client, key)
 }

@@ -88,11 +88,7 @@ type Layer struct {
 	msg        []byte    // a fragmented message being put together
 	msgOp      ws.OpCode // its opcode, 0 for none
 
-	// gobwas/ws's header reader and writer, and their buffers.
-	rd   sliceReader
-	wr   sliceWriter
-	hbuf [ws.MaxHeaderSize - 2]byte
-	wbuf [ws.MaxHeaderSize]byte
+	codec Codec
 }
 
 // New returns the layer of one connection.
