@@ -140,12 +140,9 @@ func (r *Reader) Next() (*Batch, error) {
 
 // decode takes the batch of n bytes at the front of the buffer.
 func (r *Reader) decode(n int) (*Batch, error) {
-	var b Batch
-	if err := json.Unmarshal(r.buf[4:4+n], &b); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrWire, err)
-	}
-	if b.V != Version {
-		return nil, fmt.Errorf("%w: a batch of version %d, this process reads version %d", ErrWire, b.V, Version)
+	b, err := parseBatch(r.buf[4 : 4+n])
+	if err != nil {
+		return nil, err
 	}
 	r.buf = r.buf[:copy(r.buf, r.buf[4+n:])]
 	if len(b.Conns) > len(r.fds) {
@@ -155,6 +152,18 @@ func (r *Reader) decode(n int) (*Batch, error) {
 		b.Conns[i].FD = r.fds[i]
 	}
 	r.fds = r.fds[len(b.Conns):]
+	return b, nil
+}
+
+// parseBatch reads a batch's JSON, of this version.
+func parseBatch(js []byte) (*Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(js, &b); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrWire, err)
+	}
+	if b.V != Version {
+		return nil, fmt.Errorf("%w: a batch of version %d, this process reads version %d", ErrWire, b.V, Version)
+	}
 	return &b, nil
 }
 
