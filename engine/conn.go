@@ -288,14 +288,16 @@ func (c *conn) wireWrite(b []byte) (int, error) {
 	return c.gc.Write(b) // gnet copies what the socket does not take
 }
 
-// layerOut writes what a layer makes by itself (a handshake, a pong, a
-// close frame, a TLS alert or close_notify) under the same cap as the
-// frames: past WithMaxOutbound the slow-consumer policy applies, dropping
-// it (SlowDrop) or closing the connection (SlowClose, the error then
-// returned). It also writes a layer's last words as the connection closes
+// layerOut writes what a layer makes by itself (a pong, a close frame, a
+// TLS alert or close_notify) under the same cap as the frames: past
+// WithMaxOutbound the slow-consumer policy applies, dropping it (SlowDrop)
+// or closing the connection (SlowClose, the error then returned). A
+// handshake's bytes are counted, not capped: their size is the server's
+// own (a certificate chain), once per connection, and a cap smaller than
+// them would refuse every peer. It also writes a layer's last words as the connection closes
 // (gnet writes them before it closes the socket). Loop-only.
 func (c *conn) layerOut(b []byte) error {
-	if c.backlog()+len(b) > c.side.cfg.maxOutbound {
+	if c.tl != nil && c.tl.ready && c.backlog()+len(b) > c.side.cfg.maxOutbound {
 		if c.side.cfg.slowPolicy == SlowDrop {
 			c.side.dropped.Add(1)
 			return nil

@@ -7,6 +7,7 @@ package engine_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -68,12 +69,19 @@ func TestWebSocketFrameDeadline(t *testing.T) {
 	}
 }
 
+// stdTestCert returns the certificate of the standard library's test
+// servers (for example.com and 127.0.0.1) and the pool that trusts it, not
+// the suite's CA.
+func stdTestCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	hs := httptest.NewTLSServer(http.NotFoundHandler())
+	defer hs.Close()
+	return hs.TLS.Certificates[0], hs.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+}
+
 func TestTLSFrameDeadline(t *testing.T) {
 	t.Parallel()
-	// A certificate of the standard library's tests, not the suite's CA.
-	hs := httptest.NewTLSServer(http.NotFoundHandler())
-	cert, pool := hs.TLS.Certificates[0], hs.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	hs.Close()
+	cert, pool := stdTestCert(t)
 	opt, closed := closedWith()
 	srv := startServerOn(t, "tcp://127.0.0.1:0", echoRouter(), engine.WithFrameDeadline(shortDeadline), opt,
 		engine.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))

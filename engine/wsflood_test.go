@@ -9,6 +9,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
@@ -101,4 +103,20 @@ func TestWebSocketPingFloodBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLSHandshakeUnderSmallCap: a handshake's own bytes (the server's
+// flight, its certificate) are counted but not capped, so a cap smaller
+// than them still admits peers; the frames after it are capped as ever.
+func TestTLSHandshakeUnderSmallCap(t *testing.T) {
+	t.Parallel()
+	cert, pool := stdTestCert(t)
+	srv := startServerOn(t, "tcp://127.0.0.1:0", echoRouter(), engine.WithMaxOutbound(1024, engine.SlowClose),
+		engine.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
+	p, tc := dialTLSRaw(t, srv.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com"})
+	if st := tc.ConnectionState(); len(st.PeerCertificates) == 0 || len(st.PeerCertificates[0].Raw) < 512 {
+		t.Fatalf("the certificate is too small to test the cap")
+	}
+	p.greet(codec.DefaultMessageSize)
+	p.echoOnce(`0{"a":1}`)
 }
