@@ -55,9 +55,9 @@ type Conn struct {
 // connections, and the net id its counter had reached. The last batch
 // has End set and no connection.
 type Batch struct {
-	V     int          `json:"v"` // Version, set by WriteBatch
-	Next  uint64       `json:"next"`
-	End   bool         `json:"end,omitempty"`
+	V     int    `json:"v"` // Version, set by WriteBatch
+	Next  uint64 `json:"next"`
+	End   bool   `json:"end,omitempty"`
 	Conns []Conn `json:"conns,omitempty"`
 }
 
