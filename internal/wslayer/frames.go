@@ -223,7 +223,7 @@ func (l *Layer) closeFrame(b []byte) error {
 // (RFC 6455 §7.4): 1000–1003 and 1007–1014 of the protocol's own, 3000–4999
 // for libraries and applications. 1004, 1005, 1006 and 1015 are never sent;
 // the rest is unassigned. gobwas/ws's CheckCloseFrameData accepts
-// 5000–65535, so the check is ours.
+// 5000–65535, so the check is ours. It is safe for concurrent use.
 func ValidCloseCode(code ws.StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:

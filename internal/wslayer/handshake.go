@@ -137,7 +137,7 @@ func validKey(req []byte) bool {
 
 // OriginAllowed applies the origin check to a request's Origin and Host:
 // no Origin (not a browser) passes; else its host must match one of
-// patterns, or with nil patterns the Host.
+// patterns, or with nil patterns the Host. It is safe for concurrent use.
 func OriginAllowed(patterns []string, origin, host []byte) bool {
 	if len(origin) == 0 {
 		return true // not a browser: no cookies to hijack
@@ -181,7 +181,8 @@ func (l *Layer) request() error {
 	return l.env.Out([]byte(req))
 }
 
-// AcceptKey returns the Sec-WebSocket-Accept that answers key.
+// AcceptKey returns the Sec-WebSocket-Accept that answers key. It is safe
+// for concurrent use.
 func AcceptKey(key string) string {
 	h := sha1.Sum([]byte(key + guid))
 	return base64.StdEncoding.EncodeToString(h[:])

@@ -19,7 +19,8 @@ const maxPeerFrame = 1 << 20
 // the request for path (with Host host, offering subprotocol) and reads the
 // response a byte at a time, so that nothing after it is read (the caller
 // may hand the connection to an event loop). The response is checked as a
-// Layer checks it; an error wraps ErrHandshake or is rw's.
+// Layer checks it; an error wraps ErrHandshake or is rw's. It is safe for
+// concurrent use on distinct connections.
 func Upgrade(rw io.ReadWriter, path, host, subprotocol string) error {
 	cfg := &Config{Client: true, Path: path, Host: host, Subprotocol: subprotocol, MaxHeader: 4 << 10,
 		Timeout: time.Hour}
@@ -47,7 +48,8 @@ func Upgrade(rw io.ReadWriter, path, host, subprotocol string) error {
 }
 
 // ReadFrame reads one whole frame from r, exactly: its header, then its
-// payload, unmasked. It refuses a payload over 1 MiB.
+// payload, unmasked. It refuses a payload over 1 MiB. It is safe for
+// concurrent use on distinct readers.
 func ReadFrame(r io.Reader) (ws.Header, []byte, error) {
 	h, err := ws.ReadHeader(r)
 	if err != nil {
