@@ -92,7 +92,7 @@ func (l *Layer) upgrade(req []byte) error {
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			if !OriginAllowed(cfg.Origins, origin, host) {
+			if !originAllowed(cfg.Origins, origin, host) {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
 			}
 			if !validKey(req) {
@@ -135,10 +135,10 @@ func validKey(req []byte) bool {
 	return false
 }
 
-// OriginAllowed applies the origin check to a request's Origin and Host:
+// originAllowed applies the origin check to a request's Origin and Host:
 // no Origin (not a browser) passes; else its host must match one of
 // patterns, or with nil patterns the Host. It is safe for concurrent use.
-func OriginAllowed(patterns []string, origin, host []byte) bool {
+func originAllowed(patterns []string, origin, host []byte) bool {
 	if len(origin) == 0 {
 		return true // not a browser: no cookies to hijack
 	}
@@ -181,9 +181,9 @@ func (l *Layer) request() error {
 	return l.env.Out([]byte(req))
 }
 
-// AcceptKey returns the Sec-WebSocket-Accept that answers key. It is safe
+// acceptKey returns the Sec-WebSocket-Accept that answers key. It is safe
 // for concurrent use.
-func AcceptKey(key string) string {
+func acceptKey(key string) string {
 	h := sha1.Sum([]byte(key + guid))
 	return base64.StdEncoding.EncodeToString(h[:])
 }
@@ -229,7 +229,7 @@ func (l *Layer) checkResponse(resp []byte) error {
 		return fmt.Errorf("%w: 101 without Upgrade: websocket (%q)", ErrHandshake, h["upgrade"])
 	case !hasToken(h["connection"], "upgrade"):
 		return fmt.Errorf("%w: 101 without Connection: Upgrade (%q)", ErrHandshake, h["connection"])
-	case h["sec-websocket-accept"] != AcceptKey(l.key):
+	case h["sec-websocket-accept"] != acceptKey(l.key):
 		return fmt.Errorf("%w: a wrong Sec-WebSocket-Accept %q", ErrHandshake, h["sec-websocket-accept"])
 	case h["sec-websocket-extensions"] != "":
 		return fmt.Errorf("%w: an extension not offered: %q", ErrHandshake, h["sec-websocket-extensions"])
