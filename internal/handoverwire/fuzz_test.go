@@ -1,3 +1,5 @@
+// This file fuzzes the reading of a batch's JSON.
+
 package handoverwire
 
 import (

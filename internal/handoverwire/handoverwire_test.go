@@ -1,5 +1,8 @@
 //go:build unix
 
+// This file tests the hello and the batches over a Unix socket: the
+// version both sides check.
+
 package handoverwire
 
 import (

@@ -1,3 +1,5 @@
+// This file fuzzes a TLS layer past its handshake, bytes in.
+
 package tlslayer
 
 import (

@@ -1,3 +1,5 @@
+// This file tests the memConn's record boundaries.
+
 package tlslayer
 
 import (

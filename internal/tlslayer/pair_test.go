@@ -1,3 +1,6 @@
+// This file builds an in-memory TLS pair of layers, a client and a server
+// on a self-signed certificate, and tests a record read across reads.
+
 package tlslayer
 
 import (

@@ -1,3 +1,6 @@
+// This file fuzzes a WebSocket layer: the upgrade request, and the frames
+// after it, bytes in.
+
 package wslayer
 
 import (

@@ -1,3 +1,8 @@
+// This file builds an in-memory pair of WebSocket layers, a client and a
+// server past the upgrade, and tests messages both ways, frames cut
+// anywhere, close codes and the limit on messages; and the benchmark of
+// an echo through them.
+
 package wslayer
 
 import (
