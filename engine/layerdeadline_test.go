@@ -6,6 +6,7 @@
 package engine_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -102,6 +103,42 @@ func TestTLSFrameDeadline(t *testing.T) {
 	}
 	// An application-data record's header announcing 100 bytes, and 10.
 	if _, err := raw.Write(append([]byte{0x17, 0x03, 0x03, 0, 100}, make([]byte, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-closed:
+		if !errors.Is(reason, engine.ErrFrameDeadline) {
+			t.Fatalf("closed with %v, want %v", reason, engine.ErrFrameDeadline)
+		}
+	case <-testContext(t).Done():
+		t.Fatal("not closed at the frame deadline")
+	}
+}
+
+// TestWebSocketTLSFrameDeadline: over wss://, a WebSocket frame left
+// unfinished inside whole TLS records is seen through both layers.
+func TestWebSocketTLSFrameDeadline(t *testing.T) {
+	t.Parallel()
+	cert, pool := stdTestCert(t)
+	opt, closed := closedWith()
+	srv := startServerOn(t, "wss://127.0.0.1:0/rpc", echoRouter(), engine.WithFrameDeadline(shortDeadline), opt,
+		engine.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
+	raw, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	_ = raw.SetDeadline(time.Now().Add(testTimeout))
+	tc := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "example.com"})
+	w := &rawWS{t: t, c: tc, r: bufio.NewReader(tc)}
+	if got := w.status(upgradeRequest("/rpc", "GET", "Sec-WebSocket-Key: "+goodKey)); got != 101 {
+		t.Fatalf("status %d", got)
+	}
+	if b0, _ := w.next(); b0 != 0x81 {
+		t.Fatalf("first message %x", b0)
+	}
+	// A header announcing 100 bytes, and 10 of them, in one whole record.
+	if _, err := tc.Write(append([]byte{0x81, 0x80 | 100, 0, 0, 0, 0}, "7{\"a\":1}  "...)); err != nil {
 		t.Fatal(err)
 	}
 	select {
