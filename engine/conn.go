@@ -284,5 +284,35 @@ func (c *conn) write(b []byte) (int, error) {
 	if c.tl != nil {
 		return c.tl.Write(b)
 	}
-	return c.gc.Write(b)
+	return c.wireWrite(b)
+}
+
+// wireWrite writes wire bytes to gnet, counting them for the write
+// deadline: every byte handed to gnet, a frame's or a layer's, is counted
+// here, so that written less what gnet holds is what the kernel took
+// (sweep.go). Loop-only.
+func (c *conn) wireWrite(b []byte) (int, error) {
+	c.written += uint32(len(b))
+	return c.gc.Write(b) // gnet copies what the socket does not take
+}
+
+// layerOut writes what a layer makes by itself (a pong, a close frame, a
+// TLS alert or close_notify) under the same cap as the frames: past
+// WithMaxOutbound the slow-consumer policy applies, dropping it (SlowDrop)
+// or closing the connection (SlowClose, the error then returned). A
+// handshake's bytes are counted, not capped: their size is the server's
+// own (a certificate chain), once per connection, and a cap smaller than
+// them would refuse every peer. It also writes a layer's last words as the connection closes
+// (gnet writes them before it closes the socket). Loop-only.
+func (c *conn) layerOut(b []byte) error {
+	if c.tl != nil && c.tl.ready && c.backlog()+len(b) > c.side.cfg.maxOutbound {
+		if c.side.cfg.slowPolicy == SlowDrop {
+			c.side.dropped.Add(1)
+			return nil
+		}
+		c.closeNow(ErrSlowConsumer)
+		return ErrSlowConsumer
+	}
+	_, err := c.wireWrite(b)
+	return err
 }

@@ -115,8 +115,8 @@ func waitHello(ctx context.Context, uc *net.UnixConn) error {
 		err = context.Cause(ctx)
 	}
 	_ = uc.SetReadDeadline(time.Time{})
-	if err == nil && n != helloAck {
-		err = fmt.Errorf("%w: %d before the hello", errHandWire, n)
+	if err == nil {
+		err = checkHello(n)
 	}
 	return err
 }
@@ -363,7 +363,7 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	if err != nil {
 		return rec, fmt.Errorf("dup: %w", err)
 	}
-	rec.fd = fd
+	rec.FD = fd
 	return rec, nil
 }
 
@@ -410,7 +410,11 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 	h.sent = append(h.sent, nil)
 	h.ended = true
 	h.mu.Unlock()
-	if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), End: true, Stats: h.s.counters()}); err != nil {
+	end := &handBatch{Next: h.s.nextID.Load(), End: true}
+	if js, err := codec.Marshal(h.s.counters()); err == nil {
+		end.Stats = js
+	}
+	if err := writeBatch(h.uc, end); err != nil {
 		h.setFail(err)
 		return h.report(), err
 	}
@@ -479,7 +483,7 @@ func (h *handSession) readAcks() {
 		end := batch == nil && h.ended
 		h.mu.Unlock()
 		for _, rc := range batch {
-			closeFD(rc.fd)
+			closeFDs([]int{rc.FD})
 		}
 		h.handed.Add(int64(n))
 		if end {

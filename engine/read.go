@@ -28,6 +28,15 @@ func (c *conn) traffic() {
 		c.lastRecv.Store(time.Now().UnixNano())
 	}
 	if c.tl != nil {
+		// A paused connection's layer does no work: what arrives waits in
+		// gnet's buffer, under WithMaxInbound, as frames do. What a layer
+		// writes by itself (pongs, TLS alerts) is under WithMaxOutbound
+		// (conn.layerOut).
+		if c.tl.ready && c.paused {
+			c.partialAt = 0 // the wait is ours, not the peer's
+			c.pause(c.gc.InboundBuffered() + c.tl.InboundBuffered())
+			return
+		}
 		ready, err := c.tl.pump()
 		if err != nil {
 			c.closeNow(err) // the layer's reason, with its own sentinel
@@ -69,13 +78,16 @@ func (c *conn) traffic() {
 	}
 	// A partial frame left: note when it began to wait, for the frame
 	// deadline (sweep.go); a frame completed since starts the wait anew.
-	// Frames left unread by a pause wait for us, not for the peer.
+	// Frames left unread by a pause wait for us, not for the peer. With a
+	// layer, a frame is partial too while the layer holds part of what
+	// carries it: a TLS record, a WebSocket frame or message.
+	partial := r.InboundBuffered() > 0 || c.tl != nil && c.tl.partial()
 	switch {
 	case c.paused:
 		c.partialAt = 0
-	case n > 0 || r.InboundBuffered() == 0:
+	case n > 0 || !partial:
 		c.partialAt = 0
-		if r.InboundBuffered() > 0 {
+		if partial {
 			c.partialAt = l.tick
 		}
 	case c.partialAt == 0:
