@@ -66,8 +66,11 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // WithMaxHandshakes caps the TLS handshakes in progress at once on a server
 // or a dialer, each of which runs on a goroutine of its own: a connection
 // that opens past the cap is closed at once with a reason wrapping
-// [ErrTLSHandshake]. Defaults to 1024; it must be at least 1. It has no
-// effect without [WithTLS].
+// [ErrTLSHandshake]. A server also caps those from one remote IP address
+// at a sixteenth of n (at least 1), so that one address holding
+// handshakes open cannot lock every other client out. Defaults to 1024
+// (64 per address); it must be at least 1. It has no effect without
+// [WithTLS].
 func WithMaxHandshakes(n int) Option {
 	return sharedOption(func(c *config) { c.maxHandshakes = n })
 }
@@ -176,7 +179,7 @@ func (c *config) setupTLS(server bool) error {
 	}
 	cfg.Renegotiation = tls.RenegotiateNever
 	cfg.DynamicRecordSizingDisabled = true
-	t := &tlsSide{side: tlslayer.NewSide(cfg, server, c.handshakeTimeout, c.maxHandshakes, ErrShutdown)}
+	t := &tlsSide{side: tlslayer.NewSide(cfg, server, c.handshakeTimeout, c.maxHandshakes, max(c.maxHandshakes/16, 1), ErrShutdown)}
 	c.tls = t
 	c.newLayer = t.newLayer
 	return nil

@@ -50,7 +50,7 @@ func newSideEnd(t testing.TB, server bool) *side {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: !server, ServerName: "example.com"}
-	sd := NewSide(cfg, server, 10*time.Second, 4, errors.New("stopped"))
+	sd := NewSide(cfg, server, 10*time.Second, 4, 0, errors.New("stopped"))
 	t.Cleanup(func() { sd.Stop(); sd.Wait() })
 	e := &side{woken: make(chan struct{}, 1)}
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}

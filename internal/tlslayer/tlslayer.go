@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,11 @@ type Side struct {
 	server  bool
 	timeout time.Duration
 	max     int64
+	perAddr int   // a server's handshakes in progress per remote address; 0: no cap
 	stopped error // the reason a handshake ends with once the side stops
+
+	addrMu sync.Mutex         // guards byAddr
+	byAddr map[netip.Addr]int // a server's handshakes in progress, by remote address
 
 	ctx    context.Context // ends when the side stops
 	cancel context.CancelFunc
@@ -55,11 +60,55 @@ type Side struct {
 
 // NewSide returns the TLS of a server (server true) or a dialer, with cfg
 // (used as it is: the caller clones it), each handshake bounded by timeout
-// and at most max at once. A handshake ended by Stop fails with a reason
-// wrapping ErrHandshake and stopped.
-func NewSide(cfg *tls.Config, server bool, timeout time.Duration, max int, stopped error) *Side {
+// and at most max at once; a server's, at most perAddr from one remote IP
+// address (0: no such cap), so that one address cannot take them all. A
+// handshake ended by Stop fails with a reason wrapping ErrHandshake and
+// stopped.
+func NewSide(cfg *tls.Config, server bool, timeout time.Duration, max, perAddr int, stopped error) *Side {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Side{cfg: cfg, server: server, timeout: timeout, max: int64(max), stopped: stopped, ctx: ctx, cancel: cancel}
+	s := &Side{cfg: cfg, server: server, timeout: timeout, max: int64(max), stopped: stopped, ctx: ctx, cancel: cancel}
+	if server && perAddr > 0 {
+		s.perAddr, s.byAddr = perAddr, make(map[netip.Addr]int)
+	}
+	return s
+}
+
+// claim takes one of addr's handshakes, or reports false when addr has
+// perAddr in progress. An address that is not IP (a Unix socket's) is not
+// capped.
+func (t *Side) claim(addr net.Addr) (netip.Addr, bool) {
+	ip, ok := ipOf(addr)
+	if t.byAddr == nil || !ok {
+		return netip.Addr{}, true
+	}
+	t.addrMu.Lock()
+	defer t.addrMu.Unlock()
+	if t.byAddr[ip] >= t.perAddr {
+		return netip.Addr{}, false
+	}
+	t.byAddr[ip]++
+	return ip, true
+}
+
+// release gives back a handshake claim took.
+func (t *Side) release(ip netip.Addr) {
+	if !ip.IsValid() {
+		return
+	}
+	t.addrMu.Lock()
+	defer t.addrMu.Unlock()
+	if t.byAddr[ip]--; t.byAddr[ip] <= 0 {
+		delete(t.byAddr, ip)
+	}
+}
+
+func ipOf(addr net.Addr) (netip.Addr, bool) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	return ip.Unmap(), ok
 }
 
 // Config returns the side's config, shared: it must not be changed.
@@ -106,6 +155,7 @@ type Layer struct {
 	env Env
 	tc  *tls.Conn
 	mc  *memConn
+	ip  netip.Addr // the address whose handshake count it holds, if any
 
 	// Loop-only.
 	done       bool // the loop has seen the handshake succeed
@@ -132,6 +182,12 @@ func (l *Layer) Start() error {
 		t.active.Add(-1)
 		return fmt.Errorf("%w: %d handshakes in progress, the limit of WithMaxHandshakes", ErrHandshake, t.max)
 	}
+	ip, ok := t.claim(l.env.Remote)
+	if !ok {
+		t.active.Add(-1)
+		return fmt.Errorf("%w: %d handshakes in progress from %v, the limit per address", ErrHandshake, t.perAddr, l.env.Remote)
+	}
+	l.ip = ip
 	l.mc = &memConn{wake: l.env.Wake, notify: make(chan struct{}, 1), local: l.env.Local, remote: l.env.Remote,
 		blocking: true}
 	cfg := l.env.Config
@@ -158,6 +214,7 @@ func (l *Layer) handshake(ctx context.Context, cancel context.CancelFunc) {
 	// ends.
 	err := l.tc.HandshakeContext(ctx)
 	cancel()
+	l.t.release(l.ip)
 	l.t.active.Add(-1)
 	l.mc.finish(err)
 }
