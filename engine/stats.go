@@ -381,7 +381,7 @@ func (s *Server) Stats() Stats {
 	if b := s.side.stats.base.Load(); b != nil {
 		st.addCounters(b)
 	}
-	if s.addr.Load() != nil { // serving: the pool, if any, was set before
+	if s.addrs.Load() != nil { // serving: the pool, if any, was set before
 		if p := s.side.pool; p != nil {
 			st.WorkerQueue = p.depth()
 		}
