@@ -43,13 +43,13 @@ type Server struct {
 	groupsMu sync.RWMutex // guards groups
 	groups   map[string]map[uint64]*conn
 
-	cli      *gnet.Client             // the event loops; the server accepts on its own (accept.go)
-	lns      []net.Listener           // set by StartOn, before it returns
+	cli      *gnet.Client               // the event loops; the server accepts on its own (accept.go)
+	lns      []net.Listener             // set by StartOn, before it returns
 	addrs    atomic.Pointer[[]net.Addr] // the listeners', once serving
-	accept   sync.WaitGroup           // the acceptors
-	done     chan struct{}            // closed once the server has stopped
-	runErr   error                    // set before done is closed
-	stop     chan struct{}            // closed when Shutdown begins
+	accept   sync.WaitGroup             // the acceptors
+	done     chan struct{}              // closed once the server has stopped
+	runErr   error                      // set before done is closed
+	stop     chan struct{}              // closed when Shutdown begins
 	once     sync.Once
 	doneOnce sync.Once
 	errMu    sync.Mutex // guards stopErr

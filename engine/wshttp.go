@@ -109,5 +109,5 @@ func (p *prefixLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 }
 
 func (p *prefixLayer) output(dst, b []byte) ([]byte, error) { return append(dst, b...), nil }
-func (p *prefixLayer) pending() bool                         { return false }
-func (p *prefixLayer) stop(err error) error                  { return err }
+func (p *prefixLayer) pending() bool                        { return false }
+func (p *prefixLayer) stop(err error) error                 { return err }
