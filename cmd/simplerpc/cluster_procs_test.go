@@ -8,6 +8,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,7 +20,10 @@ import (
 func TestServeClusterProcesses(t *testing.T) {
 	t.Parallel()
 	ctx := ctxWithin(t, 4*testWait)
-	natsArgs := func(url string) []string { return []string{"--cluster", url, "--node", "nats", "--quiet"} }
+	token := filepath.Join(t.TempDir(), "token") // made by the first NATS process, read by the others
+	natsArgs := func(url string) []string {
+		return []string{"--cluster", url, "--node", "nats", "--quiet", "--cluster-token-file", token}
+	}
 	bus, wb := startNode(t, natsArgs("embedded")...)
 	url := wb.wait(t, 0, reLine(`msg="embedded NATS listening" url=(\S+)`))[1]
 	port := url[strings.LastIndex(url, ":")+1:]
@@ -28,7 +32,7 @@ func TestServeClusterProcesses(t *testing.T) {
 	nodes := make([]*node, len(names))
 	nums := map[string]int{"nats": wb.number(t)}
 	for i, name := range names {
-		nodes[i], _ = startNode(t, "--cluster", url, "--node", name)
+		nodes[i], _ = startNode(t, "--cluster", url, "--node", name, "--cluster-token-file", token)
 		nums[name] = nodes[i].w.number(t)
 	}
 	// Each node knows the three others.

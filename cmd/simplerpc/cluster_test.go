@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -58,12 +59,14 @@ func TestServeClusterErrors(t *testing.T) {
 // in use fails to start, naming the flags that settle it.
 func TestServeClusterEmbedded(t *testing.T) {
 	t.Parallel()
-	first, w1 := startNode(t, "--cluster", "embedded", "--node", "one", "--node-number", "7")
+	token := filepath.Join(t.TempDir(), "token")
+	first, w1 := startNode(t, "--cluster", "embedded", "--node", "one", "--node-number", "7", "--cluster-token-file", token)
 	url := w1.wait(t, 0, reLine(`msg="embedded NATS listening" url=(\S+)`))[1]
-	second, w2 := startNode(t, "--cluster", url, "--node", "two")
+	second, w2 := startNode(t, "--cluster", url, "--node", "two", "--cluster-token-file", token)
 	w1.wait(t, 0, reLine(`msg="simplerpc cluster: node up" .*peer=`+fmt.Sprint(w2.number(t))))
 
-	r := runBin(t, testWait, "serve", "--addr", "127.0.0.1:0", "--cluster", url, "--node", "again", "--node-number", "7")
+	r := runBin(t, testWait, "serve", "--addr", "127.0.0.1:0", "--cluster", url, "--node", "again", "--node-number", "7",
+		"--cluster-token-file", token)
 	r.wantCode(t, 1)
 	if want := `another live node has number 7 (from --node "again"): give another --node name, or --node-number`; !strings.Contains(r.stderr, want) {
 		t.Errorf("stderr %q does not contain %q", r.stderr, want)
@@ -228,7 +231,19 @@ type node struct {
 // in args, and returns once it listens.
 func startNode(t *testing.T, args ...string) (*node, *logWatch) {
 	t.Helper()
-	p := startBin(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}, args...)...)
+	return startNodeEnv(t, nil, args...)
+}
+
+// startNodeEnv is startNode with environment variables added ("K=V").
+func startNodeEnv(t *testing.T, env []string, args ...string) (*node, *logWatch) {
+	t.Helper()
+	serve := append([]string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}, args...)
+	var p *proc
+	if len(env) == 0 {
+		p = startBin(t, serve...)
+	} else {
+		p = startProc(t, "env", append(append(env, binary), serve...)...)
+	}
 	w := watch(p)
 	n := &node{proc: p, w: w, addr: w.wait(t, 0, listeningRE)[1]}
 	t.Cleanup(func() {
