@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/simplerpc/simplerpc/cluster"
@@ -234,4 +235,100 @@ func jsonOf(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestNodesUnderSubjectPermissions runs a cluster on a NATS server
+// configured as docs/CLUSTER.md advises for defense in depth: each node a
+// user that may publish on the prefix and _INBOX.> only, and subscribe to
+// its own subjects only; another user with no right on the prefix. The
+// nodes work as usual; the other user's forged goodbye never reaches them.
+func TestNodesUnderSubjectPermissions(t *testing.T) {
+	nodeUser := func(n int) *server.User {
+		own := "simplerpc.node." + strconv.Itoa(n)
+		return &server.User{Username: "node" + strconv.Itoa(n), Password: "pw" + strconv.Itoa(n), Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"simplerpc.>", "_INBOX.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{own, "simplerpc.all", "simplerpc.presence", "simplerpc.reply." + strconv.Itoa(n) + ".>", "_INBOX.>"}},
+		}}
+	}
+	other := &server.User{Username: "app", Password: "app", Permissions: &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"app.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"app.>", "_INBOX.>"}},
+	}}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		Users: []*server.User{nodeUser(1), nodeUser(2), other}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	ctx := ctxFor(t, 30*time.Second)
+	violations, refused := make(chan error, 16), make(chan error, 16) // the nodes', the other user's
+	connect := func(user, pw string, violations chan error) *nats.Conn {
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, pw), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case violations <- err:
+			default:
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	var downs sync.Mutex
+	down := 0
+	n1 := startNode(t, connect("node1", "pw1", violations), 1)
+	n2 := startNode(t, connect("node2", "pw2", violations), 2, cluster.WithOnNodeDown(func(cluster.NodeInfo, error) {
+		downs.Lock()
+		down++
+		downs.Unlock()
+	}))
+	formed(t, ctx, n1, n2)
+	c1, c2 := dial(t, n1), dial(t, n2)
+	if err := c2.Call(ctx, opJoin, groupMsg{Group: "room"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var r addResp
+	if err := n1.Call(ctx, c2.id, opAdd, addReq{A: 2, B: 3}, &r); err != nil || r.Sum != 5 {
+		t.Fatalf("call across: %v, %v", r, err)
+	}
+	if k, err := n1.Group("room").Len(ctx); err != nil || k != 1 {
+		t.Fatalf("group length across: %d, %v", k, err)
+	}
+	if err := n2.SendAll(9, map[string]int{"all": 1}); err != nil {
+		t.Fatal(err)
+	}
+	c1.expect(t, ctx, 9, `{"all":1}`)
+	c2.expect(t, ctx, 9, `{"all":1}`)
+	if len(violations) != 0 {
+		t.Fatalf("a node hit its permissions: %v", <-violations)
+	}
+
+	// Another application's user cannot forge a goodbye: NATS refuses the
+	// publish, and says so.
+	app := connect("app", "app", refused)
+	if err := app.Publish("simplerpc.presence", wire(wBye, 1, n1.Epoch())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-refused:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("the forged goodbye: %v, want a permissions violation", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("NATS accepted a publish on the prefix from a user without the right")
+	}
+	marker(t, ctx, n1, c2)
+	downs.Lock()
+	defer downs.Unlock()
+	if down != 0 || len(n2.Nodes()) != 2 {
+		t.Errorf("node 2 took node 1 for down %d times; sees %v", down, n2.Nodes())
+	}
+	if len(violations) != 0 {
+		t.Errorf("a node hit its permissions: %v", <-violations)
+	}
 }
