@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -330,5 +331,45 @@ func TestNodesUnderSubjectPermissions(t *testing.T) {
 	}
 	if len(violations) != 0 {
 		t.Errorf("a node hit its permissions: %v", <-violations)
+	}
+}
+
+// TestForgedMembersStayWithinTheirNode: a client with the credentials
+// invents node 5 with a heartbeat, takes its subject, and answers a
+// Members query with ids of other nodes as well as its own: only node 5's
+// count.
+func TestForgedMembersStayWithinTheirNode(t *testing.T) {
+	ns, nodes := newCluster(t, 2)
+	ctx := ctxFor(t, 30*time.Second)
+	n1, n2 := nodes[0], nodes[1]
+	c2 := dial(t, n2)
+	if err := c2.Call(ctx, opJoin, groupMsg{Group: "room"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bus, err := nats.Connect(ns.URL(), nats.Token(ns.Token()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	const e5 = uint64(1000)
+	own := uint64(5)<<54 | e5 + 1
+	sub, err := bus.Subscribe("simplerpc.node.5", func(m *nats.Msg) {
+		answer := wire(wAnswer, 5, e5, byte(0), uint64(2)<<54|e5+7, own, uint64(9)<<54|e5+1)
+		_ = bus.Publish(m.Reply, answer)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := bus.Publish("simplerpc.presence", wire(wBeat, 5, e5, uint64(1), "127.0.0.1:1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "node 1 to take node 5 for up", func() bool { return len(n1.Nodes()) == 3 })
+	ids, err := n1.Group("room").Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{c2.id, own}; len(ids) != 2 || !slices.Contains(ids, c2.id) || !slices.Contains(ids, own) {
+		t.Errorf("members %v, want %v", ids, want)
 	}
 }
