@@ -377,12 +377,25 @@ func (c *demoClient) count(op codec.Opcode, data string) int {
 // took to come.
 func (c *demoClient) wantFailure(t *testing.T, ctx context.Context, reason, msg string) time.Duration {
 	t.Helper()
+	return c.wantFailureSkip(t, ctx, nil, reason, msg)
+}
+
+// wantFailureSkip is wantFailure passing over the failures for which skip
+// (if not nil) is true.
+func (c *demoClient) wantFailureSkip(t *testing.T, ctx context.Context, skip func(handler.Error) bool, reason, msg string) time.Duration {
+	t.Helper()
 	start := time.Now()
-	c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > c.checked })
-	c.mu.Lock()
-	f := c.failures[c.checked]
-	c.checked++
-	c.mu.Unlock()
+	var f handler.Error
+	for {
+		c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > c.checked })
+		c.mu.Lock()
+		f = c.failures[c.checked]
+		c.checked++
+		c.mu.Unlock()
+		if skip == nil || !skip(f) {
+			break
+		}
+	}
 	if f.Reason != reason || !strings.Contains(f.Message, msg) {
 		t.Fatalf("client %d of %s: failure %s %q, want %s containing %q", c.id, c.node, f.Reason, f.Message, reason, msg)
 	}
