@@ -41,7 +41,7 @@ func TestServeClusterAuthErrors(t *testing.T) {
 		{"password without user", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-password-file", empty}, 2, "--nats-password-file needs --nats-user"},
 		{"user without password", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-user", "u"}, 2, "--nats-user needs its password"},
 		{"cert without key", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-tls-cert", empty}, 2, "go together"},
-		{"empty token file", []string{"--cluster", "embedded", "--node", "a", "--cluster-token-file", empty}, 1, "is empty"},
+		{"empty token file", []string{"--cluster", "embedded", "--node", "a", "--cluster-token-file", empty}, 1, "the first line is empty"},
 		{"a token file in no directory", []string{"--cluster", "embedded", "--node", "a", "--cluster-token-file", filepath.Join(dir, "no", "token")}, 1, "--cluster-token-file"},
 		{"not a seed", []string{"--cluster", "embedded", "--node", "a", "--nats-nkey-file", empty}, 1, "--nats-nkey-file"},
 	} {

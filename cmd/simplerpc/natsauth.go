@@ -7,6 +7,7 @@ package main
 // for a NATS server at a URL.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,7 @@ func addNATSAuthFlags(f *pflag.FlagSet, a *natsAuth) {
 	f.StringVar(&a.tlsCA, "nats-tls-ca", "", "PEM file of the CA certificates that verify the NATS at --cluster URL (connects with TLS)")
 	f.StringVar(&a.tlsCert, "nats-tls-cert", "", "PEM file of this node's client certificate, for a NATS at --cluster URL that requires one (with --nats-tls-key)")
 	f.StringVar(&a.tlsKey, "nats-tls-key", "", "PEM file of the key of --nats-tls-cert")
+	_ = cobraFileFlag(f, "cluster-token-file", "nats-password-file", "nats-nkey-file", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key")
 }
 
 // given returns the first of the flags that is set, or "".
@@ -116,11 +118,12 @@ func (a *natsAuth) checkURL() error {
 func (a *natsAuth) embeddedOptions(log *slog.Logger) ([]embedded.Option, []any, error) {
 	switch {
 	case a.nkeyFile != "":
-		seed, err := readSecret(a.nkeyFile, "--nats-nkey-file")
+		seed, err := readFile(a.nkeyFile, "--nats-nkey-file")
 		if err != nil {
 			return nil, nil, err
 		}
-		kp, err := nkeys.FromSeed([]byte(seed))
+		kp, err := nkeys.ParseDecoratedNKey(seed) // a bare seed, or as nsc decorates it
+		clear(seed)
 		if err != nil {
 			return nil, nil, fmt.Errorf("serve: --nats-nkey-file %s: not an nkey seed: %w", a.nkeyFile, err)
 		}
@@ -190,26 +193,38 @@ func (a *natsAuth) urlOptions() (opts []nats.Option, anonymous bool, err error) 
 	return opts, anonymous, nil
 }
 
-// readSecret reads a secret from a file, without its surrounding blanks.
-// Its errors name the file, never what it holds.
+// readSecret reads a secret from a file: its first line, without its
+// surrounding blanks, as --auth-token-file does. Its errors name the file,
+// never what it holds.
 func readSecret(path, flag string) (string, error) {
+	b, err := readFile(path, flag)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	s := strings.TrimSpace(string(line))
+	clear(b)
+	if s == "" {
+		return "", fmt.Errorf("serve: %s %s: the first line is empty", flag, path)
+	}
+	return s, nil
+}
+
+// readFile reads a small file of secrets, at most maxSecretFile bytes.
+func readFile(path, flag string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("serve: %s: %w", flag, err)
+		return nil, fmt.Errorf("serve: %s: %w", flag, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
-		return "", fmt.Errorf("serve: %s: %w", flag, err)
+		return nil, fmt.Errorf("serve: %s: %w", flag, err)
 	}
 	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("serve: %s %s: larger than %d bytes, not a secret", flag, path, maxSecretFile)
+		return nil, fmt.Errorf("serve: %s %s: larger than %d bytes, not a secret", flag, path, maxSecretFile)
 	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("serve: %s %s is empty", flag, path)
-	}
-	return s, nil
+	return b, nil
 }
 
 // tokenFromFile reads the token in path, or, when there is no such file,
