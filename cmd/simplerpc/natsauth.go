@@ -142,8 +142,8 @@ func (a *natsAuth) embeddedOptions(log *slog.Logger) ([]embedded.Option, []any, 
 			log.Info("wrote a new cluster token", "file", a.tokenFile)
 		}
 		return []embedded.Option{embedded.WithToken(token)}, []any{"auth", "token", "token_from", a.tokenFile}, nil
-	case os.Getenv(envClusterToken) != "":
-		return []embedded.Option{embedded.WithToken(strings.TrimSpace(os.Getenv(envClusterToken)))},
+	case envToken() != "":
+		return []embedded.Option{embedded.WithToken(envToken())},
 			[]any{"auth", "token", "token_from", "$" + envClusterToken}, nil
 	}
 	log.Info("the embedded NATS server's token is generated and known to this process only: other processes join with --cluster-token-file or $" + envClusterToken)
@@ -179,8 +179,8 @@ func (a *natsAuth) urlOptions() (opts []nats.Option, anonymous bool, err error) 
 			return nil, false, fmt.Errorf("serve: --nats-creds: %w", err)
 		}
 		opts = append(opts, nats.UserCredentials(a.credsFile))
-	case os.Getenv(envClusterToken) != "":
-		opts = append(opts, nats.Token(strings.TrimSpace(os.Getenv(envClusterToken))))
+	case envToken() != "":
+		opts = append(opts, nats.Token(envToken()))
 	default:
 		anonymous = true
 	}
@@ -192,6 +192,10 @@ func (a *natsAuth) urlOptions() (opts []nats.Option, anonymous bool, err error) 
 	}
 	return opts, anonymous, nil
 }
+
+// envToken returns $SIMPLERPC_CLUSTER_TOKEN without surrounding blanks;
+// "" when unset or blank.
+func envToken() string { return strings.TrimSpace(os.Getenv(envClusterToken)) }
 
 // readSecret reads a secret from a file: its first line, without its
 // surrounding blanks, as --auth-token-file does. Its errors name the file,
