@@ -21,6 +21,7 @@ package embedded
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -54,6 +55,7 @@ type options struct {
 	logger *slog.Logger
 	token  string
 	nkeys  []string
+	tls    *tls.Config
 }
 
 // WithHost sets the address the server listens on for clients. Defaults
@@ -84,6 +86,16 @@ func WithToken(token string) Option { return optionFunc(func(o *options) { o.tok
 func WithNKeys(publicKeys ...string) Option {
 	return optionFunc(func(o *options) { o.nkeys = append(o.nkeys, publicKeys...) })
 }
+
+// WithTLS makes the client port speak TLS only, with cfg, which needs a
+// certificate; set cfg.ClientAuth to tls.RequireAndVerifyClientCert (and
+// cfg.ClientCAs) to require client certificates as well. Connections made
+// by [Server.Connect] do without: they never leave the process. Clients
+// by [Server.URL] ("tls://...") verify the server (nats.RootCAs) and
+// still present the credentials. Defaults to nil: plain TCP, for one
+// machine; across machines a token in clear is only as safe as the
+// network.
+func WithTLS(cfg *tls.Config) Option { return optionFunc(func(o *options) { o.tls = cfg }) }
 
 // Server is a NATS server running in the process.
 //
@@ -121,6 +133,14 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	s := &Server{}
 	if err := s.credentials(&o, sopts); err != nil {
 		return nil, err
+	}
+	if o.tls != nil {
+		if len(o.tls.Certificates) == 0 && o.tls.GetCertificate == nil {
+			return nil, errors.New("embedded: WithTLS: the configuration has no certificate")
+		}
+		sopts.TLSConfig, sopts.TLS = o.tls, true
+		sopts.TLSVerify = o.tls.ClientAuth == tls.RequireAndVerifyClientCert
+		sopts.TLSTimeout = 5 // seconds, for a handshake
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
@@ -199,7 +219,7 @@ func NewToken() (string, error) {
 func (s *Server) Token() string { return s.token }
 
 // URL returns the URL clients in other processes connect to,
-// "nats://127.0.0.1:PORT".
+// "nats://127.0.0.1:PORT", or "tls://127.0.0.1:PORT" with [WithTLS].
 func (s *Server) URL() string { return s.ns.ClientURL() }
 
 // Addr returns the address the server listens on for clients.
