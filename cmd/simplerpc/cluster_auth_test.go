@@ -41,6 +41,9 @@ func TestServeClusterAuthErrors(t *testing.T) {
 		{"password without user", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-password-file", empty}, 2, "--nats-password-file needs --nats-user"},
 		{"user without password", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-user", "u"}, 2, "--nats-user needs its password"},
 		{"cert without key", []string{"--cluster", "nats://127.0.0.1:4222", "--node", "a", "--nats-tls-cert", empty}, 2, "go together"},
+		{"embedded: cert without key", []string{"--cluster", "embedded", "--node", "a", "--nats-tls-cert", empty}, 2, "go together"},
+		{"embedded: a CA without a certificate", []string{"--cluster", "embedded", "--node", "a", "--nats-tls-ca", empty}, 2, "needs the server's --nats-tls-cert"},
+		{"embedded: a bad certificate", []string{"--cluster", "embedded", "--node", "a", "--nats-tls-cert", empty, "--nats-tls-key", empty}, 1, "--nats-tls-cert"},
 		{"empty token file", []string{"--cluster", "embedded", "--node", "a", "--cluster-token-file", empty}, 1, "the first line is empty"},
 		{"a token file in no directory", []string{"--cluster", "embedded", "--node", "a", "--cluster-token-file", filepath.Join(dir, "no", "token")}, 1, "--cluster-token-file"},
 		{"not a seed", []string{"--cluster", "embedded", "--node", "a", "--nats-nkey-file", empty}, 1, "--nats-nkey-file"},
@@ -144,6 +147,39 @@ func TestServeClusterNKey(t *testing.T) {
 			t.Errorf("the seed is in the log:\n%s", n.stderr.String())
 		}
 	}
+}
+
+// TestServeClusterEmbeddedTLS: with --nats-tls-cert, --nats-tls-key and
+// --nats-tls-ca, the embedded NATS server speaks TLS only and requires
+// client certificates of that CA, as well as its token.
+func TestServeClusterEmbeddedTLS(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	token := filepath.Join(t.TempDir(), "token")
+	first, w1 := startNode(t, "--cluster", "embedded", "--node", "one", "--cluster-token-file", token,
+		"--nats-tls-cert", pki.serverCert, "--nats-tls-key", pki.serverKey, "--nats-tls-ca", pki.ca)
+	url := w1.wait(t, 0, reLine(`msg="embedded NATS listening" url=(tls://\S+) auth=token .* tls=mutual`))[1]
+	secret, err := readSecret(token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(strings.Replace(url, "tls://", "nats://", 1), nats.Token(secret), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("a NATS client without TLS connected")
+	}
+	r := runBin(t, testWait, "serve", "--addr", "127.0.0.1:0", "--cluster", url, "--node", "nocert", "--cluster-token-file", token,
+		"--nats-tls-ca", pki.ca)
+	r.wantCode(t, 1)
+	if !strings.Contains(r.stderr, "connect to NATS at "+url) {
+		t.Errorf("a node without a client certificate: %q", r.stderr)
+	}
+	second, w2 := startNode(t, "--cluster", url, "--node", "two", "--cluster-token-file", token,
+		"--nats-tls-ca", pki.ca, "--nats-tls-cert", pki.clientCert, "--nats-tls-key", pki.clientKey)
+	w1.wait(t, 0, nodeUpRE(w2.number(t)))
+	ctx := ctxWithin(t, testWait)
+	a, b := dialDemo(t, ctx, first.addr), dialDemo(t, ctx, second.addr)
+	b.relay(t, a.id, `{"via":"tls"}`)
+	a.wantFrame(t, ctx, opRelay, `{"via":"tls"}`)
 }
 
 // TestServeClusterURLAuth: nodes join a NATS at a URL that requires a user

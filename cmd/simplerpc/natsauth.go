@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,8 +57,8 @@ func addNATSAuthFlags(f *pflag.FlagSet, a *natsAuth) {
 	f.StringVar(&a.passwordFile, "nats-password-file", "", "file holding the password of --nats-user")
 	f.StringVar(&a.nkeyFile, "nats-nkey-file", "", "file holding a user nkey seed (SU...): proves this node to the NATS at --cluster URL; with --cluster embedded, the key the embedded server accepts instead of a token")
 	f.StringVar(&a.credsFile, "nats-creds", "", "NATS credentials file (a user JWT and its nkey seed, as nsc makes them) for the NATS at --cluster URL")
-	f.StringVar(&a.tlsCA, "nats-tls-ca", "", "PEM file of the CA certificates that verify the NATS at --cluster URL (connects with TLS)")
-	f.StringVar(&a.tlsCert, "nats-tls-cert", "", "PEM file of this node's client certificate, for a NATS at --cluster URL that requires one (with --nats-tls-key)")
+	f.StringVar(&a.tlsCA, "nats-tls-ca", "", "PEM file of CA certificates: with --cluster URL, those that verify the NATS server (connects with TLS); with --cluster embedded, those that verify the other nodes' client certificates (required then)")
+	f.StringVar(&a.tlsCert, "nats-tls-cert", "", "PEM certificate file (with --nats-tls-key): with --cluster URL, this node's client certificate; with --cluster embedded, the embedded NATS server's, which then speaks TLS only")
 	f.StringVar(&a.tlsKey, "nats-tls-key", "", "PEM file of the key of --nats-tls-cert")
 	_ = cobraFileFlag(f, "cluster-token-file", "nats-password-file", "nats-nkey-file", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key")
 }
@@ -80,14 +81,18 @@ func (a *natsAuth) given() string {
 func (a *natsAuth) checkEmbedded() error {
 	for _, f := range []struct{ name, v string }{
 		{"--nats-user", a.user}, {"--nats-password-file", a.passwordFile}, {"--nats-creds", a.credsFile},
-		{"--nats-tls-ca", a.tlsCA}, {"--nats-tls-cert", a.tlsCert}, {"--nats-tls-key", a.tlsKey},
 	} {
 		if f.v != "" {
 			return usagef("%s applies to a NATS at a URL, not to --cluster embedded (which takes --cluster-token-file or --nats-nkey-file)", f.name)
 		}
 	}
-	if a.tokenFile != "" && a.nkeyFile != "" {
+	switch {
+	case a.tokenFile != "" && a.nkeyFile != "":
 		return usagef("--cluster-token-file and --nats-nkey-file: the embedded NATS server takes one")
+	case (a.tlsCert == "") != (a.tlsKey == ""):
+		return usagef("--nats-tls-cert and --nats-tls-key go together")
+	case a.tlsCA != "" && a.tlsCert == "":
+		return usagef("--nats-tls-ca with --cluster embedded needs the server's --nats-tls-cert and --nats-tls-key")
 	}
 	return nil
 }
@@ -113,9 +118,30 @@ func (a *natsAuth) checkURL() error {
 	return nil
 }
 
-// embeddedOptions returns the embedded server's credentials, and log
-// attributes saying what they are (never the secret).
+// embeddedOptions returns the embedded server's credentials and TLS, and
+// log attributes saying what they are (never the secret).
 func (a *natsAuth) embeddedOptions(log *slog.Logger) ([]embedded.Option, []any, error) {
+	opts, attrs, err := a.embeddedCredentials(log)
+	if err != nil || a.tlsCert == "" {
+		return opts, append(attrs, "tls", "off"), err
+	}
+	pair, err := tls.LoadX509KeyPair(a.tlsCert, a.tlsKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("serve: --nats-tls-cert %s / --nats-tls-key %s: %w", a.tlsCert, a.tlsKey, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	mode := "on"
+	if a.tlsCA != "" {
+		if cfg.ClientCAs, err = loadCAs("--nats-tls-ca", a.tlsCA); err != nil {
+			return nil, nil, err
+		}
+		cfg.ClientAuth, mode = tls.RequireAndVerifyClientCert, "mutual"
+	}
+	return append(opts, embedded.WithTLS(cfg)), append(attrs, "tls", mode), nil
+}
+
+// embeddedCredentials returns the embedded server's credentials.
+func (a *natsAuth) embeddedCredentials(log *slog.Logger) ([]embedded.Option, []any, error) {
 	switch {
 	case a.nkeyFile != "":
 		seed, err := readFile(a.nkeyFile, "--nats-nkey-file")
