@@ -139,8 +139,8 @@ func TestServeClusterNKey(t *testing.T) {
 	w1.wait(t, 0, nodeUpRE(w2.number(t)))
 	ctx := ctxWithin(t, testWait)
 	a, b := dialDemo(t, ctx, first.addr), dialDemo(t, ctx, second.addr)
-	b.relay(t, a.id, `{"via":"nkey"}`)
-	a.wantFrame(t, ctx, opRelay, `{"via":"nkey"}`)
+	a.relay(t, b.id, `{"via":"nkey"}`) // one knows two: from one to two
+	b.wantFrame(t, ctx, opRelay, `{"via":"nkey"}`)
 	for _, n := range []*node{second, first} {
 		n.stop(t)
 		if strings.Contains(n.stderr.String(), string(seed)) {
@@ -178,8 +178,8 @@ func TestServeClusterEmbeddedTLS(t *testing.T) {
 	w1.wait(t, 0, nodeUpRE(w2.number(t)))
 	ctx := ctxWithin(t, testWait)
 	a, b := dialDemo(t, ctx, first.addr), dialDemo(t, ctx, second.addr)
-	b.relay(t, a.id, `{"via":"tls"}`)
-	a.wantFrame(t, ctx, opRelay, `{"via":"tls"}`)
+	a.relay(t, b.id, `{"via":"tls"}`) // one knows two: from one to two
+	b.wantFrame(t, ctx, opRelay, `{"via":"tls"}`)
 }
 
 // TestServeClusterURLAuth: nodes join a NATS at a URL that requires a user

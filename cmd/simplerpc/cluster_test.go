@@ -205,6 +205,14 @@ func (w *logWatch) wait(t *testing.T, from int, re *regexp.Regexp) []string {
 		select {
 		case <-changed:
 		case <-w.p.done:
+			// Its stderr is complete once it has exited, while the last
+			// lines may still be on their way to w.lines.
+			all := strings.Split(w.p.stderr.String(), "\n")
+			for _, l := range all[min(from, len(all)):] {
+				if m := re.FindStringSubmatch(l); m != nil {
+					return m
+				}
+			}
 			t.Fatalf("process exited (%v) before printing a line matching %v\nstderr:\n%s", w.p.err, re, w.p.stderr.String())
 		case <-deadline:
 			t.Fatalf("no line matching %v within %v\nstderr:\n%s", re, testWait, w.p.stderr.String())
