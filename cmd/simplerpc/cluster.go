@@ -207,7 +207,7 @@ func joinBus(ctx context.Context, log *slog.Logger, o clusterOptions) (*bus, err
 		}
 		return b, nil
 	}
-	creds, anonymous, err := o.auth.urlOptions()
+	creds, err := o.auth.urlOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +219,8 @@ func joinBus(ctx context.Context, log *slog.Logger, o clusterOptions) (*bus, err
 		}
 		return nil, fmt.Errorf("serve: connect to NATS at %s: %w", o.url, err)
 	}
-	if anonymous {
-		log.Warn("connected to NATS without credentials: any client of that NATS server can forge this cluster's traffic (docs/CLUSTER.md)",
+	if !b.nc.AuthRequired() {
+		log.Warn("the NATS server requires no authentication: any of its clients can forge this cluster's traffic (docs/CLUSTER.md §7)",
 			"url", o.url)
 	}
 	return b, nil

@@ -246,10 +246,18 @@ func TestServeClusterURLAuth(t *testing.T) {
 		}
 	}
 
-	// A NATS that asks for nothing: joined, with a warning.
+	// A NATS that asks for nothing: joined, with a warning, with or
+	// without credentials.
 	open := startTestNATS(t, &server.Options{})
-	_, w := startNode(t, "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", open.Addr().(*net.TCPAddr).Port), "--node", "lone")
-	w.wait(t, 0, reLine(`level=WARN msg="connected to NATS without credentials`))
+	openURL := fmt.Sprintf("nats://127.0.0.1:%d", open.Addr().(*net.TCPAddr).Port)
+	_, w := startNode(t, "--cluster", openURL, "--node", "lone")
+	_, wp := startNode(t, "--cluster", openURL, "--node", "lone2", "--nats-user", "simplerpc", "--nats-password-file", good)
+	for _, w := range []*logWatch{w, wp} {
+		w.wait(t, 0, reLine(`level=WARN msg="the NATS server requires no authentication`))
+	}
+	if strings.Contains(w1.p.stderr.String(), "requires no authentication") {
+		t.Error("a node of a NATS that requires authentication warns that it does not")
+	}
 	// The test's cleanup kills it: a SIGINT this soon after "listening"
 	// can meet a race of serve's (its signal and its server's end, both
 	// ready at once, make it exit 1), which is not this test's subject.

@@ -176,39 +176,36 @@ func (a *natsAuth) embeddedCredentials(log *slog.Logger) ([]embedded.Option, []a
 	return nil, []any{"auth", "token", "token_from", "generated"}, nil
 }
 
-// urlOptions returns nats.go's options for the credentials and TLS given;
-// anonymous is true when no credential is.
-func (a *natsAuth) urlOptions() (opts []nats.Option, anonymous bool, err error) {
+// urlOptions returns nats.go's options for the credentials and TLS given.
+func (a *natsAuth) urlOptions() (opts []nats.Option, err error) {
 	switch {
 	case a.tokenFile != "":
 		token, err := readSecret(a.tokenFile, "--cluster-token-file")
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		opts = append(opts, nats.Token(token))
 	case a.user != "":
 		password := os.Getenv(envNATSPassword)
 		if a.passwordFile != "" {
 			if password, err = readSecret(a.passwordFile, "--nats-password-file"); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 		}
 		opts = append(opts, nats.UserInfo(a.user, password))
 	case a.nkeyFile != "":
 		opt, err := nats.NkeyOptionFromSeed(a.nkeyFile)
 		if err != nil {
-			return nil, false, fmt.Errorf("serve: --nats-nkey-file %s: %w", a.nkeyFile, err)
+			return nil, fmt.Errorf("serve: --nats-nkey-file %s: %w", a.nkeyFile, err)
 		}
 		opts = append(opts, opt)
 	case a.credsFile != "":
 		if _, err := os.Stat(a.credsFile); err != nil {
-			return nil, false, fmt.Errorf("serve: --nats-creds: %w", err)
+			return nil, fmt.Errorf("serve: --nats-creds: %w", err)
 		}
 		opts = append(opts, nats.UserCredentials(a.credsFile))
 	case envToken() != "":
 		opts = append(opts, nats.Token(envToken()))
-	default:
-		anonymous = true
 	}
 	if a.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(a.tlsCA))
@@ -216,7 +213,7 @@ func (a *natsAuth) urlOptions() (opts []nats.Option, anonymous bool, err error) 
 	if a.tlsCert != "" {
 		opts = append(opts, nats.ClientCert(a.tlsCert, a.tlsKey))
 	}
-	return opts, anonymous, nil
+	return opts, nil
 }
 
 // envToken returns $SIMPLERPC_CLUSTER_TOKEN without surrounding blanks;
