@@ -75,7 +75,7 @@ func newConfig(srv *engine.Server, opts []Option) (*config, error) {
 		upgradeGrace:   defaultUpgradeGrace,
 		upgradeTimeout: defaultUpgradeTimeout,
 		statusEvery:    defaultStatusEvery,
-		status:         func() string { return fmt.Sprintf("serving %d connections", srv.Len()) },
+		status:         func() string { return serving(srv.Len()) },
 		start:          srv.StartOn,
 		shutdown:       srv.Shutdown,
 	}
@@ -96,6 +96,15 @@ func newConfig(srv *engine.Server, opts []Option) (*config, error) {
 		}
 	}
 	return c, nil
+}
+
+// serving is the default status: "serving 3 connections", "serving 1
+// connection".
+func serving(n int) string {
+	if n == 1 {
+		return "serving 1 connection"
+	}
+	return fmt.Sprintf("serving %d connections", n)
 }
 
 // WithAddrs gives the addresses to listen on when no socket is handed over
@@ -147,7 +156,7 @@ func WithUpgradeGrace(d time.Duration) Option { return func(c *config) { c.upgra
 
 // WithStatus sets the text of the STATUS= notification, sent at readiness
 // and every interval; fn is called from Run's goroutines. Defaults to
-// "serving N connections" every 5 s.
+// "serving N connections" ("1 connection") every 5 s.
 func WithStatus(fn func() string, every time.Duration) Option {
 	return func(c *config) { c.status, c.statusEvery = fn, every }
 }

@@ -24,6 +24,9 @@ import (
 // option), when [WithOnReady]'s function fails, or when srv stops by
 // itself (srv.Err).
 //
+// The functions of [WithStart], [WithShutdown], [WithOnReady] and
+// [WithOnUpgrade] run on Run's goroutine, one at a time.
+//
 // srv must be new (not started): Run starts it on the sockets handed to
 // the process (socket activation, or a predecessor's) or else on the
 // addresses of [WithAddrs]; a successor adopts its predecessor's
@@ -35,8 +38,11 @@ func Run(ctx context.Context, srv *engine.Server, opts ...Option) error {
 	if err != nil {
 		return err
 	}
+	// The first SIGTERM or SIGINT asks for the graceful shutdown; a second
+	// one kills the process as usual.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
+	context.AfterFunc(sigCtx, stopSignals)
 	// The server's own context ends when Run returns: Run shuts it down,
 	// within its grace, rather than the engine on the signal.
 	srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
