@@ -86,14 +86,14 @@ func Run(ctx context.Context, srv *engine.Server, opts ...Option) error {
 	}
 	attrs := append(append([]any{"addr", urls[0]}, c.logAttrs...), "activated", nActivated, "pid", os.Getpid())
 	c.log.Info("listening", attrs...)
+	hup, stopHup := upgradeSignal()
+	defer stopHup()
 	if c.onReady != nil {
 		if err := c.onReady(sigCtx, urls); err != nil {
 			_ = srv.Close()
 			return err
 		}
 	}
-	hup, stopHup := upgradeSignal()
-	defer stopHup()
 	sd := startNotifier(c, srv, next)
 	for {
 		select {

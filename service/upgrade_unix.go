@@ -147,11 +147,7 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 		}
 	}()
 	for _, ln := range lns {
-		fl, ok := ln.(fileListener)
-		if !ok {
-			return 0, fmt.Errorf("upgrade: cannot hand on a %T", ln)
-		}
-		f, err := fl.File()
+		f, err := listenerFile(ln)
 		if err != nil {
 			return 0, fmt.Errorf("upgrade: %w", err)
 		}
@@ -239,6 +235,37 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 		}
 	}
 	return pid, nil
+}
+
+// listenerFile duplicates ln's socket for the successor, leaving it
+// non-blocking. (*net.TCPListener).File would not do: os/exec takes its
+// descriptor with File.Fd, which makes the socket blocking, a mode its
+// duplicates share; this process's accept loop would then wait in
+// accept(2), out of reach of Close and of the handover's pause, until the
+// next connection came.
+func listenerFile(ln net.Listener) (*os.File, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("cannot hand on a %T", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		syscall.ForkLock.RLock() // no child inherits it but the successor
+		if dup, derr = syscall.Dup(int(fd)); derr == nil {
+			syscall.CloseOnExec(dup)
+		}
+		syscall.ForkLock.RUnlock()
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup: %w", derr)
+	}
+	return os.NewFile(uintptr(dup), ln.Addr().String()), nil // NewFile's Fd leaves it non-blocking
 }
 
 // readReady reads datagrams from nc until one says READY=1, or nc fails
