@@ -266,8 +266,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.metrics != "" {
 		opts = append(opts,
 			service.WithOnReady(func(context.Context, []string) error {
-				ms, err = startMetrics(log, d.srv, o.metrics, o.pprof)
-				return err
+				var merr error
+				ms, merr = startMetrics(log, d.srv, o.metrics, o.pprof)
+				return merr
 			}),
 			service.WithOnUpgrade(func(ctx context.Context) {
 				sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
