@@ -102,7 +102,7 @@ func notifySocket(t *testing.T) <-chan string {
 	}
 	t.Setenv("NOTIFY_SOCKET", path)
 	lines := make(chan string, 1024)
-	done := make(chan struct{})
+	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		b := make([]byte, 4096)
@@ -112,11 +112,15 @@ func notifySocket(t *testing.T) <-chan string {
 				return
 			}
 			for _, l := range strings.Split(string(b[:n]), "\n") {
-				lines <- l
+				select {
+				case lines <- l:
+				case <-quit: // the test reads no more
+					return
+				}
 			}
 		}
 	}()
-	t.Cleanup(func() { c.Close(); <-done })
+	t.Cleanup(func() { close(quit); c.Close(); <-done })
 	return lines
 }
 
