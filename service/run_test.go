@@ -291,3 +291,35 @@ func TestRunErrors(t *testing.T) {
 		t.Error("the server runs on after the readiness hook failed")
 	}
 }
+
+// TestStatusPlural: the default status says "1 connection", not "1
+// connections" (issue 32, item 14; it was serve's).
+func TestStatusPlural(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connected := make(chan struct{}, 1)
+	srv, err := engine.NewServer(handler.NewRouter(), engine.WithOnConnect(func(handler.Conn) { connected <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := newConfig(srv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.status(), "serving 0 connections"; got != want {
+		t.Errorf("status %q, want %q", got, want)
+	}
+	dial(t, ctx, srv.Addr().String())
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("the server never saw the connection")
+	}
+	if got, want := c.status(), "serving 1 connection"; got != want {
+		t.Errorf("status %q, want %q", got, want)
+	}
+}
