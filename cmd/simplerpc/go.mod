@@ -4,7 +4,6 @@ go 1.26.8
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
-	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16
@@ -14,6 +13,7 @@ require (
 	github.com/simplerpc/simplerpc v0.0.0
 	github.com/simplerpc/simplerpc/cluster v0.0.0
 	github.com/simplerpc/simplerpc/metrics v0.0.0
+	github.com/simplerpc/simplerpc/service v0.0.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
 	golang.org/x/term v0.48.0
@@ -29,6 +29,7 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/ws v1.5.0 // indirect
 	github.com/goccy/go-json v0.12.0 // indirect
@@ -61,3 +62,5 @@ replace github.com/simplerpc/simplerpc => ../..
 replace github.com/simplerpc/simplerpc/metrics => ../../metrics
 
 replace github.com/simplerpc/simplerpc/cluster => ../../cluster
+
+replace github.com/simplerpc/simplerpc/service => ../../service

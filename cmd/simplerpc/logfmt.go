@@ -1,11 +1,9 @@
-// Log and status text shared by the subcommands: durations as text in
-// every log format, and counts with their noun in the right number.
+// Log text shared by the subcommands: durations as text in every log
+// format. (The systemd status, "serving 1 connection", is package
+// service's.)
 package main
 
-import (
-	"fmt"
-	"log/slog"
-)
+import "log/slog"
 
 // durationsAsText is a slog ReplaceAttr that writes a duration as Go
 // writes it ("4s", "250ms"), not as a count of nanoseconds: slog's JSON
@@ -16,13 +14,4 @@ func durationsAsText(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, a.Value.Duration().String())
 	}
 	return a
-}
-
-// countOf returns n and noun, with an "s" unless n is 1: "1 connection",
-// "2 connections".
-func countOf(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/service"
 )
 
 // Opcodes of the demo server.
@@ -24,7 +24,8 @@ const (
 	opBroadcast = 1 // sent to every connection on opcode 1
 )
 
-// shutdownGrace bounds how long serve waits for queued frames on exit.
+// shutdownGrace bounds how long serve waits for queued frames on exit, and
+// for the metrics server to stop.
 const shutdownGrace = 5 * time.Second
 
 // serveOptions are serve's flags.
@@ -181,7 +182,8 @@ func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", format)
 }
 
-// serve runs the demo server until ctx ends.
+// serve runs the demo server until ctx ends, as a service (package
+// service): socket activation, sd_notify, the upgrade on SIGHUP.
 func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	log, err := newLogger(stderr, o.logFormat, o.verbose)
 	if err != nil {
@@ -204,7 +206,12 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.upgradeTimeout <= 0 || o.grace <= 0 {
 		return usagef("--upgrade-timeout and --grace must be positive")
 	}
-	if o.upgradeMode != "handover" && o.upgradeMode != "goaway" {
+	mode := service.Handover
+	switch o.upgradeMode {
+	case "handover":
+	case "goaway":
+		mode = service.GoAway
+	default:
 		return usagef("--upgrade %q: want handover or goaway", o.upgradeMode)
 	}
 	limits, err := o.limits.serverOptions(o.maxSize)
@@ -237,203 +244,55 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if err != nil {
 		return usageError{err: err} // only option values can fail here
 	}
-	srv := d.srv
-	next, err := adoptUpgrade()
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+	bufOut, bufIn, bufFrom := d.srv.MaxBuffered()
+	opts := []service.Option{
+		service.WithAddrs(o.addrs...), // unless systemd or a predecessor hands sockets over
+		service.WithLogger(log),
+		service.WithLogAttrs("size", o.size, "loops", o.loops, "tls", o.tls.describe(),
+			"max_buffered", bufOut+bufIn, "max_buffered_from", bufFrom),
+		service.WithShutdownGrace(shutdownGrace),
+		service.WithUpgrade(mode),
+		service.WithUpgradeTimeout(o.upgradeTimeout),
+		service.WithUpgradeGrace(o.grace),
+		service.WithStart(func(ctx context.Context, lns ...net.Listener) error { return d.startOn(ctx, log, lns...) }),
+		service.WithShutdown(d.shutdown),
 	}
-	lns, names, err := activatedListeners()
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+	if !d.upgradable() {
+		opts = append(opts, service.WithoutUpgrade("a cluster node does not upgrade itself"))
 	}
-	if err := adoptConns(ctx, log, o, srv, next != nil); err != nil {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-		return fmt.Errorf("serve: %w", err)
-	}
-	activated := len(lns)
-	if activated == 0 {
-		// serve makes its listeners itself, rather than through
-		// Server.Start, so as to hand them to a successor.
-		if lns, names, err = listenAll(ctx, o.addrs); err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	// The service manager's sockets, or a predecessor's, replace --addr;
-	// their names say which speak WebSocket (wsaddr.go).
-	if err := d.startOn(ctx, log, servedListeners(lns, names)...); err != nil {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-		return fmt.Errorf("serve: %w", err)
-	}
-	for i, ln := range lns[1:] {
-		log.Info("also listening", "addr", listenerURL(ln, names[i+1]), "fd", 4+i)
-	}
-	bufOut, bufIn, bufFrom := srv.MaxBuffered()
-	log.Info("listening", "addr", listenerURL(lns[0], names[0]), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
-		"activated", activated, "pid", os.Getpid(), "max_buffered", bufOut+bufIn, "max_buffered_from", bufFrom)
+	// The metrics listener opens before READY=1, and closes while a
+	// successor starts (it binds the same address).
 	var ms *metricsServer
 	if o.metrics != "" {
-		if ms, err = startMetrics(log, srv, o.metrics, o.pprof); err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("serve: %w", err)
-		}
+		opts = append(opts,
+			service.WithOnReady(func(context.Context, []string) error {
+				var merr error
+				ms, merr = startMetrics(log, d.srv, o.metrics, o.pprof)
+				return merr
+			}),
+			service.WithOnUpgrade(func(ctx context.Context) {
+				sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+				defer cancel()
+				_ = ms.shutdown(sctx)
+				ms = nil
+			}, func(context.Context) {
+				var merr error
+				if ms, merr = startMetrics(log, d.srv, o.metrics, o.pprof); merr != nil {
+					log.Error("metrics not served again", "err", merr)
+				}
+			}))
 	}
-	sd := startNotifier(log, srv, next)
-	hup, stopHup := upgradeSignal()
-	defer stopHup()
-	// The engine shuts down on its own when ctx ends; Shutdown waits for it.
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-srv.Done():
-			// The event loop stopped without being asked (an accept error).
-			sd.stopping()
-			_ = ms.shutdown(context.Background())
-			return fmt.Errorf("serve: %w", srv.Err())
-		case <-hup:
-			if !d.upgradable() {
-				log.Warn("SIGHUP ignored: a cluster node does not upgrade itself")
-				continue
-			}
-			var pid int
-			if pid, ms, err = upgrade(ctx, log, o, srv, lns, names, ms); err != nil {
-				log.Error("upgrade failed; serving on", "err", err)
-				continue
-			}
-			sd.handOver(pid)
-			return handOver(log, o, srv, pid)
-		}
-	}
-	log.Info("shutting down", "conns", srv.Stats().Conns)
-	sd.stopping()
+	err = service.Run(ctx, d.srv, opts...)
+	// The metrics go last, so that a scrape sees the shutdown.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	err = d.shutdown(sctx)
-	// The metrics go last, so that a scrape sees the shutdown.
 	if merr := ms.shutdown(sctx); merr != nil && err == nil {
 		err = merr
 	}
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("stopped")
 	return nil
-}
-
-// upgrade starts the successor on lns (named names, for LISTEN_FDNAMES)
-// and waits for its readiness. The metrics server is closed meanwhile, its
-// address being the successor's too; upgrade returns it running again when
-// the successor fails, and nil otherwise.
-func upgrade(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.Server, lns []net.Listener,
-	names []string, ms *metricsServer) (int, *metricsServer, error) {
-	log.Info("upgrading: starting the successor", "conns", srv.Stats().Conns)
-	if ms != nil {
-		sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
-		_ = ms.shutdown(sctx)
-		cancel()
-	}
-	uctx, cancel := context.WithTimeout(ctx, o.upgradeTimeout)
-	defer cancel()
-	var next successor
-	if o.upgradeMode == "handover" {
-		mine, theirs, err := handoverPair()
-		if err != nil {
-			return 0, ms, err
-		}
-		defer mine.Close()
-		next = successor{handover: theirs, during: func() error {
-			rep, err := srv.HandOver(uctx, mine)
-			log.Info("upgrade: connections handed over", "conns", rep.HandedOver, "going_away", rep.GoneAway, "err", err)
-			return err
-		}}
-	}
-	pid, err := startSuccessor(uctx, log, lns, names, next)
-	if err == nil {
-		return pid, nil, nil
-	}
-	if ms != nil {
-		var merr error
-		if ms, merr = startMetrics(log, srv, o.metrics, o.pprof); merr != nil {
-			log.Error("metrics not served again", "err", merr)
-		}
-	}
-	return 0, ms, err
-}
-
-// handOver lets the successor pid take over: every connection is told to
-// go away and given --grace to move, then the server shuts down.
-func handOver(log *slog.Logger, o serveOptions, srv *engine.Server, pid int) error {
-	log.Info("successor ready; going away", "pid", pid, "conns", srv.Stats().Conns, "grace", o.grace)
-	gctx, cancel := context.WithTimeout(context.Background(), o.grace)
-	defer cancel()
-	if err := srv.GoAway(gctx, "upgrade"); err != nil {
-		log.Warn("clients left after --grace are closed", "err", err)
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	log.Info("upgraded", "pid", pid)
-	return nil
-}
-
-// adoptConns adopts the connections a predecessor hands over, if this
-// process is a successor started with a handover socket: before the
-// server accepts, so that its new net ids start above theirs.
-func adoptConns(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.Server, successor bool) error {
-	if !successor {
-		return nil
-	}
-	uc, err := handoverSocket()
-	if err != nil || uc == nil {
-		return err
-	}
-	defer uc.Close()
-	actx, cancel := context.WithTimeout(ctx, o.upgradeTimeout)
-	defer cancel()
-	n, err := srv.Adopt(actx, uc)
-	if err != nil {
-		return err
-	}
-	log.Info("adopted the predecessor's connections", "conns", n)
-	return nil
-}
-
-// listenOn opens the listener for --addr: "host:port", "tcp://",
-// "tcp4://", "tcp6://", "tls://" (TCP; the server adds TLS) or
-// "unix:///path", where a socket left by an earlier run is removed first.
-func listenOn(ctx context.Context, addr string) (net.Listener, error) {
-	network, address, ok := strings.Cut(addr, "://")
-	switch {
-	case !ok:
-		network, address = "tcp", addr
-	case network == "tls":
-		network = "tcp"
-	case network == "unix":
-		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			_ = os.Remove(address)
-		}
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, network, address)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
-// listenAddr returns a as --addr takes it.
-func listenAddr(a net.Addr) string {
-	if a.Network() == "unix" {
-		return "unix://" + a.String()
-	}
-	return a.String()
 }
 
 // checkSizes rejects a --size or --max-size the engine would refuse, naming

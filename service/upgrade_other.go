@@ -1,6 +1,9 @@
 //go:build !unix
 
-package main
+// This file holds the upgrade's stand-ins off Unix, where SIGHUP does not
+// upgrade: no signal arrives and no predecessor hands anything over.
+
+package service
 
 import (
 	"context"
@@ -10,8 +13,7 @@ import (
 	"os"
 )
 
-// upgradeSignal returns a channel that never delivers: there is no SIGHUP
-// upgrade off Unix.
+// upgradeSignal returns a channel that never delivers.
 func upgradeSignal() (<-chan os.Signal, func()) { return nil, func() {} }
 
 // adoptUpgrade does nothing off Unix.

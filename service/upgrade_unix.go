@@ -1,11 +1,11 @@
 //go:build unix
 
-// This file holds serve's upgrade on SIGHUP: the process starts its
+// This file holds Run's upgrade on SIGHUP: the process starts its
 // successor on the same listening sockets, as socket activation would, and
 // waits for its readiness; and the successor's side, which takes the
 // sockets for its own.
 
-package main
+package service
 
 import (
 	"context"
@@ -27,9 +27,10 @@ import (
 // exec; it is given envUpgradeParent, its parent's pid, instead, and sets
 // LISTEN_PID itself when that is its parent indeed. envNextNotify is the
 // service manager's NOTIFY_SOCKET ("" for none): the successor's own is its
-// predecessor's, for READY=1 only.
-// envHandover is the descriptor of the Unix socket on which the
-// predecessor hands over its live connections (--upgrade handover).
+// predecessor's, for READY=1 only. envHandover is the descriptor of the
+// Unix socket on which the predecessor hands over its live connections
+// (Handover). The names are those `simplerpc serve` has always used, so
+// that an older serve upgrades to a newer one.
 const (
 	envUpgradeParent = "SIMPLERPC_UPGRADE_PARENT"
 	envNextNotify    = "SIMPLERPC_UPGRADE_NOTIFY_SOCKET"
@@ -46,7 +47,7 @@ func upgradeSignal() (<-chan os.Signal, func()) {
 
 // adoptUpgrade makes the sockets of a predecessor this process's own: when
 // envUpgradeParent names the parent, it sets LISTEN_PID to this process, so
-// that activatedListeners takes LISTEN_FDS. It returns the service
+// that activated takes LISTEN_FDS. It returns the service
 // manager's NOTIFY_SOCKET to speak to once ready, or nil when this process
 // is no successor. The real socket activation, which sets LISTEN_PID, is
 // left alone.
@@ -146,11 +147,7 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 		}
 	}()
 	for _, ln := range lns {
-		fl, ok := ln.(fileListener)
-		if !ok {
-			return 0, fmt.Errorf("upgrade: cannot hand on a %T", ln)
-		}
-		f, err := fl.File()
+		f, err := listenerFile(ln)
 		if err != nil {
 			return 0, fmt.Errorf("upgrade: %w", err)
 		}
@@ -229,7 +226,7 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 			if !handed {
 				<-during // it ends with ctx too
 			}
-			return fail(fmt.Errorf("not ready (--upgrade-timeout): %w", context.Cause(ctx)))
+			return fail(fmt.Errorf("not ready within the upgrade timeout: %w", context.Cause(ctx)))
 		}
 	}
 	for _, ln := range lns {
@@ -238,6 +235,37 @@ func startSuccessor(ctx context.Context, log *slog.Logger, lns []net.Listener, n
 		}
 	}
 	return pid, nil
+}
+
+// listenerFile duplicates ln's socket for the successor, leaving it
+// non-blocking. (*net.TCPListener).File would not do: os/exec takes its
+// descriptor with File.Fd, which makes the socket blocking, a mode its
+// duplicates share; this process's accept loop would then wait in
+// accept(2), out of reach of Close and of the handover's pause, until the
+// next connection came.
+func listenerFile(ln net.Listener) (*os.File, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("cannot hand on a %T", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		syscall.ForkLock.RLock() // no child inherits it but the successor
+		if dup, derr = syscall.Dup(int(fd)); derr == nil {
+			syscall.CloseOnExec(dup)
+		}
+		syscall.ForkLock.RUnlock()
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup: %w", derr)
+	}
+	return os.NewFile(uintptr(dup), ln.Addr().String()), nil // NewFile's Fd leaves it non-blocking
 }
 
 // readReady reads datagrams from nc until one says READY=1, or nc fails
