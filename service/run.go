@@ -100,6 +100,11 @@ func Run(ctx context.Context, srv *engine.Server, opts ...Option) error {
 		case <-sigCtx.Done():
 			return shutdown(c, srv, sd)
 		case <-srv.Done():
+			if sigCtx.Err() != nil {
+				// Asked, after all: the signal ended the server's own
+				// context too, and select took this case at random.
+				return shutdown(c, srv, sd)
+			}
 			// The server stopped without being asked (an accept error).
 			sd.stopping()
 			return fmt.Errorf("service: %w", srv.Err())
