@@ -141,6 +141,9 @@ func (c *conn) run(j job, data []byte) {
 func (c *conn) runInline(j job, data []byte) {
 	c.side.inline.Add(1)
 	defer c.side.inline.Add(-1)
+	if c.loop.handed.hold(data) {
+		defer c.loop.handed.release()
+	}
 	c.run(j, data)
 }
 
