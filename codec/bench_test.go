@@ -409,4 +409,3 @@ func BenchmarkAppendRequest(b *testing.B) {
 		}
 	})
 }
-

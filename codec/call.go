@@ -11,7 +11,6 @@ package codec
 import (
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 )
@@ -228,8 +227,8 @@ func fastCall(frame []byte) (op Opcode, obj []byte, c Call, ok bool) {
 		return 0, nil, Call{}, false
 	}
 	// Depth 1: Decode's limit counts from the envelope.
-	n, high, valid := validObjectAt(b[i:], 1)
-	if !valid || high && !utf8.Valid(b[i:i+n]) {
+	n, valid := validObjectAt(b[i:], 1)
+	if !valid {
 		return 0, nil, Call{}, false
 	}
 	end := i + n

@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -90,8 +89,8 @@ func objectPrefix(b []byte, depth int) (int, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%w: no object at the start", ErrNotObject)
 	}
-	n, high, ok := validObjectAt(b, depth)
-	if !ok || high && !utf8.Valid(b[:n]) {
+	n, ok := validObjectAt(b, depth)
+	if !ok {
 		return 0, fmt.Errorf("%w: invalid object", ErrNotObject)
 	}
 	return n, nil
@@ -113,8 +112,8 @@ func objectBounds(b []byte) (start, end int, err error) {
 	for start < len(b) && isSpace(b[start]) {
 		start++
 	}
-	n, high, ok := validObject(b[start:])
-	if !ok || high && !utf8.Valid(b[start:start+n]) {
+	n, ok := validObject(b[start:])
+	if !ok {
 		return 0, 0, fmt.Errorf("%w: %.16q", ErrNotObject, b)
 	}
 	end = start + n
@@ -154,14 +153,21 @@ func grow(b []byte, n int) []byte {
 	return nb
 }
 
-// pad fills p with spaces.
+// spaces is a run of the padding byte that pad copies from and isPadding
+// compares with, in one piece for most frames.
+const (
+	spaces16  = "                "
+	spaces64  = spaces16 + spaces16 + spaces16 + spaces16
+	spaces256 = spaces64 + spaces64 + spaces64 + spaces64
+	spaces    = spaces256 + spaces256
+)
+
+// pad fills p with spaces: one copy of the run of spaces, then copies of
+// what is filled already for a longer p.
 func pad(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	p[0] = ' '
-	for n := 1; n < len(p); n *= 2 {
-		copy(p[n:], p[:n])
+	n := copy(p, spaces)
+	for n < len(p) {
+		n += copy(p[n:], p[:n])
 	}
 }
 
@@ -245,17 +251,11 @@ func Decode(frame []byte) (op Opcode, obj []byte, err error) {
 	if !ok {
 		return 0, nil, errBadOpcode(frame[:brace])
 	}
-	if n, high, ok := validObject(frame[brace:]); ok {
-		obj = frame[brace : brace+n]
-		if !isPadding(frame[brace+n:]) {
-			return op, nil, errBadJSON(op, "extra data after object")
-		}
-		if high && !utf8.Valid(obj) {
-			return op, nil, errBadJSON(op, "invalid UTF-8")
-		}
-		return op, obj, nil
+	if n, ok := validObject(frame[brace:]); ok && isPadding(frame[brace+n:]) {
+		return op, frame[brace : brace+n], nil
 	}
-	// Invalid: the resumable scanner says why.
+	// Invalid: the resumable scanner says why, in the order it finds it
+	// (syntax, then what follows the object, then UTF-8).
 	var s jsonScanner
 	n, done, ok := s.feed(frame[brace:])
 	if !ok {
@@ -275,14 +275,13 @@ func Decode(frame []byte) (op Opcode, obj []byte, err error) {
 }
 
 // isPadding reports whether p holds only whitespace. Spaces, the padding we
-// write, are checked eight bytes at a time.
+// write, are compared with the run of spaces in one piece.
 func isPadding(p []byte) bool {
-	const spaces = 0x2020202020202020
-	for len(p) >= 8 {
-		if binary.LittleEndian.Uint64(p) != spaces {
-			break
-		}
-		p = p[8:]
+	for len(p) > len(spaces) && string(p[:len(spaces)]) == spaces {
+		p = p[len(spaces):]
+	}
+	if len(p) <= len(spaces) && string(p) == spaces[:len(p)] {
+		return true
 	}
 	for _, c := range p {
 		if !isSpace(c) && c != '\v' && c != '\f' {

@@ -3,38 +3,40 @@ package codec
 import (
 	"encoding/binary"
 	"math/bits"
+	"unicode/utf8"
 )
 
 // validObject is the fast path of validation when the whole input is in
 // hand (Decode, Object, AppendRaw): it reports the length of the strict
 // (RFC 8259) JSON object at the start of b (white space before it
-// allowed), and whether its strings hold a
-// byte >= 0x80 (to be checked as UTF-8). It accepts exactly what
-// jsonScanner.feed accepts, but keeps its state in locals and walks strings,
-// numbers and literals in tight loops instead of one state switch per byte.
-// Any failure (bad syntax, input ending early) returns ok == false without
-// saying why: the caller runs jsonScanner on the same bytes for the error,
-// so the messages come from one place. It never allocates.
-func validObject(b []byte) (n int, high, ok bool) {
+// allowed), its strings valid UTF-8. It accepts exactly what
+// jsonScanner.feed accepts and jsonScanner.validUTF8 then passes, but keeps
+// its state in locals and walks strings, numbers and literals in tight
+// loops instead of one state switch per byte, and checks as UTF-8 only
+// the strings that hold a byte >= 0x80 (the rest of an object is ASCII).
+// Any failure (bad syntax, bad UTF-8, input ending early) returns ok ==
+// false without saying why: the caller runs jsonScanner on the same bytes
+// for the error, so the messages come from one place. It never allocates.
+func validObject(b []byte) (n int, ok bool) {
 	return validObjectAt(b, 0)
 }
 
 // validObjectAt is validObject for an object nested base levels deep in a
 // larger document: the depth limit counts from the document's top.
-func validObjectAt(b []byte, base int) (n int, high, ok bool) {
+func validObjectAt(b []byte, base int) (n int, ok bool) {
 	var stack [maxDepth / 64]uint64 // bit set: the level is an array
 	if base < 0 || base >= maxDepth {
-		return 0, false, false
+		return 0, false
 	}
 	depth, i := base, skipSpace(b, 0)
 	inArray := false
 	if i >= len(b) || b[i] != '{' {
-		return 0, false, false
+		return 0, false
 	}
 
 object: // b[i] is '{'
 	if depth >= maxDepth {
-		return 0, false, false
+		return 0, false
 	}
 	stack[depth/64] &^= 1 << uint(depth%64)
 	depth++
@@ -42,7 +44,7 @@ object: // b[i] is '{'
 	i++
 	i = skipSpace(b, i)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 	if b[i] == '}' {
 		goto closed
@@ -50,44 +52,42 @@ object: // b[i] is '{'
 
 key: // b[i] should open a key
 	if b[i] != '"' {
-		return 0, false, false
+		return 0, false
 	}
 	{
-		var h, good bool
-		if i, h, good = skipString(b, i+1); !good {
-			return 0, false, false
+		var good bool
+		if i, good = skipString(b, i+1); !good {
+			return 0, false
 		}
-		high = high || h
 	}
 	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
-		return 0, false, false
+		return 0, false
 	}
 	i = skipSpace(b, i+1)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 
 value: // b[i] should start a value
 	switch c := b[i]; {
 	case c == '"':
-		var h, good bool
-		if i, h, good = skipString(b, i+1); !good {
-			return 0, false, false
+		var good bool
+		if i, good = skipString(b, i+1); !good {
+			return 0, false
 		}
-		high = high || h
 	case c == '{':
 		goto object
 	case c == '[':
 		if depth >= maxDepth {
-			return 0, false, false
+			return 0, false
 		}
 		stack[depth/64] |= 1 << uint(depth%64)
 		depth++
 		inArray = true
 		i = skipSpace(b, i+1)
 		if i >= len(b) {
-			return 0, false, false
+			return 0, false
 		}
 		if b[i] == ']' {
 			goto closed
@@ -96,37 +96,37 @@ value: // b[i] should start a value
 	case c == '-' || c >= '0' && c <= '9':
 		var good bool
 		if i, good = skipNumber(b, i); !good {
-			return 0, false, false
+			return 0, false
 		}
 	case c == 't':
 		if !hasWord(b, i, "true") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 4
 	case c == 'f':
 		if !hasWord(b, i, "false") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 5
 	case c == 'n':
 		if !hasWord(b, i, "null") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 4
 	default:
-		return 0, false, false
+		return 0, false
 	}
 
 next: // after a value
 	i = skipSpace(b, i)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 	switch c := b[i]; {
 	case c == ',':
 		i = skipSpace(b, i+1)
 		if i >= len(b) {
-			return 0, false, false
+			return 0, false
 		}
 		if inArray {
 			goto value
@@ -135,13 +135,13 @@ next: // after a value
 	case c == '}' && !inArray, c == ']' && inArray:
 		goto closed
 	}
-	return 0, false, false
+	return 0, false
 
 closed: // b[i] closes the innermost container
 	i++
 	depth--
 	if depth == base {
-		return i, high, true
+		return i, true
 	}
 	d := depth - 1
 	inArray = stack[d/64]&(1<<uint(d%64)) != 0
@@ -158,52 +158,57 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the closing quote of the string whose
-// contents start at b[i], whether it holds a byte >= 0x80, and false for a
-// control byte, a bad escape or an unterminated string. Eight bytes at a
-// time, it jumps straight to the first quote, backslash or control byte.
-func skipString(b []byte, i int) (next int, high, ok bool) {
+// contents start at b[i], and false for a control byte, a bad escape, bad
+// UTF-8 or an unterminated string. Eight bytes at a time, it jumps
+// straight to the first quote, backslash or control byte; the bytes it
+// reads are OR-ed together, and a string with a byte >= 0x80 among them is
+// checked as UTF-8 once closed.
+func skipString(b []byte, i int) (next int, ok bool) {
 	const hi = 0x8080808080808080
+	start := i
+	var seen uint64 // the bytes passed, OR-ed
 	for {
 		if i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
+			seen |= x // bytes past the string too: at worst a needless UTF-8 check
 			m := stringStops(x)
 			if m == 0 {
-				high = high || x&hi != 0
 				i += 8
 				continue
 			}
-			k := bits.TrailingZeros64(m) >> 3
-			high = high || x&hi&(1<<(8*k)-1) != 0
-			i += k
+			i += bits.TrailingZeros64(m) >> 3
 		} else {
 			for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
-				high = high || b[i] >= 0x80
+				seen |= uint64(b[i])
 				i++
 			}
 			if i >= len(b) {
-				return i, high, false
+				return i, false
 			}
 		}
 		switch b[i] {
 		case '"':
-			return i + 1, high, true
+			if seen&hi != 0 && !utf8.Valid(b[start:i]) {
+				return i, false
+			}
+			return i + 1, true
 		case '\\':
 		default: // a control byte
-			return i, high, false
+			return i, false
 		}
 		if i+1 >= len(b) {
-			return i, high, false
+			return i, false
 		}
 		switch b[i+1] {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			i += 2
 		case 'u':
 			if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-				return i, high, false
+				return i, false
 			}
 			i += 6
 		default:
-			return i, high, false
+			return i, false
 		}
 	}
 }

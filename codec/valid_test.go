@@ -8,23 +8,23 @@ import (
 )
 
 // scannerVerdict is the reference: what the resumable scanner says of b fed
-// in one piece.
-func scannerVerdict(b []byte) (n int, high, ok bool) {
+// in one piece, its strings then checked as UTF-8 as Decode checks them.
+func scannerVerdict(b []byte) (n int, ok bool) {
 	var s jsonScanner
 	n, done, good := s.feed(b)
-	if !good || !done {
-		return 0, false, false
+	if !good || !done || !s.validUTF8(b[:n]) {
+		return 0, false
 	}
-	return n, s.high, true
+	return n, true
 }
 
 // checkSameVerdict fails when validObject and the scanner disagree on b.
 func checkSameVerdict(t *testing.T, b []byte) {
 	t.Helper()
-	n, high, ok := validObject(b)
-	wn, whigh, wok := scannerVerdict(b)
-	if n != wn || high != whigh || ok != wok {
-		t.Fatalf("%q: validObject (%d, %v, %v), scanner (%d, %v, %v)", b, n, high, ok, wn, whigh, wok)
+	n, ok := validObject(b)
+	wn, wok := scannerVerdict(b)
+	if n != wn || ok != wok {
+		t.Fatalf("%q: validObject (%d, %v), scanner (%d, %v)", b, n, ok, wn, wok)
 	}
 }
 
@@ -57,10 +57,10 @@ func TestValidObjectMatchesScanner(t *testing.T) {
 		checkSameVerdict(t, deep(n, "[", "]"))
 		checkSameVerdict(t, []byte(`{"a":`+strings.Repeat(`{"b":`, n)+"1"+strings.Repeat("}", n)+"}"))
 	}
-	if _, _, ok := validObject(deep(maxDepth-1, "[", "]")); !ok {
+	if _, ok := validObject(deep(maxDepth-1, "[", "]")); !ok {
 		t.Fatalf("depth %d refused", maxDepth)
 	}
-	if _, _, ok := validObject(deep(maxDepth, "[", "]")); ok {
+	if _, ok := validObject(deep(maxDepth, "[", "]")); ok {
 		t.Fatalf("depth %d accepted", maxDepth+1)
 	}
 }
@@ -121,7 +121,7 @@ func BenchmarkValidate(b *testing.B) {
 		b.ReportAllocs()
 		defer cpuPerOp(b)()
 		for b.Loop() {
-			if _, _, ok := validObject(obj); !ok {
+			if _, ok := validObject(obj); !ok {
 				b.Fatal("refused")
 			}
 		}
@@ -131,7 +131,7 @@ func BenchmarkValidate(b *testing.B) {
 		b.ReportAllocs()
 		defer cpuPerOp(b)()
 		for b.Loop() {
-			if _, _, ok := scannerVerdict(obj); !ok {
+			if _, ok := scannerVerdict(obj); !ok {
 				b.Fatal("refused")
 			}
 		}
