@@ -55,8 +55,9 @@ key: // b[i] should open a key
 		return 0, false
 	}
 	{
-		var good bool
-		if i, good = skipString(b, i+1); !good {
+		start := i + 1
+		var h, good bool
+		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
 			return 0, false
 		}
 	}
@@ -72,8 +73,9 @@ key: // b[i] should open a key
 value: // b[i] should start a value
 	switch c := b[i]; {
 	case c == '"':
-		var good bool
-		if i, good = skipString(b, i+1); !good {
+		start := i + 1
+		var h, good bool
+		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
 			return 0, false
 		}
 	case c == '{':
@@ -159,18 +161,28 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the closing quote of the string whose
 // contents start at b[i], and false for a control byte, a bad escape, bad
-// UTF-8 or an unterminated string. Eight bytes at a time, it jumps
-// straight to the first quote, backslash or control byte; the bytes it
-// reads are OR-ed together, and a string with a byte >= 0x80 among them is
-// checked as UTF-8 once closed.
+// UTF-8 or an unterminated string. validObjectAt does the same inline, so
+// that the scan itself (scanString) is a leaf call.
 func skipString(b []byte, i int) (next int, ok bool) {
+	next, high, ok := scanString(b, i)
+	if high && ok && !utf8.Valid(b[i:next-1]) {
+		return next, false
+	}
+	return next, ok
+}
+
+// scanString is skipString without the UTF-8 check: it also reports
+// whether a byte >= 0x80 may be in the string (the bytes it reads are
+// OR-ed together, a few past the string too: at worst a needless check).
+// Eight bytes at a time, it jumps straight to the first quote, backslash
+// or control byte.
+func scanString(b []byte, i int) (next int, high, ok bool) {
 	const hi = 0x8080808080808080
-	start := i
-	var seen uint64 // the bytes passed, OR-ed
+	var seen uint64 // the bytes read, OR-ed
 	for {
 		if i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
-			seen |= x // bytes past the string too: at worst a needless UTF-8 check
+			seen |= x
 			m := stringStops(x)
 			if m == 0 {
 				i += 8
@@ -183,32 +195,29 @@ func skipString(b []byte, i int) (next int, ok bool) {
 				i++
 			}
 			if i >= len(b) {
-				return i, false
+				return i, false, false
 			}
 		}
 		switch b[i] {
 		case '"':
-			if seen&hi != 0 && !utf8.Valid(b[start:i]) {
-				return i, false
-			}
-			return i + 1, true
+			return i + 1, seen&hi != 0, true
 		case '\\':
 		default: // a control byte
-			return i, false
+			return i, false, false
 		}
 		if i+1 >= len(b) {
-			return i, false
+			return i, false, false
 		}
 		switch b[i+1] {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			i += 2
 		case 'u':
 			if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-				return i, false
+				return i, false, false
 			}
 			i += 6
 		default:
-			return i, false
+			return i, false, false
 		}
 	}
 }
