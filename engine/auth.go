@@ -58,20 +58,28 @@ func WithAuth(fn Authenticator, timeout time.Duration) ServerOption {
 // WithCredentials makes a client send v (which must encode as a JSON
 // object) in a -9 frame as the first frame of every connection, before
 // anything held or sent meanwhile, for a server that requires it
-// ([WithAuth]). Defaults to none.
-func WithCredentials(v any) ClientOption {
-	return clientOption(func(c *config) { c.credentials = v })
+// ([WithAuth]). Given to [Dialer.Dial], it is that client's own: many
+// clients of one dialer may each log in as someone else. Defaults to none.
+func WithCredentials(v any) DialOption {
+	return dialOption{client: func(c *config) { c.credentials = v }, dial: func(d *dialConfig) { d.credentials = v }}
 }
 
-// IdentityOf returns the identity an authenticator gave the connection, or
-// "" for one that did not authenticate (or a client).
+// IdentityOf returns the identity an authenticator gave the connection:
+// for a server's connection, what its authenticator returned; for a
+// [*Client] made [WithCredentials], what the server's acknowledgement
+// named. It returns "" for a connection that did not authenticate.
 func IdentityOf(c handler.Conn) string {
-	if c, ok := c.(*conn); ok {
+	switch c := c.(type) {
+	case *conn:
 		if x := c.x.Load(); x != nil {
 			x.valMu.Lock()
 			defer x.valMu.Unlock()
 			return x.identity
 		}
+	case *Client:
+		c.valMu.Lock()
+		defer c.valMu.Unlock()
+		return c.identity
 	}
 	return ""
 }

@@ -69,18 +69,14 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("ConnsOf: %v", cs)
 	}
 
+	if id := engine.IdentityOf(cl); id != "user-7" {
+		t.Errorf("the client's IdentityOf = %q, want the server's acknowledgement, user-7", id)
+	}
+	// Dial returns the refusal, even for a client that would reconnect.
 	bad, err := engine.Dial(ctx, addr, handler.NewRouter(), engine.WithCredentials(map[string]string{"token": "wrong"}),
 		engine.WithReconnect(5*time.Millisecond, 20*time.Millisecond, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-bad.Done():
-	case <-ctx.Done():
-		t.Fatal("a refused client did not end")
-	}
-	if !errors.Is(bad.Err(), engine.ErrUnauthorized) {
-		t.Errorf("refused client ended with %v", bad.Err())
+	if bad != nil || !errors.Is(err, engine.ErrUnauthorized) {
+		t.Errorf("Dial with a wrong token = %v, %v, want ErrUnauthorized", bad, err)
 	}
 	if srv.Stats().Conns != 1 {
 		t.Errorf("%d connections, want 1", srv.Stats().Conns)

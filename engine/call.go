@@ -271,3 +271,31 @@ func (e *remoteError) Error() string {
 }
 
 func (e *remoteError) Unwrap() error { return e.err }
+
+// reply answers the peer's call id on op with res, or with the failure f:
+// from run on the loop, or, for a handler's [handler.Pending], from the
+// goroutine that resolved it (every step here is safe from any).
+func (c *conn) reply(op codec.Opcode, id uint64, res any, f *handler.Error) {
+	if f == nil {
+		var obj []byte
+		var err error
+		if res == nil {
+			obj = []byte("{}")
+		} else if obj, err = codec.Marshal(res); err != nil {
+			f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply does not encode as a JSON object"}
+			c.side.cfg.logger.Error("simplerpc: call reply", "conn", c.id, "op", int32(op), "err", err)
+		}
+		if f == nil {
+			var stack [envelopeStack]byte
+			if err := c.enqueue(modeSend, codec.OpReply, codec.AppendReply(stack[:0], id, obj), 0); err != nil {
+				// Too large for any frame: say so rather than leave the
+				// caller waiting.
+				f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
+			}
+		}
+	}
+	if f != nil {
+		c.sendFailure(codec.OpReplyFailure, &id, f.Reason, f.Message)
+	}
+	c.loop.stats.callsIn.Add(-1)
+}

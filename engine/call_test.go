@@ -81,7 +81,9 @@ func callPair(t *testing.T, m callMode, srvR, cliR *handler.Router) (*engine.Ser
 // ends.
 func callDial(t *testing.T, addr string, r *handler.Router, opts ...engine.ClientOption) *engine.Client {
 	t.Helper()
-	cl, err := engine.Dial(testContext(t), addr, r, opts...)
+	// Without waiting for the size: the tests' scripted peers answer only
+	// once Dial has returned.
+	cl, err := engine.Dial(testContext(t), addr, r, append([]engine.ClientOption{engine.WithDialNoWait()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ type Client struct {
 	addr    string
 	local   net.Addr          // source address, or nil
 	own     bool              // the client owns its dialer
+	creds   any               // sent first on every connection, or nil
 	layer   func(*conn) layer // the transport layer of its connections: the dialer's, or WebSocket's (wsclient.go)
 	dialed  chan error        // ws://: the outcome of the first upgrade, for Dial; else nil
 
@@ -48,23 +49,84 @@ type Client struct {
 
 	readyOnce sync.Once
 	readyCh   chan struct{}
+	authOnce  sync.Once
+	authCh    chan struct{} // closed at the first acknowledgement of the credentials; nil without credentials
+	lastErr   error         // guarded by mu: why the last connection closed
 	reconns   atomic.Int64
 	doneOnce  sync.Once
 	done      chan struct{}
 	doneErr   error
 
-	valMu  sync.Mutex // guards val, vals
-	val    any
-	vals   map[any]any // handler.Key values
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	valMu    sync.Mutex // guards val, vals, identity
+	val      any
+	vals     map[any]any // handler.Key values
+	identity string      // what the server's last -9 acknowledgement named
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
 }
 
-func newClient(d *Dialer, network, addr string, local net.Addr, own bool) *Client {
+func newClient(d *Dialer, network, addr string, local net.Addr, own bool, creds any) *Client {
 	cl := &Client{d: d, network: network, addr: addr, local: local, own: own, layer: d.side.cfg.newLayer,
-		readyCh: make(chan struct{}), done: make(chan struct{})}
+		creds: creds, readyCh: make(chan struct{}), done: make(chan struct{})}
+	if creds != nil {
+		cl.authCh = make(chan struct{})
+	}
 	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
 	return cl
+}
+
+// awaitReady waits until the client's first connection is ready: the
+// message size known and, with credentials, the server's acknowledgement
+// of them. It returns why not when the client closed first (a refusal, an
+// unreadable first frame: the server is no simplerpc server), or, after
+// the dial timeout or when ctx ends, why the last connection closed.
+func (cl *Client) awaitReady(ctx context.Context) error {
+	t := time.NewTimer(cl.d.side.cfg.dialTimeout)
+	defer t.Stop()
+	ready, authed := cl.readyCh, cl.authCh
+	isReady := func() bool {
+		// Ready first: a client that became ready and closed at once was
+		// ready, and its Done tells the rest.
+		for _, ch := range []chan struct{}{ready, authed} {
+			if ch == nil {
+				continue
+			}
+			select {
+			case <-ch:
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	for !isReady() {
+		var err error
+		select {
+		case <-ready:
+			ready = nil // nil: done with
+			continue
+		case <-authed:
+			authed = nil
+			continue
+		case <-cl.done:
+			if isReady() {
+				return nil
+			}
+			return cl.doneErr
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+			err = fmt.Errorf("%w: not ready within %v", ErrProtocol, cl.d.side.cfg.dialTimeout)
+		}
+		cl.mu.Lock()
+		last := cl.lastErr
+		cl.mu.Unlock()
+		if last != nil {
+			return fmt.Errorf("%w (last connection: %w)", err, last)
+		}
+		return err
+	}
+	return nil
 }
 
 func (cl *Client) current() *conn {
@@ -95,7 +157,7 @@ func (cl *Client) connect(ctx context.Context) error {
 	// From here on a close of c is the next connection to replace: the
 	// dial that made it is over, whatever becomes of c.
 	cl.redialing = false
-	cl.scan = codec.NewScanner(cfg.maxSize)
+	cl.scan = codec.NewScanner(min(cfg.maxSize, firstFrameLimit))
 	cl.mu.Unlock()
 	if _, err := d.cli.EnrollContext(nc, c); err != nil {
 		_ = nc.Close()
@@ -128,6 +190,13 @@ func (cl *Client) isReady(c *conn) bool {
 
 // ---- The client as its connections' owner ----
 
+// firstFrameLimit bounds the bytes a client reads to find the object of a
+// server's first frame, a -2 (or a -1 refusal) of a few dozen bytes: a
+// server that sends an object that never ends is closed once it has sent
+// this much, instead of making the client hold up to its largest frame
+// size. The original's default frame size.
+const firstFrameLimit = 1024
+
 // ready reads the server's first frame to learn the message size, then
 // hands the frames held so far to the connection and runs the connect
 // callback. On the loop.
@@ -135,7 +204,8 @@ func (cl *Client) ready(c *conn) bool {
 	if cl.scan == nil {
 		return false // refused: the close is on its way
 	}
-	buf, _ := c.wire().Peek(-1)
+	r := c.wire()
+	buf, _ := r.Peek(min(r.InboundBuffered(), firstFrameLimit))
 	op, start, end, done, err := cl.scan.Scan(buf)
 	if err != nil {
 		c.closeNow(fmt.Errorf("%w: first frame: %w", ErrProtocol, err))
@@ -184,7 +254,7 @@ func (cl *Client) ready(c *conn) bool {
 	c.inSize = int(n)
 	c.setOutSize(int(n))
 	cl.scan = nil
-	if creds := cfg.credentials; creds != nil {
+	if creds := cl.creds; creds != nil {
 		// First on every connection, ahead of what the client holds.
 		obj, err := codec.Marshal(creds)
 		if err != nil {
@@ -359,6 +429,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
+	cl.lastErr = reason
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
 		for _, h := range unsent {
@@ -373,7 +444,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		}
 	}
 	if errors.Is(closing, ErrUnauthorized) {
-		reason = ErrUnauthorized // the server refused the credentials, then closed
+		reason = closing // the server refused the credentials, then closed
 	}
 	cl.finish(reason)
 }
@@ -383,18 +454,43 @@ func (cl *Client) handle(*conn) handler.Conn { return cl }
 // refused notes a server's refusal of the client's credentials: the
 // client ends with ErrUnauthorized when the server closes, and does not
 // reconnect with credentials it was told are wrong. On the loop.
-func (cl *Client) refused(_ *conn, reason string) {
-	if reason != ReasonUnauthorized || cl.d.side.cfg.credentials == nil {
+func (cl *Client) refused(_ *conn, obj []byte) {
+	if cl.creds == nil {
 		return
+	}
+	reason, message := failureReason(obj)
+	if reason != ReasonUnauthorized {
+		return
+	}
+	err := ErrUnauthorized
+	if message != "" {
+		err = fmt.Errorf("%w: %s", ErrUnauthorized, message) // the server's words
 	}
 	cl.mu.Lock()
 	if cl.closing == nil {
-		cl.closing = ErrUnauthorized
+		cl.closing = err
 	}
 	cl.mu.Unlock()
 }
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
+
+// authed takes the server's acknowledgement of the credentials, -9
+// {"identity": ...}: the identity it names is the client's
+// ([IdentityOf]), and a Dial waiting for it returns. On the loop.
+func (cl *Client) authed(_ *conn, obj []byte) {
+	if cl.authCh == nil {
+		return // no credentials were sent: not an acknowledgement
+	}
+	var m struct {
+		Identity string `json:"identity"`
+	}
+	_ = codec.Unmarshal(obj, &m)
+	cl.valMu.Lock()
+	cl.identity = m.Identity
+	cl.valMu.Unlock()
+	cl.authOnce.Do(func() { close(cl.authCh) })
+}
 
 // goAway moves a reconnecting client to a new connection before it lets
 // the old one go (make before break): a new connection is dialed at once,

@@ -55,7 +55,7 @@ func TestClientHoldsFramesUntilSizeKnown(t *testing.T) {
 		}
 		got <- string(buf)
 	})
-	cl, err := engine.Dial(testContext(t), addr, handler.NewRouter())
+	cl, err := engine.Dial(testContext(t), addr, handler.NewRouter(), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,17 @@ func TestClientRejectsBadFirstFrame(t *testing.T) {
 				_, _ = c.Write([]byte(tc.first))
 				_, _ = io.Copy(io.Discard, c)
 			})
+			// Dial returns the reason: the peer is no simplerpc server.
 			cl, err := engine.Dial(testContext(t), addr, handler.NewRouter())
+			if cl != nil || !errors.Is(err, tc.want) {
+				t.Fatalf("Dial = %v, %v, want %v", cl, err, tc.want)
+			}
+			// Held back with WithDialNoWait, the client ends with it.
+			addr = listenRaw(t, func(c net.Conn) {
+				_, _ = c.Write([]byte(tc.first))
+				_, _ = io.Copy(io.Discard, c)
+			})
+			cl, err = engine.Dial(testContext(t), addr, handler.NewRouter(), engine.WithDialNoWait())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +205,7 @@ func TestClientRefusesFirstSize(t *testing.T) {
 	events := make(chan string, 4)
 	cl, err := engine.Dial(testContext(t), addr, handler.NewRouter(),
 		engine.WithOnConnect(func(handler.Conn) { events <- "connect" }),
-		engine.WithOnDisconnect(func(handler.Conn, error) { events <- "disconnect" }))
+		engine.WithOnDisconnect(func(handler.Conn, error) { events <- "disconnect" }), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +247,7 @@ func TestClientCloseBeforeReady(t *testing.T) {
 		}
 	}()
 	// A dial timeout far past the test's own bound: only Close can end it.
-	cl, err := engine.Dial(testContext(t), ln.Addr().String(), handler.NewRouter(), engine.WithDialTimeout(time.Hour))
+	cl, err := engine.Dial(testContext(t), ln.Addr().String(), handler.NewRouter(), engine.WithDialTimeout(time.Hour), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,11 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
-	// refused runs on the loop for each failure frame with the reason.
-	refused(c *conn, reason string)
+	// refused runs on the loop for each failure frame, with its object.
+	refused(c *conn, obj []byte)
+	// authed runs on the loop for each -9 frame of an authenticated
+	// connection: a server's acknowledgement of a client's credentials.
+	authed(c *conn, obj []byte)
 }
 
 // conn is one connection, on the server or the client side. Fields marked
@@ -78,7 +81,7 @@ type conn struct {
 	stallAt   uint32 // the tick the output stopped making progress
 
 	closed   atomic.Bool // shared with other goroutines
-	bad      uint16      // read: malformed frames in a row
+	bad      uint16      // read: malformed frames' score, see malformed
 	started  bool        // read: owner.ready returned true, frames are read
 	leaving  bool        // the server said it is going away: close once no call waits
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
@@ -114,6 +117,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
+	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -156,29 +156,38 @@ func (d *Dialer) heartbeat() {
 
 // Dial connects to addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
 // "tls://..." with [WithTLS], "ws://host:port/path", "wss://host:port/path"
-// with [WithTLS]) and returns once the TCP connection is up (a TLS
-// handshake goes on after it; a failed one closes the client with a
-// reason wrapping [ErrTLSHandshake]). For ws:// and wss:// it returns once
-// the server has accepted the WebSocket upgrade, and fails with an error
-// wrapping [ErrWebSocketHandshake] when it refused it (docs/WEBSOCKET.md);
-// a reconnection upgrades again. The message size arrives in
-// the server's first frame (docs/PROTOCOL.md §3); frames sent before then
-// are held and sent once it is known ([Client.Ready] tells when). ctx bounds
-// the connection attempt only.
-func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
-	return d.DialFrom(ctx, "", addr)
+// with [WithTLS]) and returns a ready client: the transport is up (TLS
+// handshake, WebSocket upgrade), the server's first frame has told the
+// message size (docs/PROTOCOL.md §3) and, [WithCredentials], the server
+// has acknowledged them. Otherwise it returns why not, within the dial
+// timeout ([WithDialTimeout]) or ctx: a refusal (an error wrapping
+// [ErrUnauthorized], [ErrServerFull], [ErrTLSHandshake] or
+// [ErrWebSocketHandshake]), or [ErrProtocol] for a peer that is no
+// simplerpc server (an HTTP port, a silent one). A reconnection goes
+// through the same steps in the background. [WithDialNoWait] makes it
+// return once connected, holding what is sent until the size is known.
+//
+// opts set what is this client's own, such as [WithCredentials] and
+// [WithLocalAddr]; the dialer's options give the rest.
+func (d *Dialer) Dial(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
+	dc := dialConfig{credentials: d.side.cfg.credentials, local: d.side.cfg.localAddr}
+	for _, o := range opts {
+		o.applyDial(&dc)
+	}
+	return d.dial(ctx, addr, false, dc)
 }
 
 // DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
-// system choose). A load generator spreads its connections over several
-// loopback sources (127.0.0.2, 127.0.0.3, ...) to get past the ephemeral
-// port range of one source address.
+// system choose).
+//
+// Deprecated: use Dial with [WithLocalAddr].
 func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
-	return d.dial(ctx, local, addr, false)
+	return d.Dial(ctx, addr, WithLocalAddr(local))
 }
 
 // dial connects a client; own makes the client close the dialer with it.
-func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Client, error) {
+func (d *Dialer) dial(ctx context.Context, addr string, own bool, dc dialConfig) (*Client, error) {
+	local := dc.local
 	bare, wsLayer, isWS, err := d.side.cfg.wsAddr(addr)
 	if !isWS {
 		bare, err = d.side.cfg.untls(addr)
@@ -203,7 +212,7 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 		}
 		laddr = &net.TCPAddr{IP: ip}
 	}
-	cl := newClient(d, network, address, laddr, own)
+	cl := newClient(d, network, address, laddr, own, dc.credentials)
 	if isWS {
 		cl.layer, cl.dialed = wsLayer, make(chan error, 1)
 	}
@@ -212,7 +221,11 @@ func (d *Dialer) dial(ctx context.Context, local, addr string, own bool) (*Clien
 	for backoff := cfg.backoffMin; ; backoff = min(backoff*2, cfg.backoffMax) {
 		err := cl.connect(ctx)
 		if err == nil {
-			if err := cl.awaitUpgrade(ctx); err != nil {
+			err = cl.awaitUpgrade(ctx)
+			if err == nil && !cfg.dialNoWait {
+				err = cl.awaitReady(ctx)
+			}
+			if err != nil {
 				_ = cl.close(err)
 				d.conns.Delete(cl)
 				return nil, fmt.Errorf("engine: dial %s: %w", addr, err)
@@ -246,7 +259,7 @@ func Dial(ctx context.Context, addr string, r *handler.Router, opts ...ClientOpt
 	if err != nil {
 		return nil, err
 	}
-	cl, err := d.dial(ctx, "", addr, true)
+	cl, err := d.dial(ctx, addr, true, dialConfig{credentials: d.side.cfg.credentials, local: d.side.cfg.localAddr})
 	if err != nil {
 		_ = d.Close()
 		return nil, err

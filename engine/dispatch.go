@@ -99,28 +99,12 @@ func (c *conn) run(j job, data []byte) {
 		}
 	case jobCall:
 		res, f := s.router.DispatchCall(hc, j.op, data)
-		if f == nil {
-			var obj []byte
-			var err error
-			if res == nil {
-				obj = []byte("{}")
-			} else if obj, err = codec.Marshal(res); err != nil {
-				f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply does not encode as a JSON object"}
-				s.cfg.logger.Error("simplerpc: call reply", "conn", c.id, "op", int32(j.op), "err", err)
-			}
-			if f == nil {
-				var stack [envelopeStack]byte
-				if err := c.enqueue(modeSend, codec.OpReply, codec.AppendReply(stack[:0], j.id, obj), 0); err != nil {
-					// Too large for any frame: say so rather than leave the
-					// caller waiting.
-					f = &handler.Error{Reason: handler.ReasonInternal, Message: "reply too large"}
-				}
-			}
+		if p, ok := res.(*handler.Pending); ok && f == nil {
+			id, op := j.id, j.op
+			p.Then(func(res any, f *handler.Error) { c.reply(op, id, res, f) })
+			return
 		}
-		if f != nil {
-			c.sendFailure(codec.OpReplyFailure, &j.id, f.Reason, f.Message)
-		}
-		c.loop.stats.callsIn.Add(-1)
+		c.reply(j.op, j.id, res, f)
 	case jobConnect:
 		if fn := s.cfg.onConnect; fn != nil {
 			c.safely("connect callback", func() { fn(hc) })

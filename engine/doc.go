@@ -14,8 +14,9 @@
 // # Event loops and callbacks
 //
 // A [Server] runs one gnet event loop by default ([WithEventLoops] for
-// more) plus gnet's accept goroutine; there is no goroutine per
-// connection. Inbound frames are decoded straight from gnet's buffer and
+// more) plus an accept goroutine of its own per listener (running out of
+// descriptors pauses accepting rather than stopping the loop); there is no
+// goroutine per connection. Inbound frames are decoded straight from gnet's buffer and
 // dispatched on the loop, so callbacks must not block: the data they get is
 // borrowed until they return. [WithWorkerPool] runs callbacks on a bounded
 // pool of goroutines instead, keeping each connection's frames in order.
@@ -32,8 +33,11 @@
 // # Clients
 //
 // A [Dialer] holds any number of client connections on its own event loops;
-// [Dial] is the one-connection shortcut. A client learns the frame size
-// from the server's first frame and holds what it sends until then.
+// [Dial] is the one-connection shortcut. Dial returns a ready client (the
+// frame size learned from the server's first frame, credentials
+// acknowledged) or the reason it is not; a client holds what it sends
+// while it reconnects. A call handler that must wait for something
+// returns a [handler.Pending] and answers later, from any goroutine.
 //
 // # TLS
 //

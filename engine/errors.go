@@ -60,9 +60,11 @@ var (
 	// connection held more than [WithMaxInbound] while its reading was
 	// paused on its backed-up output.
 	ErrInboundFull = errors.New("engine: inbound buffers full")
-	// ErrGoAway: the server said it was going away (-8), and the client
-	// closed the connection once its calls were answered, to reconnect.
-	ErrGoAway = errors.New("engine: the server is going away")
+	// ErrGoAway: the connection was left after a go-away (-8): on a
+	// client, the server said it was going away and the client closed the
+	// connection once its calls were answered, to reconnect; on a server,
+	// the peer answered the server's -8 with its own and left.
+	ErrGoAway = errors.New("engine: left after a go-away (-8)")
 	// ErrProtocol: the peer broke the framing (an unreadable first frame).
 	ErrProtocol = errors.New("engine: protocol error")
 )

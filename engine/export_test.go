@@ -76,6 +76,19 @@ func LayerBuffers(c handler.Conn) int {
 	return <-n
 }
 
+// HeldInPeak returns the most unread input the server's paused
+// connections held together on one loop, asking each loop.
+func HeldInPeak(s *Server) int {
+	peak := 0
+	for _, l := range s.side.eachLoop() {
+		n := make(chan int, 1)
+		if l.enqueue(task{kind: taskFunc, fn: func() { n <- l.heldPeak }}, nil) == nil {
+			peak = max(peak, <-n)
+		}
+	}
+	return peak
+}
+
 // RawValidations returns how many objects SendRaw has validated for the
 // server's connections (see handed): an echoed object the loop is
 // dispatching is not counted.

@@ -261,7 +261,7 @@ func splitInput(data []byte) (stream []byte, pieces [][]byte) {
 // in force for each, and whether it closes the connection, and why.
 type streamModel struct {
 	size   int   // the inbound size after the stream
-	bad    int   // malformed frames in a row
+	bad    int   // malformed frames' score: +16 each, -1 per other frame
 	closes error // ErrSizeOutOfBounds or ErrProtocol once the server is to close; nil while it is not
 	frames int   // complete frames read
 }
@@ -270,8 +270,9 @@ type streamModel struct {
 // the unread rest begins:
 //   - a frame that does not decode, a request whose envelope does not read
 //     and a -2 frame without message_size are malformed: a MalformedPayload
-//     failure each, and the fuzzMaxMalformed-th in a row closes with
-//     ErrProtocol; any other frame ends the run;
+//     failure each, adding 16 to a score any other frame takes 1 off;
+//     at 16 x fuzzMaxMalformed (that many in a row) it closes with
+//     ErrProtocol;
 //   - a -2 frame whose message_size is not an integer within the bounds
 //     closes with ErrSizeOutOfBounds, after an InvalidMessageSize failure;
 //     one within them is the inbound size from the next frame on;
@@ -287,26 +288,28 @@ func (m *streamModel) feed(b []byte, pos int) int {
 		case err != nil && !errors.Is(err, codec.ErrMalformedCall):
 			m.malformed()
 		case op == codec.OpRequest && err != nil:
-			m.bad = 0
+			m.pay()
 			m.malformed()
 		case op == codec.OpMessageSize:
-			m.bad = 0
+			m.pay()
 			m.sizeFrame(obj)
 		case op == codec.OpGoAway:
-			m.bad = 0
+			m.pay()
 			m.closes = engine.ErrGoAway
 		default:
-			m.bad = 0
+			m.pay()
 		}
 	}
 	return pos
 }
 
 func (m *streamModel) malformed() {
-	if m.bad++; m.bad == fuzzMaxMalformed {
+	if m.bad = min(m.bad+16, 16*fuzzMaxMalformed); m.bad == 16*fuzzMaxMalformed {
 		m.closes = engine.ErrProtocol
 	}
 }
+
+func (m *streamModel) pay() { m.bad = max(m.bad-1, 0) }
 
 func (m *streamModel) sizeFrame(obj []byte) {
 	var s struct {

@@ -102,6 +102,9 @@ func (c *conn) onClose(err error) {
 	}
 	l := c.loop
 	l.stats.closed(reason)
+	if c.paused {
+		l.hold(c, 0)
+	}
 	l.enter()
 	// Calls in flight fail first: an asynchronous call's done runs in this
 	// round, before the disconnect callback.

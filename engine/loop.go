@@ -92,6 +92,9 @@ type loop struct {
 	free       [][]byte
 	layerBufs  bufPool // for the connections with a layer (transport.go)
 	tick       uint32  // 1 + sweeps so far (sweep.go); never 0
+	heldIn     int     // unread input of the paused connections (memlimit.go)
+	heldPeak   int     // the largest heldIn seen, for the tests
+	trimCount  uint32  // rechecks so far, for trimOutbound
 
 	// Connections whose calls' budget waits on bytes in gnet's buffer
 	// (see callBudget), looked at again every recheckEvery. Loop-only, but
@@ -154,6 +157,9 @@ func (l *loop) recheckAll() {
 		if c.paused {
 			c.resume()
 		}
+	}
+	if l.side.cfg.maxOutTotal > 0 {
+		l.trimOutbound()
 	}
 	if l.rechecks == nil {
 		l.rechecks = list[:0]

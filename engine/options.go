@@ -37,6 +37,38 @@ type clientOption func(*config)
 
 func (o clientOption) applyClient(c *config) { o(c) }
 
+// DialOption configures one client of a [Dialer], given to [Dialer.Dial]:
+// what differs between the connections of one dialer, such as their
+// credentials. Each is also a [ClientOption], which sets it for every
+// client of a dialer; one given to Dial takes precedence.
+type DialOption interface {
+	ClientOption
+	applyDial(*dialConfig)
+}
+
+// dialConfig is what a DialOption sets for one client.
+type dialConfig struct {
+	credentials any
+	local       string // source IP address, "" for the system's choice
+}
+
+// dialOption is a DialOption from its two halves.
+type dialOption struct {
+	client func(*config)
+	dial   func(*dialConfig)
+}
+
+func (o dialOption) applyClient(c *config)   { o.client(c) }
+func (o dialOption) applyDial(d *dialConfig) { o.dial(d) }
+
+// WithLocalAddr makes a client connect from the local IP address ip
+// ("" lets the system choose, the default). A load generator spreads its
+// connections over several loopback sources (127.0.0.2, 127.0.0.3, ...)
+// to get past the ephemeral port range of one source address.
+func WithLocalAddr(ip string) DialOption {
+	return dialOption{client: func(c *config) { c.localAddr = ip }, dial: func(d *dialConfig) { d.local = ip }}
+}
+
 // SlowPolicy says what happens to a connection whose outbound data passes
 // the limit set by [WithMaxOutbound].
 type SlowPolicy int
@@ -85,6 +117,7 @@ type config struct {
 	dialTimeout time.Duration // client
 	reconnect   bool          // client
 	retryDial   bool          // client: retry the first dial
+	dialNoWait  bool          // client: Dial returns once connected, before ready
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	onReconnect func(handler.Conn)
@@ -98,10 +131,13 @@ type config struct {
 
 	auth        Authenticator // server: nil when no authentication is needed
 	authTimeout time.Duration
-	credentials any // client: sent first on every connection
+	credentials any    // client: sent first on every connection
+	localAddr   string // client: the source IP address, or ""
 
-	maxOutTotal int // server: bytes of output held by all connections
-	maxInTotal  int // server: bytes of input held by all connections
+	maxOutTotal  int    // server: bytes of output held by all connections
+	maxInTotal   int    // server: bytes of input held by all connections
+	bufferedSet  bool   // WithMaxBuffered was given
+	bufferedFrom string // where maxOutTotal and maxInTotal came from (memlimit.go)
 
 	maxPerAddr   int     // server: connections per remote address
 	ratePerAddr  float64 // server: new connections per second per address
@@ -175,8 +211,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxInbound", "%d bytes is less than the largest frame (%d)", c.maxInbound, c.maxSize)
 	case c.maxPerWake < 1:
 		return invalidOption("WithMaxFramesPerWake", "%d", c.maxPerWake)
-	case c.maxMalformed < 0 || c.maxMalformed > 1<<15:
-		return invalidOption("WithMaxMalformed", "%d (want 0..32768)", c.maxMalformed)
+	case c.maxMalformed < 0 || c.maxMalformed > maxMalformedLimit:
+		return invalidOption("WithMaxMalformed", "%d (want 0..%d)", c.maxMalformed, maxMalformedLimit)
 	case c.rateLimit < 0 || c.rateLimit > 0 && c.rateBurst < 1:
 		return invalidOption("WithRateLimit", "%v/s burst %d", c.rateLimit, c.rateBurst)
 	case c.idleTimeout < 0:
@@ -334,11 +370,14 @@ func WithRateLimit(perSecond float64, burst, strikes int) Option {
 	return sharedOption(func(c *config) { c.rateLimit, c.rateBurst, c.rateStrikes = perSecond, burst, strikes })
 }
 
-// WithMaxMalformed closes a connection after n malformed frames in a row,
-// each answered with a MalformedPayload failure, with [ErrProtocol]: a peer
-// out of step, or hostile, does not get an answer per frame for good. A
-// well-formed frame starts the count again. Defaults to 16; zero never
-// closes for it.
+// WithMaxMalformed closes a connection with [ErrProtocol] after n
+// malformed frames in a row, each answered with a MalformedPayload
+// failure: a peer out of step, or hostile, does not get an answer per
+// frame for good. Well-formed frames between them pay the count back
+// slowly, one sixteenth of a malformed frame each, so a peer that sends
+// more than one malformed frame in 16 is closed too, however it
+// interleaves them; one that makes a rare mistake never is. Defaults to
+// 16; zero never closes for it; at most 4095.
 func WithMaxMalformed(n int) Option {
 	return sharedOption(func(c *config) { c.maxMalformed = n })
 }
@@ -416,6 +455,16 @@ func WithRetryFirstDial() ClientOption {
 	return clientOption(func(c *config) { c.retryDial = true })
 }
 
+// WithDialNoWait makes [Dial] and [Dialer.Dial] return once the
+// connection is up (and a WebSocket upgrade accepted), without waiting
+// for the server's message size and the acknowledgement of the
+// credentials: frames sent meanwhile are held, [Client.Ready] tells when
+// the size is known, and a refusal ends the client ([Client.Err]).
+// Defaults to off: Dial returns a ready client or the reason it is not.
+func WithDialNoWait() ClientOption {
+	return clientOption(func(c *config) { c.dialNoWait = true })
+}
+
 // WithMaxHeld bounds the bytes of frames a client holds while it does not
 // know the message size yet, or is reconnecting. Defaults to 1 MiB.
 func WithMaxHeld(bytes int) ClientOption {
@@ -472,8 +521,18 @@ func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
 // while each stays under its own cap. Past a cap, the connections holding
 // the most are closed first (largest backlog first), with
 // [ErrSlowConsumer] or [ErrInboundFull], until the server is under it.
-// Checked every second, split evenly among the event loops. Zero, the
-// default, is no cap.
+// Each cap is split evenly among the event loops; the inbound one is kept
+// as soon as a paused peer's input grows, the outbound one every 20 ms
+// while a peer is backed up, and both every second.
+//
+// Defaults to caps derived from the memory the process may use: a quarter
+// of GOMEMLIMIT if it is set, else of the cgroup's memory limit, else a
+// sixteenth of the machine's memory, half of it each way (on 256 MiB, 32 MiB
+// outbound and 32 MiB inbound). Bytes in buffers cost up to about four
+// times their count in a process's memory (buffers that grow by doubling,
+// the garbage collector's headroom), so a server flooded by peers that
+// never read stays within its limit. [Server.MaxBuffered] tells the caps
+// in force and where they came from. Zero turns a cap off.
 func WithMaxBuffered(outbound, inbound int) ServerOption {
-	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal = outbound, inbound })
+	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal, c.bufferedSet = outbound, inbound, true })
 }

@@ -113,6 +113,7 @@ func (c *conn) pause(buffered int) {
 		c.side.paused.Add(1)
 		c.loop.recheckLater(c)
 	}
+	c.loop.hold(c, buffered)
 }
 
 // resume reads again the frames a paused connection left unread, once its
@@ -127,6 +128,7 @@ func (c *conn) resume() {
 		return
 	}
 	c.paused = false
+	c.loop.hold(c, 0)
 	c.traffic()
 }
 
@@ -160,7 +162,9 @@ func (c *conn) handleFrame(buf []byte) {
 	if tap := c.side.cfg.tap; tap != nil {
 		c.tapInline(tap, op, obj)
 	}
-	c.bad = 0
+	if c.bad > 0 {
+		c.bad-- // pays back a sixteenth of a malformed frame
+	}
 	if c.auth != authDone {
 		c.authFrame(op, obj, call)
 		return
@@ -169,7 +173,7 @@ func (c *conn) handleFrame(buf []byte) {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
 	case op == codec.OpFailure:
-		c.owner.refused(c, failureReason(obj))
+		c.owner.refused(c, obj)
 		// To the router's -1 callbacks, which answer nothing: a failure
 		// answered with a failure could bounce between two peers.
 		if c.side.router.Handles(codec.OpFailure) {
@@ -197,16 +201,20 @@ func (c *conn) handleFrame(buf []byte) {
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
 	case op == codec.OpGoAway:
 		c.owner.goAway(c)
+	case op == codec.OpAuth:
+		c.owner.authed(c, obj)
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.
 }
 
 // malformed answers a frame that does not decode with a MalformedPayload
-// failure, whose message is the original's where it has one. A run of
-// WithMaxMalformed of them in a row closes the connection, after the
-// failures: a peer that is out of step, or hostile, does not get an answer
-// per frame for good.
+// failure, whose message is the original's where it has one. Each adds
+// malformedWeight to the connection's score and each well-formed frame
+// takes 1 off: at WithMaxMalformed frames' worth the connection closes,
+// after the failures, so that a peer that is out of step, or hostile,
+// does not get an answer per frame for good, even one that slips a valid
+// frame between its malformed ones.
 func (c *conn) malformed(err error) {
 	msg := err.Error()
 	var me *codec.MalformedError
@@ -215,12 +223,22 @@ func (c *conn) malformed(err error) {
 	}
 	c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
 	if limit := c.side.cfg.maxMalformed; limit > 0 {
-		if c.bad++; int(c.bad) == limit {
-			_ = c.loop.enqueue(task{kind: taskClose, c: c,
-				err: fmt.Errorf("%w: %d malformed frames in a row", ErrProtocol, limit)}, nil)
+		full := uint16(limit * malformedWeight)
+		if c.bad < full {
+			if c.bad = min(c.bad+malformedWeight, full); c.bad == full {
+				_ = c.loop.enqueue(task{kind: taskClose, c: c,
+					err: fmt.Errorf("%w: too many malformed frames (%d in a row, or more than 1 in %d)", ErrProtocol, limit, malformedWeight)}, nil)
+			}
 		}
 	}
 }
+
+// malformedWeight is what a malformed frame weighs against the well-formed
+// ones that pay it back; maxMalformedLimit keeps the score in a uint16.
+const (
+	malformedWeight   = 16
+	maxMalformedLimit = 4095
+)
 
 // badReply fails the call a reply whose envelope does not read was meant
 // for, if its id can be read at all, rather than leave the caller waiting
@@ -312,14 +330,15 @@ func (c *conn) refuseSize(size string) {
 
 // failureReason returns the reason of a failure frame's object, reading
 // only as far as it must: it is looked at for the reasons the engine acts
-// on (a client refused as Unauthorized stops reconnecting).
-func failureReason(obj []byte) string {
+// on (a client refused as Unauthorized stops reconnecting), with its
+// message.
+func failureReason(obj []byte) (reason, message string) {
 	if !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
-		return ""
+		return "", ""
 	}
 	var f handler.Error
 	if codec.Unmarshal(obj, &f) != nil {
-		return ""
+		return "", ""
 	}
-	return f.Reason
+	return f.Reason, f.Message
 }

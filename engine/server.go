@@ -77,6 +77,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
 	}
+	cfg.deriveBuffered()
 	if cfg.maxConns == 0 {
 		cfg.maxConns = defaultMaxConns()
 	}
@@ -420,7 +421,9 @@ func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id
 // the connection closes. On the loop.
 func (s *Server) goAway(c *conn) { c.closeWith(ErrGoAway) }
 
-func (s *Server) refused(*conn, string) {} // a client's failures are the application's
+func (s *Server) refused(*conn, []byte) {} // a client's failures are the application's
+
+func (s *Server) authed(*conn, []byte) {} // a client's -9 once authenticated: nothing to do
 
 // GoAway prepares a restart or an upgrade: the server stops accepting (a
 // successor may take over the listening sockets), tells every connection

@@ -513,42 +513,76 @@ func TestInvalidOptions(t *testing.T) {
 	}
 }
 
-// TestMalformedRunCloses sends malformed frames with a well-formed one now
-// and then, which starts the count again, then a run of 16 in a row: each
-// is answered with a MalformedPayload failure, and the 16th closes the
-// connection with ErrProtocol, after the failures.
+// TestMalformedRunCloses: a peer that makes a rare mistake (one malformed
+// frame in 20) is answered with a MalformedPayload failure each time and
+// stays; 16 malformed frames in a row close the connection with
+// ErrProtocol, after the failures; and so do 15 malformed frames and one
+// well-formed one, repeated: a valid frame now and then does not buy a
+// hostile peer an answer per frame for good.
 func TestMalformedRunCloses(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	ev := newConnEvents()
 	srv := startServer(t, echoRouter(), append(ev.options(), engine.WithMessageSize(64))...)
-	p := dialRaw(t, srv.Addr().String())
-	p.greet(64)
-	id := ev.idOf(ctx, t, p)
-	for round := range 3 {
-		for range 15 {
-			p.write("zz{}")
-			if op, _ := p.read(); op != codec.OpFailure {
-				t.Fatalf("round %d: malformed frame answered with %d", round, op)
-			}
+	malformed := func(p *rawPeer, what string) {
+		t.Helper()
+		if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), "MalformedPayload") {
+			t.Fatalf("%s: malformed frame answered %d %s", what, op, obj)
 		}
-		p.write(`0{"ok":1}`)
-		if op, obj := p.read(); op != 0 || string(obj) != `{"ok":1}` {
-			t.Fatalf("round %d: echo %d %s", round, op, obj)
+	}
+	echo := func(p *rawPeer, i int) {
+		t.Helper()
+		p.write(fmt.Sprintf(`0{"ok":%d}`, i))
+		if op, obj := p.read(); op != 0 || string(obj) != fmt.Sprintf(`{"ok":%d}`, i) {
+			t.Fatalf("echo %d: %d %s", i, op, obj)
 		}
+	}
+
+	rare := dialRaw(t, srv.Addr().String())
+	rare.greet(64)
+	rareID := ev.idOf(ctx, t, rare)
+	for i := range 400 {
+		if i%20 == 0 {
+			rare.write("zz{}")
+			malformed(rare, "rare")
+		}
+		echo(rare, i)
+	}
+
+	run := dialRaw(t, srv.Addr().String())
+	run.greet(64)
+	runID := ev.idOf(ctx, t, run)
+	for range 16 {
+		run.write("0{")
 	}
 	for range 16 {
-		p.write("0{")
+		malformed(run, "in a row")
 	}
-	for i := range 16 {
-		if op, obj := p.read(); op != codec.OpFailure || !strings.Contains(string(obj), "MalformedPayload") {
-			t.Fatalf("malformed frame %d answered %d %s", i, op, obj)
+	run.expectEOF()
+	if r := ev.reasonFor(ctx, t, runID); !errors.Is(r, engine.ErrProtocol) {
+		t.Errorf("16 in a row: closed with %v, want ErrProtocol", r)
+	}
+
+	mixed := dialRaw(t, srv.Addr().String())
+	mixed.greet(64)
+	mixedID := ev.idOf(ctx, t, mixed)
+	var buf []byte
+	for range 4 {
+		for range 15 {
+			buf = append(buf, fmt.Sprintf("%-64s", "zz{}")...)
 		}
+		buf = append(buf, fmt.Sprintf("%-64s", `0{"ok":1}`)...)
 	}
-	p.expectEOF()
-	if r := ev.reasonFor(ctx, t, id); !errors.Is(r, engine.ErrProtocol) {
-		t.Errorf("closed with %v, want ErrProtocol", r)
+	if _, err := mixed.conn.Write(buf); err != nil {
+		t.Fatal(err)
 	}
+	if r := ev.reasonFor(ctx, t, mixedID); !errors.Is(r, engine.ErrProtocol) {
+		t.Errorf("15 malformed and 1 valid, repeated: closed with %v, want ErrProtocol", r)
+	}
+	if _, ok := srv.Conn(rareID); !ok {
+		t.Fatal("the peer with rare mistakes was closed")
+	}
+	echo(rare, 400)
 }
 
 // TestSizeFrameOneRule sends every kind of bad message_size in a -2 frame:

@@ -424,7 +424,7 @@ func TestTLSMutual(t *testing.T) {
 	got := newRecorder()
 	cr := handler.NewRouter()
 	cr.On(7, func(_ handler.Conn, data []byte) error { got.add(string(data)); return nil })
-	cl, err := engine.Dial(ctx, "tls://"+srv.Addr().String(), cr, engine.WithTLS(p.clientConfig(true)))
+	cl, err := engine.Dial(ctx, "tls://"+srv.Addr().String(), cr, engine.WithTLS(p.clientConfig(true)), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestTLSMutual(t *testing.T) {
 
 	// No certificate: the server refuses the handshake. In TLS 1.3 the
 	// client learns it from the server's alert, after its own handshake.
-	bare, err := engine.Dial(ctx, srv.Addr().String(), handler.NewRouter(), engine.WithTLS(p.clientConfig(false)))
+	bare, err := engine.Dial(ctx, srv.Addr().String(), handler.NewRouter(), engine.WithTLS(p.clientConfig(false)), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +578,7 @@ func TestTLSBadPeers(t *testing.T) {
 	})
 	t.Run("wrong CA", func(t *testing.T) {
 		other := newPKI(t)
-		cl, err := engine.Dial(ctx, addr, handler.NewRouter(), engine.WithTLS(other.clientConfig(false)))
+		cl, err := engine.Dial(ctx, addr, handler.NewRouter(), engine.WithTLS(other.clientConfig(false)), engine.WithDialNoWait())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -822,7 +822,7 @@ func TestTLSShutdownDuringHandshake(t *testing.T) {
 		close(accepted)
 	}()
 	ctx := testContext(t)
-	d, err := engine.NewDialer(handler.NewRouter(), engine.WithTLS(p.clientConfig(false)), engine.WithHandshakeTimeout(time.Hour))
+	d, err := engine.NewDialer(handler.NewRouter(), engine.WithTLS(p.clientConfig(false)), engine.WithHandshakeTimeout(time.Hour), engine.WithDialNoWait())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -449,7 +449,7 @@ func TestWebSocketClientBadUpgrades(t *testing.T) {
 			t.Parallel()
 			addr := badServer(t, tc.answer)
 			ctx := testContext(t)
-			cl, err := engine.Dial(ctx, addr, handler.NewRouter())
+			cl, err := engine.Dial(ctx, addr, handler.NewRouter(), engine.WithDialNoWait())
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("dial: %v", err)

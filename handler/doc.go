@@ -20,7 +20,8 @@
 // made with [WithErrorText].
 //
 // Failure frames the peer sends reach the callbacks registered for
-// [codec.OpFailure] (-1), as with the original's `msg.on(-1, fn)`: with
+// [codec.OpFailure] (-1), where the original's client hands them to its
+// `on_fail` callback: with
 // [Router.On] for the raw object, or [Handle] with [Error] for its reason
 // and message. Their errors are logged, never sent back, and catch-alls do
 // not see failure frames.

@@ -88,8 +88,19 @@ type Error struct {
 	cause error // the local error the failure was made from; never sent
 }
 
-// Error returns "reason: message".
-func (e *Error) Error() string { return e.Reason + ": " + e.Message }
+// Error returns "reason: message", or what of the two is not empty
+// ("failure with no reason" when both are).
+func (e *Error) Error() string {
+	switch {
+	case e.Message == "" && e.Reason == "":
+		return "failure with no reason"
+	case e.Message == "":
+		return e.Reason
+	case e.Reason == "":
+		return "failure: " + e.Message
+	}
+	return e.Reason + ": " + e.Message
+}
 
 // Unwrap returns the local error the failure was made from by
 // [Router.Dispatch], [Router.DispatchCall] or [Failure], for logs: it is

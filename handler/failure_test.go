@@ -482,3 +482,19 @@ func TestFailureNil(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// TestErrorTextWithoutParts: a failure read from the wire with no reason
+// or no message (a -5 frame of a careless peer) reads as a sentence, not
+// as a stray colon.
+func TestErrorTextWithoutParts(t *testing.T) {
+	for _, tc := range []struct{ reason, message, want string }{
+		{"", "", "failure with no reason"},
+		{"Teapot", "", "Teapot"},
+		{"", "short and stout", "failure: short and stout"},
+		{"Teapot", "short and stout", "Teapot: short and stout"},
+	} {
+		if got := handler.FromWire(tc.reason, tc.message).Error(); got != tc.want {
+			t.Errorf("FromWire(%q, %q).Error() = %q, want %q", tc.reason, tc.message, got, tc.want)
+		}
+	}
+}

@@ -169,5 +169,8 @@ func (r *Router) dispatchCallMW(t *table, c Conn, op codec.Opcode, data []byte) 
 	if err != nil {
 		return nil, r.failed(c, op, err)
 	}
+	if p, ok := res.(*Pending); ok {
+		p.bind(r, c, op)
+	}
 	return res, nil
 }

@@ -161,8 +161,8 @@ func (r *Router) update(fn func(*table)) {
 // On adds fn for opcode op. Several callbacks for one opcode run in the
 // order they were added; the first error stops the rest.
 //
-// The opcode may be [codec.OpFailure] (-1), as in the original's
-// `msg.on(-1, fn)`: fn then runs for each failure frame the peer sends,
+// The opcode may be [codec.OpFailure] (-1), what the original's client
+// hands to its `on_fail` callback: fn then runs for each failure frame the peer sends,
 // with its JSON object, {"reason":…,"message":…} (docs/PROTOCOL.md §2.1;
 // [Handle] with [Error] decodes it). An error fn returns is logged
 // ([WithLogger]) and never sent: answering a failure with a failure could
@@ -333,7 +333,8 @@ func (r *Router) dispatchFailure(c Conn, data []byte) {
 }
 
 // DispatchCall runs the call handler of op and returns its result, or the
-// failure to send back. An opcode with no call handler (any negative one,
+// failure to send back. A result that is a [*Pending] is answered later:
+// the caller waits for it with [Pending.Then]. An opcode with no call handler (any negative one,
 // -1 included) fails with [ReasonUnknownOpcode]. Errors become failures and
 // panics are recovered as in [Router.Dispatch].
 func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any, fail *Error) {
@@ -356,6 +357,9 @@ func (r *Router) DispatchCall(c Conn, op codec.Opcode, data []byte) (result any,
 	res, err := e.call(c, data)
 	if err != nil {
 		return nil, r.failed(c, op, err)
+	}
+	if p, ok := res.(*Pending); ok {
+		p.bind(r, c, op)
 	}
 	return res, nil
 }

@@ -621,7 +621,7 @@ func TestFailureCallbacks(t *testing.T) {
 	// The original's spaced form, unknown members, a missing message.
 	mustDispatch(t, r, &fakeConn{}, codec.OpFailure, `{"reason": "Teapot", "extra": [1], "code": 4}`)
 	wantCalls(t, &rec, `raw {"reason": "Teapot", "extra": [1], "code": 4}`,
-		`value Teapot ""`, "pointer 0 Teapot: ")
+		`value Teapot ""`, "pointer 0 Teapot")
 	// The application frames still reach the catch-all, and no failure
 	// callback runs for them or for other negative opcodes.
 	mustDispatch(t, r, nil, 1, `{}`)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"go.uber.org/goleak"
 
 	"github.com/simplerpc/simplerpc/engine"
@@ -137,18 +137,13 @@ func series(name string, labels ...string) string {
 	return b.String()
 }
 
-// promtool checks an exposition with promtool, Prometheus' own linter. It
-// fails, and never skips, when promtool is missing.
+// promtool checks an exposition with promlint, the linter that
+// `promtool check metrics` runs, from client_golang: no binary needed.
 func promtool(t *testing.T, body []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool is required to check the exposition and was not found (Debian: apt-get install prometheus): %v", err)
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("the exposition does not lint: %v %+v", err, problems)
 	}
 }
 

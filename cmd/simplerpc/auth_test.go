@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
 // TestServeAuthToken: serve --auth-token lets in a client with the token
@@ -23,4 +26,19 @@ func TestServeAuthToken(t *testing.T) {
 	}
 	r = runBin(t, 20*time.Second, "serve", "--addr", "127.0.0.1:0", "--max-conns-per-ip", "-1")
 	r.wantCode(t, 2)
+}
+
+// TestCallAuthAck: the server's -9 acknowledgement of the credentials is
+// what call --auth-token asked for, not a frame it cannot make sense of:
+// a one-way frame with no answer still exits 0 (issue 32, item 9).
+func TestCallAuthAck(t *testing.T) {
+	t.Parallel()
+	r := handler.NewRouter()
+	r.On(5, func(handler.Conn, []byte) error { return nil })
+	addr := startEngine(t, r, engine.WithAuth(tokenAuthenticator("T"), 5*time.Second))
+	res := runBin(t, 20*time.Second, "call", "--addr", addr, "--auth-token", "T", "--timeout", "1s", "5", `{}`)
+	res.wantCode(t, 0)
+	if !strings.Contains(res.stderr, "call: nothing came back within 1s") {
+		t.Errorf("stderr %q does not say that nothing came back", res.stderr)
+	}
 }

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -37,6 +34,7 @@ type benchOptions struct {
 	rounds    int
 	timeout   time.Duration
 	metrics   string // --metrics-url
+	load      loadOptions
 }
 
 // newBenchCmd builds the bench subcommand.
@@ -59,7 +57,20 @@ frame on opcode 1, the demo server sends it to every connection, and the
 round lasts until all of them have it. It runs --rounds rounds, or until
 --duration.
 
---size is the opcode and JSON object per frame, in bytes; a frame is always
+With --op, --payload or --payload-file bench sends the application's
+frames instead (one frame, or a file of them, one 'OPCODE JSON' a line,
+sent in turn), each timed to its answer: the next frame back on its
+opcode (or --reply-opcode), in order per connection; with --call each is
+a call timed to its reply.
+
+The loop is closed by default: --pipeline frames in flight per
+connection. --rate N opens it: N frames or calls per second in all, sent
+at their intended times whatever the answers do, each timed from its
+intended send time, so that a stall of the server shows in the
+percentiles instead of holding the sender back (coordinated omission).
+--hdr-log FILE writes the latency histogram in HdrHistogram's log format.
+
+--size is the opcode and JSON object per bench frame, in bytes; a frame is always
 the server's message size on the wire, and a --size that does not fit it
 is reduced. At the end bench prints throughput and latency percentiles
 (HdrHistogram), or one JSON object with --json; --plot draws the latency
@@ -78,7 +89,9 @@ lost it stops at once. A broadcast round that some connections never get
 within --timeout makes it exit 1 too, saying how many.`,
 		Example: `  simplerpc bench --addr 127.0.0.1:30000 --conns 1000 --duration 10s --pipeline 16 --size 256
   simplerpc bench --conns 100 --duration 5s --json --plot latency.png
-  simplerpc bench --broadcast --conns 1000 --rounds 200`,
+  simplerpc bench --broadcast --conns 1000 --rounds 200
+  simplerpc bench --conns 10 --rate 5000 --hdr-log run.hlog
+  simplerpc bench --call --op 3 --payload '{"room": "lobby"}' --rate 1000`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
 			return bench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -99,6 +112,7 @@ within --timeout makes it exit 1 too, saying how many.`,
 	f.BoolVar(&o.broadcast, "broadcast", false, "measure send-to-all (opcode 1) instead of echoes")
 	f.IntVar(&o.rounds, "rounds", 100, "broadcast rounds")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the set-up (dial and message size, all connections), on each broadcast round, and on closing")
+	addLoadFlags(f, &o.load)
 	_ = cmd.MarkFlagFilename("plot", "png", "svg", "pdf")
 	return cmd
 }
@@ -126,6 +140,9 @@ func (o *benchOptions) validate() error {
 	if err := checkAddr(o.addr, false); err != nil {
 		return err
 	}
+	if err := o.load.validate(o.broadcast); err != nil {
+		return err
+	}
 	if _, err := o.tls.clientOptions(o.addr); err != nil {
 		return err
 	}
@@ -140,75 +157,6 @@ func (o *benchOptions) validate() error {
 	return nil
 }
 
-// payload builds the frames bench sends: {"t":NANOS,"p":"xxx..."} for
-// echoes and {"r":ROUND,"t":NANOS,"p":"xxx..."} for broadcasts, padded so
-// that opcode and object take the target size. NANOS counts from the
-// start of the run on the monotonic clock.
-type payload struct {
-	target int // opcode and object bytes
-	pad    string
-}
-
-// minPayload is the smallest object bench can send: room for the fields
-// and a 19-digit time.
-const minPayload = len(`1{"r":1000000000,"t":1000000000000000000,"p":""}`)
-
-// newPayload returns a builder of objects that fill target bytes.
-func newPayload(target int) payload {
-	return payload{target: target, pad: strings.Repeat("x", target)}
-}
-
-// build appends to b the object for opcode op with time t and, for
-// round > 0, the round number.
-func (p payload) build(b []byte, op codec.Opcode, round int64, t time.Duration) []byte {
-	if round > 0 {
-		b = append(b, `{"r":`...)
-		b = strconv.AppendInt(b, round, 10)
-		b = append(b, `,"t":`...)
-	} else {
-		b = append(b, `{"t":`...)
-	}
-	b = strconv.AppendInt(b, int64(t), 10)
-	b = append(b, `,"p":"`...)
-	n := p.target - len(b) - len(`"}`) - len(strconv.Itoa(int(op)))
-	if n > 0 {
-		b = append(b, p.pad[:n]...)
-	}
-	return append(b, `"}`...)
-}
-
-// stampOf reads the "t" (and "r") fields of an object built by
-// [payload.build], without a JSON decoder. ok is false for anything else.
-func stampOf(obj []byte) (round int64, t time.Duration, ok bool) {
-	if r, rest, found := intField(obj, `{"r":`); found {
-		v, _, found := intField(rest, `,"t":`)
-		if !found {
-			return 0, 0, false
-		}
-		return r, time.Duration(v), true
-	}
-	v, _, found := intField(obj, `{"t":`)
-	return 0, time.Duration(v), found
-}
-
-// intField parses prefix followed by a non-negative decimal integer at
-// the start of b, returning the value and what follows.
-func intField(b []byte, prefix string) (int64, []byte, bool) {
-	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
-		return 0, nil, false
-	}
-	b = b[len(prefix):]
-	var v int64
-	i := 0
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i < 19; i++ {
-		v = v*10 + int64(b[i]-'0')
-	}
-	if i == 0 {
-		return 0, nil, false
-	}
-	return v, b[i:], true
-}
-
 // benchRun is the state shared by the event loops' callbacks and the main
 // goroutine. It is safe for concurrent use by multiple goroutines.
 type benchRun struct {
@@ -216,6 +164,9 @@ type benchRun struct {
 	payload payload
 	hist    *shardedHist
 	bufs    sync.Pool // *[]byte for frames being built
+	load    *load     // the application's frames or calls; nil for bench's own echoes
+	// openLoop: frames go out at --rate, not in answer to answers.
+	openLoop bool
 
 	running     atomic.Bool
 	armed       atomic.Bool  // every connection is ready: losses count
@@ -295,78 +246,27 @@ func (b *benchRun) onEcho(c handler.Conn, data []byte) error {
 		return nil // the run is over
 	}
 	b.frames.Add(1)
-	b.send(c, opEcho, 0)
+	if !b.openLoop {
+		b.sendAt(c, opEcho, 0, now)
+	}
 	return nil
 }
 
-// send sends a new frame on c. SendRaw copies the object before it
-// returns, so the buffer goes back to the pool at once.
+// send sends a new frame on c, stamped now.
 func (b *benchRun) send(c handler.Conn, op codec.Opcode, round int64) {
+	b.sendAt(c, op, round, b.now())
+}
+
+// sendAt sends a new frame on c stamped at (its intended send time in the
+// open loop). SendRaw copies the object before it returns, so the buffer
+// goes back to the pool at once.
+func (b *benchRun) sendAt(c handler.Conn, op codec.Opcode, round int64, at time.Duration) {
 	bp := b.bufs.Get().(*[]byte)
-	*bp = b.payload.build((*bp)[:0], op, round, b.now())
+	*bp = b.payload.build((*bp)[:0], op, round, at)
 	if err := c.SendRaw(op, *bp); err != nil {
 		b.errors.Add(1)
 	}
 	b.bufs.Put(bp)
-}
-
-// onBroadcast handles a delivery on the event loop: it records its
-// latency and ends the round with the last expected delivery.
-func (b *benchRun) onBroadcast(c handler.Conn, data []byte) error {
-	now := b.now()
-	round, t, ok := stampOf(data)
-	if !ok || round == 0 {
-		b.errors.Add(1)
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if round != b.round || b.got[c.ID()] == round {
-		return nil // a late delivery of a round that timed out
-	}
-	if !b.hist.record(c.ID(), now-t) {
-		return nil // the run is over
-	}
-	b.frames.Add(1)
-	b.got[c.ID()] = round
-	b.latest = max(b.latest, now-t)
-	if b.received++; b.received == b.expected {
-		b.endRound()
-	}
-	return nil
-}
-
-// endRound reports the round complete to runBroadcast. b.mu is held.
-func (b *benchRun) endRound() {
-	select {
-	case b.roundDone <- b.latest:
-	default:
-	}
-}
-
-// startRound begins round k, expecting a delivery on every connection not
-// lost, and returns how many.
-func (b *benchRun) startRound(k int64) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.round, b.received, b.expected, b.latest = k, 0, b.live, 0
-	return b.live
-}
-
-// stopRound ends the round in progress and returns its deliveries, and
-// those it expected.
-func (b *benchRun) stopRound() (received, expected int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.round = 0
-	return b.received, b.expected
-}
-
-// currentRound returns the round in progress, for the progress line.
-func (b *benchRun) currentRound() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.round
 }
 
 // bench runs the load generator.
@@ -390,10 +290,18 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		roundDone: make(chan time.Duration, 1),
 	}
 	b.bufs.New = func() any { return new([]byte) }
+	b.openLoop = o.load.rate > 0
+	if o.load.custom() {
+		b.load = &load{frames: o.load.frames, call: o.load.call, replyOp: codec.Opcode(o.load.replyOp),
+			ctx: ctx, pending: make(map[uint64]*inFlight)}
+	}
 	r := handler.NewRouter()
-	if o.broadcast {
+	switch {
+	case o.broadcast:
 		r.On(opBroadcast, b.onBroadcast)
-	} else {
+	case b.load != nil:
+		r.Forward(b.onAnswer) // calls' replies come by their ids, not here
+	default:
 		r.On(opEcho, b.onEcho)
 	}
 	r.On(codec.OpFailure, func(handler.Conn, []byte) error { b.errors.Add(1); return nil })
@@ -439,19 +347,10 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	clients := dialed.clients
 	b.arm(len(clients))
 	size := clients[0].MessageSize()
-	target := o.size
-	if target > size {
-		fmt.Fprintf(stderr, "note: --size %d does not fit the server's message size %d: using %d\n", o.size, size, size)
-		target = size
+	target, err := b.fitLoad(stderr, clients, o, size)
+	if err != nil {
+		return err
 	}
-	if target < minPayload {
-		if minPayload > size {
-			return fmt.Errorf("bench: the server's message size %d is too small for bench's frames (%d bytes)", size, minPayload)
-		}
-		fmt.Fprintf(stderr, "note: --size %d is smaller than bench's smallest frame: using %d\n", target, minPayload)
-		target = minPayload
-	}
-	b.payload = newPayload(target)
 	fmt.Fprintf(stderr, "connected %d connections in %v from %d source address(es); message size %d B, payload %d B\n",
 		len(clients), time.Since(setup).Round(time.Millisecond), min(len(sources), len(clients)), size, target)
 
@@ -465,6 +364,7 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 		MessageSize:  size,
 		PayloadBytes: target,
 	}
+	rep.Config.Rate = o.load.rate
 	var series []plotSeries
 	var title string
 	if o.broadcast {
@@ -477,13 +377,32 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 			rep.Conns, rep.Rounds, size)
 	} else {
 		rep.Mode = "echo"
-		rep.Config.Pipeline = o.pipeline
-		if err := runEcho(ctx, stderr, b, clients, o, rep); err != nil {
-			return fmt.Errorf("bench: %w", err)
+		switch {
+		case o.load.call:
+			rep.Mode = "calls"
+		case b.load != nil:
+			rep.Mode = "frames"
 		}
+		if !b.openLoop {
+			rep.Config.Pipeline = o.pipeline
+		}
+		start := time.Now()
+		runLoad(ctx, stderr, b, clients, o, rep)
 		series = []plotSeries{{"round trip", b.hist.merged()}}
-		title = fmt.Sprintf("simplerpc bench: %d connections x pipeline %d, %s echoes/s, message size %d B",
-			rep.Conns, o.pipeline, siFormat(rep.FramesPerS), size)
+		title = fmt.Sprintf("simplerpc bench: %d connections x pipeline %d, %s %s/s, message size %d B",
+			rep.Conns, o.pipeline, siFormat(rep.FramesPerS), rep.Mode, size)
+		if b.openLoop {
+			title = fmt.Sprintf("simplerpc bench: %d connections, %s %s/s asked, %s answered, message size %d B",
+				rep.Conns, siFormat(o.load.rate), rep.Mode, siFormat(rep.FramesPerS), size)
+		}
+		if o.load.hdrLog != "" {
+			comment := fmt.Sprintf("simplerpc bench %s: %s, %d connections, rate %g/s (0: closed loop), latency in ns",
+				rep.Mode, o.addr, rep.Conns, o.load.rate)
+			if err := writeHdrLog(o.load.hdrLog, series[0].h, start, time.Duration(rep.ElapsedS*float64(time.Second)), comment); err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			fmt.Fprintf(stderr, "wrote %s\n", o.load.hdrLog)
+		}
 	}
 	rep.Latency = summarize(series[0].h)
 	rep.Errors = b.errors.Load()
@@ -536,6 +455,10 @@ func verdict(rep *benchReport, firstLost error) error {
 		return fmt.Errorf("bench: lost %d of %d connections during the run (first: %s)", lost, rep.Conns, describeEnd(firstLost))
 	case incomplete != "":
 		return errors.New("bench: " + incomplete)
+	case rep.Frames == 0 && !rep.Interrupted && rep.Mode == "frames":
+		return errors.New("bench: no answer was measured: does the server answer these frames on their opcode (or on --reply-opcode)?")
+	case rep.Frames == 0 && !rep.Interrupted && rep.Mode == "calls":
+		return errors.New("bench: no reply was measured: does the server answer calls on these opcodes?")
 	case rep.Frames == 0 && !rep.Interrupted:
 		return errors.New("bench: no frame was measured: does the server echo opcode 0 and send opcode 1 to all, as 'simplerpc serve' does?")
 	}
@@ -560,119 +483,6 @@ func closeDialer(d *engine.Dialer, timeout time.Duration, stderr io.Writer) {
 	case <-t.C:
 		fmt.Fprintf(stderr, "warning: closing the connections took longer than --timeout %v; exiting without waiting\n", timeout)
 	}
-}
-
-// runEcho keeps the pipeline full on every connection for the duration.
-func runEcho(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engine.Client, o benchOptions, rep *benchReport) error {
-	stop := startProgress(stderr, func(elapsed time.Duration, last *int64) string {
-		n := b.frames.Load()
-		rate := float64(n-*last) / progressEvery.Seconds()
-		*last = n
-		return fmt.Sprintf("%5.1fs  %s echoes/s  %d echoes  %d errors", elapsed.Seconds(), siFormat(rate), n, b.errors.Load())
-	})
-	start := time.Now()
-	b.running.Store(true)
-	for _, cl := range clients {
-		for range o.pipeline {
-			b.send(cl, opEcho, 0)
-		}
-	}
-	timer := time.NewTimer(o.duration)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-b.allLost: // nothing left to measure
-	case <-ctx.Done():
-		rep.Interrupted = true
-	}
-	b.running.Store(false)
-	b.hist.close()
-	elapsed := time.Since(start)
-	stop()
-	rep.ElapsedS = elapsed.Seconds()
-	// Counted from the closed histogram: the frame counter can still move
-	// under a callback that was under way when the run stopped.
-	rep.Frames = b.hist.merged().TotalCount()
-	rep.FramesPerS = float64(rep.Frames) / elapsed.Seconds()
-	return nil
-}
-
-// runBroadcast runs the broadcast rounds and returns the histogram of
-// round times.
-func runBroadcast(ctx context.Context, stderr io.Writer, b *benchRun, clients []*engine.Client, o benchOptions, rep *benchReport) *hdrhistogram.Histogram {
-	rounds := newHist()
-	stop := startProgress(stderr, func(elapsed time.Duration, _ *int64) string {
-		return fmt.Sprintf("%5.1fs  round %d/%d  %d deliveries  %d errors", elapsed.Seconds(), b.currentRound(), o.rounds,
-			b.frames.Load(), b.errors.Load())
-	})
-	defer stop()
-	start := time.Now()
-	deadline := time.NewTimer(o.duration)
-	defer deadline.Stop()
-	b.running.Store(true)
-	defer b.running.Store(false)
-run:
-	for k := int64(1); k <= int64(o.rounds); k++ {
-		sender := liveClient(clients)
-		if sender == nil {
-			break // every connection is lost
-		}
-		live := b.startRound(k)
-		b.send(sender, opBroadcast, k)
-		roundTimer := time.NewTimer(o.timeout)
-		stopped := false
-		select {
-		case d := <-b.roundDone:
-			_ = rounds.RecordValue(min(max(int64(d), histMin), histMax))
-			rep.Rounds++
-		case <-roundTimer.C:
-			got, want := b.stopRound()
-			rep.Rounds++
-			rep.IncompleteRounds++
-			rep.MissedDeliveries += want - got
-			if want-got > rep.worstMissed {
-				rep.worstMissed, rep.worstOf = want-got, live
-			}
-			b.errors.Add(1)
-			fmt.Fprintf(stderr, "warning: round %d: %d of %d connections got the frame within %v\n",
-				k, got, want, o.timeout)
-		case <-deadline.C: // the duration ends the run; this round is not counted
-			stopped = true
-		case <-b.allLost:
-			stopped = true
-		case <-ctx.Done():
-			rep.Interrupted = true
-			stopped = true
-		}
-		roundTimer.Stop()
-		b.stopRound()
-		// Drop a completion that raced with the timeout.
-		select {
-		case <-b.roundDone:
-		default:
-		}
-		if stopped {
-			break run
-		}
-	}
-	b.hist.close()
-	elapsed := time.Since(start)
-	rep.ElapsedS = elapsed.Seconds()
-	rep.Frames = b.hist.merged().TotalCount()
-	rep.FramesPerS = float64(rep.Frames) / elapsed.Seconds()
-	return rounds
-}
-
-// liveClient returns the first client not closed, or nil.
-func liveClient(clients []*engine.Client) *engine.Client {
-	for _, cl := range clients {
-		select {
-		case <-cl.Done():
-		default:
-			return cl
-		}
-	}
-	return nil
 }
 
 // progressEvery is how often the progress line is redrawn.

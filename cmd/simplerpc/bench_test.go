@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -293,5 +295,49 @@ func TestBenchBroadcastIncomplete(t *testing.T) {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("stderr %q does not contain %q", res.stderr, want)
 		}
+	}
+}
+
+// pythonEchoServer starts a fake server that echoes opcode 0 as the
+// original Python server does: json.dumps's ", " and ": " separators, the
+// keys in another order ("p" before "t"), padded with spaces.
+func pythonEchoServer(t *testing.T) string {
+	t.Helper()
+	return fakeServer(t, func(c net.Conn) {
+		if announce(c) != nil {
+			return
+		}
+		buf := make([]byte, fakeSize)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			text := strings.TrimRight(string(buf), " ")
+			var m map[string]json.RawMessage
+			if !strings.HasPrefix(text, "0{") || json.Unmarshal([]byte(text[1:]), &m) != nil {
+				continue
+			}
+			out := fmt.Sprintf(`0{"p": %s, "t": %s}`, m["p"], m["t"])
+			if len(out) > fakeSize {
+				continue
+			}
+			if _, err := c.Write(padded(fakeSize, out)); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestBenchPythonEcho: bench reads echoes in any well-formed form
+// (PROTOCOL §1.1), not only its own compact one (issue 32, item 8).
+func TestBenchPythonEcho(t *testing.T) {
+	t.Parallel()
+	addr := pythonEchoServer(t)
+	r := runBin(t, 30*time.Second, "bench", "--addr", addr, "--conns", "2", "--duration", "500ms",
+		"--pipeline", "2", "--size", "50", "--json")
+	r.wantCode(t, 0)
+	rep := decodeReport(t, r.stdout)
+	if rep.Errors != 0 || rep.Frames == 0 || rep.Latency.Count != rep.Frames {
+		t.Errorf("%d errors, %d echoes, %d latencies: want no errors and every echo timed", rep.Errors, rep.Frames, rep.Latency.Count)
 	}
 }

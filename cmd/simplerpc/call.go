@@ -27,6 +27,7 @@ type callOptions struct {
 	timeout time.Duration
 	request bool
 	noReply bool
+	replyOp int // --reply-opcode; -1: OPCODE
 }
 
 // newCallCmd builds the call subcommand.
@@ -34,14 +35,18 @@ func newCallCmd(wrap runWrapper) *cobra.Command {
 	var o callOptions
 	cmd := &cobra.Command{
 		Use:   "call [flags] OPCODE [JSON]",
-		Short: "Send one frame and print the first frame that comes back",
+		Short: "Send one frame and print the answer that comes back",
 		Long: `call connects, sends one frame on OPCODE (a non-negative integer) carrying
 JSON (a JSON object, "{}" when omitted, "-" to read it from stdin), and
-prints the first application frame or failure that comes back as one JSON
-line on stdout:
+prints the answer as one JSON line on stdout: the first frame that comes
+back on OPCODE (or on --reply-opcode), or the first failure:
 
   {"opcode":0,"data":{...}}
   {"failure":{"reason":"ArgumentMissing","message":"..."}}
+
+Frames on other opcodes are not the answer: a server may push them at any
+time (a greeting on connect, a broadcast), and they are skipped; stderr
+names the first one when no answer comes.
 
 A one-way frame may have no answer. When nothing comes back within
 --timeout, call says so on stderr and exits 0, once the frame is written
@@ -83,6 +88,7 @@ sent then.`,
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "bound on the whole command: connecting, the answer and closing")
 	f.BoolVar(&o.request, "request", false, "send a call (request frame) and print its reply")
 	f.BoolVar(&o.noReply, "no-reply", false, "exit 0 once the frame is written and the connection closed, waiting for no answer")
+	f.IntVar(&o.replyOp, "reply-opcode", -1, "the opcode the answer comes on (default: OPCODE); frames on other opcodes are skipped")
 	return cmd
 }
 
@@ -171,6 +177,15 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 	if err := checkAddr(o.addr, false); err != nil {
 		return err
 	}
+	want := op
+	if o.replyOp != -1 && (o.request || o.noReply) {
+		return usagef("--reply-opcode is for a one-way frame's answer: not with --request or --no-reply")
+	}
+	if o.replyOp >= 0 {
+		want = codec.Opcode(o.replyOp)
+	} else if o.replyOp != -1 {
+		return usagef("--reply-opcode %d: want a non-negative opcode", o.replyOp)
+	}
 	tlsOpts, err := o.tls.clientOptions(o.addr)
 	if err != nil {
 		return err
@@ -179,7 +194,7 @@ func call(ctx context.Context, stdout, stderr io.Writer, o callOptions, op codec
 	ctx, cancel := b.context(ctx)
 	defer cancel()
 
-	w := &callWatch{results: make(chan callResult, 1)}
+	w := &callWatch{results: make(chan callResult, 1), want: want}
 	r := handler.NewRouter()
 	r.Forward(w.frame)
 	handler.Handle(r, codec.OpFailure, func(c handler.Conn, f *handler.Error) error { w.failure(c, f); return nil })
@@ -238,7 +253,7 @@ func exchange(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, 
 		select {
 		case res = <-w.results:
 		default:
-			return false, fmt.Errorf("%s before anything came back", describeEnd(cl.Err()))
+			return false, fmt.Errorf("%s before the answer came back%s", describeEnd(cl.Err()), w.skippedNote())
 		}
 	case <-ctx.Done():
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -247,7 +262,8 @@ func exchange(ctx context.Context, stdout, stderr io.Writer, cl *engine.Client, 
 		if odd := w.oddFrame(); odd != "" {
 			return false, fmt.Errorf("the server sent %s, and nothing else came back within %v", odd, o.timeout)
 		}
-		fmt.Fprintf(stderr, "call: nothing came back within %v (a one-way frame needs no answer; --no-reply does not wait)\n", o.timeout)
+		fmt.Fprintf(stderr, "call: nothing came back within %v on opcode %d%s (a one-way frame needs no answer; --no-reply does not wait)\n",
+			o.timeout, w.want, w.skippedNote())
 		return true, nil
 	}
 	if res.Failure != nil {
@@ -277,30 +293,58 @@ func request(ctx context.Context, stdout io.Writer, cl *engine.Client, w *callWa
 }
 
 // callWatch gathers, on the client's event loop, what call waits for: the
-// first application frame or failure after the send, and the first frame
-// that makes no sense, to name it when nothing else comes. It is safe for
+// first frame on the answer's opcode or failure after the send, the first
+// frame skipped for being on another opcode, and the first frame that
+// makes no sense, to name them when nothing else comes. It is safe for
 // concurrent use by multiple goroutines.
 type callWatch struct {
+	want    codec.Opcode // the answer's opcode
 	sent    atomic.Bool
 	results chan callResult // the first result; capacity 1
 	once    sync.Once
 
-	mu  sync.Mutex // guards odd
-	odd string
+	mu      sync.Mutex // guards odd, skipped and firstSkip
+	odd     string
+	skipped int
+	first   string
 }
 
 // deliver hands over the first result after the send. The callbacks run
-// on the event loop and must not block.
+// on the event loop and must not block. sent is set before the frame is
+// handed to the engine, so that an answer faster than the sending
+// goroutine is not lost; what arrives before it is no answer, and what
+// arrives after it on another opcode is skipped by frame.
 func (w *callWatch) deliver(r callResult) {
 	if w.sent.Load() {
 		w.once.Do(func() { w.results <- r })
 	}
 }
 
-// frame receives application frames (a handler.ForwardFunc).
+// frame receives application frames (a handler.ForwardFunc): one on the
+// answer's opcode is the answer; any other was pushed by the server (on
+// connect, or to everyone) and is only counted.
 func (w *callWatch) frame(_ handler.Conn, op codec.Opcode, data []byte) error {
+	if op != w.want {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.skipped++; w.skipped == 1 {
+			w.first = fmt.Sprintf("%d%s", op, clip(data, 120))
+		}
+		return nil
+	}
 	w.deliver(callResult{Opcode: &op, Data: append(json.RawMessage(nil), data...)})
 	return nil
+}
+
+// skippedNote describes the frames skipped for their opcode, as a clause
+// to append to a message, or "".
+func (w *callWatch) skippedNote() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (skipped %d frame(s) on other opcodes, the first %s; --reply-opcode picks the answer's)", w.skipped, w.first)
 }
 
 // failure receives -1 frames; one without a reason is left to tap.
@@ -329,6 +373,10 @@ func (w *callWatch) tap(_ handler.Conn, op codec.Opcode, data []byte) {
 		// malformed or for another id.
 		what = "a reply that matches no call (malformed or for another id)"
 	case codec.OpMessageSize, codec.OpRequest, codec.OpPing, codec.OpPong:
+		return
+	case codec.OpAuth:
+		// The server's acknowledgement of --auth-token's credentials,
+		// {"identity": ...}: what call asked for.
 		return
 	default:
 		if op >= 0 {

@@ -96,9 +96,10 @@ func closeClient(cl *engine.Client, b budget) bool {
 }
 
 // clientOptions are the options every client of call and listen has: any
-// message size, and the budget's dial timeout.
+// message size, and the budget's dial timeout. Dial returns once
+// connected: awaitReady says in the command's words what did not come.
 func clientOptions(b budget, extra ...engine.ClientOption) []engine.ClientOption {
-	opts := append(sizeOptions(), engine.WithDialTimeout(b.dialTimeout()))
+	opts := append(sizeOptions(), engine.WithDialTimeout(b.dialTimeout()), engine.WithDialNoWait())
 	return append(opts, extra...)
 }
 

@@ -22,7 +22,7 @@ const (
 	defaultFrameDeadline = 30 * time.Second // engine.WithFrameDeadline
 	defaultMaxMalformed  = 16               // engine.WithMaxMalformed
 	defaultRateStrikes   = 10               // engine.WithRateLimit's strikes
-	maxMalformedLimit    = 1 << 15          // the largest WithMaxMalformed takes
+	maxMalformedLimit    = 4095             // the largest WithMaxMalformed takes
 )
 
 // fdMargin is the descriptors serve keeps for itself below RLIMIT_NOFILE,
@@ -41,11 +41,12 @@ type limitOptions struct {
 	writeDeadline time.Duration
 	frameDeadline time.Duration
 	maxMalformed  int
+	maxBuffered   int  // both directions together; -1: the engine's default
 	outboundSet   bool // --max-outbound was given
 
 	maxPerIP   int
 	ratePerIP  float64
-	authToken  string
+	authToken  tokenSource
 	authWithin time.Duration
 }
 
@@ -61,11 +62,13 @@ func addLimitFlags(f *pflag.FlagSet, o *limitOptions) {
 	f.DurationVar(&o.keepAlive, "keepalive", 30*time.Second, "TCP keep-alive probes after this much silence (0: off)")
 	f.DurationVar(&o.writeDeadline, "write-deadline", defaultWriteDeadline, "close a connection whose peer takes none of its output for this long (0: never)")
 	f.DurationVar(&o.frameDeadline, "frame-deadline", defaultFrameDeadline, "close a connection whose partial frame does not complete within this time (0: never)")
-	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row (0: never; at most %d)", maxMalformedLimit))
+	f.IntVar(&o.maxMalformed, "max-malformed", defaultMaxMalformed, fmt.Sprintf("close a connection after this many malformed frames in a row, or more than 1 in 16 frames over such a run (0: never; at most %d)", maxMalformedLimit))
+	f.IntVar(&o.maxBuffered, "max-buffered", -1, "bytes all connections may hold together, half outbound and half inbound; past it those holding the most are closed "+
+		"(-1: derived from GOMEMLIMIT, the cgroup's memory limit or the machine's memory, see the listening line; 0: no cap)")
 	f.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "connections one remote IP address may hold; more get an AddressFull failure (0: no limit)")
 	f.Float64Var(&o.ratePerIP, "conn-rate-per-ip", 0, "new connections per second one remote IP address may open, in bursts of that many rounded up (0: no limit)")
-	f.StringVar(&o.authToken, "auth-token", "", `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
-	f.DurationVar(&o.authWithin, "auth-timeout", 10*time.Second, "how long a client has to send its credentials when --auth-token is set")
+	addTokenFlags(f, &o.authToken, `require clients to send {"token": TOKEN} first (opcode -9), within --auth-timeout: the demo authenticator`)
+	f.DurationVar(&o.authWithin, "auth-timeout", 10*time.Second, "how long a client has to send its credentials when a token is set")
 }
 
 // serverOptions checks the limit flags and returns the engine options they
@@ -107,6 +110,9 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 	if o.maxInbound < maxSize {
 		return nil, usagef("--max-inbound %d is less than the largest frame, --max-size %d", o.maxInbound, maxSize)
 	}
+	if o.maxBuffered < -1 {
+		return nil, usagef("--max-buffered %d must not be negative (-1: derived, 0: no cap)", o.maxBuffered)
+	}
 	opts := []engine.ServerOption{
 		engine.WithMaxInbound(o.maxInbound),
 		engine.WithIdleTimeout(o.idleTimeout),
@@ -115,6 +121,9 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 		engine.WithFrameDeadline(o.frameDeadline),
 		engine.WithMaxMalformed(o.maxMalformed),
 		engine.WithMaxOutbound(out, engine.SlowClose),
+	}
+	if o.maxBuffered >= 0 {
+		opts = append(opts, engine.WithMaxBuffered(o.maxBuffered/2, o.maxBuffered/2))
 	}
 	switch {
 	case o.maxPerIP < 0:
@@ -130,8 +139,12 @@ func (o *limitOptions) serverOptions(maxSize int) ([]engine.ServerOption, error)
 	if o.ratePerIP > 0 {
 		opts = append(opts, engine.WithConnRatePerAddr(o.ratePerIP, max(1, int(math.Min(math.Ceil(o.ratePerIP), math.MaxInt32)))))
 	}
-	if o.authToken != "" {
-		opts = append(opts, engine.WithAuth(tokenAuthenticator(o.authToken), o.authWithin))
+	token, err := o.authToken.token()
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		opts = append(opts, engine.WithAuth(tokenAuthenticator(token), o.authWithin))
 	}
 	if o.rateLimit > 0 {
 		burst := o.rateBurst

@@ -33,8 +33,8 @@ func TestServeLimitErrors(t *testing.T) {
 		{[]string{"--max-outbound", "100"}, "--max-outbound 100 is less than the largest frame, --max-size 256"},
 		{[]string{"--max-outbound", "lots"}, `invalid argument "lots" for "--max-outbound"`},
 		{[]string{"--max-inbound", "100"}, "--max-inbound 100 is less than the largest frame, --max-size 256"},
-		{[]string{"--max-malformed", "-1"}, "--max-malformed -1 must lie within 0..32768"},
-		{[]string{"--max-malformed", "40000"}, "--max-malformed 40000 must lie within 0..32768"},
+		{[]string{"--max-malformed", "-1"}, "--max-malformed -1 must lie within 0..4095"},
+		{[]string{"--max-malformed", "40000"}, "--max-malformed 40000 must lie within 0..4095"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

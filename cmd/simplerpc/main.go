@@ -9,13 +9,15 @@
 //	    on opcode 3 answers the caller's net id and node. With --cluster
 //	    nats://HOST:PORT|embedded --node NAME, across a cluster of them.
 //	simplerpc call   --addr 127.0.0.1:30000 OPCODE '{"json":"object"}'
-//	    Sends one frame and prints the first frame that comes back, or the
-//	    failure, as one JSON line.
+//	    Sends one frame and prints the answer (the first frame back on its
+//	    opcode) or the failure, as one JSON line.
 //	simplerpc listen --addr 127.0.0.1:30000 [--all] [--count N] [--send 'OPCODE JSON']
 //	    Prints every frame received as a JSON line.
 //	simplerpc bench  --addr 127.0.0.1:30000 --conns 1000 --duration 10s
 //	    A load generator on the engine's client: throughput and latency
-//	    percentiles of echoes, or with --broadcast of send-to-all.
+//	    percentiles of echoes, of any application's frames or calls (--op,
+//	    --payload-file, --call), closed loop or open at --rate, or with
+//	    --broadcast of send-to-all.
 //	simplerpc completion bash|zsh|fish|powershell
 //	    Prints a shell completion script.
 //
@@ -52,7 +54,17 @@ func main() {
 	// The first signal asks the subcommand to stop cleanly; a second one
 	// kills the process as usual.
 	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	// The token given on the command line moves to the environment, out of
+	// os.Args, which the profiles serve (/debug/pprof/cmdline).
+	if kept, token, found := hideAuthToken(os.Args); found {
+		os.Args = kept
+		if err := os.Setenv(envAuthToken, token); err != nil {
+			fmt.Fprintln(os.Stderr, "simplerpc:", err)
+			os.Exit(exitFailure)
+		}
+	}
+	err := run(ctx, args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(report(os.Stderr, err))
 }

@@ -35,11 +35,11 @@ func httpGet(t *testing.T, url string, timeout time.Duration) string {
 }
 
 // TestServeMetrics checks --metrics-addr: /metrics has the server's, the
-// Go runtime's and the process's metrics, /debug/pprof/ answers, and
-// bench --metrics-url reports what changed on the server.
+// Go runtime's and the process's metrics, /debug/pprof/ answers with
+// --pprof, and bench --metrics-url reports what changed on the server.
 func TestServeMetrics(t *testing.T) {
 	t.Parallel()
-	p, addr := startServe(t, "--metrics-addr", "127.0.0.1:0", "--quiet")
+	p, addr := startServe(t, "--metrics-addr", "127.0.0.1:0", "--pprof", "--quiet")
 	maddr := p.waitLine(t, reLine(`msg="metrics listening" addr=(\S+)`), 10*time.Second)[1]
 	runBin(t, 20*time.Second, "call", "--addr", addr, "0", `{}`).wantCode(t, 0)
 	body := httpGet(t, "http://"+maddr+"/metrics", 10*time.Second)

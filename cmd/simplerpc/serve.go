@@ -40,6 +40,7 @@ type serveOptions struct {
 	limits    limitOptions
 	tls       serverTLSOptions
 	metrics   string // --metrics-addr
+	pprof     bool   // --pprof
 	cluster   clusterOptions
 
 	upgradeTimeout time.Duration // --upgrade-timeout
@@ -150,7 +151,8 @@ starts, and opened again if it fails.`,
 	addLimitFlags(f, &o.limits)
 	addServerTLSFlags(f, &o.tls)
 	addClusterFlags(f, &o.cluster)
-	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this host:port, apart from the protocol's (none if empty; keep it private)")
+	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port, apart from the protocol's (none if empty; :PORT binds 127.0.0.1, 0.0.0.0:PORT every interface)")
+	f.BoolVar(&o.pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ on --metrics-addr too (keep it private)")
 	f.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "on SIGHUP, how long to wait for the successor's readiness before giving up the upgrade and serving on")
 	f.StringVar(&o.upgradeMode, "upgrade", "handover", "on SIGHUP, what the connections do: handover (the successor takes them, their peers see nothing) or goaway (they are told to reconnect, -8)")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "on SIGHUP, how long to wait for clients to move to the successor before closing the connections left")
@@ -164,7 +166,7 @@ starts, and opened again if it fails.`,
 // newLogger returns a slog logger writing to w in format ("text" or
 // "json"), at debug level when verbose.
 func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: durationsAsText}
 	if verbose {
 		opts.Level = slog.LevelDebug
 	}
@@ -212,6 +214,9 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 		return err
 	}
 	limits = append(limits, tlsOpts...)
+	if o.pprof && o.metrics == "" {
+		return usagef("--pprof needs --metrics-addr: the profiles are served there")
+	}
 	if o.metrics != "" {
 		for _, a := range o.addrs {
 			if err := checkMetricsAddr(o.metrics, a); err != nil {
@@ -264,11 +269,12 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	for i, ln := range lns[1:] {
 		log.Info("also listening", "addr", listenerURL(ln, names[i+1]), "fd", 4+i)
 	}
+	bufOut, bufIn, bufFrom := srv.MaxBuffered()
 	log.Info("listening", "addr", listenerURL(lns[0], names[0]), "size", o.size, "loops", o.loops, "tls", o.tls.describe(),
-		"activated", activated, "pid", os.Getpid())
+		"activated", activated, "pid", os.Getpid(), "max_buffered", bufOut+bufIn, "max_buffered_from", bufFrom)
 	var ms *metricsServer
 	if o.metrics != "" {
-		if ms, err = startMetrics(log, srv, o.metrics); err != nil {
+		if ms, err = startMetrics(log, srv, o.metrics, o.pprof); err != nil {
 			_ = srv.Close()
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -350,7 +356,7 @@ func upgrade(ctx context.Context, log *slog.Logger, o serveOptions, srv *engine.
 	}
 	if ms != nil {
 		var merr error
-		if ms, merr = startMetrics(log, srv, o.metrics); merr != nil {
+		if ms, merr = startMetrics(log, srv, o.metrics, o.pprof); merr != nil {
 			log.Error("metrics not served again", "err", merr)
 		}
 	}

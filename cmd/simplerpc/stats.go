@@ -126,6 +126,7 @@ type benchConfig struct {
 	DurationS float64 `json:"duration_s"`
 	Pipeline  int     `json:"pipeline,omitempty"`
 	Rounds    int     `json:"rounds,omitempty"`
+	Rate      float64 `json:"rate,omitempty"` // --rate: the open loop's frames per second
 	Size      int     `json:"size"`
 	Loops     int     `json:"loops"`
 	Sources   int     `json:"sources"`
@@ -134,19 +135,23 @@ type benchConfig struct {
 // benchReport is bench's result, printed as a table or, with --json, as
 // one JSON object.
 type benchReport struct {
-	Mode         string      `json:"mode"` // "echo" or "broadcast"
+	Mode         string      `json:"mode"` // "echo", "frames", "calls" or "broadcast"
 	Config       benchConfig `json:"config"`
 	Conns        int         `json:"conns"`   // connections that took part
 	Sources      int         `json:"sources"` // source addresses used
 	MessageSize  int         `json:"message_size"`
 	PayloadBytes int         `json:"payload_bytes"` // opcode and JSON object per frame
 	ElapsedS     float64     `json:"elapsed_s"`
-	// Frames counts echoes received (echo) or deliveries (broadcast).
+	// Sent counts the frames or calls the open loop sent (--rate).
+	Sent int64 `json:"sent,omitempty"`
+	// Frames counts echoes, answers or replies received (echo, frames,
+	// calls) or deliveries (broadcast).
 	Frames     int64   `json:"frames"`
 	FramesPerS float64 `json:"frames_per_s"`
 	// BytesPerS counts whole frames, padding included, in one direction.
 	BytesPerS float64 `json:"bytes_per_s"`
-	// Latency is per echo (echo) or per delivery (broadcast), in µs.
+	// Latency is per echo, answer or reply, from the intended send time
+	// in the open loop, or per delivery (broadcast), in µs.
 	Latency latencyStats `json:"latency_us"`
 	// RoundLatency is, per broadcast round, the time until every
 	// connection had the frame, in µs.
@@ -190,10 +195,18 @@ func (r *benchReport) writeTable(w io.Writer) error {
 	}
 	rate := fmt.Sprintf("%s frames/s, %s/s", siFormat(r.FramesPerS), byteFormat(r.BytesPerS))
 	switch r.Mode {
-	case "echo":
-		fmt.Fprintf(tw, "mode\techo, pipeline %d per connection\n", r.Config.Pipeline)
+	case "echo", "frames", "calls":
+		what := map[string]string{"echo": "echoes", "frames": "answers", "calls": "replies"}[r.Mode]
+		loop := fmt.Sprintf("closed loop, pipeline %d per connection", r.Config.Pipeline)
+		if r.Config.Rate > 0 {
+			loop = fmt.Sprintf("open loop at %s/s in all, latency from the intended send times", siFormat(r.Config.Rate))
+		}
+		fmt.Fprintf(tw, "mode\t%s, %s\n", r.Mode, loop)
 		fmt.Fprintf(tw, "elapsed\t%s\n", elapsed)
-		fmt.Fprintf(tw, "echoes\t%d (%s)\n", r.Frames, rate)
+		if r.Config.Rate > 0 {
+			fmt.Fprintf(tw, "sent\t%d\n", r.Sent)
+		}
+		fmt.Fprintf(tw, "%s\t%d (%s)\n", what, r.Frames, rate)
 	case "broadcast":
 		fmt.Fprintf(tw, "mode\tbroadcast, one send-to-all per round\n")
 		fmt.Fprintf(tw, "elapsed\t%s\n", elapsed)
@@ -212,7 +225,7 @@ func (r *benchReport) writeTable(w io.Writer) error {
 			usFormat(s.P50), usFormat(s.P90), usFormat(s.P99), usFormat(s.P999), usFormat(s.Max))
 	}
 	switch r.Mode {
-	case "echo":
+	case "echo", "frames", "calls":
 		row("round trip", r.Latency)
 	case "broadcast":
 		if r.RoundLatency != nil {

@@ -118,7 +118,7 @@ func (nn *nextNotify) restore() {
 }
 
 func (n *notifier) status() string {
-	return fmt.Sprintf("STATUS=serving %d connections", n.srv.Len())
+	return "STATUS=serving " + countOf(n.srv.Len(), "connection")
 }
 
 func (n *notifier) statusLoop() {

@@ -104,7 +104,7 @@ type clientTLSOptions struct {
 	serverName string
 	clientCert string
 	clientKey  string
-	authToken  string // not TLS, but sent first on the same connections
+	authToken  tokenSource // not TLS, but sent first on the same connections
 }
 
 func addClientTLSFlags(f *pflag.FlagSet, o *clientTLSOptions) {
@@ -114,18 +114,25 @@ func addClientTLSFlags(f *pflag.FlagSet, o *clientTLSOptions) {
 	f.StringVar(&o.serverName, "tls-server-name", "", "the name to verify the server's certificate against (default: the host of --addr)")
 	f.StringVar(&o.clientCert, "tls-cert", "", "present this PEM client certificate (mutual TLS; needs --tls-key)")
 	f.StringVar(&o.clientKey, "tls-key", "", "the PEM private key of --tls-cert")
-	f.StringVar(&o.authToken, "auth-token", "", `send {"token": TOKEN} as credentials first, for a server started with serve --auth-token`)
+	addTokenFlags(f, &o.authToken, `send {"token": TOKEN} as credentials first, for a server started with a token`)
 	_ = cobraFileFlag(f, "tls-ca", "tls-cert", "tls-key")
 }
 
 // clientOptions returns the engine's TLS option for a client of addr, or
-// nil for plain TCP, and the credentials of --auth-token.
+// nil for plain TCP, and the credentials of the auth token (tokenSource).
 func (o *clientTLSOptions) clientOptions(addr string) ([]engine.ClientOption, error) {
 	opts, err := o.tlsOptions(addr)
-	if err == nil && o.authToken != "" {
-		opts = append(opts, engine.WithCredentials(map[string]string{"token": o.authToken}))
+	if err != nil {
+		return nil, err
 	}
-	return opts, err
+	token, err := o.authToken.token()
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		opts = append(opts, engine.WithCredentials(map[string]string{"token": token}))
+	}
+	return opts, nil
 }
 
 // tlsOptions returns the engine's TLS option for a client of addr, or nil

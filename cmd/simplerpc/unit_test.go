@@ -44,9 +44,20 @@ func TestPayloadSize(t *testing.T) {
 
 func TestStampOfRejects(t *testing.T) {
 	t.Parallel()
-	for _, obj := range []string{``, `{}`, `{"t":}`, `{"t":"1"}`, `{"r":1}`, `{"r":1,"x":2}`, `{"x":1,"t":2}`} {
+	for _, obj := range []string{``, `{}`, `{"t":}`, `{"t":"1"}`, `{"r":1}`, `{"r":1,"x":2}`, `{"t":-1}`, `{"t":1.5}`} {
 		if _, _, ok := stampOf([]byte(obj)); ok {
 			t.Errorf("stampOf(%s) accepted it", obj)
+		}
+	}
+	// Any well-formed form is read: the original's spaced echo, another
+	// key order, other fields.
+	for obj, want := range map[string][2]int64{
+		`{"p": "xxxx", "t": 123456789}`: {0, 123456789},
+		`{"x":1,"t":2}`:                 {0, 2},
+		`{"t": 7, "r": 3, "p": ""}`:     {3, 7},
+	} {
+		if round, at, ok := stampOf([]byte(obj)); !ok || round != want[0] || int64(at) != want[1] {
+			t.Errorf("stampOf(%s) = %d, %d, %v; want %d, %d", obj, round, at, ok, want[0], want[1])
 		}
 	}
 }

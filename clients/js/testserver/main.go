@@ -1,13 +1,21 @@
 // Command testserver is the simplerpc server the JavaScript client's tests
-// run against: a WebSocket listener on 127.0.0.1 with a free port, whose
-// ws:// URL it prints on its first line of output. It stops when its
+// run against: two WebSocket servers on 127.0.0.1 with free ports, whose
+// ws:// URLs it prints on its first two lines of output, the open one
+// first, then the one that requires authentication. It stops when its
 // standard input closes.
 //
-// Opcodes: every application opcode is echoed, except 5, answered with an
-// ArgumentMissing failure; call 1 returns its data; call 2 fails with
-// ArgumentValueError; a frame on 10 makes the server call the client on 20
-// with the frame's data and send the reply back on 11; a frame on 12 goes
-// to every connection on 13.
+// The open server: every application opcode is echoed, except 5, answered
+// with an ArgumentMissing failure; call 1 returns its data; call 2 fails
+// with ArgumentValueError; a frame on 10 makes the server call the client
+// on 20 with the frame's data and send the reply back on 11; a frame on 12
+// goes to every connection on 13.
+//
+// The server that requires authentication takes {"token": "good:NAME"} as
+// the credentials of identity NAME and refuses any other with the message
+// "unknown token". It echoes every application frame as {"identity":
+// ID, "data": DATA}, ID the sender's identity; call 1 returns the same;
+// a frame on 30 restarts it: it shuts down (its clients get -8) and
+// starts again on the same address.
 package main
 
 import (
@@ -16,6 +24,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
@@ -30,6 +41,31 @@ func main() {
 }
 
 func run() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open, err := openServer()
+	if err != nil {
+		return err
+	}
+	if err := open.Start(ctx, "ws://127.0.0.1:0/rpc"); err != nil {
+		return err
+	}
+	auth := &authServer{}
+	if err := auth.start(ctx, "ws://127.0.0.1:0/rpc"); err != nil {
+		return err
+	}
+	fmt.Printf("ws://%s/rpc\n", open.Addr())
+	fmt.Printf("%s\n", auth.url)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	err = auth.stop()
+	if err2 := open.Shutdown(context.Background()); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// openServer returns the server that requires no authentication.
+func openServer() (*engine.Server, error) {
 	var srv *engine.Server
 	r := handler.NewRouter()
 	r.Forward(func(c handler.Conn, op codec.Opcode, data []byte) error {
@@ -60,15 +96,92 @@ func run() error {
 	})
 	var err error
 	srv, err = engine.NewServer(r, engine.WithWebSocket(engine.WebSocketOrigins("*")))
+	return srv, err
+}
+
+// refusal is an authenticator's error whose text the client gets.
+type refusal string
+
+func (r refusal) Error() string  { return string(r) }
+func (r refusal) Reason() string { return engine.ReasonUnauthorized }
+
+// authenticate accepts {"token": "good:NAME"} as NAME.
+func authenticate(_ context.Context, _ handler.Conn, creds []byte) (string, error) {
+	var c struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(creds, &c); err != nil {
+		return "", refusal("credentials malformed")
+	}
+	name, ok := strings.CutPrefix(c.Token, "good:")
+	if !ok || name == "" {
+		return "", refusal("unknown token")
+	}
+	return name, nil
+}
+
+// echoed is what the server that requires authentication sends back.
+type echoed struct {
+	Identity string          `json:"identity"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// authServer is the server that requires authentication, restarted on
+// the same address when asked.
+type authServer struct {
+	mu   sync.Mutex // guards srv, and serialises restarts
+	srv  *engine.Server
+	url  string // ws://host:port/rpc, set by the first start
+	ctx  context.Context
+	done bool // stopped for good
+}
+
+func (a *authServer) start(ctx context.Context, url string) error {
+	r := handler.NewRouter()
+	r.Forward(func(c handler.Conn, op codec.Opcode, data []byte) error {
+		if op == 30 {
+			go a.restart()
+			return nil
+		}
+		return c.Send(op, echoed{engine.IdentityOf(c), append([]byte(nil), data...)})
+	})
+	r.OnCall(1, func(c handler.Conn, data []byte) (any, error) {
+		return echoed{engine.IdentityOf(c), append([]byte(nil), data...)}, nil
+	})
+	srv, err := engine.NewServer(r,
+		engine.WithWebSocket(engine.WebSocketOrigins("*")),
+		engine.WithAuth(authenticate, 10*time.Second))
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := srv.Start(ctx, "ws://127.0.0.1:0/rpc"); err != nil {
+	if err := srv.Start(ctx, url); err != nil {
 		return err
 	}
-	fmt.Printf("ws://%s/rpc\n", srv.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return srv.Shutdown(context.Background())
+	a.srv, a.ctx = srv, ctx
+	a.url = fmt.Sprintf("ws://%s/rpc", srv.Addr())
+	return nil
+}
+
+// restart shuts the server down and starts it again on its address.
+func (a *authServer) restart() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return
+	}
+	if err := a.srv.Shutdown(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "testserver: restart: shutdown:", err)
+	}
+	if err := a.start(a.ctx, a.url); err != nil {
+		fmt.Fprintln(os.Stderr, "testserver: restart:", err)
+		os.Exit(1)
+	}
+}
+
+// stop shuts the server down for good.
+func (a *authServer) stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.done = true
+	return a.srv.Shutdown(context.Background())
 }
