@@ -243,13 +243,14 @@ func AppendMessageSize(dst []byte, size, n int) ([]byte, error) {
 // digits, optional whitespace, exactly one JSON object, then only whitespace.
 // Every failure is a [*MalformedError]. Decode never allocates on success.
 func Decode(frame []byte) (op Opcode, obj []byte, err error) {
-	brace := bytes.IndexByte(frame, '{')
-	if brace < 0 {
-		return 0, nil, errNoJSON()
-	}
-	op, ok := parseOpcode(frame[:brace])
+	op, brace, ok := plainOpcode(frame)
 	if !ok {
-		return 0, nil, errBadOpcode(frame[:brace])
+		if brace = bytes.IndexByte(frame, '{'); brace < 0 {
+			return 0, nil, errNoJSON()
+		}
+		if op, ok = parseOpcode(frame[:brace]); !ok {
+			return 0, nil, errBadOpcode(frame[:brace])
+		}
 	}
 	if n, ok := validObject(frame[brace:]); ok && isPadding(frame[brace+n:]) {
 		return op, frame[brace : brace+n], nil
@@ -289,6 +290,28 @@ func isPadding(p []byte) bool {
 		}
 	}
 	return true
+}
+
+// plainOpcode reads the opcode as peers write it, up to four digits and
+// an optional '-' right before the '{' at brace, without the search and
+// the parse of the general case; ok is false for anything else, for
+// parseOpcode to read. It gives parseOpcode's value for what it reads.
+func plainOpcode(frame []byte) (op Opcode, brace int, ok bool) {
+	i := 0
+	if len(frame) > 0 && frame[0] == '-' {
+		i = 1
+	}
+	v, j := 0, i
+	for ; j < len(frame) && j < i+4 && frame[j] >= '0' && frame[j] <= '9'; j++ {
+		v = v*10 + int(frame[j]-'0')
+	}
+	if j == i || j >= len(frame) || frame[j] != '{' {
+		return 0, 0, false
+	}
+	if i == 1 {
+		v = -v
+	}
+	return Opcode(v), j, true
 }
 
 // isOpSpace reports whether c is ASCII whitespace that Python's int()

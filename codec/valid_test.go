@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -197,5 +198,49 @@ func cpuPerOp(b *testing.B) func() {
 		if end := processCPU(); start >= 0 && end >= 0 && b.N > 0 {
 			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 		}
+	}
+}
+
+// TestPlainOpcode holds Decode's short path for the opcode to parseOpcode:
+// on every text of up to five bytes from the characters that matter, and
+// on every plain opcode of up to four digits, what plainOpcode reads is
+// what the search for '{' and parseOpcode read.
+func TestPlainOpcode(t *testing.T) {
+	check := func(frame []byte) {
+		op, brace, ok := plainOpcode(frame)
+		if !ok {
+			return
+		}
+		want, wok := parseOpcode(frame[:brace])
+		if !wok || op != want || brace != strings.IndexByte(string(frame), '{') {
+			t.Fatalf("%q: plainOpcode (%d, %d), parseOpcode (%d, %v)", frame, op, brace, want, wok)
+		}
+	}
+	const alphabet = "-+09 {_"
+	var gen func(prefix []byte)
+	gen = func(prefix []byte) {
+		check(prefix)
+		if len(prefix) == 5 {
+			return
+		}
+		for i := range len(alphabet) {
+			gen(append(prefix, alphabet[i]))
+		}
+	}
+	gen(nil)
+	taken := 0
+	for _, sign := range []string{"", "-"} {
+		for v := range 10000 {
+			for _, f := range []string{"%d{", "%02d{", "%03d{", "%04d{"} {
+				frame := []byte(sign + fmt.Sprintf(f, v))
+				if _, _, ok := plainOpcode(frame); ok {
+					taken++
+				}
+				check(frame)
+			}
+		}
+	}
+	if taken < 2*10000 {
+		t.Errorf("plainOpcode took %d plain opcodes, want every one of up to four digits", taken)
 	}
 }
