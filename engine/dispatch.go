@@ -153,7 +153,7 @@ func (c *conn) runInline(j job, data []byte) {
 // skip.
 type handed struct {
 	first atomic.Pointer[byte] // the object's first byte while its callback runs, else nil
-	saved []byte               // a copy of the object as it was validated; see above for who reads it
+	saved []byte               // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
 	// checks counts the objects SendRaw validated for this loop's
 	// connections, for the tests (RawValidations).
 	checks atomic.Uint64
