@@ -146,7 +146,7 @@ func benchPair(b *testing.B, where string) (*cluster.Node, *client) {
 	if where == "remote-tcp" {
 		ns := startNATS(b)
 		for num := 1; num <= 2; num++ {
-			nc, err := nats.Connect(ns.URL())
+			nc, err := nats.Connect(ns.URL(), nats.Token(ns.Token()))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -229,7 +229,7 @@ func (n *Node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, r
 		return fail(errors.New("nil done callback"))
 	}
 	if op < 0 {
-		return fail(errors.New("opcode reserved for the protocol"))
+		return fail(ErrProtocolOpcode)
 	}
 	data := []byte("{}")
 	if req != nil {

@@ -28,6 +28,17 @@
 // runs the node callbacks. An event loop is never blocked by a slow NATS
 // or a slow node.
 //
+// # Trust
+//
+// A node acts on what comes on its NATS subjects, after checks that no
+// client of the bus can get past: no frame with a protocol opcode
+// (negative) crosses nodes ([ErrProtocolOpcode]), and malformed or
+// implausible messages are counted and dropped. Anyone who may publish on
+// the subjects can still forge any node's application traffic and
+// presence, so NATS's own authentication decides who may: package
+// embedded requires a token or nkeys; an external NATS, its configuration
+// (docs/CLUSTER.md §7, "Who may use the bus").
+//
 // docs/CLUSTER.md gives the semantics, the subjects and messages on the
 // wire, the timeouts and the failure modes; docs/PROTOCOL.md the protocol
 // between a node and its connections, which the cluster does not change.

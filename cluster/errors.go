@@ -26,6 +26,12 @@ var (
 	// ErrNodeTaken is returned by [Node.Start] when a live node of the
 	// cluster already has the node number.
 	ErrNodeTaken = errors.New("cluster: node number in use")
+	// ErrProtocolOpcode is returned by a send or call that would carry a
+	// protocol opcode (negative: docs/PROTOCOL.md) to another node: frames
+	// of the protocol never cross the bus, and a node drops one that does.
+	// Sends to all and to groups refuse them whatever the nodes up; a send
+	// to a connection of this node is the engine's.
+	ErrProtocolOpcode = errors.New("cluster: protocol opcode (negative) across nodes")
 	// ErrNotLocal is returned by [Group.Join] for a connection another node
 	// holds: a connection joins groups on its own node.
 	ErrNotLocal = errors.New("cluster: connection held by another node")

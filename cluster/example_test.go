@@ -91,7 +91,7 @@ func twoNodes(ctx context.Context) (nodes []*cluster.Node, stop func()) {
 		_ = ns.Close()
 	}
 	for num := 1; num <= 2; num++ {
-		nc, err := ns.Connect() // in-process; nats.Connect(ns.URL()) from elsewhere
+		nc, err := ns.Connect() // in-process; nats.Connect(ns.URL(), nats.Token(ns.Token())) from elsewhere
 		if err != nil {
 			panic(err)
 		}

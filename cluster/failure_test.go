@@ -186,7 +186,7 @@ func TestNATSRestart(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	// The URL path: the nodes connect as external clients would.
 	connect := func() *nats.Conn {
-		nc, err := nats.Connect(ns.URL(), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1),
+		nc, err := nats.Connect(ns.URL(), nats.Token(ns.Token()), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1),
 			nats.ReconnectJitter(0, 0), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 		if err != nil {
 			t.Fatal(err)
@@ -248,7 +248,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 
 	restarted := time.Now()
-	startNATS(t, embedded.WithPort(port))
+	startNATS(t, embedded.WithPort(port), embedded.WithToken(ns.Token()))
 	// Each node has heard the other since the restart: both are connected
 	// and subscribed again.
 	waitFor(t, ctx, "both nodes back", func() bool {

@@ -102,7 +102,10 @@ func (g Group) Members(ctx context.Context) ([]uint64, error) {
 	res, err := g.n.queryAll(ctx, queryMembers, g.name)
 	for _, e := range res {
 		for b := e.text; len(b) >= 8; b = b[8:] {
-			ids = append(ids, binary.BigEndian.Uint64(b))
+			// A node answers for its own connections only.
+			if id := binary.BigEndian.Uint64(b); NodeOf(id) == e.node && counterOf(id) >= e.epoch {
+				ids = append(ids, id)
+			}
 		}
 	}
 	slices.Sort(ids)

@@ -66,8 +66,11 @@ func (n *Node) handle(m *nats.Msg) {
 		return
 	}
 	e, err := decode(m.Data)
-	if err != nil || !allowed[cls][e.kind] {
-		n.bad(badMalformed, "message that does not decode", "subject", m.Subject, "bytes", len(m.Data))
+	if err == nil && !allowed[cls][e.kind] {
+		err = fmt.Errorf("%w: a %v on a subject that kind does not use", errMalformed, e.kind)
+	}
+	if err != nil {
+		n.bad(badMalformed, "message that does not decode", "subject", m.Subject, "bytes", len(m.Data), "err", err)
 		return
 	}
 	if e.node == n.node {

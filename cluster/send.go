@@ -21,10 +21,15 @@ import (
 // an earlier boot of it, and with [ErrBusDown] or [ErrBusFull]. A
 // connection that closed meanwhile is not known here: the frame is dropped
 // there and counted (Stats.UnknownConn); use [Node.Call] to know. Frames
-// from one node to one connection arrive in the order of the sends.
+// from one node to one connection arrive in the order of the sends. A
+// protocol opcode (negative) goes only to a connection of this node;
+// another node's fails with [ErrProtocolOpcode].
 func (n *Node) Send(id uint64, op codec.Opcode, v any) error {
 	if NodeOf(id) == n.node {
 		return n.srv.Send(id, op, v)
+	}
+	if op < 0 {
+		return fmt.Errorf("cluster: send opcode %d to net id %d: %w", op, id, ErrProtocolOpcode)
 	}
 	obj, err := codec.Marshal(v)
 	if err == nil {
@@ -75,6 +80,9 @@ func (n *Node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v an
 		done(nil)
 		return nil
 	}
+	if op < 0 {
+		return fail(ErrProtocolOpcode)
+	}
 	obj, err := codec.Marshal(v)
 	if err != nil {
 		return fail(err)
@@ -90,7 +98,8 @@ func (n *Node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v an
 // once, which writes it to all its connections. This node's connections
 // get it from the engine directly; with no other node up, it is
 // engine.Server.SendAll. If the NATS connection is down, this node's
-// connections still get it and the error wraps [ErrBusDown].
+// connections still get it and the error wraps [ErrBusDown]. A protocol
+// opcode (negative) is refused with [ErrProtocolOpcode]: nobody gets it.
 func (n *Node) SendAll(op codec.Opcode, v any) error {
 	return n.sendShared(op, v, nil, 0, "", "all")
 }
@@ -114,6 +123,9 @@ func (n *Node) SendAllRaw(op codec.Opcode, obj []byte) error {
 
 // sendShared sends to all, or to a group, from v or from a valid obj.
 func (n *Node) sendShared(op codec.Opcode, v any, obj []byte, except uint64, group, to string) error {
+	if op < 0 {
+		return fmt.Errorf("cluster: send opcode %d to %s: %w", op, to, ErrProtocolOpcode)
+	}
 	local := func(v any) error {
 		switch {
 		case group != "":

@@ -8,8 +8,10 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/simplerpc/simplerpc/codec"
 )
@@ -72,7 +74,32 @@ const (
 
 const headerLen = 12
 
+// Bounds of what a node accepts from the bus, beyond the layout: a
+// message outside them is malformed, whoever sent it.
+const (
+	// maxAddr bounds the listen address of a hello or heartbeat.
+	maxAddr = 512
+	// maxConns bounds the connection count of a hello or heartbeat: more
+	// than any one process can hold.
+	maxConns = 1 << 32
+)
+
 var errMalformed = errors.New("malformed")
+
+// malformed is errMalformed saying why.
+func malformed(why string) error { return fmt.Errorf("%w: %s", errMalformed, why) }
+
+var (
+	errShort      = malformed("too short for its kind")
+	errLong       = malformed("bytes after its last field")
+	errProtocolOp = malformed("a protocol opcode (negative): frames of the protocol never cross the bus")
+	errObject     = malformed("not exactly one JSON object")
+	errTooLarge   = malformed("object larger than the largest frame")
+	errBadID      = malformed("a net id no node gives out")
+	errBadEpoch   = malformed("an epoch no node has")
+	errBadAddr    = malformed("a listen address too long or not printable")
+	errBadConns   = malformed("an implausible connection count")
+)
 
 // envelope is a decoded bus message. obj and text are borrowed from the
 // message.
@@ -159,81 +186,104 @@ func appendAnswer(dst []byte, node int, epoch uint64, status uint8) []byte {
 	return append(dst, status)
 }
 
-// decode reads a bus message. It never panics; it returns errMalformed
-// for anything that is not exactly a message of a known kind, with a
-// valid JSON object where one is carried.
+// decode reads a bus message. It never panics; it returns an error
+// wrapping errMalformed, saying why, for anything that is not exactly a
+// message of a known kind within the bounds a node accepts: a node number
+// and epoch a node may have, net ids a node gives out, an application
+// opcode (never the protocol's) and a valid JSON object no larger than
+// the largest frame where one is carried.
 func decode(b []byte) (e envelope, err error) {
 	if len(b) < headerLen || b[0] != wireVersion || b[1] == 0 || kind(b[1]) >= kindEnd {
-		return e, errMalformed
+		return e, malformed("not a bus message of a known version and kind")
 	}
 	e.kind = kind(b[1])
 	e.node = int(binary.BigEndian.Uint16(b[2:]))
 	e.epoch = binary.BigEndian.Uint64(b[4:])
 	if e.node == 0 || e.node > MaxNode {
-		return e, errMalformed
+		return e, malformed("a node number out of 1.." + strconv.Itoa(MaxNode))
+	}
+	if e.epoch == 0 || e.epoch > counterMask {
+		return e, errBadEpoch
 	}
 	p := b[headerLen:]
 	needObj := false
 	switch e.kind {
 	case kindHello, kindBeat:
 		if len(p) < 8 {
-			return e, errMalformed
+			return e, errShort
 		}
-		e.count, e.addr = binary.BigEndian.Uint64(p), string(p[8:])
+		e.count, p = binary.BigEndian.Uint64(p), p[8:]
+		if e.count > maxConns {
+			return e, errBadConns
+		}
+		if len(p) > maxAddr || !printable(p) {
+			return e, errBadAddr
+		}
+		e.addr = string(p)
 	case kindBye, kindProbe:
 		if len(p) != 0 {
-			return e, errMalformed
+			return e, errLong
 		}
 	case kindSend, kindAll, kindGroup:
 		if len(p) < 12 {
-			return e, errMalformed
+			return e, errShort
 		}
 		e.id, e.op, p = binary.BigEndian.Uint64(p), codec.Opcode(binary.BigEndian.Uint32(p[8:])), p[12:]
+		// A send names its connection; all and group name one to skip, or 0.
+		if (e.kind == kindSend || e.id != 0) && !plausibleID(e.id) {
+			return e, errBadID
+		}
 		if e.kind == kindGroup {
 			if len(p) < 2 {
-				return e, errMalformed
+				return e, errShort
 			}
 			n := int(binary.BigEndian.Uint16(p))
 			if n == 0 || len(p) < 2+n {
-				return e, errMalformed
+				return e, malformed("a group name empty or past the end")
 			}
 			e.group, p = string(p[2:2+n]), p[2+n:]
 		}
 		e.obj, needObj = p, true
 	case kindCall:
 		if len(p) < 20 {
-			return e, errMalformed
+			return e, errShort
 		}
 		e.id, e.op = binary.BigEndian.Uint64(p), codec.Opcode(binary.BigEndian.Uint32(p[8:]))
+		if !plausibleID(e.id) {
+			return e, errBadID
+		}
 		us := binary.BigEndian.Uint64(p[12:])
 		if us == 0 || us > uint64(365*24*time.Hour/time.Microsecond) {
-			return e, errMalformed
+			return e, malformed("a call's time left not within a year")
 		}
 		e.timeout, e.obj, needObj = time.Duration(us)*time.Microsecond, p[20:], true
 	case kindQuery:
 		if len(p) < 1 || p[0] == 0 || p[0] >= queryEnd {
-			return e, errMalformed
+			return e, malformed("an unknown query")
 		}
 		e.query, p = p[0], p[1:]
 		switch e.query {
 		case queryLookup:
 			if len(p) != 8 {
-				return e, errMalformed
+				return e, errShort
 			}
 			e.id = binary.BigEndian.Uint64(p)
+			if !plausibleID(e.id) {
+				return e, errBadID
+			}
 		case queryGroupLen, queryMembers:
 			if len(p) == 0 {
-				return e, errMalformed
+				return e, malformed("a query without its group")
 			}
 			e.group = string(p)
 		default:
 			if len(p) != 0 {
-				return e, errMalformed
+				return e, errLong
 			}
 		}
 	case kindReply:
 		if len(p) < 1 || p[0] >= statusEnd {
-			return e, errMalformed
+			return e, malformed("an unknown status")
 		}
 		e.status, p = p[0], p[1:]
 		switch e.status {
@@ -241,11 +291,11 @@ func decode(b []byte) (e envelope, err error) {
 			e.obj, needObj = p, true
 		case statusFailure:
 			if len(p) < 2 {
-				return e, errMalformed
+				return e, errShort
 			}
 			n := int(binary.BigEndian.Uint16(p))
 			if n == 0 || len(p) < 2+n {
-				return e, errMalformed
+				return e, malformed("a failure's reason empty or past the end")
 			}
 			e.reason, e.text = string(p[2:2+n]), p[2+n:]
 		default:
@@ -253,15 +303,40 @@ func decode(b []byte) (e envelope, err error) {
 		}
 	case kindAnswer:
 		if len(p) < 1 || p[0] >= statusEnd {
-			return e, errMalformed
+			return e, malformed("an unknown status")
 		}
 		e.status, e.text = p[0], p[1:]
 	}
+	switch e.kind {
+	case kindSend, kindAll, kindGroup, kindCall:
+		if e.op < 0 {
+			return e, errProtocolOp
+		}
+	}
 	if needObj {
+		if len(e.obj) > codec.MaxMessageSize {
+			return e, errTooLarge
+		}
 		obj, err := codec.Object(e.obj)
 		if err != nil || len(obj) != len(e.obj) {
-			return e, errMalformed
+			return e, errObject
 		}
 	}
 	return e, nil
+}
+
+// plausibleID reports whether id is one a node may have given out: a node
+// number of 1 to MaxNode and a counter of at least 1.
+func plausibleID(id uint64) bool { return NodeOf(id) != 0 && counterOf(id) != 0 }
+
+// printable reports whether b is UTF-8 text without control characters.
+func printable(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 || r < 0x20 || r == 0x7f {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
 )
 
 // Adopt takes the connections a predecessor hands over on uc
@@ -33,7 +35,10 @@ import (
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
 // new deadline, and is admitted (its connect callback runs) here. One
 // whose net id is in use, or over [WithMaxConns], is closed; the restore
-// hook gets nil from a predecessor without a save hook.
+// hook gets nil from a predecessor without a save hook. This server's
+// counters ([Server.Stats]) go on from the predecessor's, which counted
+// the connections it handed over under [DisconnectHandedOver]; the adopted
+// ones count in Accepted here.
 //
 // If ctx ends or uc fails first, the connections already acknowledged
 // stay with this server, and the error says why. It is safe for
@@ -53,8 +58,8 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	if err := ack(helloAck); err != nil {
 		return 0, fmt.Errorf("engine: adopt: %w", err)
 	}
-	r := &handReader{uc: uc}
-	defer r.close()
+	r := newHandReader(uc)
+	defer r.Close()
 	// Enrolling waits for the loop to open the connection: a few at once
 	// keep the loops busy (gnet's client balancer is safe for that).
 	var wg sync.WaitGroup
@@ -62,12 +67,12 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	defer wg.Wait()
 	n := 0
 	for {
-		b, err := r.next()
+		b, err := r.Next()
 		if err == nil {
 			err = ack(len(b.Conns))
 			if err != nil {
 				for _, rc := range b.Conns {
-					closeFD(rc.fd)
+					closeFDs([]int{rc.FD})
 				}
 			}
 		}
@@ -102,6 +107,10 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 		}
 		n += len(b.Conns)
 		if b.End {
+			var base Stats
+			if len(b.Stats) > 0 && codec.Unmarshal(b.Stats, &base) == nil {
+				s.side.stats.base.Store(&base) // this server's counters go on from the predecessor's
+			}
 			wg.Wait()
 			s.adoptBarrier()
 			return n, nil
@@ -144,7 +153,7 @@ func (s *Server) reserveID(id uint64) {
 // adoptConn enrolls one handed connection, its state attached for
 // readyAdopted. Its descriptor is closed here (gnet takes a copy).
 func (s *Server) adoptConn(rc handedConn) {
-	f := os.NewFile(uintptr(rc.fd), "handed-over")
+	f := os.NewFile(uintptr(rc.FD), "handed-over")
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
@@ -202,9 +211,7 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 	c.id = rc.ID
 	c.inSize = rc.In
 	c.setOutSize(rc.Out)
-	x.calls.mu.Lock()
-	x.calls.seq = rc.Calls // a late reply to a predecessor's call matches none of ours
-	x.calls.mu.Unlock()
+	x.calls.continueFrom(rc.Calls) // a late reply to a predecessor's call matches none of ours
 	c.loop.add(c)
 	if s.conns.load(c.id) != nil {
 		id := c.id
@@ -318,5 +325,7 @@ func (r *replayLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 }
 
 func (r *replayLayer) output(dst, p []byte) ([]byte, error) { return append(dst, p...), nil }
+
+func (r *replayLayer) pending() bool { return false }
 
 func (r *replayLayer) stop(err error) error { return err }

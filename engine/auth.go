@@ -7,8 +7,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,9 +20,12 @@ import (
 
 // Authenticator checks a connection's credentials, the JSON object of its
 // -9 frame (borrowed until it returns), and returns the identity to attach
-// to the connection, or an error, which refuses it: the peer gets an
-// Unauthorized failure with the error's text if it names a reason (see
-// [handler.Reasoner]), a generic one otherwise. It runs on a goroutine of
+// to the connection, or an error, which refuses it. The peer gets the
+// failure the error names, by the rule of handlers' errors
+// ([handler.Failure]): an [*handler.Error] or a [handler.Reasoner]
+// (wrapped or not) with its own reason and message, so that an
+// authenticator can say "TokenExpired"; any other error gets reason
+// Unauthorized with a generic message, its text staying in the log. It runs on a goroutine of
 // its own and must return when ctx ends (the authentication deadline, or
 // the server's shutdown). c may be sent to, but is not yet in the server's
 // registry.
@@ -31,6 +36,7 @@ const (
 	authDone    uint8 = iota // nothing to wait for
 	authWaiting              // the server waits for the -9 frame
 	authPending              // the authenticator runs: frames wait in the buffer
+	authRefused              // refused: it closes; frames are answered Unauthorized
 )
 
 // ReasonUnauthorized answers frames sent before authenticating, and a
@@ -39,30 +45,10 @@ const ReasonUnauthorized = "Unauthorized"
 
 // ErrUnauthorized is why a connection closed whose authentication failed
 // or did not come within the deadline; a client made with
-// [WithCredentials] that is refused ends with it and does not reconnect.
+// [WithCredentials] that is refused ends with an error wrapping it and
+// the server's failure ([handler.ReasonOf] gives its reason), and does not
+// reconnect.
 var ErrUnauthorized = errors.New("engine: unauthorized")
-
-// WithAuth makes the server require authentication: a connection gets
-// its -2 frame, then must send its credentials in a -9 frame within
-// timeout (docs/PROTOCOL.md §6.2); until fn accepts them, every other frame
-// is answered with an Unauthorized failure and not dispatched, and the
-// connection is neither in the server's registry nor reached by sends to
-// all; its connect callback runs once it is authenticated. A refusal or a
-// deadline passed gets the failure, then a close with [ErrUnauthorized].
-// Frames that follow the -9 frame wait for the verdict, in order. Defaults
-// to none; timeout must be positive.
-func WithAuth(fn Authenticator, timeout time.Duration) ServerOption {
-	return serverOption(func(c *config) { c.auth, c.authTimeout = fn, timeout })
-}
-
-// WithCredentials makes a client send v (which must encode as a JSON
-// object) in a -9 frame as the first frame of every connection, before
-// anything held or sent meanwhile, for a server that requires it
-// ([WithAuth]). Given to [Dialer.Dial], it is that client's own: many
-// clients of one dialer may each log in as someone else. Defaults to none.
-func WithCredentials(v any) DialOption {
-	return dialOption{client: func(c *config) { c.credentials = v }, dial: func(d *dialConfig) { d.credentials = v }}
-}
 
 // IdentityOf returns the identity an authenticator gave the connection:
 // for a server's connection, what its authenticator returned; for a
@@ -106,8 +92,8 @@ func (s *Server) startAuth(c *conn) {
 	x := c.extra()
 	x.authTimer = time.AfterFunc(s.side.cfg.authTimeout, func() {
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
-			if c.auth != authDone {
-				c.refuseAuth("Authentication did not come in time")
+			if c.auth == authWaiting || c.auth == authPending {
+				c.refuseAuth(ReasonUnauthorized, "Authentication did not come in time")
 			}
 		}}, nil)
 	})
@@ -119,7 +105,17 @@ func (c *conn) authFrame(op codec.Opcode, obj []byte, call codec.Call) {
 	switch op {
 	case codec.OpAuth:
 		s := c.owner.(*Server)
-		c.auth = authPending // traffic reads no further frame until the verdict
+		if c.auth != authWaiting {
+			return // refused already: it closes
+		}
+		cfg := &s.side.cfg
+		if !s.authBudget.take(c.remote, cfg.authFailBurst, cfg.authFailEvery, time.Now()) {
+			s.authFailed(c, errAuthBudget)
+			c.refuseAuth(ReasonUnauthorized, "Too many failed authentications from your address: try again later")
+			return
+		}
+		c.auth = authPending
+		c.holdReads(holdAuth) // no further frame is read until the verdict
 		creds := clone(obj)
 		ctx, cancel := context.WithTimeout(s.authCtx, s.side.cfg.authTimeout)
 		s.authWG.Add(1)
@@ -152,14 +148,12 @@ func (s *Server) authDone(c *conn, id string, err error) {
 		return
 	}
 	if err != nil {
-		msg := "Authentication failed"
-		if r, ok := err.(handler.Reasoner); ok {
-			msg = r.Error()
-		}
-		s.side.cfg.logger.Info("simplerpc: authentication failed", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
-		c.refuseAuth(msg)
+		reason, msg := authFailure(err)
+		s.authFailed(c, err)
+		c.refuseAuth(reason, msg)
 		return
 	}
+	s.authBudget.give(c.remote, s.side.cfg.authFailEvery, time.Now())
 	x := c.extra()
 	if x.authTimer != nil {
 		x.authTimer.Stop()
@@ -181,13 +175,47 @@ func (s *Server) authDone(c *conn, id string, err error) {
 		c.writeObj(codec.OpAuth, obj)
 	}
 	s.admit(c)
-	c.traffic() // the frames that waited for the verdict
+	c.releaseReads(holdAuth) // the frames that waited for the verdict
 }
 
-// refuseAuth answers with an Unauthorized failure and closes after it.
-func (c *conn) refuseAuth(message string) {
-	c.auth = authWaiting // nothing more is dispatched
-	c.sendFailure(codec.OpFailure, nil, ReasonUnauthorized, message)
+// authenticated reports whether c's frames are dispatched: it
+// authenticated, or the server needs no authentication. On the loop.
+func (c *conn) authenticated() bool { return c.auth == authDone }
+
+// authRunning reports whether c's authenticator runs now. On the loop.
+func (c *conn) authRunning() bool { return c.auth == authPending }
+
+// errAuthBudget is what the summary log says of credentials refused
+// because their address spent its budget of failures.
+var errAuthBudget = errors.New("the address spent its budget of authentication failures")
+
+// authFailed logs a refused authentication: one warning a second at most,
+// which says how many failed since the last one, the last address and
+// error (a peer that tries tokens by the thousand must not write a line
+// each).
+func (s *Server) authFailed(c *conn, err error) {
+	s.authFails.warn(s.side.cfg.logger, "last", c.RemoteAddr(), "err", err)
+}
+
+// authFailure returns the reason and message a refused peer gets for an
+// authenticator's error, by the rule handlers' errors follow
+// ([handler.Failure]): an error that names a reason ([handler.ReasonOf]: an
+// [*handler.Error], a [handler.Reasoner], wrapped or not) is sent with its
+// own; any other gets Unauthorized and a generic message, its text staying
+// in the log.
+func authFailure(err error) (reason, message string) {
+	if handler.ReasonOf(err) == "" {
+		return ReasonUnauthorized, "Authentication failed"
+	}
+	f := handler.Failure(err)
+	return f.Reason, f.Message
+}
+
+// refuseAuth answers with a failure (reason, message) and closes after it.
+func (c *conn) refuseAuth(reason, message string) {
+	c.auth = authRefused // nothing more is dispatched; reading stays held if it was
+	c.side.stats.refused[refuseAuthIdx].Add(1)
+	c.sendFailure(codec.OpFailure, nil, reason, message)
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: ErrUnauthorized}, nil)
 }
 
@@ -224,4 +252,57 @@ type authState struct {
 	authWG   sync.WaitGroup     // authenticators running
 	authCtx  context.Context    // ended at shutdown
 	authStop context.CancelFunc // ends authCtx
+
+	authBudget authBudget // failures per address (WithAuthFailureLimit)
+	authFails  repeated   // the summary log line of failures
+}
+
+// What answered a client's credentials on a connection (conn.creds): a
+// server that requires authentication answers them first, with its -9
+// frame or with a failure and a close (docs/PROTOCOL.md §6.2).
+const (
+	credsNone    uint8 = iota // none sent, or answered otherwise
+	credsSent                 // sent; no frame read since
+	credsRefused              // the first frame read since was a failure, and none followed
+)
+
+// credsAnswer notes the frames that follow the credentials: a failure that
+// comes first, and is the last before the server closes, is the refusal
+// of the credentials, whatever its reason (an authenticator may name its
+// own); any other frame means they were not refused so. On the loop.
+func (c *conn) credsAnswer(op codec.Opcode, obj []byte) {
+	switch {
+	case op == codec.OpMessageSize || op == codec.OpPong:
+		return // the size, and pongs, come whether or not the credentials wait
+	case c.creds == credsSent && op == codec.OpFailure:
+		var f handler.Error
+		if codec.Unmarshal(obj, &f) == nil {
+			c.creds = credsRefused
+			c.extra().refusal = handler.FromWire(f.Reason, f.Message)
+			return
+		}
+	}
+	c.creds = credsNone
+	if x := c.x.Load(); x != nil {
+		x.refusal = nil
+	}
+}
+
+// refused notes a server's refusal of the client's credentials by reason
+// Unauthorized: the client ends with ErrUnauthorized when the server
+// closes, and does not reconnect with credentials it was told are wrong.
+// (A refusal by another reason is found by credsAnswer.) On the loop.
+func (cl *Client) refused(_ *conn, obj []byte) {
+	if cl.creds == nil || !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
+		return
+	}
+	var f handler.Error
+	if codec.Unmarshal(obj, &f) != nil || f.Reason != ReasonUnauthorized {
+		return
+	}
+	cl.mu.Lock()
+	if cl.closing == nil {
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, handler.FromWire(f.Reason, f.Message))
+	}
+	cl.mu.Unlock()
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -262,6 +261,7 @@ func (cl *Client) ready(c *conn) bool {
 			return false
 		}
 		c.writeObj(codec.OpAuth, obj)
+		c.creds = credsSent
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
@@ -310,54 +310,6 @@ func (cl *Client) open(c *conn) {
 	c.reported = true
 	c.dispatch(job{kind: jobConnect}, nil)
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
-}
-
-// sessionConn is the connection the reconnect callback gets: the client,
-// but what it sends goes out at once, ahead of the frames the client held
-// while it was disconnected.
-type sessionConn struct {
-	*Client
-	c *conn
-}
-
-// Send sends v ahead of the held frames.
-func (s *sessionConn) Send(op codec.Opcode, v any) error {
-	obj, err := codec.Marshal(v)
-	if err == nil {
-		err = s.c.enqueue(modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
-	}
-	return nil
-}
-
-// SendRaw sends obj ahead of the held frames.
-func (s *sessionConn) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := codec.Object(obj)
-	if err == nil {
-		err = s.c.enqueue(modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
-	}
-	return nil
-}
-
-// Call calls ahead of the held frames.
-func (s *sessionConn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	if err := s.c.call(ctx, op, req, resp, direct); err != nil {
-		return s.c.callError(op, err)
-	}
-	return nil
-}
-
-// CallAsync calls ahead of the held frames, without waiting.
-func (s *sessionConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := s.c.callAsync(ctx, op, req, resp, done, direct); err != nil {
-		return s.c.callError(op, err)
-	}
-	return nil
 }
 
 // send sends through the current connection, or holds the frame while the
@@ -429,6 +381,9 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
+	if x := c.x.Load(); c.creds == credsRefused && x != nil && cl.closing == nil {
+		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, x.refusal) // the server refused the credentials, then closed
+	}
 	cl.lastErr = reason
 	closing := cl.closing
 	if closing == nil && cl.d.side.cfg.reconnect && len(unsent) > 0 {
@@ -450,28 +405,6 @@ func (cl *Client) closed(c *conn, reason error) {
 }
 
 func (cl *Client) handle(*conn) handler.Conn { return cl }
-
-// refused notes a server's refusal of the client's credentials: the
-// client ends with ErrUnauthorized when the server closes, and does not
-// reconnect with credentials it was told are wrong. On the loop.
-func (cl *Client) refused(_ *conn, obj []byte) {
-	if cl.creds == nil {
-		return
-	}
-	reason, message := failureReason(obj)
-	if reason != ReasonUnauthorized {
-		return
-	}
-	err := ErrUnauthorized
-	if message != "" {
-		err = fmt.Errorf("%w: %s", ErrUnauthorized, message) // the server's words
-	}
-	cl.mu.Lock()
-	if cl.closing == nil {
-		cl.closing = err
-	}
-	cl.mu.Unlock()
-}
 
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
 
@@ -541,275 +474,4 @@ func (cl *Client) retire(prev *conn) {
 	if prev.extra().calls.retire() {
 		prev.leave()
 	}
-}
-
-// finish marks the client closed for good.
-func (cl *Client) finish(reason error) {
-	cl.mu.Lock()
-	if cl.closing == nil {
-		cl.closing = reason
-	}
-	cl.held, cl.heldBytes = nil, 0
-	cl.mu.Unlock()
-	cl.doneOnce.Do(func() {
-		cl.doneErr = reason
-		cl.cancel(reason)
-		cl.d.conns.Delete(cl)
-		if cl.own {
-			// Stopping the loops must not run on a loop: do it from a
-			// goroutine, and only then report the client done.
-			go func() {
-				_ = cl.d.Close()
-				close(cl.done)
-			}()
-			return
-		}
-		close(cl.done)
-	})
-}
-
-// reconnect dials again with exponential backoff and full jitter until it
-// succeeds, the client is closed or the dialer stops.
-func (cl *Client) reconnect() {
-	cfg := &cl.d.side.cfg
-	backoff := cfg.backoffMin
-	for attempt := 0; ; attempt++ {
-		wait := time.NewTimer(time.Duration(rand.Int64N(int64(backoff) + 1)))
-		select {
-		case <-cl.d.stop:
-			wait.Stop()
-			cl.finish(ErrShutdown)
-			return
-		case <-wait.C:
-		}
-		cl.mu.Lock()
-		closing := cl.closing
-		cl.mu.Unlock()
-		if closing != nil {
-			cl.finish(closing)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.dialTimeout)
-		// Counted before connect returns: the loop may read the -2 frame
-		// and run the connect callbacks (ready) before that.
-		cl.reconns.Add(1)
-		err := cl.connect(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		cl.reconns.Add(-1)
-		cfg.logger.Debug("simplerpc: reconnect failed", "addr", cl.addr, "attempt", attempt, "err", err)
-		backoff = min(backoff*2, cfg.backoffMax)
-	}
-}
-
-// Ready returns a channel closed once the first connection knows its
-// message size. It is safe for concurrent use.
-func (cl *Client) Ready() <-chan struct{} { return cl.readyCh }
-
-// Done returns a channel closed once the client is closed for good: by
-// Close, by losing its connection without [WithReconnect], or by its
-// dialer's Close. [Client.Err] then says why.
-func (cl *Client) Done() <-chan struct{} { return cl.done }
-
-// Err returns why the client closed, once [Client.Done] is closed: io.EOF
-// if the server closed the connection, [ErrLocalClose] after Close, ...
-func (cl *Client) Err() error {
-	select {
-	case <-cl.done:
-		return cl.doneErr
-	default:
-		return nil
-	}
-}
-
-// Run blocks until the client closes for good or ctx ends (the original's
-// blocking start()); it closes the client when ctx ends. It returns nil
-// after Close, ctx's error, or the reason the connection was lost.
-func (cl *Client) Run(ctx context.Context) error {
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		_ = cl.Close()
-		<-cl.done
-		return ctx.Err()
-	}
-	if errors.Is(cl.doneErr, ErrLocalClose) {
-		return nil
-	}
-	return cl.doneErr
-}
-
-// MessageSize returns the frame size of the current connection, learned
-// from the server, or 0 before it is known.
-func (cl *Client) MessageSize() int {
-	if c := cl.current(); c != nil {
-		return int(c.size.Load())
-	}
-	return 0
-}
-
-// ID returns the client connection's local id, unique within its dialer.
-// The server numbers the same connection with a net id of its own.
-func (cl *Client) ID() uint64 {
-	if c := cl.current(); c != nil {
-		return c.id
-	}
-	return 0
-}
-
-// RemoteAddr returns the address of the server the client is connected to,
-// as resolved when the connection opened.
-func (cl *Client) RemoteAddr() string {
-	if c := cl.current(); c != nil {
-		return c.RemoteAddr()
-	}
-	return cl.addr
-}
-
-// Value returns the application value, kept across reconnections.
-func (cl *Client) Value() any {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	return cl.val
-}
-
-// SetValue stores an application value with the client.
-func (cl *Client) SetValue(v any) {
-	cl.valMu.Lock()
-	cl.val = v
-	cl.valMu.Unlock()
-}
-
-// Load returns the value stored under key (handler.Store), kept across
-// reconnections.
-func (cl *Client) Load(key any) (any, bool) {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	v, ok := cl.vals[key]
-	return v, ok
-}
-
-// Store stores value under key, or removes it for nil (handler.Store).
-func (cl *Client) Store(key, value any) {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	cl.vals = storeValue(cl.vals, key, value)
-}
-
-// Context returns the client's context: cancelled, with the reason as its
-// cause, once the client is closed for good (not when it reconnects).
-func (cl *Client) Context() context.Context { return cl.ctx }
-
-// Send encodes v and sends it on opcode op: the original's rpc. It returns
-// an error for a value that is not a JSON object, one too large for the
-// message size bounds, or a closed client.
-func (cl *Client) Send(op codec.Opcode, v any) error {
-	obj, err := codec.Marshal(v)
-	if err == nil {
-		err = cl.send(nil, modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
-	}
-	return nil
-}
-
-// SendRaw sends the encoded JSON object obj on opcode op; obj is validated
-// and copied.
-func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := codec.Object(obj)
-	if err == nil {
-		err = cl.send(nil, modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
-	}
-	return nil
-}
-
-// Call sends a request to the server and waits for its reply, decoding it
-// into resp (which may be nil); a nil req sends {}. It fails with ctx's
-// error when ctx ends, with [ErrClosed] when the connection closes first,
-// and with the remote failure (see [handler.ReasonOf]) when the server's
-// handler fails. A burst of calls that fills the outbound budget
-// ([WithMaxOutbound]) waits for room rather than failing. It is safe for
-// concurrent use, but not from the client's own callbacks on the event
-// loop: use CallAsync there.
-func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	for attempt := 0; ; attempt++ {
-		c := cl.current()
-		if c == nil {
-			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
-		}
-		// A connection retired after a go-away refuses new calls before it
-		// sends anything: the current connection, newer, takes the call.
-		if err := c.Call(ctx, op, req, resp); !errors.Is(err, errRetired) || attempt == maxRetired {
-			return err
-		}
-	}
-}
-
-// maxRetired bounds how many retired connections one call may meet: one
-// per go-away that happened while it was being made.
-const maxRetired = 8
-
-// CallAsync sends a request to the server without waiting for the reply:
-// done runs once with the outcome (nil once the reply is decoded into resp,
-// or the error Call would have returned), where the client's callbacks run,
-// so it must not block unless the client has a worker pool. If CallAsync
-// returns an error, done never runs. It is safe for concurrent use, from
-// inline callbacks too.
-func (cl *Client) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	for attempt := 0; ; attempt++ {
-		c := cl.current()
-		if c == nil {
-			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
-		}
-		if err := c.CallAsync(ctx, op, req, resp, done); !errors.Is(err, errRetired) || attempt == maxRetired {
-			return err
-		}
-	}
-}
-
-// Close closes the client after the frames already sent, and stops
-// reconnecting. It returns at once; [Client.Done] is closed when it is
-// done and the disconnect callback, if the connect callback ran, has run.
-func (cl *Client) Close() error { return cl.close(ErrLocalClose) }
-
-func (cl *Client) close(reason error) error {
-	cl.mu.Lock()
-	if cl.closing == nil {
-		cl.closing = reason
-	}
-	c, enrolled := cl.cur, cl.enrolled
-	cl.mu.Unlock()
-	switch {
-	case c == nil || c.closed.Load():
-		cl.finish(reason)
-	case enrolled:
-		c.closeWith(reason)
-	}
-	// Otherwise connect is enrolling it: it sees closing and closes it.
-	return nil
-}
-
-// SetMessageSize changes the frame size of the connection (docs/PROTOCOL.md
-// §3): the client sends -2 at the current size, switches its outbound size
-// right after, and the server answers with its own -2. n must lie within
-// the protocol's limits and the outbound cap, and the server must allow it:
-// a server refuses, and closes, a size past its bounds (its own message
-// size by default, see [WithSizeBounds]). It fails with [ErrClosed] when
-// not connected.
-func (cl *Client) SetMessageSize(n int) error {
-	c := cl.current()
-	err := ErrClosed
-	if c != nil && cl.isReady(c) {
-		err = c.setMessageSize(n)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: set message size: %w", err)
-	}
-	return nil
 }

@@ -39,7 +39,8 @@ type owner interface {
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).
 	goAway(c *conn)
-	// refused runs on the loop for each failure frame, with its object.
+	// refused runs on the loop for each failure frame (-1), with its
+	// object, borrowed.
 	refused(c *conn, obj []byte)
 	// authed runs on the loop for each -9 frame of an authenticated
 	// connection: a server's acknowledgement of a client's credentials.
@@ -87,6 +88,8 @@ type conn struct {
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
 	paused   bool        // read: frames wait until the output drains (read.go)
+	holds    uint8       // read: why frames wait unread, holdAuth|holdHandover (read.go)
+	creds    uint8       // read, a client's: what answered its credentials so far (client.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:
@@ -117,6 +120,7 @@ type connExtra struct {
 	identity    string            // guarded by valMu: the authenticator's
 	authTimer   *time.Timer       // the authentication deadline
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
+	refusal     error             // loop-only, a client's: the failure that answered its credentials (client.go)
 	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 }
 
@@ -280,5 +284,35 @@ func (c *conn) write(b []byte) (int, error) {
 	if c.tl != nil {
 		return c.tl.Write(b)
 	}
-	return c.gc.Write(b)
+	return c.wireWrite(b)
+}
+
+// wireWrite writes wire bytes to gnet, counting them for the write
+// deadline: every byte handed to gnet, a frame's or a layer's, is counted
+// here, so that written less what gnet holds is what the kernel took
+// (sweep.go). Loop-only.
+func (c *conn) wireWrite(b []byte) (int, error) {
+	c.written += uint32(len(b))
+	return c.gc.Write(b) // gnet copies what the socket does not take
+}
+
+// layerOut writes what a layer makes by itself (a pong, a close frame, a
+// TLS alert or close_notify) under the same cap as the frames: past
+// WithMaxOutbound the slow-consumer policy applies, dropping it (SlowDrop)
+// or closing the connection (SlowClose, the error then returned). A
+// handshake's bytes are counted, not capped: their size is the server's
+// own (a certificate chain), once per connection, and a cap smaller than
+// them would refuse every peer. It also writes a layer's last words as the connection closes
+// (gnet writes them before it closes the socket). Loop-only.
+func (c *conn) layerOut(b []byte) error {
+	if c.tl != nil && c.tl.ready && c.backlog()+len(b) > c.side.cfg.maxOutbound {
+		if c.side.cfg.slowPolicy == SlowDrop {
+			c.side.dropped.Add(1)
+			return nil
+		}
+		c.closeNow(ErrSlowConsumer)
+		return ErrSlowConsumer
+	}
+	_, err := c.wireWrite(b)
+	return err
 }

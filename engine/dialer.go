@@ -174,7 +174,21 @@ func (d *Dialer) Dial(ctx context.Context, addr string, opts ...DialOption) (*Cl
 	for _, o := range opts {
 		o.applyDial(&dc)
 	}
+	if err := dc.validate(); err != nil {
+		return nil, err
+	}
 	return d.dial(ctx, addr, false, dc)
+}
+
+// validate checks what the DialOptions of one Dial set, as config's
+// validate does for the dialer's.
+func (dc *dialConfig) validate() error {
+	if dc.credentials != nil {
+		if _, err := codec.Marshal(dc.credentials); err != nil { // an object, as the -9 frame needs
+			return invalidOption("WithCredentials", "%v", err)
+		}
+	}
+	return nil
 }
 
 // DialFrom is [Dialer.Dial] from the local IP address local ("" lets the

@@ -2,7 +2,7 @@
 // successor (a new binary) over a Unix socket: each connection's hand-off
 // on its loop, and the session that sends them and waits for the
 // successor's acknowledgements. The successor's side is adopt.go; the wire,
-// handover_wire.go.
+// handover_wire.go; the acceptors' pause, handover_accept.go.
 
 package engine
 
@@ -11,14 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
-	"github.com/simplerpc/simplerpc/handler"
 )
 
 // ErrHandedOver is why a connection left a server that handed it over to
@@ -39,20 +37,6 @@ const handoverRetry = time.Millisecond
 // read only shortly before the successor can take it, so that none waits
 // for all the others to be snapshotted, sent and enrolled.
 const handoverWindow = 256
-
-// WithHandover gives a server the hooks that carry the application's
-// per-connection state across a handover ([Server.HandOver],
-// [Server.Adopt]): save runs on the old server, on the connection's loop,
-// just before the connection leaves, and returns the bytes to carry (its
-// value, its handler.Store entries, as the application encodes them);
-// restore runs on the successor, on the new loop, before any frame of the
-// connection is read, with those bytes. A save error keeps the connection
-// on the old server, which tells it to go away (-8) instead; a restore
-// error closes it. Both must be quick: they run on an event loop. Defaults
-// to none: the application's state is not carried.
-func WithHandover(save func(c handler.Conn) ([]byte, error), restore func(c handler.Conn, state []byte) error) ServerOption {
-	return serverOption(func(c *config) { c.handSave, c.handRestore = save, restore })
-}
 
 // HandoverReport says what a handover did.
 type HandoverReport struct {
@@ -131,8 +115,8 @@ func waitHello(ctx context.Context, uc *net.UnixConn) error {
 		err = context.Cause(ctx)
 	}
 	_ = uc.SetReadDeadline(time.Time{})
-	if err == nil && n != helloAck {
-		err = fmt.Errorf("%w: %d before the hello", errHandWire, n)
+	if err == nil {
+		err = checkHello(n)
 	}
 	return err
 }
@@ -141,8 +125,7 @@ func waitHello(ctx context.Context, uc *net.UnixConn) error {
 // hand-off under way; on the successor, the state it is adopted with.
 type handState struct {
 	deadline time.Time
-	stopped  bool  // no frame is read from it any more
-	prevAuth uint8 // its auth state before reading stopped
+	stopped  bool // no frame is read from it any more (holdHandover)
 	adopted  *handedConn
 }
 
@@ -286,7 +269,7 @@ func (h *handSession) handOff(c *conn) {
 	}
 	late := time.Now().After(st.deadline)
 	if !st.stopped {
-		busy := c.auth == authPending || c.jobsBusy()
+		busy := c.authRunning() || c.jobsBusy()
 		if (busy || c.pendingCalls() > 0) && !late {
 			h.later(c, false)
 			return
@@ -295,10 +278,10 @@ func (h *handSession) handOff(c *conn) {
 			h.keep(c, st, true) // calls it made still run here
 			return
 		}
-		// Stop reading: traffic handles no frame while the authenticator
-		// would run; what arrives waits in gnet's buffer for the successor.
-		st.stopped, st.prevAuth = true, c.auth
-		c.auth = authPending
+		// Stop reading: what arrives waits in gnet's buffer for the
+		// successor.
+		st.stopped = true
+		c.holdReads(holdHandover)
 		h.later(c, true) // behind what its frames queued
 		return
 	}
@@ -315,7 +298,7 @@ func (h *handSession) handOff(c *conn) {
 		h.later(c, c.queued.Load() > 0)
 		return
 	}
-	rec, err := h.snapshot(c, st)
+	rec, err := h.snapshot(c)
 	if err != nil {
 		c.side.cfg.logger.Warn("simplerpc: handover: connection kept", "conn", c.id, "err", err)
 		h.keep(c, st, true)
@@ -335,9 +318,6 @@ func (h *handSession) handOff(c *conn) {
 // (-8) when goAway is set. On its loop.
 func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 	c.extra().hand = nil
-	if st.stopped {
-		c.auth = st.prevAuth
-	}
 	if goAway {
 		h.gone.Add(1)
 		if obj, err := codec.Marshal(map[string]string{"reason": "upgrade"}); err == nil {
@@ -345,8 +325,8 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 		}
 	}
 	h.resolved(c, false)
-	if st.stopped && !c.closed.Load() {
-		c.traffic() // what arrived meanwhile
+	if st.stopped {
+		c.releaseReads(holdHandover) // what arrived meanwhile
 	}
 }
 
@@ -363,16 +343,14 @@ func (c *conn) jobsBusy() bool {
 }
 
 // snapshot takes c's state and a copy of its socket. On its loop.
-func (h *handSession) snapshot(c *conn, st *handState) (handedConn, error) {
+func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	s := h.s
 	x := c.extra()
-	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: st.prevAuth != authDone, Groups: s.Groups(c.id)}
+	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: !c.authenticated(), Groups: s.Groups(c.id)}
 	x.valMu.Lock()
 	rec.Identity = x.identity
 	x.valMu.Unlock()
-	x.calls.mu.Lock()
-	rec.Calls = x.calls.seq
-	x.calls.mu.Unlock()
+	rec.Calls = x.calls.sequence()
 	rec.Unread = c.unread()
 	if save := s.side.cfg.handSave; save != nil {
 		var err error
@@ -385,7 +363,7 @@ func (h *handSession) snapshot(c *conn, st *handState) (handedConn, error) {
 	if err != nil {
 		return rec, fmt.Errorf("dup: %w", err)
 	}
-	rec.fd = fd
+	rec.FD = fd
 	return rec, nil
 }
 
@@ -432,7 +410,11 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 	h.sent = append(h.sent, nil)
 	h.ended = true
 	h.mu.Unlock()
-	if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), End: true}); err != nil {
+	end := &handBatch{Next: h.s.nextID.Load(), End: true}
+	if js, err := codec.Marshal(h.s.counters()); err == nil {
+		end.Stats = js
+	}
+	if err := writeBatch(h.uc, end); err != nil {
 		h.setFail(err)
 		return h.report(), err
 	}
@@ -501,7 +483,7 @@ func (h *handSession) readAcks() {
 		end := batch == nil && h.ended
 		h.mu.Unlock()
 		for _, rc := range batch {
-			closeFD(rc.fd)
+			closeFDs([]int{rc.FD})
 		}
 		h.handed.Add(int64(n))
 		if end {
@@ -549,92 +531,4 @@ func (h *handSession) recover() {
 	if len(back) > 0 {
 		h.s.side.cfg.logger.Warn("simplerpc: handover failed: connections taken back", "conns", len(back))
 	}
-}
-
-// handAccept is how a server pauses its acceptors for a handover.
-type handAccept struct {
-	begun     atomic.Bool // HandOver was called
-	loopsOnly atomic.Bool // Adopt started the loops; StartOn has yet to accept
-
-	mu     sync.Mutex    // guards paused, park, over
-	paused chan struct{} // closed when accepting resumes; nil when not paused
-	park   chan struct{} // one send per acceptor that parked
-	over   bool          // the handover succeeded: the acceptors end
-}
-
-// pause stops every acceptor (a deadline in the past makes Accept return)
-// and waits until each has parked: every connection it accepted is then
-// open on a loop.
-func (a *handAccept) pause(ctx context.Context, s *Server) error {
-	a.mu.Lock()
-	a.paused, a.park = make(chan struct{}), make(chan struct{}, len(s.lns))
-	a.mu.Unlock()
-	for _, ln := range s.lns {
-		d, ok := ln.(interface{ SetDeadline(time.Time) error })
-		if !ok {
-			return fmt.Errorf("cannot pause a %T", ln)
-		}
-		if err := d.SetDeadline(time.Unix(1, 0)); err != nil {
-			return err
-		}
-	}
-	for range s.lns {
-		select {
-		case <-a.park:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-s.stop:
-			return ErrServerClosed
-		}
-	}
-	return nil
-}
-
-// finish ends the paused acceptors after a handover that succeeded: the
-// successor accepts on the listening sockets now.
-func (a *handAccept) finish() {
-	a.mu.Lock()
-	a.over = true
-	a.mu.Unlock()
-	a.resume()
-}
-
-// resume lets the acceptors accept again.
-func (a *handAccept) resume() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.paused != nil {
-		close(a.paused)
-		a.paused = nil
-	}
-}
-
-// parked reports whether err is the pause of a handover (ok), and if so
-// waits until accepting resumes (resume) or the acceptor must end: the
-// handover succeeded, or the server stops. Called by an acceptor.
-func (s *Server) parked(ln net.Listener, err error) (resume, ok bool) {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, false
-	}
-	a := &s.hand
-	a.mu.Lock()
-	paused, park := a.paused, a.park
-	a.mu.Unlock()
-	if paused != nil {
-		park <- struct{}{}
-		select {
-		case <-paused:
-		case <-s.stop:
-			return false, true
-		}
-	}
-	a.mu.Lock()
-	over := a.over
-	a.mu.Unlock()
-	if over {
-		return false, true
-	}
-	// A pause that ended, perhaps before this acceptor saw it.
-	_ = ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Time{})
-	return true, true
 }

@@ -21,7 +21,7 @@ func (c *conn) open(newLayer func(*conn) layer) {
 	l.enter()
 	defer l.leave()
 	if newLayer != nil {
-		c.tl = newLayered(c.gc, newLayer(c), &l.layerBufs)
+		c.tl = newLayered(c, newLayer(c), &l.layerBufs)
 		// A wake may come after the connection closed: gnet has released
 		// its buffers then.
 		pump := func() {
@@ -30,7 +30,7 @@ func (c *conn) open(newLayer func(*conn) layer) {
 			}
 		}
 		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: pump}, nil) }
-		if err := c.tl.l.start(func(b []byte) error { _, err := c.gc.Write(b); return err }, wake); err != nil {
+		if err := c.tl.l.start(c.layerOut, wake); err != nil {
 			c.closeNow(err)
 		}
 		return

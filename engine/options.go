@@ -129,10 +129,12 @@ type config struct {
 	handSave    func(handler.Conn) ([]byte, error) // server: WithHandover
 	handRestore func(handler.Conn, []byte) error
 
-	auth        Authenticator // server: nil when no authentication is needed
-	authTimeout time.Duration
-	credentials any    // client: sent first on every connection
-	localAddr   string // client: the source IP address, or ""
+	auth          Authenticator // server: nil when no authentication is needed
+	authTimeout   time.Duration
+	authFailBurst int           // server: failures per address (WithAuthFailureLimit), 0 for no limit
+	authFailEvery time.Duration // server: one failure given back each
+	credentials   any           // client: sent first on every connection
+	localAddr     string        // client: the source IP address, or ""
 
 	maxOutTotal  int    // server: bytes of output held by all connections
 	maxInTotal   int    // server: bytes of input held by all connections
@@ -173,6 +175,9 @@ func defaultConfig() config {
 		backoffMax:   10 * time.Second,
 		maxHeld:      1 << 20,
 		grace:        5 * time.Second,
+
+		authFailBurst: 10,
+		authFailEvery: time.Second,
 
 		writeDeadline: 10 * time.Second,
 		frameDeadline: 30 * time.Second,
@@ -229,6 +234,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMaxHeld", "%d", c.maxHeld)
 	case c.auth != nil && c.authTimeout <= 0:
 		return invalidOption("WithAuth", "timeout %v", c.authTimeout)
+	case c.authFailBurst < 0 || c.authFailBurst > 0 && c.authFailEvery <= 0:
+		return invalidOption("WithAuthFailureLimit", "%d failures, one back every %v", c.authFailBurst, c.authFailEvery)
 	case c.maxOutTotal < 0 || c.maxInTotal < 0:
 		return invalidOption("WithMaxBuffered", "%d out, %d in", c.maxOutTotal, c.maxInTotal)
 	case c.maxPerAddr < 0:
@@ -237,6 +244,11 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithConnRatePerAddr", "%v/s burst %d", c.ratePerAddr, c.burstPerAddr)
 	case c.grace < 0:
 		return invalidOption("WithGracePeriod", "%v", c.grace)
+	}
+	if c.credentials != nil {
+		if _, err := codec.Marshal(c.credentials); err != nil { // an object, as the -9 frame needs
+			return invalidOption("WithCredentials", "%v", err)
+		}
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
@@ -535,4 +547,54 @@ func WithConnRatePerAddr(perSecond float64, burst int) ServerOption {
 // in force and where they came from. Zero turns a cap off.
 func WithMaxBuffered(outbound, inbound int) ServerOption {
 	return serverOption(func(c *config) { c.maxOutTotal, c.maxInTotal, c.bufferedSet = outbound, inbound, true })
+}
+
+// WithAuth makes the server require authentication: a connection gets
+// its -2 frame, then must send its credentials in a -9 frame within
+// timeout (docs/PROTOCOL.md §6.2); until fn accepts them, every other frame
+// is answered with an Unauthorized failure and not dispatched, and the
+// connection is neither in the server's registry nor reached by sends to
+// all; its connect callback runs once it is authenticated. A refusal or a
+// deadline passed gets the failure, then a close with [ErrUnauthorized].
+// Frames that follow the -9 frame wait for the verdict, in order. Defaults
+// to none; timeout must be positive.
+func WithAuth(fn Authenticator, timeout time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.auth, c.authTimeout = fn, timeout })
+}
+
+// WithCredentials makes a client send v (which must encode as a JSON
+// object) in a -9 frame as the first frame of every connection, before
+// anything held or sent meanwhile, for a server that requires it
+// ([WithAuth]). Given to [Dialer.Dial], it is that client's own: many
+// clients of one dialer may each log in as someone else. Defaults to none.
+func WithCredentials(v any) DialOption {
+	return dialOption{client: func(c *config) { c.credentials = v }, dial: func(d *dialConfig) { d.credentials = v }}
+}
+
+// WithAuthFailureLimit limits the authentication failures of each remote
+// address ([WithAuth]): an address may fail n authentications, and gets
+// one more each `every`; past that, the credentials it sends are refused
+// with Unauthorized ("Too many failed authentications from your
+// address") without the authenticator running, until its budget refills.
+// An authentication that succeeds gives its attempt back, so clients that
+// present good credentials never spend it. Defaults to 10 failures and one
+// more a second; n 0 turns the limit off. Unix-socket peers have no
+// address and are not limited; peers behind one NAT address share its
+// budget. Why a budget and not a delay: docs/ROBUSTNESS.md.
+func WithAuthFailureLimit(n int, every time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.authFailBurst, c.authFailEvery = n, every })
+}
+
+// WithHandover gives a server the hooks that carry the application's
+// per-connection state across a handover ([Server.HandOver],
+// [Server.Adopt]): save runs on the old server, on the connection's loop,
+// just before the connection leaves, and returns the bytes to carry (its
+// value, its handler.Store entries, as the application encodes them);
+// restore runs on the successor, on the new loop, before any frame of the
+// connection is read, with those bytes. A save error keeps the connection
+// on the old server, which tells it to go away (-8) instead; a restore
+// error closes it. Both must be quick: they run on an event loop. Defaults
+// to none: the application's state is not carried.
+func WithHandover(save func(c handler.Conn) ([]byte, error), restore func(c handler.Conn, state []byte) error) ServerOption {
+	return serverOption(func(c *config) { c.handSave, c.handRestore = save, restore })
 }

@@ -137,3 +137,19 @@ func (t *pendingTable) shutAll() map[uint64]pending {
 	t.m, t.shut = nil, true
 	return m
 }
+
+// sequence returns the id of the last call registered: what a handover
+// carries, so that the successor's ids continue from it.
+func (t *pendingTable) sequence() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}
+
+// continueFrom makes the ids of calls registered from now on follow seq
+// (a predecessor's sequence, [pendingTable.sequence]).
+func (t *pendingTable) continueFrom(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.seq = max(t.seq, seq)
+}

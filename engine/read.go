@@ -4,7 +4,6 @@
 package engine
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +28,15 @@ func (c *conn) traffic() {
 		c.lastRecv.Store(time.Now().UnixNano())
 	}
 	if c.tl != nil {
+		// A paused connection's layer does no work: what arrives waits in
+		// gnet's buffer, under WithMaxInbound, as frames do. What a layer
+		// writes by itself (pongs, TLS alerts) is under WithMaxOutbound
+		// (conn.layerOut).
+		if c.tl.ready && c.paused {
+			c.partialAt = 0 // the wait is ours, not the peer's
+			c.pause(c.gc.InboundBuffered() + c.tl.InboundBuffered())
+			return
+		}
 		ready, err := c.tl.pump()
 		if err != nil {
 			c.closeNow(err) // the layer's reason, with its own sentinel
@@ -45,7 +53,7 @@ func (c *conn) traffic() {
 	}
 	r := c.wire()
 	n := 0
-	for ; !c.closed.Load() && c.auth != authPending; n++ {
+	for ; !c.closed.Load() && c.holds == 0; n++ {
 		if r.InboundBuffered() < c.inSize {
 			break
 		}
@@ -70,13 +78,16 @@ func (c *conn) traffic() {
 	}
 	// A partial frame left: note when it began to wait, for the frame
 	// deadline (sweep.go); a frame completed since starts the wait anew.
-	// Frames left unread by a pause wait for us, not for the peer.
+	// Frames left unread by a pause wait for us, not for the peer. With a
+	// layer, a frame is partial too while the layer holds part of what
+	// carries it: a TLS record, a WebSocket frame or message.
+	partial := r.InboundBuffered() > 0 || c.tl != nil && c.tl.partial()
 	switch {
 	case c.paused:
 		c.partialAt = 0
-	case n > 0 || r.InboundBuffered() == 0:
+	case n > 0 || !partial:
 		c.partialAt = 0
-		if r.InboundBuffered() > 0 {
+		if partial {
 			c.partialAt = l.tick
 		}
 	case c.partialAt == 0:
@@ -132,6 +143,27 @@ func (c *conn) resume() {
 	c.traffic()
 }
 
+// Reasons reading is held: while any is set, traffic reads no frame, and
+// what arrives waits in the wire's buffer. Each is set and cleared by the
+// part it names, through holdReads and releaseReads, never by another.
+const (
+	holdAuth     uint8 = 1 << iota // the authenticator runs (auth.go)
+	holdHandover                   // the connection is being handed over (handover.go)
+)
+
+// holdReads stops reading frames for why, until releaseReads(why). On the
+// loop.
+func (c *conn) holdReads(why uint8) { c.holds |= why }
+
+// releaseReads clears why and, once nothing holds reading, reads the
+// frames that waited. On the loop.
+func (c *conn) releaseReads(why uint8) {
+	c.holds &^= why
+	if c.holds == 0 && !c.closed.Load() {
+		c.traffic()
+	}
+}
+
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
 // the wire until the caller discards it.
 func (c *conn) handleFrame(buf []byte) {
@@ -165,7 +197,10 @@ func (c *conn) handleFrame(buf []byte) {
 	if c.bad > 0 {
 		c.bad-- // pays back a sixteenth of a malformed frame
 	}
-	if c.auth != authDone {
+	if c.creds != credsNone {
+		c.credsAnswer(op, obj) // a client's: is this the refusal of its credentials?
+	}
+	if !c.authenticated() {
 		c.authFrame(op, obj, call)
 		return
 	}
@@ -326,19 +361,4 @@ func (c *conn) refuseSize(size string) {
 	c.sendFailure(codec.OpFailure, nil, ReasonInvalidSize, fmt.Sprintf("message_size %s is not an integer within [%d, %d]",
 		size, cfg.minSize, cfg.maxSize))
 	_ = c.loop.enqueue(task{kind: taskClose, c: c, err: fmt.Errorf("%w: %s", ErrSizeOutOfBounds, size)}, nil)
-}
-
-// failureReason returns the reason of a failure frame's object, reading
-// only as far as it must: it is looked at for the reasons the engine acts
-// on (a client refused as Unauthorized stops reconnecting), with its
-// message.
-func failureReason(obj []byte) (reason, message string) {
-	if !bytes.Contains(obj, []byte(ReasonUnauthorized)) {
-		return "", ""
-	}
-	var f handler.Error
-	if codec.Unmarshal(obj, &f) != nil {
-		return "", ""
-	}
-	return f.Reason, f.Message
 }

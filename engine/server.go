@@ -43,13 +43,13 @@ type Server struct {
 	groupsMu sync.RWMutex // guards groups
 	groups   map[string]map[uint64]*conn
 
-	cli      *gnet.Client             // the event loops; the server accepts on its own (accept.go)
-	lns      []net.Listener           // set by StartOn, before it returns
-	addr     atomic.Pointer[net.Addr] // the first listener's, once serving
-	accept   sync.WaitGroup           // the acceptors
-	done     chan struct{}            // closed once the server has stopped
-	runErr   error                    // set before done is closed
-	stop     chan struct{}            // closed when Shutdown begins
+	cli      *gnet.Client               // the event loops; the server accepts on its own (accept.go)
+	lns      []net.Listener             // set by StartOn, before it returns
+	addrs    atomic.Pointer[[]net.Addr] // the listeners', once serving
+	accept   sync.WaitGroup             // the acceptors
+	done     chan struct{}              // closed once the server has stopped
+	runErr   error                      // set before done is closed
+	stop     chan struct{}              // closed when Shutdown begins
 	once     sync.Once
 	doneOnce sync.Once
 	errMu    sync.Mutex // guards stopErr
@@ -88,34 +88,48 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
 	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
+	s.authFails.msg = "simplerpc: authentications failed"
 	return s, nil
 }
 
 // Serve listens on addr ("127.0.0.1:30000", "tcp://...", "unix:///path",
-// "tls://..." with [WithTLS]) and serves until ctx is cancelled or
-// [Server.Shutdown] is called: the original's blocking start(). It returns
-// [ErrServerClosed] after a shutdown, or the error that stopped it. When
-// ctx is cancelled the server shuts down gracefully within the grace
-// period of [WithGracePeriod].
-func (s *Server) Serve(ctx context.Context, addr string) error {
-	if err := s.Start(ctx, addr); err != nil {
+// "tls://..." with [WithTLS], "ws://host:port/path", "wss://...") and on
+// each of more, one server for all of them (one set of net ids, groups and
+// sends to all), and serves until ctx is cancelled or [Server.Shutdown] is
+// called: the original's blocking start(). It returns [ErrServerClosed]
+// after a shutdown, or the error that stopped it. When ctx is cancelled
+// the server shuts down gracefully within the grace period of
+// [WithGracePeriod].
+func (s *Server) Serve(ctx context.Context, addr string, more ...string) error {
+	if err := s.Start(ctx, addr, more...); err != nil {
 		return err
 	}
 	<-s.done
 	return s.runErr
 }
 
-// Start listens on addr and returns once the server accepts connections;
-// the server runs in the background until ctx is cancelled (a graceful
-// shutdown within [WithGracePeriod]) or [Server.Shutdown] is called. A
-// server can be started once.
-func (s *Server) Start(ctx context.Context, addr string) error {
-	ln, err := s.side.cfg.listenAddr(ctx, addr)
-	if err != nil {
-		return err
+// Start listens on addr, and on each of more (see [Server.Serve]), and
+// returns once the server accepts connections on all of them (if one
+// cannot be listened on, none is); the server runs in the background
+// until ctx is cancelled (a graceful shutdown within [WithGracePeriod]) or
+// [Server.Shutdown] is called. A server can be started once.
+func (s *Server) Start(ctx context.Context, addr string, more ...string) error {
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
 	}
-	if err := s.StartOn(ctx, ln); err != nil {
-		_ = ln.Close()
+	for _, a := range append([]string{addr}, more...) {
+		ln, err := s.side.cfg.listenAddr(ctx, a)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lns = append(lns, ln)
+	}
+	if err := s.StartOn(ctx, lns...); err != nil {
+		closeAll()
 		return err
 	}
 	return nil
@@ -154,8 +168,11 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		}
 	}
 	s.lns = lns
-	a := lns[0].Addr()
-	s.addr.Store(&a) // after the pool: Stats reads it once this is set
+	addrs := make([]net.Addr, len(lns))
+	for i, ln := range lns {
+		addrs[i] = ln.Addr()
+	}
+	s.addrs.Store(&addrs) // after the pool: Stats reads it once this is set
 	for i, ln := range lns {
 		s.accept.Add(1)
 		go s.acceptLoop(ln, layers[i])
@@ -179,8 +196,19 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 // chose for ":0" (the first listener's, for [Server.StartOn] with several).
 // It is nil before [Server.Start] returns.
 func (s *Server) Addr() net.Addr {
-	if a := s.addr.Load(); a != nil {
-		return *a
+	if a := s.addrs.Load(); a != nil {
+		return (*a)[0]
+	}
+	return nil
+}
+
+// Addrs returns the addresses of every listener the server serves, in the
+// order [Server.Start] or [Server.StartOn] got them, with the ports the
+// system chose. It is nil before Start returns. It is safe for concurrent
+// use.
+func (s *Server) Addrs() []net.Addr {
+	if a := s.addrs.Load(); a != nil {
+		return append([]net.Addr(nil), (*a)...)
 	}
 	return nil
 }

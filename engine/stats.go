@@ -8,9 +8,10 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +37,10 @@ const (
 	// RefuseRate: the address opened connections faster than
 	// [WithConnRatePerAddr].
 	RefuseRate RefuseReason = "rate"
-	// RefuseAuth is reserved for authentication when a connection opens;
-	// no refusal counts under it yet.
+	// RefuseAuth: the connection's authentication failed or did not come
+	// in time ([WithAuth]), counted when the failure is sent. Such a
+	// connection opened before it was refused: it is in Accepted, and its
+	// close, which follows, in Disconnects[DisconnectAuth].
 	RefuseAuth RefuseReason = "auth"
 )
 
@@ -48,68 +51,8 @@ const (
 	refuseShutdown
 	refusePerIP
 	refuseRate
+	refuseAuthIdx
 )
-
-// DisconnectReason is the class of why a connection closed: the reason
-// the disconnect callback receives, mapped by [DisconnectReasonOf] into a
-// small fixed set that can label a metric.
-type DisconnectReason string
-
-// Classes of disconnect reasons.
-const (
-	// DisconnectEOF: the peer closed the connection (io.EOF).
-	DisconnectEOF DisconnectReason = "eof"
-	// DisconnectIdle: nothing was received within the idle timeout
-	// ([ErrIdle]).
-	DisconnectIdle DisconnectReason = "idle"
-	// DisconnectSlowConsumer: the peer did not read its outbound data
-	// fast enough ([ErrSlowConsumer]).
-	DisconnectSlowConsumer DisconnectReason = "slow_consumer"
-	// DisconnectRateLimit: the peer kept sending over its rate limit
-	// ([ErrRateLimited]).
-	DisconnectRateLimit DisconnectReason = "rate_limit"
-	// DisconnectShutdown: the server or dialer shut down ([ErrShutdown]).
-	DisconnectShutdown DisconnectReason = "shutdown"
-	// DisconnectLocal: the application closed the connection
-	// ([ErrLocalClose]).
-	DisconnectLocal DisconnectReason = "local_close"
-	// DisconnectProtocol: the peer broke the protocol ([ErrProtocol],
-	// [ErrSizeOutOfBounds], and a client's [ErrServerFull]).
-	DisconnectProtocol DisconnectReason = "protocol"
-	// DisconnectError: any other reason, such as a connection reset.
-	DisconnectError DisconnectReason = "error"
-)
-
-var disconnectReasons = [...]DisconnectReason{DisconnectEOF, DisconnectIdle, DisconnectSlowConsumer,
-	DisconnectRateLimit, DisconnectShutdown, DisconnectLocal, DisconnectProtocol, DisconnectError}
-
-// DisconnectReasonOf returns the class of reason, an error a disconnect
-// callback receives (see [WithOnDisconnect]), with errors.Is: an
-// application that counts disconnects itself gets the classes [Stats]
-// uses.
-func DisconnectReasonOf(reason error) DisconnectReason {
-	return disconnectReasons[disconnectIndex(reason)]
-}
-
-func disconnectIndex(reason error) int {
-	switch {
-	case errors.Is(reason, io.EOF):
-		return 0
-	case errors.Is(reason, ErrIdle):
-		return 1
-	case errors.Is(reason, ErrSlowConsumer):
-		return 2
-	case errors.Is(reason, ErrRateLimited):
-		return 3
-	case errors.Is(reason, ErrShutdown):
-		return 4
-	case errors.Is(reason, ErrLocalClose):
-		return 5
-	case errors.Is(reason, ErrProtocol), errors.Is(reason, ErrSizeOutOfBounds), errors.Is(reason, ErrServerFull):
-		return 6
-	}
-	return 7
-}
 
 // FailureOther is the reason under which [Stats] counts the failures
 // whose reason is neither the handler's nor this package's: the
@@ -120,8 +63,8 @@ const FailureOther = "other"
 var failureReasons = [...]string{
 	handler.ReasonArgumentTypeError, handler.ReasonArgumentValueError, handler.ReasonArgumentMissing,
 	handler.ReasonMalformedPayload, handler.ReasonInternal, handler.ReasonUnknownOpcode,
-	ReasonServerFull, ReasonRateLimited, ReasonInvalidSize, ReasonOverloaded,
-	FailureOther,
+	ReasonServerFull, ReasonRateLimited, ReasonInvalidSize, ReasonOverloaded, ReasonAddressFull,
+	ReasonUnauthorized, FailureOther,
 }
 
 // failureIndex returns the index of reason in failureReasons; the last for
@@ -258,6 +201,7 @@ func (s *loopStats) closed(reason error) { s.disconnects[disconnectIndex(reason)
 type sideStats struct {
 	refused [len(refuseReasons)]atomic.Uint64 // counted in OnOpen, before a connection has a loop of ours
 	calls   atomic.Pointer[callObserver]
+	base    atomic.Pointer[Stats] // the counters a predecessor handed over with its connections (adopt.go)
 }
 
 // Stats are a running server's counters and gauges, read by
@@ -273,8 +217,11 @@ type Stats struct {
 	// Refused counts the connections refused before they opened, by
 	// reason.
 	Refused map[RefuseReason]uint64
-	// Disconnects counts the connections closed, by class of reason.
-	// Accepted less the sum of Disconnects is the connections open.
+	// Disconnects counts the connections closed, by class of reason (see
+	// [DisconnectReasonOf]); a connection handed to a successor counts
+	// under [DisconnectHandedOver], and the successor counts it in its
+	// Accepted again. Accepted less the sum of Disconnects is the
+	// connections open.
 	Disconnects map[DisconnectReason]uint64
 
 	// FramesIn and FramesOut count the frames read and the frames built
@@ -320,6 +267,46 @@ type Stats struct {
 	// [WithWorkerPool] (0 without one); the callbacks they wait to run are
 	// in [Backlog].
 	WorkerQueue int
+}
+
+// counters returns the server's Stats with only the counters: what a
+// handover carries to the successor, whose counters go on from them.
+func (s *Server) counters() *Stats {
+	st := s.Stats()
+	st.Conns, st.CallsIn, st.Loops, st.LoopQueue, st.LoopQueueMax, st.WorkerQueue = 0, 0, 0, 0, 0, 0
+	return &st
+}
+
+// addCounters adds b's counters to st's: the keys of st's maps only, so
+// that their sets stay fixed.
+func (st *Stats) addCounters(b *Stats) {
+	st.Accepted += b.Accepted
+	st.FramesIn += b.FramesIn
+	st.FramesOut += b.FramesOut
+	st.BytesIn += b.BytesIn
+	st.BytesOut += b.BytesOut
+	st.Dropped += b.Dropped
+	st.Unfit += b.Unfit
+	st.Paused += b.Paused
+	for r := range st.Refused {
+		st.Refused[r] += b.Refused[r]
+	}
+	for r := range st.Disconnects {
+		st.Disconnects[r] += b.Disconnects[r]
+	}
+	for r := range st.FailuresSent {
+		st.FailuresSent[r] += b.FailuresSent[r]
+		st.FailuresReceived[r] += b.FailuresReceived[r]
+	}
+	for _, f := range b.Opcodes {
+		i, ok := slices.BinarySearchFunc(st.Opcodes, f.Op, func(o OpcodeFrames, op codec.Opcode) int { return cmp.Compare(o.Op, op) })
+		if ok {
+			st.Opcodes[i].In += f.In
+			st.Opcodes[i].Out += f.Out
+		} else if f.Op >= -protoOps && f.Op < countedOps {
+			st.Opcodes = slices.Insert(st.Opcodes, i, f)
+		}
+	}
 }
 
 // OpcodeFrames are the frames of one opcode in [Stats].
@@ -391,7 +378,10 @@ func (s *Server) Stats() Stats {
 		st.FailuresSent[r] = sent[i]
 		st.FailuresReceived[r] = recv[i]
 	}
-	if s.addr.Load() != nil { // serving: the pool, if any, was set before
+	if b := s.side.stats.base.Load(); b != nil {
+		st.addCounters(b)
+	}
+	if s.addrs.Load() != nil { // serving: the pool, if any, was set before
 		if p := s.side.pool; p != nil {
 			st.WorkerQueue = p.depth()
 		}

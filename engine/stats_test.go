@@ -49,8 +49,8 @@ func TestStatsCount(t *testing.T) {
 	calls := make(chan observed, 4)
 	srv.SetCallObserver(func(op codec.Opcode, d time.Duration, err error) { calls <- observed{op, d, err} })
 
-	if st := srv.Stats(); st.Accepted != 0 || st.FramesIn != 0 || len(st.Refused) != 5 || len(st.Disconnects) != 8 ||
-		len(st.FailuresSent) != 11 || st.Conns != 0 {
+	if st := srv.Stats(); st.Accepted != 0 || st.FramesIn != 0 || len(st.Refused) != 5 || len(st.Disconnects) != 13 ||
+		len(st.FailuresSent) != 13 || st.Conns != 0 {
 		t.Fatalf("fresh server: %+v", st)
 	}
 	p := dialRaw(t, srv.Addr().String())

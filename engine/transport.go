@@ -50,6 +50,10 @@ type layer interface {
 	input(plain, in []byte) (out []byte, n int, ready bool, err error)
 	// output appends the wire form of the plaintext p to dst.
 	output(dst, p []byte) ([]byte, error)
+	// pending reports whether the layer holds part of a unit of its own
+	// that the peer has not finished sending: a TLS record, a WebSocket
+	// frame or message. The frame deadline covers it (sweep.go).
+	pending() bool
 	// stop runs once, when the connection closes, with gnet's error (nil
 	// for a close the engine asked for, io.EOF when the peer closed). It
 	// ends a handshake in progress, may write a last message with out
@@ -61,6 +65,7 @@ type layer interface {
 // layered is the wire of a connection with a layer: plaintext buffered
 // from what the layer decoded, written through the layer's output.
 type layered struct {
+	c     *conn
 	gc    gnet.Conn
 	l     layer
 	pool  *bufPool // the loop's: plain and the output's buffer come from it
@@ -69,8 +74,8 @@ type layered struct {
 	ready bool     // the handshake is over
 }
 
-func newLayered(gc gnet.Conn, l layer, pool *bufPool) *layered {
-	return &layered{gc: gc, l: l, pool: pool}
+func newLayered(c *conn, l layer, pool *bufPool) *layered {
+	return &layered{c: c, gc: c.gc, l: l, pool: pool}
 }
 
 // bufPool holds the buffers a loop's layered connections decode into and
@@ -130,7 +135,7 @@ func (w *layered) pump() (bool, error) {
 	plain, n, ready, err := w.l.input(w.plain, in)
 	w.plain = plain
 	w.settle()
-	if n > 0 {
+	if n > 0 && !w.c.closed.Load() { // gnet released its buffers when it closed
 		_, _ = w.gc.Discard(n)
 	}
 	if ready {
@@ -138,6 +143,10 @@ func (w *layered) pump() (bool, error) {
 	}
 	return w.ready, err
 }
+
+// partial reports whether the layer, or gnet's buffer beneath it, holds
+// part of what the peer has not finished sending.
+func (w *layered) partial() bool { return w.gc.InboundBuffered() > 0 || w.l.pending() }
 
 func (w *layered) InboundBuffered() int { return len(w.plain) - w.off }
 
@@ -164,7 +173,7 @@ func (w *layered) Write(b []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, err = w.gc.Write(out) // gnet copies what the socket does not take
+	_, err = w.c.wireWrite(out)
 	w.pool.put(out)
 	if err != nil {
 		return 0, err

@@ -58,6 +58,8 @@ func (x *xorLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 
 func (x *xorLayer) stop(error) error { return nil }
 
+func (x *xorLayer) pending() bool { return false }
+
 func (x *xorLayer) output(dst, p []byte) ([]byte, error) {
 	for _, b := range p {
 		dst = append(dst, b^xorKey)

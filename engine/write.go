@@ -279,7 +279,6 @@ func (c *conn) flushOut(b []byte) {
 	if _, err := c.write(b); err != nil {
 		return
 	}
-	c.written += uint32(len(b))
 	if c.backlog() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
 	}

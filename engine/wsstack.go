@@ -3,6 +3,8 @@
 
 package engine
 
+import "crypto/tls"
+
 // stacked returns the layer maker of connections that run upper over
 // lower: lower takes the socket's bytes, upper the plaintext lower yields.
 func stacked(lower, upper func(*conn) layer) func(*conn) layer {
@@ -68,6 +70,10 @@ func (s *stack) output(dst, p []byte) ([]byte, error) {
 	return s.lower.output(dst, mid)
 }
 
+func (s *stack) pending() bool {
+	return len(s.mid) > 0 || s.lower.pending() || s.started && s.upper.pending()
+}
+
 // stop stops the upper layer first, whose last words (a close frame) go
 // out through the lower one, then the lower. The reason is that of the
 // layer whose handshake was under way, if one was; after both, the
@@ -83,4 +89,14 @@ func (s *stack) stop(err error) error {
 		return uerr
 	}
 	return lerr
+}
+
+// tlsState is that of the layer of the two that carries TLS, if one does.
+func (s *stack) tlsState() (tls.ConnectionState, bool) {
+	for _, l := range []layer{s.lower, s.upper} {
+		if st, ok := l.(tlsStater); ok {
+			return st.tlsState()
+		}
+	}
+	return tls.ConnectionState{}, false
 }

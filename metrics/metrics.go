@@ -203,8 +203,8 @@ func newCollector(srv *engine.Server, o *options) *collector {
 	}
 	c.connsOpen = desc(nameConnsOpen, "Connections open now.")
 	c.accepted = desc(nameAccepted, "Connections accepted and opened; refused ones are not counted.")
-	c.refused = desc(nameRefused, "Connections refused before they opened, by reason (server_full, shutdown, per_ip, rate, auth).", "reason")
-	c.disconnects = desc(nameDisconnects, "Connections closed, by class of reason (eof, idle, slow_consumer, rate_limit, shutdown, local_close, protocol, error).", "reason")
+	c.refused = desc(nameRefused, "Connections refused, by reason (server_full, shutdown, per_ip, rate before they opened; auth: authentication failed or late, also in disconnects).", "reason")
+	c.disconnects = desc(nameDisconnects, "Connections closed, by class of reason (eof, idle, slow_consumer, rate_limit, inbound_full, shutdown, local_close, handed_over, go_away, auth, handshake, protocol, error); a connection a handover moved is handed_over, not error.", "reason")
 	c.framesIn = desc(nameFramesIn, "Frames read, by opcode: the protocol's (-1 to -7) and the listed application opcodes one by one, the rest as other.", "opcode")
 	c.framesOut = desc(nameFramesOut, "Frames built to be written, by opcode: the protocol's (-1 to -7) and the listed application opcodes one by one, the rest as other.", "opcode")
 	c.bytesIn = desc(nameBytesIn, "Bytes of frames read, at the frame size.")

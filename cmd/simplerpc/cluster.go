@@ -2,9 +2,9 @@ package main
 
 // This file holds serve's cluster mode and the demo opcodes that reach
 // across it: the --cluster and --node flags, the NATS connection (or the
-// embedded NATS server of --cluster embedded), the demo server as one
-// engine server or as a cluster node, and opcodes 1 to 3 routed through
-// whichever it is.
+// embedded NATS server of --cluster embedded) with its credentials
+// (natsauth.go), the demo server as one engine server or as a cluster
+// node, and opcodes 1 to 3 routed through whichever it is.
 
 import (
 	"context"
@@ -60,6 +60,7 @@ type clusterOptions struct {
 	url    string // --cluster: "", "embedded", "embedded:PORT", or NATS URLs
 	name   string // --node
 	number int    // --node-number; 0: from the name
+	auth   natsAuth
 }
 
 // addClusterFlags adds the cluster flags to f.
@@ -67,6 +68,7 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
 	f.StringVar(&o.url, "cluster", "", "join a cluster over NATS at this URL (nats://host:port, several separated by commas), or 'embedded' (or 'embedded:PORT') to start a NATS server on 127.0.0.1 in this process (none if empty: a server alone)")
 	f.StringVar(&o.name, "node", "", "this server's node name, answered on opcode 3: 1 to 64 letters, digits, '.', '-' or '_' (needed with --cluster)")
 	f.IntVar(&o.number, "node-number", 0, "this node's number in the cluster, 1 to 1023, unique among the nodes (0: derived from --node)")
+	addNATSAuthFlags(f, &o.auth)
 }
 
 // check validates the flags without touching the network.
@@ -81,12 +83,21 @@ func (o clusterOptions) check() error {
 		if o.number != 0 {
 			return usagef("--node-number needs --cluster")
 		}
+		if f := o.auth.given(); f != "" {
+			return usagef("%s needs --cluster", f)
+		}
 		return nil
 	}
 	if o.name == "" {
 		return usagef("--cluster needs --node NAME, this server's name in the cluster")
 	}
 	if _, ok, err := o.embeddedPort(); ok {
+		if err != nil {
+			return err
+		}
+		return o.auth.checkEmbedded()
+	}
+	if err := o.auth.checkURL(); err != nil {
 		return err
 	}
 	for _, u := range strings.Split(o.url, ",") {
@@ -179,19 +190,38 @@ func joinBus(ctx context.Context, log *slog.Logger, o clusterOptions) (*bus, err
 	}
 	var err error
 	if port, ok, _ := o.embeddedPort(); ok {
+		creds, how, err := o.auth.embeddedOptions(log)
+		if err != nil {
+			return nil, err
+		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if b.ns, err = embedded.Start(sctx, embedded.WithPort(port)); err != nil {
+		if b.ns, err = embedded.Start(sctx, append(creds, embedded.WithPort(port))...); err != nil {
 			return nil, fmt.Errorf("serve: start the embedded NATS server: %w", err)
 		}
-		log.Info("embedded NATS listening", "url", b.ns.URL())
+		log.Info("embedded NATS listening", append([]any{"url", b.ns.URL()}, how...)...)
 		b.nc, err = b.ns.Connect(opts...)
-	} else {
-		b.nc, err = nats.Connect(o.url, append(opts, nats.Timeout(5*time.Second))...)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("serve: connect to the embedded NATS server: %w", err)
+		}
+		return b, nil
 	}
+	creds, err := o.auth.urlOptions()
+	if err != nil {
+		return nil, err
+	}
+	b.nc, err = nats.Connect(o.url, append(append(opts, creds...), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		b.close()
+		if errors.Is(err, nats.ErrAuthorization) {
+			err = fmt.Errorf("%w (give the cluster's credentials: %s)", err, credentialFlags)
+		}
 		return nil, fmt.Errorf("serve: connect to NATS at %s: %w", o.url, err)
+	}
+	if !b.nc.AuthRequired() {
+		log.Warn("the NATS server requires no authentication: any of its clients can forge this cluster's traffic (docs/CLUSTER.md §7)",
+			"url", o.url)
 	}
 	return b, nil
 }

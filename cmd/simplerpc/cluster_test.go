@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -58,12 +59,14 @@ func TestServeClusterErrors(t *testing.T) {
 // in use fails to start, naming the flags that settle it.
 func TestServeClusterEmbedded(t *testing.T) {
 	t.Parallel()
-	first, w1 := startNode(t, "--cluster", "embedded", "--node", "one", "--node-number", "7")
+	token := filepath.Join(t.TempDir(), "token")
+	first, w1 := startNode(t, "--cluster", "embedded", "--node", "one", "--node-number", "7", "--cluster-token-file", token)
 	url := w1.wait(t, 0, reLine(`msg="embedded NATS listening" url=(\S+)`))[1]
-	second, w2 := startNode(t, "--cluster", url, "--node", "two")
+	second, w2 := startNode(t, "--cluster", url, "--node", "two", "--cluster-token-file", token)
 	w1.wait(t, 0, reLine(`msg="simplerpc cluster: node up" .*peer=`+fmt.Sprint(w2.number(t))))
 
-	r := runBin(t, testWait, "serve", "--addr", "127.0.0.1:0", "--cluster", url, "--node", "again", "--node-number", "7")
+	r := runBin(t, testWait, "serve", "--addr", "127.0.0.1:0", "--cluster", url, "--node", "again", "--node-number", "7",
+		"--cluster-token-file", token)
 	r.wantCode(t, 1)
 	if want := `another live node has number 7 (from --node "again"): give another --node name, or --node-number`; !strings.Contains(r.stderr, want) {
 		t.Errorf("stderr %q does not contain %q", r.stderr, want)
@@ -202,6 +205,14 @@ func (w *logWatch) wait(t *testing.T, from int, re *regexp.Regexp) []string {
 		select {
 		case <-changed:
 		case <-w.p.done:
+			// Its stderr is complete once it has exited, while the last
+			// lines may still be on their way to w.lines.
+			all := strings.Split(w.p.stderr.String(), "\n")
+			for _, l := range all[min(from, len(all)):] {
+				if m := re.FindStringSubmatch(l); m != nil {
+					return m
+				}
+			}
 			t.Fatalf("process exited (%v) before printing a line matching %v\nstderr:\n%s", w.p.err, re, w.p.stderr.String())
 		case <-deadline:
 			t.Fatalf("no line matching %v within %v\nstderr:\n%s", re, testWait, w.p.stderr.String())
@@ -228,7 +239,19 @@ type node struct {
 // in args, and returns once it listens.
 func startNode(t *testing.T, args ...string) (*node, *logWatch) {
 	t.Helper()
-	p := startBin(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}, args...)...)
+	return startNodeEnv(t, nil, args...)
+}
+
+// startNodeEnv is startNode with environment variables added ("K=V").
+func startNodeEnv(t *testing.T, env []string, args ...string) (*node, *logWatch) {
+	t.Helper()
+	serve := append([]string{"serve", "--addr", "127.0.0.1:0", "--size", "256"}, args...)
+	var p *proc
+	if len(env) == 0 {
+		p = startBin(t, serve...)
+	} else {
+		p = startProc(t, "env", append(append(env, binary), serve...)...)
+	}
 	w := watch(p)
 	n := &node{proc: p, w: w, addr: w.wait(t, 0, listeningRE)[1]}
 	t.Cleanup(func() {
@@ -362,12 +385,25 @@ func (c *demoClient) count(op codec.Opcode, data string) int {
 // took to come.
 func (c *demoClient) wantFailure(t *testing.T, ctx context.Context, reason, msg string) time.Duration {
 	t.Helper()
+	return c.wantFailureSkip(t, ctx, nil, reason, msg)
+}
+
+// wantFailureSkip is wantFailure passing over the failures for which skip
+// (if not nil) is true.
+func (c *demoClient) wantFailureSkip(t *testing.T, ctx context.Context, skip func(handler.Error) bool, reason, msg string) time.Duration {
+	t.Helper()
 	start := time.Now()
-	c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > c.checked })
-	c.mu.Lock()
-	f := c.failures[c.checked]
-	c.checked++
-	c.mu.Unlock()
+	var f handler.Error
+	for {
+		c.until(t, ctx, "failure "+reason, func() bool { return len(c.failures) > c.checked })
+		c.mu.Lock()
+		f = c.failures[c.checked]
+		c.checked++
+		c.mu.Unlock()
+		if skip == nil || !skip(f) {
+			break
+		}
+	}
 	if f.Reason != reason || !strings.Contains(f.Message, msg) {
 		t.Fatalf("client %d of %s: failure %s %q, want %s containing %q", c.id, c.node, f.Reason, f.Message, reason, msg)
 	}

@@ -184,7 +184,7 @@ func tokenAuthenticator(token string) engine.Authenticator {
 			Token string `json:"token"`
 		}
 		if codec.Unmarshal(creds, &m) != nil || subtle.ConstantTimeCompare([]byte(m.Token), []byte(token)) != 1 {
-			return "", handler.ArgumentValueError("wrong token")
+			return "", &handler.Error{Reason: engine.ReasonUnauthorized, Message: "wrong token"}
 		}
 		return "token", nil
 	}

@@ -85,7 +85,9 @@ every node, opcode 2 reaches net id N on whatever node holds it, and the
 "UnknownConn" failure comes back when N is connected nowhere. --cluster
 embedded starts a NATS server inside this process on a free 127.0.0.1 port
 (embedded:PORT for a given one), logged as "embedded NATS listening
-url=...": the other nodes join with --cluster set to that URL. Node names
+url=...": the other nodes join with --cluster set to that URL and its
+token (--cluster-token-file, created by the first; docs/CLUSTER.md §9 has
+NATS's other credentials and TLS). Node names
 are 1 to 64 letters, digits, '.', '-' or '_'; the node number, unique in
 the cluster, is derived from the name unless --node-number is given. A
 node logs "joined the cluster", then "node up" and "node down" for the
@@ -134,8 +136,8 @@ starts, and opened again if it fails.`,
   simplerpc serve --addr 127.0.0.1:30000 --addr ws://127.0.0.1:8080/rpc
   simplerpc serve --addr wss://0.0.0.0:8443/rpc --tls-cert cert.pem --tls-key key.pem
   simplerpc serve --addr 127.0.0.1:0 --log-format json --quiet
-  simplerpc serve --addr 127.0.0.1:30001 --cluster embedded:4222 --node a
-  simplerpc serve --addr 127.0.0.1:30002 --cluster nats://127.0.0.1:4222 --node b`,
+  simplerpc serve --addr 127.0.0.1:30001 --cluster embedded:4222 --node a --cluster-token-file token
+  simplerpc serve --addr 127.0.0.1:30002 --cluster nats://127.0.0.1:4222 --node b --cluster-token-file token`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, _ []string) error {
 			o.limits.outboundSet = cmd.Flags().Changed("max-outbound")

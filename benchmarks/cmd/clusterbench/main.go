@@ -23,6 +23,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -54,6 +56,7 @@ type options struct {
 	size      int
 	timeout   time.Duration
 	serverCPU string
+	token     string // the cluster's NATS token, given to every serve process in its environment
 }
 
 func main() {
@@ -76,6 +79,12 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("clusterbench: ")
 	o.sources = strings.Split(sources, ",")
+	// serve --cluster embedded requires a token; the nodes present it.
+	tok := make([]byte, 32)
+	if _, err := rand.Read(tok); err != nil {
+		log.Fatal(err)
+	}
+	o.token = hex.EncodeToString(tok)
 	rlimit.RaiseNoFile()
 	var err error
 	switch o.mode {
@@ -223,6 +232,7 @@ func startNATS(o options) (*server, error) {
 func start(o options, cmd *exec.Cmd) (*server, error) {
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
+	cmd.Env = append(os.Environ(), "SIMPLERPC_CLUSTER_TOKEN="+o.token)
 	s := &server{cmd: cmd, lines: make(chan string, 256), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -37,13 +37,14 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/gobwas/ws"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/dial"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/procstat"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/report"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/servers"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
-	"github.com/simplerpc/simplerpc/benchmarks/internal/wsframe"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
 type options struct {
@@ -219,7 +220,8 @@ type framed struct {
 	// WebSocket: frames travel in messages, masked with key.
 	ws    bool
 	key   [4]byte
-	plain []byte // loop-only: an echo frame before masking
+	plain []byte        // loop-only: an echo frame before masking
+	codec wslayer.Codec // loop-only
 
 	// Broadcast.
 	round atomic.Uint64
@@ -329,12 +331,12 @@ func (f *framed) onTrafficWS(c gnet.Conn) gnet.Action {
 	off := 0
 	var bad error
 	for {
-		op, payload, n, err := wsframe.Parse(b[off:])
-		if errors.Is(err, wsframe.ErrShort) {
+		h, payload, n, err := f.codec.ParseFrame(b[off:])
+		if errors.Is(err, wslayer.ErrShort) {
 			break
 		}
-		if err == nil && (op != wsframe.OpText || len(payload) != f.size) {
-			err = fmt.Errorf("a message of opcode %d and %d bytes", op, len(payload))
+		if err == nil && (h.OpCode != ws.OpText || !h.Fin || h.Masked || len(payload) != f.size) {
+			err = fmt.Errorf("a frame of opcode %d and %d bytes", h.OpCode, len(payload))
 		}
 		if err != nil {
 			bad = err
@@ -347,7 +349,7 @@ func (f *framed) onTrafficWS(c gnet.Conn) gnet.Action {
 		}
 		if reply {
 			wire.PutDigits(f.plain[wire.TimeOff:wire.TimeOff+wire.TimeLen], uint64(now))
-			out = wsframe.AppendText(out, f.plain, f.key)
+			out = f.codec.AppendFrame(out, ws.OpText, f.plain, true, f.key)
 		}
 	}
 	f.finish(c, ph, measured, off, out)
@@ -445,13 +447,14 @@ func runFramed(o options) (*report.LoadResult, error) {
 }
 
 func runEcho(o options, f *framed, conns []gnet.Conn, res *report.LoadResult) error {
+	var codec wslayer.Codec // not the loop's: echoes may arrive meanwhile
 	for _, c := range conns {
 		var b []byte
 		for range o.pipeline {
 			fr := slices.Clone(f.tmpl)
 			wire.PutDigits(fr[wire.TimeOff:wire.TimeOff+wire.TimeLen], uint64(f.now()))
 			if f.ws {
-				b = wsframe.AppendText(b, fr, f.key)
+				b = codec.AppendFrame(b, ws.OpText, fr, true, f.key)
 			} else {
 				b = append(b, fr...)
 			}

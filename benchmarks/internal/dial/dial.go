@@ -15,7 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/simplerpc/simplerpc/benchmarks/internal/wsframe"
+	"github.com/gobwas/ws"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
 // Via is what a connection speaks above TCP. The zero value is plain TCP.
@@ -86,7 +87,7 @@ func OneVia(d *net.Dialer, addr string, want []byte, via Via) (net.Conn, error) 
 		nc = tc
 	}
 	if via.WSPath != "" {
-		if err := wsframe.Upgrade(nc, via.WSPath); err != nil {
+		if err := wslayer.Upgrade(nc, via.WSPath, nc.RemoteAddr().String(), "simplerpc"); err != nil {
 			_ = nc.Close()
 			return nil, err
 		}
@@ -102,14 +103,14 @@ func OneVia(d *net.Dialer, addr string, want []byte, via Via) (net.Conn, error) 
 }
 
 // first reads the first frame (a message with ws) and checks it is want.
-func first(nc net.Conn, want []byte, ws bool) error {
+func first(nc net.Conn, want []byte, isWS bool) error {
 	buf := make([]byte, len(want))
 	var err error
-	if ws {
-		var op byte
-		op, buf, err = wsframe.Read(nc)
-		if err == nil && op != wsframe.OpText {
-			err = fmt.Errorf("a message of opcode %d", op)
+	if isWS {
+		var h ws.Header
+		h, buf, err = wslayer.ReadFrame(nc)
+		if err == nil && (h.OpCode != ws.OpText || !h.Fin) {
+			err = fmt.Errorf("a frame of opcode %d", h.OpCode)
 		}
 	} else {
 		_, err = io.ReadFull(nc, buf)

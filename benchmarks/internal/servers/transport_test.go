@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	bdial "github.com/simplerpc/simplerpc/benchmarks/internal/dial"
 	"github.com/simplerpc/simplerpc/benchmarks/internal/wire"
-	"github.com/simplerpc/simplerpc/benchmarks/internal/wsframe"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
 // TestEchoOverTransports: the TLS and WebSocket servers send the -2 frame
@@ -39,13 +40,14 @@ func TestEchoOverTransports(t *testing.T) {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 			var batch, want []byte
+			var codec wslayer.Codec
 			key := [4]byte{1, 2, 3, 4}
 			for i := range 3 {
 				f := bytes.Clone(frame)
 				wire.PutDigits(f[wire.TimeOff:wire.TimeOff+wire.TimeLen], uint64(1000+i))
 				want = append(want, f...)
 				if v.WSPath != "" {
-					batch = wsframe.AppendText(batch, f, key)
+					batch = codec.AppendFrame(batch, ws.OpText, f, true, key)
 				} else {
 					batch = append(batch, f...)
 				}
@@ -57,12 +59,12 @@ func TestEchoOverTransports(t *testing.T) {
 			if v.WSPath != "" {
 				r := bufio.NewReader(c)
 				for range 3 {
-					op, p, err := wsframe.Read(r)
+					h, p, err := wslayer.ReadFrame(r)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if op != wsframe.OpText {
-						t.Fatalf("a message of opcode %d", op)
+					if h.OpCode != ws.OpText || !h.Fin {
+						t.Fatalf("a frame of opcode %d", h.OpCode)
 					}
 					got = append(got, p...)
 				}

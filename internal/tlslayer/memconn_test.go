@@ -1,4 +1,6 @@
-package engine
+// This file tests the memConn's record boundaries.
+
+package tlslayer
 
 import (
 	"bytes"

@@ -1,0 +1,92 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
+)
+
+// TestStatsHandedOver: connections a handover moves count on the old
+// server as handed over, not as errors; the successor's counters go on
+// from the predecessor's, with the adopted connections accepted again, so
+// that Accepted less the disconnects is still what is open.
+func TestStatsHandedOver(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	const n = 20
+	opened := make(chan struct{}, n)
+	a := newHandoverServer(t, "A", engine.WithOnConnect(func(handler.Conn) { opened <- struct{}{} }))
+	b := newHandoverServer(t, "B")
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	peers := make([]*rawPeer, n)
+	for i := range peers {
+		peers[i] = dialRaw(t, a.Addr().String())
+		peers[i].greet(1024)
+	}
+	for range n {
+		select {
+		case <-opened:
+		case <-ctx.Done():
+			t.Fatal("the peers did not all open")
+		}
+	}
+	if rep, got := handOver(t, ctx, a.Server, b.Server); rep.HandedOver != n || got != n {
+		t.Fatalf("report %+v, adopted %d", rep, got)
+	}
+	sa := a.Stats()
+	if sa.Disconnects[engine.DisconnectHandedOver] != n || sa.Disconnects[engine.DisconnectError] != 0 || sa.Accepted != n {
+		t.Errorf("A: accepted %d, disconnects %v; want %d accepted, %d handed over, no error", sa.Accepted, sa.Disconnects, n, n)
+	}
+	sb := b.Stats()
+	if sb.Disconnects[engine.DisconnectHandedOver] != n || sb.Disconnects[engine.DisconnectError] != 0 ||
+		sb.Accepted != 2*n || sb.Conns != n {
+		t.Errorf("B: accepted %d, open %d, disconnects %v; want %d accepted (A's and the adopted), %d open, A's %d handed over",
+			sb.Accepted, sb.Conns, sb.Disconnects, 2*n, n, n)
+	}
+	var closed uint64
+	for _, v := range sb.Disconnects {
+		closed += v
+	}
+	if sb.Accepted-closed != uint64(sb.Conns) {
+		t.Errorf("B: accepted %d less closed %d is not the %d open", sb.Accepted, closed, sb.Conns)
+	}
+	if sb.FramesOut < sa.FramesOut || sb.Opcodes == nil {
+		t.Errorf("B's frames out %d do not go on from A's %d (opcodes %v)", sb.FramesOut, sa.FramesOut, sb.Opcodes)
+	}
+}
+
+// TestStatsAuthFailure: a refused authentication counts as such: a
+// disconnect of class auth, a refusal of reason auth, and an Unauthorized
+// failure sent, not "error" and "other".
+func TestStatsAuthFailure(t *testing.T) {
+	t.Parallel()
+	gone := make(chan error, 1)
+	srv := startServer(t, echoRouter(),
+		engine.WithAuth(func(context.Context, handler.Conn, []byte) (string, error) {
+			return "", errors.New("no such token")
+		}, testTimeout),
+		engine.WithOnDisconnect(func(_ handler.Conn, reason error) { gone <- reason }))
+	p := dialRaw(t, srv.Addr().String())
+	p.greet(1024)
+	p.write(`-9{"token":"wrong"}`)
+	if op, obj := p.read(); op != codec.OpFailure {
+		t.Fatalf("want a failure, got op %d %s", op, obj)
+	}
+	p.expectEOF() // OnClose, which counts, runs before gnet closes the socket
+	st := srv.Stats()
+	if st.Disconnects[engine.DisconnectAuth] != 1 || st.Refused[engine.RefuseAuth] != 1 || st.Disconnects[engine.DisconnectError] != 0 ||
+		st.FailuresSent[engine.ReasonUnauthorized] != 1 || st.FailuresSent[engine.FailureOther] != 0 {
+		t.Errorf("refused %v, disconnects %v, failures sent %v", st.Refused, st.Disconnects, st.FailuresSent)
+	}
+	select {
+	case err := <-gone:
+		t.Errorf("the disconnect callback ran (%v) for a connection never admitted", err)
+	default:
+	}
+}

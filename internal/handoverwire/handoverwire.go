@@ -1,0 +1,232 @@
+// Package handoverwire is the wire of a live handover between two server
+// processes over a Unix stream socket (docs/PROTOCOL.md, "The handover
+// wire"): the successor's hello, which carries the format's version,
+// batches of connection states, each with its sockets' descriptors
+// (SCM_RIGHTS) on its first bytes and the version again, and the
+// successor's acknowledgements. Both processes check the version: a
+// predecessor refuses a hello of another, a successor a batch of another.
+//
+// Its functions are safe for concurrent use on distinct sockets; a Reader
+// is used by one goroutine.
+package handoverwire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// Version is the version of the format. It changes with any change a
+// process of the previous version would misread.
+const Version = 1
+
+// MaxBatch is how many descriptors one batch carries: the kernel's
+// SCM_MAX_FD (253), the most one sendmsg may pass.
+const MaxBatch = 253
+
+// MaxBytes bounds a batch's encoded size on the receiving side: 253
+// connections with their unread bytes and application states.
+const MaxBytes = 256 << 20
+
+// ErrWire is what a malformed handover stream fails with.
+var ErrWire = errors.New("engine: handover: malformed stream")
+
+// Conn is the state of one connection handed over, as the
+// successor needs it; its socket travels beside it (fd, not encoded).
+type Conn struct {
+	ID       uint64   `json:"id"`
+	In       int      `json:"in"`                 // the inbound frame size
+	Out      int      `json:"out"`                // the outbound frame size
+	Waiting  bool     `json:"waiting,omitempty"`  // not authenticated yet (WithAuth)
+	Identity string   `json:"identity,omitempty"` // the authenticator's
+	Groups   []string `json:"groups,omitempty"`
+	Calls    uint64   `json:"calls,omitempty"`  // the last id of a call the server made on it
+	Unread   []byte   `json:"unread,omitempty"` // read from the socket, not yet handled
+	App      []byte   `json:"app,omitempty"`    // the application's state (WithHandover)
+
+	// FD is the connection's socket: it travels beside the JSON, not in it.
+	FD int `json:"-"`
+}
+
+// Batch is one message of the predecessor: up to MaxBatch
+// connections, and the net id its counter had reached. The last batch
+// has End set and no connection.
+type Batch struct {
+	V     int    `json:"v"` // Version, set by WriteBatch
+	Next  uint64 `json:"next"`
+	End   bool   `json:"end,omitempty"`
+	Conns []Conn `json:"conns,omitempty"`
+	// Stats is the predecessor's counters, on the End batch only, for the
+	// successor's to go on from: opaque here, the engine's to encode.
+	Stats json.RawMessage `json:"stats,omitempty"`
+}
+
+// WriteBatch sends b with the descriptors of its connections: a length, the
+// JSON, and SCM_RIGHTS on the first bytes.
+func WriteBatch(uc *net.UnixConn, b *Batch) error {
+	b.V = Version
+	js, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("engine: handover: encode: %w", err)
+	}
+	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(js)), uint32(len(js)))
+	msg = append(msg, js...)
+	var oob []byte
+	if len(b.Conns) > 0 {
+		fds := make([]int, len(b.Conns))
+		for i := range b.Conns {
+			fds[i] = b.Conns[i].FD
+		}
+		oob = unixRights(fds)
+	}
+	n, _, err := uc.WriteMsgUnix(msg, oob, nil)
+	if err == nil && n < len(msg) {
+		_, err = uc.Write(msg[n:]) // a stream: the rest follows, the descriptors went with the first bytes
+	}
+	if err != nil {
+		return fmt.Errorf("engine: handover: send: %w", err)
+	}
+	return nil
+}
+
+// NewReader returns a reader of the batches that arrive on uc.
+func NewReader(uc *net.UnixConn) *Reader { return &Reader{uc: uc} }
+
+// Reader reads the predecessor's batches, collecting the descriptors
+// that arrive with their bytes.
+type Reader struct {
+	uc  *net.UnixConn
+	buf []byte
+	fds []int // received, not yet given to a batch
+}
+
+// Next returns the next batch, its connections' descriptors in place.
+func (r *Reader) Next() (*Batch, error) {
+	oob := make([]byte, rightsSpace(MaxBatch))
+	for {
+		if len(r.buf) >= 4 {
+			n := int(binary.BigEndian.Uint32(r.buf))
+			if n > MaxBytes {
+				return nil, fmt.Errorf("%w: a batch of %d bytes", ErrWire, n)
+			}
+			if len(r.buf) >= 4+n {
+				return r.decode(n)
+			}
+		}
+		if cap(r.buf)-len(r.buf) < 64<<10 {
+			r.buf = append(r.buf, make([]byte, 64<<10)...)[:len(r.buf)]
+		}
+		n, oobn, flags, _, err := r.uc.ReadMsgUnix(r.buf[len(r.buf):cap(r.buf)], oob)
+		if oobn > 0 {
+			if perr := r.takeRights(oob[:oobn]); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		if err == nil && truncated(flags) {
+			err = fmt.Errorf("%w: descriptors truncated", ErrWire)
+		}
+		r.buf = r.buf[:len(r.buf)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(r.buf) > 0 {
+				err = fmt.Errorf("%w: %w", ErrWire, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+		if n == 0 && oobn == 0 {
+			return nil, io.EOF
+		}
+	}
+}
+
+// decode takes the batch of n bytes at the front of the buffer.
+func (r *Reader) decode(n int) (*Batch, error) {
+	b, err := parseBatch(r.buf[4 : 4+n])
+	if err != nil {
+		return nil, err
+	}
+	r.buf = r.buf[:copy(r.buf, r.buf[4+n:])]
+	if len(b.Conns) > len(r.fds) {
+		return nil, fmt.Errorf("%w: %d connections, %d descriptors", ErrWire, len(b.Conns), len(r.fds))
+	}
+	for i := range b.Conns {
+		b.Conns[i].FD = r.fds[i]
+	}
+	r.fds = r.fds[len(b.Conns):]
+	return b, nil
+}
+
+// parseBatch reads a batch's JSON, of this version.
+func parseBatch(js []byte) (*Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(js, &b); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrWire, err)
+	}
+	if b.V != Version {
+		return nil, fmt.Errorf("%w: a batch of version %d, this process reads version %d", ErrWire, b.V, Version)
+	}
+	return &b, nil
+}
+
+// takeRights adds the descriptors of a control message to r.fds.
+func (r *Reader) takeRights(oob []byte) error {
+	fds, err := parseRights(oob)
+	r.fds = append(r.fds, fds...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWire, err)
+	}
+	return nil
+}
+
+// Close closes the descriptors received and given to no batch.
+func (r *Reader) Close() {
+	CloseFDs(r.fds)
+	r.fds = nil
+}
+
+// CloseFDs closes descriptors received.
+func CloseFDs(fds []int) {
+	for _, fd := range fds {
+		closeFD(fd)
+	}
+}
+
+// Hello is the successor's first message: it is reading, so that the
+// predecessor stops reading its connections only once they can be adopted
+// at once. It is one acknowledgement word, the top 16 bits set and the low
+// 16 the version: no count of connections can be mistaken for it.
+const Hello = 0xffff<<16 | Version
+
+// CheckHello checks the first word the successor sent: the hello of this
+// version.
+func CheckHello(n int) error {
+	switch {
+	case n == Hello:
+		return nil
+	case n>>16 == 0xffff:
+		return fmt.Errorf("%w: the successor speaks version %d, this process version %d", ErrWire, n&0xffff, Version)
+	}
+	return fmt.Errorf("%w: %d before the hello", ErrWire, n)
+}
+
+// LiveAck marks the successor's second acknowledgement of a batch: its
+// connections are live (enrolled and read) there.
+const LiveAck = 1 << 31
+
+// WriteAck acknowledges a batch of n connections: the successor holds
+// their sockets now.
+func WriteAck(uc *net.UnixConn, n int) error {
+	_, err := uc.Write(binary.BigEndian.AppendUint32(nil, uint32(n)))
+	return err
+}
+
+// ReadAck reads one acknowledgement.
+func ReadAck(uc *net.UnixConn) (int, error) {
+	var b [4]byte
+	if _, err := io.ReadFull(uc, b[:]); err != nil {
+		return 0, err
+	}
+	return int(binary.BigEndian.Uint32(b[:])), nil
+}
