@@ -174,6 +174,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.Run("impl=simplerpc", func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					op, obj, err := codec.Decode(frame)
 					sinkOp, sinkObj, sinkErr = int64(op), obj, err
@@ -185,6 +186,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.Run("impl=encoding_json", func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					sinkOp, sinkObj, sinkErr = stdDecode(frame)
 				}
@@ -205,6 +207,7 @@ func BenchmarkAppendRaw(b *testing.B) {
 				b.SetBytes(int64(size))
 				buf := make([]byte, 0, size)
 				var err error
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					buf, err = codec.AppendRaw(buf[:0], size, 7, obj)
 				}
@@ -218,6 +221,7 @@ func BenchmarkAppendRaw(b *testing.B) {
 				buf := make([]byte, 0, size)
 				var cbuf bytes.Buffer
 				var err error
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					buf, err = stdAppendRaw(buf[:0], &cbuf, size, 7, obj)
 				}
@@ -238,6 +242,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.SetBytes(int64(size))
 				buf := make([]byte, 0, size)
 				var err error
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					buf, err = codec.Append(buf[:0], size, 7, v)
 				}
@@ -250,6 +255,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.SetBytes(int64(size))
 				buf := make([]byte, 0, size)
 				var err error
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					buf, err = stdAppend(buf[:0], size, 7, v)
 				}
@@ -269,6 +275,7 @@ func BenchmarkUnmarshal(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
 				var v benchArgs
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					sinkErr = codec.Unmarshal(obj, &v)
 				}
@@ -280,6 +287,7 @@ func BenchmarkUnmarshal(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
 				var v benchArgs
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					sinkErr = stdjson.Unmarshal(obj, &v)
 				}
@@ -303,6 +311,7 @@ func BenchmarkScanner(b *testing.B) {
 				s := codec.NewScanner(codec.MaxMessageSize)
 				var done bool
 				var err error
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					s.Reset()
 					_, _, _, done, err = s.Scan(frame)
@@ -356,6 +365,7 @@ func BenchmarkDecodeFrame(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					op, obj, call, err := codec.DecodeFrame(frame)
 					sinkOp, sinkObj, sinkCall, sinkErr = int64(op), obj, call, err
@@ -383,6 +393,7 @@ func BenchmarkAppendRequest(b *testing.B) {
 			b.Run("op="+op.String()[:strings.IndexByte(op.String(), '(')], func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(size))
+				defer codec.CPUPerOp(b)()
 				for b.Loop() {
 					if op == codec.OpRequest {
 						env = codec.AppendRequest(env[:0], 123456, 7, data)

@@ -3,15 +3,15 @@ package codec
 // This file reads and builds the envelopes of call frames (docs/PROTOCOL.md
 // §5): a request -3{"id":N,"op":N,"data":{…}}, a reply -4{"id":N,"data":{…}}
 // and a reply failure -5{"id":N,"reason":…,"message":…}. DecodeFrame is the
-// one reader of inbound frames, call frames included: the form simplerpc
-// writes is read in one pass by hand (fastCall), every other form the general
-// way (Decode, then go-json), and the two give the same answers
+// one reader of inbound frames, call frames included: requests and replies
+// are read in one pass by hand (fastCall), whatever their key order and
+// white space; reply failures and the envelopes fastCall leaves aside the
+// general way (Decode, then go-json), and the two give the same answers
 // (FuzzDecodeFrame holds them to it).
 
 import (
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 )
@@ -76,11 +76,16 @@ const (
 // reads them, which matches key names case-insensitively as encoding/json
 // does.
 //
-// A request or reply in the form [AppendRequest] and [AppendReply] write,
-// framed by [AppendValidated], is read in one pass, the envelope by hand and
-// only its data through the strict validator, and without allocating. Every
-// other frame is read by Decode and go-json, with the same answer for the
-// frames both accept; there Data may be a copy.
+// A request or reply is read in one pass, the envelope by hand and its
+// data through the strict validator, and without allocating, in any key
+// order and with any white space: the form [AppendRequest] and
+// [AppendReply] write, framed by [AppendValidated], as much as another
+// peer's ({"id": 1, "op": 7, "data": {…}} from Python's json.dumps), with
+// members it does not know. The rest (reply failures; an envelope with an
+// escaped key, a key in capitals, a non-integer id, an unknown member whose
+// value is an array, white space before the envelope) is read by Decode and
+// go-json, with the same answer for the frames both accept; there Data may
+// be a copy.
 func DecodeFrame(frame []byte) (op Opcode, obj []byte, call Call, err error) {
 	if op, obj, call, ok := fastCall(frame); ok {
 		return op, obj, call, nil
@@ -183,14 +188,20 @@ func errBadCall(op Opcode, detail string, err error) error {
 	return &MalformedError{Op: op, Message: msg, Err: &callError{detail: detail, err: err}}
 }
 
-// fastCall reads a request or reply frame in the form simplerpc writes:
-// "-3" or "-4", then {"id":N,"op":N,"data":{…}} (no "op" in a reply), then
-// padding. The envelope is read by hand and only the data object goes
-// through the strict validator, so that the frame is scanned once. Anything
-// else (a reply failure, another key order, white space, extra keys,
-// leading zeros, numbers out of range, a malformed frame) reports false,
-// for decodeFrameGeneral to answer; for every frame fastCall takes,
-// decodeFrameGeneral gives the same answer. It never allocates.
+// fastCall reads a request or reply frame in one pass: "-3" or "-4", then
+// the envelope, then padding. The envelope may come in any key order, with
+// any white space and with members it does not know (skipped, their values
+// validated), as other peers write it: {"id": 1, "op": 7, "data": {…}}
+// from Python's json.dumps as much as simplerpc's own form. The envelope is
+// read by hand and validated as it goes, so that the frame is scanned once.
+// It reports false, for decodeFrameGeneral to answer, for a reply failure
+// and for anything it leaves to go-json: a missing or malformed member (the
+// error), a key with an escape or a byte >= 0x80, or one that matches
+// "id", "op" or "data" only case-insensitively, an id or op that is not a
+// plain integer in range, an unknown member whose value is an array, a
+// malformed frame. For every frame fastCall takes, decodeFrameGeneral gives
+// the same answer (a repeated member: the last one counts). It never
+// allocates.
 func fastCall(frame []byte) (op Opcode, obj []byte, c Call, ok bool) {
 	if len(frame) < 3 || frame[0] != '-' || frame[2] != '{' {
 		return 0, nil, Call{}, false
@@ -203,41 +214,108 @@ func fastCall(frame []byte) (op Opcode, obj []byte, c Call, ok bool) {
 	default:
 		return 0, nil, Call{}, false
 	}
-	const idKey, opKey, dataKey = `{"id":`, `,"op":`, `,"data":`
 	b := frame[2:]
-	if !hasWord(b, 0, idKey) {
-		return 0, nil, Call{}, false
-	}
-	i := len(idKey)
-	if c.ID, i, ok = parseJSONUint(b, i); !ok {
-		return 0, nil, Call{}, false
-	}
-	if op == OpRequest {
-		if !hasWord(b, i, opKey) {
+	hasID, hasOp := false, op != OpRequest
+	i := skipSpace(b, 1)
+	for {
+		// A member: its key, then its value.
+		if i >= len(b) || b[i] != '"' {
 			return 0, nil, Call{}, false
 		}
-		if c.Op, i, ok = parseJSONInt32(b, i+len(opKey)); !ok {
+		j, good := skipString(b, i+1)
+		if !good {
 			return 0, nil, Call{}, false
 		}
+		key := b[i+1 : j-1]
+		i = skipSpace(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return 0, nil, Call{}, false
+		}
+		if i = skipSpace(b, i+1); i >= len(b) {
+			return 0, nil, Call{}, false
+		}
+		switch {
+		case string(key) == "id":
+			c.ID, i, good = parseJSONUint(b, i)
+			hasID = true
+		case string(key) == "op" && op == OpRequest:
+			c.Op, i, good = parseJSONInt32(b, i)
+			hasOp = true
+		case string(key) == "data":
+			var n int
+			if n, good = validObjectAt(b[i:], 1); good && b[i] == '{' {
+				c.Data = b[i : i+n]
+				i += n
+			} else {
+				good = false
+			}
+		case foldsToMember(key):
+			good = false
+		default:
+			i, good = skipValue(b, i)
+		}
+		if !good {
+			return 0, nil, Call{}, false
+		}
+		// A number ends at a byte that is not its own: one that must be
+		// ',' or '}' here (a '.' or an 'e' after an id makes it no integer).
+		if i = skipSpace(b, i); i >= len(b) {
+			return 0, nil, Call{}, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return 0, nil, Call{}, false
+		}
+		i = skipSpace(b, i+1)
 	}
-	if !hasWord(b, i, dataKey) {
+	if !hasID || !hasOp || c.Data == nil || !isPadding(b[i+1:]) {
 		return 0, nil, Call{}, false
 	}
-	i += len(dataKey)
-	if i >= len(b) || b[i] != '{' {
-		return 0, nil, Call{}, false
+	return op, b[:i+1], c, true
+}
+
+// foldsToMember reports whether key, the raw text of an envelope's key,
+// might be read by go-json as "id", "op" or "data" though it is not that
+// exact text: it has an escape or a byte >= 0x80, or it matches one of
+// them case-insensitively. fastCall leaves those to go-json. ("op" is
+// there for a reply, whose envelope go-json reads without it.)
+func foldsToMember(key []byte) bool {
+	for _, c := range key {
+		if c == '\\' || c >= 0x80 {
+			return true
+		}
 	}
-	// Depth 1: Decode's limit counts from the envelope.
-	n, high, valid := validObjectAt(b[i:], 1)
-	if !valid || high && !utf8.Valid(b[i:i+n]) {
-		return 0, nil, Call{}, false
+	switch len(key) {
+	case 2:
+		return key[0]|0x20 == 'i' && key[1]|0x20 == 'd' || key[0]|0x20 == 'o' && key[1]|0x20 == 'p'
+	case 4:
+		return key[0]|0x20 == 'd' && key[1]|0x20 == 'a' && key[2]|0x20 == 't' && key[3]|0x20 == 'a'
 	}
-	end := i + n
-	if end >= len(b) || b[end] != '}' || !isPadding(b[end+1:]) {
-		return 0, nil, Call{}, false
+	return false
+}
+
+// skipValue returns the index after the value that starts at b[i] (a
+// string, a number, a literal or an object, nested in an envelope), and
+// false if it is not valid, or an array, left to go-json.
+func skipValue(b []byte, i int) (int, bool) {
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i+1)
+	case c == '{':
+		n, ok := validObjectAt(b[i:], 1)
+		return i + n, ok
+	case c == '-' || c >= '0' && c <= '9':
+		return skipNumber(b, i)
+	case c == 't':
+		return i + 4, hasWord(b, i, "true")
+	case c == 'f':
+		return i + 5, hasWord(b, i, "false")
+	case c == 'n':
+		return i + 4, hasWord(b, i, "null")
 	}
-	c.Data = b[i:end]
-	return op, b[:end+1], c, true
+	return i, false
 }
 
 // parseJSONUint reads the JSON unsigned integer at b[i:], returning it and

@@ -20,9 +20,10 @@
 //
 // A reader decodes each inbound frame with one call, [DecodeFrame], which
 // also reads the envelope of a call frame (docs/PROTOCOL.md §5) into a
-// [Call]; a request or reply in the form this package writes is read in one
-// pass without allocating. [AppendRequest] and [AppendReply] build those
-// envelopes for [AppendValidated] to frame:
+// [Call]; a request or reply, in this package's form or another peer's (any
+// key order, any white space), is read in one pass without allocating.
+// [AppendRequest] and [AppendReply] build those envelopes for
+// [AppendValidated] to frame:
 //
 //	obj := codec.AppendRequest(buf[:0], id, op, data) // data: a valid object
 //	frame, err := codec.AppendValidated(frame[:0], size, codec.OpRequest, obj)

@@ -5,4 +5,6 @@ package codec
 var (
 	FastCall           = fastCall
 	DecodeFrameGeneral = decodeFrameGeneral
+	// CPUPerOp is cpuPerOp, for the benchmarks of package codec_test.
+	CPUPerOp = cpuPerOp
 )

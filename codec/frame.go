@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -90,8 +89,8 @@ func objectPrefix(b []byte, depth int) (int, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%w: no object at the start", ErrNotObject)
 	}
-	n, high, ok := validObjectAt(b, depth)
-	if !ok || high && !utf8.Valid(b[:n]) {
+	n, ok := validObjectAt(b, depth)
+	if !ok {
 		return 0, fmt.Errorf("%w: invalid object", ErrNotObject)
 	}
 	return n, nil
@@ -113,8 +112,8 @@ func objectBounds(b []byte) (start, end int, err error) {
 	for start < len(b) && isSpace(b[start]) {
 		start++
 	}
-	n, high, ok := validObject(b[start:])
-	if !ok || high && !utf8.Valid(b[start:start+n]) {
+	n, ok := validObject(b[start:])
+	if !ok {
 		return 0, 0, fmt.Errorf("%w: %.16q", ErrNotObject, b)
 	}
 	end = start + n
@@ -154,14 +153,21 @@ func grow(b []byte, n int) []byte {
 	return nb
 }
 
-// pad fills p with spaces.
+// spaces is a run of the padding byte that pad copies from and isPadding
+// compares with, in one piece for most frames.
+const (
+	spaces16  = "                "
+	spaces64  = spaces16 + spaces16 + spaces16 + spaces16
+	spaces256 = spaces64 + spaces64 + spaces64 + spaces64
+	spaces    = spaces256 + spaces256
+)
+
+// pad fills p with spaces: one copy of the run of spaces, then copies of
+// what is filled already for a longer p.
 func pad(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	p[0] = ' '
-	for n := 1; n < len(p); n *= 2 {
-		copy(p[n:], p[:n])
+	n := copy(p, spaces)
+	for n < len(p) {
+		n += copy(p[n:], p[:n])
 	}
 }
 
@@ -237,25 +243,20 @@ func AppendMessageSize(dst []byte, size, n int) ([]byte, error) {
 // digits, optional whitespace, exactly one JSON object, then only whitespace.
 // Every failure is a [*MalformedError]. Decode never allocates on success.
 func Decode(frame []byte) (op Opcode, obj []byte, err error) {
-	brace := bytes.IndexByte(frame, '{')
-	if brace < 0 {
-		return 0, nil, errNoJSON()
-	}
-	op, ok := parseOpcode(frame[:brace])
+	op, brace, ok := plainOpcode(frame)
 	if !ok {
-		return 0, nil, errBadOpcode(frame[:brace])
-	}
-	if n, high, ok := validObject(frame[brace:]); ok {
-		obj = frame[brace : brace+n]
-		if !isPadding(frame[brace+n:]) {
-			return op, nil, errBadJSON(op, "extra data after object")
+		if brace = bytes.IndexByte(frame, '{'); brace < 0 {
+			return 0, nil, errNoJSON()
 		}
-		if high && !utf8.Valid(obj) {
-			return op, nil, errBadJSON(op, "invalid UTF-8")
+		if op, ok = parseOpcode(frame[:brace]); !ok {
+			return 0, nil, errBadOpcode(frame[:brace])
 		}
-		return op, obj, nil
 	}
-	// Invalid: the resumable scanner says why.
+	if n, ok := validObject(frame[brace:]); ok && isPadding(frame[brace+n:]) {
+		return op, frame[brace : brace+n], nil
+	}
+	// Invalid: the resumable scanner says why, in the order it finds it
+	// (syntax, then what follows the object, then UTF-8).
 	var s jsonScanner
 	n, done, ok := s.feed(frame[brace:])
 	if !ok {
@@ -275,14 +276,13 @@ func Decode(frame []byte) (op Opcode, obj []byte, err error) {
 }
 
 // isPadding reports whether p holds only whitespace. Spaces, the padding we
-// write, are checked eight bytes at a time.
+// write, are compared with the run of spaces in one piece.
 func isPadding(p []byte) bool {
-	const spaces = 0x2020202020202020
-	for len(p) >= 8 {
-		if binary.LittleEndian.Uint64(p) != spaces {
-			break
-		}
-		p = p[8:]
+	for len(p) > len(spaces) && string(p[:len(spaces)]) == spaces {
+		p = p[len(spaces):]
+	}
+	if len(p) <= len(spaces) && string(p) == spaces[:len(p)] {
+		return true
 	}
 	for _, c := range p {
 		if !isSpace(c) && c != '\v' && c != '\f' {
@@ -290,6 +290,28 @@ func isPadding(p []byte) bool {
 		}
 	}
 	return true
+}
+
+// plainOpcode reads the opcode as peers write it, up to four digits and
+// an optional '-' right before the '{' at brace, without the search and
+// the parse of the general case; ok is false for anything else, for
+// parseOpcode to read. It gives parseOpcode's value for what it reads.
+func plainOpcode(frame []byte) (op Opcode, brace int, ok bool) {
+	i := 0
+	if len(frame) > 0 && frame[0] == '-' {
+		i = 1
+	}
+	v, j := 0, i
+	for ; j < len(frame) && j < i+4 && frame[j] >= '0' && frame[j] <= '9'; j++ {
+		v = v*10 + int(frame[j]-'0')
+	}
+	if j == i || j >= len(frame) || frame[j] != '{' {
+		return 0, 0, false
+	}
+	if i == 1 {
+		v = -v
+	}
+	return Opcode(v), j, true
 }
 
 // isOpSpace reports whether c is ASCII whitespace that Python's int()

@@ -3,38 +3,40 @@ package codec
 import (
 	"encoding/binary"
 	"math/bits"
+	"unicode/utf8"
 )
 
 // validObject is the fast path of validation when the whole input is in
 // hand (Decode, Object, AppendRaw): it reports the length of the strict
 // (RFC 8259) JSON object at the start of b (white space before it
-// allowed), and whether its strings hold a
-// byte >= 0x80 (to be checked as UTF-8). It accepts exactly what
-// jsonScanner.feed accepts, but keeps its state in locals and walks strings,
-// numbers and literals in tight loops instead of one state switch per byte.
-// Any failure (bad syntax, input ending early) returns ok == false without
-// saying why: the caller runs jsonScanner on the same bytes for the error,
-// so the messages come from one place. It never allocates.
-func validObject(b []byte) (n int, high, ok bool) {
+// allowed), its strings valid UTF-8. It accepts exactly what
+// jsonScanner.feed accepts and jsonScanner.validUTF8 then passes, but keeps
+// its state in locals and walks strings, numbers and literals in tight
+// loops instead of one state switch per byte, and checks as UTF-8 only
+// the strings that hold a byte >= 0x80 (the rest of an object is ASCII).
+// Any failure (bad syntax, bad UTF-8, input ending early) returns ok ==
+// false without saying why: the caller runs jsonScanner on the same bytes
+// for the error, so the messages come from one place. It never allocates.
+func validObject(b []byte) (n int, ok bool) {
 	return validObjectAt(b, 0)
 }
 
 // validObjectAt is validObject for an object nested base levels deep in a
 // larger document: the depth limit counts from the document's top.
-func validObjectAt(b []byte, base int) (n int, high, ok bool) {
+func validObjectAt(b []byte, base int) (n int, ok bool) {
 	var stack [maxDepth / 64]uint64 // bit set: the level is an array
 	if base < 0 || base >= maxDepth {
-		return 0, false, false
+		return 0, false
 	}
 	depth, i := base, skipSpace(b, 0)
 	inArray := false
 	if i >= len(b) || b[i] != '{' {
-		return 0, false, false
+		return 0, false
 	}
 
 object: // b[i] is '{'
 	if depth >= maxDepth {
-		return 0, false, false
+		return 0, false
 	}
 	stack[depth/64] &^= 1 << uint(depth%64)
 	depth++
@@ -42,7 +44,7 @@ object: // b[i] is '{'
 	i++
 	i = skipSpace(b, i)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 	if b[i] == '}' {
 		goto closed
@@ -50,44 +52,44 @@ object: // b[i] is '{'
 
 key: // b[i] should open a key
 	if b[i] != '"' {
-		return 0, false, false
+		return 0, false
 	}
 	{
+		start := i + 1
 		var h, good bool
-		if i, h, good = skipString(b, i+1); !good {
-			return 0, false, false
+		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
+			return 0, false
 		}
-		high = high || h
 	}
 	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
-		return 0, false, false
+		return 0, false
 	}
 	i = skipSpace(b, i+1)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 
 value: // b[i] should start a value
 	switch c := b[i]; {
 	case c == '"':
+		start := i + 1
 		var h, good bool
-		if i, h, good = skipString(b, i+1); !good {
-			return 0, false, false
+		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
+			return 0, false
 		}
-		high = high || h
 	case c == '{':
 		goto object
 	case c == '[':
 		if depth >= maxDepth {
-			return 0, false, false
+			return 0, false
 		}
 		stack[depth/64] |= 1 << uint(depth%64)
 		depth++
 		inArray = true
 		i = skipSpace(b, i+1)
 		if i >= len(b) {
-			return 0, false, false
+			return 0, false
 		}
 		if b[i] == ']' {
 			goto closed
@@ -96,37 +98,37 @@ value: // b[i] should start a value
 	case c == '-' || c >= '0' && c <= '9':
 		var good bool
 		if i, good = skipNumber(b, i); !good {
-			return 0, false, false
+			return 0, false
 		}
 	case c == 't':
 		if !hasWord(b, i, "true") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 4
 	case c == 'f':
 		if !hasWord(b, i, "false") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 5
 	case c == 'n':
 		if !hasWord(b, i, "null") {
-			return 0, false, false
+			return 0, false
 		}
 		i += 4
 	default:
-		return 0, false, false
+		return 0, false
 	}
 
 next: // after a value
 	i = skipSpace(b, i)
 	if i >= len(b) {
-		return 0, false, false
+		return 0, false
 	}
 	switch c := b[i]; {
 	case c == ',':
 		i = skipSpace(b, i+1)
 		if i >= len(b) {
-			return 0, false, false
+			return 0, false
 		}
 		if inArray {
 			goto value
@@ -135,13 +137,13 @@ next: // after a value
 	case c == '}' && !inArray, c == ']' && inArray:
 		goto closed
 	}
-	return 0, false, false
+	return 0, false
 
 closed: // b[i] closes the innermost container
 	i++
 	depth--
 	if depth == base {
-		return i, high, true
+		return i, true
 	}
 	d := depth - 1
 	inArray = stack[d/64]&(1<<uint(d%64)) != 0
@@ -158,52 +160,64 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the closing quote of the string whose
-// contents start at b[i], whether it holds a byte >= 0x80, and false for a
-// control byte, a bad escape or an unterminated string. Eight bytes at a
-// time, it jumps straight to the first quote, backslash or control byte.
-func skipString(b []byte, i int) (next int, high, ok bool) {
+// contents start at b[i], and false for a control byte, a bad escape, bad
+// UTF-8 or an unterminated string. validObjectAt does the same inline, so
+// that the scan itself (scanString) is a leaf call.
+func skipString(b []byte, i int) (next int, ok bool) {
+	next, high, ok := scanString(b, i)
+	if high && ok && !utf8.Valid(b[i:next-1]) {
+		return next, false
+	}
+	return next, ok
+}
+
+// scanString is skipString without the UTF-8 check: it also reports
+// whether a byte >= 0x80 may be in the string (the bytes it reads are
+// OR-ed together, a few past the string too: at worst a needless check).
+// Eight bytes at a time, it jumps straight to the first quote, backslash
+// or control byte.
+func scanString(b []byte, i int) (next int, high, ok bool) {
 	const hi = 0x8080808080808080
+	var seen uint64 // the bytes read, OR-ed
 	for {
 		if i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
+			seen |= x
 			m := stringStops(x)
 			if m == 0 {
-				high = high || x&hi != 0
 				i += 8
 				continue
 			}
-			k := bits.TrailingZeros64(m) >> 3
-			high = high || x&hi&(1<<(8*k)-1) != 0
-			i += k
+			i += bits.TrailingZeros64(m) >> 3
 		} else {
 			for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
-				high = high || b[i] >= 0x80
+				seen |= uint64(b[i])
 				i++
 			}
 			if i >= len(b) {
-				return i, high, false
+				return i, false, false
 			}
 		}
 		switch b[i] {
 		case '"':
-			return i + 1, high, true
+			return i + 1, seen&hi != 0, true
 		case '\\':
 		default: // a control byte
-			return i, high, false
+			return i, false, false
 		}
 		if i+1 >= len(b) {
-			return i, high, false
+			return i, false, false
 		}
 		switch b[i+1] {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			i += 2
 		case 'u':
 			if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-				return i, high, false
+				return i, false, false
 			}
 			i += 6
 		default:
-			return i, high, false
+			return i, false, false
 		}
 	}
 }

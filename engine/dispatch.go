@@ -4,9 +4,12 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"runtime"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -122,7 +125,60 @@ func (c *conn) run(j job, data []byte) {
 func (c *conn) runInline(j job, data []byte) {
 	c.side.inline.Add(1)
 	defer c.side.inline.Add(-1)
+	if c.loop.handed.hold(data) {
+		defer c.loop.handed.release()
+	}
 	c.run(j, data)
+}
+
+// handed is the object an inline callback of a loop was handed, while the
+// callback runs, so that SendRaw need not validate it again when the
+// callback sends it back (the echo). The rule, which (*conn).SendRaw
+// applies through validated:
+//   - only an object the loop is dispatching inline is recorded: a frame's
+//     or a call's data, which DecodeFrame has just validated and which is
+//     borrowed from the loop's inbound buffer until the callback returns;
+//   - a copy is taken before the callback runs, and the record is cleared
+//     when it returns: afterwards nothing is skipped;
+//   - SendRaw skips its validation only for a slice that starts at the
+//     same byte (the memory handed) and holds the same bytes as the copy:
+//     an object the callback built, in its own memory or over the borrowed
+//     bytes, is validated.
+//
+// What decides is the content: bytes equal to an object the loop has
+// validated form a valid object wherever they are. The address only keeps
+// everyone but the callback's own goroutine (or one it handed the slice to
+// while it runs) from reading the copy, which the loop writes.
+// Callbacks on a worker (WithWorkerPool) get a copy of their own and no
+// skip.
+type handed struct {
+	first atomic.Pointer[byte] // the object's first byte while its callback runs, else nil
+	saved []byte               // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
+	// checks counts the objects SendRaw validated for this loop's
+	// connections, for the tests (RawValidations).
+	checks atomic.Uint64
+}
+
+// hold records obj for the callback about to run and reports whether it
+// did: not for an empty one, nor inside another callback's record (a
+// nested callback, which gets no skip). On the loop.
+func (h *handed) hold(obj []byte) bool {
+	if len(obj) == 0 || h.first.Load() != nil {
+		return false
+	}
+	h.saved = append(h.saved[:0], obj...)
+	h.first.Store(unsafe.SliceData(obj))
+	return true
+}
+
+// release clears the record once the callback has returned. On the loop.
+func (h *handed) release() { h.first.Store(nil) }
+
+// unchanged reports whether obj is the object being handed, as it was
+// validated (see handed). Safe from any goroutine.
+func (h *handed) unchanged(obj []byte) bool {
+	p := h.first.Load()
+	return p != nil && p == unsafe.SliceData(obj) && bytes.Equal(obj, h.saved)
 }
 
 // tapInline runs the tap on the event loop, as runInline does a callback.

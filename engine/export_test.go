@@ -88,3 +88,14 @@ func HeldInPeak(s *Server) int {
 	}
 	return peak
 }
+
+// RawValidations returns how many objects SendRaw has validated for the
+// server's connections (see handed): an echoed object the loop is
+// dispatching is not counted.
+func RawValidations(s *Server) uint64 {
+	var n uint64
+	for _, l := range s.side.eachLoop() {
+		n += l.handed.checks.Load()
+	}
+	return n
+}

@@ -105,6 +105,8 @@ type loop struct {
 	recheckAllFn func()
 
 	stats loopStats // see stats.go
+
+	handed handed // the object an inline callback was handed (dispatch.go)
 }
 
 // maxBatches bounds the batches of queued tasks one round takes: a round
