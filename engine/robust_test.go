@@ -20,7 +20,7 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Tests of the robustness features (docs/ROBUSTNESS.md): slow consumers,
+// Tests of the robustness features (docs/OPERATIONS.md, Bounds): slow consumers,
 // limits, idle peers and heartbeats, groups and client reconnection.
 
 // closeEvent is one server-side disconnect.
