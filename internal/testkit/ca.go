@@ -24,7 +24,8 @@ import (
 // client-1) it signed, valid from an hour ago for a day. Dir holds them as
 // PEM files, for openssl, Python and the command-line tool: ca.pem,
 // server.pem and server.key, client-1.pem and client-1.key. Its fields are
-// not to be changed.
+// not to be changed; it is then safe for concurrent use by multiple
+// goroutines (each config it returns is a new one).
 type CA struct {
 	Pool   *x509.CertPool // holds the CA's certificate
 	Server tls.Certificate

@@ -6,8 +6,8 @@
 // internal tests may use it too.
 //
 // Every function fails the test it is given (t.Fatal) rather than return
-// an error, and is safe from any goroutine the testing package allows
-// t.Fatal from: the test's own.
+// an error, so it is to be called from the test's own goroutine, as
+// t.Fatal is.
 package testkit
 
 import (
