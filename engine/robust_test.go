@@ -535,20 +535,30 @@ func TestRateLimit(t *testing.T) {
 		t.Parallel()
 		p := dialRaw(t, addr)
 		p.greet(128)
-		// A full burst, then 20 frames at 40 a second.
+		echo := func(from, to int) {
+			t.Helper()
+			for i := from; i < to; i++ {
+				op, obj := p.read()
+				if want := fmt.Sprintf(`{"i":%d}`, i); op != 1 || string(obj) != want {
+					t.Fatalf("frame %d: got %d %s", i, op, obj)
+				}
+			}
+		}
+		// A full burst, then, once the server has taken it (its echoes are
+		// back), 20 frames at 40 a second: each comes at least 25 ms after
+		// the one before, however late the server reads them, and the
+		// bucket has refilled by 1.25 frames meanwhile. Had the pacing
+		// started before the server took the burst, a frame could meet an
+		// empty bucket that the burst emptied later than the client knew.
 		for i := range 10 {
 			p.write(fmt.Sprintf(`1{"i":%d}`, i))
 		}
+		echo(0, 10)
 		for i := 10; i < 30; i++ {
 			time.Sleep(25 * time.Millisecond) // the rate under test
 			p.write(fmt.Sprintf(`1{"i":%d}`, i))
 		}
-		for i := range 30 {
-			op, obj := p.read()
-			if want := fmt.Sprintf(`{"i":%d}`, i); op != 1 || string(obj) != want {
-				t.Fatalf("frame %d: got %d %s", i, op, obj)
-			}
-		}
+		echo(10, 30)
 	})
 
 	t.Run("flood", func(t *testing.T) {
