@@ -3,22 +3,15 @@ package engine_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,112 +20,49 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // ---- Certificates, made for each test: no key is ever committed ----
 
-// pki is a test CA with a server certificate (127.0.0.1 and localhost) and
-// a client certificate (CN client-1) it signed.
+// pki is testkit's test CA (a server certificate for 127.0.0.1 and
+// localhost, a client certificate of CN client-1) with the configs these
+// tests use.
 type pki struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
-	dir    string // PEM files for openssl and Python: ca.pem, server.pem/.key, client.pem/.key
+	*testkit.CA
+	pool *x509.CertPool
 }
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	caKey := newKey(t)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "simplerpc test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &pki{pool: x509.NewCertPool(), dir: t.TempDir()}
-	p.pool.AddCert(ca)
-	writePEM(t, filepath.Join(p.dir, "ca.pem"), "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) tls.Certificate {
-		key := newKey(t)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-			tmpl.DNSNames = []string{"localhost"}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, filepath.Join(p.dir, name+".pem"), "CERTIFICATE", der)
-		writePEM(t, filepath.Join(p.dir, name+".key"), "PRIVATE KEY", keyDER)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	p.server = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.client = leaf("client-1", 3, x509.ExtKeyUsageClientAuth)
-	return p
+	ca := testkit.NewCA(t)
+	return &pki{CA: ca, pool: ca.Pool}
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t testing.TB, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (p *pki) file(name string) string { return filepath.Join(p.dir, name) }
+// file returns the path of a PEM file for openssl and Python: ca.pem,
+// server.pem/.key, client-1.pem/.key.
+func (p *pki) file(name string) string { return p.File(name) }
 
 // serverConfig is the server's TLS config; mutual asks for and verifies a
 // client certificate.
 func (p *pki) serverConfig(mutual bool) *tls.Config {
-	cfg := &tls.Config{Certificates: []tls.Certificate{p.server}, NextProtos: []string{"simplerpc"}}
-	if mutual {
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		cfg.ClientCAs = p.pool
-	}
+	cfg := p.ServerConfig(mutual)
+	cfg.NextProtos = []string{"simplerpc"}
 	return cfg
 }
 
 // clientConfig trusts the CA; ServerName is left to the engine.
 func (p *pki) clientConfig(withCert bool) *tls.Config {
-	cfg := &tls.Config{RootCAs: p.pool, NextProtos: []string{"simplerpc"}}
-	if withCert {
-		cfg.Certificates = []tls.Certificate{p.client}
-	}
+	cfg := p.ClientConfig(withCert)
+	cfg.NextProtos = []string{"simplerpc"}
 	return cfg
 }
 
 // rawConfig is the config of a crypto/tls peer written here.
 func (p *pki) rawConfig() *tls.Config {
-	return &tls.Config{RootCAs: p.pool, ServerName: "localhost"}
+	cfg := p.ClientConfig(false)
+	cfg.ServerName = "localhost"
+	return cfg
 }
 
 // ---- Observing the server: its log and its disconnect reasons ----
