@@ -15,7 +15,7 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Tests of network faults between a client and a server (docs/RELIABILITY.md):
+// Tests of network faults between a client and a server (docs/OPERATIONS.md, Attacks and faults):
 // latency and bandwidth limits, a reset, a half-close, a peer that stops in
 // the middle of a frame, and a link that black-holes traffic.
 //
@@ -477,7 +477,7 @@ func TestFaultResetMidStream(t *testing.T) {
 // with WithReconnect (1 ms to 2 ms) meets a proxy that accepts each new
 // connection and resets it at once, 100 times (a load balancer with no
 // backend); then the proxy forwards again, and the client must reconnect
-// and deliver the frame it held since the drop (ROBUSTNESS.md, Client
+// and deliver the frame it held since the drop (OPERATIONS.md, Clients:
 // reconnection: it keeps trying until it reconnects or is closed). Before
 // 946378d the client stopped dialing after one or two such resets.
 func TestFaultReconnectAfterResets(t *testing.T) {
@@ -512,7 +512,7 @@ func TestFaultReconnectAfterResets(t *testing.T) {
 	p.refuse.Store(true)
 	link.reset()
 	// Once the client has seen the drop: a frame sent before that goes to
-	// the old connection and is lost with it, as ROBUSTNESS.md says.
+	// the old connection and is lost with it, as OPERATIONS.md says.
 	waitFor(ctx, t, dropped, "the disconnect")
 	if err := cl.Send(2, map[string]int{"seq": 0}); err != nil {
 		t.Fatalf("send while reconnecting: %v", err)
