@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
 // Adopt takes the connections a predecessor hands over on uc
@@ -164,7 +165,12 @@ func (s *Server) adoptConn(rc handedConn) {
 	c := newConn(&s.side, s, nil, 0)
 	c.remote = nc.RemoteAddr()
 	c.extra().hand = &handState{adopted: &rc}
-	if len(rc.Unread) > 0 {
+	switch {
+	case rc.WS != nil:
+		cfg := &s.side.cfg
+		c.extra().newLayer = resumedWS(&wslayer.Config{Path: rc.WS.Path, Subprotocol: Subprotocol, Origins: cfg.ws.origins,
+			Binary: rc.WS.Binary, MaxHeader: cfg.ws.maxHeader, Timeout: cfg.handshakeTimeout}, rc.WS, rc.Unread)
+	case len(rc.Unread) > 0:
 		c.extra().newLayer = newReplay
 	}
 	if l := s.addrLimits; l != nil {

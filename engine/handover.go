@@ -43,28 +43,32 @@ type HandoverReport struct {
 	// HandedOver is the number of connections the successor took.
 	HandedOver int
 	// GoneAway is the number of connections that could not be handed over
-	// (TLS or WebSocket, calls that did not finish in time, a save hook
-	// that failed) and were told to go away (-8) instead; they stay on
-	// this server until they leave or it shuts down.
+	// (TLS, wss:// and WebSocketHandler's, calls that did not finish in
+	// time, a save hook that failed) and were told to go away (-8)
+	// instead; they stay on this server until they leave or it shuts down.
 	GoneAway int
 }
 
-// HandOver hands the server's live plain-TCP and Unix connections to a
-// successor listening for them on uc (its [Server.Adopt]), so that their
+// HandOver hands the server's live plain-TCP, Unix and ws:// connections
+// to a successor listening for them on uc (its [Server.Adopt]), so that their
 // peers see nothing: no close, no reconnect, no lost frame. The server
 // first stops accepting (a successor holding the same listening sockets
 // accepts instead). Then each connection, on its loop, waits (at most 2 s)
 // for the calls it has in flight in both directions and for its output to
 // drain, stops being read, and leaves with its net id, its message sizes,
 // its groups, its identity ([WithAuth]), the bytes read but not handled
-// yet, and the application's state ([WithHandover]); its socket goes to
+// yet, and the application's state ([WithHandover]); a ws:// connection
+// also with its WebSocket's state (the path it was upgraded at, text or
+// binary, the frame sizes in force, a fragmented message begun and a
+// frame not all read), so that its WebSocket goes on in the successor
+// without a close or a new upgrade. Its socket goes to
 // the successor (SCM_RIGHTS) and is closed here without a FIN. Calls the
 // server made on it later fail with [ErrHandedOver]. No disconnect
 // callback runs for it here, and no connect callback in the successor
 // (the restore hook does). Connections that cannot leave so (TLS and
-// WebSocket, whose state crypto/tls and the layers cannot export; calls
-// still running after the wait) are told to go away (-8) instead, as
-// [Server.GoAway] does.
+// wss://, whose live session crypto/tls cannot export; those of
+// [Server.WebSocketHandler]; calls still running after the wait) are
+// told to go away (-8) instead, as [Server.GoAway] does.
 //
 // It returns once the successor has acknowledged every connection; the
 // server then accepts nothing more, and [Server.GoAway] or
@@ -263,8 +267,8 @@ func (h *handSession) handOff(c *conn) {
 		h.keep(c, st, false)
 		return
 	}
-	if c.tl != nil && !isReplay(c.tl.l) {
-		h.keep(c, st, true) // TLS, WebSocket: their state cannot leave the process
+	if !c.movable() {
+		h.keep(c, st, true) // TLS: its state cannot leave the process
 		return
 	}
 	late := time.Now().After(st.deadline)
@@ -351,7 +355,17 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	rec.Identity = x.identity
 	x.valMu.Unlock()
 	rec.Calls = x.calls.sequence()
-	rec.Unread = c.unread()
+	if w, ok := c.wsLayer(); ok {
+		in, _ := c.gc.Peek(-1)
+		ws, ok := w.export(in)
+		if !ok {
+			return rec, errors.New("the WebSocket is closing")
+		}
+		rec.WS = ws
+		rec.Unread = append(slices.Clone(w.stash), c.tlPlain()...)
+	} else {
+		rec.Unread = c.unread()
+	}
 	if save := s.side.cfg.handSave; save != nil {
 		var err error
 		c.safely("handover save hook", func() { rec.App, err = save(c) })
@@ -365,6 +379,33 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	}
 	rec.FD = fd
 	return rec, nil
+}
+
+// movable reports whether c's state can leave the process: plain TCP or
+// Unix, and plain WebSocket (ws://), not TLS (crypto/tls cannot export a
+// live session). On its loop.
+func (c *conn) movable() bool {
+	if c.tl == nil || isReplay(c.tl.l) {
+		return true
+	}
+	_, ok := c.wsLayer()
+	return ok
+}
+
+// wsLayer returns c's layer if it is a plain WebSocket. On its loop.
+func (c *conn) wsLayer() (*wsConn, bool) {
+	if c.tl == nil {
+		return nil, false
+	}
+	w, ok := c.tl.l.(*wsConn)
+	return w, ok
+}
+
+// tlPlain returns what c's layer decoded and the frame reader has not
+// read. On its loop.
+func (c *conn) tlPlain() []byte {
+	b, _ := c.tl.Peek(-1)
+	return b
 }
 
 // unread returns a copy of what was read from c's socket and not handled:
