@@ -30,7 +30,10 @@ import (
 // message sizes, its groups and identity, and gets the application's
 // state back through the restore hook of [WithHandover]; the bytes the
 // predecessor had read but not handled are read first, so a frame split
-// across the handover completes. No -2 frame is sent (the peer knows the
+// across the handover completes; the frames the predecessor's sends to it
+// made after it moved are written to it as they come, before anything
+// this server sends it later (to one not live yet, before anything at
+// all), and all before Adopt returns. No -2 frame is sent (the peer knows the
 // size), and no connect callback runs: the connection is not new; its
 // disconnect callback runs here when it closes. A connection that had not
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
@@ -61,6 +64,8 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	}
 	r := newHandReader(uc)
 	defer r.Close()
+	s.hand.carry.begin()
+	defer s.hand.carry.end()
 	// Enrolling waits for the loop to open the connection: a few at once
 	// keep the loops busy (gnet's client balancer is safe for that).
 	var wg sync.WaitGroup
@@ -86,6 +91,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
+		s.hand.carry.deliver(b.Frames)
 		var batch sync.WaitGroup
 		for _, rc := range b.Conns {
 			sem <- struct{}{}
@@ -225,6 +231,7 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 		c.closeNow(fmt.Errorf("%w: adopted net id %d is in use", ErrProtocol, id))
 		return true
 	}
+	s.hand.carry.ready(c) // what the predecessor sent it after it moved, first
 	if restore := s.side.cfg.handRestore; restore != nil {
 		var err error
 		c.safely("handover restore hook", func() { err = restore(c, rc.App) })

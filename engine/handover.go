@@ -76,9 +76,19 @@ type HandoverReport struct {
 // (uc closes or errs) or ctx ends, the connections it has not
 // acknowledged come back to this server, which accepts again, and the
 // error says why; those it had acknowledged are the successor's, and their
-// peers see a close if it dies. Sends made to a connection from other
-// goroutines while it is handed over may be lost: stop them first. It is
-// safe for concurrent use, but a server hands over once.
+// peers see a close if it dies.
+//
+// Sends go on meanwhile, from handlers and from any goroutine, and reach
+// every connection exactly once, moved or not: a send to all, to a group
+// or to a net id made on this server after a connection moved is carried
+// to the successor on uc, behind the batch that moved it, and written
+// there before anything the successor sends it later. Once every
+// connection is resolved, the handover ends: sends under way are carried,
+// and later ones no longer reach the connections that moved (the process
+// is about to exit): [Server.SendAll] and [Group.Send] still reach those
+// left here and return an error wrapping [ErrHandedOver], and a send to a
+// moved net id fails with it. It is safe for concurrent use, but a server
+// hands over once.
 func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport, error) {
 	if s.state.Load() != stateRunning {
 		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", ErrServerClosed)
@@ -97,9 +107,11 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 	}
 	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{}),
 		slots: handoverWindow}
+	s.side.hand.Store(h)
 	h.start()
 	rep, err := h.run(ctx)
 	if err != nil {
+		s.side.hand.Store(nil) // no more carrying: the connections come back
 		h.recover()
 		s.hand.resume()
 		s.hand.begun.Store(false)
@@ -147,6 +159,7 @@ type handSession struct {
 	fail    error          // set once: no more hand-offs
 	pending atomic.Int64   // connections not resolved yet
 	ended   bool           // the end batch went out
+	carrySession
 
 	acked    chan error    // the reader's outcome: nil once the end was acknowledged
 	readDone chan struct{} // closed when the reader returns
@@ -310,6 +323,9 @@ func (h *handSession) handOff(c *conn) {
 	}
 	x.closeReason = ErrHandedOver
 	c.reported = false // no disconnect callback: it is not disconnected
+	h.mu.Lock()
+	h.addMoved(c, &rec) // sends to it are carried from now on
+	h.mu.Unlock()
 	_ = c.loop.el.Close(c.gc)
 	h.mu.Lock()
 	h.queue = append(h.queue, rec)
@@ -439,7 +455,9 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 			return h.report(), err
 		}
 		if h.pending.Load() == 0 {
-			// Every connection is resolved: what is queued now is all.
+			// Every connection is resolved: what is queued now is all, and
+			// the sends under way are carried.
+			h.closeCarry()
 			if err := h.sendQueued(); err != nil {
 				h.setFail(err)
 				return h.report(), err
@@ -476,23 +494,42 @@ func (h *handSession) report() HandoverReport {
 	return HandoverReport{HandedOver: int(h.handed.Load()), GoneAway: int(h.gone.Load())}
 }
 
-// sendQueued sends what is queued, in batches of maxHandBatch.
+// sendQueued sends what is queued, in batches of maxHandBatch, then the
+// frames carried meanwhile: each behind the batch that moved its
+// connection.
 func (h *handSession) sendQueued() error {
-	for {
-		h.mu.Lock()
+	h.mu.Lock()
+	if h.fail != nil {
+		h.mu.Unlock()
+		return nil
+	}
+	var out []*handBatch
+	for len(h.queue) > 0 {
 		n := min(len(h.queue), maxHandBatch)
-		if n == 0 || h.fail != nil {
-			h.mu.Unlock()
-			return nil
-		}
 		batch := slices.Clone(h.queue[:n])
 		h.queue = h.queue[n:]
 		h.sent = append(h.sent, batch)
-		h.mu.Unlock()
-		if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), Conns: batch}); err != nil {
+		out = append(out, &handBatch{Conns: batch})
+	}
+	for carried := h.carried; len(carried) > 0; {
+		n, size := 0, 0
+		for n < len(carried) && (n == 0 || size+len(carried[n].Data) <= maxCarryBatch) {
+			size += len(carried[n].Data)
+			n++
+		}
+		h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
+		out = append(out, &handBatch{Frames: carried[:n:n]})
+		carried = carried[n:]
+	}
+	h.carried = nil
+	h.mu.Unlock()
+	for _, b := range out {
+		b.Next = h.s.nextID.Load()
+		if err := writeBatch(h.uc, b); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
 // readAcks takes the successor's acknowledgements: the sockets of an

@@ -47,6 +47,8 @@ type shared struct {
 	obj     []byte
 	exclude uint64   // a net id to skip (send to all but the sender), or 0
 	members []*conn  // nil: every connection of the loop
+	group   string   // the group's name, or "" for all
+	late    bool     // made once a handover ended: not carried to the connections it moved
 	frames  [][]byte // frames built for this loop, one per message size seen
 }
 
@@ -267,6 +269,8 @@ func (l *loop) process(t *task, arena []byte) {
 	case taskSend:
 		if !t.c.closed.Load() {
 			t.c.writeSend(t, arena[t.off:t.off+t.n])
+		} else if l.side.hand.Load() != nil {
+			l.carrySend(t.c, t.op, arena[t.off:t.off+t.n]) // moved in a handover (handover_carry.go)
 		}
 	case taskCall:
 		if !t.c.closed.Load() {
@@ -313,6 +317,9 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 		if s.members == nil {
 			list = l.conns
 		}
+	}
+	if l.side.hand.Load() != nil {
+		l.carryShared(op, s) // to the connections a handover moved (handover_carry.go)
 	}
 }
 

@@ -252,6 +252,14 @@ func (s *Server) lookup(id uint64) (*conn, error) {
 	}
 	c := s.conns.load(id)
 	if c == nil {
+		if h := s.side.hand.Load(); h != nil {
+			// Moved in a handover: its sends are carried (handover_carry.go).
+			if c = h.movedConn(id); c == nil && h.moved(id) {
+				return nil, fmt.Errorf("net id %d: %w", id, ErrHandedOver)
+			}
+		}
+	}
+	if c == nil {
 		return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
 	}
 	return c, nil
@@ -345,18 +353,27 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 		// log once per connection.
 		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
+	release, ended := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
+	defer release()
+	handing := s.side.hand.Load() != nil
 	var members map[*loop][]*conn
 	if group != "" {
 		members = s.groupMembers(group)
 	}
 	for _, l := range s.side.eachLoop() {
-		sh := &shared{obj: obj, exclude: except}
+		sh := &shared{obj: obj, exclude: except, group: group, late: ended}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
-				continue
+				if !handing {
+					continue
+				}
+				sh.members = []*conn{} // none here, but some may have moved
 			}
 		}
 		_ = l.enqueue(task{kind: taskBroadcast, op: op, shared: sh}, nil)
+	}
+	if ended {
+		return errMovedMissed
 	}
 	return nil
 }
@@ -437,7 +454,13 @@ func (s *Server) closed(c *conn, _ error) {
 }
 
 func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
-	return c.enqueue(mode, op, obj, id)
+	err := c.enqueue(mode, op, obj, id)
+	if err != nil && mode == modeSend && c.closed.Load() {
+		if h := s.side.hand.Load(); h != nil && h.carries(c) {
+			return h.carryObj(c, op, obj) // moved in a handover (handover_carry.go)
+		}
+	}
+	return err
 }
 
 func (s *Server) handle(c *conn) handler.Conn { return c }

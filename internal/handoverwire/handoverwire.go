@@ -76,9 +76,19 @@ type Batch struct {
 	Next  uint64 `json:"next"`
 	End   bool   `json:"end,omitempty"`
 	Conns []Conn `json:"conns,omitempty"`
+	// Frames are frames sent to connections of earlier batches after they
+	// moved, to be written to them before anything of the successor's.
+	Frames []Frames `json:"frames,omitempty"`
 	// Stats is the predecessor's counters, on the End batch only, for the
 	// successor's to go on from: opaque here, the engine's to encode.
 	Stats json.RawMessage `json:"stats,omitempty"`
+}
+
+// Frames are whole protocol frames for the connection with net id ID,
+// built at its frame size, in the order they were sent.
+type Frames struct {
+	ID   uint64 `json:"id"`
+	Data []byte `json:"data"`
 }
 
 // WriteBatch sends b with the descriptors of its connections: a length, the

@@ -1,0 +1,247 @@
+// This file holds the sends a handover carries: on the old server, the
+// frames sent to a connection after it was moved (a send to all, a group
+// send, a send by id, from a handler or any goroutine) go to the successor
+// on the handover stream, behind the batch that moved the connection; on
+// the successor, they are written to the connection before anything of
+// its own.
+
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
+)
+
+// movedConn is a connection the old server moved, kept while its
+// handover runs so that sends still reach it.
+type movedConn struct {
+	c       *conn
+	groups  []string // its groups when it moved
+	waiting bool     // not authenticated: sends to all skip it
+}
+
+// maxCarryBatch bounds the bytes of frames one batch carries.
+const maxCarryBatch = 1 << 20
+
+// carrySession is the old server's part of a handover that carries sends:
+// guarded by the session's mu.
+type carrySession struct {
+	movedConns map[uint64]*movedConn
+	byLoop     map[*loop][]*movedConn
+	carried    []handoverwire.Frames // frames to carry, in the order sent
+	closing    bool                  // the end is near: new sends fail with ErrHandedOver
+	closed     bool                  // nothing more is carried
+
+	// sendMu makes the end wait for the sends under way: a send to all or
+	// a carried send holds it (read) from its check to its queueing.
+	sendMu sync.RWMutex
+}
+
+// addMoved records c, moved with rec, on its loop before it closes. With
+// h.mu held.
+func (h *handSession) addMoved(c *conn, rec *handedConn) {
+	if h.movedConns == nil {
+		h.movedConns = make(map[uint64]*movedConn)
+		h.byLoop = make(map[*loop][]*movedConn)
+	}
+	m := &movedConn{c: c, groups: rec.Groups, waiting: rec.Waiting}
+	h.movedConns[c.id] = m
+	h.byLoop[c.loop] = append(h.byLoop[c.loop], m)
+}
+
+// movedConn returns the connection with net id id if this session moved
+// it and still carries its sends. From any goroutine.
+func (h *handSession) movedConn(id uint64) *conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m := h.movedConns[id]; m != nil && !h.closing && h.fail == nil {
+		return m.c
+	}
+	return nil
+}
+
+// moved reports whether this session moved the connection with net id
+// id, carrying its sends or not any more.
+func (h *handSession) moved(id uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.movedConns[id] != nil
+}
+
+// carries reports whether c is a connection this session moved.
+func (h *handSession) carries(c *conn) bool { return h.movedConn(c.id) == c }
+
+// add queues frame f (built at the connection's size) for the successor.
+// On c's loop, so that the frames of one connection keep their order.
+func (h *handSession) add(id uint64, f []byte) {
+	h.mu.Lock()
+	if h.closed || h.fail != nil {
+		h.mu.Unlock()
+		return
+	}
+	if n := len(h.carried); n > 0 && h.carried[n-1].ID == id {
+		h.carried[n-1].Data = append(h.carried[n-1].Data, f...)
+	} else {
+		h.carried = append(h.carried, handoverwire.Frames{ID: id, Data: slices.Clone(f)})
+	}
+	h.mu.Unlock()
+	h.notify()
+}
+
+// carryObj carries a send made to a moved connection c, through its loop,
+// behind the sends queued for it before. From any goroutine.
+func (h *handSession) carryObj(c *conn, op codec.Opcode, obj []byte) error {
+	h.sendMu.RLock()
+	defer h.sendMu.RUnlock()
+	if h.movedConn(c.id) != c {
+		return ErrHandedOver
+	}
+	obj = clone(obj)
+	return c.loop.enqueue(task{kind: taskFunc, fn: func() { h.carryBuilt(c, op, obj) }}, nil)
+}
+
+// carryBuilt builds obj's frame at c's size and carries it. On c's loop.
+func (h *handSession) carryBuilt(c *conn, op codec.Opcode, obj []byte) {
+	f, err := codec.AppendValidated(nil, c.outSize, op, obj)
+	if err != nil {
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
+		return
+	}
+	h.add(c.id, f)
+}
+
+// carrySend carries a send queued for c before it moved and taken by its
+// loop after. On c's loop.
+func (l *loop) carrySend(c *conn, op codec.Opcode, obj []byte) {
+	if h := l.side.hand.Load(); h != nil && h.carries(c) {
+		h.carryBuilt(c, op, obj)
+	}
+}
+
+// carryShared carries a send to all or to a group to the connections of
+// loop l that moved. On l.
+func (l *loop) carryShared(op codec.Opcode, sh *shared) {
+	h := l.side.hand.Load()
+	if h == nil || sh.late {
+		return
+	}
+	h.mu.Lock()
+	list := h.byLoop[l]
+	h.mu.Unlock()
+	for _, m := range list {
+		c := m.c
+		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
+			continue
+		}
+		f, err := sh.frame(op, c.outSize)
+		if err != nil {
+			l.side.unfit.Add(1)
+			continue
+		}
+		h.add(c.id, f)
+	}
+}
+
+// sharedOpen returns, while a handover runs, the release of the hold a
+// send to all keeps until it is queued, and whether the handover is
+// ending: the connections it moved then get no more sends from here.
+// From any goroutine.
+func (s *side) sharedOpen() (release func(), ended bool) {
+	h := s.hand.Load()
+	if h == nil {
+		return func() {}, false
+	}
+	h.sendMu.RLock()
+	h.mu.Lock()
+	ended = h.closing
+	h.mu.Unlock()
+	return h.sendMu.RUnlock, ended
+}
+
+// errMovedMissed is what a send to all or to a group made once a handover
+// ended returns: the connections left here got it, those moved did not.
+var errMovedMissed = fmt.Errorf("the connections handed over to the successor did not get it: %w", ErrHandedOver)
+
+// closeCarry ends the carrying: sends under way are queued first, and the
+// loops have taken what was queued before; later sends to all fail with
+// ErrHandedOver.
+func (h *handSession) closeCarry() {
+	h.sendMu.Lock()
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.sendMu.Unlock()
+	h.s.adoptBarrier() // what was queued on the loops before is carried now
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
+// ---- The successor's side ----
+
+// adoptCarry holds, on the successor, the frames carried for the
+// connections it adopts until they are ready, and which are.
+type adoptCarry struct {
+	mu      sync.Mutex
+	pending map[uint64][][]byte
+	live    map[uint64]*conn
+}
+
+// begin readies the successor for carried frames. Adopt calls it first.
+func (a *adoptCarry) begin() {
+	a.mu.Lock()
+	a.pending, a.live = make(map[uint64][][]byte), make(map[uint64]*conn)
+	a.mu.Unlock()
+}
+
+// end forgets what was never delivered: connections that were not
+// adopted. Adopt calls it last.
+func (a *adoptCarry) end() {
+	a.mu.Lock()
+	a.pending, a.live = nil, nil
+	a.mu.Unlock()
+}
+
+// deliver writes carried frames to their connections: on its loop behind
+// what is queued for it, or, for a connection not ready yet, once it is.
+func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		return
+	}
+	for _, f := range fs {
+		c := a.live[f.ID]
+		if c == nil {
+			a.pending[f.ID] = append(a.pending[f.ID], f.Data)
+			continue
+		}
+		data := f.Data
+		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
+			if !c.closed.Load() {
+				c.writeFrame(data)
+			}
+		}}, nil)
+	}
+}
+
+// ready writes the frames carried for c so far, before anything else, and
+// has later ones follow behind what it writes. On c's loop.
+func (a *adoptCarry) ready(c *conn) {
+	a.mu.Lock()
+	if a.live == nil {
+		a.mu.Unlock()
+		return
+	}
+	a.live[c.id] = c
+	fs := a.pending[c.id]
+	delete(a.pending, c.id)
+	a.mu.Unlock()
+	for _, f := range fs {
+		c.writeFrame(f)
+	}
+}

@@ -1,0 +1,185 @@
+//go:build unix
+
+// This file tests the sends a handover carries: a send to all, a group
+// send and a send by id made on the old server while it hands over reach
+// every connection exactly once, in order, moved or not.
+
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
+)
+
+// seqNote is what the sender sends: its sequence number, -1 for the last.
+type seqNote struct {
+	Seq int `json:"seq"`
+}
+
+// TestHandOverCarriesSends: a goroutine of the server sends to all (op 4),
+// to a group (op 5) and to one net id (op 6) on every tick, on A until A
+// says its handover has ended, then on B, while A hands N raw peers over.
+// Every peer gets every sequence number of each exactly once and in
+// order: what A sent after a peer moved was carried to B and written
+// there first.
+func TestHandOverCarriesSends(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := newHandoverServer(t, "A", engine.WithEventLoops(2))
+	b := newHandoverServer(t, "B", engine.WithEventLoops(2))
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	peers := make([]*rawPeer, n)
+	for i := range peers {
+		peers[i] = dialRaw(t, a.Addr().String())
+		peers[i].greet(1024)
+		if i%2 == 0 {
+			peers[i].write(`1{"seq":0}`) // joins the room
+			peers[i].readNote()
+		}
+	}
+	for deadline := time.Now().Add(testTimeout); a.Len() != n || a.Group("room").Len() != n/2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections on A", a.Len(), n)
+		}
+	}
+	target := a.Conns()[0].ID() // gets the sends by id
+
+	// Each peer reads until the last send to all, counting what it got.
+	type got struct {
+		id   uint64
+		seqs map[codec.Opcode][]int
+		err  error
+	}
+	results := make(chan got, n)
+	for _, p := range peers {
+		go func() {
+			g := got{seqs: map[codec.Opcode][]int{}}
+			buf := make([]byte, 1024)
+			for {
+				if _, err := io.ReadFull(p.r, buf); err != nil {
+					g.err = err
+					break
+				}
+				op, obj, err := codec.Decode(buf)
+				if err != nil {
+					g.err = fmt.Errorf("decode %q: %w", buf, err)
+					break
+				}
+				var s seqNote
+				if err := codec.Unmarshal(obj, &s); err != nil {
+					g.err = err
+					break
+				}
+				if s.Seq == -1 && op == 4 {
+					break
+				}
+				g.seqs[op] = append(g.seqs[op], s.Seq)
+			}
+			results <- g
+		}()
+	}
+
+	// The sender: a tick at a time, on A until A says its handover ended
+	// (ErrHandedOver), then, once the handover is over, on B.
+	handed := make(chan struct{})
+	started := make(chan struct{})
+	sent := make(chan int, 1)
+	senderErr := make(chan error, 1)
+	go func() {
+		srv, onB := a.Server, 0
+		tick := time.NewTicker(200 * time.Microsecond)
+		defer tick.Stop()
+		sends := []func(*engine.Server, int) error{
+			func(s *engine.Server, seq int) error { return s.Group("room").Send(5, seqNote{seq}) },
+			func(s *engine.Server, seq int) error { return s.Send(target, 6, seqNote{seq}) },
+			func(s *engine.Server, seq int) error { return s.SendAll(4, seqNote{seq}) },
+		}
+		send := func(seq int) error {
+			for _, f := range sends {
+				err := f(srv, seq)
+				if errors.Is(err, engine.ErrHandedOver) && srv == a.Server {
+					// A's handover is ending: this send and what follows
+					// go from B, once the handover is over.
+					<-handed
+					srv = b.Server
+					err = f(srv, seq)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		seq := 0
+		for ; onB < 50; seq++ {
+			if seq == 50 {
+				close(started)
+			}
+			<-tick.C
+			if err := send(seq); err != nil {
+				senderErr <- fmt.Errorf("send %d: %w", seq, err)
+				return
+			}
+			if srv == b.Server {
+				onB++
+			}
+		}
+		if err := srv.SendAll(4, seqNote{-1}); err != nil {
+			senderErr <- err
+			return
+		}
+		sent <- seq
+	}()
+	<-started
+	rep, got2 := handOver(t, ctx, a.Server, b.Server)
+	if rep.HandedOver != n || got2 != n {
+		t.Fatalf("report %+v, adopted %d", rep, got2)
+	}
+	close(handed)
+	var total int
+	select {
+	case total = <-sent:
+	case err := <-senderErr:
+		t.Fatal(err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	for range n {
+		var g got
+		select {
+		case g = <-results:
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		if g.err != nil {
+			t.Fatalf("a peer: %v", g.err)
+		}
+		check := func(op codec.Opcode, want int) {
+			s := g.seqs[op]
+			if len(s) != want {
+				t.Fatalf("opcode %d: %d frames, want %d: %v", op, len(s), want, s)
+			}
+			for i, v := range s {
+				if v != i {
+					t.Fatalf("opcode %d: frame %d is sequence %d: lost, repeated or out of order", op, i, v)
+				}
+			}
+		}
+		check(4, total)
+		if len(g.seqs[5]) > 0 {
+			check(5, total)
+		}
+		if len(g.seqs[6]) > 0 {
+			check(6, total)
+		}
+	}
+}
