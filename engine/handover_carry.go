@@ -72,6 +72,15 @@ func (h *handSession) moved(id uint64) bool {
 	return h.movedConns[id] != nil
 }
 
+// movedOnce reports whether c is a connection this session moved,
+// carrying its sends or not any more.
+func (h *handSession) movedOnce(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.movedConns[c.id]
+	return m != nil && m.c == c
+}
+
 // carries reports whether c is a connection this session moved.
 func (h *handSession) carries(c *conn) bool { return h.movedConn(c.id) == c }
 
@@ -93,7 +102,8 @@ func (h *handSession) add(id uint64, f []byte) {
 }
 
 // carryObj carries a send made to a moved connection c, through its loop,
-// behind the sends queued for it before. From any goroutine.
+// behind the sends queued for it before, or fails with ErrHandedOver once
+// the handover is ending. From any goroutine.
 func (h *handSession) carryObj(c *conn, op codec.Opcode, obj []byte) error {
 	h.sendMu.RLock()
 	defer h.sendMu.RUnlock()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -29,21 +30,53 @@ type seqNote struct {
 // order: what A sent after a peer moved was carried to B and written
 // there first.
 func TestHandOverCarriesSends(t *testing.T) {
+	t.Run("tcp", func(t *testing.T) { testHandOverCarries(t, false) })
+	t.Run("ws", func(t *testing.T) { testHandOverCarries(t, true) })
+}
+
+// testHandOverCarries runs TestHandOverCarriesSends with raw TCP peers, or
+// raw WebSocket peers on ws:// (the carried frames then go through the
+// WebSocket layer the successor resumed).
+func testHandOverCarries(t *testing.T, ws bool) {
 	t.Parallel()
 	ctx := testContext(t)
 	a := newHandoverServer(t, "A", engine.WithEventLoops(2))
 	b := newHandoverServer(t, "B", engine.WithEventLoops(2))
-	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws {
+		err = a.StartOn(ctx, engine.WebSocketListener(ln, "/rpc"))
+	} else {
+		err = a.StartOn(ctx, ln)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 40
-	peers := make([]*rawPeer, n)
-	for i := range peers {
-		peers[i] = dialRaw(t, a.Addr().String())
-		peers[i].greet(1024)
+	// Each peer's frames, read from a goroutine: a frame's 1024 bytes.
+	readers := make([]func() ([]byte, error), n)
+	for i := range readers {
+		if ws {
+			w := upgraded(t, "ws://"+ln.Addr().String()+"/rpc")
+			if i%2 == 0 {
+				w.frame(0x81, []byte(`1{"seq":0}`), true) // joins the room
+				w.readNote(1024)
+			}
+			readers[i] = func() ([]byte, error) { return serverMessage(w.r) }
+			continue
+		}
+		p := dialRaw(t, ln.Addr().String())
+		p.greet(1024)
 		if i%2 == 0 {
-			peers[i].write(`1{"seq":0}`) // joins the room
-			peers[i].readNote()
+			p.write(`1{"seq":0}`) // joins the room
+			p.readNote()
+		}
+		readers[i] = func() ([]byte, error) {
+			buf := make([]byte, 1024)
+			_, err := io.ReadFull(p.r, buf)
+			return buf, err
 		}
 	}
 	for deadline := time.Now().Add(testTimeout); a.Len() != n || a.Group("room").Len() != n/2; time.Sleep(time.Millisecond) {
@@ -55,17 +88,16 @@ func TestHandOverCarriesSends(t *testing.T) {
 
 	// Each peer reads until the last send to all, counting what it got.
 	type got struct {
-		id   uint64
 		seqs map[codec.Opcode][]int
 		err  error
 	}
 	results := make(chan got, n)
-	for _, p := range peers {
+	for _, read := range readers {
 		go func() {
 			g := got{seqs: map[codec.Opcode][]int{}}
-			buf := make([]byte, 1024)
 			for {
-				if _, err := io.ReadFull(p.r, buf); err != nil {
+				buf, err := read()
+				if err != nil {
 					g.err = err
 					break
 				}
@@ -182,4 +214,26 @@ func TestHandOverCarriesSends(t *testing.T) {
 			check(6, total)
 		}
 	}
+}
+
+// serverMessage reads one unfragmented server message (a text frame of
+// under 64 KiB) and returns its payload; from any goroutine.
+func serverMessage(r io.Reader) ([]byte, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:2]); err != nil {
+		return nil, err
+	}
+	n := int(h[1] & 0x7f)
+	switch {
+	case h[0] != 0x81 || h[1]&0x80 != 0 || n == 127:
+		return nil, fmt.Errorf("unexpected frame header %x", h[:2])
+	case n == 126:
+		if _, err := io.ReadFull(r, h[2:4]); err != nil {
+			return nil, err
+		}
+		n = int(h[2])<<8 | int(h[3])
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(r, p)
+	return p, err
 }

@@ -456,7 +456,7 @@ func (s *Server) closed(c *conn, _ error) {
 func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	err := c.enqueue(mode, op, obj, id)
 	if err != nil && mode == modeSend && c.closed.Load() {
-		if h := s.side.hand.Load(); h != nil && h.carries(c) {
+		if h := s.side.hand.Load(); h != nil && h.movedOnce(c) {
 			return h.carryObj(c, op, obj) // moved in a handover (handover_carry.go)
 		}
 	}
