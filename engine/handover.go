@@ -375,7 +375,7 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 		in, _ := c.gc.Peek(-1)
 		ws, ok := w.export(in)
 		if !ok {
-			return rec, errors.New("the WebSocket is closing")
+			return rec, errors.New("the WebSocket is closing or not past its upgrade")
 		}
 		rec.WS = ws
 		rec.Unread = append(slices.Clone(w.stash), c.tlPlain()...)
@@ -395,33 +395,6 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	}
 	rec.FD = fd
 	return rec, nil
-}
-
-// movable reports whether c's state can leave the process: plain TCP or
-// Unix, and plain WebSocket (ws://), not TLS (crypto/tls cannot export a
-// live session). On its loop.
-func (c *conn) movable() bool {
-	if c.tl == nil || isReplay(c.tl.l) {
-		return true
-	}
-	_, ok := c.wsLayer()
-	return ok
-}
-
-// wsLayer returns c's layer if it is a plain WebSocket. On its loop.
-func (c *conn) wsLayer() (*wsConn, bool) {
-	if c.tl == nil {
-		return nil, false
-	}
-	w, ok := c.tl.l.(*wsConn)
-	return w, ok
-}
-
-// tlPlain returns what c's layer decoded and the frame reader has not
-// read. On its loop.
-func (c *conn) tlPlain() []byte {
-	b, _ := c.tl.Peek(-1)
-	return b
 }
 
 // unread returns a copy of what was read from c's socket and not handled:

@@ -81,6 +81,35 @@ func (h *handSession) movedOnce(c *conn) bool {
 	return m != nil && m.c == c
 }
 
+// lookupMoved returns the connection with net id id, which the registry
+// does not hold, if a handover moved it and carries its sends; an error
+// wrapping ErrHandedOver if it moved and the handover is ending, else
+// one wrapping ErrUnknownConn. From any goroutine.
+func (s *side) lookupMoved(id uint64) (*conn, error) {
+	if h := s.hand.Load(); h != nil {
+		if c := h.movedConn(id); c != nil {
+			return c, nil
+		}
+		if h.moved(id) {
+			return nil, fmt.Errorf("net id %d: %w", id, ErrHandedOver)
+		}
+	}
+	return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
+}
+
+// carryMoved returns err, the error of a send to c, unless c is closed
+// because a handover moved it: the send is then carried (or fails with
+// ErrHandedOver once the handover is ending). From any goroutine.
+func (s *side) carryMoved(c *conn, op codec.Opcode, obj []byte, err error) error {
+	if !c.closed.Load() {
+		return err
+	}
+	if h := s.hand.Load(); h != nil && h.movedOnce(c) {
+		return h.carryObj(c, op, obj)
+	}
+	return err
+}
+
 // carries reports whether c is a connection this session moved.
 func (h *handSession) carries(c *conn) bool { return h.movedConn(c.id) == c }
 

@@ -252,15 +252,7 @@ func (s *Server) lookup(id uint64) (*conn, error) {
 	}
 	c := s.conns.load(id)
 	if c == nil {
-		if h := s.side.hand.Load(); h != nil {
-			// Moved in a handover: its sends are carried (handover_carry.go).
-			if c = h.movedConn(id); c == nil && h.moved(id) {
-				return nil, fmt.Errorf("net id %d: %w", id, ErrHandedOver)
-			}
-		}
-	}
-	if c == nil {
-		return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
+		return s.side.lookupMoved(id) // unknown, or moved in a handover (handover_carry.go)
 	}
 	return c, nil
 }
@@ -355,7 +347,6 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 	}
 	release, ended := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
 	defer release()
-	handing := s.side.hand.Load() != nil
 	var members map[*loop][]*conn
 	if group != "" {
 		members = s.groupMembers(group)
@@ -364,7 +355,7 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 		sh := &shared{obj: obj, exclude: except, group: group, late: ended}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
-				if !handing {
+				if s.side.hand.Load() == nil {
 					continue
 				}
 				sh.members = []*conn{} // none here, but some may have moved
@@ -455,10 +446,8 @@ func (s *Server) closed(c *conn, _ error) {
 
 func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	err := c.enqueue(mode, op, obj, id)
-	if err != nil && mode == modeSend && c.closed.Load() {
-		if h := s.side.hand.Load(); h != nil && h.movedOnce(c) {
-			return h.carryObj(c, op, obj) // moved in a handover (handover_carry.go)
-		}
+	if err != nil && mode == modeSend {
+		err = s.side.carryMoved(c, op, obj, err) // moved in a handover (handover_carry.go)
 	}
 	return err
 }

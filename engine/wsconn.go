@@ -211,3 +211,30 @@ func sizeOf(f []byte) (int, bool) {
 	}
 	return int(m.Size), true
 }
+
+// movable reports whether c's state can leave the process: plain TCP or
+// Unix, and plain WebSocket (ws://), not TLS (crypto/tls cannot export a
+// live session). On its loop.
+func (c *conn) movable() bool {
+	if c.tl == nil || isReplay(c.tl.l) {
+		return true
+	}
+	_, ok := c.wsLayer()
+	return ok
+}
+
+// wsLayer returns c's layer if it is a plain WebSocket. On its loop.
+func (c *conn) wsLayer() (*wsConn, bool) {
+	if c.tl == nil {
+		return nil, false
+	}
+	w, ok := c.tl.l.(*wsConn)
+	return w, ok
+}
+
+// tlPlain returns what c's layer decoded and the frame reader has not
+// read. On its loop.
+func (c *conn) tlPlain() []byte {
+	b, _ := c.tl.Peek(-1)
+	return b
+}
