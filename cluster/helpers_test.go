@@ -13,6 +13,7 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // Test heartbeats: often enough that a dead node is noticed in about a
@@ -67,25 +68,18 @@ type seqMsg struct {
 	Seq int `json:"seq"`
 }
 
-// ctxFor returns a context bounded by the test's deadline, or by d.
+// ctxFor returns a context bounded by d, cancelled by the test's cleanup
+// (after the cleanups registered later: it outlives t.Context).
 func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// waitFor polls cond until it holds or ctx ends.
+// waitFor polls cond until it holds or ctx ends (testkit.WaitFor).
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	testkit.WaitFor(ctx, t, what, cond)
 }
 
 func startNATS(t testing.TB, opts ...embedded.Option) *embedded.Server {
@@ -148,17 +142,7 @@ func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := node.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := node.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown node %d: %v", num, err)
-		}
-	})
-	return node
+	return testkit.Start(t, node, "127.0.0.1:0")
 }
 
 // formed waits until every node sees all of them.

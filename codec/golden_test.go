@@ -234,7 +234,7 @@ func extraFrames(t *testing.T) (frames [][]byte, objs [][]byte, ops []codec.Opco
 		"astral": "😀 𝄞",
 		"lsep":   "a\u2028b\u2029c",
 		"bom":    "\ufeff\ufffd",
-		"é":      []any{-0.0, 1e300, 5e-324, -1.5e-7, 123456789},
+		"é":      []any{0.0, 1e300, 5e-324, -1.5e-7, 123456789},
 	})
 	f, err := codec.AppendFailureOp(nil, goldenSize, codec.OpReplyFailure, ptr(uint64(99)), "ArgumentTypeError", "bad ☃")
 	if err != nil {

@@ -115,7 +115,11 @@ func (cl *Client) awaitReady(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-t.C:
-			err = fmt.Errorf("%w: not ready within %v", ErrProtocol, cl.d.side.cfg.dialTimeout)
+			what := "no message size" // the server's -2 (docs/PROTOCOL.md §3)
+			if ready == nil {
+				what = "no answer to the credentials" // the server's -9
+			}
+			err = fmt.Errorf("%w: %s within %v", ErrProtocol, what, cl.d.side.cfg.dialTimeout)
 		}
 		cl.mu.Lock()
 		last := cl.lastErr

@@ -34,7 +34,7 @@ func (s *sessionConn) Send(op codec.Opcode, v any) error {
 
 // SendRaw sends obj ahead of the held frames.
 func (s *sessionConn) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := codec.Object(obj)
+	obj, err := s.c.validated(obj)
 	if err == nil {
 		err = s.c.enqueue(modeSend, op, obj, 0)
 	}
@@ -138,7 +138,12 @@ func (cl *Client) Send(op codec.Opcode, v any) error {
 // SendRaw sends the encoded JSON object obj on opcode op; obj is validated
 // and copied.
 func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := codec.Object(obj)
+	var err error
+	if c := cl.current(); c != nil {
+		obj, err = c.validated(obj) // no second scan of an object its loop handed a callback
+	} else {
+		obj, err = codec.Object(obj)
+	}
 	if err == nil {
 		err = cl.send(nil, modeSend, op, obj, 0)
 	}

@@ -3,7 +3,11 @@ package engine_test
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
@@ -60,5 +64,27 @@ func TestDialerPerDialCredentials(t *testing.T) {
 		if cl.Err() != nil {
 			t.Errorf("client %d ended: %v", i, cl.Err())
 		}
+	}
+}
+
+// TestDialNotSimplerpc: Dial to a port that is no simplerpc server (an
+// HTTP server, which waits for a request and says nothing) returns
+// ErrProtocol within the dial timeout, instead of a client whose first
+// call waits its whole deadline.
+func TestDialNotSimplerpc(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	hs := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(hs.Close)
+	start := time.Now()
+	cl, err := engine.Dial(ctx, hs.Listener.Addr().String(), handler.NewRouter(), engine.WithDialTimeout(300*time.Millisecond))
+	if cl != nil || !errors.Is(err, engine.ErrProtocol) {
+		t.Fatalf("Dial to an HTTP server = %v, %v, want ErrProtocol", cl, err)
+	}
+	if !strings.Contains(err.Error(), "message size") {
+		t.Errorf("the reason does not say what did not come: %v", err)
+	}
+	if took := time.Since(start); took > testTimeout/2 {
+		t.Errorf("Dial took %v with a 300ms dial timeout", took)
 	}
 }

@@ -62,6 +62,6 @@
 // callback calling its peer without blocking) and Example_perConnection
 // (a connection's own handler and disconnect callback).
 //
-// See docs/DESIGN.md for which goroutine runs what, docs/ROBUSTNESS.md for
+// See docs/DESIGN.md for which goroutine runs what, docs/OPERATIONS.md for
 // limits, slow consumers, heartbeats and reconnects.
 package engine

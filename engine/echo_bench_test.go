@@ -20,10 +20,9 @@ import (
 // without parsing them, one Write per read.
 type rawEcho struct {
 	gnet.BuiltinEventEngine
-	size  int
-	addr  chan net.Addr
-	eng   gnet.Engine
-	ready sync.Once
+	size int
+	addr chan net.Addr
+	eng  gnet.Engine
 }
 
 func (e *rawEcho) OnBoot(eng gnet.Engine) gnet.Action {

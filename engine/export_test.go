@@ -99,3 +99,12 @@ func RawValidations(s *Server) uint64 {
 	}
 	return n
 }
+
+// ClientRawValidations is RawValidations for the loop of a client's
+// current connection.
+func ClientRawValidations(cl *Client) uint64 {
+	if c := cl.current(); c != nil && c.loop != nil {
+		return c.loop.handed.checks.Load()
+	}
+	return 0
+}

@@ -257,7 +257,7 @@ func splitInput(data []byte) (stream []byte, pieces [][]byte) {
 }
 
 // streamModel is what the server must make of a stream, by the rules of
-// docs/PROTOCOL.md and docs/ROBUSTNESS.md: the frames it reads, at the size
+// docs/PROTOCOL.md and docs/OPERATIONS.md: the frames it reads, at the size
 // in force for each, and whether it closes the connection, and why.
 type streamModel struct {
 	size   int   // the inbound size after the stream

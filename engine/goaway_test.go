@@ -7,32 +7,47 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // TestGoAway is a restart that keeps its clients: server A hands its
 // listening socket to server B and goes away (-8) while a reconnecting
-// client sends a numbered stream of frames and calls. The client moves to B
-// before it lets A go: every frame arrives exactly once, A's a prefix of
-// the stream and B's the rest; every frame the servers pushed back on the
+// client sends a numbered stream of frames and calls. The test fixes the
+// points in time: the first quarter of the stream goes out before A goes
+// away, the second while the client moves (from the moment its -8 arrives),
+// the second half once the client has opened its connection to B. The
+// client moves to B before it lets A go: every frame arrives exactly once,
+// A's a prefix of the stream that holds the first quarter, B's the rest
+// that holds the second half; every frame the servers pushed back on the
 // connection it came on reaches the client, the old connection's too;
-// every call is answered, and A's GoAway returns once its last connection
-// has closed.
+// every call is answered, those of the first quarter by A and those of the
+// second half by B; and A's GoAway returns once its last connection has
+// closed.
 func TestGoAway(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	type note struct {
 		Seq int `json:"seq"`
 	}
-	var mu sync.Mutex
+	var mu sync.Mutex // guards got and pushed
 	got := map[string][]int{}
+	arrived := make(chan struct{}, 1) // a frame reached a server, or came back
+	signal := func() {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}
 	newServer := func(name string) *engine.Server {
 		r := handler.NewRouter()
 		handler.Handle(r, 1, func(c handler.Conn, n note) error {
 			mu.Lock()
 			got[name] = append(got[name], n.Seq)
 			mu.Unlock()
+			signal()
 			return c.Send(3, n) // pushed back on the connection it came on
 		})
 		handler.HandleCall(r, 2, func(handler.Conn, struct{}) (map[string]string, error) {
@@ -57,27 +72,42 @@ func TestGoAway(t *testing.T) {
 		mu.Lock()
 		pushed = append(pushed, n.Seq)
 		mu.Unlock()
+		signal()
 		return nil
 	})
+	goneAway := make(chan struct{}, 1) // the client read A's -8
+	opened := make(chan struct{}, 8)   // the client opened a connection
 	cl, err := engine.Dial(ctx, ln.Addr().String(), cr,
-		engine.WithReconnect(5*time.Millisecond, 50*time.Millisecond, nil))
+		engine.WithReconnect(5*time.Millisecond, 50*time.Millisecond, nil),
+		engine.WithTap(func(_ handler.Conn, op codec.Opcode, _ []byte) {
+			if op == codec.OpGoAway {
+				select {
+				case goneAway <- struct{}{}:
+				default:
+				}
+			}
+		}),
+		engine.WithOnConnect(func(handler.Conn) { opened <- struct{}{} }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close(); <-cl.Done() })
+	testkit.Recv(ctx, t, opened, "the client's connection to A")
+
 	const n = 2000
-	answered := map[string]int{}
+	answered := map[string][]int{} // the calls each server answered, by position in the stream
+	wentAway := make(chan error, 1)
 	for i := range n {
-		if i == n/4 {
+		switch i {
+		case n / 4: // A goes away; the client moves while it sends
 			if err := b.StartOn(ctx, lnB); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { b.Close() })
-			go func() {
-				if err := a.GoAway(ctx, "restart"); err != nil {
-					t.Errorf("GoAway: %v", err)
-				}
-			}()
+			go func() { wentAway <- a.GoAway(ctx, "restart") }()
+			testkit.Recv(ctx, t, goneAway, "A's -8 at the client")
+		case n / 2: // from here on the client sends on its connection to B
+			testkit.Recv(ctx, t, opened, "the client's connection to B")
 		}
 		if err := cl.Send(1, note{Seq: i}); err != nil {
 			t.Fatalf("send %d: %v", i, err)
@@ -89,23 +119,20 @@ func TestGoAway(t *testing.T) {
 			if err := cl.Call(ctx, 2, struct{}{}, &who); err != nil {
 				t.Fatalf("call at %d: %v", i, err)
 			}
-			answered[who.Server]++
+			answered[who.Server] = append(answered[who.Server], i)
 		}
 	}
-	for {
+	if err := testkit.Recv(ctx, t, wentAway, "A's GoAway to return"); err != nil {
+		t.Fatalf("GoAway: %v", err)
+	}
+	if c := a.Stats().Conns; c != 0 {
+		t.Errorf("A's GoAway returned with %d connections", c)
+	}
+	testkit.WaitEvents(ctx, t, arrived, "every frame to arrive and come back", func() bool {
 		mu.Lock()
-		total := len(got["A"]) + len(got["B"])
-		back := len(pushed)
-		mu.Unlock()
-		if total >= n && back >= n {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d of %d frames arrived, %d came back", total, n, back)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+		defer mu.Unlock()
+		return len(got["A"])+len(got["B"]) >= n && len(pushed) >= n
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	seen := make([]bool, n)
@@ -125,6 +152,9 @@ func TestGoAway(t *testing.T) {
 			t.Fatalf("B's frames do not follow A's: %d at %d", s, i)
 		}
 	}
+	if a := len(got["A"]); a < n/4 || a > n/2 {
+		t.Errorf("A got frames 0 to %d, want the first quarter at least and the second half on B", a-1)
+	}
 	back := make([]bool, n)
 	for _, seq := range pushed {
 		if back[seq] {
@@ -132,11 +162,18 @@ func TestGoAway(t *testing.T) {
 		}
 		back[seq] = true
 	}
-	if len(got["B"]) == 0 || answered["B"] == 0 {
-		t.Fatalf("the client never moved to B: A got %d frames, B %d; calls %v", len(got["A"]), len(got["B"]), answered)
+	for _, i := range answered["A"] {
+		if i >= n/2 {
+			t.Errorf("A answered the call at %d, after the client opened its connection to B", i)
+		}
 	}
-	if a.Stats().Conns != 0 {
-		t.Errorf("A still has %d connections", a.Stats().Conns)
+	for _, i := range answered["B"] {
+		if i < n/4 {
+			t.Errorf("B answered the call at %d, before A went away", i)
+		}
+	}
+	if len(answered["A"])+len(answered["B"]) != n/50 {
+		t.Errorf("calls answered: %v, want %d", answered, n/50)
 	}
 }
 

@@ -14,16 +14,17 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // testTimeout bounds every wait in these tests.
-const testTimeout = 30 * time.Second
+const testTimeout = testkit.Timeout
 
+// testContext returns a context that ends with the test or after
+// testTimeout.
 func testContext(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
+	return testkit.Context(t, testTimeout)
 }
 
 // startServer starts a server on 127.0.0.1:0 and shuts it down when the
@@ -41,17 +42,7 @@ func startServerOn(t *testing.T, addr string, r *handler.Router, opts ...engine.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(context.Background(), addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv
+	return testkit.Start(t, srv, addr)
 }
 
 // echoRouter echoes every application opcode's object on the same opcode,
@@ -68,7 +59,9 @@ func echoRouter() *handler.Router {
 	return r
 }
 
-// rawPeer is a plain TCP peer that reads and writes frames by hand.
+// rawPeer is a plain peer that reads and writes frames by hand: testkit's
+// raw protocol peer (testkit.Pad, testkit.ReadFrame) under the names these
+// tests use.
 type rawPeer struct {
 	t    *testing.T
 	conn net.Conn
@@ -76,15 +69,11 @@ type rawPeer struct {
 	size int
 }
 
+// dialRaw returns a raw peer connected to addr.
 func dialRaw(t *testing.T, addr string) *rawPeer {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(testTimeout))
-	return &rawPeer{t: t, conn: c, r: bufio.NewReader(c)}
+	p := testkit.Dial(t, addr)
+	return &rawPeer{t: t, conn: p.Conn, r: p.R}
 }
 
 // greet reads the -2 frame of size n.
@@ -99,24 +88,16 @@ func (p *rawPeer) greet(n int) {
 
 func (p *rawPeer) write(text string) {
 	p.t.Helper()
-	b := []byte(text)
-	for len(b) < p.size {
-		b = append(b, ' ')
-	}
-	if _, err := p.conn.Write(b); err != nil {
+	if _, err := p.conn.Write(testkit.Pad(text, p.size)); err != nil {
 		p.t.Fatal(err)
 	}
 }
 
 func (p *rawPeer) read() (codec.Opcode, []byte) {
 	p.t.Helper()
-	buf := make([]byte, p.size)
-	if _, err := io.ReadFull(p.r, buf); err != nil {
-		p.t.Fatalf("read frame: %v", err)
-	}
-	op, obj, err := codec.Decode(buf)
+	op, obj, err := testkit.ReadFrame(p.r, p.size)
 	if err != nil {
-		p.t.Fatalf("decode %q: %v", buf, err)
+		p.t.Fatalf("read frame: %v", err)
 	}
 	return op, obj
 }

@@ -580,7 +580,7 @@ func WithCredentials(v any) DialOption {
 // present good credentials never spend it. Defaults to 10 failures and one
 // more a second; n 0 turns the limit off. Unix-socket peers have no
 // address and are not limited; peers behind one NAT address share its
-// budget. Why a budget and not a delay: docs/ROBUSTNESS.md.
+// budget. Why a budget and not a delay: docs/OPERATIONS.md.
 func WithAuthFailureLimit(n int, every time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.authFailBurst, c.authFailEvery = n, every })
 }

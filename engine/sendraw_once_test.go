@@ -88,3 +88,43 @@ func TestSendRawValidatesOnce(t *testing.T) {
 	expect(5, `{"n":1}`, frames) // SendRaw trims the padding
 	expect(0, `{"n":1}`, 0)      // and the record of the last object is gone
 }
+
+// TestClientSendRawValidatesOnce: a client's callback that echoes the
+// object it was handed with SendRaw is not scanned again either; one that
+// sends an object of its own is.
+func TestClientSendRawValidatesOnce(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	const frames = 20
+	srv := startServer(t, echoRouter(), engine.WithMessageSize(128))
+	got := make(chan string, frames)
+	r := handler.NewRouter()
+	r.On(1, func(c handler.Conn, data []byte) error { return c.SendRaw(2, data) }) // echoed back on 2
+	r.On(3, func(c handler.Conn, data []byte) error { return c.SendRaw(4, []byte(`{"own":1}`)) })
+	r.On(2, func(_ handler.Conn, data []byte) error { got <- string(data); return nil })
+	r.On(4, func(_ handler.Conn, data []byte) error { got <- string(data); return nil })
+	cl, err := engine.Dial(ctx, srv.Addr().String(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	for _, tc := range []struct {
+		op     codec.Opcode
+		want   string
+		checks uint64
+	}{{1, `{"n":1}`, 0}, {3, `{"own":1}`, frames}} {
+		before := engine.ClientRawValidations(cl)
+		for range frames {
+			// The server echoes op back; the client's callback answers.
+			if err := cl.Send(tc.op, map[string]int{"n": 1}); err != nil {
+				t.Fatal(err)
+			}
+			if s := <-got; s != tc.want {
+				t.Fatalf("op %d: got %s, want %s", tc.op, s, tc.want)
+			}
+		}
+		if n := engine.ClientRawValidations(cl) - before; n != tc.checks {
+			t.Errorf("op %d: the client validated %d objects for %d frames, want %d", tc.op, n, frames, tc.checks)
+		}
+	}
+}

@@ -1,138 +1,67 @@
+// Tests of TLS on the event loop: the test PKI and helpers, echoes and
+// calls over TLS, mutual authentication and the TLS options.
+
 package engine_test
 
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // ---- Certificates, made for each test: no key is ever committed ----
 
-// pki is a test CA with a server certificate (127.0.0.1 and localhost) and
-// a client certificate (CN client-1) it signed.
+// pki is testkit's test CA (a server certificate for 127.0.0.1 and
+// localhost, a client certificate of CN client-1) with the configs these
+// tests use.
 type pki struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
-	dir    string // PEM files for openssl and Python: ca.pem, server.pem/.key, client.pem/.key
+	*testkit.CA
+	pool *x509.CertPool
 }
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	caKey := newKey(t)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "simplerpc test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &pki{pool: x509.NewCertPool(), dir: t.TempDir()}
-	p.pool.AddCert(ca)
-	writePEM(t, filepath.Join(p.dir, "ca.pem"), "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) tls.Certificate {
-		key := newKey(t)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-			tmpl.DNSNames = []string{"localhost"}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, filepath.Join(p.dir, name+".pem"), "CERTIFICATE", der)
-		writePEM(t, filepath.Join(p.dir, name+".key"), "PRIVATE KEY", keyDER)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	p.server = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.client = leaf("client-1", 3, x509.ExtKeyUsageClientAuth)
-	return p
+	ca := testkit.NewCA(t)
+	return &pki{CA: ca, pool: ca.Pool}
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t testing.TB, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (p *pki) file(name string) string { return filepath.Join(p.dir, name) }
+// file returns the path of a PEM file for openssl and Python: ca.pem,
+// server.pem/.key, client-1.pem/.key.
+func (p *pki) file(name string) string { return p.File(name) }
 
 // serverConfig is the server's TLS config; mutual asks for and verifies a
 // client certificate.
 func (p *pki) serverConfig(mutual bool) *tls.Config {
-	cfg := &tls.Config{Certificates: []tls.Certificate{p.server}, NextProtos: []string{"simplerpc"}}
-	if mutual {
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		cfg.ClientCAs = p.pool
-	}
+	cfg := p.ServerConfig(mutual)
+	cfg.NextProtos = []string{"simplerpc"}
 	return cfg
 }
 
 // clientConfig trusts the CA; ServerName is left to the engine.
 func (p *pki) clientConfig(withCert bool) *tls.Config {
-	cfg := &tls.Config{RootCAs: p.pool, NextProtos: []string{"simplerpc"}}
-	if withCert {
-		cfg.Certificates = []tls.Certificate{p.client}
-	}
+	cfg := p.ClientConfig(withCert)
+	cfg.NextProtos = []string{"simplerpc"}
 	return cfg
 }
 
 // rawConfig is the config of a crypto/tls peer written here.
 func (p *pki) rawConfig() *tls.Config {
-	return &tls.Config{RootCAs: p.pool, ServerName: "localhost"}
+	cfg := p.ClientConfig(false)
+	cfg.ServerName = "localhost"
+	return cfg
 }
 
 // ---- Observing the server: its log and its disconnect reasons ----
@@ -539,494 +468,4 @@ func TestTLSOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got.wait(t, 1)
-}
-
-// TestTLSBadPeers sends the server peers that fail in every way:
-// plaintext, trusting another CA, truncating a record, sending garbage or
-// ending TLS with close_notify after the handshake. Each closes only its
-// own connection with a reason; a client echoes through it all.
-func TestTLSBadPeers(t *testing.T) {
-	p := newPKI(t)
-	logs := newLogRecorder()
-	rs := newReasons()
-	srv := startTLSServer(t, echoRouter(), p.serverConfig(false), engine.WithLogger(slog.New(logs)), rs.option())
-	ctx := testContext(t)
-	good, got := echoClient(t, ctx, srv.Addr().String(), engine.WithTLS(p.clientConfig(false)))
-	echoes := 0
-	stillEchoing := func(t *testing.T) {
-		t.Helper()
-		echoes++
-		if err := good.Send(0, map[string]any{"n": echoes}); err != nil {
-			t.Fatal(err)
-		}
-		got.wait(t, echoes)
-	}
-	stillEchoing(t)
-	addr := srv.Addr().String()
-
-	t.Run("plaintext", func(t *testing.T) {
-		raw := dialRaw(t, addr)
-		raw.size = 256
-		raw.write(`0{"plain":"text"}`)
-		raw.expectEOF()
-		err := logs.handshakeFailure(t, ctx, raw.conn.LocalAddr().String())
-		var rh tls.RecordHeaderError
-		if !errors.Is(err, engine.ErrTLSHandshake) || !errors.As(err, &rh) {
-			t.Errorf("reason: %v", err)
-		}
-		stillEchoing(t)
-	})
-	t.Run("wrong CA", func(t *testing.T) {
-		other := newPKI(t)
-		cl, err := engine.Dial(ctx, addr, handler.NewRouter(), engine.WithTLS(other.clientConfig(false)), engine.WithDialNoWait())
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-cl.Done():
-		case <-ctx.Done():
-			t.Fatal("client trusting another CA stays connected")
-		}
-		var cv *tls.CertificateVerificationError
-		var ua x509.UnknownAuthorityError
-		if err := cl.Err(); !errors.Is(err, engine.ErrTLSHandshake) || !errors.As(err, &cv) || !errors.As(err, &ua) {
-			t.Errorf("client's reason: %v", err)
-		}
-		stillEchoing(t)
-	})
-	t.Run("truncated record", func(t *testing.T) {
-		nc, err := net.DialTimeout("tcp", addr, testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		hc := &holdConn{Conn: nc}
-		tc := tls.Client(hc, p.rawConfig())
-		_ = tc.SetDeadline(time.Now().Add(testTimeout))
-		peer := &rawPeer{t: t, conn: tc, r: bufio.NewReader(tc)}
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		peer.greet(1024)
-		hc.hold = true
-		peer.write(`0{"cut":"short"}`)
-		// Half the record, then the end of the connection.
-		if _, err := nc.Write(hc.held[:len(hc.held)/2]); err != nil {
-			t.Fatal(err)
-		}
-		nc.(*net.TCPConn).CloseWrite()
-		err = rs.wait(t, ctx, nc.LocalAddr().String())
-		if !errors.Is(err, engine.ErrTLS) || !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Errorf("reason: %v", err)
-		}
-		stillEchoing(t)
-	})
-	t.Run("garbage", func(t *testing.T) {
-		peer, tc := dialTLSRaw(t, addr, p.rawConfig())
-		peer.greet(1024)
-		peer.echoOnce(`0{"before":"garbage"}`)
-		// An application-data record the size of a frame's, that no key
-		// encrypted: the MAC cannot match.
-		junk := make([]byte, 5+1024+17)
-		copy(junk, []byte{23, 3, 3, 4, 17})
-		rand.Read(junk[5:])
-		nc := tc.NetConn()
-		if _, err := nc.Write(junk); err != nil {
-			t.Fatal(err)
-		}
-		err := rs.wait(t, ctx, nc.LocalAddr().String())
-		if !errors.Is(err, engine.ErrTLS) || !strings.Contains(err.Error(), "bad record MAC") {
-			t.Errorf("reason: %v", err)
-		}
-		// The peer hears why: the alert, then the end.
-		buf := make([]byte, 1024)
-		if _, err := io.ReadFull(peer.r, buf); err == nil || !strings.Contains(err.Error(), "bad record MAC") {
-			t.Errorf("peer read: %v", err)
-		}
-		stillEchoing(t)
-	})
-	t.Run("close_notify", func(t *testing.T) {
-		peer, tc := dialTLSRaw(t, addr, p.rawConfig())
-		peer.greet(1024)
-		// A frame and close_notify at once: the frame is still answered.
-		peer.write(`0{"last":"words"}`)
-		if err := tc.CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-		if op, obj := peer.read(); op != 0 || string(obj) != `{"last":"words"}` {
-			t.Errorf("echo before the close: %d %s", op, obj)
-		}
-		// Then the server's own close_notify: a clean io.EOF.
-		buf := make([]byte, 1)
-		if _, err := peer.r.Read(buf); err != io.EOF {
-			t.Errorf("after close_notify: %v, want io.EOF", err)
-		}
-		err := rs.wait(t, ctx, tc.LocalAddr().String())
-		if !errors.Is(err, io.EOF) || !strings.Contains(err.Error(), "close_notify") {
-			t.Errorf("reason: %v", err)
-		}
-		stillEchoing(t)
-	})
-	if n := rs.count(); n != 3 {
-		t.Errorf("%d disconnects, want the 3 connections that finished their handshake", n)
-	}
-	select {
-	case <-good.Done():
-		t.Fatalf("the good client closed: %v", good.Err())
-	default:
-	}
-}
-
-// TestTLSHandshakeTimeout connects a peer that sends nothing: it is closed
-// at the handshake deadline with a reason that says so, and a client that
-// finished its handshake goes on echoing.
-func TestTLSHandshakeTimeout(t *testing.T) {
-	p := newPKI(t)
-	logs := newLogRecorder()
-	const deadline = 500 * time.Millisecond
-	srv := startTLSServer(t, echoRouter(), p.serverConfig(false), engine.WithLogger(slog.New(logs)),
-		engine.WithHandshakeTimeout(deadline))
-	ctx := testContext(t)
-	// A loaded machine may take longer than the deadline over a good
-	// client's handshake too: dial until one is ready.
-	var good *engine.Client
-	var got *recorder
-	for good == nil {
-		got = newRecorder()
-		r := handler.NewRouter()
-		r.On(0, func(_ handler.Conn, data []byte) error { got.add(string(data)); return nil })
-		cl, err := engine.Dial(ctx, srv.Addr().String(), r, engine.WithTLS(p.clientConfig(false)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-cl.Ready():
-			good = cl
-			t.Cleanup(func() { cl.Close(); <-cl.Done() })
-		case <-cl.Done():
-			if !errors.Is(cl.Err(), engine.ErrTLSHandshake) {
-				t.Fatalf("good client: %v", cl.Err())
-			}
-		case <-ctx.Done():
-			t.Fatal("no good client got ready")
-		}
-	}
-	raw := dialRaw(t, srv.Addr().String())
-	raw.size = 64
-	raw.expectEOF()
-	err := logs.handshakeFailure(t, ctx, raw.conn.LocalAddr().String())
-	if !errors.Is(err, engine.ErrTLSHandshake) || !errors.Is(err, context.DeadlineExceeded) ||
-		!strings.Contains(err.Error(), "not over within "+deadline.String()) {
-		t.Errorf("reason: %v", err)
-	}
-	if err := good.Send(0, map[string]any{"after": "timeout"}); err != nil {
-		t.Fatal(err)
-	}
-	got.wait(t, 1)
-}
-
-// holdConn keeps what is written while hold is set, instead of sending it.
-type holdConn struct {
-	net.Conn
-	hold bool
-	held []byte
-}
-
-func (c *holdConn) Write(b []byte) (int, error) {
-	if c.hold {
-		c.held = append(c.held, b...)
-		return len(b), nil
-	}
-	return c.Conn.Write(b)
-}
-
-// TestTLSMaxHandshakes fills the cap of handshakes in progress with a
-// silent peer: the next connection is closed at once with the reason, and
-// one gets through once the silent peer is gone.
-func TestTLSMaxHandshakes(t *testing.T) {
-	p := newPKI(t)
-	logs := newLogRecorder()
-	srv := startTLSServer(t, echoRouter(), p.serverConfig(false), engine.WithLogger(slog.New(logs)),
-		engine.WithMaxHandshakes(1), engine.WithHandshakeTimeout(time.Hour))
-	ctx := testContext(t)
-	addr := srv.Addr().String()
-	silent := dialRaw(t, addr)
-	// The server accepts in order on its one loop: the silent peer's
-	// handshake has begun before the next connection opens.
-	next := dialRaw(t, addr)
-	next.size = 64
-	next.expectEOF()
-	err := logs.handshakeFailure(t, ctx, next.conn.LocalAddr().String())
-	if !errors.Is(err, engine.ErrTLSHandshake) || !strings.Contains(err.Error(), "1 handshakes in progress") {
-		t.Errorf("reason: %v", err)
-	}
-	silent.conn.Close()
-	// The slot is free once the silent peer's goroutine has seen the close:
-	// try until a handshake gets through.
-	for {
-		nc, err := net.DialTimeout("tcp", addr, testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc := tls.Client(nc, p.rawConfig())
-		_ = tc.SetDeadline(time.Now().Add(testTimeout))
-		peer := &rawPeer{t: t, conn: tc, r: bufio.NewReader(tc)}
-		herr := tc.Handshake()
-		if herr == nil {
-			// In TLS 1.3 the client's handshake is over before the server's:
-			// a refused one shows as the end of the connection here.
-			if _, err := peer.r.Peek(1); err == nil {
-				peer.greet(1024)
-				peer.echoOnce(`0{"through":true}`)
-				tc.Close()
-				return
-			}
-		}
-		tc.Close()
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no handshake got through after the silent peer left: %v", herr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// TestTLSShutdownDuringHandshake stops a server and a dialer while
-// handshakes are in progress: both return at once, not at the handshake
-// deadline, and leave no goroutine (TestMain checks).
-func TestTLSShutdownDuringHandshake(t *testing.T) {
-	p := newPKI(t)
-	srv, err := engine.NewServer(echoRouter(), engine.WithTLS(p.serverConfig(false)), engine.WithHandshakeTimeout(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		dialRaw(t, srv.Addr().String())
-	}
-	// A listener that accepts and never answers: the client's handshake
-	// waits.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	ctx := testContext(t)
-	d, err := engine.NewDialer(handler.NewRouter(), engine.WithTLS(p.clientConfig(false)), engine.WithHandshakeTimeout(time.Hour), engine.WithDialNoWait())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := d.Dial(ctx, "tls://"+ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := <-accepted; c != nil {
-		defer c.Close()
-	}
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("server shutdown during handshakes: %v", err)
-	}
-	if err := d.Close(); err != nil {
-		t.Error(err)
-	}
-	<-cl.Done()
-	if err := cl.Err(); !errors.Is(err, engine.ErrShutdown) {
-		t.Errorf("client's reason: %v", err)
-	}
-}
-
-// ---- Peers no one here wrote ----
-
-// TestTLSOpenSSLClient runs `openssl s_client` against our server, with and
-// without a client certificate: it reads the -2 frame, sends a frame,
-// reads its echo and ends with close_notify.
-func TestTLSOpenSSLClient(t *testing.T) {
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("openssl is required for this test (Debian: apt-get install -y openssl): %v", err)
-	}
-	p := newPKI(t)
-	r := echoRouter()
-	r.On(7, func(c handler.Conn, _ []byte) error {
-		st, _ := engine.TLSState(c)
-		cn := ""
-		if len(st.PeerCertificates) > 0 {
-			cn = st.PeerCertificates[0].Subject.CommonName
-		}
-		return c.Send(0, map[string]any{"cn": cn})
-	})
-	cfg := p.serverConfig(false)
-	cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, p.pool
-	rs := newReasons()
-	srv := startTLSServer(t, r, cfg, rs.option())
-	for _, withCert := range []bool{false, true} {
-		t.Run(fmt.Sprintf("cert=%v", withCert), func(t *testing.T) {
-			ctx := testContext(t)
-			args := []string{"s_client", "-connect", srv.Addr().String(), "-CAfile", p.file("ca.pem"),
-				"-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet", "-no_ign_eof"}
-			want := `{"cn":""}`
-			if withCert {
-				args = append(args, "-cert", p.file("client-1.pem"), "-key", p.file("client-1.key"))
-				want = `{"cn":"client-1"}`
-			}
-			cmd := exec.CommandContext(ctx, bin, args...)
-			stdin, _ := cmd.StdinPipe()
-			stdout, _ := cmd.StdoutPipe()
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			frame := func() string {
-				buf := make([]byte, 1024)
-				if _, err := io.ReadFull(stdout, buf); err != nil {
-					t.Fatalf("read from openssl: %v\n%s", err, stderr.String())
-				}
-				return strings.TrimRight(string(buf), " ")
-			}
-			pad := func(s string) []byte { return []byte(s + strings.Repeat(" ", 1024-len(s))) }
-			if f := frame(); f != `-2{"message_size":1024}` {
-				t.Fatalf("first frame %q", f)
-			}
-			stdin.Write(pad(`0{"from":"openssl"}`))
-			if f := frame(); f != `0{"from":"openssl"}` {
-				t.Errorf("echo %q", f)
-			}
-			stdin.Write(pad(`7{}`))
-			if f := frame(); f != "0"+want {
-				t.Errorf("peer certificate seen by the handler: %q", f)
-			}
-			stdin.Close()
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("openssl: %v\n%s", err, stderr.String())
-			}
-		})
-	}
-}
-
-// TestTLSPythonClient runs Python's ssl module (OpenSSL underneath) as a
-// client of our server: -2 first, echoes, a failure frame, close_notify
-// both ways; then again with a client certificate the server requires.
-func TestTLSPythonClient(t *testing.T) {
-	py := python(t)
-	p := newPKI(t)
-	for _, mutual := range []bool{false, true} {
-		t.Run(fmt.Sprintf("mutual=%v", mutual), func(t *testing.T) {
-			rs := newReasons()
-			srv := startTLSServer(t, echoRouter(), p.serverConfig(mutual), engine.WithMessageSize(256), rs.option())
-			ctx := testContext(t)
-			args := []string{"testdata/pytls.py", "client", "--addr", srv.Addr().String(), "--size", "256",
-				"--ca", p.file("ca.pem")}
-			if mutual {
-				args = append(args, "--cert", p.file("client-1.pem"), "--key", p.file("client-1.key"))
-			}
-			out, err := exec.CommandContext(ctx, py, args...).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "ok client") {
-				t.Fatalf("pytls client: %v\n%s", err, out)
-			}
-			for rs.count() == 0 {
-				select {
-				case <-rs.notify:
-				case <-ctx.Done():
-					t.Fatal("no disconnect")
-				}
-			}
-			rs.mu.Lock()
-			defer rs.mu.Unlock()
-			for _, err := range rs.by {
-				if !errors.Is(err, io.EOF) {
-					t.Errorf("reason: %v, want the peer's close_notify", err)
-				}
-			}
-		})
-	}
-}
-
-// TestTLSGoClientAgainstPythonServer runs our TLS client against a Python
-// ssl server that speaks like the original: -2 first, then opcode 1,
-// echoes of opcode 0, a failure for opcode 5.
-func TestTLSGoClientAgainstPythonServer(t *testing.T) {
-	p := newPKI(t)
-	ctx := testContext(t)
-	port, wait := startPyServer(t, "testdata/pytls.py", "server", "--size", "256",
-		"--cert", p.file("server.pem"), "--key", p.file("server.key"))
-	addr := "tls://127.0.0.1:" + port
-
-	got := newRecorder()
-	failures := make(chan *handler.Error, 1)
-	r := handler.NewRouter()
-	r.Forward(func(_ handler.Conn, op codec.Opcode, data []byte) error {
-		got.add(fmt.Sprintf("%d%s", op, data))
-		return nil
-	})
-	handler.Handle(r, codec.OpFailure, func(_ handler.Conn, f *handler.Error) error { failures <- f; return nil })
-	cl, err := engine.Dial(ctx, addr, r, engine.WithTLS(p.clientConfig(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Send(0, map[string]any{"some_data": 123}); err != nil {
-		t.Fatal(err)
-	}
-	frames := got.wait(t, 2)
-	if frames[0] != `1{"some_data": "this is sent to whoever just connected"}` || frames[1] != `0{"some_data": 123}` {
-		t.Errorf("frames %q", frames)
-	}
-	if err := cl.Send(5, map[string]any{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case f := <-failures:
-		if f.Reason != "ArgumentMissing" {
-			t.Errorf("failure %+v", f)
-		}
-	case <-ctx.Done():
-		t.Fatal("no failure frame")
-	}
-	if st, ok := engine.TLSState(cl); !ok || st.PeerCertificates[0].Subject.CommonName != "server" {
-		t.Errorf("TLS state %v %+v", ok, st)
-	}
-	cl.Close()
-	<-cl.Done()
-	if rest := wait(); !strings.Contains(rest, "ok server") {
-		t.Errorf("pytls server: %s", rest)
-	}
-}
-
-// TestTLSIdleHoldsNoBuffer: a TLS connection that has exchanged frames and
-// gone idle holds no plaintext buffer of its own (its loop lends one while
-// records are decoded): 10,000 idle TLS connections held 16 KiB each
-// before.
-func TestTLSIdleHoldsNoBuffer(t *testing.T) {
-	p := newPKI(t)
-	conns := make(chan handler.Conn, 1)
-	srv := startTLSServer(t, echoRouter(), p.serverConfig(false), engine.WithOnConnect(func(c handler.Conn) { conns <- c }))
-	ctx := testContext(t)
-	got := make(chan struct{}, 16)
-	cr := handler.NewRouter()
-	cr.On(1, func(handler.Conn, []byte) error { got <- struct{}{}; return nil })
-	cl, err := engine.Dial(ctx, srv.Addr().String(), cr, engine.WithTLS(p.clientConfig(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cl.Close(); <-cl.Done() }()
-	sc := waitFor(ctx, t, conns, "the connection")
-	for i := range 10 {
-		if err := cl.Send(1, map[string]int{"i": i}); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(ctx, t, got, "the echo")
-	}
-	if n := engine.LayerBuffers(sc); n != 0 {
-		t.Fatalf("the idle TLS connection holds a %d-byte plaintext buffer", n)
-	}
 }

@@ -26,7 +26,6 @@ var errBadHello = errors.New("xor layer: bad hello")
 // every byte both ways.
 type xorLayer struct {
 	out   func([]byte) error
-	hello []byte
 	ready bool
 }
 

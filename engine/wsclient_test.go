@@ -209,12 +209,12 @@ func TestWebSocketClientReconnect(t *testing.T) {
 			if second.ID() == first.ID() {
 				t.Fatal("same net id after reconnecting")
 			}
-			got := atServer.wait(t, 2)
+			atServer.wait(t, 2)
 			// Once, and no more: one more round trip, then count.
 			if err := cl.Send(2, map[string]int{"seq": 2}); err != nil {
 				t.Fatal(err)
 			}
-			got = atServer.wait(t, 3)
+			got := atServer.wait(t, 3)
 			if len(got) != 3 || got[1] != `{"seq":1}` || got[2] != `{"seq":2}` {
 				t.Fatalf("at the server: %q", got)
 			}

@@ -19,46 +19,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	"go.uber.org/goleak"
 
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 	"github.com/simplerpc/simplerpc/metrics"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
-}
+// TestMain fails the run if any test leaves a goroutine behind.
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-const testTimeout = 10 * time.Second
-
+// testContext returns a context that ends with the test or after
+// testkit.Timeout.
 func testContext(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
+	return testkit.Context(t, testkit.Timeout)
 }
 
+// startServer starts a server on 127.0.0.1:0 and shuts it down when the
+// test ends.
 func startServer(t *testing.T, r *handler.Router, opts ...engine.ServerOption) *engine.Server {
 	t.Helper()
 	srv, err := engine.NewServer(r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv
+	return testkit.Start(t, srv, "127.0.0.1:0")
 }
 
 // scraper scrapes a registry through promhttp, as Prometheus does.
@@ -302,21 +288,11 @@ func TestLiveServer(t *testing.T) {
 	for _, cl := range cls {
 		_ = cl.Close()
 	}
-	waitFor(t, "3 disconnects", func() bool {
+	testkit.WaitFor(testContext(t), t, "3 disconnects", func() bool {
 		_, m := s.scrape()
 		return m[series("simplerpc_disconnects_total", "reason", "eof")] == clients &&
 			m[series("simplerpc_connections_open")] == 0
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(testTimeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestScrapeTimeout blocks the only event loop: a scrape still answers,
@@ -357,7 +333,7 @@ func TestScrapeTimeout(t *testing.T) {
 	if m[series("simplerpc_connections_open")] != 1 {
 		t.Errorf("connections open = %v, want 1", m[series("simplerpc_connections_open")])
 	}
-	waitFor(t, "a scrape with the loop back", func() bool {
+	testkit.WaitFor(testContext(t), t, "a scrape with the loop back", func() bool {
 		_, m := s.scrape()
 		_, ok := m[series("simplerpc_outbound_queued_bytes")]
 		return ok

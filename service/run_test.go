@@ -5,6 +5,8 @@ package service
 // test binary as the successor (TestMain), the upgrade on SIGHUP.
 
 import (
+	"github.com/simplerpc/simplerpc/internal/testkit"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,32 +100,8 @@ func waitLog(t *testing.T, lines <-chan string, s string) string {
 // and the lines it receives.
 func notifySocket(t *testing.T) <-chan string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, lines := testkit.NotifySocket(t)
 	t.Setenv("NOTIFY_SOCKET", path)
-	lines := make(chan string, 1024)
-	done, quit := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 4096)
-		for {
-			n, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			for _, l := range strings.Split(string(b[:n]), "\n") {
-				select {
-				case lines <- l:
-				case <-quit: // the test reads no more
-					return
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { close(quit); c.Close(); <-done })
 	return lines
 }
 

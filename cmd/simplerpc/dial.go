@@ -142,7 +142,7 @@ func dialAll(ctx context.Context, d *engine.Dialer, addr string, sources []strin
 				if i >= n {
 					return
 				}
-				cl, err := d.DialFrom(ctx, sources[i%len(sources)], addr)
+				cl, err := d.Dial(ctx, addr, engine.WithLocalAddr(sources[i%len(sources)]))
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {

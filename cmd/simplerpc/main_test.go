@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // binary is the simplerpc command built once by TestMain.
@@ -44,26 +45,15 @@ func testMain(m *testing.M) int {
 		// late reports; a race still makes the process exit with 66.
 		os.Setenv("GORACE", "atexit_sleep_ms=50")
 	}
-	build := exec.Command(goTool(), append(args, ".")...)
+	// go test puts its own GOROOT/bin first in the PATH of the test
+	// binary (since Go 1.19): "go" is the toolchain that runs the tests.
+	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building simplerpc:", err)
 		return 1
 	}
 	return m.Run()
-}
-
-// goTool returns the go command that runs the tests.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and readers in several
@@ -360,9 +350,7 @@ func fakeServer(t *testing.T, serve func(c net.Conn)) string {
 }
 
 // padded returns text padded with spaces to a frame of size bytes.
-func padded(size int, text string) []byte {
-	return []byte(text + strings.Repeat(" ", size-len(text)))
-}
+func padded(size int, text string) []byte { return testkit.Pad(text, size) }
 
 // fakeSize is the message size fake servers announce.
 const fakeSize = 64

@@ -1,48 +1,18 @@
 package main
 
 import (
-	"net"
+	"github.com/simplerpc/simplerpc/internal/testkit"
+
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// notifySocket listens on a unixgram socket in a temporary directory, as
-// systemd's NOTIFY_SOCKET, and returns its path and a channel of the
-// lines of the datagrams it receives.
-func notifySocket(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 4096)
-		for {
-			n, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			for _, l := range strings.Split(strings.TrimSpace(string(b[:n])), "\n") {
-				select {
-				case lines <- l:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
-	return path, lines
-}
+// notifySocket is testkit's NotifySocket.
+func notifySocket(t *testing.T) (string, <-chan string) { return testkit.NotifySocket(t) }
 
 // waitNotify waits for a notify line that matches re, returning the lines
 // seen before it.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
 // mainEnv makes the test binary run main instead of the tests: the
@@ -27,10 +27,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
+	testkit.VerifyTestMain(m) // no goroutine left behind
 }
 
 // TestBoth runs the example as `go run ./examples/messenger` does and

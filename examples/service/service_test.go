@@ -7,6 +7,8 @@
 package main
 
 import (
+	"github.com/simplerpc/simplerpc/internal/testkit"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -238,36 +240,8 @@ func sum(m map[string]int64) (n int64) {
 	return n
 }
 
-// notifySocket listens on a unixgram socket, as systemd's NOTIFY_SOCKET,
-// and returns its path and the lines of the datagrams it receives.
-func notifySocket(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 4096)
-		for {
-			n, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			for _, l := range strings.Split(strings.TrimSpace(string(b[:n])), "\n") {
-				select {
-				case lines <- l:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
-	return path, lines
-}
+// notifySocket is testkit's NotifySocket.
+func notifySocket(t *testing.T) (string, <-chan string) { return testkit.NotifySocket(t) }
 
 // waitNote waits for a notification line that matches the regular
 // expression re, whole.

@@ -255,7 +255,8 @@ func (m *meter) measure(o options, res *report.LoadResult) {
 	m.phase.Store(phaseMeasure)
 	time.Sleep(o.duration)
 	m.phase.Store(phaseStop)
-	m.mu.Lock() // wait for a batch being recorded
+	m.mu.Lock()
+	//lint:ignore SA2001 a barrier: wait for a batch being recorded
 	m.mu.Unlock()
 	res.Frames = m.frames.Load()
 	el := w.stop(res, res.Frames)
@@ -521,6 +522,7 @@ func runBroadcast(o options, f *framed, conns []gnet.Conn, res *report.LoadResul
 	}
 	f.phase.Store(phaseStop)
 	f.mu.Lock()
+	//lint:ignore SA2001 a barrier: wait for a batch being recorded
 	f.mu.Unlock()
 	res.Frames = f.frames.Load()
 	el := w.stop(res, int64(res.Rounds))

@@ -8,7 +8,7 @@ import (
 )
 
 // Markdown renders the results as the tables of latest.md (and of
-// docs/PERFORMANCE.md). imgDir prefixes the plot file names ("" for the
+// docs/BENCHMARKS.md). imgDir prefixes the plot file names ("" for the
 // results directory itself).
 func Markdown(res *Results, imgDir string) string {
 	var b strings.Builder
