@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
 )
 
 // ErrHandedOver is why a connection left a server that handed it over to
@@ -329,6 +330,7 @@ func (h *handSession) handOff(c *conn) {
 	_ = c.loop.el.Close(c.gc)
 	h.mu.Lock()
 	h.queue = append(h.queue, rec)
+	h.queuedN++
 	h.mu.Unlock()
 	h.resolved(c, true)
 	h.notify()
@@ -476,24 +478,40 @@ func (h *handSession) sendQueued() error {
 		h.mu.Unlock()
 		return nil
 	}
+	// Connections and frames go in the order they were queued: a frame
+	// behind the connections queued before it was carried, its own among
+	// them, so that what the successor does for a connection it adopts
+	// later (a send to all its handler makes) follows the frame.
 	var out []*handBatch
-	for len(h.queue) > 0 {
-		n := min(len(h.queue), maxHandBatch)
-		batch := slices.Clone(h.queue[:n])
-		h.queue = h.queue[n:]
-		h.sent = append(h.sent, batch)
-		out = append(out, &handBatch{Conns: batch})
-	}
-	for carried := h.carried; len(carried) > 0; {
-		n, size := 0, 0
-		for n < len(carried) && (n == 0 || size+len(carried[n].Data) <= maxCarryBatch) {
-			size += len(carried[n].Data)
-			n++
+	conns := func(upto int64) {
+		for h.takenN < upto {
+			n := int(min(int64(min(len(h.queue), maxHandBatch)), upto-h.takenN))
+			batch := slices.Clone(h.queue[:n])
+			h.queue = h.queue[n:]
+			h.takenN += int64(n)
+			h.sent = append(h.sent, batch)
+			out = append(out, &handBatch{Conns: batch})
 		}
-		h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
-		out = append(out, &handBatch{Frames: carried[:n:n]})
-		carried = carried[n:]
 	}
+	var frames []handoverwire.Frames
+	size := 0
+	flushFrames := func() {
+		if len(frames) > 0 {
+			h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
+			out = append(out, &handBatch{Frames: frames})
+			frames, size = nil, 0
+		}
+	}
+	for _, cf := range h.carried {
+		if cf.after > h.takenN || size+len(cf.Data) > maxCarryBatch {
+			flushFrames()
+			conns(cf.after)
+		}
+		frames = append(frames, cf.Frames)
+		size += len(cf.Data)
+	}
+	flushFrames()
+	conns(h.queuedN)
 	h.carried = nil
 	h.mu.Unlock()
 	for _, b := range out {

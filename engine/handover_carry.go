@@ -24,6 +24,13 @@ type movedConn struct {
 	waiting bool     // not authenticated: sends to all skip it
 }
 
+// carriedFrames are frames to carry, and how many connections had been
+// queued before them: they go behind those.
+type carriedFrames struct {
+	handoverwire.Frames
+	after int64
+}
+
 // maxCarryBatch bounds the bytes of frames one batch carries.
 const maxCarryBatch = 1 << 20
 
@@ -32,9 +39,11 @@ const maxCarryBatch = 1 << 20
 type carrySession struct {
 	movedConns map[uint64]*movedConn
 	byLoop     map[*loop][]*movedConn
-	carried    []handoverwire.Frames // frames to carry, in the order sent
-	closing    bool                  // the end is near: new sends fail with ErrHandedOver
-	closed     bool                  // nothing more is carried
+	carried    []carriedFrames // frames to carry, in the order sent
+	queuedN    int64           // connections queued so far
+	takenN     int64           // connections taken out of the queue to be sent so far
+	closing    bool            // the end is near: new sends fail with ErrHandedOver
+	closed     bool            // nothing more is carried
 
 	// sendMu makes the end wait for the sends under way: a send to all or
 	// a carried send holds it (read) from its check to its queueing.
@@ -121,10 +130,10 @@ func (h *handSession) add(id uint64, f []byte) {
 		h.mu.Unlock()
 		return
 	}
-	if n := len(h.carried); n > 0 && h.carried[n-1].ID == id {
+	if n := len(h.carried); n > 0 && h.carried[n-1].ID == id && h.carried[n-1].after == h.queuedN {
 		h.carried[n-1].Data = append(h.carried[n-1].Data, f...)
 	} else {
-		h.carried = append(h.carried, handoverwire.Frames{ID: id, Data: slices.Clone(f)})
+		h.carried = append(h.carried, carriedFrames{handoverwire.Frames{ID: id, Data: slices.Clone(f)}, h.queuedN})
 	}
 	h.mu.Unlock()
 	h.notify()
