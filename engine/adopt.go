@@ -64,8 +64,10 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	}
 	r := newHandReader(uc)
 	defer r.Close()
-	s.hand.carry.begin()
-	defer s.hand.carry.end()
+	carry := &adoptCarry{pending: make(map[uint64][][]byte), live: make(map[uint64]*conn), done: make(map[*loop]int64)}
+	s.side.adopt.Store(carry)
+	defer s.side.adopt.Store(nil)
+	defer carry.end()
 	// Enrolling waits for the loop to open the connection: a few at once
 	// keep the loops busy (gnet's client balancer is safe for that).
 	var wg sync.WaitGroup
@@ -91,7 +93,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
-		s.hand.carry.deliver(b.Frames)
+		carry.deliver(b.Frames)
 		var batch sync.WaitGroup
 		for _, rc := range b.Conns {
 			sem <- struct{}{}
@@ -231,7 +233,9 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 		c.closeNow(fmt.Errorf("%w: adopted net id %d is in use", ErrProtocol, id))
 		return true
 	}
-	s.hand.carry.ready(c) // what the predecessor sent it after it moved, first
+	if a := s.side.adopt.Load(); a != nil {
+		a.ready(c) // what the predecessor sent it after it moved, first
+	}
 	if restore := s.side.cfg.handRestore; restore != nil {
 		var err error
 		c.safely("handover restore hook", func() { err = restore(c, rc.App) })
@@ -255,6 +259,9 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 		if err := s.Group(g).join(c.id); err != nil {
 			s.side.cfg.logger.Warn("simplerpc: adopt: group not joined", "conn", c.id, "group", g, "err", err)
 		}
+	}
+	if a := s.side.adopt.Load(); a != nil {
+		a.replay(c, rc) // the sends to all this server made meanwhile
 	}
 	c.reported = true // its disconnect callback runs here
 	s.side.cfg.logger.Debug("simplerpc: connection adopted", "conn", c.id, "remote", c.RemoteAddr())

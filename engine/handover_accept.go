@@ -24,8 +24,6 @@ type handAccept struct {
 	paused chan struct{} // closed when accepting resumes; nil when not paused
 	park   chan struct{} // one send per acceptor that parked
 	over   bool          // the handover succeeded: the acceptors end
-
-	carry adoptCarry // the successor's: frames carried for the connections it adopts
 }
 
 // pause stops every acceptor (a deadline in the past makes Accept return)

@@ -170,13 +170,26 @@ func (l *loop) carrySend(c *conn, op codec.Opcode, obj []byte) {
 	}
 }
 
+// handoverShared takes a send to all or to a group that loop l ran where
+// a handover needs it: to the connections of l the old server moved, and,
+// on a successor adopting connections, kept for those adopted on l later.
+// On l.
+func (l *loop) handoverShared(op codec.Opcode, sh *shared) {
+	if a := l.side.adopt.Load(); a != nil && sh.seq > 0 {
+		a.ran(l, sh.seq)
+	}
+	if h := l.side.hand.Load(); h != nil && !sh.late {
+		l.carryShared(h, op, sh)
+	}
+}
+
+// handing reports whether a handover or an adoption runs: a group send
+// then goes to every loop, members there or not.
+func (s *side) handing() bool { return s.hand.Load() != nil || s.adopt.Load() != nil }
+
 // carryShared carries a send to all or to a group to the connections of
 // loop l that moved. On l.
-func (l *loop) carryShared(op codec.Opcode, sh *shared) {
-	h := l.side.hand.Load()
-	if h == nil || sh.late {
-		return
-	}
+func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 	h.mu.Lock()
 	list := h.byLoop[l]
 	h.mu.Unlock()
@@ -232,26 +245,60 @@ func (h *handSession) closeCarry() {
 // ---- The successor's side ----
 
 // adoptCarry holds, on the successor, the frames carried for the
-// connections it adopts until they are ready, and which are.
+// connections it adopts until they are ready, and which are; and the sends
+// to all and to groups it makes meanwhile, for the connections it adopts
+// later: they were the predecessor's then, and get them too.
 type adoptCarry struct {
 	mu      sync.Mutex
 	pending map[uint64][][]byte
 	live    map[uint64]*conn
+	log     []loggedShared  // the sends to all and to groups made so far, in order
+	done    map[*loop]int64 // the last of them each loop ran
 }
 
-// begin readies the successor for carried frames. Adopt calls it first.
-func (a *adoptCarry) begin() {
-	a.mu.Lock()
-	a.pending, a.live = make(map[uint64][][]byte), make(map[uint64]*conn)
-	a.mu.Unlock()
+// loggedShared is a send to all or to a group made during an adoption,
+// and where it went: the loops it was queued on, a group's members there.
+type loggedShared struct {
+	seq     int64
+	op      codec.Opcode
+	obj     []byte
+	exclude uint64
+	group   string
+	loops   []*loop
+	members map[*loop][]*conn
 }
 
 // end forgets what was never delivered: connections that were not
 // adopted. Adopt calls it last.
 func (a *adoptCarry) end() {
 	a.mu.Lock()
-	a.pending, a.live = nil, nil
+	a.pending, a.live, a.log, a.done = nil, nil, nil, nil
 	a.mu.Unlock()
+}
+
+// sharedTargets returns the loops a send to all or to a group goes to, a
+// group's members on each, and, while the server adopts connections, the
+// send's place in the log (else 0). From any goroutine.
+func (s *Server) sharedTargets(op codec.Opcode, obj []byte, except uint64, group string) ([]*loop, map[*loop][]*conn, int64) {
+	a := s.side.adopt.Load()
+	if a != nil {
+		// The loops and members are taken with the log's lock, so that a
+		// connection made live meanwhile is either among them or replays
+		// the send (replay).
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
+	loops := s.side.eachLoop()
+	var members map[*loop][]*conn
+	if group != "" {
+		members = s.groupMembers(group)
+	}
+	if a == nil || a.done == nil {
+		return loops, members, 0
+	}
+	seq := int64(len(a.log)) + 1
+	a.log = append(a.log, loggedShared{seq: seq, op: op, obj: obj, exclude: except, group: group, loops: loops, members: members})
+	return loops, members, seq
 }
 
 // deliver writes carried frames to their connections: on its loop behind
@@ -277,8 +324,17 @@ func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
 	}
 }
 
-// ready writes the frames carried for c so far, before anything else, and
-// has later ones follow behind what it writes. On c's loop.
+// ran notes that loop l ran the logged send seq. On l.
+func (a *adoptCarry) ran(l *loop, seq int64) {
+	a.mu.Lock()
+	if a.done != nil {
+		a.done[l] = seq
+	}
+	a.mu.Unlock()
+}
+
+// ready writes the frames carried for c so far before anything else, and
+// has later ones follow behind. On c's loop.
 func (a *adoptCarry) ready(c *conn) {
 	a.mu.Lock()
 	if a.live == nil {
@@ -290,6 +346,36 @@ func (a *adoptCarry) ready(c *conn) {
 	delete(a.pending, c.id)
 	a.mu.Unlock()
 	for _, f := range fs {
+		c.writeFrame(f)
+	}
+}
+
+// replay writes to c, adopted with rc and now in its groups, the sends to
+// all and to its groups made here before it was live that will not reach
+// it: those its loop ran already, those queued where it is not, and a
+// group's whose members did not include it. On c's loop, before the
+// connection is reached by sends to all.
+func (a *adoptCarry) replay(c *conn, rc *handedConn) {
+	a.mu.Lock()
+	if a.done == nil {
+		a.mu.Unlock()
+		return
+	}
+	log, done := a.log, a.done[c.loop]
+	a.mu.Unlock()
+	for _, e := range log {
+		if c.id == e.exclude || e.group != "" && !slices.Contains(rc.Groups, e.group) {
+			continue
+		}
+		queued := slices.Contains(e.loops, c.loop) && e.seq > done
+		if queued && (e.group == "" || slices.Contains(e.members[c.loop], c)) {
+			continue // its loop will write it to c
+		}
+		f, err := codec.AppendValidated(nil, c.outSize, e.op, e.obj)
+		if err != nil {
+			c.side.unfit.Add(1)
+			continue
+		}
 		c.writeFrame(f)
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
 // seqNote is what the sender sends: its sequence number, -1 for the last.
@@ -41,7 +43,13 @@ func testHandOverCarries(t *testing.T, ws bool) {
 	t.Parallel()
 	ctx := testContext(t)
 	a := newHandoverServer(t, "A", engine.WithEventLoops(2))
-	b := newHandoverServer(t, "B", engine.WithEventLoops(2))
+	// B says when it adopts its first connection: its own sender starts.
+	adopting := make(chan struct{})
+	var once sync.Once
+	b := newHandoverServer(t, "B", engine.WithEventLoops(2), engine.WithHandover(nil, func(handler.Conn, []byte) error {
+		once.Do(func() { close(adopting) })
+		return nil
+	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,13 +96,15 @@ func testHandOverCarries(t *testing.T, ws bool) {
 
 	// Each peer reads until the last send to all, counting what it got.
 	type got struct {
+		i    int
 		seqs map[codec.Opcode][]int
 		err  error
 	}
 	results := make(chan got, n)
-	for _, read := range readers {
+	for i, read := range readers {
 		go func() {
-			g := got{seqs: map[codec.Opcode][]int{}}
+			g := got{i: i, seqs: map[codec.Opcode][]int{}}
+			finals := 0 // A's sender's last (op 4) and B's (op 7)
 			for {
 				buf, err := read()
 				if err != nil {
@@ -111,8 +121,11 @@ func testHandOverCarries(t *testing.T, ws bool) {
 					g.err = err
 					break
 				}
-				if s.Seq == -1 && op == 4 {
-					break
+				if s.Seq == -1 {
+					if finals++; finals == 2 {
+						break
+					}
+					continue
 				}
 				g.seqs[op] = append(g.seqs[op], s.Seq)
 			}
@@ -171,19 +184,49 @@ func testHandOverCarries(t *testing.T, ws bool) {
 		}
 		sent <- seq
 	}()
+	// B's own sender: to all on op 7, from its first adoption on, while the
+	// others still move; then 20 more. Those adopted later get what it sent
+	// before, once, first.
+	bSent := make(chan int, 1)
+	go func() {
+		<-adopting
+		tick := time.NewTicker(200 * time.Microsecond)
+		defer tick.Stop()
+		seq, after := 0, 0
+		for ; after < 20; seq++ {
+			<-tick.C
+			select {
+			case <-handed:
+				after++
+			default:
+			}
+			if err := b.SendAll(7, seqNote{seq}); err != nil {
+				senderErr <- fmt.Errorf("B's send %d: %w", seq, err)
+				return
+			}
+		}
+		if err := b.SendAll(7, seqNote{-1}); err != nil {
+			senderErr <- err
+			return
+		}
+		bSent <- seq
+	}()
 	<-started
 	rep, got2 := handOver(t, ctx, a.Server, b.Server)
 	if rep.HandedOver != n || got2 != n {
 		t.Fatalf("report %+v, adopted %d", rep, got2)
 	}
 	close(handed)
-	var total int
-	select {
-	case total = <-sent:
-	case err := <-senderErr:
-		t.Fatal(err)
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+	var total, bTotal int
+	for total == 0 || bTotal == 0 {
+		select {
+		case total = <-sent:
+		case bTotal = <-bSent:
+		case err := <-senderErr:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
 	}
 	for range n {
 		var g got
@@ -198,7 +241,7 @@ func testHandOverCarries(t *testing.T, ws bool) {
 		check := func(op codec.Opcode, want int) {
 			s := g.seqs[op]
 			if len(s) != want {
-				t.Fatalf("opcode %d: %d frames, want %d: %v", op, len(s), want, s)
+				t.Fatalf("peer %d: opcode %d: %d frames, want %d: %v", g.i, op, len(s), want, s)
 			}
 			for i, v := range s {
 				if v != i {
@@ -207,6 +250,7 @@ func testHandOverCarries(t *testing.T, ws bool) {
 			}
 		}
 		check(4, total)
+		check(7, bTotal)
 		if len(g.seqs[5]) > 0 {
 			check(5, total)
 		}

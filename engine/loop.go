@@ -49,6 +49,7 @@ type shared struct {
 	members []*conn  // nil: every connection of the loop
 	group   string   // the group's name, or "" for all
 	late    bool     // made once a handover ended: not carried to the connections it moved
+	seq     int64    // its place in an adoption's log, or 0 (handover_carry.go)
 	frames  [][]byte // frames built for this loop, one per message size seen
 }
 
@@ -318,9 +319,7 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 			list = l.conns
 		}
 	}
-	if l.side.hand.Load() != nil {
-		l.carryShared(op, s) // to the connections a handover moved (handover_carry.go)
-	}
+	l.handoverShared(op, s) // to the connections a handover moves (handover_carry.go)
 }
 
 // buffer returns an empty output buffer.

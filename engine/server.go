@@ -347,18 +347,15 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 	}
 	release, ended := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
 	defer release()
-	var members map[*loop][]*conn
-	if group != "" {
-		members = s.groupMembers(group)
-	}
-	for _, l := range s.side.eachLoop() {
-		sh := &shared{obj: obj, exclude: except, group: group, late: ended}
+	loops, members, seq := s.sharedTargets(op, obj, except, group) // logged while adopting (handover_carry.go)
+	for _, l := range loops {
+		sh := &shared{obj: obj, exclude: except, group: group, late: ended, seq: seq}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
-				if s.side.hand.Load() == nil {
+				if !s.side.handing() {
 					continue
 				}
-				sh.members = []*conn{} // none here, but some may have moved
+				sh.members = []*conn{} // none here, but some may move here
 			}
 		}
 		_ = l.enqueue(task{kind: taskBroadcast, op: op, shared: sh}, nil)
