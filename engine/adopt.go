@@ -33,7 +33,11 @@ import (
 // across the handover completes; the frames the predecessor's sends to it
 // made after it moved are written to it as they come, before anything
 // this server sends it later (to one not live yet, before anything at
-// all), and all before Adopt returns. No -2 frame is sent (the peer knows the
+// all), and all before Adopt returns. A send to all or to a group this
+// server makes while it adopts reaches the connections it adopts later
+// too, once (they were the predecessor's when it was made), before
+// anything else of this server's; a send to a net id not adopted yet fails
+// with [ErrUnknownConn]. No -2 frame is sent (the peer knows the
 // size), and no connect callback runs: the connection is not new; its
 // disconnect callback runs here when it closes. A connection that had not
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
