@@ -469,19 +469,16 @@ func (h *handSession) report() HandoverReport {
 	return HandoverReport{HandedOver: int(h.handed.Load()), GoneAway: int(h.gone.Load())}
 }
 
-// sendQueued sends what is queued, in batches of maxHandBatch, then the
-// frames carried meanwhile: each behind the batch that moved its
-// connection.
+// sendQueued sends what is queued, in batches of maxHandBatch, and the
+// frames carried meanwhile, each behind the batch that moved its conn.
 func (h *handSession) sendQueued() error {
 	h.mu.Lock()
 	if h.fail != nil {
 		h.mu.Unlock()
 		return nil
 	}
-	// Connections and frames go in the order they were queued: a frame
-	// behind the connections queued before it was carried, its own among
-	// them, so that what the successor does for a connection it adopts
-	// later (a send to all its handler makes) follows the frame.
+	// Connections and frames go in the order they were queued: what the
+	// successor does for a connection it adopts later follows a frame.
 	var out []*handBatch
 	conns := func(upto int64) {
 		for h.takenN < upto {
