@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
 // Adopt takes the connections a predecessor hands over on uc
@@ -29,7 +30,14 @@ import (
 // message sizes, its groups and identity, and gets the application's
 // state back through the restore hook of [WithHandover]; the bytes the
 // predecessor had read but not handled are read first, so a frame split
-// across the handover completes. No -2 frame is sent (the peer knows the
+// across the handover completes; the frames the predecessor's sends to it
+// made after it moved are written to it as they come, before anything
+// this server sends it later (to one not live yet, before anything at
+// all), and all before Adopt returns. A send to all or to a group this
+// server makes while it adopts reaches the connections it adopts later
+// too, once (they were the predecessor's when it was made), before
+// anything else of this server's; a send to a net id not adopted yet fails
+// with [ErrUnknownConn]. No -2 frame is sent (the peer knows the
 // size), and no connect callback runs: the connection is not new; its
 // disconnect callback runs here when it closes. A connection that had not
 // authenticated yet ([WithAuth]) waits for its credentials again, with a
@@ -60,6 +68,10 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	}
 	r := newHandReader(uc)
 	defer r.Close()
+	carry := &adoptCarry{pending: make(map[uint64][][]byte), live: make(map[uint64]*conn), done: make(map[*loop]int64)}
+	s.side.adopt.Store(carry)
+	defer s.side.adopt.Store(nil)
+	defer carry.end()
 	// Enrolling waits for the loop to open the connection: a few at once
 	// keep the loops busy (gnet's client balancer is safe for that).
 	var wg sync.WaitGroup
@@ -85,6 +97,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
+		carry.deliver(b.Frames)
 		var batch sync.WaitGroup
 		for _, rc := range b.Conns {
 			sem <- struct{}{}
@@ -164,7 +177,12 @@ func (s *Server) adoptConn(rc handedConn) {
 	c := newConn(&s.side, s, nil, 0)
 	c.remote = nc.RemoteAddr()
 	c.extra().hand = &handState{adopted: &rc}
-	if len(rc.Unread) > 0 {
+	switch {
+	case rc.WS != nil:
+		cfg := &s.side.cfg
+		c.extra().newLayer = resumedWS(&wslayer.Config{Path: rc.WS.Path, Subprotocol: Subprotocol, Origins: cfg.ws.origins,
+			Binary: rc.WS.Binary, MaxHeader: cfg.ws.maxHeader, Timeout: cfg.handshakeTimeout}, rc.WS, rc.Unread)
+	case len(rc.Unread) > 0:
 		c.extra().newLayer = newReplay
 	}
 	if l := s.addrLimits; l != nil {
@@ -219,6 +237,9 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 		c.closeNow(fmt.Errorf("%w: adopted net id %d is in use", ErrProtocol, id))
 		return true
 	}
+	if a := s.side.adopt.Load(); a != nil {
+		a.ready(c) // what the predecessor sent it after it moved, first
+	}
 	if restore := s.side.cfg.handRestore; restore != nil {
 		var err error
 		c.safely("handover restore hook", func() { err = restore(c, rc.App) })
@@ -242,6 +263,9 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 		if err := s.Group(g).join(c.id); err != nil {
 			s.side.cfg.logger.Warn("simplerpc: adopt: group not joined", "conn", c.id, "group", g, "err", err)
 		}
+	}
+	if a := s.side.adopt.Load(); a != nil {
+		a.replay(c, rc) // the sends to all this server made meanwhile
 	}
 	c.reported = true // its disconnect callback runs here
 	s.side.cfg.logger.Debug("simplerpc: connection adopted", "conn", c.id, "remote", c.RemoteAddr())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
 )
 
 // ErrHandedOver is why a connection left a server that handed it over to
@@ -43,28 +44,32 @@ type HandoverReport struct {
 	// HandedOver is the number of connections the successor took.
 	HandedOver int
 	// GoneAway is the number of connections that could not be handed over
-	// (TLS or WebSocket, calls that did not finish in time, a save hook
-	// that failed) and were told to go away (-8) instead; they stay on
-	// this server until they leave or it shuts down.
+	// (TLS, wss:// and WebSocketHandler's, calls that did not finish in
+	// time, a save hook that failed) and were told to go away (-8)
+	// instead; they stay on this server until they leave or it shuts down.
 	GoneAway int
 }
 
-// HandOver hands the server's live plain-TCP and Unix connections to a
-// successor listening for them on uc (its [Server.Adopt]), so that their
+// HandOver hands the server's live plain-TCP, Unix and ws:// connections
+// to a successor listening for them on uc (its [Server.Adopt]), so that their
 // peers see nothing: no close, no reconnect, no lost frame. The server
 // first stops accepting (a successor holding the same listening sockets
 // accepts instead). Then each connection, on its loop, waits (at most 2 s)
 // for the calls it has in flight in both directions and for its output to
 // drain, stops being read, and leaves with its net id, its message sizes,
 // its groups, its identity ([WithAuth]), the bytes read but not handled
-// yet, and the application's state ([WithHandover]); its socket goes to
+// yet, and the application's state ([WithHandover]); a ws:// connection
+// also with its WebSocket's state (the path it was upgraded at, text or
+// binary, the frame sizes in force, a fragmented message begun and a
+// frame not all read), so that its WebSocket goes on in the successor
+// without a close or a new upgrade. Its socket goes to
 // the successor (SCM_RIGHTS) and is closed here without a FIN. Calls the
 // server made on it later fail with [ErrHandedOver]. No disconnect
 // callback runs for it here, and no connect callback in the successor
 // (the restore hook does). Connections that cannot leave so (TLS and
-// WebSocket, whose state crypto/tls and the layers cannot export; calls
-// still running after the wait) are told to go away (-8) instead, as
-// [Server.GoAway] does.
+// wss://, whose live session crypto/tls cannot export; those of
+// [Server.WebSocketHandler]; calls still running after the wait) are
+// told to go away (-8) instead, as [Server.GoAway] does.
 //
 // It returns once the successor has acknowledged every connection; the
 // server then accepts nothing more, and [Server.GoAway] or
@@ -72,9 +77,19 @@ type HandoverReport struct {
 // (uc closes or errs) or ctx ends, the connections it has not
 // acknowledged come back to this server, which accepts again, and the
 // error says why; those it had acknowledged are the successor's, and their
-// peers see a close if it dies. Sends made to a connection from other
-// goroutines while it is handed over may be lost: stop them first. It is
-// safe for concurrent use, but a server hands over once.
+// peers see a close if it dies.
+//
+// Sends go on meanwhile, from handlers and from any goroutine, and reach
+// every connection exactly once, moved or not: a send to all, to a group
+// or to a net id made on this server after a connection moved is carried
+// to the successor on uc, behind the batch that moved it, and written
+// there before anything the successor sends it later. Once every
+// connection is resolved, the handover ends: sends under way are carried,
+// and later ones no longer reach the connections that moved (the process
+// is about to exit): [Server.SendAll] and [Group.Send] still reach those
+// left here and return an error wrapping [ErrHandedOver], and a send to a
+// moved net id fails with it. It is safe for concurrent use, but a server
+// hands over once.
 func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport, error) {
 	if s.state.Load() != stateRunning {
 		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", ErrServerClosed)
@@ -93,9 +108,11 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 	}
 	h := &handSession{s: s, uc: uc, wake: make(chan struct{}, 1), acked: make(chan error, 1), readDone: make(chan struct{}),
 		slots: handoverWindow}
+	s.side.hand.Store(h)
 	h.start()
 	rep, err := h.run(ctx)
 	if err != nil {
+		s.side.hand.Store(nil) // no more carrying: the connections come back
 		h.recover()
 		s.hand.resume()
 		s.hand.begun.Store(false)
@@ -143,6 +160,7 @@ type handSession struct {
 	fail    error          // set once: no more hand-offs
 	pending atomic.Int64   // connections not resolved yet
 	ended   bool           // the end batch went out
+	carrySession
 
 	acked    chan error    // the reader's outcome: nil once the end was acknowledged
 	readDone chan struct{} // closed when the reader returns
@@ -263,8 +281,8 @@ func (h *handSession) handOff(c *conn) {
 		h.keep(c, st, false)
 		return
 	}
-	if c.tl != nil && !isReplay(c.tl.l) {
-		h.keep(c, st, true) // TLS, WebSocket: their state cannot leave the process
+	if !c.movable() {
+		h.keep(c, st, true) // TLS: its state cannot leave the process
 		return
 	}
 	late := time.Now().After(st.deadline)
@@ -306,9 +324,13 @@ func (h *handSession) handOff(c *conn) {
 	}
 	x.closeReason = ErrHandedOver
 	c.reported = false // no disconnect callback: it is not disconnected
+	h.mu.Lock()
+	h.addMoved(c, &rec) // sends to it are carried from now on
+	h.mu.Unlock()
 	_ = c.loop.el.Close(c.gc)
 	h.mu.Lock()
 	h.queue = append(h.queue, rec)
+	h.queuedN++
 	h.mu.Unlock()
 	h.resolved(c, true)
 	h.notify()
@@ -351,7 +373,17 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	rec.Identity = x.identity
 	x.valMu.Unlock()
 	rec.Calls = x.calls.sequence()
-	rec.Unread = c.unread()
+	if w, ok := c.wsLayer(); ok {
+		in, _ := c.gc.Peek(-1)
+		ws, ok := w.export(in)
+		if !ok {
+			return rec, errors.New("the WebSocket is closing or not past its upgrade")
+		}
+		rec.WS = ws
+		rec.Unread = append(slices.Clone(w.stash), c.tlPlain()...)
+	} else {
+		rec.Unread = c.unread()
+	}
 	if save := s.side.cfg.handSave; save != nil {
 		var err error
 		c.safely("handover save hook", func() { rec.App, err = save(c) })
@@ -398,7 +430,9 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 			return h.report(), err
 		}
 		if h.pending.Load() == 0 {
-			// Every connection is resolved: what is queued now is all.
+			// Every connection is resolved: what is queued now is all, and
+			// the sends under way are carried.
+			h.closeCarry()
 			if err := h.sendQueued(); err != nil {
 				h.setFail(err)
 				return h.report(), err
@@ -435,23 +469,55 @@ func (h *handSession) report() HandoverReport {
 	return HandoverReport{HandedOver: int(h.handed.Load()), GoneAway: int(h.gone.Load())}
 }
 
-// sendQueued sends what is queued, in batches of maxHandBatch.
+// sendQueued sends what is queued, in batches of maxHandBatch, and the
+// frames carried meanwhile, each behind the batch that moved its conn.
 func (h *handSession) sendQueued() error {
-	for {
-		h.mu.Lock()
-		n := min(len(h.queue), maxHandBatch)
-		if n == 0 || h.fail != nil {
-			h.mu.Unlock()
-			return nil
-		}
-		batch := slices.Clone(h.queue[:n])
-		h.queue = h.queue[n:]
-		h.sent = append(h.sent, batch)
+	h.mu.Lock()
+	if h.fail != nil {
 		h.mu.Unlock()
-		if err := writeBatch(h.uc, &handBatch{Next: h.s.nextID.Load(), Conns: batch}); err != nil {
+		return nil
+	}
+	// Connections and frames go in the order they were queued: what the
+	// successor does for a connection it adopts later follows a frame.
+	var out []*handBatch
+	conns := func(upto int64) {
+		for h.takenN < upto {
+			n := int(min(int64(min(len(h.queue), maxHandBatch)), upto-h.takenN))
+			batch := slices.Clone(h.queue[:n])
+			h.queue = h.queue[n:]
+			h.takenN += int64(n)
+			h.sent = append(h.sent, batch)
+			out = append(out, &handBatch{Conns: batch})
+		}
+	}
+	var frames []handoverwire.Frames
+	size := 0
+	flushFrames := func() {
+		if len(frames) > 0 {
+			h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
+			out = append(out, &handBatch{Frames: frames})
+			frames, size = nil, 0
+		}
+	}
+	for _, cf := range h.carried {
+		if cf.after > h.takenN || size+len(cf.Data) > maxCarryBatch {
+			flushFrames()
+			conns(cf.after)
+		}
+		frames = append(frames, cf.Frames)
+		size += len(cf.Data)
+	}
+	flushFrames()
+	conns(h.queuedN)
+	h.carried = nil
+	h.mu.Unlock()
+	for _, b := range out {
+		b.Next = h.s.nextID.Load()
+		if err := writeBatch(h.uc, b); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
 // readAcks takes the successor's acknowledgements: the sockets of an

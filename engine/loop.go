@@ -47,6 +47,9 @@ type shared struct {
 	obj     []byte
 	exclude uint64   // a net id to skip (send to all but the sender), or 0
 	members []*conn  // nil: every connection of the loop
+	group   string   // the group's name, or "" for all
+	late    bool     // made once a handover ended: not carried to the connections it moved
+	seq     int64    // its place in an adoption's log, or 0 (handover_carry.go)
 	frames  [][]byte // frames built for this loop, one per message size seen
 }
 
@@ -267,6 +270,8 @@ func (l *loop) process(t *task, arena []byte) {
 	case taskSend:
 		if !t.c.closed.Load() {
 			t.c.writeSend(t, arena[t.off:t.off+t.n])
+		} else if l.side.hand.Load() != nil {
+			l.carrySend(t.c, t.op, arena[t.off:t.off+t.n]) // moved in a handover (handover_carry.go)
 		}
 	case taskCall:
 		if !t.c.closed.Load() {
@@ -314,6 +319,7 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 			list = l.conns
 		}
 	}
+	l.handoverShared(op, s) // to the connections a handover moves (handover_carry.go)
 }
 
 // buffer returns an empty output buffer.

@@ -252,7 +252,7 @@ func (s *Server) lookup(id uint64) (*conn, error) {
 	}
 	c := s.conns.load(id)
 	if c == nil {
-		return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
+		return s.side.lookupMoved(id) // unknown, or moved in a handover (handover_carry.go)
 	}
 	return c, nil
 }
@@ -345,18 +345,23 @@ func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group
 		// log once per connection.
 		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
-	var members map[*loop][]*conn
-	if group != "" {
-		members = s.groupMembers(group)
-	}
-	for _, l := range s.side.eachLoop() {
-		sh := &shared{obj: obj, exclude: except}
+	release, ended := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
+	defer release()
+	loops, members, seq := s.sharedTargets(op, obj, except, group) // logged while adopting (handover_carry.go)
+	for _, l := range loops {
+		sh := &shared{obj: obj, exclude: except, group: group, late: ended, seq: seq}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
-				continue
+				if !s.side.handing() {
+					continue
+				}
+				sh.members = []*conn{} // none here, but some may move here
 			}
 		}
 		_ = l.enqueue(task{kind: taskBroadcast, op: op, shared: sh}, nil)
+	}
+	if ended {
+		return errMovedMissed
 	}
 	return nil
 }
@@ -437,7 +442,11 @@ func (s *Server) closed(c *conn, _ error) {
 }
 
 func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
-	return c.enqueue(mode, op, obj, id)
+	err := c.enqueue(mode, op, obj, id)
+	if err != nil && mode == modeSend {
+		err = s.side.carryMoved(c, op, obj, err) // moved in a handover (handover_carry.go)
+	}
+	return err
 }
 
 func (s *Server) handle(c *conn) handler.Conn { return c }

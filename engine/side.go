@@ -30,6 +30,9 @@ type side struct {
 	unfit  atomic.Uint64 // broadcast frames a connection's size could not hold
 	paused atomic.Uint64 // times a connection's reading paused on its backed-up output (read.go)
 
+	hand  atomic.Pointer[handSession] // the server's handover under way: sends to moved connections are carried (handover_carry.go)
+	adopt atomic.Pointer[adoptCarry]  // the server's adoption under way: sends to all reach connections adopted later (handover_carry.go)
+
 	// Warnings a peer could make repeat without bound.
 	warnFull    repeated
 	warnUnfit   repeated

@@ -1,15 +1,19 @@
 // This file holds the engine's side of a WebSocket connection
 // (internal/wslayer runs RFC 6455): one protocol frame per message both
 // ways, at the frame size in force, which this side follows through the
-// -2 frames that pass (docs/PROTOCOL.md §3): the layer never knows it.
+// -2 frames that pass (docs/PROTOCOL.md §3): the layer never knows it;
+// and the state such a connection leaves with in a handover, and resumes
+// from in the successor.
 
 package engine
 
 import (
 	"bytes"
 	"errors"
+	"slices"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
 	"github.com/simplerpc/simplerpc/internal/wslayer"
 )
 
@@ -28,6 +32,38 @@ type wsConn struct {
 	outSize int    // the frame size of outbound frames, as the -2 frames set it; 0 until known
 	pend    []byte // an outbound partial frame (the engine writes whole ones)
 	plain   []byte // input's plain, while the layer hands it messages
+
+	// Of a connection adopted from a predecessor (adopt.go), until read:
+	resumed *wslayer.State // the predecessor's layer's state; nil for a new connection
+	stash   []byte         // the protocol's bytes its messages carried, not handled there
+	wire    []byte         // the socket's bytes it had read, not yet a whole frame
+}
+
+// resumedWS returns the layer maker of a WebSocket connection adopted
+// with st: it goes on where the predecessor's layer stopped, past the
+// upgrade, the predecessor's unread bytes first.
+func resumedWS(cfg *wslayer.Config, st *handoverwire.WS, unread []byte) func(*conn) layer {
+	return func(c *conn) layer {
+		return &wsConn{c: c, cfg: cfg, inSize: st.In, outSize: st.Out,
+			resumed: &wslayer.State{Op: st.Op, Msg: st.Msg}, stash: slices.Clone(unread), wire: slices.Clone(st.Wire)}
+	}
+}
+
+// export returns the state of w for a handover, with gnet's bytes not
+// read yet (in), or false if it cannot leave the process: the upgrade is
+// not over, a close frame went either way, or a partial frame of ours
+// waits. On the loop.
+func (w *wsConn) export(in []byte) (*handoverwire.WS, bool) {
+	if w.l == nil || len(w.pend) > 0 || w.cfg.Client {
+		return nil, false
+	}
+	st, ok := w.l.Export()
+	if !ok {
+		return nil, false
+	}
+	wire := append(slices.Clone(w.wire), in...)
+	return &handoverwire.WS{Path: w.cfg.Path, Binary: w.cfg.Binary, In: w.inSize, Out: w.outSize,
+		Op: st.Op, Msg: st.Msg, Wire: wire}, true
 }
 
 func (w *wsConn) start(out func([]byte) error, wake func()) error {
@@ -42,6 +78,12 @@ func (w *wsConn) start(out func([]byte) error, wake func()) error {
 	}
 	if cl, ok := c.owner.(*Client); ok {
 		env.Upgraded = func() { cl.upgradeDone(nil) }
+	}
+	if w.resumed != nil {
+		w.l = wslayer.Resume(w.cfg, env, *w.resumed)
+		w.resumed = nil
+		wake() // the predecessor's bytes are there to read, whether or not the socket brings more
+		return nil
 	}
 	w.l = wslayer.New(w.cfg, env)
 	return w.l.Start()
@@ -61,8 +103,28 @@ func (w *wsConn) input(plain, in []byte) ([]byte, int, bool, error) {
 		// The server's sizes are its own from the start.
 		w.inSize, w.outSize = w.c.inSize, w.c.outSize
 	}
+	if w.stash != nil {
+		plain = append(plain, w.stash...)
+		w.stash = nil
+	}
 	w.plain = plain
-	n, ready, err := w.l.Input(in, w.message)
+	var n int
+	var ready bool
+	var err error
+	if len(w.wire) > 0 {
+		// The predecessor's bytes, then the socket's: what the layer
+		// consumed of both is taken from the predecessor's first.
+		buf := append(w.wire, in...)
+		k := 0
+		k, ready, err = w.l.Input(buf, w.message)
+		if k >= len(w.wire) {
+			n, w.wire = k-len(w.wire), nil
+		} else {
+			w.wire = w.wire[:copy(w.wire, buf[k:len(w.wire)])]
+		}
+	} else {
+		n, ready, err = w.l.Input(in, w.message)
+	}
 	plain, w.plain = w.plain, nil
 	return plain, n, ready, err
 }
@@ -114,7 +176,7 @@ func (w *wsConn) output(dst, p []byte) ([]byte, error) {
 	return dst, nil
 }
 
-func (w *wsConn) pending() bool { return w.l != nil && w.l.Pending() }
+func (w *wsConn) pending() bool { return len(w.wire) > 0 || w.l != nil && w.l.Pending() }
 
 func (w *wsConn) stop(err error) error {
 	if w.l == nil {
@@ -124,6 +186,8 @@ func (w *wsConn) stop(err error) error {
 	goingAway := c.side.closing.Load()
 	if x := c.x.Load(); x != nil && errors.Is(x.closeReason, ErrShutdown) {
 		goingAway = true
+	} else if x != nil && errors.Is(x.closeReason, ErrHandedOver) {
+		return err // the successor goes on with it: no close frame
 	}
 	return w.l.Stop(err, goingAway)
 }
@@ -146,4 +210,31 @@ func sizeOf(f []byte) (int, bool) {
 		return 0, false
 	}
 	return int(m.Size), true
+}
+
+// movable reports whether c's state can leave the process: plain TCP or
+// Unix, and plain WebSocket (ws://), not TLS (crypto/tls cannot export a
+// live session). On its loop.
+func (c *conn) movable() bool {
+	if c.tl == nil || isReplay(c.tl.l) {
+		return true
+	}
+	_, ok := c.wsLayer()
+	return ok
+}
+
+// wsLayer returns c's layer if it is a plain WebSocket. On its loop.
+func (c *conn) wsLayer() (*wsConn, bool) {
+	if c.tl == nil {
+		return nil, false
+	}
+	w, ok := c.tl.l.(*wsConn)
+	return w, ok
+}
+
+// tlPlain returns what c's layer decoded and the frame reader has not
+// read. On its loop.
+func (c *conn) tlPlain() []byte {
+	b, _ := c.tl.Peek(-1)
+	return b
 }

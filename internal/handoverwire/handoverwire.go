@@ -21,7 +21,7 @@ import (
 
 // Version is the version of the format. It changes with any change a
 // process of the previous version would misread.
-const Version = 1
+const Version = 2
 
 // MaxBatch is how many descriptors one batch carries: the kernel's
 // SCM_MAX_FD (253), the most one sendmsg may pass.
@@ -46,9 +46,26 @@ type Conn struct {
 	Calls    uint64   `json:"calls,omitempty"`  // the last id of a call the server made on it
 	Unread   []byte   `json:"unread,omitempty"` // read from the socket, not yet handled
 	App      []byte   `json:"app,omitempty"`    // the application's state (WithHandover)
+	// WS is the state of a plain WebSocket (ws://) connection; nil for
+	// plain TCP or Unix. Unread is then the protocol's bytes the messages
+	// carried, not the socket's.
+	WS *WS `json:"ws,omitempty"`
 
 	// FD is the connection's socket: it travels beside the JSON, not in it.
 	FD int `json:"-"`
+}
+
+// WS is the state of a WebSocket connection past its upgrade: what the
+// successor's WebSocket layer needs to go on where the predecessor's
+// stopped, the peer seeing nothing.
+type WS struct {
+	Path   string `json:"path"`             // the path it was upgraded at
+	Binary bool   `json:"binary,omitempty"` // outbound messages are binary
+	In     int    `json:"in"`               // the frame size of inbound messages in force
+	Out    int    `json:"out"`              // the frame size of outbound frames in force
+	Op     byte   `json:"op,omitempty"`     // the opcode of a fragmented message begun
+	Msg    []byte `json:"msg,omitempty"`    // its payload so far
+	Wire   []byte `json:"wire,omitempty"`   // the socket's bytes read, not yet a whole WebSocket frame
 }
 
 // Batch is one message of the predecessor: up to MaxBatch
@@ -59,9 +76,19 @@ type Batch struct {
 	Next  uint64 `json:"next"`
 	End   bool   `json:"end,omitempty"`
 	Conns []Conn `json:"conns,omitempty"`
+	// Frames are frames sent to connections of earlier batches after they
+	// moved, to be written to them before anything of the successor's.
+	Frames []Frames `json:"frames,omitempty"`
 	// Stats is the predecessor's counters, on the End batch only, for the
 	// successor's to go on from: opaque here, the engine's to encode.
 	Stats json.RawMessage `json:"stats,omitempty"`
+}
+
+// Frames are whole protocol frames for the connection with net id ID,
+// built at its frame size, in the order they were sent.
+type Frames struct {
+	ID   uint64 `json:"id"`
+	Data []byte `json:"data"`
 }
 
 // WriteBatch sends b with the descriptors of its connections: a length, the

@@ -172,3 +172,29 @@ func (l *Layer) Stop(err error, goingAway bool) error {
 func (l *Layer) expiredError() error {
 	return fmt.Errorf("%w: not done within %v: %w", ErrHandshake, l.cfg.Timeout, context.DeadlineExceeded)
 }
+
+// State is what a server's layer past the upgrade holds of the peer's
+// stream that another process needs to go on reading it: a fragmented
+// message begun (its opcode and the payload so far). A frame not all
+// there is the caller's bytes, not the layer's.
+type State struct {
+	Op  byte   // the opcode of a fragmented message begun; 0 for none
+	Msg []byte // its payload so far
+}
+
+// Export returns the layer's state, for a connection that leaves the
+// process. It reports false when the state cannot go on elsewhere: the
+// upgrade is not over, or a close frame went either way.
+func (l *Layer) Export() (State, bool) {
+	if !l.upgraded || l.closeSent || l.peerClosed || l.cfg.Client {
+		return State{}, false
+	}
+	return State{Op: byte(l.msgOp), Msg: append([]byte(nil), l.msg...)}, true
+}
+
+// Resume returns the server's layer of a connection past its upgrade,
+// with the state another process exported: it reads frames at once, and
+// Start must not be called.
+func Resume(cfg *Config, env Env, st State) *Layer {
+	return &Layer{cfg: cfg, env: env, upgraded: true, msgOp: ws.OpCode(st.Op), msg: append([]byte(nil), st.Msg...)}
+}

@@ -1,0 +1,381 @@
+// This file holds the sends a handover carries: on the old server, the
+// frames sent to a connection after it was moved (a send to all, a group
+// send, a send by id, from a handler or any goroutine) go to the successor
+// on the handover stream, behind the batch that moved the connection; on
+// the successor, they are written to the connection before anything of
+// its own.
+
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
+)
+
+// movedConn is a connection the old server moved, kept while its
+// handover runs so that sends still reach it.
+type movedConn struct {
+	c       *conn
+	groups  []string // its groups when it moved
+	waiting bool     // not authenticated: sends to all skip it
+}
+
+// carriedFrames are frames to carry, and how many connections had been
+// queued before them: they go behind those.
+type carriedFrames struct {
+	handoverwire.Frames
+	after int64
+}
+
+// maxCarryBatch bounds the bytes of frames one batch carries.
+const maxCarryBatch = 1 << 20
+
+// carrySession is the old server's part of a handover that carries sends:
+// guarded by the session's mu.
+type carrySession struct {
+	movedConns map[uint64]*movedConn
+	byLoop     map[*loop][]*movedConn
+	carried    []carriedFrames // frames to carry, in the order sent
+	queuedN    int64           // connections queued so far
+	takenN     int64           // connections taken out of the queue to be sent so far
+	closing    bool            // the end is near: new sends fail with ErrHandedOver
+	closed     bool            // nothing more is carried
+
+	// sendMu makes the end wait for the sends under way: a send to all or
+	// a carried send holds it (read) from its check to its queueing.
+	sendMu sync.RWMutex
+}
+
+// addMoved records c, moved with rec, on its loop before it closes. With
+// h.mu held.
+func (h *handSession) addMoved(c *conn, rec *handedConn) {
+	if h.movedConns == nil {
+		h.movedConns = make(map[uint64]*movedConn)
+		h.byLoop = make(map[*loop][]*movedConn)
+	}
+	m := &movedConn{c: c, groups: rec.Groups, waiting: rec.Waiting}
+	h.movedConns[c.id] = m
+	h.byLoop[c.loop] = append(h.byLoop[c.loop], m)
+}
+
+// movedConn returns the connection with net id id if this session moved
+// it and still carries its sends. From any goroutine.
+func (h *handSession) movedConn(id uint64) *conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m := h.movedConns[id]; m != nil && !h.closing && h.fail == nil {
+		return m.c
+	}
+	return nil
+}
+
+// moved reports whether this session moved the connection with net id
+// id, carrying its sends or not any more.
+func (h *handSession) moved(id uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.movedConns[id] != nil
+}
+
+// movedOnce reports whether c is a connection this session moved,
+// carrying its sends or not any more.
+func (h *handSession) movedOnce(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.movedConns[c.id]
+	return m != nil && m.c == c
+}
+
+// lookupMoved returns the connection with net id id, which the registry
+// does not hold, if a handover moved it and carries its sends; an error
+// wrapping ErrHandedOver if it moved and the handover is ending, else
+// one wrapping ErrUnknownConn. From any goroutine.
+func (s *side) lookupMoved(id uint64) (*conn, error) {
+	if h := s.hand.Load(); h != nil {
+		if c := h.movedConn(id); c != nil {
+			return c, nil
+		}
+		if h.moved(id) {
+			return nil, fmt.Errorf("net id %d: %w", id, ErrHandedOver)
+		}
+	}
+	return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
+}
+
+// carryMoved returns err, the error of a send to c, unless c is closed
+// because a handover moved it: the send is then carried (or fails with
+// ErrHandedOver once the handover is ending). From any goroutine.
+func (s *side) carryMoved(c *conn, op codec.Opcode, obj []byte, err error) error {
+	if !c.closed.Load() {
+		return err
+	}
+	if h := s.hand.Load(); h != nil && h.movedOnce(c) {
+		return h.carryObj(c, op, obj)
+	}
+	return err
+}
+
+// carries reports whether c is a connection this session moved.
+func (h *handSession) carries(c *conn) bool { return h.movedConn(c.id) == c }
+
+// add queues frame f (built at the connection's size) for the successor.
+// On c's loop, so that the frames of one connection keep their order.
+func (h *handSession) add(id uint64, f []byte) {
+	h.mu.Lock()
+	if h.closed || h.fail != nil {
+		h.mu.Unlock()
+		return
+	}
+	if n := len(h.carried); n > 0 && h.carried[n-1].ID == id && h.carried[n-1].after == h.queuedN {
+		h.carried[n-1].Data = append(h.carried[n-1].Data, f...)
+	} else {
+		h.carried = append(h.carried, carriedFrames{handoverwire.Frames{ID: id, Data: slices.Clone(f)}, h.queuedN})
+	}
+	h.mu.Unlock()
+	h.notify()
+}
+
+// carryObj carries a send made to a moved connection c, through its loop,
+// behind the sends queued for it before, or fails with ErrHandedOver once
+// the handover is ending. From any goroutine.
+func (h *handSession) carryObj(c *conn, op codec.Opcode, obj []byte) error {
+	h.sendMu.RLock()
+	defer h.sendMu.RUnlock()
+	if h.movedConn(c.id) != c {
+		return ErrHandedOver
+	}
+	obj = clone(obj)
+	return c.loop.enqueue(task{kind: taskFunc, fn: func() { h.carryBuilt(c, op, obj) }}, nil)
+}
+
+// carryBuilt builds obj's frame at c's size and carries it. On c's loop.
+func (h *handSession) carryBuilt(c *conn, op codec.Opcode, obj []byte) {
+	f, err := codec.AppendValidated(nil, c.outSize, op, obj)
+	if err != nil {
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
+		return
+	}
+	h.add(c.id, f)
+}
+
+// carrySend carries a send queued for c before it moved and taken by its
+// loop after. On c's loop.
+func (l *loop) carrySend(c *conn, op codec.Opcode, obj []byte) {
+	if h := l.side.hand.Load(); h != nil && h.carries(c) {
+		h.carryBuilt(c, op, obj)
+	}
+}
+
+// handoverShared takes a send to all or to a group that loop l ran where
+// a handover needs it: to the connections of l the old server moved, and,
+// on a successor adopting connections, kept for those adopted on l later.
+// On l.
+func (l *loop) handoverShared(op codec.Opcode, sh *shared) {
+	if a := l.side.adopt.Load(); a != nil && sh.seq > 0 {
+		a.ran(l, sh.seq)
+	}
+	if h := l.side.hand.Load(); h != nil && !sh.late {
+		l.carryShared(h, op, sh)
+	}
+}
+
+// handing reports whether a handover or an adoption runs: a group send
+// then goes to every loop, members there or not.
+func (s *side) handing() bool { return s.hand.Load() != nil || s.adopt.Load() != nil }
+
+// carryShared carries a send to all or to a group to the connections of
+// loop l that moved. On l.
+func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
+	h.mu.Lock()
+	list := h.byLoop[l]
+	h.mu.Unlock()
+	for _, m := range list {
+		c := m.c
+		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
+			continue
+		}
+		f, err := sh.frame(op, c.outSize)
+		if err != nil {
+			l.side.unfit.Add(1)
+			continue
+		}
+		h.add(c.id, f)
+	}
+}
+
+// sharedOpen returns, while a handover runs, the release of the hold a
+// send to all keeps until it is queued, and whether the handover is
+// ending: the connections it moved then get no more sends from here.
+// From any goroutine.
+func (s *side) sharedOpen() (release func(), ended bool) {
+	h := s.hand.Load()
+	if h == nil {
+		return func() {}, false
+	}
+	h.sendMu.RLock()
+	h.mu.Lock()
+	ended = h.closing
+	h.mu.Unlock()
+	return h.sendMu.RUnlock, ended
+}
+
+// errMovedMissed is what a send to all or to a group made once a handover
+// ended returns: the connections left here got it, those moved did not.
+var errMovedMissed = fmt.Errorf("the connections handed over to the successor did not get it: %w", ErrHandedOver)
+
+// closeCarry ends the carrying: sends under way are queued first, and the
+// loops have taken what was queued before; later sends to all fail with
+// ErrHandedOver.
+func (h *handSession) closeCarry() {
+	h.sendMu.Lock()
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.sendMu.Unlock()
+	h.s.adoptBarrier() // what was queued on the loops before is carried now
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
+// ---- The successor's side ----
+
+// adoptCarry holds, on the successor, the frames carried for the
+// connections it adopts until they are ready, and which are; and the sends
+// to all and to groups it makes meanwhile, for the connections it adopts
+// later: they were the predecessor's then, and get them too.
+type adoptCarry struct {
+	mu      sync.Mutex
+	pending map[uint64][][]byte
+	live    map[uint64]*conn
+	log     []loggedShared  // the sends to all and to groups made so far, in order
+	done    map[*loop]int64 // the last of them each loop ran
+}
+
+// loggedShared is a send to all or to a group made during an adoption,
+// and where it went: the loops it was queued on, a group's members there.
+type loggedShared struct {
+	seq     int64
+	op      codec.Opcode
+	obj     []byte
+	exclude uint64
+	group   string
+	loops   []*loop
+	members map[*loop][]*conn
+}
+
+// end forgets what was never delivered: connections that were not
+// adopted. Adopt calls it last.
+func (a *adoptCarry) end() {
+	a.mu.Lock()
+	a.pending, a.live, a.log, a.done = nil, nil, nil, nil
+	a.mu.Unlock()
+}
+
+// sharedTargets returns the loops a send to all or to a group goes to, a
+// group's members on each, and, while the server adopts connections, the
+// send's place in the log (else 0). From any goroutine.
+func (s *Server) sharedTargets(op codec.Opcode, obj []byte, except uint64, group string) ([]*loop, map[*loop][]*conn, int64) {
+	a := s.side.adopt.Load()
+	if a != nil {
+		// The loops and members are taken with the log's lock, so that a
+		// connection made live meanwhile is either among them or replays
+		// the send (replay).
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
+	loops := s.side.eachLoop()
+	var members map[*loop][]*conn
+	if group != "" {
+		members = s.groupMembers(group)
+	}
+	if a == nil || a.done == nil {
+		return loops, members, 0
+	}
+	seq := int64(len(a.log)) + 1
+	a.log = append(a.log, loggedShared{seq: seq, op: op, obj: obj, exclude: except, group: group, loops: loops, members: members})
+	return loops, members, seq
+}
+
+// deliver writes carried frames to their connections: on its loop behind
+// what is queued for it, or, for a connection not ready yet, once it is.
+func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		return
+	}
+	for _, f := range fs {
+		c := a.live[f.ID]
+		if c == nil {
+			a.pending[f.ID] = append(a.pending[f.ID], f.Data)
+			continue
+		}
+		data := f.Data
+		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
+			if !c.closed.Load() {
+				c.writeFrame(data)
+			}
+		}}, nil)
+	}
+}
+
+// ran notes that loop l ran the logged send seq. On l.
+func (a *adoptCarry) ran(l *loop, seq int64) {
+	a.mu.Lock()
+	if a.done != nil {
+		a.done[l] = seq
+	}
+	a.mu.Unlock()
+}
+
+// ready writes the frames carried for c so far before anything else, and
+// has later ones follow behind. On c's loop.
+func (a *adoptCarry) ready(c *conn) {
+	a.mu.Lock()
+	if a.live == nil {
+		a.mu.Unlock()
+		return
+	}
+	a.live[c.id] = c
+	fs := a.pending[c.id]
+	delete(a.pending, c.id)
+	a.mu.Unlock()
+	for _, f := range fs {
+		c.writeFrame(f)
+	}
+}
+
+// replay writes to c, adopted with rc and now in its groups, the sends to
+// all and to its groups made here before it was live that will not reach
+// it: those its loop ran already, those queued where it is not, and a
+// group's whose members did not include it. On c's loop, before the
+// connection is reached by sends to all.
+func (a *adoptCarry) replay(c *conn, rc *handedConn) {
+	a.mu.Lock()
+	if a.done == nil {
+		a.mu.Unlock()
+		return
+	}
+	log, done := a.log, a.done[c.loop]
+	a.mu.Unlock()
+	for _, e := range log {
+		if c.id == e.exclude || e.group != "" && !slices.Contains(rc.Groups, e.group) {
+			continue
+		}
+		queued := slices.Contains(e.loops, c.loop) && e.seq > done
+		if queued && (e.group == "" || slices.Contains(e.members[c.loop], c)) {
+			continue // its loop will write it to c
+		}
+		f, err := codec.AppendValidated(nil, c.outSize, e.op, e.obj)
+		if err != nil {
+			c.side.unfit.Add(1)
+			continue
+		}
+		c.writeFrame(f)
+	}
+}
