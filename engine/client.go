@@ -34,15 +34,16 @@ type Client struct {
 	layer   func(*conn) layer // the transport layer of its connections: the dialer's, or WebSocket's (wsclient.go)
 	dialed  chan error        // ws://: the outcome of the first upgrade, for Dial; else nil
 
-	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing, redialing, prev
+	mu        sync.Mutex // guards cur, sized, enrolled, held, heldBytes, closing, redialing, prev, sizeTimer
 	cur       *conn
 	sized     bool // cur knows the message size
 	enrolled  bool // cur is on its event loop: a close can be queued to it
 	held      []heldFrame
 	heldBytes int
-	closing   error // set once Close is called
-	redialing bool  // a reconnection is under way
-	prev      *conn // the connection a go-away left, until the next one opens
+	closing   error       // set once Close is called
+	redialing bool        // a reconnection is under way
+	prev      *conn       // the connection a go-away left, until the next one opens
+	sizeTimer *time.Timer // closes cur if its size does not come within the dial timeout
 
 	scan *codec.Scanner // finds cur's first frame; loop-only once cur is enrolled
 
@@ -161,6 +162,18 @@ func (cl *Client) connect(ctx context.Context) error {
 	// dial that made it is over, whatever becomes of c.
 	cl.redialing = false
 	cl.scan = codec.NewScanner(min(cfg.maxSize, firstFrameLimit))
+	// A listener that accepts and then never serves (a server stopping
+	// leaves such connections open) would hold the client, and its
+	// reconnection, for good: the -2 frame must come within the dial
+	// timeout. open stops the timer, so that a ready connection holds none.
+	if cl.sizeTimer != nil {
+		cl.sizeTimer.Stop()
+	}
+	cl.sizeTimer = time.AfterFunc(cfg.dialTimeout, func() {
+		if !cl.isReady(c) {
+			c.closeWith(fmt.Errorf("%w: no message size within %v", ErrProtocol, cfg.dialTimeout))
+		}
+	})
 	cl.mu.Unlock()
 	if _, err := d.cli.EnrollContext(nc, c); err != nil {
 		_ = nc.Close()
@@ -173,14 +186,6 @@ func (cl *Client) connect(ctx context.Context) error {
 	if closing != nil {
 		c.closeWith(closing) // Close ran while the connection was being set up
 	}
-	// A listener that accepts and then never serves (a server stopping
-	// leaves such connections open) would hold the client, and its
-	// reconnection, for good: the -2 frame must come within the dial timeout.
-	time.AfterFunc(cfg.dialTimeout, func() {
-		if !cl.isReady(c) {
-			c.closeWith(fmt.Errorf("%w: no message size within %v", ErrProtocol, cfg.dialTimeout))
-		}
-	})
 	return nil
 }
 
@@ -297,6 +302,10 @@ func (cl *Client) open(c *conn) {
 		return
 	}
 	cl.sized = true
+	if cl.sizeTimer != nil {
+		cl.sizeTimer.Stop()
+		cl.sizeTimer = nil
+	}
 	prev := cl.prev
 	cl.prev = nil
 	held := cl.held[:0]
