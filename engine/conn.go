@@ -107,8 +107,9 @@ type connExtra struct {
 
 	groups []string // guarded by the server's groupsMu
 
-	jobMu   sync.Mutex // guards jobs, running (worker-pool mode)
+	jobMu   sync.Mutex // guards jobs, frames, running (worker-pool mode)
 	jobs    []job
+	frames  int // of jobs, the peer's frames and calls: what WithWorkerPool's queue bounds
 	running bool
 
 	limiter     *rate.Limiter     // set before the connection is shared

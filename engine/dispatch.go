@@ -47,7 +47,11 @@ func (c *conn) dispatch(j job, data []byte) {
 	}
 	x := c.extra()
 	x.jobMu.Lock()
-	if len(x.jobs) >= c.side.cfg.workerQueue && (j.kind == jobFrame || j.kind == jobCall) {
+	// The queue bounds the peer's frames and calls; the connect and
+	// disconnect callbacks and calls' outcomes queue beside them (a first
+	// call that came before the connect callback ran was refused).
+	peer := j.kind == jobFrame || j.kind == jobCall
+	if peer && x.frames >= c.side.cfg.workerQueue {
 		x.jobMu.Unlock()
 		var id *uint64
 		op := codec.OpFailure
@@ -59,6 +63,9 @@ func (c *conn) dispatch(j job, data []byte) {
 		return
 	}
 	x.jobs = append(x.jobs, j)
+	if peer {
+		x.frames++
+	}
 	start := !x.running
 	x.running = true
 	x.jobMu.Unlock()
@@ -74,7 +81,7 @@ func (c *conn) runJobs() {
 	for {
 		x.jobMu.Lock()
 		jobs := x.jobs
-		x.jobs = nil
+		x.jobs, x.frames = nil, 0
 		if len(jobs) == 0 {
 			x.running = false
 			x.jobMu.Unlock()

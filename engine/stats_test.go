@@ -427,3 +427,39 @@ func TestStatsAfterShutdown(t *testing.T) {
 		t.Fatalf("after Shutdown: Accepted %d, Disconnects %v, Conns %d", st.Accepted, st.Disconnects, st.Conns)
 	}
 }
+
+// TestWorkerQueueCountsFramesOnly: with a one-frame queue and the one
+// worker busy, a new connection's connect callback waits in its queue; its
+// first call must wait beside it, not be refused as Overloaded (it was:
+// the callbacks counted against the queue of frames).
+func TestWorkerQueueCountsFramesOnly(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	r := handler.NewRouter()
+	r.OnCall(1, func(handler.Conn, []byte) (any, error) {
+		entered <- struct{}{}
+		<-release
+		return nil, nil
+	})
+	srv := startServer(t, r, engine.WithMessageSize(128), engine.WithWorkerPool(1, 1),
+		engine.WithOnConnect(func(handler.Conn) {}))
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the server's shutdown, which waits for the worker
+	a := dialRaw(t, srv.Addr().String())
+	a.greet(128)
+	a.write(`-3{"id":1,"op":1,"data":{}}`)
+	<-entered // the one worker is busy
+	b := dialRaw(t, srv.Addr().String())
+	b.greet(128) // its connect callback is queued behind a's call
+	b.write(`-3{"id":7,"op":1,"data":{}}`)
+	waitUntil(t, "b's call in", func() bool { return srv.Stats().CallsIn == 2 })
+	free()
+	if op, obj := a.read(); op != codec.OpReply {
+		t.Fatalf("a's call: %d %s", op, obj)
+	}
+	if op, obj := b.read(); op != codec.OpReply || !strings.Contains(string(obj), `"id":7`) {
+		t.Fatalf("b's first call, made while its connect callback waited: %d %s, want its reply", op, obj)
+	}
+}
