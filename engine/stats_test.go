@@ -434,28 +434,19 @@ func TestStatsAfterShutdown(t *testing.T) {
 // the callbacks counted against the queue of frames).
 func TestWorkerQueueCountsFramesOnly(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	entered := make(chan struct{}, 4)
 	r := handler.NewRouter()
-	r.OnCall(1, func(handler.Conn, []byte) (any, error) {
-		entered <- struct{}{}
-		<-release
-		return nil, nil
-	})
+	blk := newBlocker(t, r)
 	srv := startServer(t, r, engine.WithMessageSize(128), engine.WithWorkerPool(1, 1),
 		engine.WithOnConnect(func(handler.Conn) {}))
-	var releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(free) // before the server's shutdown, which waits for the worker
 	a := dialRaw(t, srv.Addr().String())
 	a.greet(128)
-	a.write(`-3{"id":1,"op":1,"data":{}}`)
-	<-entered // the one worker is busy
+	a.write(fmt.Sprintf(`-3{"id":1,"op":%d,"data":{}}`, opBlock))
+	blk.wait(t) // the one worker is busy
 	b := dialRaw(t, srv.Addr().String())
 	b.greet(128) // its connect callback is queued behind a's call
-	b.write(`-3{"id":7,"op":1,"data":{}}`)
+	b.write(fmt.Sprintf(`-3{"id":7,"op":%d,"data":{}}`, opBlock))
 	waitUntil(t, "b's call in", func() bool { return srv.Stats().CallsIn == 2 })
-	free()
+	blk.free()
 	if op, obj := a.read(); op != codec.OpReply {
 		t.Fatalf("a's call: %d %s", op, obj)
 	}
