@@ -104,3 +104,13 @@ type Answer struct {
 	Count int
 	IDs   []uint64
 }
+
+// Host is a server as its backend and the project's own modules (metrics,
+// service) see it: its local connections only, and the hooks they need.
+// Applications use the [Server]'s methods instead. A server's Host is made
+// by NewServer; [Server.Host] returns it.
+//
+// It is safe for concurrent use by multiple goroutines.
+type Host struct {
+	s *Server
+}
