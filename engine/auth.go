@@ -52,22 +52,36 @@ var ErrUnauthorized = errors.New("engine: unauthorized")
 
 // IdentityOf returns the identity an authenticator gave the connection:
 // for a server's connection, what its authenticator returned; for a
-// [*Client] made [WithCredentials], what the server's acknowledgement
-// named. It returns "" for a connection that did not authenticate.
+// client's connection made [WithCredentials] (a callback's, or
+// [Client.Conn]), what the server's acknowledgement on it named. It
+// returns "" for a connection that did not authenticate, and for any
+// other handler.Conn. It is safe for concurrent use.
 func IdentityOf(c handler.Conn) string {
-	switch c := c.(type) {
-	case *conn:
-		if x := c.x.Load(); x != nil {
-			x.valMu.Lock()
-			defer x.valMu.Unlock()
-			return x.identity
-		}
-	case *Client:
-		c.valMu.Lock()
-		defer c.valMu.Unlock()
-		return c.identity
+	if c, ok := c.(*conn); ok {
+		return c.identity()
 	}
 	return ""
+}
+
+// identity returns what authenticated the connection, or "". It is safe
+// for concurrent use.
+func (c *conn) identity() string {
+	x := c.x.Load()
+	if x == nil {
+		return ""
+	}
+	x.valMu.Lock()
+	defer x.valMu.Unlock()
+	return x.identity
+}
+
+// setIdentity sets what authenticated the connection. It is safe for
+// concurrent use.
+func (c *conn) setIdentity(id string) {
+	x := c.extra()
+	x.valMu.Lock()
+	x.identity = id
+	x.valMu.Unlock()
 }
 
 // ConnsOf returns the open connections that authenticated as identity:
@@ -158,9 +172,7 @@ func (s *Server) authDone(c *conn, id string, err error) {
 	if x.authTimer != nil {
 		x.authTimer.Stop()
 	}
-	x.valMu.Lock()
-	x.identity = id
-	x.valMu.Unlock()
+	c.setIdentity(id)
 	c.auth = authDone
 	s.identsMu.Lock()
 	if s.idents == nil {
@@ -229,9 +241,7 @@ func (s *Server) forgetIdentity(c *conn) {
 	if x.authTimer != nil {
 		x.authTimer.Stop()
 	}
-	x.valMu.Lock()
-	id := x.identity
-	x.valMu.Unlock()
+	id := c.identity()
 	if id == "" {
 		return
 	}

@@ -35,14 +35,9 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	return nil
 }
 
-// sendFunc queues a frame for a connection: its owner's send, or direct.
+// sendFunc queues a frame for a connection: its owner's send, or a
+// client's supervised (the Client's own calls).
 type sendFunc func(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error
-
-// direct queues a frame for c itself, past what its owner would do (a
-// client's holding of frames).
-func direct(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
-	return c.enqueue(mode, op, obj, id)
-}
 
 // call is Call without the wrapping of its error, sending through send.
 func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any, send sendFunc) error {

@@ -1,6 +1,6 @@
-// This file holds the Client: one client connection that learns the
-// server's message size, holds what it sends until it can send it, and
-// reconnects.
+// This file holds the Client: the supervisor of a client's connections.
+// It dials them, learns each one's message size, holds what it is asked
+// to send until a connection can send it, and reconnects.
 
 package engine
 
@@ -18,10 +18,13 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Client is one client connection: the original's Client. It implements
-// [handler.Conn], so it can send, call and close like a server's
-// connection. Its callbacks receive it as their connection, the same
-// across reconnections.
+// Client is the original's Client: it dials a server, and keeps a
+// connection to it. It is not a connection itself: its connections are,
+// one at a time, of the same type as a server's (see [Client.Conn]), and
+// its callbacks receive the one they run for, as a server's do, a new one
+// on each reconnection, with its own id, values and context. The Client
+// sends, calls and closes across them: what it is asked to send while it
+// has no connection ready it holds for the next one.
 //
 // It is safe for concurrent use by multiple goroutines.
 type Client struct {
@@ -57,12 +60,8 @@ type Client struct {
 	done      chan struct{}
 	doneErr   error
 
-	valMu    sync.Mutex // guards val, vals, identity
-	val      any
-	vals     map[any]any // handler.Key values
-	identity string      // what the server's last -9 acknowledgement named
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
+	ctx    context.Context // cancelled when the client closes for good
+	cancel context.CancelCauseFunc
 }
 
 func newClient(d *Dialer, network, addr string, local net.Addr, own bool, creds any) *Client {
@@ -71,7 +70,7 @@ func newClient(d *Dialer, network, addr string, local net.Addr, own bool, creds 
 	if creds != nil {
 		cl.authCh = make(chan struct{})
 	}
-	cl.ctx, cl.cancel = context.WithCancelCause(handler.WithConn(context.Background(), cl))
+	cl.ctx, cl.cancel = context.WithCancelCause(context.Background())
 	return cl
 }
 
@@ -274,10 +273,10 @@ func (cl *Client) ready(c *conn) bool {
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
-		// may call): what the Client is asked to send meanwhile is held
-		// behind what the hook sends.
+		// may call): what it sends on c goes out at once (send), what the
+		// Client is asked to send meanwhile is held behind it.
 		if cl.d.spawn(func() {
-			c.safely("reconnect callback", func() { fn(&sessionConn{Client: cl, c: c}) })
+			c.safely("reconnect callback", func() { fn(c) })
 			if c.loop.enqueue(task{kind: taskFunc, fn: func() { cl.open(c) }}, nil) != nil {
 				c.closeWith(ErrShutdown)
 			}
@@ -325,45 +324,65 @@ func (cl *Client) open(c *conn) {
 	cl.readyOnce.Do(func() { close(cl.readyCh) })
 }
 
-// send sends through the current connection, or holds the frame while the
-// size is unknown or the client is reconnecting. A call's request (id not
-// 0) is only ever sent on the connection whose call it is.
+// send queues a frame that was sent on c itself (its Send, SendRaw, Call
+// or CallAsync, from a callback or from [Client.Conn]): it goes out at once
+// once c knows its size, ahead of what the client holds (the reconnect
+// callback's session comes first). A connection the client has let go is
+// closed to sends, unless a go-away left it still served.
 func (cl *Client) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	return cl.sendOn(c, false, mode, op, obj, id)
+}
+
+// supervised queues a frame the Client itself was asked to send (Send,
+// SendRaw; Call and CallAsync on c, its current connection): it follows
+// what it holds, and waits with them while no connection is open. A call's
+// request (id not 0) is only ever sent on the connection whose call it is.
+func (cl *Client) supervised(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
+	return cl.sendOn(c, true, mode, op, obj, id)
+}
+
+// sendOn is send, or supervised for the client's own sends; c is nil for
+// the client's plain sends (the current connection's).
+func (cl *Client) sendOn(c *conn, own bool, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	cfg := &cl.d.side.cfg
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.closing != nil {
 		return ErrClosed
 	}
-	if id == 0 {
+	switch {
+	case c == nil:
 		c = cl.cur
-	} else if c != cl.cur {
+	case c != cl.cur:
 		if c == cl.prev && !c.closed.Load() {
 			// The connection a go-away replaces, still served until the
 			// new one is open: it carries the call, and is let go once the
 			// call is answered (retire).
 			return c.enqueue(mode, op, obj, id)
 		}
+		if id == 0 {
+			return ErrClosed // let go: its client is on a newer connection
+		}
 		return errRetired // not sent: the call is made again on the current connection
 	}
 	if c == nil {
 		return ErrClosed
 	}
-	if cl.sized && !c.closed.Load() {
+	if !c.closed.Load() && (cl.sized || !own && c.size.Load() != 0) {
 		return c.enqueue(mode, op, obj, id)
 	}
 	if n := len(obj) + opLen(op); n > cfg.maxSize {
 		return fmt.Errorf("%w: %d bytes, largest frame is %d", codec.ErrFrameTooLarge, n, cfg.maxSize)
 	}
-	if c.closed.Load() && !cfg.reconnect {
+	if c.closed.Load() && (!own || !cfg.reconnect) {
 		return ErrClosed
 	}
 	if cl.heldBytes+len(obj) > cfg.maxHeld {
 		return fmt.Errorf("holding %d bytes until connected: %w", cl.heldBytes, ErrOutboundFull)
 	}
 	h := heldFrame{op: op, obj: clone(obj), call: id}
-	if id != 0 {
-		h.conn = c
+	if id != 0 || !own {
+		h.conn = c // goes out on c only
 	}
 	cl.held = append(cl.held, h)
 	cl.heldBytes += len(obj)
@@ -417,14 +436,12 @@ func (cl *Client) closed(c *conn, reason error) {
 	cl.finish(reason)
 }
 
-func (cl *Client) handle(*conn) handler.Conn { return cl }
-
 func (cl *Client) peer(c *conn) string { return "server " + c.RemoteAddr() }
 
 // authed takes the server's acknowledgement of the credentials, -9
-// {"identity": ...}: the identity it names is the client's
+// {"identity": ...}: the identity it names is the connection's
 // ([IdentityOf]), and a Dial waiting for it returns. On the loop.
-func (cl *Client) authed(_ *conn, obj []byte) {
+func (cl *Client) authed(c *conn, obj []byte) {
 	if cl.authCh == nil {
 		return // no credentials were sent: not an acknowledgement
 	}
@@ -432,9 +449,7 @@ func (cl *Client) authed(_ *conn, obj []byte) {
 		Identity string `json:"identity"`
 	}
 	_ = codec.Unmarshal(obj, &m)
-	cl.valMu.Lock()
-	cl.identity = m.Identity
-	cl.valMu.Unlock()
+	c.setIdentity(m.Identity)
 	cl.authOnce.Do(func() { close(cl.authCh) })
 }
 

@@ -1,6 +1,5 @@
-// This file holds the Client as a handler.Conn: what an application calls
-// on it (send, call, its values, its size), and the connection the
-// reconnect callback gets.
+// This file holds what an application calls on a Client: send and call
+// across its connections, its current connection and its size.
 
 package engine
 
@@ -10,58 +9,11 @@ import (
 	"fmt"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/handler"
 )
 
-// sessionConn is the connection the reconnect callback gets: the client,
-// but what it sends goes out at once, ahead of the frames the client held
-// while it was disconnected.
-type sessionConn struct {
-	*Client
-	c *conn
-}
-
-// Send sends v ahead of the held frames.
-func (s *sessionConn) Send(op codec.Opcode, v any) error {
-	obj, err := codec.Marshal(v)
-	if err == nil {
-		err = s.c.enqueue(modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
-	}
-	return nil
-}
-
-// SendRaw sends obj ahead of the held frames.
-func (s *sessionConn) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := s.c.validated(obj)
-	if err == nil {
-		err = s.c.enqueue(modeSend, op, obj, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, s.peer(s.c), err)
-	}
-	return nil
-}
-
-// Call calls ahead of the held frames.
-func (s *sessionConn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
-	if err := s.c.call(ctx, op, req, resp, direct); err != nil {
-		return s.c.callError(op, err)
-	}
-	return nil
-}
-
-// CallAsync calls ahead of the held frames, without waiting.
-func (s *sessionConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := s.c.callAsync(ctx, op, req, resp, done, direct); err != nil {
-		return s.c.callError(op, err)
-	}
-	return nil
-}
-
 // MessageSize returns the frame size of the current connection, learned
-// from the server, or 0 before it is known.
+// from the server, or 0 before it is known. It is safe for concurrent use.
 func (cl *Client) MessageSize() int {
 	if c := cl.current(); c != nil {
 		return int(c.size.Load())
@@ -69,8 +21,10 @@ func (cl *Client) MessageSize() int {
 	return 0
 }
 
-// ID returns the client connection's local id, unique within its dialer.
-// The server numbers the same connection with a net id of its own.
+// ID returns the local id of the client's current connection, unique
+// within its dialer (a reconnection gets a new one), or 0 before the
+// first. The server numbers the same connection with a net id of its own.
+// It is safe for concurrent use.
 func (cl *Client) ID() uint64 {
 	if c := cl.current(); c != nil {
 		return c.id
@@ -79,7 +33,8 @@ func (cl *Client) ID() uint64 {
 }
 
 // RemoteAddr returns the address of the server the client is connected to,
-// as resolved when the connection opened.
+// as resolved when the current connection opened, or the address dialled
+// before the first. It is safe for concurrent use.
 func (cl *Client) RemoteAddr() string {
 	if c := cl.current(); c != nil {
 		return c.RemoteAddr()
@@ -87,47 +42,40 @@ func (cl *Client) RemoteAddr() string {
 	return cl.addr
 }
 
-// Value returns the application value, kept across reconnections.
-func (cl *Client) Value() any {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	return cl.val
-}
-
-// SetValue stores an application value with the client.
-func (cl *Client) SetValue(v any) {
-	cl.valMu.Lock()
-	cl.val = v
-	cl.valMu.Unlock()
-}
-
-// Load returns the value stored under key (handler.Store), kept across
-// reconnections.
-func (cl *Client) Load(key any) (any, bool) {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	v, ok := cl.vals[key]
-	return v, ok
-}
-
-// Store stores value under key, or removes it for nil (handler.Store).
-func (cl *Client) Store(key, value any) {
-	cl.valMu.Lock()
-	defer cl.valMu.Unlock()
-	cl.vals = storeValue(cl.vals, key, value)
+// Conn returns the client's current connection, the one its callbacks
+// get: a server's kind of connection, with its own id, values and context,
+// replaced by a new one on each reconnection. It returns nil while the
+// client has no connection open (before the first is ready, between a
+// drop and the next). What is sent on it goes out on it or fails, where
+// the Client's own sends are held for the next connection. It is safe for
+// concurrent use.
+func (cl *Client) Conn() handler.Conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch {
+	case cl.sized && cl.cur != nil:
+		return cl.cur
+	case cl.prev != nil && !cl.prev.closed.Load():
+		return cl.prev // a go-away's, still served until its successor opens
+	}
+	return nil
 }
 
 // Context returns the client's context: cancelled, with the reason as its
-// cause, once the client is closed for good (not when it reconnects).
+// cause, once the client is closed for good (not when it reconnects; each
+// connection has a context of its own, see [Client.Conn]). It is safe for
+// concurrent use.
 func (cl *Client) Context() context.Context { return cl.ctx }
 
-// Send encodes v and sends it on opcode op: the original's rpc. It returns
-// an error for a value that is not a JSON object, one too large for the
-// message size bounds, or a closed client.
+// Send encodes v and sends it on opcode op: the original's rpc. It holds
+// the frame while the client has no connection ready (see [WithMaxHeld]).
+// It returns an error for a value that is not a JSON object, one too
+// large for the message size bounds, or a closed client. It is safe for
+// concurrent use.
 func (cl *Client) Send(op codec.Opcode, v any) error {
 	obj, err := codec.Marshal(v)
 	if err == nil {
-		err = cl.send(nil, modeSend, op, obj, 0)
+		err = cl.supervised(nil, modeSend, op, obj, 0)
 	}
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
@@ -135,8 +83,8 @@ func (cl *Client) Send(op codec.Opcode, v any) error {
 	return nil
 }
 
-// SendRaw sends the encoded JSON object obj on opcode op; obj is validated
-// and copied.
+// SendRaw sends the encoded JSON object obj on opcode op, as Send does;
+// obj is validated and copied. It is safe for concurrent use.
 func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 	var err error
 	if c := cl.current(); c != nil {
@@ -145,7 +93,7 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 		obj, err = codec.Object(obj)
 	}
 	if err == nil {
-		err = cl.send(nil, modeSend, op, obj, 0)
+		err = cl.supervised(nil, modeSend, op, obj, 0)
 	}
 	if err != nil {
 		return fmt.Errorf("engine: send opcode %d to server %s: %w", op, cl.addr, err)
@@ -167,10 +115,17 @@ func (cl *Client) Call(ctx context.Context, op codec.Opcode, req, resp any) erro
 		if c == nil {
 			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
 		}
+		if onLoop(c.side) {
+			return c.callError(op, ErrCallOnLoop)
+		}
 		// A connection retired after a go-away refuses new calls before it
 		// sends anything: the current connection, newer, takes the call.
-		if err := c.Call(ctx, op, req, resp); !errors.Is(err, errRetired) || attempt == maxRetired {
-			return err
+		err := c.timedCall(ctx, op, req, resp, cl.supervised)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errRetired) || attempt == maxRetired {
+			return c.callError(op, err)
 		}
 	}
 }
@@ -191,8 +146,12 @@ func (cl *Client) CallAsync(ctx context.Context, op codec.Opcode, req, resp any,
 		if c == nil {
 			return fmt.Errorf("engine: call opcode %d: %w", op, ErrClosed)
 		}
-		if err := c.CallAsync(ctx, op, req, resp, done); !errors.Is(err, errRetired) || attempt == maxRetired {
-			return err
+		err := c.callAsync(ctx, op, req, resp, c.timedDone(op, done), cl.supervised)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errRetired) || attempt == maxRetired {
+			return c.callError(op, err)
 		}
 	}
 }

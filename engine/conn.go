@@ -31,10 +31,9 @@ type owner interface {
 	// disconnect callback.
 	closed(c *conn, reason error)
 	// send queues a frame for the connection, from any goroutine; id is
-	// the call of a request, else 0.
+	// the call of a request, else 0. The connection's own Send, SendRaw,
+	// Call and CallAsync come through here.
 	send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error
-	// handle returns what the connection's callbacks receive.
-	handle(c *conn) handler.Conn
 	// peer names the other end in errors: "conn 7", "server 10.0.0.1:30000".
 	peer(c *conn) string
 	// goAway runs on the loop when the peer says it is going away (-8).

@@ -98,7 +98,7 @@ func (c *conn) runJobs() {
 // gnet, which has no recover of its own.
 func (c *conn) run(j job, data []byte) {
 	s := c.side
-	hc := c.owner.handle(c)
+	hc := handler.Conn(c)
 	switch j.kind {
 	case jobFrame:
 		if f := s.router.Dispatch(hc, j.op, data); f != nil {
@@ -194,8 +194,7 @@ func (h *handed) unchanged(obj []byte) bool {
 func (c *conn) tapInline(tap func(handler.Conn, codec.Opcode, []byte), op codec.Opcode, obj []byte) {
 	c.side.inline.Add(1)
 	defer c.side.inline.Add(-1)
-	hc := c.owner.handle(c)
-	c.safely("tap", func() { tap(hc, op, obj) })
+	c.safely("tap", func() { tap(c, op, obj) })
 }
 
 // Names of the frames onLoop looks for, taken from the functions

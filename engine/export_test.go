@@ -3,20 +3,22 @@ package engine
 import "github.com/simplerpc/simplerpc/handler"
 
 // PendingCalls returns the number of calls waiting for a reply on c: a
-// server connection (as [Server.Conn] or a callback returns it) or a
-// [*Client]. It returns -1 for any other handler.Conn, and 0 for a client
-// with no connection.
+// server's or a client's connection (as a callback, [Server.Conn] or
+// [Client.Conn] returns it). It returns -1 for any other handler.Conn.
 func PendingCalls(c handler.Conn) int {
-	switch c := c.(type) {
-	case *conn:
+	if c, ok := c.(*conn); ok {
 		return c.pendingCalls()
-	case *Client:
-		if cur := c.current(); cur != nil {
-			return cur.pendingCalls()
-		}
-		return 0
 	}
 	return -1
+}
+
+// ClientPendingCalls is PendingCalls for the client's current connection,
+// 0 when it has none.
+func ClientPendingCalls(cl *Client) int {
+	if cur := cl.current(); cur != nil {
+		return cur.pendingCalls()
+	}
+	return 0
 }
 
 // CallRoom returns, for the client's current connection, the frames

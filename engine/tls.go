@@ -32,24 +32,15 @@ var (
 )
 
 // TLSState returns the TLS state of c, a server's connection or a
-// [*Client] (its current connection): the version, cipher suite, ALPN
+// client's (a callback's, or [Client.Conn]): the version, cipher suite, ALPN
 // protocol, server name and, with mutual TLS, the peer's certificates. It
 // reports false for a connection without TLS, one whose handshake is not
 // over, and any other handler.Conn. It is safe for concurrent use.
 func TLSState(c handler.Conn) (tls.ConnectionState, bool) {
-	var cc *conn
-	switch c := c.(type) {
-	case *conn:
-		// A server's connection reaches the application only once it is
-		// ready, after its layer was set.
-		cc = c
-	case *Client:
-		// The current connection may be opening on its loop: only a ready
-		// one (read under the client's lock) has its layer set.
-		if cur := c.current(); cur != nil && c.isReady(cur) {
-			cc = cur
-		}
-	}
+	// A connection reaches the application only once it is ready, after
+	// its layer was set: a server's in its callbacks, a client's there too
+	// or from Client.Conn.
+	cc, _ := c.(*conn)
 	if cc == nil || cc.tl == nil {
 		return tls.ConnectionState{}, false
 	}
