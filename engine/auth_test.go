@@ -69,7 +69,7 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("ConnsOf: %v", cs)
 	}
 
-	if id := engine.IdentityOf(cl); id != "user-7" {
+	if id := engine.IdentityOf(cl.Conn()); id != "user-7" {
 		t.Errorf("the client's IdentityOf = %q, want the server's acknowledgement, user-7", id)
 	}
 	// Dial returns the refusal, even for a client that would reconnect.

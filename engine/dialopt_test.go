@@ -43,7 +43,7 @@ func TestDialerPerDialCredentials(t *testing.T) {
 	clients = append(clients, plain)
 	for i, cl := range clients {
 		want := fmt.Sprintf("user-%d", (i+1)%4)
-		if id := engine.IdentityOf(cl); id != want {
+		if id := engine.IdentityOf(cl.Conn()); id != want {
 			t.Errorf("client %d: IdentityOf = %q, want %q", i, id, want)
 		}
 		if cs := srv.ConnsOf(want); len(cs) != 1 {

@@ -62,7 +62,7 @@ func TestGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl.SetValue(i)
+		cl.Conn().SetValue(i)
 		if err := cl.Send(1, map[string]int{"i": i}); err != nil {
 			t.Fatal(err)
 		}

@@ -77,7 +77,7 @@ func newFleet(ctx context.Context, t *testing.T, healthy int, stalled bool) *fle
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl.SetValue(i)
+		cl.Conn().SetValue(i)
 		select {
 		case <-cl.Ready():
 		case <-ctx.Done():

@@ -44,14 +44,15 @@ func TestConnContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	sctx := <-ctxs
-	cctx := cl.Context()
-	if c, ok := handler.ConnFrom(cctx); !ok || c != handler.Conn(cl) {
-		t.Errorf("the client's context carries %v, %v", c, ok)
+	cc := cl.Conn()
+	cctx := cc.Context()
+	if c, ok := handler.ConnFrom(cctx); !ok || c != cc {
+		t.Errorf("the client connection's context carries %v, %v", c, ok)
 	}
 	if err := cl.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range map[string]context.Context{"server": sctx, "client": cctx} {
+	for name, c := range map[string]context.Context{"server": sctx, "client": cctx, "Client": cl.Context()} {
 		select {
 		case <-c.Done():
 		case <-ctx.Done():
@@ -64,12 +65,15 @@ func TestConnContext(t *testing.T) {
 	if cause := context.Cause(cctx); !errors.Is(cause, engine.ErrLocalClose) {
 		t.Errorf("client context's cause %v, want ErrLocalClose", cause)
 	}
+	if cause := context.Cause(cl.Context()); !errors.Is(cause, engine.ErrLocalClose) {
+		t.Errorf("Client context's cause %v, want ErrLocalClose", cause)
+	}
 }
 
 type user struct{ name string }
 
-// TestKey keeps typed state on a server connection and a client, with two
-// keys of the same name that do not clash.
+// TestKey keeps typed state on a server connection and a client's, with
+// two keys of the same name that do not clash.
 func TestKey(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -112,12 +116,13 @@ func TestKey(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no frame")
 	}
-	userKey.Set(cl, &user{"client"})
-	if u, ok := userKey.Get(cl); !ok || u.name != "client" {
+	cc := cl.Conn()
+	userKey.Set(cc, &user{"client"})
+	if u, ok := userKey.Get(cc); !ok || u.name != "client" {
 		t.Errorf("client state %v %v", u, ok)
 	}
-	userKey.Delete(cl)
-	if _, ok := userKey.Get(cl); ok {
+	userKey.Delete(cc)
+	if _, ok := userKey.Get(cc); ok {
 		t.Error("a deleted key is still there")
 	}
 }
@@ -177,7 +182,7 @@ func TestHandlerJoinsGroups(t *testing.T) {
 	}
 	// A client's connection has no server.
 	cl, _ := d.Dial(ctx, srv.Addr().String())
-	if engine.ServerOf(cl) != nil {
+	if engine.ServerOf(cl.Conn()) != nil {
 		t.Error("ServerOf a client is not nil")
 	}
 }

@@ -162,7 +162,7 @@ func TestTLSGoClientAgainstPythonServer(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no failure frame")
 	}
-	if st, ok := engine.TLSState(cl); !ok || st.PeerCertificates[0].Subject.CommonName != "server" {
+	if st, ok := engine.TLSState(cl.Conn()); !ok || st.PeerCertificates[0].Subject.CommonName != "server" {
 		t.Errorf("TLS state %v %+v", ok, st)
 	}
 	cl.Close()

@@ -265,7 +265,7 @@ func TestTLSEcho(t *testing.T) {
 			if cl.MessageSize() != tc.size {
 				t.Errorf("message size %d", cl.MessageSize())
 			}
-			st, ok := engine.TLSState(cl)
+			st, ok := engine.TLSState(cl.Conn())
 			if !ok || st.NegotiatedProtocol != "simplerpc" || st.PeerCertificates[0].Subject.CommonName != "server" {
 				t.Errorf("client's TLS state: %v %+v", ok, st)
 			}

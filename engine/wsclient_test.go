@@ -152,7 +152,7 @@ func TestWebSocketClientCalls(t *testing.T) {
 			}{21, big}, &resp); err != nil || resp.N != 42 {
 				t.Fatalf("call after the size change: %v %d", err, resp.N)
 			}
-			_, tlsOK := engine.TLSState(cl)
+			_, tlsOK := engine.TLSState(cl.Conn())
 			if tlsOK != (w.name == "wss") {
 				t.Errorf("TLSState reports %v", tlsOK)
 			}
