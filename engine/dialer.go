@@ -191,14 +191,6 @@ func (dc *dialConfig) validate() error {
 	return nil
 }
 
-// DialFrom is [Dialer.Dial] from the local IP address local ("" lets the
-// system choose).
-//
-// Deprecated: use Dial with [WithLocalAddr].
-func (d *Dialer) DialFrom(ctx context.Context, local, addr string) (*Client, error) {
-	return d.Dial(ctx, addr, WithLocalAddr(local))
-}
-
 // dial connects a client; own makes the client close the dialer with it.
 func (d *Dialer) dial(ctx context.Context, addr string, own bool, dc dialConfig) (*Client, error) {
 	local := dc.local

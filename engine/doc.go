@@ -36,7 +36,9 @@
 // [Dial] is the one-connection shortcut. Dial returns a ready client (the
 // frame size learned from the server's first frame, credentials
 // acknowledged) or the reason it is not; a client holds what it sends
-// while it reconnects. A call handler that must wait for something
+// while it reconnects. A client's connections are of the one kind a
+// server's are: its callbacks get the one they run for (a new one on each
+// reconnection), and [Client.Conn] returns the current one. A call handler that must wait for something
 // returns a [handler.Pending] and answers later, from any goroutine.
 //
 // # TLS

@@ -252,15 +252,23 @@ func (b *benchRun) onEcho(c handler.Conn, data []byte) error {
 	return nil
 }
 
+// benchConn is what bench sends on: a client (which holds frames while it
+// reconnects) or, from a callback, the connection it runs for.
+type benchConn interface {
+	ID() uint64
+	SendRaw(op codec.Opcode, obj []byte) error
+	CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error
+}
+
 // send sends a new frame on c, stamped now.
-func (b *benchRun) send(c handler.Conn, op codec.Opcode, round int64) {
+func (b *benchRun) send(c benchConn, op codec.Opcode, round int64) {
 	b.sendAt(c, op, round, b.now())
 }
 
 // sendAt sends a new frame on c stamped at (its intended send time in the
 // open loop). SendRaw copies the object before it returns, so the buffer
 // goes back to the pool at once.
-func (b *benchRun) sendAt(c handler.Conn, op codec.Opcode, round int64, at time.Duration) {
+func (b *benchRun) sendAt(c benchConn, op codec.Opcode, round int64, at time.Duration) {
 	bp := b.bufs.Get().(*[]byte)
 	*bp = b.payload.build((*bp)[:0], op, round, at)
 	if err := c.SendRaw(op, *bp); err != nil {

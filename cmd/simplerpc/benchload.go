@@ -206,7 +206,7 @@ func (l *load) isAnswer(op codec.Opcode) bool {
 // sendNext sends one frame or call on c, due at the time at: bench's own
 // echo, or the application's next frame. It runs on the pacer, the main
 // goroutine or an event loop.
-func (b *benchRun) sendNext(c handler.Conn, at time.Duration) {
+func (b *benchRun) sendNext(c benchConn, at time.Duration) {
 	if b.load == nil {
 		b.sendAt(c, opEcho, 0, at)
 		return
@@ -231,7 +231,7 @@ func (b *benchRun) sendNext(c handler.Conn, at time.Duration) {
 
 // completed records a frame or call answered on c, due at the time at,
 // and in the closed loop sends the next one.
-func (b *benchRun) completed(c handler.Conn, at time.Duration) {
+func (b *benchRun) completed(c benchConn, at time.Duration) {
 	now := b.now()
 	if !b.running.Load() || !b.hist.record(c.ID(), now-at) {
 		return
@@ -244,7 +244,7 @@ func (b *benchRun) completed(c handler.Conn, at time.Duration) {
 
 // onReply handles the outcome of a call, where the client's callbacks
 // run: a failure counts as an error and, in the closed loop, is replaced.
-func (b *benchRun) onReply(c handler.Conn, at time.Duration, err error) {
+func (b *benchRun) onReply(c benchConn, at time.Duration, err error) {
 	if err == nil {
 		b.completed(c, at)
 		return

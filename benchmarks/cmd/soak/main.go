@@ -294,7 +294,7 @@ func run(cfg config, w io.Writer) (bool, error) {
 			return false, fmt.Errorf("healthy peer %d: %w", i, err)
 		}
 		p := &peer{index: i, cl: cl, bFirst: -1, bLast: -1, dLast: -1}
-		cl.SetValue(p)
+		cl.Conn().SetValue(p)
 		s.peers[i] = p
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = cl.Call(hctx, opHello, map[string]int{"peer": i}, nil)

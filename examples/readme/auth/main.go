@@ -44,7 +44,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer cl.Close()
-	log.Printf("logged in as %s", engine.IdentityOf(cl))
+	log.Printf("logged in as %s", engine.IdentityOf(cl.Conn()))
 
 	_, err = engine.Dial(ctx, srv.Addr().String(), handler.NewRouter(),
 		engine.WithCredentials(map[string]string{"token": "guess"}))
