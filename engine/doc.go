@@ -58,6 +58,7 @@
 // test -run Example -v ./engine` runs them, pkg.go.dev shows them under the
 // names they document): ExampleServer (the original's messenger),
 // ExampleClient_Call (a typed call and its typed failure),
+// ExampleClient_Conn (a client's connection and its values),
 // ExampleServer_SendAll (rpc_all), ExampleServer_Conns
 // (server.connections), ExampleServer_Group (rooms), Example_failure (a
 // failure frame reaching the sender's -1 callback), Example_callAsync (a

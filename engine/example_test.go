@@ -123,6 +123,43 @@ func ExampleClient_Call() {
 	// true ArgumentValueError A must not be negative
 }
 
+// A client's connection is the kind a server's is: its callbacks get it,
+// Client.Conn returns it, and it keeps values of its own. The Client
+// around it sends, calls and reconnects.
+func ExampleClient_Conn() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	sr := handler.NewRouter()
+	sr.On(1, func(c handler.Conn, data []byte) error { return c.SendRaw(1, data) })
+	srv, _ := engine.NewServer(sr)
+	if err := srv.Start(ctx, "127.0.0.1:0"); err != nil {
+		panic(err)
+	}
+	defer srv.Shutdown(ctx)
+
+	got := make(chan string, 1)
+	cr := handler.NewRouter()
+	cr.On(1, func(c handler.Conn, data []byte) error {
+		got <- fmt.Sprintf("echo %s for %v", data, c.Value())
+		return nil
+	})
+	cl, err := engine.Dial(ctx, srv.Addr().String(), cr)
+	if err != nil {
+		panic(err)
+	}
+	defer func() { cl.Close(); <-cl.Done() }()
+
+	c := cl.Conn()
+	c.SetValue("alice")
+	fmt.Println("same id:", c.ID() == cl.ID(), "server:", engine.ServerOf(c) != nil)
+	_ = cl.Send(1, map[string]int{"n": 1})
+	fmt.Println(<-got)
+	// Output:
+	// same id: true server: false
+	// echo {"n":1} for alice
+}
+
 // A server callback asks the client that just connected for its name with
 // CallAsync: a callback may not block (Call from one fails with
 // ErrCallOnLoop), and CallAsync needs no goroutine. done runs on the event
