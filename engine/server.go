@@ -449,8 +449,6 @@ func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id ui
 	return err
 }
 
-func (s *Server) handle(c *conn) handler.Conn { return c }
-
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }
 
 // goAway handles a client's -8: it is leaving this connection (it moved to
