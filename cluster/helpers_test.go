@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -102,22 +103,39 @@ func connectInProcess(t testing.TB, ns *embedded.Server) *nats.Conn {
 	return nc
 }
 
-// serverRouter is what every test node serves; node is set once the node
-// exists.
-func serverRouter(node **cluster.Node) *handler.Router {
+// node is one server of a test cluster and its backend: the server's
+// methods are the cluster-wide API; the node's are what only a cluster
+// has. Number, Epoch, Nodes, Stats and SendConfirm are the node's.
+type node struct {
+	*engine.Server
+	cl *cluster.Node
+}
+
+func (n *node) Number() int               { return n.cl.Number() }
+func (n *node) Epoch() uint64             { return n.cl.Epoch() }
+func (n *node) Nodes() []cluster.NodeInfo { return n.cl.Nodes() }
+func (n *node) Stats() cluster.Stats      { return n.cl.Stats() }
+
+// serverRouter is what every test server serves, alone or as a node: its
+// handlers reach their server with engine.ServerOf alone.
+func serverRouter() *handler.Router {
 	r := handler.NewRouter()
 	handler.HandleCall(r, opWhoami, func(c handler.Conn, _ struct{}) (idMsg, error) {
 		return idMsg{ID: c.ID()}, nil
 	})
 	handler.HandleCall(r, opJoin, func(c handler.Conn, m groupMsg) (struct{}, error) {
-		return struct{}{}, (*node).Group(m.Group).Join(c.ID())
+		return struct{}{}, engine.ServerOf(c).Group(m.Group).Join(c.ID())
 	})
 	// An inline callback that calls a connection of any node without
 	// blocking its loop, and reports back to its own client.
 	handler.Handle(r, opRelay, func(c handler.Conn, m addReq) error {
 		resp := new(addResp)
+		to, ok := engine.ServerOf(c).Conn(m.ID)
+		if !ok {
+			return c.Send(opRelayed, addResp{Err: "unknown connection"})
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := (*node).CallAsync(ctx, m.ID, opAdd, addReq{A: m.A, B: m.B}, resp, func(err error) {
+		err := to.CallAsync(ctx, opAdd, addReq{A: m.A, B: m.B}, resp, func(err error) {
 			cancel()
 			if err != nil {
 				resp.Err = err.Error()
@@ -133,20 +151,32 @@ func serverRouter(node **cluster.Node) *handler.Router {
 	return r
 }
 
-// startNode starts node number num on nc, listening on loopback.
-func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *cluster.Node {
+// newNode makes node number num on nc, and its server.
+func newNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *node {
 	t.Helper()
-	var node *cluster.Node
 	opts = append([]cluster.Option{cluster.WithHeartbeat(testInterval, testTimeout)}, opts...)
-	node, err := cluster.New(serverRouter(&node), nc, num, opts...)
+	cl, err := cluster.New(nc, num, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testkit.Start(t, node, "127.0.0.1:0")
+	srv, err := engine.NewServer(serverRouter(), engine.WithBackend(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{Server: srv, cl: cl}
+}
+
+// startNode starts node number num on nc, listening on loopback; it shuts
+// down with the test.
+func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *node {
+	t.Helper()
+	n := newNode(t, nc, num, opts...)
+	testkit.Start(t, n.Server, "127.0.0.1:0")
+	return n
 }
 
 // formed waits until every node sees all of them.
-func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
+func formed(t testing.TB, ctx context.Context, nodes ...*node) {
 	t.Helper()
 	waitFor(t, ctx, "the cluster to form", func() bool {
 		for _, n := range nodes {
@@ -160,10 +190,10 @@ func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
 
 // newCluster starts k nodes, numbered 1 to k, on one embedded NATS server
 // with in-process connections.
-func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*cluster.Node) {
+func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*node) {
 	t.Helper()
 	ns := startNATS(t)
-	nodes := make([]*cluster.Node, k)
+	nodes := make([]*node, k)
 	for i := range nodes {
 		nodes[i] = startNode(t, connectInProcess(t, ns), i+1, opts...)
 	}
@@ -185,7 +215,14 @@ type client struct {
 // time, in order (engine.WithWorkerPool): the next waits for this one.
 func (cl *client) unblock() { cl.tokens <- struct{}{} }
 
-func dial(t testing.TB, node *cluster.Node) *client {
+// target is what clients dial and markers are sent from: an
+// engine.Server, or a test node.
+type target interface {
+	Addr() net.Addr
+	Send(id uint64, op codec.Opcode, v any) error
+}
+
+func dial(t testing.TB, srv target) *client {
 	t.Helper()
 	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
 		slowIn: make(chan struct{}, 16)}
@@ -212,7 +249,7 @@ func dial(t testing.TB, node *cluster.Node) *client {
 		return struct{}{}, nil
 	})
 	ctx := ctxFor(t, 10*time.Second)
-	c, err := engine.Dial(ctx, node.Server().Addr().String(), r, engine.WithWorkerPool(2, 1024))
+	c, err := engine.Dial(ctx, srv.Addr().String(), r, engine.WithWorkerPool(2, 1024))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +289,11 @@ func (cl *client) expect(t testing.TB, ctx context.Context, op codec.Opcode, dat
 
 // marker sends a marker frame to each client from node and checks that it
 // is the next frame each gets: nothing else arrived before it.
-func marker(t testing.TB, ctx context.Context, node *cluster.Node, clients ...*client) {
+func marker(t testing.TB, ctx context.Context, srv target, clients ...*client) {
 	t.Helper()
 	for i, cl := range clients {
 		data := fmt.Sprintf(`{"marker":%d}`, i)
-		if err := node.Send(cl.id, 9, map[string]int{"marker": i}); err != nil {
+		if err := srv.Send(cl.id, 9, map[string]int{"marker": i}); err != nil {
 			t.Fatal(err)
 		}
 		cl.expect(t, ctx, 9, data)
