@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,6 +116,38 @@ func (n *node) Number() int               { return n.cl.Number() }
 func (n *node) Epoch() uint64             { return n.cl.Epoch() }
 func (n *node) Nodes() []cluster.NodeInfo { return n.cl.Nodes() }
 func (n *node) Stats() cluster.Stats      { return n.cl.Stats() }
+
+// SendConfirm is the node's.
+func (n *node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v any, done func(error)) error {
+	return n.cl.SendConfirm(ctx, id, op, v, done)
+}
+
+// CallAsync calls net id id, whatever server holds it, without waiting:
+// what a handler does with engine.ServerOf(c).Conn(id).
+func (n *node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
+	c, ok := n.Conn(id)
+	if !ok {
+		return fmt.Errorf("net id %d: %w", id, engine.ErrUnknownConn)
+	}
+	return c.CallAsync(ctx, op, req, resp, done)
+}
+
+// membersOf returns the net ids of g's members on every server, in
+// increasing order.
+func membersOf(ctx context.Context, g engine.Group) ([]uint64, error) {
+	conns, err := g.MembersContext(ctx)
+	return idsOf(conns), err
+}
+
+// idsOf returns the net ids of conns, in increasing order.
+func idsOf(conns []handler.Conn) []uint64 {
+	ids := make([]uint64, 0, len(conns))
+	for _, c := range conns {
+		ids = append(ids, c.ID())
+	}
+	slices.Sort(ids)
+	return ids
+}
 
 // serverRouter is what every test server serves, alone or as a node: its
 // handlers reach their server with engine.ServerOf alone.

@@ -16,8 +16,11 @@ import (
 
 // Conn implements engine.Backend: it returns a handle for the connection
 // with net id id, held by another node, when that node is up and id is
-// from its current boot; false otherwise. It does not wait, so the handle
-// does not say that the connection is still open: a send to a connection
+// from its current boot, or when the NATS connection is down and the node
+// cannot tell (the handle's sends and calls then fail with [ErrBusDown]);
+// false otherwise: the server's Send, Call and Conn then fail with
+// engine.ErrUnknownConn. It does not wait, so the handle does not say
+// that the connection is still open: a send to a connection
 // that closed is dropped on its node and counted there
 // (Stats.UnknownConn); a call fails with engine.ErrUnknownConn after one
 // round trip.
@@ -33,10 +36,18 @@ func (n *Node) Conn(id uint64) (handler.Conn, bool) {
 	if NodeOf(id) == n.node {
 		return nil, false // the server's own, or gone
 	}
-	p, err := n.route(id)
-	if err != nil {
+	p := n.peerOf(NodeOf(id))
+	switch {
+	case p != nil && counterOf(id) >= p.epoch:
+	case !n.busUp.Load() && plausibleID(id):
+		// Cut off from the bus, the node cannot tell: the handle's sends
+		// and calls fail with ErrBusDown.
+		p = nil
+	default:
 		return nil, false
 	}
+	// This node may have stopped meanwhile: the handle's sends and calls
+	// say so.
 	return &remoteConn{n: n, id: id, p: p}, true
 }
 
@@ -45,7 +56,7 @@ func (n *Node) Conn(id uint64) (handler.Conn, bool) {
 type remoteConn struct {
 	n  *Node
 	id uint64
-	p  *peer
+	p  *peer // nil while the bus is down and the node is not known
 }
 
 func (c *remoteConn) ID() uint64 { return c.id }
@@ -132,8 +143,13 @@ func (c *remoteConn) Value() any { return nil }
 func (c *remoteConn) SetValue(any) {}
 
 // RemoteAddr names the node that holds the connection: "node N".
-func (c *remoteConn) RemoteAddr() string { return "node " + strconv.Itoa(c.p.node) }
+func (c *remoteConn) RemoteAddr() string { return "node " + strconv.Itoa(NodeOf(c.id)) }
 
 // Context ends when the node that holds the connection goes down, or this
 // node shuts down, with the reason as its cause.
-func (c *remoteConn) Context() context.Context { return c.p.ctx }
+func (c *remoteConn) Context() context.Context {
+	if c.p == nil {
+		return c.n.life
+	}
+	return c.p.ctx
+}
