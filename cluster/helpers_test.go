@@ -36,6 +36,10 @@ const (
 	opRequired codec.Opcode = 21  // call, client: requires "x"
 	opRefuse   codec.Opcode = 22  // call, client: fails with ArgumentValueError
 	opSlow     codec.Opcode = 23  // call, client: answers when released
+	opToGroup  codec.Opcode = 104 // call, server: Group(group).Send(opGot, {"n"})
+	opSendTo   codec.Opcode = 105 // call, server: Send(id, opGot, {"n"})
+	opToAll    codec.Opcode = 106 // call, server: SendAllExcept(id, opGot, {"n"})
+	opGot      codec.Opcode = 30  // one-way, client: what the three above send
 )
 
 type frame struct {
@@ -64,6 +68,18 @@ type addResp struct {
 
 type requiredReq struct {
 	X int `json:"x" simplerpc:"required"`
+}
+
+// handMsg asks a server's handler to send {"n": N} on opGot: to a group,
+// to net id ID, or to all but net id ID.
+type handMsg struct {
+	Group string `json:"group,omitempty"`
+	ID    uint64 `json:"id,omitempty"`
+	N     int    `json:"n"`
+}
+
+type nMsg struct {
+	N int `json:"n"`
 }
 
 type seqMsg struct {
@@ -158,6 +174,16 @@ func serverRouter() *handler.Router {
 	})
 	handler.HandleCall(r, opJoin, func(c handler.Conn, m groupMsg) (struct{}, error) {
 		return struct{}{}, engine.ServerOf(c).Group(m.Group).Join(c.ID())
+	})
+	// Sends from handlers: the server's plain API, whatever the backend.
+	handler.HandleCall(r, opToGroup, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).Group(m.Group).Send(opGot, nMsg{N: m.N})
+	})
+	handler.HandleCall(r, opSendTo, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).Send(m.ID, opGot, nMsg{N: m.N})
+	})
+	handler.HandleCall(r, opToAll, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).SendAllExcept(m.ID, opGot, nMsg{N: m.N})
 	})
 	// An inline callback that calls a connection of any node without
 	// blocking its loop, and reports back to its own client.
@@ -255,7 +281,8 @@ type target interface {
 	Send(id uint64, op codec.Opcode, v any) error
 }
 
-func dial(t testing.TB, srv target) *client {
+// dial connects a test client to srv, with opts after the test's own.
+func dial(t testing.TB, srv target, opts ...engine.ClientOption) *client {
 	t.Helper()
 	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
 		slowIn: make(chan struct{}, 16)}
@@ -282,7 +309,7 @@ func dial(t testing.TB, srv target) *client {
 		return struct{}{}, nil
 	})
 	ctx := ctxFor(t, 10*time.Second)
-	c, err := engine.Dial(ctx, srv.Addr().String(), r, engine.WithWorkerPool(2, 1024))
+	c, err := engine.Dial(ctx, srv.Addr().String(), r, append([]engine.ClientOption{engine.WithWorkerPool(2, 1024)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
