@@ -103,10 +103,13 @@ func (n *Node) failAll(err error) {
 	}
 }
 
-// ask sends a request to p without waiting; finish runs once with the
-// answer or the error. build appends the request to dst given the time
-// left. A nil return means finish will run.
-func (n *Node) ask(ctx context.Context, p *peer, expect kind, build func(dst []byte, left time.Duration) []byte,
+// ask sends a request to p; finish runs once with the answer or the
+// error. build appends the request to dst given the time left. A nil
+// return means finish will run. With inline, for a caller that waits for
+// the answer anyway, the request goes to NATS from the caller's goroutine
+// when nothing is queued before it (one goroutine hand-off less);
+// otherwise it is queued for the publisher, without waiting.
+func (n *Node) ask(ctx context.Context, p *peer, expect kind, inline bool, build func(dst []byte, left time.Duration) []byte,
 	finish func(*envelope, error)) error {
 	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
@@ -127,7 +130,7 @@ func (n *Node) ask(ctx context.Context, p *peer, expect kind, build func(dst []b
 		return err
 	}
 	m := outMsg{subject: p.subject, reply: n.subj.replyPrefix + strconv.FormatUint(seq, 10), data: build(nil, left), seq: seq}
-	if err := n.enqueue(m); err != nil {
+	if err := n.send(m, inline); err != nil {
 		if n.take(seq) == nil {
 			return nil // ended meanwhile (the peer or the bus went down): finish has its error
 		}
@@ -185,7 +188,7 @@ func (n *Node) noResponders(subject string) {
 // receipt) with the object obj to the node that holds net id id, and runs
 // done once with the outcome, having decoded a result into resp (which may
 // be nil). what names it in errors. A nil return means done will run.
-func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what string, obj []byte, call bool,
+func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what string, obj []byte, call, inline bool,
 	resp any, done func(error)) error {
 	p, err := n.route(id)
 	if err != nil {
@@ -211,7 +214,7 @@ func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what str
 		}
 		return appendFrame(dst, kindSend, n.node, n.epoch, id, op, "", obj)
 	}
-	return n.ask(ctx, p, kindReply, build, finish)
+	return n.ask(ctx, p, kindReply, inline, build, finish)
 }
 
 // route returns the peer that holds net id id, or why there is none.
@@ -401,7 +404,7 @@ func (n *Node) queryAll(ctx context.Context, q uint8, name string) ([]*envelope,
 	asked := 0
 	var firstErr error
 	for _, p := range peers {
-		err := n.ask(ctx, p, kindAnswer, func(dst []byte, _ time.Duration) []byte {
+		err := n.ask(ctx, p, kindAnswer, true, func(dst []byte, _ time.Duration) []byte {
 			return appendQuery(dst, n.node, n.epoch, q, name)
 		}, func(e *envelope, err error) { ch <- result{e, err} })
 		if err != nil {

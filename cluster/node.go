@@ -439,6 +439,38 @@ func (n *Node) enqueue(m outMsg) error {
 	return n.enqueueAnswer(m)
 }
 
+// send hands m to NATS from the caller's goroutine when inline is set
+// and nothing of the node's waits for the publisher (no queued message,
+// none being published, no presence due), which keeps the node's order;
+// otherwise it queues m as enqueue does. An inline publish may wait for
+// nats.go's lock: only callers that wait for an answer anyway ask for it.
+func (n *Node) send(m outMsg, inline bool) error {
+	if !inline || n.queued.Load() != 0 || n.helloDue.Load() || n.beatDue.Load() {
+		return n.enqueue(m)
+	}
+	if err := n.running(); err != nil {
+		return err
+	}
+	if !n.busUp.Load() {
+		return ErrBusDown
+	}
+	if err := n.nc.PublishRequest(m.subject, m.reply, m.data); err != nil {
+		return n.refused(m, err)
+	}
+	n.st.published.Add(1)
+	return nil
+}
+
+// refused counts a message NATS refused and returns the error for what
+// waits on it.
+func (n *Node) refused(m outMsg, err error) error {
+	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return fmt.Errorf("%w: %w", ErrBusDown, err)
+	}
+	return err
+}
+
 // enqueueAnswer is enqueue for the answers to other nodes' requests,
 // which still go out while the node shuts down: the calls relayed to its
 // connections end then, and their callers wait for the outcome.
@@ -527,12 +559,9 @@ func (n *Node) publish(m outMsg, queued bool) {
 		}
 		return
 	}
-	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
+	err = n.refused(m, err)
 	if m.seq != 0 {
 		if r := n.take(m.seq); r != nil {
-			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
-				err = fmt.Errorf("%w: %w", ErrBusDown, err)
-			}
 			r.end(nil, err)
 		}
 	}

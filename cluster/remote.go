@@ -87,10 +87,11 @@ func (c *remoteConn) SendRaw(op codec.Opcode, obj []byte) error {
 
 // Call sends a request to the connection and waits for the reply, as
 // CallAsync does. It blocks its caller: from a callback on an event loop,
-// use CallAsync.
+// use CallAsync. Since it waits anyway, it hands the request to NATS
+// itself when nothing is queued before it.
 func (c *remoteConn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	ch := make(chan error, 1)
-	if err := c.CallAsync(ctx, op, req, resp, func(err error) { ch <- err }); err != nil {
+	if err := c.callAsync(ctx, op, req, resp, true, func(err error) { ch <- err }); err != nil {
 		return err
 	}
 	return <-ch
@@ -109,6 +110,10 @@ func (c *remoteConn) Call(ctx context.Context, op codec.Opcode, req, resp any) e
 // node, so it must not block. It never blocks: when the request cannot
 // be queued it returns the error and done never runs.
 func (c *remoteConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
+	return c.callAsync(ctx, op, req, resp, false, done)
+}
+
+func (c *remoteConn) callAsync(ctx context.Context, op codec.Opcode, req, resp any, inline bool, done func(error)) error {
 	fail := func(err error) error {
 		return fmt.Errorf("cluster: call opcode %d to net id %d: %w", op, c.id, err)
 	}
@@ -125,7 +130,7 @@ func (c *remoteConn) CallAsync(ctx context.Context, op codec.Opcode, req, resp a
 			return fail(err)
 		}
 	}
-	if err := c.n.askConn(ctx, c.id, op, "call", data, true, resp, done); err != nil {
+	if err := c.n.askConn(ctx, c.id, op, "call", data, true, inline, resp, done); err != nil {
 		return fail(err)
 	}
 	return nil

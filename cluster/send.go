@@ -100,7 +100,7 @@ func (n *Node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v an
 	if op < 0 {
 		return fail(ErrProtocolOpcode)
 	}
-	if err := n.askConn(ctx, id, op, "send", obj, false, nil, done); err != nil {
+	if err := n.askConn(ctx, id, op, "send", obj, false, false, nil, done); err != nil {
 		return fail(err)
 	}
 	return nil
