@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/simplerpc/simplerpc/cluster"
 )
 
 // The benchmarks send and call by net id to a client of node 2, from node 2
@@ -141,8 +139,8 @@ func window(b *testing.B, unit string, issue func() error, wait func()) {
 var benchWheres = []string{"local", "remote", "remote-tcp"}
 
 // benchPair returns the node to send from and the client to send to.
-func benchPair(b *testing.B, where string) (*cluster.Node, *client) {
-	var nodes []*cluster.Node
+func benchPair(b *testing.B, where string) (*node, *client) {
+	var nodes []*node
 	if where == "remote-tcp" {
 		ns := startNATS(b)
 		for num := 1; num <= 2; num++ {

@@ -8,9 +8,9 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -103,10 +103,13 @@ func (n *Node) failAll(err error) {
 	}
 }
 
-// ask sends a request to p without waiting; finish runs once with the
-// answer or the error. build appends the request to dst given the time
-// left. A nil return means finish will run.
-func (n *Node) ask(ctx context.Context, p *peer, expect kind, build func(dst []byte, left time.Duration) []byte,
+// ask sends a request to p; finish runs once with the answer or the
+// error. build appends the request to dst given the time left. A nil
+// return means finish will run. With inline, for a caller that waits for
+// the answer anyway, the request goes to NATS from the caller's goroutine
+// when nothing is queued before it (one goroutine hand-off less);
+// otherwise it is queued for the publisher, without waiting.
+func (n *Node) ask(ctx context.Context, p *peer, expect kind, inline bool, build func(dst []byte, left time.Duration) []byte,
 	finish func(*envelope, error)) error {
 	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
@@ -127,7 +130,7 @@ func (n *Node) ask(ctx context.Context, p *peer, expect kind, build func(dst []b
 		return err
 	}
 	m := outMsg{subject: p.subject, reply: n.subj.replyPrefix + strconv.FormatUint(seq, 10), data: build(nil, left), seq: seq}
-	if err := n.enqueue(m); err != nil {
+	if err := n.send(m, inline); err != nil {
 		if n.take(seq) == nil {
 			return nil // ended meanwhile (the peer or the bus went down): finish has its error
 		}
@@ -181,74 +184,11 @@ func (n *Node) noResponders(subject string) {
 
 // ---- Calls by net id ----
 
-// Call sends a request on opcode op to the connection with net id id,
-// whatever node holds it, and waits for the reply, decoding it into resp
-// (which may be nil); a nil req sends {}. For a connection of this node it
-// is engine.Server.Call. For another node's it returns:
-//   - the remote handler's failure, matched by errors.As and
-//     handler.ReasonOf as with the engine;
-//   - an error wrapping engine.ErrUnknownConn, at once, for a connection
-//     that is gone; also wrapping [ErrNodeDown] (or one of its reasons)
-//     if its node is down, or goes down while the call waits;
-//   - ctx's error when ctx ends; without a deadline, the call is bounded
-//     by [WithCallTimeout]; the node that holds the connection gets the
-//     time left, and its call ends then too;
-//   - [ErrBusDown], [ErrBusFull], or the engine's errors on the other node
-//     (engine.ErrClosed, engine.ErrOutboundFull, ...), which errors.Is
-//     matches as there.
-//
-// Do not call it from a callback on an event loop: it would block the
-// loop until the answer. Use [Node.CallAsync] there.
-func (n *Node) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp any) error {
-	if NodeOf(id) == n.node {
-		return n.srv.Call(ctx, id, op, req, resp)
-	}
-	ch := make(chan error, 1)
-	if err := n.CallAsync(ctx, id, op, req, resp, func(err error) { ch <- err }); err != nil {
-		return err
-	}
-	return <-ch
-}
-
-// CallAsync sends a request like [Node.Call] but does not wait: done runs
-// once with what Call would have returned. For a connection of this node
-// it is engine.Server.CallAsync, and done runs where the engine runs
-// callbacks. For another node's, done runs on a goroutine of the node (or
-// of ctx's AfterFunc), so it must not block for long; resp is written
-// before done runs. It never blocks: when the request cannot be queued it
-// returns the error and done never runs. It is safe from any goroutine,
-// inline callbacks included.
-func (n *Node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
-	if NodeOf(id) == n.node {
-		return n.localCallAsync(ctx, id, op, req, resp, done)
-	}
-	fail := func(err error) error {
-		return fmt.Errorf("cluster: call opcode %d to net id %d: %w", op, id, err)
-	}
-	if done == nil {
-		return fail(errors.New("nil done callback"))
-	}
-	if op < 0 {
-		return fail(ErrProtocolOpcode)
-	}
-	data := []byte("{}")
-	if req != nil {
-		var err error
-		if data, err = codec.Marshal(req); err != nil {
-			return fail(err)
-		}
-	}
-	if err := n.askConn(ctx, id, op, "call", data, true, resp, done); err != nil {
-		return fail(err)
-	}
-	return nil
-}
-
 // askConn sends a call (or, when call is false, a send that asks for a
 // receipt) with the object obj to the node that holds net id id, and runs
 // done once with the outcome, having decoded a result into resp (which may
 // be nil). what names it in errors. A nil return means done will run.
-func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what string, obj []byte, call bool,
+func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what string, obj []byte, call, inline bool,
 	resp any, done func(error)) error {
 	p, err := n.route(id)
 	if err != nil {
@@ -274,7 +214,7 @@ func (n *Node) askConn(ctx context.Context, id uint64, op codec.Opcode, what str
 		}
 		return appendFrame(dst, kindSend, n.node, n.epoch, id, op, "", obj)
 	}
-	return n.ask(ctx, p, kindReply, build, finish)
+	return n.ask(ctx, p, kindReply, inline, build, finish)
 }
 
 // route returns the peer that holds net id id, or why there is none.
@@ -357,11 +297,10 @@ func (n *Node) relayCall(p *peer, e *envelope, reply string) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.life, e.timeout)
-	var raw json.RawMessage
-	err := n.localCallAsync(ctx, e.id, e.op, json.RawMessage(e.obj), &raw, func(err error) {
+	err := n.host.CallAsync(ctx, e.id, e.op, e.obj, func(obj []byte, err error) {
 		cancel()
 		n.relayed.Add(-1)
-		n.answerCall(reply, err, raw)
+		n.answerCall(reply, err, obj)
 	})
 	if err != nil {
 		cancel()
@@ -396,10 +335,57 @@ func (n *Node) answerCall(reply string, err error, obj []byte) {
 
 // ---- Queries ----
 
+// wireQuery maps the engine's query kinds to the bus's.
+var wireQuery = map[engine.QueryKind]uint8{
+	engine.QueryLen:      queryLen,
+	engine.QueryMembers:  queryMembers,
+	engine.QueryIdentity: queryIdentity,
+	engine.QueryConns:    queryConns,
+}
+
+// Query implements engine.Backend: it asks every other node that is up,
+// in parallel, for its part of q, and returns their answers merged: the
+// sum of their counts, or their net ids in increasing order. A node that
+// goes down meanwhile is left out: it and its connections have left. It
+// waits until every answer is in or ctx ends (without a deadline,
+// [WithCallTimeout] bounds it); on error the answer covers the nodes that
+// answered.
+func (n *Node) Query(ctx context.Context, q engine.Query) (engine.Answer, error) {
+	var a engine.Answer
+	wq, ok := wireQuery[q.Kind]
+	if !ok {
+		return a, fmt.Errorf("cluster: query: unknown kind %d", q.Kind)
+	}
+	if (wq == queryMembers || wq == queryIdentity) && (q.Name == "" || len(q.Name) > maxQueryName) {
+		return a, fmt.Errorf("cluster: query: a name of 1 to %d bytes is needed, not %d", maxQueryName, len(q.Name))
+	}
+	res, err := n.queryAll(ctx, wq, q.Name)
+	for _, e := range res {
+		if wq == queryLen {
+			if c, ok := count(e); ok {
+				a.Count += int(c)
+			}
+			continue
+		}
+		for b := e.text; len(b) >= 8; b = b[8:] {
+			// A node answers for its own connections only.
+			if id := binary.BigEndian.Uint64(b); NodeOf(id) == e.node && counterOf(id) >= e.epoch {
+				a.IDs = append(a.IDs, id)
+			}
+		}
+	}
+	slices.Sort(a.IDs)
+	a.Count += len(a.IDs)
+	if err != nil {
+		return a, fmt.Errorf("cluster: query: %w", err)
+	}
+	return a, nil
+}
+
 // queryAll asks every node that is up, in parallel, and returns the
 // answers. A node that goes down meanwhile is left out: it and its
 // connections have left. It waits until every answer is in or ctx ends.
-func (n *Node) queryAll(ctx context.Context, q uint8, group string) ([]*envelope, error) {
+func (n *Node) queryAll(ctx context.Context, q uint8, name string) ([]*envelope, error) {
 	if err := n.running(); err != nil {
 		return nil, err
 	}
@@ -418,8 +404,8 @@ func (n *Node) queryAll(ctx context.Context, q uint8, group string) ([]*envelope
 	asked := 0
 	var firstErr error
 	for _, p := range peers {
-		err := n.ask(ctx, p, kindAnswer, func(dst []byte, _ time.Duration) []byte {
-			return appendQuery(dst, n.node, n.epoch, q, group, 0)
+		err := n.ask(ctx, p, kindAnswer, true, func(dst []byte, _ time.Duration) []byte {
+			return appendQuery(dst, n.node, n.epoch, q, name)
 		}, func(e *envelope, err error) { ch <- result{e, err} })
 		if err != nil {
 			firstErr = err
@@ -447,32 +433,32 @@ func (n *Node) queryAll(ctx context.Context, q uint8, group string) ([]*envelope
 	return out, firstErr
 }
 
-// answerQuery answers a query of another node about this one.
+// engineQuery maps the bus's query kinds to the engine's.
+var engineQuery = [queryEnd]engine.QueryKind{
+	queryLen:      engine.QueryLen,
+	queryMembers:  engine.QueryMembers,
+	queryIdentity: engine.QueryIdentity,
+	queryConns:    engine.QueryConns,
+}
+
+// answerQuery answers a query of another node about this one, from its
+// server's own connections.
 func (n *Node) answerQuery(p *peer, e *envelope, reply string) {
 	if len(reply) <= len(p.replyPrefix) || reply[:len(p.replyPrefix)] != p.replyPrefix {
 		n.bad(badMalformed, "query without its node's reply subject", "from", e.node, "reply", reply)
 		return
 	}
+	a := n.host.Answer(engine.Query{Kind: engineQuery[e.query], Name: e.group})
 	b := appendAnswer(nil, n.node, n.epoch, statusOK)
-	switch e.query {
-	case queryLen:
-		b = binary.BigEndian.AppendUint64(b, uint64(n.srv.Len()))
-	case queryGroupLen:
-		b = binary.BigEndian.AppendUint64(b, uint64(n.srv.Group(e.group).Len()))
-	case queryMembers:
-		for _, c := range n.srv.Group(e.group).Members() {
-			b = binary.BigEndian.AppendUint64(b, c.ID())
+	if e.query == queryLen {
+		b = binary.BigEndian.AppendUint64(b, uint64(a.Count))
+	} else {
+		for _, id := range a.IDs {
+			b = binary.BigEndian.AppendUint64(b, id)
 		}
 		if len(b) > n.maxPayload {
-			b = append(appendAnswer(nil, n.node, n.epoch, statusOther), "too many members for one NATS message"...)
+			b = append(appendAnswer(nil, n.node, n.epoch, statusOther), "too many connections for one NATS message"...)
 		}
-	case queryLookup:
-		_, ok := n.srv.Conn(e.id)
-		found := uint64(0)
-		if ok && n.holds(e.id) {
-			found = 1
-		}
-		b = binary.BigEndian.AppendUint64(b, found)
 	}
 	n.reply(reply, b)
 }
@@ -483,13 +469,4 @@ func count(e *envelope) (uint64, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint64(e.text), true
-}
-
-// localCallAsync is CallAsync to a connection of this node.
-func (n *Node) localCallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
-	c, ok := n.srv.Conn(id)
-	if !ok {
-		return fmt.Errorf("cluster: call opcode %d: %w: net id %d", op, engine.ErrUnknownConn, id)
-	}
-	return c.CallAsync(ctx, op, req, resp, done)
 }

@@ -103,7 +103,7 @@ func TestCallToAGoneConnectionFailsAtOnce(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	remote := dial(t, nodes[1])
 	_ = remote.Close()
-	waitFor(t, ctx, "the close", func() bool { return nodes[1].Server().Len() == 0 })
+	waitFor(t, ctx, "the close", func() bool { return nodes[1].Len() == 0 })
 	// ctx has half a minute left: an answer that waited for it would show.
 	err := nodes[0].Call(ctx, remote.id, opAdd, addReq{}, nil)
 	if !errors.Is(err, engine.ErrUnknownConn) || errors.Is(err, context.DeadlineExceeded) {

@@ -23,8 +23,8 @@ var (
 	// [WithOnNodeDown]. Errors for a net id it held also match
 	// engine.ErrUnknownConn.
 	ErrNodeDown = errors.New("cluster: node down")
-	// ErrNodeTaken is returned by [Node.Start] when a live node of the
-	// cluster already has the node number.
+	// ErrNodeTaken fails the start of a node's server when a live node of
+	// the cluster already has the node number.
 	ErrNodeTaken = errors.New("cluster: node number in use")
 	// ErrProtocolOpcode is returned by a send or call that would carry a
 	// protocol opcode (negative: docs/PROTOCOL.md) to another node: frames
@@ -32,8 +32,9 @@ var (
 	// Sends to all and to groups refuse them whatever the nodes up; a send
 	// to a connection of this node is the engine's.
 	ErrProtocolOpcode = errors.New("cluster: protocol opcode (negative) across nodes")
-	// ErrNotLocal is returned by [Group.Join] for a connection another node
-	// holds: a connection joins groups on its own node.
+	// ErrNotLocal is returned by the Close of a handle for a connection
+	// another node holds (the server's Conn): a connection is closed by
+	// its own node.
 	ErrNotLocal = errors.New("cluster: connection held by another node")
 )
 

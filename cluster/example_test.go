@@ -13,28 +13,29 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// Two nodes on an embedded NATS server (see twoNodes, below): a client of
-// node 2 gets what node 1 sends to all.
-func ExampleNode_SendAll() {
+// Two servers, each with a node of the cluster as its backend, on an
+// embedded NATS server (see twoNodes, below): a client of server 2 gets
+// what server 1 sends to all, with the server's own SendAll.
+func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nodes, stop := twoNodes(ctx)
+	servers, _, stop := twoNodes(ctx)
 	defer stop()
 
 	got := make(chan string, 1)
 	r := handler.NewRouter()
 	r.On(1, func(_ handler.Conn, data []byte) error { got <- string(data); return nil })
-	cl, err := engine.Dial(ctx, nodes[1].Server().Addr().String(), r)
+	cl, err := engine.Dial(ctx, servers[1].Addr().String(), r)
 	if err != nil {
 		panic(err)
 	}
 	defer cl.Close()
 	<-cl.Ready()
-	for ctx.Err() == nil && nodes[1].Server().Len() == 0 {
+	for ctx.Err() == nil && servers[1].Len() == 0 {
 		time.Sleep(10 * time.Millisecond) // until node 2 has the connection
 	}
 
-	if err := nodes[0].SendAll(codec.Opcode(1), map[string]string{"hello": "from node 1"}); err != nil {
+	if err := servers[0].SendAll(codec.Opcode(1), map[string]string{"hello": "from node 1"}); err != nil {
 		panic(err)
 	}
 	fmt.Println(<-got)
@@ -46,16 +47,16 @@ func ExampleNode_SendAll() {
 func ExampleNode_SendConfirm() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nodes, stop := twoNodes(ctx)
+	servers, nodes, stop := twoNodes(ctx)
 	defer stop()
-	cl, err := engine.Dial(ctx, nodes[1].Server().Addr().String(), handler.NewRouter())
+	cl, err := engine.Dial(ctx, servers[1].Addr().String(), handler.NewRouter())
 	if err != nil {
 		panic(err)
 	}
-	for ctx.Err() == nil && nodes[1].Server().Len() == 0 {
+	for ctx.Err() == nil && servers[1].Len() == 0 {
 		time.Sleep(10 * time.Millisecond) // until node 2 has the connection
 	}
-	id := nodes[1].Server().Conns()[0].ID()
+	id := servers[1].Conns()[0].ID()
 
 	outcome := make(chan error, 1)
 	send := func() {
@@ -66,7 +67,7 @@ func ExampleNode_SendConfirm() {
 	}
 	send()
 	_ = cl.Close()
-	for ctx.Err() == nil && nodes[1].Server().Len() > 0 {
+	for ctx.Err() == nil && servers[1].Len() > 0 {
 		time.Sleep(10 * time.Millisecond) // until node 2 has seen the close
 	}
 	send()
@@ -75,10 +76,10 @@ func ExampleNode_SendConfirm() {
 	// unknown connection: true
 }
 
-// twoNodes starts an embedded NATS server and nodes 1 and 2 on it, each
-// connected in-process, and returns once each has heard the other; stop
+// twoNodes starts an embedded NATS server and two servers whose backends
+// are nodes 1 and 2 on it, each connected in-process, and returns once each has heard the other; stop
 // shuts everything down.
-func twoNodes(ctx context.Context) (nodes []*cluster.Node, stop func()) {
+func twoNodes(ctx context.Context) (servers []*engine.Server, nodes []*cluster.Node, stop func()) {
 	ns, err := embedded.Start(ctx) // 127.0.0.1, a free port
 	if err != nil {
 		panic(err)
@@ -95,18 +96,22 @@ func twoNodes(ctx context.Context) (nodes []*cluster.Node, stop func()) {
 		if err != nil {
 			panic(err)
 		}
-		node, err := cluster.New(handler.NewRouter(), nc, num)
+		node, err := cluster.New(nc, num)
 		if err != nil {
 			panic(err)
 		}
-		if err := node.Start(ctx, "127.0.0.1:0"); err != nil {
+		srv, err := engine.NewServer(handler.NewRouter(), engine.WithBackend(node))
+		if err != nil {
 			panic(err)
 		}
-		stops = append(stops, nc.Close, func() { _ = node.Shutdown(ctx) })
-		nodes = append(nodes, node)
+		if err := srv.Start(ctx, "127.0.0.1:0"); err != nil { // the node joins first
+			panic(err)
+		}
+		stops = append(stops, nc.Close, func() { _ = srv.Shutdown(ctx) })
+		servers, nodes = append(servers, srv), append(nodes, node)
 	}
 	for ctx.Err() == nil && (len(nodes[0].Nodes()) < 2 || len(nodes[1].Nodes()) < 2) {
 		time.Sleep(10 * time.Millisecond) // until each has heard the other
 	}
-	return nodes, stop
+	return servers, nodes, stop
 }

@@ -297,7 +297,7 @@ func TestNodesUnderSubjectPermissions(t *testing.T) {
 	if err := n1.Call(ctx, c2.id, opAdd, addReq{A: 2, B: 3}, &r); err != nil || r.Sum != 5 {
 		t.Fatalf("call across: %v, %v", r, err)
 	}
-	if k, err := n1.Group("room").Len(ctx); err != nil || k != 1 {
+	if k, err := n1.Group("room").LenContext(ctx); err != nil || k != 1 {
 		t.Fatalf("group length across: %d, %v", k, err)
 	}
 	if err := n2.SendAll(9, map[string]int{"all": 1}); err != nil {
@@ -365,7 +365,7 @@ func TestForgedMembersStayWithinTheirNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "node 1 to take node 5 for up", func() bool { return len(n1.Nodes()) == 3 })
-	ids, err := n1.Group("room").Members(ctx)
+	ids, err := membersOf(ctx, n1.Group("room"))
 	if err != nil {
 		t.Fatal(err)
 	}

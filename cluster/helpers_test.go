@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,6 +36,10 @@ const (
 	opRequired codec.Opcode = 21  // call, client: requires "x"
 	opRefuse   codec.Opcode = 22  // call, client: fails with ArgumentValueError
 	opSlow     codec.Opcode = 23  // call, client: answers when released
+	opToGroup  codec.Opcode = 104 // call, server: Group(group).Send(opGot, {"n"})
+	opSendTo   codec.Opcode = 105 // call, server: Send(id, opGot, {"n"})
+	opToAll    codec.Opcode = 106 // call, server: SendAllExcept(id, opGot, {"n"})
+	opGot      codec.Opcode = 30  // one-way, client: what the three above send
 )
 
 type frame struct {
@@ -62,6 +68,18 @@ type addResp struct {
 
 type requiredReq struct {
 	X int `json:"x" simplerpc:"required"`
+}
+
+// handMsg asks a server's handler to send {"n": N} on opGot: to a group,
+// to net id ID, or to all but net id ID.
+type handMsg struct {
+	Group string `json:"group,omitempty"`
+	ID    uint64 `json:"id,omitempty"`
+	N     int    `json:"n"`
+}
+
+type nMsg struct {
+	N int `json:"n"`
 }
 
 type seqMsg struct {
@@ -102,22 +120,81 @@ func connectInProcess(t testing.TB, ns *embedded.Server) *nats.Conn {
 	return nc
 }
 
-// serverRouter is what every test node serves; node is set once the node
-// exists.
-func serverRouter(node **cluster.Node) *handler.Router {
+// node is one server of a test cluster and its backend: the server's
+// methods are the cluster-wide API; the node's are what only a cluster
+// has. Number, Epoch, Nodes, Stats and SendConfirm are the node's.
+type node struct {
+	*engine.Server
+	cl *cluster.Node
+}
+
+func (n *node) Number() int               { return n.cl.Number() }
+func (n *node) Epoch() uint64             { return n.cl.Epoch() }
+func (n *node) Nodes() []cluster.NodeInfo { return n.cl.Nodes() }
+func (n *node) Stats() cluster.Stats      { return n.cl.Stats() }
+
+// SendConfirm is the node's.
+func (n *node) SendConfirm(ctx context.Context, id uint64, op codec.Opcode, v any, done func(error)) error {
+	return n.cl.SendConfirm(ctx, id, op, v, done)
+}
+
+// CallAsync calls net id id, whatever server holds it, without waiting:
+// what a handler does with engine.ServerOf(c).Conn(id).
+func (n *node) CallAsync(ctx context.Context, id uint64, op codec.Opcode, req, resp any, done func(error)) error {
+	c, ok := n.Conn(id)
+	if !ok {
+		return fmt.Errorf("net id %d: %w", id, engine.ErrUnknownConn)
+	}
+	return c.CallAsync(ctx, op, req, resp, done)
+}
+
+// membersOf returns the net ids of g's members on every server, in
+// increasing order.
+func membersOf(ctx context.Context, g engine.Group) ([]uint64, error) {
+	conns, err := g.MembersContext(ctx)
+	return idsOf(conns), err
+}
+
+// idsOf returns the net ids of conns, in increasing order.
+func idsOf(conns []handler.Conn) []uint64 {
+	ids := make([]uint64, 0, len(conns))
+	for _, c := range conns {
+		ids = append(ids, c.ID())
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// serverRouter is what every test server serves, alone or as a node: its
+// handlers reach their server with engine.ServerOf alone.
+func serverRouter() *handler.Router {
 	r := handler.NewRouter()
 	handler.HandleCall(r, opWhoami, func(c handler.Conn, _ struct{}) (idMsg, error) {
 		return idMsg{ID: c.ID()}, nil
 	})
 	handler.HandleCall(r, opJoin, func(c handler.Conn, m groupMsg) (struct{}, error) {
-		return struct{}{}, (*node).Group(m.Group).Join(c.ID())
+		return struct{}{}, engine.ServerOf(c).Group(m.Group).Join(c.ID())
+	})
+	// Sends from handlers: the server's plain API, whatever the backend.
+	handler.HandleCall(r, opToGroup, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).Group(m.Group).Send(opGot, nMsg{N: m.N})
+	})
+	handler.HandleCall(r, opSendTo, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).Send(m.ID, opGot, nMsg{N: m.N})
+	})
+	handler.HandleCall(r, opToAll, func(c handler.Conn, m handMsg) (struct{}, error) {
+		return struct{}{}, engine.ServerOf(c).SendAllExcept(m.ID, opGot, nMsg{N: m.N})
 	})
 	// An inline callback that calls a connection of any node without
 	// blocking its loop, and reports back to its own client.
 	handler.Handle(r, opRelay, func(c handler.Conn, m addReq) error {
 		resp := new(addResp)
+		to, ok := engine.ServerOf(c).Conn(m.ID)
+		if !ok {
+			return c.Send(opRelayed, addResp{Err: "unknown connection"})
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := (*node).CallAsync(ctx, m.ID, opAdd, addReq{A: m.A, B: m.B}, resp, func(err error) {
+		err := to.CallAsync(ctx, opAdd, addReq{A: m.A, B: m.B}, resp, func(err error) {
 			cancel()
 			if err != nil {
 				resp.Err = err.Error()
@@ -133,20 +210,32 @@ func serverRouter(node **cluster.Node) *handler.Router {
 	return r
 }
 
-// startNode starts node number num on nc, listening on loopback.
-func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *cluster.Node {
+// newNode makes node number num on nc, and its server.
+func newNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *node {
 	t.Helper()
-	var node *cluster.Node
 	opts = append([]cluster.Option{cluster.WithHeartbeat(testInterval, testTimeout)}, opts...)
-	node, err := cluster.New(serverRouter(&node), nc, num, opts...)
+	cl, err := cluster.New(nc, num, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testkit.Start(t, node, "127.0.0.1:0")
+	srv, err := engine.NewServer(serverRouter(), engine.WithBackend(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{Server: srv, cl: cl}
+}
+
+// startNode starts node number num on nc, listening on loopback; it shuts
+// down with the test.
+func startNode(t testing.TB, nc *nats.Conn, num int, opts ...cluster.Option) *node {
+	t.Helper()
+	n := newNode(t, nc, num, opts...)
+	testkit.Start(t, n.Server, "127.0.0.1:0")
+	return n
 }
 
 // formed waits until every node sees all of them.
-func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
+func formed(t testing.TB, ctx context.Context, nodes ...*node) {
 	t.Helper()
 	waitFor(t, ctx, "the cluster to form", func() bool {
 		for _, n := range nodes {
@@ -160,10 +249,10 @@ func formed(t testing.TB, ctx context.Context, nodes ...*cluster.Node) {
 
 // newCluster starts k nodes, numbered 1 to k, on one embedded NATS server
 // with in-process connections.
-func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*cluster.Node) {
+func newCluster(t testing.TB, k int, opts ...cluster.Option) (*embedded.Server, []*node) {
 	t.Helper()
 	ns := startNATS(t)
-	nodes := make([]*cluster.Node, k)
+	nodes := make([]*node, k)
 	for i := range nodes {
 		nodes[i] = startNode(t, connectInProcess(t, ns), i+1, opts...)
 	}
@@ -185,7 +274,15 @@ type client struct {
 // time, in order (engine.WithWorkerPool): the next waits for this one.
 func (cl *client) unblock() { cl.tokens <- struct{}{} }
 
-func dial(t testing.TB, node *cluster.Node) *client {
+// target is what clients dial and markers are sent from: an
+// engine.Server, or a test node.
+type target interface {
+	Addr() net.Addr
+	Send(id uint64, op codec.Opcode, v any) error
+}
+
+// dial connects a test client to srv, with opts after the test's own.
+func dial(t testing.TB, srv target, opts ...engine.ClientOption) *client {
 	t.Helper()
 	cl := &client{frames: make(chan frame, 4096), tokens: make(chan struct{}, 16), stop: make(chan struct{}),
 		slowIn: make(chan struct{}, 16)}
@@ -212,7 +309,7 @@ func dial(t testing.TB, node *cluster.Node) *client {
 		return struct{}{}, nil
 	})
 	ctx := ctxFor(t, 10*time.Second)
-	c, err := engine.Dial(ctx, node.Server().Addr().String(), r, engine.WithWorkerPool(2, 1024))
+	c, err := engine.Dial(ctx, srv.Addr().String(), r, append([]engine.ClientOption{engine.WithWorkerPool(2, 1024)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +349,11 @@ func (cl *client) expect(t testing.TB, ctx context.Context, op codec.Opcode, dat
 
 // marker sends a marker frame to each client from node and checks that it
 // is the next frame each gets: nothing else arrived before it.
-func marker(t testing.TB, ctx context.Context, node *cluster.Node, clients ...*client) {
+func marker(t testing.TB, ctx context.Context, srv target, clients ...*client) {
 	t.Helper()
 	for i, cl := range clients {
 		data := fmt.Sprintf(`{"marker":%d}`, i)
-		if err := node.Send(cl.id, 9, map[string]int{"marker": i}); err != nil {
+		if err := srv.Send(cl.id, 9, map[string]int{"marker": i}); err != nil {
 			t.Fatal(err)
 		}
 		cl.expect(t, ctx, 9, data)

@@ -7,7 +7,7 @@ package cluster
 // publisher.
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -129,10 +129,9 @@ func (n *Node) deliverSend(p *peer, e *envelope, reply string) {
 	if !n.holds(e.id) {
 		n.bad(badUnknownConn, "send to a net id this node never gave out", "id", e.id)
 		err = fmt.Errorf("net id %d: %w", e.id, engine.ErrUnknownConn)
-	} else if c, ok := n.srv.Conn(e.id); !ok {
+	} else if err = n.host.Send(e.id, e.op, e.obj); errors.Is(err, engine.ErrUnknownConn) {
 		n.bad(badUnknownConn, "send to a connection that is gone", "id", e.id)
-		err = fmt.Errorf("net id %d: %w", e.id, engine.ErrUnknownConn)
-	} else if err = c.SendRaw(e.op, e.obj); err != nil {
+	} else if err != nil {
 		n.bad(badUndeliverable, "send the engine refused", "id", e.id, "err", err)
 	}
 	if reply != "" {
@@ -140,18 +139,11 @@ func (n *Node) deliverSend(p *peer, e *envelope, reply string) {
 	}
 }
 
-// deliverShared hands a send to all or to a group to the engine: one
-// task per event loop, whatever the number of connections.
+// deliverShared hands a send to all or to a group to the server, for its
+// own connections: one task per event loop, whatever the number of
+// connections. The object is the message's, which nothing else writes.
 func (n *Node) deliverShared(e *envelope, group string) {
-	var err error
-	switch {
-	case group != "":
-		err = n.srv.Group(group).SendExcept(e.id, e.op, json.RawMessage(e.obj))
-	case e.id == 0:
-		err = n.srv.SendAllRaw(e.op, e.obj)
-	default:
-		err = n.srv.SendAllExcept(e.id, e.op, json.RawMessage(e.obj))
-	}
+	err := n.host.Deliver(engine.Publication{Op: e.op, Obj: e.obj, Group: group, Except: e.id})
 	if err != nil {
 		n.bad(badUndeliverable, "broadcast the engine refused", "err", err)
 	}

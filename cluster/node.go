@@ -1,9 +1,9 @@
 package cluster
 
-// This file holds the Node: its construction, its lifecycle (start,
-// shutdown) and the goroutines it owns: the publisher, the dispatcher of
-// what arrives from the bus, and the control loop (heartbeats, expiry of
-// silent nodes, NATS status, node callbacks).
+// This file holds the Node: its construction, its lifecycle (start and
+// stop, which its server calls) and the goroutines it owns: the
+// publisher, the dispatcher of what arrives from the bus, and the control
+// loop (heartbeats, expiry of silent nodes, NATS status, node callbacks).
 
 import (
 	"context"
@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simplerpc/simplerpc/engine"
-	"github.com/simplerpc/simplerpc/handler"
 )
 
 // Node states.
@@ -37,20 +36,23 @@ const (
 	inQueue  = 8192
 )
 
-// Node is one server of a cluster: an engine.Server whose sends, groups,
-// calls and presence reach the connections of every node of the cluster,
-// over a NATS connection. It makes the server itself, so that every net
-// id it gives out names the node (see [NodeOf]).
+// Node is the backend of one server of a cluster (engine.Backend): set
+// with engine.WithBackend, it makes the server's sends, groups, calls and
+// lookups reach the connections of every node of the cluster, over a NATS
+// connection, and gives out net ids that name the node (see [NodeOf]).
+// The application keeps using the server's own methods
+// (engine.ServerOf(c) in a handler); the node adds what only a cluster
+// has: the nodes up ([Node.Nodes]), their callbacks, its counters.
 //
-// Sends and calls to the node's own connections go to the engine
-// directly, as fast as with the engine alone. Cross-node traffic is
-// queued, bounded, to one publisher goroutine, so no caller ever waits on
-// NATS; what arrives from NATS is handled by one goroutine, in order.
-// docs/CLUSTER.md gives the semantics, the subjects and the timeouts.
+// The server delivers to its own connections itself, as fast as with the
+// engine alone. Cross-node traffic is queued, bounded, to one publisher
+// goroutine, so no caller ever waits on NATS; what arrives from NATS is
+// handled by one goroutine, in order. docs/CLUSTER.md gives the
+// semantics, the subjects and the timeouts.
 //
 // It is safe for concurrent use by multiple goroutines.
 type Node struct {
-	srv   *engine.Server
+	host  *engine.Host // set once, by Attach
 	nc    *nats.Conn
 	node  int
 	epoch uint64
@@ -59,8 +61,9 @@ type Node struct {
 	log   *slog.Logger
 	subj  subjects
 
-	state atomic.Int32
-	busUp atomic.Bool
+	attached atomic.Bool
+	state    atomic.Int32
+	busUp    atomic.Bool
 
 	peersMu   sync.Mutex // guards writes of peers, and maxEpoch
 	peers     atomic.Pointer[map[int]*peer]
@@ -142,16 +145,16 @@ type outMsg struct {
 }
 
 // New returns a node of the cluster on nc with node number node (1 to
-// [MaxNode], unique in the cluster: [Node.Start] fails with [ErrNodeTaken]
-// otherwise), whose server dispatches frames to r. It makes the engine
-// server with the options of [WithServerOptions] plus engine.WithNetIDs.
-// It applies the defaults, then opts, and returns an error wrapping
-// [ErrInvalidOption] for a bad value, or the engine's error.
+// [MaxNode], unique in the cluster: the server's start fails with
+// [ErrNodeTaken] otherwise), to be given to one server with
+// engine.WithBackend. It applies the defaults, then opts, and returns an
+// error wrapping [ErrInvalidOption] for a bad value.
 //
 // The node uses nc but does not own it: it adds subscriptions and a status
-// listener, which [Node.Shutdown] removes, and never closes it. nc's own
-// reconnect settings apply; docs/CLUSTER.md suggests some.
-func New(r *handler.Router, nc *nats.Conn, node int, opts ...Option) (*Node, error) {
+// listener when its server starts, removes them when its server shuts
+// down, and never closes nc. nc's own reconnect settings apply;
+// docs/CLUSTER.md suggests some.
+func New(nc *nats.Conn, node int, opts ...Option) (*Node, error) {
 	if nc == nil {
 		return nil, invalidOption("NATS connection", "nil")
 	}
@@ -182,21 +185,27 @@ func New(r *handler.Router, nc *nats.Conn, node int, opts ...Option) (*Node, err
 	n.subj = newSubjects(cfg.prefix, node, n.epoch)
 	n.peers.Store(&map[int]*peer{})
 	n.life, n.endLife = context.WithCancel(context.Background())
-	sopts := append(append([]engine.ServerOption(nil), cfg.server...), engine.WithNetIDs(n.ids.next))
-	srv, err := engine.NewServer(r, sopts...)
-	if err != nil {
-		n.endLife()
-		return nil, err
-	}
-	n.srv = srv
 	return n, nil
 }
 
-// Server returns the node's engine server: for its address, its counters,
-// message sizes and what concerns only the node's own connections. Start
-// and stop the node, not the server: a server stopped directly makes the
-// node leave the cluster.
-func (n *Node) Server() *engine.Server { return n.srv }
+// Attach implements engine.Backend: NewServer calls it once, with the
+// server the node serves. A node serves one server.
+func (n *Node) Attach(h *engine.Host) error {
+	if h == nil {
+		return errors.New("cluster: attach: nil host")
+	}
+	if !n.attached.CompareAndSwap(false, true) {
+		return errors.New("cluster: attach: the node already serves a server")
+	}
+	n.host = h
+	return nil
+}
+
+// NetID implements engine.Backend: the net id of a new connection, which
+// names this node (see [NodeOf]) and is never reused, even across
+// restarts. It runs on an event loop for every accepted connection: one
+// clock read and one compare-and-swap.
+func (n *Node) NetID() uint64 { return n.ids.next() }
 
 // Number returns the node's number.
 func (n *Node) Number() int { return n.node }
@@ -205,33 +214,20 @@ func (n *Node) Number() int { return n.node }
 // in this boot (docs/CLUSTER.md, "Net ids"), different at every boot.
 func (n *Node) Epoch() uint64 { return n.epoch }
 
-// Start joins the cluster and starts the server on addr, as
-// engine.Server.Start does: it returns once the server accepts
-// connections. First it checks that no live node has its number (it fails
-// with [ErrNodeTaken]), subscribes to its subjects and announces itself.
-// The node runs until ctx is cancelled (the server then shuts down
-// gracefully, within engine.WithGracePeriod, and the node leaves) or
-// [Node.Shutdown] is called. It fails with [ErrBusDown] when nc is not
-// connected. A node can be started once.
-func (n *Node) Start(ctx context.Context, addr string) error {
-	return n.startWith(ctx, func() error { return n.srv.Start(ctx, addr) })
-}
-
-// StartOn is [Node.Start] on listeners made elsewhere, as
-// engine.Server.StartOn takes them (sockets a service manager handed over,
-// say): once it succeeds the server owns them and closes them when it
-// shuts down; when it fails they are still the caller's.
-func (n *Node) StartOn(ctx context.Context, lns ...net.Listener) error {
-	return n.startWith(ctx, func() error { return n.srv.StartOn(ctx, lns...) })
-}
-
-// startWith joins the cluster and then starts the server with serve.
-func (n *Node) startWith(ctx context.Context, serve func() error) error {
+// Start implements engine.Backend: the server calls it when it starts,
+// before it accepts a connection. The node checks that no live node has
+// its number (it fails with [ErrNodeTaken]), subscribes to its subjects
+// and announces itself. It fails with [ErrBusDown] when nc is not
+// connected. A node starts once.
+func (n *Node) Start(ctx context.Context) error {
+	if n.host == nil {
+		return errors.New("cluster: start: the node serves no server (engine.WithBackend)")
+	}
 	if !n.state.CompareAndSwap(stateNew, stateStarting) {
 		return errors.New("cluster: node already started")
 	}
 	n.shutdownMu.Lock()
-	err := n.start(ctx, serve)
+	err := n.start(ctx)
 	if err != nil {
 		n.teardownLocked(context.Background())
 	}
@@ -240,21 +236,14 @@ func (n *Node) startWith(ctx context.Context, serve func() error) error {
 		return fmt.Errorf("cluster: start node %d: %w", n.node, err)
 	}
 	if !n.state.CompareAndSwap(stateStarting, stateRunning) {
-		return fmt.Errorf("cluster: start node %d: %w", n.node, engine.ErrServerClosed) // Shutdown meanwhile
+		return fmt.Errorf("cluster: start node %d: %w", n.node, engine.ErrServerClosed) // Stop meanwhile
 	}
-	go func() {
-		select {
-		case <-n.srv.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.timeout)
-			defer cancel()
-			_ = n.Shutdown(ctx)
-		case <-n.done:
-		}
-	}()
+	n.beatDue.Store(true) // with the address the server may have by now
+	n.kickPublisher()
 	return nil
 }
 
-func (n *Node) start(ctx context.Context, serve func() error) error {
+func (n *Node) start(ctx context.Context) error {
 	if !n.nc.IsConnected() {
 		return ErrBusDown
 	}
@@ -290,11 +279,6 @@ func (n *Node) start(ctx context.Context, serve func() error) error {
 	go n.publisher()
 	go n.control()
 	n.kickPublisher()
-	if err := serve(); err != nil {
-		return err
-	}
-	n.beatDue.Store(true) // with the address the server now has
-	n.kickPublisher()
 	return nil
 }
 
@@ -326,14 +310,14 @@ func (n *Node) probe(ctx context.Context) error {
 	return fmt.Errorf("probe node number: %w", err)
 }
 
-// Shutdown leaves the cluster: it shuts the server down gracefully within
-// ctx (engine.Server.Shutdown: the connections' disconnect callbacks run,
-// calls relayed from other nodes end), then says goodbye, so that the
-// other nodes take it for down at once, fails the cross-node calls still
-// waiting with engine.ErrServerClosed, stops its goroutines and removes
-// its subscriptions. It returns ctx's error if ctx ended first, or the
-// engine's; nc stays open. Later calls wait for the first to finish.
-func (n *Node) Shutdown(ctx context.Context) error {
+// Stop implements engine.Backend: the server calls it once it shuts
+// down, after its own connections closed (so the calls relayed to them
+// from other nodes have ended). The node says goodbye, so that the other
+// nodes take it for down at once, fails the cross-node calls and queries
+// still waiting with engine.ErrServerClosed, stops its goroutines and
+// removes its subscriptions; nc stays open. ctx bounds the flush of what
+// it still had queued. Later calls wait for the first to finish.
+func (n *Node) Stop(ctx context.Context) error {
 	first := false
 	n.closeOnce.Do(func() { first = true })
 	if !first {
@@ -344,25 +328,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	prev := n.state.Swap(stateClosed)
-	err := n.srv.Shutdown(ctx)
-	if prev == stateRunning {
+	if n.state.Swap(stateClosed) == stateRunning {
 		n.byeDue.Store(true)
 	}
 	n.teardown(ctx)
-	return err
-}
-
-// Close shuts the node down at once: [Node.Shutdown] with an expired
-// context.
-func (n *Node) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := n.Shutdown(ctx)
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	return nil
 }
 
 // teardown stops what start started, in order: subscriptions and the
@@ -433,6 +403,25 @@ func (n *Node) running() error {
 
 var errNotStarted = errors.New("cluster: node not started")
 
+// localLen returns the number of the server's own connections.
+func (n *Node) localLen() int {
+	if n.host == nil {
+		return 0
+	}
+	return n.host.Answer(engine.Query{Kind: engine.QueryLen}).Count
+}
+
+// localAddr returns the address the server listens on, for the
+// heartbeats, when its host tells ("" otherwise).
+func (n *Node) localAddr() string {
+	if h, ok := any(n.host).(interface{ Addr() net.Addr }); ok && n.host != nil {
+		if a := h.Addr(); a != nil {
+			return a.String()
+		}
+	}
+	return ""
+}
+
 // ---- The publisher ----
 
 func (n *Node) kickPublisher() {
@@ -448,6 +437,38 @@ func (n *Node) enqueue(m outMsg) error {
 		return err
 	}
 	return n.enqueueAnswer(m)
+}
+
+// send hands m to NATS from the caller's goroutine when inline is set
+// and nothing of the node's waits for the publisher (no queued message,
+// none being published, no presence due), which keeps the node's order;
+// otherwise it queues m as enqueue does. An inline publish may wait for
+// nats.go's lock: only callers that wait for an answer anyway ask for it.
+func (n *Node) send(m outMsg, inline bool) error {
+	if !inline || n.queued.Load() != 0 || n.helloDue.Load() || n.beatDue.Load() {
+		return n.enqueue(m)
+	}
+	if err := n.running(); err != nil {
+		return err
+	}
+	if !n.busUp.Load() {
+		return ErrBusDown
+	}
+	if err := n.nc.PublishRequest(m.subject, m.reply, m.data); err != nil {
+		return n.refused(m, err)
+	}
+	n.st.published.Add(1)
+	return nil
+}
+
+// refused counts a message NATS refused and returns the error for what
+// waits on it.
+func (n *Node) refused(m outMsg, err error) error {
+	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return fmt.Errorf("%w: %w", ErrBusDown, err)
+	}
+	return err
 }
 
 // enqueueAnswer is enqueue for the answers to other nodes' requests,
@@ -516,11 +537,7 @@ func (n *Node) publishPresence(k kind) {
 	if k == kindBye {
 		data = appendHeader(nil, k, n.node, n.epoch)
 	} else {
-		addr := ""
-		if a := n.srv.Addr(); a != nil {
-			addr = a.String()
-		}
-		data = appendPresence(nil, k, n.node, n.epoch, n.srv.Len(), addr)
+		data = appendPresence(nil, k, n.node, n.epoch, n.localLen(), n.localAddr())
 	}
 	n.publish(outMsg{subject: n.subj.presence, data: data}, false)
 }
@@ -542,12 +559,9 @@ func (n *Node) publish(m outMsg, queued bool) {
 		}
 		return
 	}
-	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
+	err = n.refused(m, err)
 	if m.seq != 0 {
 		if r := n.take(m.seq); r != nil {
-			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
-				err = fmt.Errorf("%w: %w", ErrBusDown, err)
-			}
 			r.end(nil, err)
 		}
 	}

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-
-	"github.com/simplerpc/simplerpc/engine"
 )
 
 // Option configures a [Node].
@@ -19,7 +17,6 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	server     []engine.ServerOption
 	prefix     string
 	interval   time.Duration
 	timeout    time.Duration
@@ -82,14 +79,6 @@ func validPrefix(p string) bool {
 	return true
 }
 
-// WithServerOptions sets the options of the node's engine server, as
-// engine.NewServer takes them. The node adds engine.WithNetIDs after
-// them, so that its net ids follow the cluster's layout: one given here
-// is replaced. Defaults to none: the engine's defaults.
-func WithServerOptions(opts ...engine.ServerOption) Option {
-	return optionFunc(func(o *options) { o.server = append(o.server, opts...) })
-}
-
 // WithSubjectPrefix sets the first tokens of every NATS subject the node
 // uses (docs/CLUSTER.md, "Subjects"): nodes with the same prefix form one
 // cluster, so several clusters can share one NATS system. It must be a
@@ -108,8 +97,8 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.interval, o.timeout = interval, timeout })
 }
 
-// WithCallTimeout bounds a cross-node call or query whose context has no
-// deadline, so that a call to a node that hangs ends. A context deadline,
+// WithCallTimeout bounds a cross-node call or query (the server's
+// ...Context lookups) whose context has no deadline, so that a call to a node that hangs ends. A context deadline,
 // earlier or later, takes precedence. Defaults to 30s; it must be positive.
 func WithCallTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.callTime = d })
@@ -134,8 +123,7 @@ func WithMaxPending(n int) Option {
 // WithLogger sets the logger for what has no caller to return to: bad
 // messages from the bus (at most one record per kind per second), nodes
 // coming and going, NATS connection changes. Defaults to none: the node is
-// silent. It does not set the engine's logger (engine.WithLogger in
-// [WithServerOptions] does).
+// silent. It does not set the server's logger (engine.WithLogger does).
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger = l })
 }

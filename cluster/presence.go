@@ -5,6 +5,7 @@ package cluster
 // ones, and the callbacks that report changes.
 
 import (
+	"context"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,10 @@ type peer struct {
 	addr        atomic.Pointer[string]
 	conns       atomic.Int64
 	seen        atomic.Int64 // UnixNano
+	// ctx ends when the peer goes down (or this node stops): the Context
+	// of its connections' handles.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 func (p *peer) info() NodeInfo {
@@ -65,10 +70,7 @@ func (n *Node) peerOf(node int) *peer { return (*n.peers.Load())[node] }
 func (n *Node) Nodes() []NodeInfo {
 	m := *n.peers.Load()
 	out := make([]NodeInfo, 0, len(m)+1)
-	out = append(out, NodeInfo{Node: n.node, Epoch: n.epoch, Conns: n.srv.Len(), LastSeen: n.cfg.now(), Self: true})
-	if a := n.srv.Addr(); a != nil {
-		out[0].Addr = a.String()
-	}
+	out = append(out, NodeInfo{Node: n.node, Epoch: n.epoch, Conns: n.localLen(), Addr: n.localAddr(), LastSeen: n.cfg.now(), Self: true})
 	for _, p := range m {
 		out = append(out, p.info())
 	}
@@ -106,6 +108,7 @@ func (n *Node) onPresence(e *envelope) {
 	old := n.peerOf(e.node)
 	np := &peer{node: e.node, epoch: e.epoch, subject: nodeSubject(n.cfg.prefix, e.node),
 		replyPrefix: replyPrefix(n.cfg.prefix, e.node, e.epoch)}
+	np.ctx, np.cancel = context.WithCancelCause(n.life)
 	np.seen.Store(now)
 	np.conns.Store(int64(e.count))
 	np.addr.Store(&e.addr)
@@ -155,6 +158,7 @@ func (n *Node) removePeer(p *peer, reason error) {
 // peerDown fails what waits on a peer that is gone and reports it.
 func (n *Node) peerDown(p *peer, reason error) {
 	n.log.Info("simplerpc cluster: node down", "node", n.node, "peer", p.node, "epoch", p.epoch, "reason", reason)
+	p.cancel(reason)
 	n.failPeer(p, reason)
 	n.queueEvent(nodeEvent{info: p.info(), reason: reason})
 }

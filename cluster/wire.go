@@ -16,7 +16,9 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 )
 
-const wireVersion = 1
+// wireVersion 2: queries by the engine's kinds (count, members,
+// identity, connections), as of the backend seam.
+const wireVersion = 2
 
 // kind is what a bus message carries.
 type kind uint8
@@ -48,11 +50,14 @@ func (k kind) String() string {
 // Queries.
 const (
 	queryLen      uint8 = 1 + iota // the node's open connections: count
-	queryGroupLen                  // a group's members on the node: count
 	queryMembers                   // a group's members on the node: ids
-	queryLookup                    // is a net id open: found
+	queryIdentity                  // the node's connections authenticated as an identity: ids
+	queryConns                     // the node's open connections: ids
 	queryEnd
 )
+
+// maxQueryName bounds the group or identity a query names.
+const maxQueryName = 1<<16 - 1
 
 // Outcomes of a call (kindReply) and of a query (kindAnswer). The ones
 // after statusFailure carry an error of the callee's node, mapped back to
@@ -107,10 +112,10 @@ type envelope struct {
 	kind    kind
 	node    int
 	epoch   uint64
-	id      uint64 // send, call: the destination; all, group: except; query: lookup
+	id      uint64 // send, call: the destination; all, group: except
 	op      codec.Opcode
 	timeout time.Duration // call
-	group   string        // group; query
+	group   string        // group; query: the group or identity
 	query   uint8
 	status  uint8
 	reason  string // reply failure
@@ -153,15 +158,12 @@ func appendCall(dst []byte, node int, epoch uint64, id uint64, op codec.Opcode, 
 	return append(dst, obj...)
 }
 
-// appendQuery builds a query: arg is the group of queryGroupLen and
-// queryMembers; id the net id of queryLookup.
-func appendQuery(dst []byte, node int, epoch uint64, q uint8, group string, id uint64) []byte {
+// appendQuery builds a query: name is the group of queryMembers, the
+// identity of queryIdentity.
+func appendQuery(dst []byte, node int, epoch uint64, q uint8, name string) []byte {
 	dst = appendHeader(dst, kindQuery, node, epoch)
 	dst = append(dst, q)
-	if q == queryLookup {
-		return binary.BigEndian.AppendUint64(dst, id)
-	}
-	return append(dst, group...)
+	return append(dst, name...)
 }
 
 // appendReply builds a call's outcome: obj for statusOK, reason and text
@@ -263,17 +265,9 @@ func decode(b []byte) (e envelope, err error) {
 		}
 		e.query, p = p[0], p[1:]
 		switch e.query {
-		case queryLookup:
-			if len(p) != 8 {
-				return e, errShort
-			}
-			e.id = binary.BigEndian.Uint64(p)
-			if !plausibleID(e.id) {
-				return e, errBadID
-			}
-		case queryGroupLen, queryMembers:
-			if len(p) == 0 {
-				return e, malformed("a query without its group")
+		case queryMembers, queryIdentity:
+			if len(p) == 0 || len(p) > maxQueryName {
+				return e, malformed("a query without its group or identity, or one too long")
 			}
 			e.group = string(p)
 		default:

@@ -25,8 +25,9 @@ import (
 // took once the predecessor says it has sent them all. Call it before
 // [Server.StartOn] (it starts the event loops, not the acceptors), so
 // that every adopted net id is known before this server makes one: its
-// own ids then start above the predecessor's (with [WithNetIDs] that is
-// the application's to ensure). Each connection keeps its net id, its
+// own ids then start above the predecessor's (with [WithBackend] they are
+// the backend's, unique across its servers). It starts the backend, as
+// StartOn does. Each connection keeps its net id, its
 // message sizes, its groups and identity, and gets the application's
 // state back through the restore hook of [WithHandover]; the bytes the
 // predecessor had read but not handled are read first, so a frame split
@@ -52,6 +53,9 @@ import (
 // stay with this server, and the error says why. It is safe for
 // concurrent use, but a server adopts once.
 func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
+	if err := s.startBackend(ctx); err != nil {
+		return 0, err
+	}
 	if err := s.startForAdopt(); err != nil {
 		return 0, err
 	}

@@ -84,8 +84,9 @@ func (c *conn) setIdentity(id string) {
 	x.valMu.Unlock()
 }
 
-// ConnsOf returns the open connections that authenticated as identity:
-// "send to this user" (a user may have several).
+// ConnsOf returns this server's open connections that authenticated as
+// identity: "send to this user" (a user may have several).
+// [Server.ConnsOfContext] finds those of every server of a [Backend].
 func (s *Server) ConnsOf(identity string) []handler.Conn {
 	s.identsMu.Lock()
 	defer s.identsMu.Unlock()

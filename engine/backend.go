@@ -1,12 +1,14 @@
 // This file holds the backend seam: the interface through which a
 // server's sends, lookups and calls reach the connections other servers
-// hold (a cluster), and the Host through which a backend, or another of
-// the project's own modules, reaches the server's local connections.
+// hold (a cluster), and how the server starts and stops its backend. The
+// Host, through which a backend or another of the project's own modules
+// reaches the server's local connections, is in host.go.
 
 package engine
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -34,14 +36,21 @@ type Backend interface {
 	// Attach is called once, by NewServer, with the host the backend
 	// delivers to. An error fails NewServer.
 	Attach(h *Host) error
-	// Start is called when the server starts serving, before it accepts
-	// a connection; an error fails the start.
+	// Start is called when the server starts serving ([Server.StartOn],
+	// [Server.Start], [Server.Serve], or [Server.Adopt], whichever comes
+	// first), before it accepts or adopts a connection, with that call's
+	// context; an error fails the start, and a later start calls it
+	// again. Once it succeeded it is not called again.
 	Start(ctx context.Context) error
-	// Stop is called once when the server shuts down, after its own
-	// connections closed; ctx bounds it.
+	// Stop is called once, when the server shuts down ([Server.Shutdown],
+	// [Server.Close]) after its own connections closed, if Start
+	// succeeded; ctx bounds its waiting (Close gives an ended one), and
+	// it releases what the backend holds even then. Its error is
+	// Shutdown's unless Shutdown has one already.
 	Stop(ctx context.Context) error
 	// NetID returns the net id of a new connection: unique across every
-	// server of the backend, never 0.
+	// server of the backend, never 0. It runs on an event loop for every
+	// accepted connection, so it must be fast.
 	NetID() uint64
 	// Publish hands a publication to the other servers. It must not wait:
 	// a backend that cannot take it returns an error (the server's own
@@ -85,6 +94,8 @@ const (
 	// QueryIdentity asks for the net ids of the connections authenticated
 	// as an identity.
 	QueryIdentity
+	// QueryConns asks for the net ids of every open connection.
+	QueryConns
 )
 
 // Query is one lookup across servers.
@@ -96,8 +107,9 @@ type Query struct {
 	Name string
 }
 
-// Answer is what the other servers answered to a [Query]: a count for
-// QueryLen, net ids for the others.
+// Answer is one or more servers' answer to a [Query]: a count for every
+// kind, and the net ids counted for every kind but QueryLen. A backend
+// merges answers by adding the counts and joining the ids.
 //
 // It is a plain value: safe to copy and to hand to another goroutine.
 type Answer struct {
@@ -105,12 +117,38 @@ type Answer struct {
 	IDs   []uint64
 }
 
-// Host is a server as its backend and the project's own modules (metrics,
-// service) see it: its local connections only, and the hooks they need.
-// Applications use the [Server]'s methods instead. A server's Host is made
-// by NewServer; [Server.Host] returns it.
-//
-// It is safe for concurrent use by multiple goroutines.
-type Host struct {
-	s *Server
+// startBackend starts the backend, if any and not started yet: before a
+// connection is accepted or adopted.
+func (s *Server) startBackend(ctx context.Context) error {
+	if s.be == nil {
+		return nil
+	}
+	s.beMu.Lock()
+	defer s.beMu.Unlock()
+	if s.beOn || s.state.Load() == stateShutdown {
+		return nil // a shut server's start fails on its own
+	}
+	if err := s.be.Start(ctx); err != nil {
+		return fmt.Errorf("engine: start the backend: %w", err)
+	}
+	s.beOn = true
+	return nil
+}
+
+// stopBackend stops the backend if it was started: once, after the
+// server's connections closed.
+func (s *Server) stopBackend(ctx context.Context) error {
+	if s.be == nil {
+		return nil
+	}
+	s.beMu.Lock()
+	defer s.beMu.Unlock()
+	if !s.beOn {
+		return nil
+	}
+	s.beOn = false
+	if err := s.be.Stop(ctx); err != nil {
+		return fmt.Errorf("engine: stop the backend: %w", err)
+	}
+	return nil
 }

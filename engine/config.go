@@ -53,8 +53,9 @@ type config struct {
 	onReconnect func(handler.Conn)
 	maxHeld     int // client: bytes held while the size is unknown or disconnected
 
-	grace  time.Duration // server: how long a shutdown by Start's context waits
-	netIDs func() uint64 // server: the next net id, or nil for a counter from 1
+	grace      time.Duration // server: how long a shutdown by Start's context waits
+	backend    Backend       // server: WithBackend, or nil for a server alone
+	backendSet bool          // WithBackend was given (nil is refused)
 
 	handSave    func(handler.Conn) ([]byte, error) // server: WithHandover
 	handRestore func(handler.Conn, []byte) error
@@ -132,6 +133,8 @@ func (c *config) validate(server bool) error {
 		return invalidOption("WithMessageSize", "%d is outside the bounds [%d, %d]", c.size, c.minSize, c.maxSize)
 	}
 	switch {
+	case server && c.backendSet && c.backend == nil:
+		return invalidOption("WithBackend", "nil")
 	case c.loops < 1 || c.loops > 256:
 		return invalidOption("WithEventLoops", "%d (want 1..256)", c.loops)
 	case c.workers < 0:

@@ -21,6 +21,11 @@ var errEmptyGroup = errors.New("engine: empty group name")
 // no member do not exist on the server. The empty name is invalid: every
 // method fails (or reports nothing) for it.
 //
+// With a [Backend], a group of the same name on each server is one group:
+// Send and SendExcept reach its members on every server, and LenContext
+// and MembersContext count and list them; Join and Leave take this
+// server's connections, and Len and Members count and list this server's.
+//
 // It is safe for concurrent use by multiple goroutines.
 type Group struct {
 	s    *Server
@@ -30,8 +35,9 @@ type Group struct {
 // Group returns the group with the given name.
 func (s *Server) Group(name string) Group { return Group{s: s, name: name} }
 
-// Join adds the connection with net id id to the group. It returns an
-// error wrapping [ErrUnknownConn] for an unknown id, [ErrClosed] for a
+// Join adds this server's connection with net id id to the group (a
+// connection another server holds joins there). It returns an error
+// wrapping [ErrUnknownConn] for an unknown id, [ErrClosed] for a
 // connection that is closing, and one for an empty name.
 func (g Group) Join(id uint64) error {
 	if err := g.join(id); err != nil {
@@ -70,8 +76,8 @@ func (g Group) join(id uint64) error {
 	return nil
 }
 
-// Leave removes the connection with net id id from the group. Leaving a
-// group one is not in does nothing.
+// Leave removes this server's connection with net id id from the group.
+// Leaving a group one is not in does nothing.
 func (g Group) Leave(id uint64) {
 	s := g.s
 	s.groupsMu.Lock()
@@ -89,15 +95,17 @@ func (g Group) Leave(id uint64) {
 	x.groups = slices.DeleteFunc(x.groups, func(n string) bool { return n == g.name })
 }
 
-// Len returns the number of connections in the group.
+// Len returns the number of this server's connections in the group
+// ([Group.LenContext] counts every server's).
 func (g Group) Len() int {
 	g.s.groupsMu.RLock()
 	defer g.s.groupsMu.RUnlock()
 	return len(g.s.groups[g.name])
 }
 
-// Members returns the group's connections, in no particular order (a
-// snapshot, as [Server.Conns]).
+// Members returns the group's connections on this server, in no
+// particular order (a snapshot, as [Server.Conns]; [Group.MembersContext]
+// lists every server's).
 func (g Group) Members() []handler.Conn {
 	g.s.groupsMu.RLock()
 	defer g.s.groupsMu.RUnlock()
@@ -110,7 +118,9 @@ func (g Group) Members() []handler.Conn {
 }
 
 // Send sends v on opcode op to every member of the group. The JSON is
-// encoded once. A group with no member sends nothing.
+// encoded once. A group with no member sends nothing. With a [Backend],
+// the object is then published once for the members on the other servers,
+// as [Server.SendAll] does.
 func (g Group) Send(op codec.Opcode, v any) error { return g.SendExcept(0, op, v) }
 
 // SendExcept sends v to every member of the group but the connection with
@@ -122,8 +132,8 @@ func (g Group) SendExcept(except uint64, op codec.Opcode, v any) error {
 	return g.s.sendShared(op, v, except, g.name)
 }
 
-// Groups returns the names of the groups the connection with net id id is
-// in, or nil for an unknown id.
+// Groups returns the names of the groups this server's connection with net
+// id id is in, or nil for an id this server does not hold.
 func (s *Server) Groups(id uint64) []string {
 	c := s.conns.load(id)
 	if c == nil {

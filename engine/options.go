@@ -324,14 +324,17 @@ func WithGracePeriod(d time.Duration) ServerOption {
 	return serverOption(func(c *config) { c.grace = d })
 }
 
-// WithNetIDs makes the server take each new connection's net id from
-// next instead of its own counter (1, 2, 3, ...): for a cluster whose nodes
-// must never give two connections the same id. next runs on an event loop
-// for every accepted connection, so it must be fast, safe for concurrent
-// use with more than one loop, and never return 0 or an id it returned
-// before. Defaults to nil, the counter.
-func WithNetIDs(next func() uint64) ServerOption {
-	return serverOption(func(c *config) { c.netIDs = next })
+// WithBackend makes the server one of a cluster's: b carries what it
+// sends, calls and looks up beyond its own connections to the other
+// servers (see [Backend]; the module github.com/simplerpc/simplerpc/cluster
+// implements it over NATS), and gives each new connection its net id.
+// NewServer attaches b to the server's [Host]; starting the server starts
+// b, and its shutdown stops b. A server takes one backend, and a backend
+// serves one server. nil is refused. Defaults to none: a server alone,
+// whose methods reach its own connections only and which makes no backend
+// call.
+func WithBackend(b Backend) ServerOption {
+	return serverOption(func(c *config) { c.backend, c.backendSet = b, true })
 }
 
 // WithMaxConnsPerAddr caps the connections one remote IP address may hold

@@ -61,6 +61,11 @@ type Server struct {
 	emptyMu    sync.Mutex    // guards empty
 	empty      chan struct{} // closed when the last connection has closed during a shutdown
 	hand       handAccept    // a handover's pause of the acceptors (handover.go)
+
+	host Host       // what Host returns (host.go)
+	be   Backend    // WithBackend's, or nil for a server alone
+	beMu sync.Mutex // guards beOn
+	beOn bool       // be was started and not stopped yet
 }
 
 // NewServer returns a server that dispatches frames to r. It applies the
@@ -89,6 +94,14 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
 	s.authFails.msg = "simplerpc: authentications failed"
+	s.host.s = s
+	if b := cfg.backend; b != nil {
+		if err := b.Attach(&s.host); err != nil {
+			s.authStop()
+			return nil, fmt.Errorf("engine: attach the backend: %w", err)
+		}
+		s.be = b
+	}
 	return s, nil
 }
 
@@ -152,6 +165,9 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 			return err
 		}
 	}
+	if err := s.startBackend(ctx); err != nil {
+		return err
+	}
 	cfg := &s.side.cfg
 	if !s.hand.loopsOnly.CompareAndSwap(true, false) { // else Adopt started the loops
 		if !s.state.CompareAndSwap(stateNew, stateRunning) {
@@ -213,22 +229,29 @@ func (s *Server) Addrs() []net.Addr {
 	return nil
 }
 
-// Len returns the number of open connections: the original's
-// len(server.connections). It is cheap, where Stats gathers every counter.
+// Len returns the number of this server's open connections: the
+// original's len(server.connections). It is cheap, where Stats gathers
+// every counter. It counts local connections only, with a [Backend] too;
+// [Server.LenContext] counts the cluster's.
 func (s *Server) Len() int { return int(s.nconns.Load()) }
 
-// Conn returns the open connection with net id id.
+// Conn returns the open connection with net id id. With a [Backend], a
+// connection another server holds is found too: its handle sends and calls
+// through the backend (see [Backend].Conn).
 func (s *Server) Conn(id uint64) (handler.Conn, bool) {
-	c := s.conns.load(id)
-	if c == nil {
-		return nil, false
+	if c := s.conns.load(id); c != nil {
+		return c, true
 	}
-	return c, true
+	if s.be != nil {
+		return s.be.Conn(id)
+	}
+	return nil, false
 }
 
-// Conns returns the open connections, in no particular order: the
-// original's server.connections. It is a snapshot: connections may close
-// or open as soon as it returns.
+// Conns returns this server's open connections, in no particular order:
+// the original's server.connections. It is a snapshot: connections may
+// close or open as soon as it returns. It lists local connections only,
+// with a [Backend] too; [Server.ConnsContext] lists the cluster's.
 func (s *Server) Conns() []handler.Conn {
 	return s.conns.all()
 }
@@ -260,40 +283,67 @@ func (s *Server) lookup(id uint64) (*conn, error) {
 // Send sends v on opcode op to the connection with net id id: the
 // original's rpc(net_id, ...). An unknown or closed id returns an error
 // wrapping [ErrUnknownConn] or [ErrClosed]; the frame goes nowhere else.
+// With a [Backend], an id another server holds is sent to through the
+// backend.
 func (s *Server) Send(id uint64, op codec.Opcode, v any) error {
 	c, err := s.lookup(id)
 	if err != nil {
+		if rc := s.remote(id, err); rc != nil {
+			return rc.Send(op, v)
+		}
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
 	}
 	return c.Send(op, v)
 }
 
 // Call sends a request to connection id and waits for the reply, decoding
-// it into resp. See [handler.Conn] for the rules.
+// it into resp. See [handler.Conn] for the rules. With a [Backend], an id
+// another server holds is called through the backend.
 func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp any) error {
 	c, err := s.lookup(id)
 	if err != nil {
+		if rc := s.remote(id, err); rc != nil {
+			return rc.Call(ctx, op, req, resp)
+		}
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
 	}
 	return c.Call(ctx, op, req, resp)
 }
 
+// remote returns the backend's handle for id, which lookup did not find
+// here (err), or nil.
+func (s *Server) remote(id uint64, err error) handler.Conn {
+	if s.be == nil || !errors.Is(err, ErrUnknownConn) {
+		return nil
+	}
+	if rc, ok := s.be.Conn(id); ok {
+		return rc
+	}
+	return nil
+}
+
 // SendAll sends v on opcode op to every open connection: the original's
 // rpc_all. The JSON is encoded once; each event loop gets one task that
-// writes the frame to each of its connections.
+// writes the frame to each of its connections. With a [Backend], the
+// same object is then published once to the other servers, whose
+// connections get it too; the call never waits for them, and an error of
+// the backend's is returned once this server's connections have the
+// frame.
 func (s *Server) SendAll(op codec.Opcode, v any) error {
 	return s.sendShared(op, v, 0, "")
 }
 
 // SendAllExcept sends v to every open connection but the one with net id
-// except: a chat message to everyone but its sender.
+// except: a chat message to everyone but its sender. With a [Backend] it
+// reaches every server's connections, as [Server.SendAll].
 func (s *Server) SendAllExcept(except uint64, op codec.Opcode, v any) error {
 	return s.sendShared(op, v, except, "")
 }
 
 // SendAllRaw sends the encoded JSON object obj on opcode op to every open
 // connection; obj is validated and copied, never re-encoded: the way to
-// relay a broadcast as it was received.
+// relay a broadcast as it was received. With a [Backend] it reaches every
+// server's connections, as [Server.SendAll].
 func (s *Server) SendAllRaw(op codec.Opcode, obj []byte) error {
 	obj, err := codec.Object(obj)
 	if err != nil {
@@ -334,8 +384,23 @@ func (s *Server) sendShared(op codec.Opcode, v any, except uint64, group string)
 	return nil
 }
 
-// sendSharedObj queues one task per loop for a valid, owned object.
+// sendSharedObj delivers a valid, owned object to this server's
+// connections, then publishes it through the backend, if any: the object
+// is the backend's to keep, since nothing writes it again.
 func (s *Server) sendSharedObj(op codec.Opcode, obj []byte, except uint64, group string) error {
+	err := s.deliver(op, obj, except, group)
+	if s.be == nil || (err != nil && !errors.Is(err, errMovedMissed)) {
+		return err
+	}
+	if perr := s.be.Publish(Publication{Op: op, Obj: obj, Group: group, Except: except}); perr != nil && err == nil {
+		err = fmt.Errorf("publish: %w", perr)
+	}
+	return err
+}
+
+// deliver queues one task per loop for a valid, owned object: a send to
+// this server's connections only.
+func (s *Server) deliver(op codec.Opcode, obj []byte, except uint64, group string) error {
 	if s.state.Load() == stateShutdown {
 		return ErrServerClosed
 	}
@@ -386,10 +451,10 @@ func (s *Server) SetMessageSize(id uint64, n int) error {
 
 // ---- The server as its connections' owner ----
 
-// newID returns the net id of a new connection.
+// newID returns the net id of a new connection: the backend's, if any.
 func (s *Server) newID() uint64 {
-	if next := s.side.cfg.netIDs; next != nil {
-		return next()
+	if s.be != nil {
+		return s.be.NetID()
 	}
 	return s.nextID.Add(1)
 }

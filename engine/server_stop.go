@@ -29,8 +29,13 @@ func (s *Server) GoAway(ctx context.Context, reason string) error {
 		_ = ln.Close()
 	}
 	s.accept.Wait()
-	if err := s.sendShared(codec.OpGoAway, map[string]string{"reason": reason}, 0, ""); err != nil {
-		return err
+	// This server's connections only: a backend's other servers stay.
+	obj, err := codec.Marshal(map[string]string{"reason": reason})
+	if err == nil {
+		err = s.deliver(codec.OpGoAway, obj, 0, "")
+	}
+	if err != nil {
+		return fmt.Errorf("engine: go away: %w", err)
 	}
 	if s.nconns.Load() == 0 {
 		s.signalEmpty()
@@ -47,15 +52,17 @@ func (s *Server) GoAway(ctx context.Context, reason string) error {
 
 // Shutdown stops the server gracefully: it stops accepting, lets the frames
 // already queued go out, closes every connection (the disconnect callbacks
-// run with [ErrShutdown]) and stops the event loops. Sends made once it has
-// begun fail with [ErrServerClosed]. If ctx ends first, the remaining
-// connections are closed at once and ctx's error is returned. Serve then
-// returns [ErrServerClosed].
+// run with [ErrShutdown]) and stops the event loops, then its [Backend],
+// if started (once; ctx bounds it too). Sends made once it has begun fail
+// with [ErrServerClosed]. If ctx ends first, the remaining connections are
+// closed at once and ctx's error is returned. Serve then returns
+// [ErrServerClosed].
 func (s *Server) Shutdown(ctx context.Context) error {
 	switch s.state.Swap(stateShutdown) {
 	case stateNew:
+		err := s.stopBackend(ctx) // a StartOn that failed may have started it
 		s.finish(ErrServerClosed)
-		return nil
+		return err
 	case stateShutdown:
 		select {
 		case <-s.done:
@@ -89,6 +96,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.side.cfg.waitTLS()
 	if s.side.pool != nil {
 		s.side.pool.stop()
+	}
+	if berr := s.stopBackend(ctx); err == nil {
+		err = berr
 	}
 	s.finish(ErrServerClosed)
 	if err != nil {

@@ -317,7 +317,7 @@ type OpcodeFrames struct {
 
 // Stats returns the server's counters. It takes each event loop's queue
 // lock for a moment and never waits for a loop; what only a loop can read
-// is in [Server.Backlog]. It is safe for concurrent use, before Start and
+// is in [Host.Backlog]. It is safe for concurrent use, before Start and
 // after Shutdown too, and allocates the maps and Opcodes each call: it is
 // meant for a scrape or a log line, not per frame.
 func (s *Server) Stats() Stats {
@@ -390,7 +390,7 @@ func (s *Server) Stats() Stats {
 }
 
 // Backlog is what waits on a server's connections, read on their event
-// loops by [Server.Backlog].
+// loops by [Host.Backlog].
 type Backlog struct {
 	// Bytes is the outbound bytes of every connection not yet taken by the
 	// kernel: sends queued to the loop, frames built, requests waiting for
@@ -412,10 +412,11 @@ type Backlog struct {
 // ends, when it returns what the loops that answered reported and ctx's
 // error: a loop that does not answer soon is itself worth an alert (see
 // [Stats].LoopQueue). It returns a zero Backlog before Start and
-// after Shutdown. It is safe for concurrent use; the walk costs each loop
-// about a microsecond per hundred connections.
-func (s *Server) Backlog(ctx context.Context) (Backlog, error) {
-	loops := s.side.eachLoop()
+// after Shutdown. It counts this server's connections only, with a
+// [Backend] too. The walk costs each loop about a microsecond per hundred
+// connections.
+func (h *Host) Backlog(ctx context.Context) (Backlog, error) {
+	loops := h.s.side.eachLoop()
 	ch := make(chan Backlog, len(loops)) // a loop late for ctx does not block
 	n := 0
 	for _, l := range loops {
@@ -464,38 +465,6 @@ func (p *pool) depth() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.ready) - p.head
-}
-
-// Router returns the router the server dispatches to, for code that gets
-// the server and instruments its router (see [handler.Router.Use]). It is
-// safe for concurrent use.
-func (s *Server) Router() *handler.Router { return s.side.router }
-
-// callObserver holds a call observer, so that it fits an atomic pointer.
-type callObserver struct {
-	fn func(op codec.Opcode, d time.Duration, err error)
-}
-
-// SetCallObserver sets fn to run once for every call the server makes to
-// its connections ([Server.Call], or Call and CallAsync on a
-// [handler.Conn] the server gave), when it ends: op is the opcode called,
-// d the time from the call until its outcome, and err what the call
-// returned, or done received, nil on success (classify it with
-// errors.Is, errors.As or [handler.ReasonOf]). It replaces any earlier
-// observer; nil removes it. A Call's observer runs on the caller's
-// goroutine, a CallAsync's where done runs, just before it; it must not
-// block, and a panic in it is recovered and logged. A CallAsync that
-// returns an error is not observed, since done never runs.
-//
-// Without an observer a call costs one atomic load more; with one, two
-// clock reads, and a CallAsync one allocation. It is safe for concurrent
-// use, while calls are made.
-func (s *Server) SetCallObserver(fn func(op codec.Opcode, d time.Duration, err error)) {
-	if fn == nil {
-		s.side.stats.calls.Store(nil)
-		return
-	}
-	s.side.stats.calls.Store(&callObserver{fn: fn})
 }
 
 // timedCall is call, observed.

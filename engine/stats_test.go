@@ -47,7 +47,7 @@ func TestStatsCount(t *testing.T) {
 		engine.WithOnConnect(func(c handler.Conn) { ids <- c.ID() }),
 		engine.WithOnDisconnect(func(_ handler.Conn, reason error) { gone <- reason }))
 	calls := make(chan observed, 4)
-	srv.SetCallObserver(func(op codec.Opcode, d time.Duration, err error) { calls <- observed{op, d, err} })
+	srv.Host().ObserveCalls(func(op codec.Opcode, d time.Duration, err error) { calls <- observed{op, d, err} })
 
 	if st := srv.Stats(); st.Accepted != 0 || st.FramesIn != 0 || len(st.Refused) != 5 || len(st.Disconnects) != 13 ||
 		len(st.FailuresSent) != 13 || st.Conns != 0 {
@@ -97,7 +97,7 @@ func TestStatsCount(t *testing.T) {
 	if op != codec.OpRequest {
 		t.Fatalf("server's call: opcode %d", op)
 	}
-	b, err := srv.Backlog(testContext(t))
+	b, err := srv.Host().Backlog(testContext(t))
 	if err != nil || b.CallsOut != 1 {
 		t.Fatalf("Backlog with a call out = %+v, %v; want CallsOut 1", b, err)
 	}
@@ -210,14 +210,14 @@ func TestStatsBlockedLoop(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := srv.Backlog(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := srv.Host().Backlog(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Backlog on a blocked loop: %v, want DeadlineExceeded", err)
 	}
 	close(release)
 	for range 3 {
 		p.read()
 	}
-	if _, err := srv.Backlog(testContext(t)); err != nil {
+	if _, err := srv.Host().Backlog(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 	if st := srv.Stats(); st.LoopQueue != 0 {
@@ -254,7 +254,7 @@ func TestStatsWorkerQueue(t *testing.T) {
 		st := srv.Stats()
 		return st.CallsIn == 3 && st.WorkerQueue == 1
 	})
-	if bl, err := srv.Backlog(testContext(t)); err != nil || bl.Callbacks != 2 {
+	if bl, err := srv.Host().Backlog(testContext(t)); err != nil || bl.Callbacks != 2 {
 		t.Errorf("Backlog = %+v, %v; want 2 callbacks queued", bl, err)
 	}
 	close(release)
@@ -318,7 +318,7 @@ func TestBacklogSlowPeer(t *testing.T) {
 	var b engine.Backlog
 	waitUntil(t, "a backlog", func() bool {
 		var err error
-		b, err = srv.Backlog(testContext(t))
+		b, err = srv.Host().Backlog(testContext(t))
 		return err == nil && b.Bytes > 1<<20
 	})
 	if b.MaxConn != slowID || b.MaxBytes != b.Bytes {
@@ -365,7 +365,7 @@ func TestCallObserverOutcomes(t *testing.T) {
 	id := <-ids
 	var mu sync.Mutex
 	var seen []observed
-	srv.SetCallObserver(func(op codec.Opcode, d time.Duration, err error) {
+	srv.Host().ObserveCalls(func(op codec.Opcode, d time.Duration, err error) {
 		mu.Lock()
 		seen = append(seen, observed{op, d, err})
 		mu.Unlock()
@@ -387,7 +387,7 @@ func TestCallObserverOutcomes(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	srv.SetCallObserver(nil)
+	srv.Host().ObserveCalls(nil)
 	if err := srv.Call(ctx, id, 1, nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestStatsAfterShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := srv.Backlog(testContext(t)); err != nil || b != (engine.Backlog{}) {
+	if b, err := srv.Host().Backlog(testContext(t)); err != nil || b != (engine.Backlog{}) {
 		t.Fatalf("Backlog before Start = %+v, %v", b, err)
 	}
 	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
@@ -419,7 +419,7 @@ func TestStatsAfterShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := srv.Backlog(testContext(t)); err != nil || time.Since(start) > time.Second {
+	if _, err := srv.Host().Backlog(testContext(t)); err != nil || time.Since(start) > time.Second {
 		t.Fatalf("Backlog after Shutdown: %v after %v", err, time.Since(start))
 	}
 	st := srv.Stats()

@@ -77,7 +77,7 @@ func TestWebSocketPingFloodBounded(t *testing.T) {
 				}
 				echoes++
 				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-				b, err := srv.Backlog(ctx)
+				b, err := srv.Host().Backlog(ctx)
 				cancel()
 				if err != nil {
 					t.Fatal(err)

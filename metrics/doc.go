@@ -17,7 +17,7 @@
 // The counters are the engine's own ([engine.Server.Stats]), kept per
 // event loop whether this package is used or not; a scrape sums them and
 // queues one task to each loop for what only the loop can read
-// ([engine.Server.Backlog]). No goroutine is started. One-way frames cost
+// ([engine.Host.Backlog]). No goroutine is started. One-way frames cost
 // nothing more; each call costs two clock reads and a histogram
 // observation, in a router middleware for the calls peers make and in the
 // server's call observer for the calls it makes.

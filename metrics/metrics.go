@@ -55,7 +55,7 @@ func WithBuckets(seconds ...float64) Option {
 }
 
 // WithScrapeTimeout sets how long a scrape waits for the event loops to
-// report their outbound bytes and calls (see [engine.Server.Backlog]); a
+// report their outbound bytes and calls (see [engine.Host.Backlog]); a
 // loop that does not answer in time leaves those gauges out of that scrape
 // and counts in simplerpc_stats_timeouts_total. It must be positive.
 // Defaults to 1s.
@@ -78,10 +78,10 @@ func WithConstLabels(l prometheus.Labels) Option {
 }
 
 // Register registers srv's metrics on reg: a collector that reads
-// [engine.Server.Stats] and [engine.Server.Backlog] on each scrape, and
+// [engine.Server.Stats] and [engine.Host.Backlog] on each scrape, and
 // the call-duration histogram, fed by a [handler.Middleware] it adds to
 // the server's router for the calls peers make (Call only, so frames pay
-// nothing) and by the server's call observer ([engine.Server.SetCallObserver],
+// nothing) and by the server's call observer ([engine.Host.ObserveCalls],
 // which it replaces) for the calls the server makes. No goroutine is
 // started and nothing is counted per frame beyond what the engine counts
 // anyway.
@@ -109,8 +109,8 @@ func Register(reg prometheus.Registerer, srv *engine.Server, opts ...Option) err
 		reg.Unregister(c)
 		return fmt.Errorf("metrics: register: %w", err)
 	}
-	srv.Router().Use(d.middleware())
-	srv.SetCallObserver(d.observeOutbound)
+	srv.Host().Router().Use(d.middleware())
+	srv.Host().ObserveCalls(d.observeOutbound)
 	return nil
 }
 
@@ -286,7 +286,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.workerQueue, float64(st.WorkerQueue))
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	b, err := c.srv.Backlog(ctx)
+	b, err := c.srv.Host().Backlog(ctx)
 	cancel()
 	if err != nil {
 		c.timeouts.Add(1)

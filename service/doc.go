@@ -15,7 +15,7 @@
 //   - the service manager's notifications (sd_notify, when NOTIFY_SOCKET is
 //     set; nothing is sent otherwise): READY=1 once it accepts, STATUS=
 //     every 5 s, WATCHDOG=1 every half of WatchdogSec= while every event
-//     loop answers a round trip ([engine.Server.Backlog]) within a quarter
+//     loop answers a round trip ([engine.Host.Backlog]) within a quarter
 //     of it, and STOPPING=1 when it begins to shut down;
 //   - a graceful shutdown on SIGTERM or SIGINT within [WithShutdownGrace];
 //   - on Unix, a live upgrade on SIGHUP: it starts its successor (the

@@ -88,7 +88,7 @@ func (n *notifier) statusLoop(every time.Duration) {
 }
 
 // watchdogLoop pings every half of the watchdog interval, and only after
-// a task went through every event loop and came back (Server.Backlog)
+// a task went through every event loop and came back (Host.Backlog)
 // within a quarter of it: a stuck loop stops the pings, and the service
 // manager restarts the server.
 func (n *notifier) watchdogLoop(wd time.Duration) {
@@ -97,7 +97,7 @@ func (n *notifier) watchdogLoop(wd time.Duration) {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), wd/4)
-		_, err := n.srv.Backlog(ctx)
+		_, err := n.srv.Host().Backlog(ctx)
 		cancel()
 		if err == nil {
 			n.notify(daemon.SdNotifyWatchdog)

@@ -1,10 +1,10 @@
 package main
 
-// This file holds serve's cluster mode and the demo opcodes that reach
-// across it: the --cluster and --node flags, the NATS connection (or the
-// embedded NATS server of --cluster embedded) with its credentials
-// (natsauth.go), the demo server as one engine server or as a cluster
-// node, and opcodes 1 to 3 routed through whichever it is.
+// This file holds serve's cluster mode and the demo opcodes that name
+// connections: the --cluster and --node flags, the NATS connection (or
+// the embedded NATS server of --cluster embedded) with its credentials
+// (natsauth.go), the demo server alone or with a cluster node as its
+// backend, and opcodes 1 to 3 (4 and 5 are in groups.go).
 
 import (
 	"context"
@@ -239,57 +239,49 @@ func (b *bus) close() {
 	}
 }
 
-// demo is the demo server: an engine server alone, or a cluster node
-// around one. srv is set either way.
+// demo is the demo server: an engine server alone, or one whose backend
+// is a cluster node. Its handlers use the server's own API, which the
+// backend makes cluster-wide.
 type demo struct {
 	srv  *engine.Server
-	node *cluster.Node // nil without a bus
+	node *cluster.Node // the backend; nil without a bus
 	name string        // --node
 }
 
-// build makes the server for router r with opts: a node of b's cluster,
-// or a server alone when b is nil.
+// build makes the server for router r with opts: with a node of b's
+// cluster as its backend, or alone when b is nil.
 func (d *demo) build(log *slog.Logger, r *handler.Router, b *bus, opts []engine.ServerOption) error {
-	if b == nil {
-		var err error
-		d.srv, err = engine.NewServer(r, opts...)
-		return err
+	if b != nil {
+		node, err := cluster.New(b.nc, b.number, cluster.WithLogger(log), cluster.WithCallTimeout(relayTimeout))
+		if err != nil {
+			return err
+		}
+		d.node = node
+		opts = append(opts, engine.WithBackend(node))
 	}
-	node, err := cluster.New(r, b.nc, b.number,
-		cluster.WithServerOptions(opts...),
-		cluster.WithLogger(log),
-		cluster.WithCallTimeout(relayTimeout))
-	if err != nil {
-		return err
-	}
-	d.node, d.srv = node, node.Server()
-	return nil
+	var err error
+	d.srv, err = engine.NewServer(r, opts...)
+	return err
 }
 
 // startOn starts serving on lns; a node joins its cluster first.
 func (d *demo) startOn(ctx context.Context, log *slog.Logger, lns ...net.Listener) error {
-	if d.node == nil {
-		return d.srv.StartOn(ctx, lns...)
-	}
-	if err := d.node.StartOn(ctx, lns...); err != nil {
+	if err := d.srv.StartOn(ctx, lns...); err != nil {
 		if errors.Is(err, cluster.ErrNodeTaken) {
 			return fmt.Errorf("%w: another live node has number %d (from --node %q): give another --node name, or --node-number",
 				err, d.node.Number(), d.name)
 		}
 		return err
 	}
-	log.Info("joined the cluster", "node", d.name, "number", d.node.Number(), "epoch", d.node.Epoch())
+	if d.node != nil {
+		log.Info("joined the cluster", "node", d.name, "number", d.node.Number(), "epoch", d.node.Epoch())
+	}
 	return nil
 }
 
 // shutdown shuts the server down gracefully within ctx; a node leaves its
 // cluster.
-func (d *demo) shutdown(ctx context.Context) error {
-	if d.node == nil {
-		return d.srv.Shutdown(ctx)
-	}
-	return d.node.Shutdown(ctx)
-}
+func (d *demo) shutdown(ctx context.Context) error { return d.srv.Shutdown(ctx) }
 
 // upgradable reports whether SIGHUP may start a successor: not for a node,
 // whose successor would need its node number while it still holds it.
@@ -297,11 +289,8 @@ func (d *demo) upgradable() bool { return d.node == nil }
 
 // sendAll sends the borrowed object obj to every connection, on every node.
 func (d *demo) sendAll(op codec.Opcode, obj []byte) error {
-	if d.node == nil {
-		// SendAll encodes the object once, before it returns.
-		return d.srv.SendAll(op, json.RawMessage(obj))
-	}
-	if err := d.node.SendAllRaw(op, obj); err != nil {
+	// SendAllRaw copies the object before it returns.
+	if err := d.srv.SendAllRaw(op, obj); err != nil {
 		return relayFailure(0, err)
 	}
 	return nil

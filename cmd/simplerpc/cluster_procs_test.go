@@ -77,6 +77,10 @@ func TestServeClusterProcesses(t *testing.T) {
 	b1.wantFrame(t, ctx, opRelay, `{"from":"c2"}`)
 	b2.wantFrame(t, ctx, opRelay, `{"from":"b1"}`)
 
+	// Groups with members on every node: opcodes 4 and 5, the server's
+	// plain API in the handler (engine.ServerOf(c).Group(name)).
+	checkGroups(t, ctx, "cluster", []*demoClient{a1, b1, c1}, []*demoClient{c2, a2})
+
 	// A connection gone on another node: UnknownConn, its node being up.
 	from := nodes[1].w.mark()
 	_ = b2.Close()

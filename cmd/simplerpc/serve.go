@@ -80,10 +80,18 @@ reason "UnknownConn", when N is not connected. Opcode 3 tells a connection
 who it is: a call (or a frame, answered with a frame) on opcode 3 gets
 {"net_id": N, "node": "NAME"}, NAME being --node.
 
+Opcodes 4 and 5 are groups (rooms): {"group": NAME} on opcode 4 makes the
+sender a member of NAME (1 to 128 bytes) until it disconnects;
+{"group": NAME, "data": {...}} on opcode 5 sends data on opcode 5 to
+every member of NAME, the sender too if it joined. The handlers use the
+server's plain API (engine.ServerOf(c).Group(NAME)), unchanged with
+--cluster.
+
 With --cluster nats://HOST:PORT --node NAME, serve is one node of a
 cluster over NATS (docs/CLUSTER.md): opcode 1 reaches every connection of
 every node, opcode 2 reaches net id N on whatever node holds it, and the
-"UnknownConn" failure comes back when N is connected nowhere. --cluster
+"UnknownConn" failure comes back when N is connected nowhere; opcode 5
+reaches the group's members on every node. --cluster
 embedded starts a NATS server inside this process on a free 127.0.0.1 port
 (embedded:PORT for a given one), logged as "embedded NATS listening
 url=...": the other nodes join with --cluster set to that URL and its
@@ -325,6 +333,7 @@ func newDemoServer(log *slog.Logger, o serveOptions, b *bus, extra ...engine.Ser
 		return d.sendAll(opBroadcast, data)
 	})
 	d.addRouteOps(r)
+	addGroupOps(r)
 	opts := []engine.ServerOption{
 		engine.WithMessageSize(o.size),
 		engine.WithSizeBounds(codec.MinMessageSize, o.maxSize),
