@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,10 +215,64 @@ func TestReconnectIsNewConn(t *testing.T) {
 	if err := old.Send(1, struct{}{}); !errors.Is(err, engine.ErrClosed) {
 		t.Errorf("Send on the old connection = %v, want ErrClosed", err)
 	}
+	if err := old.Call(ctx, 1, nil, nil); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Call on the old connection = %v, want ErrClosed", err)
+	}
 	if err := cl.Send(1, struct{}{}); err != nil {
 		t.Fatal(err)
 	}
 	if c := next(echoes, "echo"); c != conn {
 		t.Errorf("the echo came to %v, want the new connection %v", c, conn)
+	}
+}
+
+// TestReconnectCallbackSendsFirst: what the reconnect callback sends on
+// the connection it gets goes out at once, ahead of what the Client held
+// while disconnected and of what it is asked to send while the callback
+// runs, which follow in order.
+func TestReconnectCallbackSendsFirst(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	got := newRecorder()
+	sr := handler.NewRouter()
+	sr.On(2, func(_ handler.Conn, data []byte) error { got.add(string(data)); return nil })
+	sconns := make(chan handler.Conn, 2)
+	srv := startServer(t, sr, engine.WithOnConnect(func(c handler.Conn) { sconns <- c }))
+	dropped := make(chan struct{}, 1)
+	var cl *engine.Client
+	var err error
+	cl, err = engine.Dial(ctx, srv.Addr().String(), handler.NewRouter(),
+		engine.WithReconnect(time.Millisecond, 10*time.Millisecond, func(c handler.Conn) {
+			if err := c.Send(2, map[string]string{"s": "session"}); err != nil {
+				t.Errorf("the reconnect callback's send: %v", err)
+			}
+			if err := cl.Send(2, map[string]string{"s": "during"}); err != nil {
+				t.Errorf("the Client's send during the callback: %v", err)
+			}
+		}),
+		engine.WithOnDisconnect(func(handler.Conn, error) { dropped <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); <-cl.Done() })
+	select {
+	case c := <-sconns:
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no server connection")
+	}
+	select {
+	case <-dropped: // from now on the Client holds what it sends
+	case <-ctx.Done():
+		t.Fatal("the client did not see the connection drop")
+	}
+	if err := cl.Send(2, map[string]string{"s": "held"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`{"s":"session"}`, `{"s":"held"}`, `{"s":"during"}`}
+	if order := got.wait(t, 3); strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("the server got %v, want %v", order, want)
 	}
 }

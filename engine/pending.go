@@ -6,7 +6,7 @@ package engine
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/simplerpc/simplerpc/codec"
@@ -52,8 +52,9 @@ type pendingTable struct {
 // errRetired refuses a call, before anything is sent, on a connection that
 // is no longer its client's (one let go after a go-away, or one replaced
 // after a drop): the client makes the call again on its current
-// connection (Client.Call), which is newer.
-var errRetired = errors.New("engine: connection retired")
+// connection (Client.Call), which is newer. A call made on that
+// connection itself (a callback's) fails with it: it is ErrClosed there.
+var errRetired = fmt.Errorf("%w: the client moved to a newer connection", ErrClosed)
 
 // register adds a call and returns its id; it fails with ErrClosed once the
 // table is shut (the connection closed) and errRetired once it is retired.
