@@ -8,8 +8,10 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 )
 
-// Conn is a connection as a callback sees it: the original's Connection (or
-// Client) object. The engine implements it.
+// Conn is a connection as a callback sees it: the original's Connection
+// object. The engine implements it with one type, for the connections a
+// server accepts and those a client dials (a client's reconnection is a
+// new Conn).
 //
 // Every method is safe for concurrent use by multiple goroutines, and may be
 // called from inside a callback, except [Conn.Call] as noted there.
