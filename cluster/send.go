@@ -13,8 +13,6 @@ import (
 	"github.com/simplerpc/simplerpc/engine"
 )
 
-var errEmptyGroup = errors.New("cluster: empty group name")
-
 // Publish implements engine.Backend: it queues a send to all (or to a
 // group's members) for the other nodes, one message on the bus whatever
 // the number of nodes and connections, without waiting. The server's own
