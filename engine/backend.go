@@ -62,8 +62,10 @@ type Backend interface {
 	// backend; its Close, Value and SetValue act on the remote connection
 	// as the backend documents.
 	Conn(id uint64) (handler.Conn, bool)
-	// Query asks every other server for its part of a lookup and returns
-	// their answers merged, or ctx's error.
+	// Query asks every other server for its part of a lookup
+	// ([Host.Answer] there) and returns their answers merged (counts
+	// added, ids joined); with an error, ctx's or its own, what it merged
+	// so far.
 	Query(ctx context.Context, q Query) (Answer, error)
 }
 

@@ -153,7 +153,8 @@ func (s *Server) Start(ctx context.Context, addr string, more ...string) error {
 // over (systemd's socket activation), or listeners made elsewhere. It
 // returns at once, and the server runs as after [Server.Start]. The
 // listeners must be TCP or Unix stream listeners (*net.TCPListener,
-// *net.UnixListener).
+// *net.UnixListener). With a [Backend], it starts the backend first
+// (unless [Server.Adopt] did), and fails if that fails.
 func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 	if len(lns) == 0 {
 		return errors.New("engine: start: no listener")

@@ -2,7 +2,8 @@
 // per event loop, on memory only that loop writes (an uncontended atomic
 // add; never one shared counter per frame), summed by Stats; what only a
 // loop may look at, gnet's buffers, collected by a task on each loop
-// (Backlog); and the hook that times the calls a server makes.
+// (Host.Backlog); and the hook that times the calls a server makes (set
+// by Host.ObserveCalls, host.go).
 
 package engine
 
@@ -315,7 +316,8 @@ type OpcodeFrames struct {
 	In, Out uint64
 }
 
-// Stats returns the server's counters. It takes each event loop's queue
+// Stats returns the server's counters (this server's only, with a
+// [Backend] too). It takes each event loop's queue
 // lock for a moment and never waits for a loop; what only a loop can read
 // is in [Host.Backlog]. It is safe for concurrent use, before Start and
 // after Shutdown too, and allocates the maps and Opcodes each call: it is
