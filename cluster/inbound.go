@@ -30,7 +30,7 @@ const (
 
 // allowed says which kinds may arrive on which subject class.
 var allowed = [subOther][kindEnd]bool{
-	subOwn:      {kindProbe: true, kindSend: true, kindCall: true, kindQuery: true},
+	subOwn:      {kindProbe: true, kindSend: true, kindCall: true, kindQuery: true, kindClose: true},
 	subAll:      {kindAll: true, kindGroup: true},
 	subPresence: {kindHello: true, kindBeat: true, kindBye: true},
 	subReply:    {kindReply: true, kindAnswer: true},
@@ -107,6 +107,8 @@ func (n *Node) handle(m *nats.Msg) {
 		n.relayCall(p, &e, m.Reply)
 	case kindQuery:
 		n.answerQuery(p, &e, m.Reply)
+	case kindClose:
+		n.closeConn(&e)
 	case kindReply, kindAnswer:
 		n.onAnswer(p, &e, m.Subject)
 	}
@@ -136,6 +138,16 @@ func (n *Node) deliverSend(p *peer, e *envelope, reply string) {
 	}
 	if reply != "" {
 		n.answerCall(reply, err, nil)
+	}
+}
+
+// closeConn closes a connection of this node, as another node's handle
+// for it asked.
+func (n *Node) closeConn(e *envelope) {
+	if !n.holds(e.id) {
+		n.bad(badUnknownConn, "close of a net id this node never gave out", "id", e.id)
+	} else if err := n.host.Close(e.id); err != nil {
+		n.bad(badUnknownConn, "close of a connection that is gone", "id", e.id, "err", err)
 	}
 }
 

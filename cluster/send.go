@@ -57,6 +57,16 @@ func (n *Node) sendRemote(id uint64, op codec.Opcode, obj []byte) error {
 	return n.enqueue(outMsg{subject: p.subject, data: appendFrame(nil, kindSend, n.node, n.epoch, id, op, "", obj)})
 }
 
+// closeRemote queues a close of the connection with net id id, held by
+// another node.
+func (n *Node) closeRemote(id uint64) error {
+	p, err := n.route(id)
+	if err != nil {
+		return err
+	}
+	return n.enqueue(outMsg{subject: p.subject, data: appendClose(nil, n.node, n.epoch, id)})
+}
+
 // SendConfirm sends v on opcode op to the connection with net id id,
 // whatever node holds it, as the server's Send does, and reports whether
 // that connection took the frame: done runs once, with nil when the
