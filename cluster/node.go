@@ -211,7 +211,8 @@ func (n *Node) Epoch() uint64 { return n.epoch }
 // before it accepts a connection. The node checks that no live node has
 // its number (it fails with [ErrNodeTaken]), subscribes to its subjects
 // and announces itself. It fails with [ErrBusDown] when nc is not
-// connected. A node starts once.
+// connected. A node starts once: after a failed start it stays closed,
+// and its server's later starts fail too (make a new node and server).
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
 		return errors.New("cluster: start: the node serves no server (engine.WithBackend)")
