@@ -76,6 +76,7 @@ type Node struct {
 	queued   atomic.Int64 // bytes in out
 	kick     chan struct{}
 	helloDue atomic.Bool
+	lastAsk  atomic.Int64 // UnixNano of the last hello asked by fromUnknown
 	beatDue  atomic.Bool
 	byeDue   atomic.Bool
 
