@@ -317,7 +317,7 @@ func TestBadBusMessagesAreCountedNotDelivered(t *testing.T) {
 	e1 := n1.Epoch()
 	to2 := "simplerpc.node.2"
 	reply2 := "simplerpc.reply.2." + strconv.FormatUint(n2.Epoch(), 10) + ".99999"
-	reply1 := "simplerpc.reply.1." + strconv.FormatUint(e1, 10) + ".1"
+	reply1 := "simplerpc.reply.1." + strconv.FormatUint(e1, 10) + ".99999" // no request of node 1 has that number: its answer is late there
 	before := n2.Stats()
 	msgs := []struct {
 		subject string
