@@ -32,10 +32,6 @@ var (
 	// Sends to all and to groups refuse them whatever the nodes up; a send
 	// to a connection of this node is the engine's.
 	ErrProtocolOpcode = errors.New("cluster: protocol opcode (negative) across nodes")
-	// ErrNotLocal is returned by the Close of a handle for a connection
-	// another node holds (the server's Conn): a connection is closed by
-	// its own node.
-	ErrNotLocal = errors.New("cluster: connection held by another node")
 )
 
 // Reasons a node went down, given to the callback of [WithOnNodeDown] and

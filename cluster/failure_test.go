@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,7 +317,7 @@ func TestBadBusMessagesAreCountedNotDelivered(t *testing.T) {
 	e1 := n1.Epoch()
 	to2 := "simplerpc.node.2"
 	reply2 := "simplerpc.reply.2." + strconv.FormatUint(n2.Epoch(), 10) + ".99999"
-	reply1 := "simplerpc.reply.1." + strconv.FormatUint(e1, 10) + ".1"
+	reply1 := "simplerpc.reply.1." + strconv.FormatUint(e1, 10) + ".99999" // no request of node 1 has that number: its answer is late there
 	before := n2.Stats()
 	msgs := []struct {
 		subject string
@@ -374,4 +375,47 @@ func TestBadBusMessagesAreCountedNotDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.expect(t, ctx, 4, `{"forged":true}`)
+}
+
+// TestRequestFromAnUnknownNodeIsAnswered: a node that took another for
+// down (or never heard of it) answers its requests with an error at once,
+// rather than leaving them to their deadline, and asks for presence, so
+// that the two hear each other again.
+func TestRequestFromAnUnknownNodeIsAnswered(t *testing.T) {
+	ns, nodes := newCluster(t, 2)
+	ctx := ctxFor(t, 30*time.Second)
+	c2 := dial(t, nodes[1])
+	bus := connectInProcess(t, ns)
+	replies, err := bus.SubscribeSync("simplerpc.reply.7.5.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	presence, err := bus.SubscribeSync("simplerpc.presence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Node 7, epoch 5, never announced itself.
+	call := wire(wCall, 7, 5, c2.id, uint32(opAdd), uint64(1000000), `{}`)
+	if err := bus.PublishMsg(&nats.Msg{Subject: "simplerpc.node.2", Reply: "simplerpc.reply.7.5.1", Data: call}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := replies.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Data) < 13 || m.Data[1] != wReply || m.Data[12] != 10 || !strings.Contains(string(m.Data[13:]), "does not take node 7") {
+		t.Errorf("answer %q, want a reply of status 10 (an error's text)", m.Data)
+	}
+	for {
+		m, err := presence.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatal("node 2 asked for no presence:", err)
+		}
+		if m.Data[1] == wHello && binary.BigEndian.Uint16(m.Data[2:]) == 2 {
+			break
+		}
+	}
 }

@@ -18,12 +18,13 @@ import (
 	"github.com/simplerpc/simplerpc/internal/testkit"
 )
 
-// Test heartbeats: often enough that a dead node is noticed in about a
-// second, with a timeout ten intervals long so that a loaded machine does
-// not lose a live node.
+// Test heartbeats: often enough that a dead node is noticed in about two
+// seconds, with a timeout twenty intervals long so that a loaded machine
+// (-race, -count=20, a load average of 16 on two cores) does not lose a
+// live node.
 const (
 	testInterval = 100 * time.Millisecond
-	testTimeout  = time.Second
+	testTimeout  = 2 * time.Second
 )
 
 // Opcodes of the test servers and clients.

@@ -30,7 +30,7 @@ const (
 
 // allowed says which kinds may arrive on which subject class.
 var allowed = [subOther][kindEnd]bool{
-	subOwn:      {kindProbe: true, kindSend: true, kindCall: true, kindQuery: true},
+	subOwn:      {kindProbe: true, kindSend: true, kindCall: true, kindQuery: true, kindClose: true},
 	subAll:      {kindAll: true, kindGroup: true},
 	subPresence: {kindHello: true, kindBeat: true, kindBye: true},
 	subReply:    {kindReply: true, kindAnswer: true},
@@ -94,6 +94,7 @@ func (n *Node) handle(m *nats.Msg) {
 	p := n.peerOf(e.node)
 	if p == nil || p.epoch != e.epoch {
 		n.bad(badUnknownNode, "message from a node that is not up", "kind", e.kind, "from", e.node, "epoch", e.epoch)
+		n.fromUnknown(&e, m.Reply)
 		return
 	}
 	switch e.kind {
@@ -107,8 +108,39 @@ func (n *Node) handle(m *nats.Msg) {
 		n.relayCall(p, &e, m.Reply)
 	case kindQuery:
 		n.answerQuery(p, &e, m.Reply)
+	case kindClose:
+		n.closeConn(&e)
 	case kindReply, kindAnswer:
 		n.onAnswer(p, &e, m.Subject)
+	}
+}
+
+// fromUnknown handles a message from a node this one does not take for
+// up: one that took it for down (a heartbeat timeout on a loaded
+// machine) while it took this one for up, or that is newer than its last
+// heartbeat here. A request is answered with an error at once, rather
+// than left to its deadline; and this node asks for presence (a hello,
+// at most once a heartbeat interval), so that each hears the other again
+// within a round trip. A message not from the node it names is answered
+// on its reply subject only if that subject is the named node's.
+func (n *Node) fromUnknown(e *envelope, reply string) {
+	if e.epoch >= n.maxEpochOf(e.node) {
+		now := n.cfg.now().UnixNano()
+		if last := n.lastAsk.Load(); now-last >= int64(n.cfg.interval) && n.lastAsk.CompareAndSwap(last, now) {
+			n.helloDue.Store(true)
+			n.kickPublisher()
+		}
+	}
+	prefix := replyPrefix(n.cfg.prefix, e.node, e.epoch)
+	if len(reply) <= len(prefix) || reply[:len(prefix)] != prefix {
+		return
+	}
+	text := fmt.Sprintf("node %d does not take node %d (epoch %d) for up", n.node, e.node, e.epoch)
+	switch e.kind {
+	case kindCall, kindSend:
+		n.reply(reply, appendReply(nil, n.node, n.epoch, statusOther, nil, "", text))
+	case kindQuery:
+		n.reply(reply, append(appendAnswer(nil, n.node, n.epoch, statusOther), text...))
 	}
 }
 
@@ -136,6 +168,16 @@ func (n *Node) deliverSend(p *peer, e *envelope, reply string) {
 	}
 	if reply != "" {
 		n.answerCall(reply, err, nil)
+	}
+}
+
+// closeConn closes a connection of this node, as another node's handle
+// for it asked.
+func (n *Node) closeConn(e *envelope) {
+	if !n.holds(e.id) {
+		n.bad(badUnknownConn, "close of a net id this node never gave out", "id", e.id)
+	} else if err := n.host.Close(e.id); err != nil {
+		n.bad(badUnknownConn, "close of a connection that is gone", "id", e.id, "err", err)
 	}
 }
 

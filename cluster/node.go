@@ -1,9 +1,10 @@
 package cluster
 
 // This file holds the Node: its construction, its lifecycle (start and
-// stop, which its server calls) and the goroutines it owns: the
-// publisher, the dispatcher of what arrives from the bus, and the control
-// loop (heartbeats, expiry of silent nodes, NATS status, node callbacks).
+// stop, which its server calls) and two of the goroutines it owns: the
+// dispatcher of what arrives from the bus, and the control loop
+// (heartbeats, expiry of silent nodes, NATS status, node callbacks). The
+// publisher is in publisher.go.
 
 import (
 	"context"
@@ -75,6 +76,7 @@ type Node struct {
 	queued   atomic.Int64 // bytes in out
 	kick     chan struct{}
 	helloDue atomic.Bool
+	lastAsk  atomic.Int64 // UnixNano of the last hello asked by fromUnknown
 	beatDue  atomic.Bool
 	byeDue   atomic.Bool
 
@@ -134,14 +136,6 @@ func nodeSubject(prefix string, node int) string {
 
 func replyPrefix(prefix string, node int, epoch uint64) string {
 	return prefix + ".reply." + strconv.Itoa(node) + "." + strconv.FormatUint(epoch, 10) + "."
-}
-
-// outMsg is a message queued for the publisher. seq names the request a
-// publish failure must end, or is 0.
-type outMsg struct {
-	subject, reply string
-	data           []byte
-	seq            uint64
 }
 
 // New returns a node of the cluster on nc with node number node (1 to
@@ -218,7 +212,8 @@ func (n *Node) Epoch() uint64 { return n.epoch }
 // before it accepts a connection. The node checks that no live node has
 // its number (it fails with [ErrNodeTaken]), subscribes to its subjects
 // and announces itself. It fails with [ErrBusDown] when nc is not
-// connected. A node starts once.
+// connected. A node starts once: after a failed start it stays closed,
+// and its server's later starts fail too (make a new node and server).
 func (n *Node) Start(ctx context.Context) error {
 	if n.host == nil {
 		return errors.New("cluster: start: the node serves no server (engine.WithBackend)")
@@ -420,151 +415,6 @@ func (n *Node) localAddr() string {
 		}
 	}
 	return ""
-}
-
-// ---- The publisher ----
-
-func (n *Node) kickPublisher() {
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
-}
-
-// enqueue queues a message for the publisher without waiting.
-func (n *Node) enqueue(m outMsg) error {
-	if err := n.running(); err != nil {
-		return err
-	}
-	return n.enqueueAnswer(m)
-}
-
-// send hands m to NATS from the caller's goroutine when inline is set
-// and nothing of the node's waits for the publisher (no queued message,
-// none being published, no presence due), which keeps the node's order;
-// otherwise it queues m as enqueue does. An inline publish may wait for
-// nats.go's lock: only callers that wait for an answer anyway ask for it.
-func (n *Node) send(m outMsg, inline bool) error {
-	if !inline || n.queued.Load() != 0 || n.helloDue.Load() || n.beatDue.Load() {
-		return n.enqueue(m)
-	}
-	if err := n.running(); err != nil {
-		return err
-	}
-	if !n.busUp.Load() {
-		return ErrBusDown
-	}
-	if err := n.nc.PublishRequest(m.subject, m.reply, m.data); err != nil {
-		return n.refused(m, err)
-	}
-	n.st.published.Add(1)
-	return nil
-}
-
-// refused counts a message NATS refused and returns the error for what
-// waits on it.
-func (n *Node) refused(m outMsg, err error) error {
-	n.bad(badDropped, "NATS refused a message", "subject", m.subject, "err", err)
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
-		return fmt.Errorf("%w: %w", ErrBusDown, err)
-	}
-	return err
-}
-
-// enqueueAnswer is enqueue for the answers to other nodes' requests,
-// which still go out while the node shuts down: the calls relayed to its
-// connections end then, and their callers wait for the outcome.
-func (n *Node) enqueueAnswer(m outMsg) error {
-	if !n.busUp.Load() {
-		return ErrBusDown
-	}
-	size := int64(len(m.data))
-	if n.queued.Add(size) > int64(n.cfg.maxQueued) {
-		n.queued.Add(-size)
-		return ErrBusFull
-	}
-	select {
-	case n.out <- m:
-		return nil
-	default:
-		n.queued.Add(-size)
-		return ErrBusFull
-	}
-}
-
-// publisher is the one goroutine that hands messages to NATS, so that a
-// slow NATS connection stalls only it, and messages keep their order.
-// Presence messages due go out before the next queued message.
-func (n *Node) publisher() {
-	defer close(n.pubDone)
-	for {
-		select {
-		case m := <-n.out:
-			n.presenceDue()
-			n.publish(m, true)
-		case <-n.kick:
-			n.presenceDue()
-		case <-n.stopPub:
-			for {
-				select {
-				case m := <-n.out:
-					n.publish(m, true)
-					continue
-				default:
-				}
-				break
-			}
-			if n.byeDue.Load() {
-				n.publishPresence(kindBye)
-			}
-			return
-		}
-	}
-}
-
-func (n *Node) presenceDue() {
-	if n.helloDue.Swap(false) {
-		n.publishPresence(kindHello)
-		n.beatDue.Store(false) // a hello is a heartbeat too
-	}
-	if n.beatDue.Swap(false) {
-		n.publishPresence(kindBeat)
-	}
-}
-
-func (n *Node) publishPresence(k kind) {
-	var data []byte
-	if k == kindBye {
-		data = appendHeader(nil, k, n.node, n.epoch)
-	} else {
-		data = appendPresence(nil, k, n.node, n.epoch, n.localLen(), n.localAddr())
-	}
-	n.publish(outMsg{subject: n.subj.presence, data: data}, false)
-}
-
-// publish hands m to NATS; queued says it was charged to the queue.
-func (n *Node) publish(m outMsg, queued bool) {
-	var err error
-	if m.reply != "" {
-		err = n.nc.PublishRequest(m.subject, m.reply, m.data)
-	} else {
-		err = n.nc.Publish(m.subject, m.data)
-	}
-	if queued {
-		n.queued.Add(-int64(len(m.data)))
-	}
-	if err == nil {
-		if queued {
-			n.st.published.Add(1)
-		}
-		return
-	}
-	err = n.refused(m, err)
-	if m.seq != 0 {
-		if r := n.take(m.seq); r != nil {
-			r.end(nil, err)
-		}
-	}
 }
 
 // ---- The dispatcher ----

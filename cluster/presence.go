@@ -123,6 +123,13 @@ func (n *Node) onPresence(e *envelope) {
 	n.queueEvent(nodeEvent{info: np.info(), up: true})
 }
 
+// maxEpochOf returns the latest epoch of node num heard of.
+func (n *Node) maxEpochOf(num int) uint64 {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	return n.maxEpoch[num]
+}
+
 // onBye handles a goodbye.
 func (n *Node) onBye(e *envelope) {
 	if p := n.peerOf(e.node); p != nil && p.epoch == e.epoch {

@@ -29,7 +29,7 @@ import (
 // bus without waiting; Call and CallAsync go to the node that holds the
 // connection, which calls it and sends the outcome back (see
 // [remoteConn.Call]). Value is always nil and SetValue does nothing: a
-// connection's value lives on its node. Close fails with [ErrNotLocal].
+// connection's value lives on its node. Close asks its node to close it.
 // RemoteAddr is "node N"; Context ends when that node goes down or this
 // one shuts down.
 func (n *Node) Conn(id uint64) (handler.Conn, bool) {
@@ -136,9 +136,16 @@ func (c *remoteConn) callAsync(ctx context.Context, op codec.Opcode, req, resp a
 	return nil
 }
 
-// Close fails with [ErrNotLocal]: a connection is closed by its node.
+// Close asks the node that holds the connection to close it, without
+// waiting: the frames sent to it from this node before are written first,
+// and its disconnect callback runs on its node. A connection that closed
+// meanwhile is not known here: the close is dropped there and counted
+// (Stats.UnknownConn). It fails with [ErrBusDown] or [ErrBusFull].
 func (c *remoteConn) Close() error {
-	return fmt.Errorf("cluster: close net id %d: %w", c.id, ErrNotLocal)
+	if err := c.n.closeRemote(c.id); err != nil {
+		return fmt.Errorf("cluster: close net id %d: %w", c.id, err)
+	}
+	return nil
 }
 
 // Value is nil: a connection's value lives on its node.

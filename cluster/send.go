@@ -13,8 +13,6 @@ import (
 	"github.com/simplerpc/simplerpc/engine"
 )
 
-var errEmptyGroup = errors.New("cluster: empty group name")
-
 // Publish implements engine.Backend: it queues a send to all (or to a
 // group's members) for the other nodes, one message on the bus whatever
 // the number of nodes and connections, without waiting. The server's own
@@ -57,6 +55,16 @@ func (n *Node) sendRemote(id uint64, op codec.Opcode, obj []byte) error {
 		return err
 	}
 	return n.enqueue(outMsg{subject: p.subject, data: appendFrame(nil, kindSend, n.node, n.epoch, id, op, "", obj)})
+}
+
+// closeRemote queues a close of the connection with net id id, held by
+// another node.
+func (n *Node) closeRemote(id uint64) error {
+	p, err := n.route(id)
+	if err != nil {
+		return err
+	}
+	return n.enqueue(outMsg{subject: p.subject, data: appendClose(nil, n.node, n.epoch, id)})
 }
 
 // SendConfirm sends v on opcode op to the connection with net id id,

@@ -288,10 +288,18 @@ func TestPresence(t *testing.T) {
 	}
 	// A handle for a connection of another node names its node; none for
 	// a node that is not up.
-	if c, ok := nodes[0].Conn(clients[1].id); !ok || c.RemoteAddr() != "node 2" || c.Value() != nil {
-		t.Errorf("Conn of node 2's connection: %v, %v", c, ok)
-	} else if err := c.Close(); !errors.Is(err, cluster.ErrNotLocal) {
-		t.Errorf("Close of another node's connection: %v, want ErrNotLocal", err)
+	c, ok := nodes[0].Conn(clients[1].id)
+	if !ok || c.RemoteAddr() != "node 2" || c.Value() != nil || c.Context().Err() != nil {
+		t.Fatalf("Conn of node 2's connection: %v, %v", c, ok)
+	}
+	// Its Close asks node 2 to close it.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-clients[1].Done():
+	case <-ctx.Done():
+		t.Fatal("the connection closed through another node's handle stays open")
 	}
 	if _, ok := nodes[0].Conn(9<<54 | 1); ok {
 		t.Error("Conn on a node that is not up")

@@ -35,10 +35,11 @@ const (
 	kindQuery                  // directed: a count or a lookup
 	kindReply                  // reply: the outcome of a call
 	kindAnswer                 // reply: the answer to a query or a probe
+	kindClose                  // directed: close one connection
 	kindEnd
 )
 
-var kindNames = [...]string{"?", "hello", "beat", "bye", "probe", "send", "all", "group", "call", "query", "reply", "answer"}
+var kindNames = [...]string{"?", "hello", "beat", "bye", "probe", "send", "all", "group", "call", "query", "reply", "answer", "close"}
 
 func (k kind) String() string {
 	if int(k) < len(kindNames) {
@@ -112,7 +113,7 @@ type envelope struct {
 	kind    kind
 	node    int
 	epoch   uint64
-	id      uint64 // send, call: the destination; all, group: except
+	id      uint64 // send, call, close: the destination; all, group: except
 	op      codec.Opcode
 	timeout time.Duration // call
 	group   string        // group; query: the group or identity
@@ -148,6 +149,12 @@ func appendFrame(dst []byte, k kind, node int, epoch uint64, id uint64, op codec
 		dst = append(dst, group...)
 	}
 	return append(dst, obj...)
+}
+
+// appendClose builds a close of net id id.
+func appendClose(dst []byte, node int, epoch uint64, id uint64) []byte {
+	dst = appendHeader(dst, kindClose, node, epoch)
+	return binary.BigEndian.AppendUint64(dst, id)
 }
 
 func appendCall(dst []byte, node int, epoch uint64, id uint64, op codec.Opcode, timeout time.Duration, obj []byte) []byte {
@@ -225,6 +232,13 @@ func decode(b []byte) (e envelope, err error) {
 	case kindBye, kindProbe:
 		if len(p) != 0 {
 			return e, errLong
+		}
+	case kindClose:
+		if len(p) != 8 {
+			return e, malformed("a close without exactly its net id")
+		}
+		if e.id = binary.BigEndian.Uint64(p); !plausibleID(e.id) {
+			return e, errBadID
 		}
 	case kindSend, kindAll, kindGroup:
 		if len(p) < 12 {

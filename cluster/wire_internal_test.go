@@ -23,6 +23,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{appendCall(nil, 1, 2, id, 8, 1500*time.Millisecond, []byte(`{}`)), envelope{kind: kindCall, node: 1, epoch: 2, id: id, op: 8, timeout: 1500 * time.Millisecond, obj: []byte(`{}`)}},
 		{appendQuery(nil, 1, 2, queryMembers, "room"), envelope{kind: kindQuery, node: 1, epoch: 2, query: queryMembers, group: "room"}},
 		{appendQuery(nil, 1, 2, queryIdentity, "alice"), envelope{kind: kindQuery, node: 1, epoch: 2, query: queryIdentity, group: "alice"}},
+		{appendClose(nil, 1, 2, id), envelope{kind: kindClose, node: 1, epoch: 2, id: id}},
 		{appendReply(nil, 1, 2, statusFailure, nil, "ArgumentMissing", "no x"), envelope{kind: kindReply, node: 1, epoch: 2, status: statusFailure, reason: "ArgumentMissing", text: []byte("no x")}},
 		{appendReply(nil, 1, 2, statusOK, []byte(`{"s":1}`), "", ""), envelope{kind: kindReply, node: 1, epoch: 2, obj: []byte(`{"s":1}`)}},
 	}
@@ -65,6 +66,7 @@ func TestWireBounds(t *testing.T) {
 		{"all except an id of node 0", appendFrame(nil, kindAll, 1, 2, 99, 1, "", []byte(`{}`)), errBadID},
 		{"call to id 0", appendCall(nil, 1, 2, 0, 1, time.Second, []byte(`{}`)), errBadID},
 		{"identity query without its identity", appendQuery(nil, 1, 2, queryIdentity, ""), errMalformed},
+		{"close of id 0", appendClose(nil, 1, 2, 0), errBadID},
 		{"epoch 0", appendHeader(nil, kindBye, 1, 0), errBadEpoch},
 		{"epoch past the counter", appendHeader(nil, kindBye, 1, counterMask+1), errBadEpoch},
 		{"object too large", appendFrame(nil, kindAll, 1, 2, 0, 1, "", big), errTooLarge},

@@ -6,7 +6,8 @@
 //	ns, _ := embedded.Start(ctx)                 // 127.0.0.1, a free port
 //	defer ns.Close()
 //	nc, _ := ns.Connect()                        // in-process
-//	node, _ := cluster.New(router, nc, 1)
+//	node, _ := cluster.New(nc, 1)
+//	srv, _ := engine.NewServer(router, engine.WithBackend(node))
 //
 // The server requires credentials: a token, generated unless [WithToken]
 // gives one ([Server.Token] reads it back, for the nodes of other
