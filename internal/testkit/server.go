@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Server is what [Start] starts: an engine.Server, a cluster.Node.
+// Server is what [Start] starts: an engine.Server.
 type Server interface {
 	Shutdown(ctx context.Context) error
 }
@@ -23,10 +23,6 @@ func Start[S Server](t testing.TB, srv S, addr string) S {
 		Start(context.Context, string, ...string) error
 	}:
 		err = s.Start(context.Background(), addr) // an engine.Server
-	case interface {
-		Start(context.Context, string) error
-	}:
-		err = s.Start(context.Background(), addr) // a cluster.Node
 	default:
 		t.Fatalf("testkit: %T has no Start(ctx, addr)", srv)
 	}
