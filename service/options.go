@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/simplerpc/simplerpc/engine"
@@ -52,6 +53,8 @@ type config struct {
 	status         func() string
 	statusEvery    time.Duration
 	logAttrs       []any
+	start          func(ctx context.Context, lns ...net.Listener) error
+	shutdown       func(ctx context.Context) error
 	onReady        func(ctx context.Context, addrs []string) error
 	onUpgrade      func(ctx context.Context)
 	onUpgradeFail  func(ctx context.Context)
@@ -73,13 +76,15 @@ func newConfig(srv *engine.Server, opts []Option) (*config, error) {
 		upgradeTimeout: defaultUpgradeTimeout,
 		statusEvery:    defaultStatusEvery,
 		status:         func() string { return serving(srv.Len()) },
+		start:          srv.StartOn,
+		shutdown:       srv.Shutdown,
 	}
 	for _, o := range opts {
 		o(c)
 	}
 	switch {
-	case c.log == nil || c.status == nil:
-		return nil, fmt.Errorf("service: %w: a nil logger or status function", ErrOption)
+	case c.log == nil || c.status == nil || c.start == nil || c.shutdown == nil:
+		return nil, fmt.Errorf("service: %w: a nil logger, status, start or shutdown function", ErrOption)
 	case c.shutdownGrace <= 0 || c.upgradeGrace <= 0 || c.upgradeTimeout <= 0 || c.statusEvery <= 0:
 		return nil, fmt.Errorf("service: %w: durations must be positive", ErrOption)
 	case c.mode != Handover && c.mode != GoAway:
@@ -160,6 +165,21 @@ func WithStatus(fn func() string, every time.Duration) Option {
 // "listening" log line, after its address. Defaults to none.
 func WithLogAttrs(args ...any) Option {
 	return func(c *config) { c.logAttrs = append([]any(nil), args...) }
+}
+
+// WithStart replaces srv.StartOn, for an application that does more
+// around the start (serve names a taken cluster node number, and logs the
+// join). fn must start srv on lns. Its context ends when Run returns.
+// Defaults to srv.StartOn.
+func WithStart(fn func(ctx context.Context, lns ...net.Listener) error) Option {
+	return func(c *config) { c.start = fn }
+}
+
+// WithShutdown replaces srv.Shutdown, for an application that does more
+// around the stop; fn must shut srv down within ctx. Defaults to
+// srv.Shutdown.
+func WithShutdown(fn func(ctx context.Context) error) Option {
+	return func(c *config) { c.shutdown = fn }
 }
 
 // WithOnReady runs fn once the server accepts, before READY=1, with the

@@ -24,7 +24,8 @@ import (
 // option), when [WithOnReady]'s function fails, or when srv stops by
 // itself (srv.Err).
 //
-// The functions of [WithOnReady] and [WithOnUpgrade] run on Run's goroutine, one at a time.
+// The functions of [WithStart], [WithShutdown], [WithOnReady] and
+// [WithOnUpgrade] run on Run's goroutine, one at a time.
 //
 // srv must be new (not started): Run starts it on the sockets handed to
 // the process (socket activation, or a predecessor's) or else on the
@@ -72,7 +73,7 @@ func Run(ctx context.Context, srv *engine.Server, opts ...Option) error {
 			return fmt.Errorf("service: %w", err)
 		}
 	}
-	if err := srv.StartOn(srvCtx, served(lns, names)...); err != nil {
+	if err := c.start(srvCtx, served(lns, names)...); err != nil {
 		closeAll(lns)
 		return fmt.Errorf("service: %w", err)
 	}
@@ -132,7 +133,7 @@ func shutdown(c *config, srv *engine.Server, sd *notifier) error {
 	sd.stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := c.shutdown(ctx); err != nil {
 		return fmt.Errorf("service: shutdown: %w", err)
 	}
 	c.log.Info("stopped")
@@ -151,7 +152,7 @@ func letGo(c *config, srv *engine.Server, pid int) error {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), c.shutdownGrace)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := c.shutdown(sctx); err != nil {
 		return fmt.Errorf("service: shutdown after the upgrade: %w", err)
 	}
 	c.log.Info("upgraded", "pid", pid)

@@ -279,10 +279,6 @@ func (d *demo) startOn(ctx context.Context, log *slog.Logger, lns ...net.Listene
 	return nil
 }
 
-// shutdown shuts the server down gracefully within ctx; a node leaves its
-// cluster.
-func (d *demo) shutdown(ctx context.Context) error { return d.srv.Shutdown(ctx) }
-
 // upgradable reports whether SIGHUP may start a successor: not for a node,
 // whose successor would need its node number while it still holds it.
 func (d *demo) upgradable() bool { return d.node == nil }

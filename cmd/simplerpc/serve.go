@@ -263,7 +263,6 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 		service.WithUpgradeTimeout(o.upgradeTimeout),
 		service.WithUpgradeGrace(o.grace),
 		service.WithStart(func(ctx context.Context, lns ...net.Listener) error { return d.startOn(ctx, log, lns...) }),
-		service.WithShutdown(d.shutdown),
 	}
 	if !d.upgradable() {
 		opts = append(opts, service.WithoutUpgrade("a cluster node does not upgrade itself"))
