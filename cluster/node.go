@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -407,10 +406,10 @@ func (n *Node) localLen() int {
 }
 
 // localAddr returns the address the server listens on, for the
-// heartbeats, when its host tells ("" otherwise).
+// heartbeats, or "" before it listens.
 func (n *Node) localAddr() string {
-	if h, ok := any(n.host).(interface{ Addr() net.Addr }); ok && n.host != nil {
-		if a := h.Addr(); a != nil {
+	if n.host != nil {
+		if a := n.host.Addr(); a != nil {
 			return a.String()
 		}
 	}

@@ -255,8 +255,8 @@ func TestPresence(t *testing.T) {
 			if info.Node != i+1 || info.Self != (info.Node == n.Number()) {
 				t.Errorf("node %d: entry %d: %+v", n.Number(), i, info)
 			}
-			// engine.Host does not tell its server's address yet: the
-			// heartbeats carry it once it does.
+			// A hello sent before the server listened carries none; the
+			// heartbeats after it do.
 			if want := nodes[i].Addr().String(); info.Addr != want && info.Addr != "" {
 				t.Errorf("node %d: node %d's address %q, want %q", n.Number(), info.Node, info.Addr, want)
 			}

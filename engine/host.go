@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/simplerpc/simplerpc/codec"
@@ -31,6 +32,11 @@ type Host struct {
 // Host returns the server's host: for its [Backend], and for the
 // project's own modules. It is safe for concurrent use.
 func (s *Server) Host() *Host { return &s.host }
+
+// Addr returns the address of the server's first listener, or nil before
+// it listens: what a backend tells the other servers. It is safe for
+// concurrent use.
+func (h *Host) Addr() net.Addr { return h.s.Addr() }
 
 // Deliver sends a publication another server made to this server's
 // connections: every one, or the members of p.Group, but p.Except. It
