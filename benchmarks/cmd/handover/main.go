@@ -222,11 +222,11 @@ func (s *server) waitLine(pattern string, timeout time.Duration) ([]string, erro
 
 // upgraded is what one upgrade took.
 type upgraded struct {
-	sighup   time.Time
-	ready    time.Duration // SIGHUP to the old process's "successor ready" line
-	exit     time.Duration // SIGHUP to the old process's exit
-	handed   string        // the old process's "connections handed over" line
-	pid      int           // the successor's
+	sighup time.Time
+	ready  time.Duration // SIGHUP to the old process's "successor ready" line
+	exit   time.Duration // SIGHUP to the old process's exit
+	handed string        // the old process's "connections handed over" line
+	pid    int           // the successor's
 }
 
 // upgrade sends serve SIGHUP and waits for the successor to be ready and
