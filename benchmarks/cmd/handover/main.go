@@ -30,6 +30,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -54,6 +55,7 @@ type run struct {
 	pin            bool
 	drain          time.Duration
 	upgradeTimeout time.Duration
+	serveLog       string
 }
 
 func main() {
@@ -78,6 +80,7 @@ func main() {
 	flag.DurationVar(&r.upgradeTimeout, "upgrade-timeout", 60*time.Second, "driver: how long the upgrade may take, SIGHUP to the old process's exit")
 	flag.IntVar(&r.loops, "loops", 1, "driver: serve's event loops")
 	flag.StringVar(&r.upgrade, "upgrade", "handover", "driver: serve's --upgrade (handover or goaway)")
+	flag.StringVar(&r.serveLog, "serve-log", "", "driver: also write serve's output (its successor's too) to this file")
 	flag.BoolVar(&r.pin, "pin", true, "driver: pin serve to CPU 0 and the workers to CPU 1 (taskset)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -156,9 +159,18 @@ func startServe(r run, addrs []string, maxConns int) (*server, error) {
 	}
 	s := &server{cmd: cmd, lines: make(chan string, 4096), exited: make(chan error, 1)}
 	go func() { s.exited <- cmd.Wait() }()
+	var copyTo io.Writer = io.Discard
+	if r.serveLog != "" {
+		f, err := os.Create(r.serveLog)
+		if err != nil {
+			s.kill()
+			return nil, err
+		}
+		copyTo = f
+	}
 	go func() {
 		defer rd.Close()
-		sc := bufio.NewScanner(rd)
+		sc := bufio.NewScanner(io.TeeReader(rd, copyTo))
 		for sc.Scan() {
 			s.mu.Lock()
 			s.tail = append(s.tail, sc.Text())
