@@ -82,12 +82,17 @@ func driveCast(r run) (t *castRun, err error) {
 	workers = append(workers, sender)
 	log.Printf("all connected, broadcasting; the upgrade in %v", r.before)
 	time.Sleep(r.before)
-	up, err := srv.upgrade(r.upgradeTimeout)
-	if err != nil {
-		return nil, err
+	up, upErr := srv.upgrade(r.upgradeTimeout)
+	if upErr != nil {
+		// What the peers saw is reported all the same: the old process
+		// serves on after a failed upgrade.
+		log.Printf("the upgrade failed: %v", upErr)
+		srv.logTail()
+		up.pid = srv.pid
+	} else {
+		log.Printf("upgraded to pid %d: successor ready %v, old process exited %v after SIGHUP", up.pid,
+			up.ready.Round(time.Millisecond), up.exit.Round(time.Millisecond))
 	}
-	log.Printf("upgraded to pid %d: successor ready %v, old process exited %v after SIGHUP", up.pid,
-		up.ready.Round(time.Millisecond), up.exit.Round(time.Millisecond))
 	time.Sleep(r.after)
 	if _, err := fmt.Fprintln(sender.stdin, "end"); err != nil {
 		return nil, err
@@ -130,6 +135,9 @@ func driveCast(r run) (t *castRun, err error) {
 	}
 	_ = syscall.Kill(up.pid, syscall.SIGTERM)
 	report(r, n, total, gapAt, lat, up)
+	if upErr != nil {
+		return nil, fmt.Errorf("the upgrade failed: %w", upErr)
+	}
 	return &castRun{castResult: total, sent: n, up: up}, nil
 }
 
