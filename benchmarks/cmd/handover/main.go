@@ -254,7 +254,7 @@ func (s *server) upgrade(timeout time.Duration) (upgraded, error) {
 	}
 	if strings.Contains(m[0], "handed over") {
 		u.handed = m[0]
-		if m, err = s.waitLine(`msg="successor ready; going away" .*`, timeout); err != nil {
+		if _, err = s.waitLine(`msg="successor ready; going away" .*`, timeout); err != nil {
 			return u, err
 		}
 	}
