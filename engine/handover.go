@@ -415,10 +415,10 @@ func (c *conn) unread() []byte {
 }
 
 // run sends the snapshots as they come, then the end, and waits for the
-// successor's acknowledgements.
+// successor's acknowledgements; ctx's end cuts a blocked write short.
 func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 	go h.readAcks()
-	stop := context.AfterFunc(ctx, func() { h.setFail(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { h.setFail(context.Cause(ctx)); _ = h.uc.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for {
 		<-h.wake
@@ -427,7 +427,7 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 		}
 		if err := h.sendQueued(); err != nil {
 			h.setFail(err)
-			return h.report(), err
+			return h.report(), h.failed() // ctx's, if its end cut the write
 		}
 		if h.pending.Load() == 0 {
 			// Every connection is resolved: what is queued now is all, and
@@ -435,7 +435,7 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 			h.closeCarry()
 			if err := h.sendQueued(); err != nil {
 				h.setFail(err)
-				return h.report(), err
+				return h.report(), h.failed()
 			}
 			break
 		}
@@ -450,13 +450,13 @@ func (h *handSession) run(ctx context.Context) (HandoverReport, error) {
 	}
 	if err := writeBatch(h.uc, end); err != nil {
 		h.setFail(err)
-		return h.report(), err
+		return h.report(), h.failed()
 	}
 	select {
 	case err := <-h.acked:
 		if err != nil {
 			h.setFail(err)
-			return h.report(), err
+			return h.report(), h.failed() // ctx's, if its end cut the write
 		}
 	case <-ctx.Done():
 		h.setFail(context.Cause(ctx))

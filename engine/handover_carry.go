@@ -106,21 +106,45 @@ func (s *side) lookupMoved(id uint64) (*conn, error) {
 	return nil, fmt.Errorf("%w: net id %d", ErrUnknownConn, id)
 }
 
-// carryMoved returns err, the error of a send to c, unless c is closed
-// because a handover moved it: the send is then carried (or fails with
-// ErrHandedOver once the handover is ending). From any goroutine.
-func (s *side) carryMoved(c *conn, op codec.Opcode, obj []byte, err error) error {
-	if !c.closed.Load() {
+// sendMoving queues a send by id to c (Server.send): if a handover moved
+// c, the send is carried, or fails with ErrHandedOver once the handover
+// is ending. While a handover runs, the send holds the session's send hold
+// from its check to its queueing, so that the end waits for it: a send
+// queued for c before c moved and run after is then carried, even at the
+// very end (carrySend). From any goroutine.
+func (s *side) sendMoving(c *conn, op codec.Opcode, obj []byte, id uint64) error {
+	h := s.hand.Load()
+	if h != nil {
+		h.sendMu.RLock()
+		defer h.sendMu.RUnlock()
+	}
+	err := c.enqueue(modeSend, op, obj, id)
+	if err == nil || !c.closed.Load() {
 		return err
 	}
-	if h := s.hand.Load(); h != nil && h.movedOnce(c) {
-		return h.carryObj(c, op, obj)
+	if h == nil {
+		if h = s.hand.Load(); h == nil { // it began meanwhile
+			return err
+		}
+		h.sendMu.RLock()
+		defer h.sendMu.RUnlock()
 	}
-	return err
+	if !h.movedOnce(c) {
+		return err
+	}
+	return h.carryHeld(c, op, obj)
 }
 
-// carries reports whether c is a connection this session moved.
-func (h *handSession) carries(c *conn) bool { return h.movedConn(c.id) == c }
+// carries reports whether c is a connection this session moved and whose
+// sends it still takes: until the end has run what the loops had queued
+// (closeCarry), not only until the end began, so that a send queued
+// before the end is carried however late its loop runs it.
+func (h *handSession) carries(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.movedConns[c.id]
+	return m != nil && m.c == c && !h.closed && h.fail == nil
+}
 
 // add queues frame f (built at the connection's size) for the successor.
 // On c's loop, so that the frames of one connection keep their order.
@@ -139,12 +163,11 @@ func (h *handSession) add(id uint64, f []byte) {
 	h.notify()
 }
 
-// carryObj carries a send made to a moved connection c, through its loop,
-// behind the sends queued for it before, or fails with ErrHandedOver once
-// the handover is ending. From any goroutine.
-func (h *handSession) carryObj(c *conn, op codec.Opcode, obj []byte) error {
-	h.sendMu.RLock()
-	defer h.sendMu.RUnlock()
+// carryHeld carries a send made to a moved connection c, through its
+// loop, behind the sends queued for it before, or fails with ErrHandedOver
+// once the handover is ending. From any goroutine, with the send hold
+// (sendMu) held for reading.
+func (h *handSession) carryHeld(c *conn, op codec.Opcode, obj []byte) error {
 	if h.movedConn(c.id) != c {
 		return ErrHandedOver
 	}

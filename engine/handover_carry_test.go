@@ -281,3 +281,54 @@ func serverMessage(r io.Reader) ([]byte, error) {
 	_, err := io.ReadFull(r, p)
 	return p, err
 }
+
+// TestHandOverCarriesSendAtTheEnd: a send by id queued on the loop while
+// its connection is moving (here from the save hook) and run only once
+// the handover is ending is still carried: the peer gets it, then what the
+// successor sends it, and the send that returned nil is not lost.
+func TestHandOverCarriesSendAtTheEnd(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	var once sync.Once
+	sendErr := make(chan error, 1)
+	a := newHandoverServer(t, "A", engine.WithEventLoops(1), engine.WithHandover(func(c handler.Conn) ([]byte, error) {
+		once.Do(func() {
+			err := engine.HoldLoopUntilHandoverEnds(c)
+			if err == nil {
+				err = engine.ServerOf(c).Send(c.ID(), 6, seqNote{Seq: 1})
+			}
+			sendErr <- err
+		})
+		return nil, nil
+	}, nil))
+	b := newHandoverServer(t, "B")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.StartOn(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
+	p := dialRaw(t, ln.Addr().String())
+	p.greet(1024)
+	p.write(`2{"seq":0}`)
+	if n := p.readNote(); n.Server != "A" {
+		t.Fatalf("echo before: %+v", n)
+	}
+	id := a.Conns()[0].ID()
+	if rep, _ := handOver(t, ctx, a.Server, b.Server); rep.HandedOver != 1 {
+		t.Fatalf("handed over %d, want 1", rep.HandedOver)
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatalf("the send during the move: %v", err)
+	}
+	if err := b.Send(id, 7, seqNote{Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []codec.Opcode{6, 7} {
+		op, obj := p.read()
+		if op != want {
+			t.Fatalf("got op %d %s, want op %d: the send A queued as its handover ended was lost", op, obj, want)
+		}
+	}
+}

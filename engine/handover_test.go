@@ -3,6 +3,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
+	"github.com/simplerpc/simplerpc/internal/handoverwire"
 )
 
 // unixPair returns the two ends of a Unix stream socketpair: the way two
@@ -640,4 +642,45 @@ func TestHandOverNoSuccessor(t *testing.T) {
 	}
 	q := dialRaw(t, a.Addr().String())
 	q.greet(1024)
+}
+
+// TestHandOverSuccessorStopsReading: a successor that says hello and then
+// reads nothing leaves HandOver blocked in a write no longer than its
+// context: HandOver returns the context's error and the connection is
+// served here again.
+func TestHandOverSuccessorStopsReading(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	big := bytes.Repeat([]byte("x"), 4<<20) // more than the socket holds
+	a := newHandoverServer(t, "A", engine.WithHandover(func(handler.Conn) ([]byte, error) { return big, nil }, nil))
+	if err := a.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	p := dialRaw(t, a.Addr().String())
+	p.greet(1024)
+	p.write(`2{"seq":1}`)
+	p.readNote()
+	ua, ub := unixPair(t)
+	if err := handoverwire.WriteAck(ub, handoverwire.Hello); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.HandOver(hctx, ua)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("HandOver: %v, want the context's deadline", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("HandOver still writes to a successor that does not read, its context long over")
+	}
+	p.write(`2{"seq":2}`)
+	if n := p.readNote(); n.Seq != 2 || n.Server != "A" {
+		t.Fatalf("after: %+v", n)
+	}
 }

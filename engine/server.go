@@ -508,11 +508,10 @@ func (s *Server) closed(c *conn, _ error) {
 }
 
 func (s *Server) send(c *conn, mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
-	err := c.enqueue(mode, op, obj, id)
-	if err != nil && mode == modeSend {
-		err = s.side.carryMoved(c, op, obj, err) // moved in a handover (handover_carry.go)
+	if mode == modeSend {
+		return s.side.sendMoving(c, op, obj, id) // carried if a handover moved c (handover_carry.go)
 	}
-	return err
+	return c.enqueue(mode, op, obj, id)
 }
 
 func (s *Server) peer(c *conn) string { return "conn " + strconv.FormatUint(c.id, 10) }

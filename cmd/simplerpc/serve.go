@@ -123,13 +123,16 @@ sockets' names, LISTEN_FDNAMES, tell it which is WebSocket at which path:
 FileDescriptorName=ws/rpc).
 
 With --upgrade handover (the default), the live connections move too: the
-old process stops accepting, and hands each plain TCP or Unix connection,
-its socket and its state (net id, message size, the bytes it had read but
-not handled), to the successor over a socketpair the successor inherits;
+old process stops accepting, and hands each plain TCP, Unix or ws://
+connection, its socket and its state (net id, message size, groups, the
+bytes it had read but not handled, a WebSocket's framing), to the
+successor over a socketpair the successor inherits;
 the successor adopts them all before it says READY=1. The peers see
 nothing: no close, no reconnect, no lost frame. A connection that cannot
-move (TLS, WebSocket, a call still running after 2 s) is sent "going away"
-(-8) instead, as with --upgrade goaway.
+move (TLS and wss://, a call still running after 2 s) is sent "going
+away" (-8) instead, as with --upgrade goaway. Opcode 1's sends to all made
+meanwhile reach every connection once and in order, whether it has moved
+yet or not.
 
 With --upgrade goaway, every connection is sent "going away" (-8) once the
 successor is ready: clients of this library made with WithReconnect move

@@ -147,6 +147,7 @@ func (r *Reader) Next() (*Batch, error) {
 			r.buf = append(r.buf, make([]byte, 64<<10)...)[:len(r.buf)]
 		}
 		n, oobn, flags, _, err := r.uc.ReadMsgUnix(r.buf[len(r.buf):cap(r.buf)], oob)
+		n, oobn = max(n, 0), max(oobn, 0) // a read that waited and failed (a deadline) says -1
 		if oobn > 0 {
 			if perr := r.takeRights(oob[:oobn]); perr != nil && err == nil {
 				err = perr

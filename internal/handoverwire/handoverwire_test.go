@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // pair returns the two ends of a Unix stream socket.
@@ -68,5 +70,27 @@ func TestBatchVersion(t *testing.T) {
 	}
 	if _, err := r.Next(); !errors.Is(err, ErrWire) {
 		t.Fatalf("a batch of another version: %v", err)
+	}
+}
+
+// TestNextAfterDeadline: a read deadline that passes while Next waits
+// (Adopt's context ending) is an error from Next, with a batch begun or
+// not, not a panic: a read that fails so returns -1 bytes.
+func TestNextAfterDeadline(t *testing.T) {
+	for _, begun := range []bool{false, true} {
+		a, b := pair(t)
+		if begun {
+			if _, err := a.Write([]byte{0, 0, 1, 0, '{'}); err != nil { // a 256-byte batch, its first byte
+				t.Fatal(err)
+			}
+		}
+		if err := b.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		r := NewReader(b)
+		if _, err := r.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("begun %v: %v, want the deadline", begun, err)
+		}
+		r.Close()
 	}
 }

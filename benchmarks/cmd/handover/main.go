@@ -1,24 +1,33 @@
-// Command handover measures a live upgrade of simplerpc serve (issue 21):
-// many connected clients, one SIGHUP, and what the clients saw: how many
-// were disconnected, the longest pause any of them saw, and how many
-// frames were lost.
+// Command handover measures a live upgrade of simplerpc serve (issues 21
+// and 30): many connected peers, one SIGHUP, and what the peers saw.
 //
-//	flock /work/bench.lock handover -serve ./simplerpc -conns 10000 -procs 4
+// With -rate (issue 30), it connects -conns peers (-ws of them over ws://,
+// the rest over raw TCP) that only listen, and one more connection, the
+// broadcaster, that sends serve a numbered send-to-all (opcode 1) -rate
+// times a second; each peer checks the sequence it receives. After
+// -before it sends serve SIGHUP, waits for the old process to exit, lets
+// the broadcasts run -after more, stops them, waits for the last to
+// arrive, and prints the disconnects, the deliveries expected and
+// received, those lost, duplicated or out of order, the longest gap
+// between two deliveries a peer saw (the stall: its maximum and its p99
+// across peers), and the time from SIGHUP to the successor's readiness and
+// to the old process's exit. It exits 1 when any delivery was lost,
+// duplicated or out of order, or any peer was disconnected.
 //
-// It starts serve (--upgrade handover unless -upgrade says otherwise) and
+//	flock /work/bench.lock handover -serve ./simplerpc -conns 2000 -ws 1000 -rate 200 -procs 2
+//
+// Without -rate (issue 21), each connection sends a numbered echo each
+// -every and times the answer, and the figures are the echoes lost and
+// the longest wait for one.
+//
+// Both start serve (--upgrade handover unless -upgrade says otherwise) and
 // -procs worker processes (this binary with -worker), each holding its
-// share of the connections from a 127.0.1.x source address of its own,
-// every connection sending a numbered echo each -every and timing the
-// answer. After -before it sends serve SIGHUP, waits for the old process
-// to exit, lets the clients run -after more, then stops them and prints
-// the totals. The pause a client saw is the longest wait for one echo
-// (max RTT); the gap is the longest time between two echoes of one
-// connection (-every plus the pause).
+// share of the connections from a 127.0.1.x source address of its own;
+// with -pin, serve and its successor run on CPU 0 and the workers on CPU 1.
 package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,38 +40,76 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/HdrHistogram/hdrhistogram-go"
-
-	"github.com/simplerpc/simplerpc/benchmarks/internal/rlimit"
 )
+
+// run is a driver's settings, from the flags.
+type run struct {
+	serve          string
+	conns, ws      int
+	procs          int
+	size, loops    int
+	rate           int
+	every          time.Duration
+	before, after  time.Duration
+	upgrade        string
+	pin            bool
+	drain          time.Duration
+	upgradeTimeout time.Duration
+	serveLog       string
+}
 
 func main() {
 	isWorker := flag.Bool("worker", false, "run as a worker process (the driver starts these)")
 	addr := flag.String("addr", "", "worker: the server's address")
+	wsAddr := flag.String("wsaddr", "", "worker: the server's ws:// address (host:port)")
 	source := flag.String("source", "", "worker: the source address")
-	n := flag.Int("n", 0, "worker: connections")
-	serve := flag.String("serve", "simplerpc", "driver: the simplerpc binary")
-	conns := flag.Int("conns", 10000, "driver: connections in all")
-	procs := flag.Int("procs", 4, "driver: worker processes")
-	size := flag.Int("size", 256, "message size")
-	every := flag.Duration("every", 200*time.Millisecond, "interval between a connection's echoes")
-	before := flag.Duration("before", 3*time.Second, "driver: how long the clients run before the upgrade")
-	after := flag.Duration("after", 3*time.Second, "driver: how long they run after the old process exited")
-	loops := flag.Int("loops", 1, "driver: serve's event loops")
-	upgrade := flag.String("upgrade", "handover", "driver: serve's --upgrade (handover or goaway)")
-	pin := flag.Bool("pin", true, "driver: pin serve to CPU 0 and the workers to CPU 1 (taskset)")
+	n := flag.Int("n", 0, "worker: TCP connections")
+	nws := flag.Int("nws", 0, "worker: ws:// connections (with -rate)")
+	send := flag.Bool("send", false, "worker: its first TCP connection is the broadcaster (with -rate)")
+	var r run
+	flag.StringVar(&r.serve, "serve", "simplerpc", "driver: the simplerpc binary")
+	flag.IntVar(&r.conns, "conns", 10000, "driver: connections in all (with -rate: the peers, the broadcaster apart)")
+	flag.IntVar(&r.ws, "ws", 0, "driver, with -rate: how many of -conns are ws:// (serve listens on ws://127.0.0.1:0/rpc too)")
+	flag.IntVar(&r.procs, "procs", 4, "driver: worker processes")
+	flag.IntVar(&r.size, "size", 256, "message size")
+	flag.IntVar(&r.rate, "rate", 0, "send-to-all broadcasts a second, numbered; each peer checks their sequence (0: the echo measurement)")
+	flag.DurationVar(&r.every, "every", 200*time.Millisecond, "without -rate: interval between a connection's echoes")
+	flag.DurationVar(&r.before, "before", 3*time.Second, "driver: how long the clients run before the upgrade")
+	flag.DurationVar(&r.after, "after", 3*time.Second, "driver: how long they run after the old process exited")
+	flag.DurationVar(&r.drain, "drain", 10*time.Second, "driver, with -rate: how long the peers may take to receive the last broadcast once it is sent")
+	flag.DurationVar(&r.upgradeTimeout, "upgrade-timeout", 60*time.Second, "driver: how long the upgrade may take, SIGHUP to the old process's exit")
+	flag.IntVar(&r.loops, "loops", 1, "driver: serve's event loops")
+	flag.StringVar(&r.upgrade, "upgrade", "handover", "driver: serve's --upgrade (handover or goaway)")
+	flag.StringVar(&r.serveLog, "serve-log", "", "driver: also write serve's output (its successor's too) to this file")
+	flag.BoolVar(&r.pin, "pin", true, "driver: pin serve to CPU 0 and the workers to CPU 1 (taskset)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("handover: ")
 	if *isWorker {
-		if err := worker(*addr, *source, *n, *size, *every); err != nil {
+		var err error
+		if r.rate > 0 {
+			err = castWorker(*addr, *wsAddr, *source, *n, *nws, r.size, r.rate, *send, r.drain)
+		} else {
+			err = worker(*addr, *source, *n, r.size, r.every)
+		}
+		if err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	if err := drive(*serve, *conns, *procs, *size, *loops, *every, *before, *after, *upgrade, *pin); err != nil {
+	if r.rate == 0 {
+		if err := drive(r); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	t, err := driveCast(r)
+	if err != nil {
 		log.Fatal(err)
+	}
+	if !t.ok() {
+		log.Print("FAIL: a peer was disconnected, or a delivery lost, duplicated or out of order")
+		os.Exit(1)
 	}
 }
 
@@ -75,177 +122,104 @@ func pinned(pin bool, cpu string, name string, args ...string) *exec.Cmd {
 	return exec.Command(name, args...)
 }
 
-func drive(serve string, conns, procs, size, loops int, every, before, after time.Duration, upgrade string, pin bool) (err error) {
-	rlimit.RaiseNoFile() // the processes inherit it
-	srv := pinned(pin, "0", serve, "serve", "--addr", "127.0.0.1:0", "--size", strconv.Itoa(size),
-		"--loops", strconv.Itoa(loops), "--quiet", "--max-conns", strconv.Itoa(conns+100), "--upgrade", upgrade,
-		"--grace", "10s")
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", serve, err)
-	}
-	defer func() { _ = syscall.Kill(-srv.Process.Pid, syscall.SIGKILL) }()
-	lines := make(chan string, 1024)
-	var logMu sync.Mutex
-	var logTail []string // serve's last lines, for an error
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logTail = append(logTail, sc.Text())
-			if len(logTail) > 40 {
-				logTail = logTail[1:]
-			}
-			logMu.Unlock()
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	defer func() {
-		if err != nil {
-			logMu.Lock()
-			log.Printf("serve's last lines:\n%s", strings.Join(logTail, "\n"))
-			logMu.Unlock()
-		}
-	}()
-	addr, err := waitLine(lines, `msg=listening addr=(\S+) .* pid=(\d+)`, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	oldPid, _ := strconv.Atoi(addr[2])
-	log.Printf("serve pid %d on %s; %d connections in %d processes, an echo each %v", oldPid, addr[1], conns, procs, every)
-
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	type proc struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Reader
-	}
-	ws := make([]proc, procs)
-	for i := range ws {
-		k := conns / procs
-		if i < conns%procs {
-			k++
-		}
-		cmd := pinned(pin, "1", exe, "-worker", "-addr", addr[1], "-source", fmt.Sprintf("127.0.1.%d", i+1),
-			"-n", strconv.Itoa(k), "-size", strconv.Itoa(size), "-every", every.String())
-		cmd.Stderr = os.Stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() { _ = cmd.Process.Kill() }()
-		ws[i] = proc{cmd: cmd, stdin: in, out: bufio.NewReader(out)}
-	}
-	for i, w := range ws {
-		l, err := w.out.ReadString('\n')
-		if err != nil || !strings.HasPrefix(l, "ready") {
-			return fmt.Errorf("worker %d: %q %v", i, l, err)
-		}
-	}
-	log.Printf("all connected; the upgrade in %v", before)
-	time.Sleep(before)
-	t0 := time.Now()
-	if err := syscall.Kill(oldPid, syscall.SIGHUP); err != nil {
-		return err
-	}
-	handed, err := waitLine(lines, `msg="upgrade: connections handed over" .*|msg="successor ready; going away" .*`, 60*time.Second)
-	if err != nil {
-		return err
-	}
-	log.Printf("%s", handed[0])
-	up, err := waitLine(lines, `msg=upgraded pid=(\d+)`, 60*time.Second)
-	if err != nil {
-		return err
-	}
-	if err := srv.Wait(); err != nil {
-		return fmt.Errorf("the old serve: %w", err)
-	}
-	t1 := time.Now()
-	upgradeTook := t1.Sub(t0)
-	newPid, _ := strconv.Atoi(up[1])
-	go func() {
-		for range lines { // the successor's output
-		}
-	}()
-	log.Printf("upgraded to pid %d in %v (SIGHUP to the old process's exit)", newPid, upgradeTook.Round(time.Millisecond))
-	time.Sleep(after)
-	for _, w := range ws {
-		_ = w.stdin.Close()
-	}
-	var total result
-	hist := hdrhistogram.New(1, 60_000_000, 3)
-	// The longest wait for an echo sent during the upgrade (from SIGHUP to
-	// the old process's exit, and one interval either side), and outside it.
-	var during, outside int64
-	from, to := t0.Add(-every).UnixMilli(), t1.Add(every).UnixMilli()
-	for i, w := range ws {
-		var r result
-		if err := json.NewDecoder(w.out).Decode(&r); err != nil {
-			return fmt.Errorf("worker %d: %w", i, err)
-		}
-		_ = w.cmd.Wait()
-		total.Conns += r.Conns
-		total.Disconnects += r.Disconnects
-		total.Lost += r.Lost
-		total.Sent += r.Sent
-		total.Echoed += r.Echoed
-		total.MaxRTT = max(total.MaxRTT, r.MaxRTT)
-		total.MaxGap = max(total.MaxGap, r.MaxGap)
-		total.Errors = append(total.Errors, r.Errors...)
-		for j, v := range r.Buckets {
-			at := r.Start + int64(j)*bucketSpan.Milliseconds()
-			if at+bucketSpan.Milliseconds() > from && at < to {
-				during = max(during, v)
-			} else {
-				outside = max(outside, v)
-			}
-		}
-		if r.HistJSON != nil {
-			hist.Merge(hdrhistogram.Import(r.HistJSON))
-		}
-	}
-	_ = syscall.Kill(newPid, syscall.SIGTERM)
-	fmt.Printf("connections %d, disconnected %d, frames lost %d, echoes %d of %d sent\n",
-		total.Conns, total.Disconnects, total.Lost, total.Echoed, total.Sent)
-	fmt.Printf("longest pause (max wait for one echo) %v; longest gap between two echoes %v (interval %v)\n",
-		time.Duration(total.MaxRTT)*time.Microsecond, time.Duration(total.MaxGap)*time.Microsecond, every)
-	fmt.Printf("longest wait for an echo sent during the upgrade %v; outside it %v\n", us(during), us(outside))
-	fmt.Printf("echo RTT p50 %v p99 %v p99.9 %v p99.99 %v\n", us(hist.ValueAtQuantile(50)), us(hist.ValueAtQuantile(99)),
-		us(hist.ValueAtQuantile(99.9)), us(hist.ValueAtQuantile(99.99)))
-	fmt.Printf("upgrade: SIGHUP to the old process's exit %v\n", upgradeTook.Round(time.Millisecond))
-	for i, e := range total.Errors {
-		if i == 5 {
-			break
-		}
-		fmt.Println("error:", e)
-	}
-	return nil
+// server is serve, started by the driver, and the lines it logs (its
+// successor's too: it inherits the same stderr).
+type server struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	pid    int      // the first process's
+	addrs  []string // what it listens on, in the order of the --addr flags
+	mu     sync.Mutex
+	tail   []string // the last lines, for an error
+	exited chan error
 }
 
-func us(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+// startServe starts serve with addrs (TCP first) and extra flags, and
+// waits for it to listen.
+func startServe(r run, addrs []string, maxConns int) (*server, error) {
+	args := []string{"serve", "--size", strconv.Itoa(r.size), "--loops", strconv.Itoa(r.loops), "--quiet",
+		"--max-conns", strconv.Itoa(maxConns), "--upgrade", r.upgrade, "--grace", "10s"}
+	for _, a := range addrs {
+		args = append(args, "--addr", a)
+	}
+	cmd := pinned(r.pin, "0", r.serve, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A pipe of the driver's own rather than StderrPipe: Wait on the first
+	// process must not close it, the successor writing to it still.
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = wr
+	err = cmd.Start()
+	_ = wr.Close()
+	if err != nil {
+		_ = rd.Close()
+		return nil, fmt.Errorf("start %s: %w", r.serve, err)
+	}
+	s := &server{cmd: cmd, lines: make(chan string, 4096), exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait() }()
+	var copyTo io.Writer = io.Discard
+	if r.serveLog != "" {
+		f, err := os.Create(r.serveLog)
+		if err != nil {
+			s.kill()
+			return nil, err
+		}
+		copyTo = f
+	}
+	go func() {
+		defer rd.Close()
+		sc := bufio.NewScanner(io.TeeReader(rd, copyTo))
+		for sc.Scan() {
+			s.mu.Lock()
+			s.tail = append(s.tail, sc.Text())
+			if len(s.tail) > 40 {
+				s.tail = s.tail[1:]
+			}
+			s.mu.Unlock()
+			select {
+			case s.lines <- sc.Text():
+			default: // nobody waits for it
+			}
+		}
+		close(s.lines)
+	}()
+	for range addrs[1:] {
+		m, err := s.waitLine(`msg="also listening" addr=(\S+)`, 30*time.Second)
+		if err != nil {
+			s.kill()
+			return nil, err
+		}
+		s.addrs = append(s.addrs, m[1])
+	}
+	m, err := s.waitLine(`msg=listening addr=(\S+) .* pid=(\d+)`, 30*time.Second)
+	if err != nil {
+		s.kill()
+		return nil, err
+	}
+	s.addrs = append([]string{m[1]}, s.addrs...)
+	s.pid, _ = strconv.Atoi(m[2])
+	return s, nil
+}
+
+// kill kills serve's process group: the first process and its successor.
+func (s *server) kill() { _ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) }
+
+// logTail logs serve's last lines.
+func (s *server) logTail() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log.Printf("serve's last lines:\n%s", strings.Join(s.tail, "\n"))
+}
 
 // waitLine returns the submatches of the next line matching pattern.
-func waitLine(lines <-chan string, pattern string, timeout time.Duration) ([]string, error) {
+func (s *server) waitLine(pattern string, timeout time.Duration) ([]string, error) {
 	re := regexp.MustCompile(pattern)
 	deadline := time.After(timeout)
 	for {
 		select {
-		case l, ok := <-lines:
+		case l, ok := <-s.lines:
 			if !ok {
 				return nil, fmt.Errorf("serve's output ended before %q", pattern)
 			}
@@ -256,4 +230,48 @@ func waitLine(lines <-chan string, pattern string, timeout time.Duration) ([]str
 			return nil, fmt.Errorf("no line %q within %v", pattern, timeout)
 		}
 	}
+}
+
+// upgraded is what one upgrade took.
+type upgraded struct {
+	sighup time.Time
+	ready  time.Duration // SIGHUP to the old process's "successor ready" line
+	exit   time.Duration // SIGHUP to the old process's exit
+	handed string        // the old process's "connections handed over" line
+	pid    int           // the successor's
+}
+
+// upgrade sends serve SIGHUP and waits for the successor to be ready and
+// the old process to exit.
+func (s *server) upgrade(timeout time.Duration) (upgraded, error) {
+	u := upgraded{sighup: time.Now()}
+	if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
+		return u, err
+	}
+	m, err := s.waitLine(`msg="upgrade: connections handed over" .*|msg="successor ready; going away" .*`, timeout)
+	if err != nil {
+		return u, err
+	}
+	if strings.Contains(m[0], "handed over") {
+		u.handed = m[0]
+		if _, err = s.waitLine(`msg="successor ready; going away" .*`, timeout); err != nil {
+			return u, err
+		}
+	}
+	u.ready = time.Since(u.sighup)
+	up, err := s.waitLine(`msg=upgraded pid=(\d+)`, timeout)
+	if err != nil {
+		return u, err
+	}
+	u.pid, _ = strconv.Atoi(up[1])
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			return u, fmt.Errorf("the old serve: %w", err)
+		}
+	case <-time.After(timeout):
+		return u, fmt.Errorf("the old serve did not exit within %v", timeout)
+	}
+	u.exit = time.Since(u.sighup)
+	return u, nil
 }
