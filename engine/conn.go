@@ -76,9 +76,7 @@ type conn struct {
 
 	// The sweep's notes (sweep.go): loop ticks, 0 for none.
 	partialAt uint32 // the tick a partial frame began waiting to complete
-	written   uint32 // bytes handed to the wire, mod 2^32
-	taken     uint32 // written less what gnet held, at the last look
-	stallAt   uint32 // the tick the output stopped making progress
+	written   uint32 // bytes handed to the wire, mod 2^32 (since the last look while no connExtra)
 
 	closed   atomic.Bool // shared with other goroutines
 	bad      uint16      // read: malformed frames' score, see malformed
@@ -93,7 +91,8 @@ type conn struct {
 
 // connExtra is the part of a connection that is allocated on first use:
 // the application value, calls, groups, the worker-pool queue, the rate
-// limiter and why the engine closed it.
+// limiter, why the engine closed it, and the sweep's notes on an output
+// that waited.
 type connExtra struct {
 	valMu  sync.Mutex // guards val, vals, ctx, cancel
 	val    any
@@ -122,6 +121,8 @@ type connExtra struct {
 	hand        *handState        // loop-only: a handover under way, or the state it is adopted with (handover.go)
 	refusal     error             // loop-only, a client's: the failure that answered its credentials (client.go)
 	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
+	taken       uint32            // loop-only, the sweep's: written less what gnet held, at the last look
+	stallAt     uint32            // loop-only, the sweep's: the tick the output stopped making progress, 0 for none
 }
 
 func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {

@@ -122,16 +122,27 @@ func (c *conn) inBytes() int { return c.gc.InboundBuffered() }
 // writeStalled reports whether the connection's output has made no
 // progress for n ticks: bytes wait in gnet's buffer and the kernel has
 // taken none of them since the last look. On the loop.
+// The notes of a connection whose output never waited live in no
+// connExtra: written counts from the last look instead, which the sweep
+// takes every tick.
 func (c *conn) writeStalled(tick, n uint32) bool {
 	buffered := c.outbound()
+	x := c.x.Load()
+	if x == nil {
+		if buffered == 0 {
+			c.written = 0 // what x.taken would hold: all written was taken
+			return false
+		}
+		x = c.extra()
+	}
 	taken := c.written - uint32(buffered)
-	if buffered == 0 || taken != c.taken {
-		c.taken, c.stallAt = taken, 0
+	if buffered == 0 || taken != x.taken {
+		x.taken, x.stallAt = taken, 0
 		return false
 	}
-	if c.stallAt == 0 {
-		c.stallAt = tick
+	if x.stallAt == 0 {
+		x.stallAt = tick
 		return false
 	}
-	return tick-c.stallAt >= n
+	return tick-x.stallAt >= n
 }

@@ -60,12 +60,22 @@ func (w *tlsConn) start(out func([]byte) error, wake func()) error {
 		Remote: c.remote,
 		Config: w.t.clientConfig(c),
 	})
-	return w.logged(w.l.Start())
+	err := w.l.Start()
+	if err == nil {
+		c.loop.woke = true // the handshake's goroutine is runnable (see loop.leave)
+	}
+	return w.logged(err)
 }
 
 func (w *tlsConn) input(plain, in []byte) ([]byte, int, bool, error) {
 	plain, n, ready, err := w.l.Input(plain, in)
 	if !ready {
+		if n > 0 {
+			// The handshake's goroutine has the peer's flight: it is
+			// runnable, most likely on this loop's P, and should run
+			// before the loop sleeps in epoll_wait (see loop.leave).
+			w.c.loop.woke = true
+		}
 		err = w.logged(err)
 	}
 	return plain, n, ready, err

@@ -2,7 +2,7 @@
 // server, side by side, and writes results/latest.json, results/latest.md
 // and the plots. benchmarks/run builds the programs and calls it.
 //
-//	runner [--quick] [--reps N] [--only echo,broadcast,idle,call,tls,ws] [--wait-quiet 20m] [--profile]
+//	runner [--quick] [--reps N] [--only echo,broadcast,idle,call,tls,ws] [--handshakes 16,64] [--wait-quiet 20m] [--profile]
 //
 // tls runs the scenarios tls-echo, tls-handshake and tls-idle against
 // simplerpc-tls and nettls; ws runs ws-echo and ws-idle against
@@ -85,7 +85,7 @@ func quickPlan() Plan {
 }
 
 // override replaces parts of the plan with the command line's.
-func (p *Plan) override(echo, calls, idle string, bcast int) error {
+func (p *Plan) override(echo, calls, idle, handshakes string, bcast int) error {
 	if echo != "" {
 		cfgs, err := parsePairs(echo)
 		if err != nil {
@@ -108,6 +108,16 @@ func (p *Plan) override(echo, calls, idle string, bcast int) error {
 				return fmt.Errorf("--idle: %q: want increasing counts", idle)
 			}
 			p.IdlePoints = append(p.IdlePoints, n)
+		}
+	}
+	if handshakes != "" {
+		p.HandshakeConns = nil
+		for _, f := range strings.Split(handshakes, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				return fmt.Errorf("--handshakes: %q: want counts", handshakes)
+			}
+			p.HandshakeConns = append(p.HandshakeConns, n)
 		}
 	}
 	if bcast > 0 {
@@ -157,6 +167,7 @@ func main() {
 	callCfg := flag.String("calls", "", "call configurations instead of the plan's, as CONNSxINFLIGHT,...")
 	idleCfg := flag.String("idle", "", "idle connection counts instead of the plan's, as N,... (each below the descriptor limit)")
 	bcastConns := flag.Int("broadcast-conns", 0, "send-to-all connections instead of the plan's")
+	hsCfg := flag.String("handshakes", "", "TLS handshakes in flight instead of the plan's, as N,... (16,64)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("runner: ")
@@ -181,7 +192,7 @@ func main() {
 	if *servers != "" {
 		r.plan.Servers = strings.Split(*servers, ",")
 	}
-	if err := r.plan.override(*echoCfg, *callCfg, *idleCfg, *bcastConns); err != nil {
+	if err := r.plan.override(*echoCfg, *callCfg, *idleCfg, *hsCfg, *bcastConns); err != nil {
 		log.Fatal(err)
 	}
 	r.plan.Warmup, r.plan.Duration, r.plan.IdleSettle = r.plan.warmup.String(), r.plan.duration.String(), r.plan.settle.String()
