@@ -1,4 +1,4 @@
-// Tests of the calls' outbound budget: bursts of calls, calls waiting for
+// Tests of the outbound credit calls wait for: bursts of calls, calls waiting for
 // room, a slow peer, and frames held while a client waits.
 
 package engine_test
@@ -196,9 +196,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // TestCallBudgetSlowPeer has a hand-written server stop reading while the
 // client makes 1000 calls with 16 KiB frames and a 64 KiB outbound cap: the
-// requests fill the kernel's buffers, then the calls' budget, and the rest
-// of the calls wait. A one-way send made meanwhile must be accepted (it
-// has a budget of its own). Then the server reads every request without
+// requests fill the kernel's buffers, then a quarter of the credit, and the
+// rest of the calls wait. A one-way send made meanwhile must be accepted
+// (the calls leave it room). Then the server reads every request without
 // answering any: with no inbound traffic to prompt it, only the client's
 // timed look at gnet's buffer lets the waiting calls go. Once it has read
 // them all, it answers them all. Before, the requests piled up in gnet's
@@ -264,14 +264,14 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 	default:
 	}
 	checkPending(t, "client", cl)
-	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+	waitUntil(t, "the credit to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
 }
 
 // TestClientHeldFramesPaced makes 1000 calls and 200 sends with 8 KiB
 // frames before the client knows the message size, so the client holds
 // them all, with a 64 KiB outbound cap; then a hand-written server greets
 // it and does not read for a while. The held frames must be written as the
-// calls' budget allows, not all at once: 9.6 MB cannot fit in the kernel's
+// credit allows, not all at once: 9.6 MB cannot fit in the kernel's
 // buffers, so some are still held, and the connection is still open. Then
 // the server reads everything, in order (the sends in the order made), and
 // answers every call. Before, the client wrote every held frame at once,
@@ -296,7 +296,7 @@ func TestClientHeldFramesPaced(t *testing.T) {
 		t.Error("every held frame was written at once")
 	}
 	if _, b := engine.CallRoom(cl); b > 64<<10 {
-		t.Errorf("%d bytes charged to the calls' budget, past the cap", b)
+		t.Errorf("%d bytes of the credit used, past the cap", b)
 	}
 	select {
 	case <-cl.Done():
@@ -335,5 +335,5 @@ func TestClientHeldFramesPaced(t *testing.T) {
 	if n := engine.HeldFrames(cl); n != 0 {
 		t.Errorf("%d frames still held", n)
 	}
-	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+	waitUntil(t, "the credit to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
 }
