@@ -52,6 +52,23 @@ func CallRoom(cl *Client) (waiting int, used int64) {
 	return r.n, r.used
 }
 
+// RecheckArmed reports whether the loop of the client's current
+// connection has its recheck timer armed: it should only while some
+// connection waits on outbound credit. It asks the loop.
+func RecheckArmed(cl *Client) bool {
+	cl.mu.Lock()
+	c, sized := cl.cur, cl.sized // see HeldFrames
+	cl.mu.Unlock()
+	if !sized || c == nil || c.loop == nil {
+		return false
+	}
+	ch := make(chan bool, 1)
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- c.loop.recheckArmed }}, nil) != nil {
+		return false
+	}
+	return <-ch
+}
+
 // HeldFrames returns the frames the client holds and has not written yet:
 // those it holds until its connection is ready, and those waiting on the
 // loop for outbound credit.
