@@ -75,10 +75,11 @@ func checkBurst(t *testing.T, errs []error) {
 // (the race detector caps live goroutines).
 func TestCallManyInFlight(t *testing.T) {
 	srv, cl, id := callPair(t, callModes[0], sumRouter(), sumRouter())
-	ctx := testContext(t)
-	checkBurst(t, callBurst(ctx, clientSum(cl), 5000))
+	// A deadline per burst: each takes 10 to 20 s under the race detector
+	// on a loaded machine.
+	checkBurst(t, callBurst(testContext(t), clientSum(cl), 5000))
 	checkPending(t, "client", cl)
-	checkBurst(t, callBurst(ctx, func(ctx context.Context, req sumReq, resp *sumResp) error {
+	checkBurst(t, callBurst(testContext(t), func(ctx context.Context, req sumReq, resp *sumResp) error {
 		return srv.Call(ctx, id, opSum, req, resp)
 	}, 5000))
 	c, ok := srv.Conn(id)
