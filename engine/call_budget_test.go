@@ -277,11 +277,12 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 // credit allows, not all at once: 9.6 MB cannot fit in the kernel's
 // buffers, so some are still held, and the connection is still open. Then
 // the server reads everything, in order (the sends in the order made), and
-// answers every call. Held frames use at most a quarter of the credit.
+// answers every call. Held frames use at most a quarter of the credit,
+// and sends made once the client is ready queue behind them.
 // Before, the client wrote every held frame at once, past the cap, and
 // closed itself as a slow consumer. Not parallel: 1000 goroutines.
 func TestClientHeldFramesPaced(t *testing.T) {
-	const calls, sends, size, opNote = 1000, 200, 8192, codec.Opcode(7)
+	const calls, sends, late, size, opNote = 1000, 200, 4, 8192, codec.Opcode(7)
 	addr, accept := rawServer(t, size)
 	cl := callDial(t, addr, handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
 	var errs []error
@@ -294,12 +295,26 @@ func TestClientHeldFramesPaced(t *testing.T) {
 	}
 	waitUntil(t, "every frame held", func() bool { return engine.HeldFrames(cl) == calls+sends })
 	p := accept()
+	select {
+	case <-cl.Ready():
+	case <-time.After(testTimeout):
+		t.Fatal("client not ready")
+	}
+	// Sent once ready, while held frames still wait: they queue behind
+	// them, and the frames ahead must not wait for them (32 KiB queued is
+	// past a quarter of the credit already).
+	for i := sends; i < sends+late; i++ {
+		if err := cl.Send(opNote, map[string]int{"seq": i}); err != nil {
+			t.Fatalf("send %d once ready: %v", i, err)
+		}
+	}
 	time.Sleep(200 * time.Millisecond) // the server does not read yet
 	if n := engine.HeldFrames(cl); n == 0 {
 		t.Error("every held frame was written at once")
 	}
-	if _, b := engine.CallRoom(cl); b > 16<<10 {
-		t.Errorf("%d bytes of the credit used, past a quarter of the cap: frames that wait must leave sends the rest", b)
+	// The late sends are charged until written: on top of the quarter.
+	if _, b := engine.CallRoom(cl); b > 16<<10+late*size {
+		t.Errorf("%d bytes of the credit used, past a quarter of the cap and the late sends: frames that wait must leave sends the rest", b)
 	}
 	select {
 	case <-cl.Done():
@@ -309,7 +324,7 @@ func TestClientHeldFramesPaced(t *testing.T) {
 
 	var out []byte
 	got, next := 0, 0
-	for got < calls || next < sends {
+	for got < calls || next < sends+late {
 		op, obj := p.read()
 		switch op {
 		case codec.OpRequest:

@@ -15,8 +15,8 @@
 // request and a frame a client held until ready wait, in order, in the
 // connection's waiting list on the loop, and are written only while they
 // keep used within a quarter (or when used is 0, so that progress never
-// stops), so they never make the policy apply and never keep reading
-// paused. Frames waiting are counted apart (credit.waiting), not against
+// stops; the sends queued behind them, which cannot go first, aside), so
+// they never make the policy apply and never keep reading paused. Frames waiting are counted apart (credit.waiting), not against
 // the credit they wait for; a CallAsync, which must not wait, fails when
 // they would pass the credit. gnet tells nobody when its output drains
 // (GNET.md §8), so while a connection has something waiting on credit, a
@@ -39,6 +39,7 @@ type credit struct {
 	waiting atomic.Int64 // bytes of calls' requests and held frames not yet written: queued to the loop or in list
 	list    []waitFrame  // loop-only: frames waiting for credit, and those that must stay behind them, in order
 	ordered int          // loop-only: how many of them later frames must not overtake
+	behind  int          // loop-only: bytes of the sends in list, still charged to c.queued
 	recheck bool         // loop-only: on the loop's recheck list
 }
 
@@ -76,6 +77,9 @@ func (cr *credit) wait(w waitFrame) {
 	if w.orderedFrame() {
 		cr.ordered++
 	}
+	if !w.waits {
+		cr.behind += w.charge
+	}
 	cr.list = append(cr.list, w)
 }
 
@@ -92,10 +96,11 @@ func (c *conn) used() int { return int(c.queued.Load()) + c.backlog() }
 func (c *conn) backlog() int { return c.outbound() + len(c.out) }
 
 // fits reports whether a frame that waits for credit may be written now:
-// within a quarter of the credit, or when nothing at all is used. On the
-// loop.
-func (c *conn) fits(n int) bool {
-	u := c.used()
+// within a quarter of the credit, or when nothing at all is used. The
+// sends queued behind the waiting frames do not count: they cannot go
+// before them. On the loop.
+func (c *conn) fits(cr *credit, n int) bool {
+	u := c.used() - cr.behind
 	return u == 0 || u+n <= c.side.cfg.maxOutbound/4
 }
 
@@ -103,7 +108,7 @@ func (c *conn) fits(n int) bool {
 // loop.
 func (c *conn) writeCall(t *task, obj []byte) {
 	cr := &c.extra().credit
-	if len(cr.list) > 0 || !c.fits(t.size) {
+	if len(cr.list) > 0 || !c.fits(cr, t.size) {
 		cr.wait(waitFrame{op: t.op, obj: clone(obj), charge: t.size, call: t.id, waits: true})
 		c.release()
 		return
@@ -147,7 +152,7 @@ func (c *conn) release() {
 	for len(cr.list) > 0 && !c.closed.Load() {
 		w := cr.list[0]
 		gone := w.waits && w.call != 0 && !x.calls.has(w.call) // its call ended while it waited
-		if w.waits && !gone && !c.fits(w.charge) {
+		if w.waits && !gone && !c.fits(cr, w.charge) {
 			break
 		}
 		if w.orderedFrame() {
@@ -163,6 +168,7 @@ func (c *conn) release() {
 		case w.frame != nil:
 			c.putFrame(w.frame)
 		default:
+			cr.behind -= w.charge
 			c.queued.Add(-int64(w.charge))
 			c.put(w.op, w.obj)
 		}
@@ -211,7 +217,7 @@ func (c *conn) unsent() []heldFrame {
 			out = append(out, heldFrame{op: w.op, obj: w.obj})
 		}
 	}
-	x.credit.list, x.credit.ordered = nil, 0
+	x.credit.list, x.credit.ordered, x.credit.behind = nil, 0, 0
 	x.credit.waiting.Store(0)
 	return out
 }
