@@ -1,4 +1,4 @@
-// Tests of the calls' outbound budget: bursts of calls, calls waiting for
+// Tests of the outbound credit calls wait for: bursts of calls, calls waiting for
 // room, a slow peer, and frames held while a client waits.
 
 package engine_test
@@ -75,10 +75,11 @@ func checkBurst(t *testing.T, errs []error) {
 // (the race detector caps live goroutines).
 func TestCallManyInFlight(t *testing.T) {
 	srv, cl, id := callPair(t, callModes[0], sumRouter(), sumRouter())
-	ctx := testContext(t)
-	checkBurst(t, callBurst(ctx, clientSum(cl), 5000))
+	// A deadline per burst: each takes 10 to 20 s under the race detector
+	// on a loaded machine.
+	checkBurst(t, callBurst(testContext(t), clientSum(cl), 5000))
 	checkPending(t, "client", cl)
-	checkBurst(t, callBurst(ctx, func(ctx context.Context, req sumReq, resp *sumResp) error {
+	checkBurst(t, callBurst(testContext(t), func(ctx context.Context, req sumReq, resp *sumResp) error {
 		return srv.Call(ctx, id, opSum, req, resp)
 	}, 5000))
 	c, ok := srv.Conn(id)
@@ -196,9 +197,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // TestCallBudgetSlowPeer has a hand-written server stop reading while the
 // client makes 1000 calls with 16 KiB frames and a 64 KiB outbound cap: the
-// requests fill the kernel's buffers, then the calls' budget, and the rest
-// of the calls wait. A one-way send made meanwhile must be accepted (it
-// has a budget of its own). Then the server reads every request without
+// requests fill the kernel's buffers, then a quarter of the credit, and the
+// rest of the calls wait. A one-way send made meanwhile must be accepted
+// (the calls leave it room). Then the server reads every request without
 // answering any: with no inbound traffic to prompt it, only the client's
 // timed look at gnet's buffer lets the waiting calls go. Once it has read
 // them all, it answers them all. Before, the requests piled up in gnet's
@@ -264,21 +265,24 @@ func TestCallBudgetSlowPeer(t *testing.T) {
 	default:
 	}
 	checkPending(t, "client", cl)
-	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+	waitUntil(t, "the credit to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+	// Nothing waits on credit any more: the loop's recheck timer stops.
+	waitUntil(t, "the recheck timer to stop", func() bool { return !engine.RecheckArmed(cl) })
 }
 
 // TestClientHeldFramesPaced makes 1000 calls and 200 sends with 8 KiB
 // frames before the client knows the message size, so the client holds
 // them all, with a 64 KiB outbound cap; then a hand-written server greets
 // it and does not read for a while. The held frames must be written as the
-// calls' budget allows, not all at once: 9.6 MB cannot fit in the kernel's
+// credit allows, not all at once: 9.6 MB cannot fit in the kernel's
 // buffers, so some are still held, and the connection is still open. Then
 // the server reads everything, in order (the sends in the order made), and
-// answers every call. Before, the client wrote every held frame at once,
-// past the cap, and closed itself as a slow consumer. Not parallel: 1000
-// goroutines.
+// answers every call. Held frames use at most a quarter of the credit,
+// and sends made once the client is ready queue behind them.
+// Before, the client wrote every held frame at once, past the cap, and
+// closed itself as a slow consumer. Not parallel: 1000 goroutines.
 func TestClientHeldFramesPaced(t *testing.T) {
-	const calls, sends, size, opNote = 1000, 200, 8192, codec.Opcode(7)
+	const calls, sends, late, size, opNote = 1000, 200, 4, 8192, codec.Opcode(7)
 	addr, accept := rawServer(t, size)
 	cl := callDial(t, addr, handler.NewRouter(), engine.WithMaxOutbound(64<<10, engine.SlowClose))
 	var errs []error
@@ -291,12 +295,26 @@ func TestClientHeldFramesPaced(t *testing.T) {
 	}
 	waitUntil(t, "every frame held", func() bool { return engine.HeldFrames(cl) == calls+sends })
 	p := accept()
+	select {
+	case <-cl.Ready():
+	case <-time.After(testTimeout):
+		t.Fatal("client not ready")
+	}
+	// Sent once ready, while held frames still wait: they queue behind
+	// them, and the frames ahead must not wait for them (32 KiB queued is
+	// past a quarter of the credit already).
+	for i := sends; i < sends+late; i++ {
+		if err := cl.Send(opNote, map[string]int{"seq": i}); err != nil {
+			t.Fatalf("send %d once ready: %v", i, err)
+		}
+	}
 	time.Sleep(200 * time.Millisecond) // the server does not read yet
 	if n := engine.HeldFrames(cl); n == 0 {
 		t.Error("every held frame was written at once")
 	}
-	if _, b := engine.CallRoom(cl); b > 64<<10 {
-		t.Errorf("%d bytes charged to the calls' budget, past the cap", b)
+	// The late sends are charged until written: on top of the quarter.
+	if _, b := engine.CallRoom(cl); b > 16<<10+late*size {
+		t.Errorf("%d bytes of the credit used, past a quarter of the cap and the late sends: frames that wait must leave sends the rest", b)
 	}
 	select {
 	case <-cl.Done():
@@ -306,7 +324,7 @@ func TestClientHeldFramesPaced(t *testing.T) {
 
 	var out []byte
 	got, next := 0, 0
-	for got < calls || next < sends {
+	for got < calls || next < sends+late {
 		op, obj := p.read()
 		switch op {
 		case codec.OpRequest:
@@ -335,5 +353,5 @@ func TestClientHeldFramesPaced(t *testing.T) {
 	if n := engine.HeldFrames(cl); n != 0 {
 		t.Errorf("%d frames still held", n)
 	}
-	waitUntil(t, "the calls' budget to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
+	waitUntil(t, "the credit to be released", func() bool { _, b := engine.CallRoom(cl); return b == 0 })
 }

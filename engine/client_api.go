@@ -105,7 +105,7 @@ func (cl *Client) SendRaw(op codec.Opcode, obj []byte) error {
 // into resp (which may be nil); a nil req sends {}. It fails with ctx's
 // error when ctx ends, with [ErrClosed] when the connection closes first,
 // and with the remote failure (see [handler.ReasonOf]) when the server's
-// handler fails. A burst of calls that fills the outbound budget
+// handler fails. A burst of calls that uses the outbound credit
 // ([WithMaxOutbound]) waits for room rather than failing. It is safe for
 // concurrent use, but not from the client's own callbacks on the event
 // loop: use CallAsync there.

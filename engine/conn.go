@@ -101,7 +101,7 @@ type connExtra struct {
 	cancel context.CancelCauseFunc
 
 	calls  pendingTable
-	budget callBudget
+	credit credit // outbound credit: the frames that wait for it (credit.go)
 
 	groups []string // guarded by the server's groupsMu
 
@@ -306,7 +306,7 @@ func (c *conn) wireWrite(b []byte) (int, error) {
 // them would refuse every peer. It also writes a layer's last words as the connection closes
 // (gnet writes them before it closes the socket). Loop-only.
 func (c *conn) layerOut(b []byte) error {
-	if c.tl != nil && c.tl.ready && c.backlog()+len(b) > c.side.cfg.maxOutbound {
+	if c.tl != nil && c.tl.ready && c.used()+len(b) > c.side.cfg.maxOutbound {
 		if c.side.cfg.slowPolicy == SlowDrop {
 			c.side.dropped.Add(1)
 			return nil

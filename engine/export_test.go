@@ -22,9 +22,10 @@ func ClientPendingCalls(cl *Client) int {
 }
 
 // CallRoom returns, for the client's current connection, the frames
-// waiting on its loop for room in the calls' outbound budget and the bytes
-// charged to the budget. It asks the loop, where the waiting list lives.
-func CallRoom(cl *Client) (waiting int, charged int64) {
+// waiting on its loop for outbound credit and the bytes used of the credit
+// (sends queued, frames built, gnet's buffer). It asks the loop, where both
+// live.
+func CallRoom(cl *Client) (waiting int, used int64) {
 	cl.mu.Lock()
 	c, sized := cl.cur, cl.sized // see HeldFrames
 	cl.mu.Unlock()
@@ -35,16 +36,44 @@ func CallRoom(cl *Client) (waiting int, charged int64) {
 	if x == nil {
 		return 0, 0
 	}
-	n := make(chan int, 1)
-	if c.loop.enqueue(task{kind: taskFunc, fn: func() { n <- len(x.budget.waiting) }}, nil) != nil {
-		return 0, x.budget.charged.Load()
+	type room struct {
+		n    int
+		used int64
 	}
-	return <-n, x.budget.charged.Load()
+	ch := make(chan room, 1)
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() {
+		if c.closed.Load() {
+			ch <- room{}
+			return
+		}
+		ch <- room{len(x.credit.list), int64(c.used())}
+	}}, nil) != nil {
+		return 0, 0
+	}
+	r := <-ch
+	return r.n, r.used
+}
+
+// RecheckArmed reports whether the loop of the client's current
+// connection has its recheck timer armed: it should only while some
+// connection waits on outbound credit. It asks the loop.
+func RecheckArmed(cl *Client) bool {
+	cl.mu.Lock()
+	c, sized := cl.cur, cl.sized // see HeldFrames
+	cl.mu.Unlock()
+	if !sized || c == nil || c.loop == nil {
+		return false
+	}
+	ch := make(chan bool, 1)
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- c.loop.recheckArmed }}, nil) != nil {
+		return false
+	}
+	return <-ch
 }
 
 // HeldFrames returns the frames the client holds and has not written yet:
 // those it holds until its connection is ready, and those waiting on the
-// loop for the calls' budget.
+// loop for outbound credit.
 func HeldFrames(cl *Client) int {
 	cl.mu.Lock()
 	// A connection is only looked at once ready: its loop was set in
@@ -54,7 +83,7 @@ func HeldFrames(cl *Client) int {
 	if sized && c != nil && c.loop != nil {
 		if x := c.x.Load(); x != nil {
 			ch := make(chan int, 1)
-			if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- len(x.budget.waiting) }}, nil) == nil {
+			if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- len(x.credit.list) }}, nil) == nil {
 				n += <-ch
 			}
 		}

@@ -308,7 +308,7 @@ func (h *handSession) handOff(c *conn) {
 		h.resolved(c, false)
 		return
 	}
-	if c.queued.Load() > 0 || c.jobsBusy() || len(x.budget.waiting) > 0 || c.outbound() > 0 {
+	if c.queued.Load() > 0 || c.jobsBusy() || len(x.credit.list) > 0 || c.outbound() > 0 {
 		if late {
 			h.keep(c, st, true)
 			return

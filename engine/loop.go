@@ -33,7 +33,7 @@ type task struct {
 	op     codec.Opcode
 	c      *conn
 	off, n int    // object bytes in the arena
-	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to the calls' budget
+	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to credit.waiting
 	id     uint64 // taskCall: the call
 	err    error
 	shared *shared
@@ -99,9 +99,9 @@ type loop struct {
 	heldPeak   int     // the largest heldIn seen, for the tests
 	trimCount  uint32  // rechecks so far, for trimOutbound
 
-	// Connections whose calls' budget waits on bytes in gnet's buffer
-	// (see callBudget), looked at again every recheckEvery. Loop-only, but
-	// for the two functions, built once.
+	// Connections with something waiting on outbound credit, a paused
+	// read or a waiting frame (see credit), looked at again every
+	// recheckEvery. Loop-only, but for the two functions, built once.
 	rechecks     []*conn
 	recheckArmed bool
 	recheckFire  func() // the timer's: queues recheckAll
@@ -117,8 +117,9 @@ type loop struct {
 // socket while they send.
 const maxBatches = 64
 
-// recheckEvery is how often the loop looks again at the gnet buffers that
-// hold calls' requests: one timer per loop, and only while some do.
+// recheckEvery is how often the loop looks again at the connections that
+// wait on outbound credit: one timer per loop, armed only while some do
+// (gnet has no "output drained" event, see credit).
 const recheckEvery = 5 * time.Millisecond
 
 func newLoop(s *side, el gnet.EventLoop) *loop {
@@ -153,13 +154,7 @@ func (l *loop) recheckAll() {
 	l.rechecks, l.recheckArmed = nil, false
 	for i, c := range list {
 		list[i] = nil
-		if x := c.x.Load(); x != nil {
-			x.budget.recheck = false
-		}
-		c.release()
-		if c.paused {
-			c.resume()
-		}
+		c.recheck()
 	}
 	if l.side.cfg.maxOutTotal > 0 {
 		l.trimOutbound()
@@ -380,10 +375,10 @@ func (l *loop) remove(c *conn) {
 func (l *loop) drained(done chan<- struct{}) {
 	l.flush()
 	for _, c := range l.conns {
-		n := int64(c.outbound()+len(c.out)) + c.queued.Load()
+		c.release()
+		n := int64(c.used())
 		if x := c.x.Load(); x != nil {
-			c.release()
-			n += x.budget.charged.Load() - x.budget.out // requests not written yet
+			n += x.credit.waiting.Load() // requests and held frames not yet written
 		}
 		if n > 0 {
 			time.AfterFunc(recheckEvery, func() {

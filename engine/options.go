@@ -163,13 +163,14 @@ func WithMaxConns(n int) ServerOption {
 	return serverOption(func(c *config) { c.maxConns = n })
 }
 
-// WithMaxOutbound caps the bytes waiting to be written to one connection:
-// queued by sends plus buffered by gnet. Past the cap the [SlowPolicy]
-// applies. Calls' requests have a budget of their own of the same size,
-// released as their bytes reach the kernel: past it a Call waits for room
-// (within its context) and a CallAsync fails with [ErrOutboundFull], and
-// the policy never applies to them. Defaults to 4 MiB; it must be at least
-// the largest frame size.
+// WithMaxOutbound caps the bytes waiting to be written to one connection,
+// its outbound credit: queued by sends plus built and buffered, not yet
+// taken by the kernel. Past the cap the [SlowPolicy] applies. Calls'
+// requests wait for the credit instead: one is written only while the
+// output stays within a quarter of the cap, so the policy never applies
+// to them; meanwhile a Call waits (within its context), and a CallAsync
+// fails with [ErrOutboundFull] once the requests waiting pass the cap.
+// Defaults to 4 MiB; it must be at least the largest frame size.
 //
 // Over half of the cap built for the peer, the connection's reading pauses
 // (its frames wait, unread) until the output has drained to a quarter: a

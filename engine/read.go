@@ -20,7 +20,8 @@ func (c *conn) traffic() {
 	l := c.loop
 	l.enter()
 	defer l.leave()
-	// gnet may have written requests from its buffer since the last look.
+	// gnet may have written from its buffer since the last look: frames
+	// waiting for credit may fit now.
 	c.release()
 	if cfg := &c.side.cfg; cfg.idleTimeout > 0 || cfg.pingTimeout > 0 {
 		// Read only by the idle sweep and the heartbeat: a clock read per
@@ -95,22 +96,19 @@ func (c *conn) traffic() {
 	}
 }
 
-// Reading pauses while the connection's output is backed up: frames are
-// left unread, in the wire's buffer, until the output has drained to a
-// quarter of [WithMaxOutbound]; a peer that reads what it is sent is then
-// slowed instead of closed as a slow consumer. gnet has no way to stop
-// reading a socket (GNET.md §8), so the bytes move into its inbound buffer:
-// a paused connection that holds more unread input than [WithMaxInbound]
-// closes with [ErrInboundFull]. gnet tells nobody when its output drains,
-// so a paused connection is looked at again on the loop's recheck timer.
+// Reading pauses while the connection's output uses over half of its
+// outbound credit (credit.go): frames are left unread, in the wire's
+// buffer, until the output has drained to a quarter of [WithMaxOutbound];
+// a peer that reads what it is sent is then slowed instead of closed as a
+// slow consumer. gnet has no way to stop reading a socket (GNET.md §8), so
+// the bytes move into its inbound buffer: a paused connection that holds
+// more unread input than [WithMaxInbound] closes with [ErrInboundFull].
+// gnet tells nobody when its output drains, so a paused connection is
+// looked at again on the loop's recheck timer (conn.recheck).
 
-// backedUp reports whether reading must pause: the output queued, built
-// and buffered for the peer is over half of WithMaxOutbound. On the loop.
-func (c *conn) backedUp() bool { return c.pending() > c.side.cfg.maxOutbound/2 }
-
-// pending is what the slow-consumer policy counts: the sends queued to the
-// loop and the bytes not yet taken by the kernel, calls' requests aside.
-func (c *conn) pending() int { return int(c.queued.Load()) + c.backlog() }
+// backedUp reports whether reading must pause: the output uses over half
+// of the credit. On the loop.
+func (c *conn) backedUp() bool { return c.used() > c.side.cfg.maxOutbound/2 }
 
 // pause stops reading frames until the output drains, or closes a peer
 // that holds too much unread input (buffered bytes). On the loop.
@@ -122,7 +120,7 @@ func (c *conn) pause(buffered int) {
 	if !c.paused {
 		c.paused = true
 		c.side.paused.Add(1)
-		c.loop.recheckLater(c)
+		c.waitCredit()
 	}
 	c.loop.hold(c, buffered)
 }
@@ -134,8 +132,8 @@ func (c *conn) resume() {
 	if c.closed.Load() {
 		return
 	}
-	if c.pending() > c.side.cfg.maxOutbound/4 {
-		c.loop.recheckLater(c)
+	if c.used() > c.side.cfg.maxOutbound/4 {
+		c.waitCredit()
 		return
 	}
 	c.paused = false

@@ -396,7 +396,7 @@ func (s *Server) Stats() Stats {
 type Backlog struct {
 	// Bytes is the outbound bytes of every connection not yet taken by the
 	// kernel: sends queued to the loop, frames built, requests waiting for
-	// the calls' budget and gnet's buffer. MaxBytes is the largest
+	// outbound credit and gnet's buffer. MaxBytes is the largest
 	// connection's, MaxConn its net id (0 if none has any).
 	Bytes, MaxBytes int64
 	MaxConn         uint64
@@ -446,9 +446,9 @@ func (h *Host) Backlog(ctx context.Context) (Backlog, error) {
 // backlog walks the loop's connections. On the loop.
 func (l *loop) backlog() (b Backlog) {
 	for _, c := range l.conns {
-		n := int64(c.outbound()+len(c.out)) + c.queued.Load()
+		n := int64(c.used())
 		if x := c.x.Load(); x != nil {
-			n += max(x.budget.charged.Load()-x.budget.out, 0) // requests not written yet
+			n += x.credit.waiting.Load() // requests and held frames not yet written
 			b.CallsOut += x.calls.len()
 			x.jobMu.Lock()
 			b.Callbacks += len(x.jobs)

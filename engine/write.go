@@ -11,7 +11,7 @@ import (
 	"github.com/simplerpc/simplerpc/handler"
 )
 
-// sendMode says what a send does when the outbound budget is full.
+// sendMode says what a frame does when the outbound credit is used up.
 type sendMode uint8
 
 const (
@@ -64,13 +64,14 @@ func (c *conn) validated(obj []byte) ([]byte, error) {
 // goroutine. The frame is built on the loop, at the size in force when it
 // is written, so that size changes are handled in one place.
 //
-// A send is charged to the connection's send budget until the loop writes
-// it: past the outbound cap it fails with ErrOutboundFull and the
-// slow-consumer policy applies. A call's request is charged to the calls'
-// budget instead (see callBudget): a Call's request always goes to the
-// loop, which holds it until there is room, and an asynchronous call,
-// which must not wait, fails with ErrOutboundFull when the budget is full
-// and leaves the connection alone. id is the call of a request.
+// Every frame is charged at the frame size, what the loop will hold once
+// it is built, against the connection's outbound credit (credit.go): a
+// send to c.queued, counted against the credit, refused past it with
+// ErrOutboundFull and the slow-consumer policy; a call's request to the
+// frames waiting for credit, which a Call's request joins on the loop
+// when there is no room, and which an asynchronous call, which must not
+// wait, finds full with ErrOutboundFull, the connection left alone. id is
+// the call of a request.
 func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) error {
 	if c.side.closing.Load() {
 		return c.side.closedErr
@@ -96,7 +97,7 @@ func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) er
 		}
 	} else {
 		t.kind = taskCall
-		if !c.extra().budget.charge(charge, c.side.cfg.maxOutbound, mode == modeAsync) {
+		if !c.extra().credit.charge(charge, c.side.cfg.maxOutbound, mode == modeAsync) {
 			return ErrOutboundFull
 		}
 	}
@@ -110,7 +111,7 @@ func (c *conn) enqueue(mode sendMode, op codec.Opcode, obj []byte, id uint64) er
 // uncharge gives back what a task that will not be written was charged.
 func (c *conn) uncharge(t task) {
 	if t.kind == taskCall {
-		c.extra().budget.uncharge(int64(t.size))
+		c.extra().credit.uncharge(int64(t.size))
 		return
 	}
 	c.queued.Add(-int64(t.size))
@@ -149,10 +150,10 @@ func (c *conn) setOutSize(n int) {
 
 // ---- On the loop ----
 
-// writeSend writes a send's frame; t.size goes back to the send budget.
+// writeSend writes a send's frame; t.size leaves c.queued as it joins the backlog.
 func (c *conn) writeSend(t *task, obj []byte) {
-	if x := c.x.Load(); x != nil && x.budget.blocked() {
-		x.budget.wait(waitFrame{op: t.op, obj: clone(obj), charge: t.size})
+	if x := c.x.Load(); x != nil && x.credit.blocked() {
+		x.credit.wait(waitFrame{op: t.op, obj: clone(obj), charge: t.size}) // still charged to c.queued
 		return
 	}
 	c.queued.Add(-int64(t.size)) // 0 for the engine's own frames
@@ -161,16 +162,16 @@ func (c *conn) writeSend(t *task, obj []byte) {
 
 // writeObj writes a frame of the engine's own, such as a failure.
 func (c *conn) writeObj(op codec.Opcode, obj []byte) {
-	if x := c.x.Load(); x != nil && x.budget.blocked() {
-		x.budget.wait(waitFrame{op: op, obj: clone(obj)})
+	if x := c.x.Load(); x != nil && x.credit.blocked() {
+		x.credit.wait(waitFrame{op: op, obj: clone(obj)})
 		return
 	}
 	c.put(op, obj)
 }
 
 // put builds a frame for obj at the current size and adds it to out, under
-// the slow-consumer policy. Frames waiting for the calls' budget must not
-// be before it (see callBudget).
+// the slow-consumer policy. Frames waiting for credit must not be before
+// it (see credit).
 func (c *conn) put(op codec.Opcode, obj []byte) {
 	if c.outSize == 0 {
 		// Only the engine's own frames (a failure, a pong) can get here
@@ -238,8 +239,8 @@ func (c *conn) unfit(op codec.Opcode, obj []byte, err error) {
 // writeFrame writes a ready frame, directly when nothing is waiting before
 // it.
 func (c *conn) writeFrame(f []byte) {
-	if x := c.x.Load(); x != nil && x.budget.blocked() {
-		x.budget.wait(waitFrame{frame: clone(f)})
+	if x := c.x.Load(); x != nil && x.credit.blocked() {
+		x.credit.wait(waitFrame{frame: clone(f)})
 		return
 	}
 	c.putFrame(f)
@@ -259,10 +260,10 @@ func (c *conn) putFrame(f []byte) {
 }
 
 // overLimit applies the slow-consumer policy before n more bytes are
-// written, reporting whether the frame must not be written. Calls'
-// requests are not counted: they have their own budget.
+// written past the connection's credit, reporting whether the frame must
+// not be written.
 func (c *conn) overLimit(n int) bool {
-	if c.backlog()+n <= c.side.cfg.maxOutbound {
+	if c.used()+n <= c.side.cfg.maxOutbound {
 		return false
 	}
 	if c.side.cfg.slowPolicy == SlowDrop {
@@ -279,19 +280,9 @@ func (c *conn) flushOut(b []byte) {
 	if _, err := c.write(b); err != nil {
 		return
 	}
-	if c.backlog() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+	if c.used() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
 	}
-}
-
-// backlog returns the bytes written to the connection and not yet taken by
-// the kernel, less those of calls' requests (as many as may be there).
-func (c *conn) backlog() int {
-	n := c.outbound() + len(c.out)
-	if x := c.x.Load(); x != nil {
-		n -= int(min(x.budget.out, int64(n)))
-	}
-	return n
 }
 
 // announce sends -2 at the current outbound size, then switches to n
