@@ -516,6 +516,11 @@ func (h *handSession) sendQueued() error {
 		if err := writeBatch(h.uc, b); err != nil {
 			return err
 		}
+		var n int64
+		for _, f := range b.Frames {
+			n += int64(len(f.Data))
+		}
+		h.paid(n) // written: the successor owes them now (maxCarried)
 	}
 	return nil
 }
