@@ -83,7 +83,12 @@ type HandoverReport struct {
 // every connection exactly once, moved or not: a send to all, to a group
 // or to a net id made on this server after a connection moved is carried
 // to the successor on uc, behind the batch that moved it, and written
-// there before anything the successor sends it later. Once every
+// there before anything the successor sends it later. What is carried
+// and not yet written to the successor is bounded (8 MiB, at the moved
+// connections' frame sizes): a send that would pass the bound reaches no
+// connection and fails with an error wrapping [ErrOutboundFull], and may
+// be made again, so that a sender faster than the handover cannot keep it
+// from ending. Once every
 // connection is resolved, the handover ends: sends under way are carried,
 // and later ones no longer reach the connections that moved (the process
 // is about to exit): [Server.SendAll] and [Group.Send] still reach those
