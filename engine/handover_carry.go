@@ -83,6 +83,15 @@ func (h *handSession) addMoved(c *conn, rec *handedConn) {
 	h.movedOut[c.loop] += int64(c.outSize)
 }
 
+// written pays back the frames fs, written to the successor.
+func (h *handSession) written(fs []handoverwire.Frames) {
+	var n int64
+	for _, f := range fs {
+		n += int64(len(f.Data))
+	}
+	h.paid(n)
+}
+
 // owe takes n more bytes to carry, or reports false if that would pass
 // maxCarried. With h.mu held.
 func (h *handSession) owe(n int64) bool {
