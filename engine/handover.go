@@ -83,13 +83,15 @@ type HandoverReport struct {
 // every connection exactly once, moved or not: a send to all, to a group
 // or to a net id made on this server after a connection moved is carried
 // to the successor on uc, behind the batch that moved it, and written
-// there before anything the successor sends it later. Once every
-// connection is resolved, the handover ends: sends under way are carried,
-// and later ones no longer reach the connections that moved (the process
-// is about to exit): [Server.SendAll] and [Group.Send] still reach those
-// left here and return an error wrapping [ErrHandedOver], and a send to a
-// moved net id fails with it. It is safe for concurrent use, but a server
-// hands over once.
+// there before anything the successor sends it later (up to 8 MiB not
+// yet written: past it, a send goes nowhere and fails with an error
+// wrapping [ErrOutboundFull], so a fast sender cannot keep the handover
+// from ending). Once every connection is resolved, the handover ends:
+// sends under way are carried, and later ones no longer reach the moved
+// connections (the process is about to exit): [Server.SendAll] and
+// [Group.Send] still reach those left here and return an error wrapping
+// [ErrHandedOver], and a send to a moved net id fails with it. It is safe
+// for concurrent use, but a server hands over once.
 func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport, error) {
 	if s.state.Load() != stateRunning {
 		return HandoverReport{}, fmt.Errorf("engine: hand over: %w", ErrServerClosed)
@@ -352,18 +354,6 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 	}
 }
 
-// jobsBusy reports whether the worker pool has callbacks of c queued or
-// running.
-func (c *conn) jobsBusy() bool {
-	x := c.x.Load()
-	if x == nil || c.side.pool == nil {
-		return false
-	}
-	x.jobMu.Lock()
-	defer x.jobMu.Unlock()
-	return x.running || len(x.jobs) > 0
-}
-
 // snapshot takes c's state and a copy of its socket. On its loop.
 func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	s := h.s
@@ -516,6 +506,7 @@ func (h *handSession) sendQueued() error {
 		if err := writeBatch(h.uc, b); err != nil {
 			return err
 		}
+		h.written(b.Frames) // paid back (maxCarried)
 	}
 	return nil
 }

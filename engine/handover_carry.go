@@ -9,6 +9,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -34,6 +35,20 @@ type carriedFrames struct {
 // maxCarryBatch bounds the bytes of frames one batch carries.
 const maxCarryBatch = 1 << 20
 
+// maxCarried bounds the bytes of frames a handover owes the successor:
+// those of the sends it took and its loops have not run yet (at the
+// moved connections' sizes), and those built and not yet written. A
+// sender that outpaces the handover would otherwise grow them without
+// end, and the handover, which writes them all before it ends, would not
+// end. A send that would pass the bound reaches no connection and fails
+// with errCarryFull: the sender sees it and may send again, and what was
+// carried stays exactly once and in order.
+const maxCarried = 8 << 20
+
+// errCarryFull is what a send that would pass maxCarried returns: it
+// went nowhere.
+var errCarryFull = fmt.Errorf("the frames a handover carries to its successor: %w", ErrOutboundFull)
+
 // carrySession is the old server's part of a handover that carries sends:
 // guarded by the session's mu.
 type carrySession struct {
@@ -44,6 +59,8 @@ type carrySession struct {
 	takenN     int64           // connections taken out of the queue to be sent so far
 	closing    bool            // the end is near: new sends fail with ErrHandedOver
 	closed     bool            // nothing more is carried
+	movedOut   map[*loop]int64 // the moved connections' frame sizes, summed by loop
+	owed       int64           // bytes owed: taken, not run by the loops yet, or built and not written
 
 	// sendMu makes the end wait for the sends under way: a send to all or
 	// a carried send holds it (read) from its check to its queueing.
@@ -60,6 +77,39 @@ func (h *handSession) addMoved(c *conn, rec *handedConn) {
 	m := &movedConn{c: c, groups: rec.Groups, waiting: rec.Waiting}
 	h.movedConns[c.id] = m
 	h.byLoop[c.loop] = append(h.byLoop[c.loop], m)
+	if h.movedOut == nil {
+		h.movedOut = make(map[*loop]int64)
+	}
+	h.movedOut[c.loop] += int64(c.outSize)
+}
+
+// written pays back the frames fs, written to the successor.
+func (h *handSession) written(fs []handoverwire.Frames) {
+	var n int64
+	for _, f := range fs {
+		n += int64(len(f.Data))
+	}
+	h.paid(n)
+}
+
+// owe takes n more bytes to carry, or reports false if that would pass
+// maxCarried. With h.mu held.
+func (h *handSession) owe(n int64) bool {
+	if h.owed+n > maxCarried {
+		return false
+	}
+	h.owed += n
+	return true
+}
+
+// paid gives back n bytes owed: run by a loop, or written.
+func (h *handSession) paid(n int64) {
+	if n == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.owed = max(h.owed-n, 0)
+	h.mu.Unlock()
 }
 
 // movedConn returns the connection with net id id if this session moved
@@ -159,6 +209,7 @@ func (h *handSession) add(id uint64, f []byte) {
 	} else {
 		h.carried = append(h.carried, carriedFrames{handoverwire.Frames{ID: id, Data: slices.Clone(f)}, h.queuedN})
 	}
+	h.owed += int64(len(f)) // paid once written (sendQueued)
 	h.mu.Unlock()
 	h.notify()
 }
@@ -168,11 +219,27 @@ func (h *handSession) add(id uint64, f []byte) {
 // once the handover is ending. From any goroutine, with the send hold
 // (sendMu) held for reading.
 func (h *handSession) carryHeld(c *conn, op codec.Opcode, obj []byte) error {
-	if h.movedConn(c.id) != c {
+	n := int64(c.outSize)
+	h.mu.Lock()
+	m := h.movedConns[c.id]
+	carrying := m != nil && m.c == c && !h.closing && h.fail == nil
+	full := carrying && !h.owe(n)
+	h.mu.Unlock()
+	switch {
+	case !carrying:
 		return ErrHandedOver
+	case full:
+		return fmt.Errorf("net id %d: %w", c.id, errCarryFull)
 	}
 	obj = clone(obj)
-	return c.loop.enqueue(task{kind: taskFunc, fn: func() { h.carryBuilt(c, op, obj) }}, nil)
+	err := c.loop.enqueue(task{kind: taskFunc, fn: func() {
+		h.paid(n)
+		h.carryBuilt(c, op, obj)
+	}}, nil)
+	if err != nil {
+		h.paid(n)
+	}
+	return err
 }
 
 // carryBuilt builds obj's frame at c's size and carries it. On c's loop.
@@ -202,6 +269,9 @@ func (l *loop) handoverShared(op codec.Opcode, sh *shared) {
 		a.ran(l, sh.seq)
 	}
 	if h := l.side.hand.Load(); h != nil && !sh.late {
+		if sh.hold != nil && sh.hold.h == h {
+			h.paid(sh.hold.owed[l])
+		}
 		l.carryShared(h, op, sh)
 	}
 }
@@ -230,20 +300,43 @@ func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 	}
 }
 
+// carryHold is what a send to all or to a group took from a handover's
+// bound (maxCarried): the bytes it owes on each loop, given back as the
+// loop runs it.
+type carryHold struct {
+	h    *handSession
+	owed map[*loop]int64
+}
+
 // sharedOpen returns, while a handover runs, the release of the hold a
-// send to all keeps until it is queued, and whether the handover is
-// ending: the connections it moved then get no more sends from here.
-// From any goroutine.
-func (s *side) sharedOpen() (release func(), ended bool) {
+// send to all keeps until it is queued, what it took from the handover's
+// bound (nil if nothing), and whether the handover is ending: the
+// connections it moved then get no more sends from here. It fails with
+// errCarryFull, the hold released, if the send would pass the bound: it
+// must then go nowhere. From any goroutine.
+func (s *side) sharedOpen() (release func(), hold *carryHold, ended bool, err error) {
 	h := s.hand.Load()
 	if h == nil {
-		return func() {}, false
+		return func() {}, nil, false, nil
 	}
 	h.sendMu.RLock()
 	h.mu.Lock()
-	ended = h.closing
-	h.mu.Unlock()
-	return h.sendMu.RUnlock, ended
+	defer h.mu.Unlock()
+	if h.closing || h.fail != nil {
+		return h.sendMu.RUnlock, nil, h.closing, nil
+	}
+	var n int64
+	for _, b := range h.movedOut {
+		n += b
+	}
+	if n == 0 {
+		return h.sendMu.RUnlock, nil, false, nil
+	}
+	if !h.owe(n) {
+		h.sendMu.RUnlock()
+		return nil, nil, false, errCarryFull
+	}
+	return h.sendMu.RUnlock, &carryHold{h: h, owed: maps.Clone(h.movedOut)}, false, nil
 }
 
 // errMovedMissed is what a send to all or to a group made once a handover

@@ -7,10 +7,12 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,11 +28,13 @@ type seqNote struct {
 }
 
 // TestHandOverCarriesSends: a goroutine of the server sends to all (op 4),
-// to a group (op 5) and to one net id (op 6) on every tick, on A until A
-// says its handover has ended, then on B, while A hands N raw peers over.
+// to a group (op 5) and to one net id (op 6), paced by what the peers
+// got, on A until A says its handover has ended, then on B, while A hands
+// N raw peers over.
 // Every peer gets every sequence number of each exactly once and in
 // order: what A sent after a peer moved was carried to B and written
-// there first.
+// there first. A send A cannot carry (ErrOutboundFull: the sender
+// outpaces the handover) went nowhere and is made again.
 func TestHandOverCarriesSends(t *testing.T) {
 	t.Run("tcp", func(t *testing.T) { testHandOverCarries(t, false) })
 	t.Run("ws", func(t *testing.T) { testHandOverCarries(t, true) })
@@ -101,6 +105,22 @@ func testHandOverCarries(t *testing.T, ws bool) {
 		err  error
 	}
 	results := make(chan got, n)
+	// The senders are paced by what the peers got, not by a clock: each
+	// sends its next sequence number once every peer got the one
+	// paceWindow before, so that a slow machine is not sent more than its
+	// loops write.
+	const paceWindow = 8
+	var paceMu sync.Mutex
+	paced := sync.NewCond(&paceMu)
+	gotSeq := map[codec.Opcode][]int{4: make([]int, n), 7: make([]int, n)} // each peer's next sequence number
+	pace := func(op codec.Opcode, seq int) {
+		paceMu.Lock()
+		defer paceMu.Unlock()
+		for ctx.Err() == nil && slices.Min(gotSeq[op]) < seq-paceWindow {
+			paced.Wait()
+		}
+	}
+	context.AfterFunc(ctx, func() { paceMu.Lock(); paced.Broadcast(); paceMu.Unlock() })
 	for i, read := range readers {
 		go func() {
 			g := got{i: i, seqs: map[codec.Opcode][]int{}}
@@ -128,12 +148,18 @@ func testHandOverCarries(t *testing.T, ws bool) {
 					continue
 				}
 				g.seqs[op] = append(g.seqs[op], s.Seq)
+				if op == 4 || op == 7 {
+					paceMu.Lock()
+					gotSeq[op][i] = s.Seq + 1
+					paced.Broadcast()
+					paceMu.Unlock()
+				}
 			}
 			results <- g
 		}()
 	}
 
-	// The sender: a tick at a time, on A until A says its handover ended
+	// The sender: paced by the peers, on A until A says its handover ended
 	// (ErrHandedOver), then, once the handover is over, on B.
 	handed := make(chan struct{})
 	started := make(chan struct{})
@@ -151,6 +177,12 @@ func testHandOverCarries(t *testing.T, ws bool) {
 		send := func(seq int) error {
 			for _, f := range sends {
 				err := f(srv, seq)
+				for errors.Is(err, engine.ErrOutboundFull) {
+					// A carries as much as it may: this send went
+					// nowhere; again on the next tick.
+					<-tick.C
+					err = f(srv, seq)
+				}
 				if errors.Is(err, engine.ErrHandedOver) && srv == a.Server {
 					// A's handover is ending: this send and what follows
 					// go from B, once the handover is over.
@@ -169,7 +201,7 @@ func testHandOverCarries(t *testing.T, ws bool) {
 			if seq == 50 {
 				close(started)
 			}
-			<-tick.C
+			pace(4, seq)
 			if err := send(seq); err != nil {
 				senderErr <- fmt.Errorf("send %d: %w", seq, err)
 				return
@@ -190,11 +222,9 @@ func testHandOverCarries(t *testing.T, ws bool) {
 	bSent := make(chan int, 1)
 	go func() {
 		<-adopting
-		tick := time.NewTicker(200 * time.Microsecond)
-		defer tick.Stop()
 		seq, after := 0, 0
 		for ; after < 20; seq++ {
-			<-tick.C
+			pace(7, seq)
 			select {
 			case <-handed:
 				after++

@@ -45,12 +45,13 @@ type task struct {
 // groups encode the JSON once per call.
 type shared struct {
 	obj     []byte
-	exclude uint64   // a net id to skip (send to all but the sender), or 0
-	members []*conn  // nil: every connection of the loop
-	group   string   // the group's name, or "" for all
-	late    bool     // made once a handover ended: not carried to the connections it moved
-	seq     int64    // its place in an adoption's log, or 0 (handover_carry.go)
-	frames  [][]byte // frames built for this loop, one per message size seen
+	exclude uint64     // a net id to skip (send to all but the sender), or 0
+	members []*conn    // nil: every connection of the loop
+	group   string     // the group's name, or "" for all
+	late    bool       // made once a handover ended: not carried to the connections it moved
+	seq     int64      // its place in an adoption's log, or 0 (handover_carry.go)
+	hold    *carryHold // what it took from a handover's bound, or nil (handover_carry.go)
+	frames  [][]byte   // frames built for this loop, one per message size seen
 }
 
 // frame returns the frame for size, building it once per loop and size.

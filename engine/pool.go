@@ -64,3 +64,15 @@ func (p *pool) stop() {
 	p.cond.Broadcast()
 	p.wg.Wait()
 }
+
+// jobsBusy reports whether the worker pool has callbacks of c queued or
+// running.
+func (c *conn) jobsBusy() bool {
+	x := c.x.Load()
+	if x == nil || c.side.pool == nil {
+		return false
+	}
+	x.jobMu.Lock()
+	defer x.jobMu.Unlock()
+	return x.running || len(x.jobs) > 0
+}

@@ -411,11 +411,14 @@ func (s *Server) deliver(op codec.Opcode, obj []byte, except uint64, group strin
 		// log once per connection.
 		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
-	release, ended := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
+	release, hold, ended, err := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
+	if err != nil {
+		return err // a handover carries too much: sent to none
+	}
 	defer release()
 	loops, members, seq := s.sharedTargets(op, obj, except, group) // logged while adopting (handover_carry.go)
 	for _, l := range loops {
-		sh := &shared{obj: obj, exclude: except, group: group, late: ended, seq: seq}
+		sh := &shared{obj: obj, exclude: except, group: group, late: ended, seq: seq, hold: hold}
 		if group != "" {
 			if sh.members = members[l]; sh.members == nil {
 				if !s.side.handing() {
