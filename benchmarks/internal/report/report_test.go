@@ -86,14 +86,28 @@ func TestTargets(t *testing.T) {
 	}
 	s, _ := Find(res.Rows, "echo", "simplerpc", 100, 16)
 	g, _ := Find(res.Rows, "echo", "rawgnet", 100, 16)
-	if want := s.Throughput.Median / g.Throughput.Median; math.Abs(tg.Ratio-want) > 1e-9 || tg.Met != (want >= 0.5) {
+	if want := s.Throughput.Median / g.Throughput.Median; math.Abs(tg.Ratio-want) > 1e-9 || tg.Met != (want >= 0.75) {
 		t.Fatalf("target %+v, want ratio %v", tg, want)
 	}
-	for _, name := range []string{"idle, 5000 conns: RSS per connection", "send-to-all, 2000 conns: time until all have it vs raw gnet",
+	for _, name := range []string{"idle, 5000 conns: RSS per connection vs careful net", "send-to-all, 2000 conns: time until all have it vs raw gnet",
 		"calls, 100 conns x 1 in flight: throughput vs net/rpc+jsonrpc"} {
 		if _, ok := known[name]; !ok {
 			t.Errorf("target %q not measured", name)
 		}
+	}
+	// The absolute idle targets are at 10,000 and 19,000 connections, which
+	// the fixture (5,000) does not reach: listed, not measured.
+	listed := false
+	for _, tg := range res.Targets {
+		if tg.Name == "idle, 10000 conns: RSS per connection" {
+			listed = true
+			if tg.Known {
+				t.Errorf("idle target at 10,000 known from a run of 5,000: %+v", tg)
+			}
+		}
+	}
+	if !listed {
+		t.Error("the idle target at 10,000 connections is not listed")
 	}
 	// The fixture has no 1-in-flight echo at 1000 connections: the p99
 	// target (16 in flight) is there, a missing one would be listed as not
