@@ -156,8 +156,16 @@ func TestNodeLeavesAndRestarts(t *testing.T) {
 		!(errors.Is(err, cluster.ErrNodeLeft) && errors.Is(err, engine.ErrUnknownConn)) {
 		t.Errorf("call pending on the node that left: %v", err)
 	}
-	if err := n1.Send(old.id, 1, map[string]int{}); !errors.Is(err, engine.ErrUnknownConn) {
-		t.Errorf("Send to the node that left: %v", err)
+	// Sends and calls by id to a node known down say so, at once; its
+	// connections are not found.
+	if err := n1.Send(old.id, 1, map[string]int{}); !errors.Is(err, engine.ErrUnknownConn) || !errors.Is(err, cluster.ErrNodeDown) {
+		t.Errorf("Send to the node that left: %v, want ErrNodeDown and ErrUnknownConn", err)
+	}
+	if err := n1.Call(ctx, old.id, opAdd, addReq{}, nil); !errors.Is(err, engine.ErrUnknownConn) || !errors.Is(err, cluster.ErrNodeDown) {
+		t.Errorf("Call to the node that left: %v, want ErrNodeDown and ErrUnknownConn", err)
+	}
+	if c, ok := n1.Conn(old.id); ok || c != nil {
+		t.Errorf("Conn of the node that left: %v, %v", c, ok)
 	}
 
 	// The number comes back with a new epoch: ids of the earlier boot are

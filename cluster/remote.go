@@ -11,15 +11,17 @@ import (
 	"strconv"
 
 	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
 
 // Conn implements engine.Backend: it returns a handle for the connection
 // with net id id, held by another node, when that node is up and id is
 // from its current boot, or when the NATS connection is down and the node
-// cannot tell (the handle's sends and calls then fail with [ErrBusDown]);
-// false otherwise: the server's Send, Call and Conn then fail with
-// engine.ErrUnknownConn. It does not wait, so the handle does not say
+// cannot tell (the handle's sends and calls then fail with [ErrBusDown]).
+// Otherwise it returns why there is none, wrapping engine.ErrUnknownConn
+// (and [ErrNodeDown] for a node that is not up), which the server's Send
+// and Call by id return; its Conn reports false. It does not wait, so the handle does not say
 // that the connection is still open: a send to a connection
 // that closed is dropped on its node and counted there
 // (Stats.UnknownConn); a call fails with engine.ErrUnknownConn after one
@@ -32,23 +34,28 @@ import (
 // connection's value lives on its node. Close asks its node to close it.
 // RemoteAddr is "node N"; Context ends when that node goes down or this
 // one shuts down.
-func (n *Node) Conn(id uint64) (handler.Conn, bool) {
-	if NodeOf(id) == n.node {
-		return nil, false // the server's own, or gone
+func (n *Node) Conn(id uint64) (handler.Conn, error) {
+	node := NodeOf(id)
+	if node == n.node {
+		return nil, fmt.Errorf("net id %d: %w", id, engine.ErrUnknownConn) // the server's own, or gone
 	}
-	p := n.peerOf(NodeOf(id))
+	p := n.peerOf(node)
 	switch {
 	case p != nil && counterOf(id) >= p.epoch:
 	case !n.busUp.Load() && plausibleID(id):
 		// Cut off from the bus, the node cannot tell: the handle's sends
 		// and calls fail with ErrBusDown.
 		p = nil
+	case p != nil:
+		return nil, fmt.Errorf("net id %d is from an earlier boot of node %d: %w", id, node, engine.ErrUnknownConn)
+	case !plausibleID(id):
+		return nil, fmt.Errorf("net id %d: %w", id, engine.ErrUnknownConn)
 	default:
-		return nil, false
+		return nil, fmt.Errorf("node %d: %w: %w", node, ErrNodeDown, engine.ErrUnknownConn)
 	}
 	// This node may have stopped meanwhile: the handle's sends and calls
 	// say so.
-	return &remoteConn{n: n, id: id, p: p}, true
+	return &remoteConn{n: n, id: id, p: p}, nil
 }
 
 // remoteConn is a connection another node holds. It is safe for

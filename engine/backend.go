@@ -57,11 +57,13 @@ type Backend interface {
 	// connections have it already).
 	Publish(p Publication) error
 	// Conn returns a handle for a connection with net id id that another
-	// server holds, or false when no server does (as far as the backend
-	// can tell without waiting). The handle's Send and Call go through the
-	// backend; its Close, Value and SetValue act on the remote connection
-	// as the backend documents.
-	Conn(id uint64) (handler.Conn, bool)
+	// server holds, or, when no server does (as far as the backend can
+	// tell without waiting), an error that wraps [ErrUnknownConn] and says
+	// why (a backend's own errors, such as a server known down, wrapped
+	// with it): the server's Send and Call by id return it. The handle's
+	// Send and Call go through the backend; its Close, Value and SetValue
+	// act on the remote connection as the backend documents.
+	Conn(id uint64) (handler.Conn, error)
 	// Query asks every other server for its part of a lookup
 	// ([Host.Answer] there) and returns their answers merged (counts
 	// added, ids joined); with an error, ctx's or its own, what it merged

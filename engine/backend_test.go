@@ -70,13 +70,13 @@ func (b *memBackend) Publish(p engine.Publication) error {
 	return nil
 }
 
-func (b *memBackend) Conn(id uint64) (handler.Conn, bool) {
+func (b *memBackend) Conn(id uint64) (handler.Conn, error) {
 	for _, o := range b.others() {
 		if o.host.Has(id) {
-			return remoteConn{id: id, host: o.host}, true
+			return remoteConn{id: id, host: o.host}, nil
 		}
 	}
-	return nil, false
+	return nil, fmt.Errorf("net id %d: %w", id, engine.ErrUnknownConn)
 }
 
 func (b *memBackend) Query(ctx context.Context, q engine.Query) (engine.Answer, error) {

@@ -76,7 +76,7 @@ func (s *Server) withRemote(ctx context.Context, local []handler.Conn, q Query) 
 	}
 	a, err := s.query(ctx, q)
 	for _, id := range a.IDs {
-		if rc, ok := s.be.Conn(id); ok {
+		if rc, err := s.be.Conn(id); err == nil {
 			local = append(local, rc)
 		}
 	}

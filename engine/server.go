@@ -244,7 +244,8 @@ func (s *Server) Conn(id uint64) (handler.Conn, bool) {
 		return c, true
 	}
 	if s.be != nil {
-		return s.be.Conn(id)
+		rc, err := s.be.Conn(id)
+		return rc, err == nil
 	}
 	return nil, false
 }
@@ -289,7 +290,8 @@ func (s *Server) lookup(id uint64) (*conn, error) {
 func (s *Server) Send(id uint64, op codec.Opcode, v any) error {
 	c, err := s.lookup(id)
 	if err != nil {
-		if rc := s.remote(id, err); rc != nil {
+		rc, err := s.remote(id, err)
+		if rc != nil {
 			return rc.Send(op, v)
 		}
 		return fmt.Errorf("engine: send opcode %d: %w", op, err)
@@ -303,7 +305,8 @@ func (s *Server) Send(id uint64, op codec.Opcode, v any) error {
 func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp any) error {
 	c, err := s.lookup(id)
 	if err != nil {
-		if rc := s.remote(id, err); rc != nil {
+		rc, err := s.remote(id, err)
+		if rc != nil {
 			return rc.Call(ctx, op, req, resp)
 		}
 		return fmt.Errorf("engine: call opcode %d: %w", op, err)
@@ -312,15 +315,13 @@ func (s *Server) Call(ctx context.Context, id uint64, op codec.Opcode, req, resp
 }
 
 // remote returns the backend's handle for id, which lookup did not find
-// here (err), or nil.
-func (s *Server) remote(id uint64, err error) handler.Conn {
+// here (err), or the error to return: lookup's, or the backend's reason
+// for no handle.
+func (s *Server) remote(id uint64, err error) (handler.Conn, error) {
 	if s.be == nil || !errors.Is(err, ErrUnknownConn) {
-		return nil
+		return nil, err
 	}
-	if rc, ok := s.be.Conn(id); ok {
-		return rc
-	}
-	return nil
+	return s.be.Conn(id)
 }
 
 // SendAll sends v on opcode op to every open connection: the original's
