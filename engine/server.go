@@ -261,7 +261,10 @@ func (s *Server) Conns() []handler.Conn {
 // ServerOf returns the server a connection belongs to: how a callback
 // reaches its server (its groups, SendAll) without capturing a variable
 // that the server's own construction assigns. It returns nil for a
-// client's connection or a Conn the engine did not make.
+// client's connection or a Conn the engine did not make, a [Backend]'s
+// handle for another server's connection included (reach the cluster
+// through the server of the connection whose callback runs). It is safe
+// from any goroutine.
 func ServerOf(c handler.Conn) *Server {
 	if c, ok := c.(*conn); ok {
 		if s, ok := c.owner.(*Server); ok {
