@@ -511,7 +511,9 @@ func (r *runner) idle(scenario string, points []int, rep int, impl string, gc bo
 }
 
 // profiles takes CPU profiles of the simplerpc server under the echo and
-// send-to-all scenarios, with `go tool pprof -top` of each.
+// send-to-all scenarios, and of raw gnet under the 100 x 16 echo (what is
+// left per frame over the ceiling is read side by side from the two), with
+// `go tool pprof -top` of each.
 func (r *runner) profiles() []report.Profile {
 	dir := filepath.Join(r.out, "profiles")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -522,15 +524,17 @@ func (r *runner) profiles() []report.Profile {
 	type sc struct {
 		name string
 		args []string
+		impl string // the server, simplerpc if empty
 	}
 	d := (3 * r.plan.duration).String()
 	scs := []sc{
-		{"echo-100x16", []string{"-mode", "echo", "-conns", "100", "-pipeline", "16", "-duration", d}},
-		{"echo-100x1", []string{"-mode", "echo", "-conns", "100", "-pipeline", "1", "-duration", d}},
-		{"echo-1000x16", []string{"-mode", "echo", "-conns", "1000", "-pipeline", "16", "-duration", d}},
-		{"broadcast", []string{"-mode", "broadcast", "-conns", fmt.Sprint(r.plan.BroadcastConns), "-rounds", "100"}},
-		{"call-100x1", []string{"-mode", "call", "-conns", "100", "-pipeline", "1", "-duration", d}},
-		{"call-1x1", []string{"-mode", "call", "-conns", "1", "-pipeline", "1", "-duration", d}},
+		{"echo-100x16", []string{"-mode", "echo", "-conns", "100", "-pipeline", "16", "-duration", d}, ""},
+		{"echo-100x16", []string{"-mode", "echo", "-conns", "100", "-pipeline", "16", "-duration", d}, "rawgnet"},
+		{"echo-100x1", []string{"-mode", "echo", "-conns", "100", "-pipeline", "1", "-duration", d}, ""},
+		{"echo-1000x16", []string{"-mode", "echo", "-conns", "1000", "-pipeline", "16", "-duration", d}, ""},
+		{"broadcast", []string{"-mode", "broadcast", "-conns", fmt.Sprint(r.plan.BroadcastConns), "-rounds", "100"}, ""},
+		{"call-100x1", []string{"-mode", "call", "-conns", "100", "-pipeline", "1", "-duration", d}, ""},
+		{"call-1x1", []string{"-mode", "call", "-conns", "1", "-pipeline", "1", "-duration", d}, ""},
 	}
 	top := func(bin, file string) string {
 		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", filepath.Join(r.bin, bin), file).Output()
@@ -541,13 +545,17 @@ func (r *runner) profiles() []report.Profile {
 		return string(out)
 	}
 	for _, s := range scs {
-		file := filepath.Join(dir, "simplerpc-"+s.name+".pprof")
-		srv, err := r.startServer("simplerpc", "-cpuprofile", file)
+		impl := s.impl
+		if impl == "" {
+			impl = "simplerpc"
+		}
+		file := filepath.Join(dir, impl+"-"+s.name+".pprof")
+		srv, err := r.startServer(impl, "-cpuprofile", file)
 		if err != nil {
 			log.Print(err)
 			continue
 		}
-		args := append(s.args, "-impl", "simplerpc", "-addr", srv.addr, "-server-pid", strconv.Itoa(srv.pid))
+		args := append(s.args, "-impl", impl, "-addr", srv.addr, "-server-pid", strconv.Itoa(srv.pid))
 		// The call scenarios include the library's client: profile it too.
 		clientFile := ""
 		if strings.HasPrefix(s.name, "call") {
@@ -560,7 +568,7 @@ func (r *runner) profiles() []report.Profile {
 			log.Print(err)
 			continue
 		}
-		out = append(out, report.Profile{Impl: "simplerpc", Scenario: s.name, File: file, Top: top("benchserver", file)})
+		out = append(out, report.Profile{Impl: impl, Scenario: s.name, File: file, Top: top("benchserver", file)})
 		if clientFile != "" {
 			out = append(out, report.Profile{Impl: "simplerpc client (load generator)", Scenario: s.name, File: clientFile,
 				Top: top("loadgen", clientFile)})
