@@ -8,6 +8,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -33,7 +34,7 @@ type task struct {
 	op     codec.Opcode
 	c      *conn
 	off, n int    // object bytes in the arena
-	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to credit.waiting
+	size   int    // taskAnnounce: the new size; taskSend: bytes charged to c.queued; taskCall: to credit.waiting; taskBroadcast: to loop.sharedQueued
 	id     uint64 // taskCall: the call
 	err    error
 	shared *shared
@@ -79,6 +80,10 @@ type loop struct {
 	el   gnet.EventLoop
 	side *side
 	run  gnet.RunnableFunc
+
+	// Sends to all and to groups queued and not taken yet, in bytes
+	// (sharedbound.go). Shared with other goroutines.
+	sharedQueued atomic.Int64
 
 	mu        sync.Mutex // guards tasks, arena, busy, scheduled
 	tasks     []task
@@ -275,6 +280,7 @@ func (l *loop) process(t *task, arena []byte) {
 		}
 	case taskBroadcast:
 		l.broadcast(t.op, t.shared)
+		l.sharedQueued.Add(-int64(t.size)) // sharedbound.go
 	case taskClose:
 		t.c.closeNow(t.err)
 	case taskAnnounce:

@@ -333,7 +333,9 @@ func (s *Server) remote(id uint64, err error) (handler.Conn, error) {
 // same object is then published once to the other servers, whose
 // connections get it too; the call never waits for them, and an error of
 // the backend's is returned once this server's connections have the
-// frame.
+// frame. When an event loop is more than [WithMaxOutbound]'s bytes behind
+// in such sends, it fails with an error wrapping [ErrOutboundFull] and
+// reaches no connection. It is safe from any goroutine.
 func (s *Server) SendAll(op codec.Opcode, v any) error {
 	return s.sendShared(op, v, 0, "")
 }
@@ -415,6 +417,10 @@ func (s *Server) deliver(op codec.Opcode, obj []byte, except uint64, group strin
 		// log once per connection.
 		return fmt.Errorf("%w: %d bytes, the server's message size is %d", codec.ErrFrameTooLarge, n, s.side.cfg.size)
 	}
+	charge := sharedCharge(obj)
+	if err := s.side.sharedRoom(charge); err != nil {
+		return err // the loops are that far behind: sent to none (sharedbound.go)
+	}
 	release, hold, ended, err := s.side.sharedOpen() // a handover's end waits for it (handover_carry.go)
 	if err != nil {
 		return err // a handover carries too much: sent to none
@@ -431,7 +437,10 @@ func (s *Server) deliver(op codec.Opcode, obj []byte, except uint64, group strin
 				sh.members = []*conn{} // none here, but some may move here
 			}
 		}
-		_ = l.enqueue(task{kind: taskBroadcast, op: op, shared: sh}, nil)
+		l.sharedQueued.Add(charge)
+		if l.enqueue(task{kind: taskBroadcast, op: op, shared: sh, size: int(charge)}, nil) != nil {
+			l.sharedQueued.Add(-charge) // the engine is stopping
+		}
 	}
 	if ended {
 		return errMovedMissed
