@@ -150,14 +150,14 @@ func (s *Server) enroll(nc net.Conn, newLayer func(*conn) layer) {
 			return
 		}
 	}
-	c := newConn(&s.side, s, nil, 0)
-	c.remote = nc.RemoteAddr()
+	c := newConn(&s.side, s, 0)
+	c.setRemote(nc.RemoteAddr())
 	if newLayer != nil {
 		c.extra().newLayer = newLayer
 	}
 	if _, err := s.cli.EnrollContext(nc, c); err != nil {
 		if l := s.addrLimits; l != nil {
-			l.release(c.remote)
+			l.release(c.remoteAddr())
 		}
 		_ = nc.Close()
 		s.side.warnAccept.warn(s.side.cfg.logger, "err", err.Error())

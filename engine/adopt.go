@@ -178,8 +178,8 @@ func (s *Server) adoptConn(rc handedConn) {
 		return
 	}
 	s.reserveID(rc.ID)
-	c := newConn(&s.side, s, nil, 0)
-	c.remote = nc.RemoteAddr()
+	c := newConn(&s.side, s, 0)
+	c.setRemote(nc.RemoteAddr())
 	c.extra().hand = &handState{adopted: &rc}
 	switch {
 	case rc.WS != nil:
@@ -190,11 +190,11 @@ func (s *Server) adoptConn(rc handedConn) {
 		c.extra().newLayer = newReplay
 	}
 	if l := s.addrLimits; l != nil {
-		l.count(c.remote) // released when it closes, as an accepted one
+		l.count(c.remoteAddr()) // released when it closes, as an accepted one
 	}
 	if _, err := s.cli.EnrollContext(nc, c); err != nil {
 		if l := s.addrLimits; l != nil {
-			l.release(c.remote)
+			l.release(c.remoteAddr())
 		}
 		_ = nc.Close()
 		s.side.cfg.logger.Warn("simplerpc: adopt: enroll failed", "conn", rc.ID, "err", err)
@@ -231,7 +231,7 @@ func (s *Server) readyAdopted(c *conn, rc *handedConn) bool {
 	x := c.extra()
 	x.hand = nil
 	c.id = rc.ID
-	c.inSize = rc.In
+	c.inSize = int32(rc.In) // the predecessor's, within the size bounds
 	c.setOutSize(rc.Out)
 	x.calls.continueFrom(rc.Calls) // a late reply to a predecessor's call matches none of ours
 	c.loop.add(c)
@@ -346,7 +346,7 @@ func (r *replayLayer) input(plain, in []byte) ([]byte, int, bool, error) {
 		return append(plain, in...), len(in), true, nil
 	}
 	if len(plain) == 0 {
-		r.c.tl = nil
+		r.c.x.Load().tl = nil // a layered connection has its connExtra
 		return plain, 0, true, nil
 	}
 	return append(plain, in...), len(in), true, nil

@@ -119,12 +119,12 @@ func (s *Server) startAuth(c *conn) {
 func (c *conn) authFrame(op codec.Opcode, obj []byte, call codec.Call) {
 	switch op {
 	case codec.OpAuth:
-		s := c.owner.(*Server)
+		s := c.owner().(*Server)
 		if c.auth != authWaiting {
 			return // refused already: it closes
 		}
 		cfg := &s.side.cfg
-		if !s.authBudget.take(c.remote, cfg.authFailBurst, cfg.authFailEvery, time.Now()) {
+		if !s.authBudget.take(c.remoteAddr(), cfg.authFailBurst, cfg.authFailEvery, time.Now()) {
 			s.authFailed(c, errAuthBudget)
 			c.refuseAuth(ReasonUnauthorized, "Too many failed authentications from your address: try again later")
 			return
@@ -168,7 +168,7 @@ func (s *Server) authDone(c *conn, id string, err error) {
 		c.refuseAuth(reason, msg)
 		return
 	}
-	s.authBudget.give(c.remote, s.side.cfg.authFailEvery, time.Now())
+	s.authBudget.give(c.remoteAddr(), s.side.cfg.authFailEvery, time.Now())
 	x := c.extra()
 	if x.authTimer != nil {
 		x.authTimer.Stop()
@@ -268,7 +268,7 @@ type authState struct {
 	authFails  repeated   // the summary log line of failures
 }
 
-// What answered a client's credentials on a connection (conn.creds): a
+// What answered a client's credentials on a connection (connExtra.creds): a
 // server that requires authentication answers them first, with its -9
 // frame or with a failure and a close (docs/PROTOCOL.md §6.2).
 const (
@@ -280,23 +280,22 @@ const (
 // credsAnswer notes the frames that follow the credentials: a failure that
 // comes first, and is the last before the server closes, is the refusal
 // of the credentials, whatever its reason (an authenticator may name its
-// own); any other frame means they were not refused so. On the loop.
-func (c *conn) credsAnswer(op codec.Opcode, obj []byte) {
+// own); any other frame means they were not refused so. x is c's
+// connExtra. On the loop.
+func (c *conn) credsAnswer(x *connExtra, op codec.Opcode, obj []byte) {
 	switch {
 	case op == codec.OpMessageSize || op == codec.OpPong:
 		return // the size, and pongs, come whether or not the credentials wait
-	case c.creds == credsSent && op == codec.OpFailure:
+	case x.creds == credsSent && op == codec.OpFailure:
 		var f handler.Error
 		if codec.Unmarshal(obj, &f) == nil {
-			c.creds = credsRefused
-			c.extra().refusal = handler.FromWire(f.Reason, f.Message)
+			x.creds = credsRefused
+			x.refusal = handler.FromWire(f.Reason, f.Message)
 			return
 		}
 	}
-	c.creds = credsNone
-	if x := c.x.Load(); x != nil {
-		x.refusal = nil
-	}
+	x.creds = credsNone
+	x.refusal = nil
 }
 
 // refused notes a server's refusal of the client's credentials by reason

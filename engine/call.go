@@ -29,7 +29,7 @@ func (c *conn) Call(ctx context.Context, op codec.Opcode, req, resp any) error {
 	if onLoop(c.side) {
 		return c.callError(op, ErrCallOnLoop)
 	}
-	if err := c.timedCall(ctx, op, req, resp, c.owner.send); err != nil {
+	if err := c.timedCall(ctx, op, req, resp, c.owner().send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil
@@ -77,7 +77,7 @@ func (c *conn) call(ctx context.Context, op codec.Opcode, req, resp any, send se
 
 // callError wraps what ended call op, once, naming the peer.
 func (c *conn) callError(op codec.Opcode, err error) error {
-	return fmt.Errorf("engine: call opcode %d on %s: %w", op, c.owner.peer(c), err)
+	return fmt.Errorf("engine: call opcode %d on %s: %w", op, c.owner().peer(c), err)
 }
 
 // encodeRequest checks a call's opcode and encodes its request: a nil req
@@ -96,7 +96,7 @@ func encodeRequest(op codec.Opcode, req any) ([]byte, error) {
 // with the outcome, where the connection's callbacks run. It is safe for
 // concurrent use, from inline callbacks too (see [handler.Conn]).
 func (c *conn) CallAsync(ctx context.Context, op codec.Opcode, req, resp any, done func(error)) error {
-	if err := c.callAsync(ctx, op, req, resp, c.timedDone(op, done), c.owner.send); err != nil {
+	if err := c.callAsync(ctx, op, req, resp, c.timedDone(op, done), c.owner().send); err != nil {
 		return c.callError(op, err)
 	}
 	return nil

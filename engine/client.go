@@ -147,8 +147,8 @@ func (cl *Client) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: dial %s: %w", cl.addr, err)
 	}
-	c := newConn(&d.side, cl, nil, d.nextID.Add(1))
-	c.remote = nc.RemoteAddr()
+	c := newConn(&d.side, cl, d.nextID.Add(1))
+	c.setRemote(nc.RemoteAddr())
 	if cl.layer != nil {
 		c.extra().newLayer = cl.layer
 	}
@@ -258,7 +258,7 @@ func (cl *Client) ready(c *conn) bool {
 		c.closeNow(fmt.Errorf("%w: %d", ErrSizeOutOfBounds, n))
 		return false
 	}
-	c.inSize = int(n)
+	c.inSize = int32(n)
 	c.setOutSize(int(n))
 	cl.scan = nil
 	if creds := cl.creds; creds != nil {
@@ -269,7 +269,7 @@ func (cl *Client) ready(c *conn) bool {
 			return false
 		}
 		c.writeObj(codec.OpAuth, obj)
-		c.creds = credsSent
+		c.x.Load().creds = credsSent // a client's connection has its connExtra (newConn)
 	}
 	if fn := cfg.onReconnect; fn != nil && cl.reconns.Load() > 0 {
 		// The session is restored first, on a goroutine of its own (it
@@ -413,7 +413,7 @@ func (cl *Client) closed(c *conn, reason error) {
 		return
 	}
 	cl.sized = false
-	if x := c.x.Load(); c.creds == credsRefused && x != nil && cl.closing == nil {
+	if x := c.x.Load(); x != nil && x.creds == credsRefused && cl.closing == nil {
 		cl.closing = fmt.Errorf("%w: %w", ErrUnauthorized, x.refusal) // the server refused the credentials, then closed
 	}
 	cl.lastErr = reason
@@ -459,10 +459,11 @@ func (cl *Client) authed(c *conn, obj []byte) {
 // until the new one is open; then it closes once the calls it carries are
 // answered (or the server closes it). On the loop.
 func (cl *Client) goAway(c *conn) {
-	if !cl.d.side.cfg.reconnect || c.leaving {
+	x := c.extra()
+	if !cl.d.side.cfg.reconnect || x.leaving {
 		return
 	}
-	c.leaving = true
+	x.leaving = true
 	if cl.redial() {
 		cl.d.spawn(func() {
 			cl.reconns.Add(1)

@@ -48,15 +48,18 @@ type owner interface {
 
 // conn is one connection, on the server or the client side. Fields marked
 // loop-only are touched only by the goroutine of the connection's loop.
+// An idle server connection costs its conn, so what only some connections
+// use lives in connExtra: the owner of a client's connection (a server's
+// is its side's), a layer, a peer address other than TCP's, and the
+// notes on malformed frames, held reads and a client's credentials
+// (TestConnSize).
 type conn struct {
 	// Identity, immutable once set.
-	side   *side
-	owner  owner
-	loop   *loop
-	gc     gnet.Conn // thread-safe methods only, off the loop
-	tl     *layered  // the layer, or nil for plain TCP
-	id     uint64
-	remote net.Addr // formatted on demand
+	side  *side
+	loop  *loop
+	gc    gnet.Conn // thread-safe methods only, off the loop
+	id    uint64
+	raddr *net.TCPAddr // the peer's address over TCP, formatted on demand; any other in connExtra (remoteAddr)
 
 	// What most connections never use, allocated on first use: an idle
 	// connection costs a pointer for it.
@@ -68,9 +71,9 @@ type conn struct {
 
 	// Loop-only, unless marked. The fields are ordered by size so that a
 	// connection fits a small allocation class (TestConnSize).
-	inSize  int          // read: the inbound frame size
-	outSize int          // write: the outbound frame size
 	out     []byte       // write: frames built in this loop round, not yet flushed
+	inSize  int32        // read: the inbound frame size (at most codec.MaxMessageSize)
+	outSize int32        // write: the outbound frame size (at most codec.MaxMessageSize)
 	size    atomic.Int32 // outSize, readable off the loop
 	idx     int32        // in loop.conns
 
@@ -79,20 +82,18 @@ type conn struct {
 	written   uint32 // bytes handed to the wire, mod 2^32 (since the last look while no connExtra)
 
 	closed   atomic.Bool // shared with other goroutines
-	bad      uint16      // read: malformed frames' score, see malformed
 	started  bool        // read: owner.ready returned true, frames are read
-	leaving  bool        // the server said it is going away: close once no call waits
 	auth     uint8       // authDone, authWaiting or authPending (auth.go)
 	reported bool        // the connect callback was dispatched, so the disconnect one will be
 	paused   bool        // read: frames wait until the output drains (read.go)
-	holds    uint8       // read: why frames wait unread, holdAuth|holdHandover (read.go)
-	creds    uint8       // read, a client's: what answered its credentials so far (client.go)
 }
 
 // connExtra is the part of a connection that is allocated on first use:
 // the application value, calls, groups, the worker-pool queue, the rate
-// limiter, why the engine closed it, and the sweep's notes on an output
-// that waited.
+// limiter, why the engine closed it, the sweep's notes on an output that
+// waited, and what conn leaves to the connections that need it (a
+// client's owner, a layer, a peer address other than TCP's, the malformed
+// score, read holds, a client's notes).
 type connExtra struct {
 	valMu  sync.Mutex // guards val, vals, ctx, cancel
 	val    any
@@ -123,18 +124,66 @@ type connExtra struct {
 	heldIn      int               // loop-only: the unread input counted in the loop's heldIn while paused (memlimit.go)
 	taken       uint32            // loop-only, the sweep's: written less what gnet held, at the last look
 	stallAt     uint32            // loop-only, the sweep's: the tick the output stopped making progress, 0 for none
+
+	owner   owner    // a client's connection's: its Client (a server's is its side's, conn.owner)
+	tl      *layered // set on the loop as the connection opens: the layer, or nil for plain TCP (conn.layered)
+	remote  net.Addr // the peer's address when it is not TCP's (conn.remoteAddr)
+	bad     uint16   // loop-only: malformed frames' score, see malformed (read.go)
+	holds   uint8    // loop-only: why frames wait unread, holdAuth|holdHandover (read.go)
+	creds   uint8    // loop-only, a client's: what answered its credentials so far (auth.go)
+	leaving bool     // loop-only, a client's: the server said it is going away, close once no call waits
 }
 
-func newConn(s *side, o owner, gc gnet.Conn, id uint64) *conn {
-	c := &conn{side: s, owner: o, gc: gc, id: id, idx: -1}
-	if gc != nil {
-		c.remote = gc.RemoteAddr()
+// newConn makes a connection of side s, owned by o: s's server, or a
+// client, whose connections keep it in their connExtra.
+func newConn(s *side, o owner, id uint64) *conn {
+	c := &conn{side: s, id: id, idx: -1}
+	if s.owner != o {
+		c.extra().owner = o
 	}
 	if s.cfg.rateLimit > 0 {
 		c.extra().limiter = rate.NewLimiter(rate.Limit(s.cfg.rateLimit), s.cfg.rateBurst)
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
+}
+
+// owner returns what owns the connection: its server, or its Client.
+func (c *conn) owner() owner {
+	if o := c.side.owner; o != nil {
+		return o
+	}
+	return c.x.Load().owner // newConn set it
+}
+
+// setRemote keeps the peer's address, from any goroutine before the
+// connection is shared.
+func (c *conn) setRemote(a net.Addr) {
+	if t, ok := a.(*net.TCPAddr); ok && t != nil {
+		c.raddr = t
+	} else if a != nil {
+		c.extra().remote = a
+	}
+}
+
+// remoteAddr returns the peer's address as setRemote kept it, or nil. It is
+// safe for concurrent use.
+func (c *conn) remoteAddr() net.Addr {
+	if c.raddr != nil {
+		return c.raddr
+	}
+	if x := c.x.Load(); x != nil && x.remote != nil {
+		return x.remote
+	}
+	return nil
+}
+
+// layered returns the connection's layer, or nil for plain TCP. Loop-only.
+func (c *conn) layered() *layered {
+	if x := c.x.Load(); x != nil {
+		return x.tl
+	}
+	return nil
 }
 
 // layerMaker returns what makes the connection's transport layer, or nil
@@ -165,10 +214,10 @@ func (c *conn) ID() uint64 { return c.id }
 // RemoteAddr returns the peer's address, copied when the connection opened.
 // It is safe for concurrent use.
 func (c *conn) RemoteAddr() string {
-	if c.remote == nil {
-		return ""
+	if a := c.remoteAddr(); a != nil {
+		return a.String()
 	}
-	return c.remote.String()
+	return ""
 }
 
 // Value returns the application value. It is safe for concurrent use.
@@ -265,8 +314,8 @@ func (c *conn) pendingCalls() int {
 // wire returns the byte stream the frames use: gnet's connection, or the
 // layer's plaintext. Loop-only.
 func (c *conn) wire() wire {
-	if c.tl != nil {
-		return c.tl
+	if tl := c.layered(); tl != nil {
+		return tl
 	}
 	return c.gc
 }
@@ -274,16 +323,16 @@ func (c *conn) wire() wire {
 // outbound is wire().OutboundBuffered without an interface conversion: it
 // runs for every frame the loop writes.
 func (c *conn) outbound() int {
-	if c.tl != nil {
-		return c.tl.OutboundBuffered()
+	if tl := c.layered(); tl != nil {
+		return tl.OutboundBuffered()
 	}
 	return c.gc.OutboundBuffered()
 }
 
 // write is wire().Write, as outbound is.
 func (c *conn) write(b []byte) (int, error) {
-	if c.tl != nil {
-		return c.tl.Write(b)
+	if tl := c.layered(); tl != nil {
+		return tl.Write(b)
 	}
 	return c.wireWrite(b)
 }
@@ -306,7 +355,7 @@ func (c *conn) wireWrite(b []byte) (int, error) {
 // them would refuse every peer. It also writes a layer's last words as the connection closes
 // (gnet writes them before it closes the socket). Loop-only.
 func (c *conn) layerOut(b []byte) error {
-	if c.tl != nil && c.tl.ready && c.used()+len(b) > c.side.cfg.maxOutbound {
+	if tl := c.layered(); tl != nil && tl.ready && c.used()+len(b) > c.side.cfg.maxOutbound {
 		if c.side.cfg.slowPolicy == SlowDrop {
 			c.side.dropped.Add(1)
 			return nil

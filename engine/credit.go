@@ -134,7 +134,7 @@ func (c *conn) hold(frames []heldFrame) {
 	cr := &c.extra().credit
 	for _, h := range frames {
 		cr.waiting.Add(int64(c.outSize))
-		cr.wait(waitFrame{op: h.op, obj: h.obj, charge: c.outSize, call: h.call, waits: true, held: true})
+		cr.wait(waitFrame{op: h.op, obj: h.obj, charge: int(c.outSize), call: h.call, waits: true, held: true})
 	}
 	c.release()
 }

@@ -97,11 +97,11 @@ func HeldFrames(cl *Client) int {
 // without a layer.
 func LayerBuffers(c handler.Conn) int {
 	cc, ok := c.(*conn)
-	if !ok || cc.tl == nil {
+	if !ok || cc.layered() == nil {
 		return -1
 	}
 	n := make(chan int, 1)
-	if cc.loop.enqueue(task{kind: taskFunc, fn: func() { n <- cap(cc.tl.plain) }}, nil) != nil {
+	if cc.loop.enqueue(task{kind: taskFunc, fn: func() { n <- cap(cc.layered().plain) }}, nil) != nil {
 		return -1
 	}
 	return <-n

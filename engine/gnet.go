@@ -42,7 +42,7 @@ func (e *serverEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.gc = gc
 	c.loop = s.side.loopFor(gc.EventLoop())
 	c.loop.stats.accepted.Add(1)
-	c.inSize = cfg.size
+	c.inSize = int32(cfg.size)
 	c.setOutSize(cfg.size)
 	c.open(c.layerMaker())
 	return nil, gnet.None

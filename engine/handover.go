@@ -358,7 +358,7 @@ func (h *handSession) keep(c *conn, st *handState, goAway bool) {
 func (h *handSession) snapshot(c *conn) (handedConn, error) {
 	s := h.s
 	x := c.extra()
-	rec := handedConn{ID: c.id, In: c.inSize, Out: c.outSize, Waiting: !c.authenticated(), Groups: s.Groups(c.id)}
+	rec := handedConn{ID: c.id, In: int(c.inSize), Out: int(c.outSize), Waiting: !c.authenticated(), Groups: s.Groups(c.id)}
 	x.valMu.Lock()
 	rec.Identity = x.identity
 	x.valMu.Unlock()
@@ -393,11 +393,11 @@ func (h *handSession) snapshot(c *conn) (handedConn, error) {
 // gnet's buffer, behind what an adoption's replay still holds.
 func (c *conn) unread() []byte {
 	var out []byte
-	if c.tl != nil {
-		if r, ok := c.tl.l.(*replayLayer); ok {
+	if tl := c.layered(); tl != nil {
+		if r, ok := tl.l.(*replayLayer); ok {
 			out = append(out, r.stash...)
 		}
-		b, _ := c.tl.Peek(-1)
+		b, _ := tl.Peek(-1)
 		out = append(out, b...)
 	}
 	b, _ := c.gc.Peek(-1)

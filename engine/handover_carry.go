@@ -244,7 +244,7 @@ func (h *handSession) carryHeld(c *conn, op codec.Opcode, obj []byte) error {
 
 // carryBuilt builds obj's frame at c's size and carries it. On c's loop.
 func (h *handSession) carryBuilt(c *conn, op codec.Opcode, obj []byte) {
-	f, err := codec.AppendValidated(nil, c.outSize, op, obj)
+	f, err := codec.AppendValidated(nil, int(c.outSize), op, obj)
 	if err != nil {
 		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
 		return
@@ -291,7 +291,7 @@ func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
 			continue
 		}
-		f, err := sh.frame(op, c.outSize)
+		f, err := sh.frame(op, int(c.outSize))
 		if err != nil {
 			l.side.unfit.Add(1)
 			continue
@@ -487,7 +487,7 @@ func (a *adoptCarry) replay(c *conn, rc *handedConn) {
 		if queued && (e.group == "" || slices.Contains(e.members[c.loop], c)) {
 			continue // its loop will write it to c
 		}
-		f, err := codec.AppendValidated(nil, c.outSize, e.op, e.obj)
+		f, err := codec.AppendValidated(nil, int(c.outSize), e.op, e.obj)
 		if err != nil {
 			c.side.unfit.Add(1)
 			continue

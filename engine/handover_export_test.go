@@ -14,7 +14,7 @@ func Replaying(s *Server, id uint64) bool {
 		return false
 	}
 	ch := make(chan bool, 1)
-	if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- c.tl != nil }}, nil) != nil {
+	if c.loop.enqueue(task{kind: taskFunc, fn: func() { ch <- c.layered() != nil }}, nil) != nil {
 		return false
 	}
 	return <-ch

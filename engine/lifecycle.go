@@ -21,7 +21,8 @@ func (c *conn) open(newLayer func(*conn) layer) {
 	l.enter()
 	defer l.leave()
 	if newLayer != nil {
-		c.tl = newLayered(c, newLayer(c), &l.layerBufs)
+		x := c.extra()
+		x.tl = newLayered(c, newLayer(c), &l.layerBufs)
 		// A wake may come after the connection closed: gnet has released
 		// its buffers then.
 		pump := func() {
@@ -30,12 +31,12 @@ func (c *conn) open(newLayer func(*conn) layer) {
 			}
 		}
 		wake := func() { _ = l.enqueue(task{kind: taskFunc, fn: pump}, nil) }
-		if err := c.tl.l.start(c.layerOut, wake); err != nil {
+		if err := x.tl.l.start(c.layerOut, wake); err != nil {
 			c.closeNow(err)
 		}
 		return
 	}
-	c.started = c.owner.ready(c)
+	c.started = c.owner().ready(c)
 }
 
 // Close closes the connection after the frames queued before it. It is safe
@@ -81,8 +82,8 @@ func (c *conn) onClose(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
-	if c.tl != nil {
-		err = c.tl.l.stop(err)
+	if tl := c.layered(); tl != nil {
+		err = tl.l.stop(err)
 	}
 	var reason error
 	if x := c.x.Load(); x != nil {
@@ -110,7 +111,7 @@ func (c *conn) onClose(err error) {
 	// round, before the disconnect callback.
 	c.failCalls(fmt.Errorf("%w: %w", ErrClosed, reason))
 	c.cancelContext(reason)
-	c.owner.closed(c, reason)
+	c.owner().closed(c, reason)
 	if log := c.side.cfg.logger; log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("simplerpc: connection closed", "conn", c.id, "reason", reason)
 	}

@@ -310,7 +310,7 @@ func (l *loop) broadcast(op codec.Opcode, s *shared) {
 		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 || !c.reported {
 			continue
 		}
-		f, err := s.frame(op, c.outSize)
+		f, err := s.frame(op, int(c.outSize))
 		if err != nil {
 			l.side.unfit.Add(1)
 			l.side.warnUnfit.warn(l.side.cfg.logger, "last", c.id, "size", c.outSize)

@@ -28,17 +28,17 @@ func (c *conn) traffic() {
 		// read is not free on every machine.
 		c.lastRecv.Store(time.Now().UnixNano())
 	}
-	if c.tl != nil {
+	if tl := c.layered(); tl != nil {
 		// A paused connection's layer does no work: what arrives waits in
 		// gnet's buffer, under WithMaxInbound, as frames do. What a layer
 		// writes by itself (pongs, TLS alerts) is under WithMaxOutbound
 		// (conn.layerOut).
-		if c.tl.ready && c.paused {
+		if tl.ready && c.paused {
 			c.partialAt = 0 // the wait is ours, not the peer's
-			c.pause(c.gc.InboundBuffered() + c.tl.InboundBuffered())
+			c.pause(c.gc.InboundBuffered() + tl.InboundBuffered())
 			return
 		}
-		ready, err := c.tl.pump()
+		ready, err := tl.pump()
 		if err != nil {
 			c.closeNow(err) // the layer's reason, with its own sentinel
 			return
@@ -48,14 +48,14 @@ func (c *conn) traffic() {
 		}
 	}
 	if !c.started {
-		if c.started = c.owner.ready(c); !c.started {
+		if c.started = c.owner().ready(c); !c.started {
 			return
 		}
 	}
 	r := c.wire()
 	n := 0
-	for ; !c.closed.Load() && c.holds == 0; n++ {
-		if r.InboundBuffered() < c.inSize {
+	for ; !c.closed.Load() && !c.readsHeld(); n++ {
+		if r.InboundBuffered() < int(c.inSize) {
 			break
 		}
 		if c.backedUp() {
@@ -66,11 +66,11 @@ func (c *conn) traffic() {
 			_ = c.gc.Wake(nil)
 			break
 		}
-		buf, err := r.Peek(c.inSize)
+		size := int(c.inSize)
+		buf, err := r.Peek(size)
 		if err != nil {
 			break
 		}
-		size := c.inSize
 		c.handleFrame(buf)
 		if c.closed.Load() {
 			break // gnet released the buffers when it closed the connection
@@ -82,7 +82,10 @@ func (c *conn) traffic() {
 	// Frames left unread by a pause wait for us, not for the peer. With a
 	// layer, a frame is partial too while the layer holds part of what
 	// carries it: a TLS record, a WebSocket frame or message.
-	partial := r.InboundBuffered() > 0 || c.tl != nil && c.tl.partial()
+	partial := r.InboundBuffered() > 0
+	if tl := c.layered(); tl != nil && !partial {
+		partial = tl.partial()
+	}
 	switch {
 	case c.paused:
 		c.partialAt = 0
@@ -151,15 +154,22 @@ const (
 
 // holdReads stops reading frames for why, until releaseReads(why). On the
 // loop.
-func (c *conn) holdReads(why uint8) { c.holds |= why }
+func (c *conn) holdReads(why uint8) { c.extra().holds |= why }
 
 // releaseReads clears why and, once nothing holds reading, reads the
 // frames that waited. On the loop.
 func (c *conn) releaseReads(why uint8) {
-	c.holds &^= why
-	if c.holds == 0 && !c.closed.Load() {
+	x := c.extra()
+	x.holds &^= why
+	if x.holds == 0 && !c.closed.Load() {
 		c.traffic()
 	}
+}
+
+// readsHeld reports whether anything holds reading. On the loop.
+func (c *conn) readsHeld() bool {
+	x := c.x.Load()
+	return x != nil && x.holds != 0
 }
 
 // handleFrame decodes and acts on one inbound frame. buf is borrowed from
@@ -192,11 +202,13 @@ func (c *conn) handleFrame(buf []byte) {
 	if tap := c.side.cfg.tap; tap != nil {
 		c.tapInline(tap, op, obj)
 	}
-	if c.bad > 0 {
-		c.bad-- // pays back a sixteenth of a malformed frame
-	}
-	if c.creds != credsNone {
-		c.credsAnswer(op, obj) // a client's: is this the refusal of its credentials?
+	if x := c.x.Load(); x != nil {
+		if x.bad > 0 {
+			x.bad-- // pays back a sixteenth of a malformed frame
+		}
+		if x.creds != credsNone {
+			c.credsAnswer(x, op, obj) // a client's: is this the refusal of its credentials?
+		}
 	}
 	if !c.authenticated() {
 		c.authFrame(op, obj, call)
@@ -206,7 +218,7 @@ func (c *conn) handleFrame(buf []byte) {
 	case op >= 0:
 		c.dispatch(job{kind: jobFrame, op: op}, obj)
 	case op == codec.OpFailure:
-		c.owner.refused(c, obj)
+		c.owner().refused(c, obj)
 		// To the router's -1 callbacks, which answer nothing: a failure
 		// answered with a failure could bounce between two peers.
 		if c.side.router.Handles(codec.OpFailure) {
@@ -233,9 +245,9 @@ func (c *conn) handleFrame(buf []byte) {
 	case op == codec.OpPing:
 		_ = c.loop.enqueue(task{kind: taskSend, op: codec.OpPong, c: c}, obj)
 	case op == codec.OpGoAway:
-		c.owner.goAway(c)
+		c.owner().goAway(c)
 	case op == codec.OpAuth:
-		c.owner.authed(c, obj)
+		c.owner().authed(c, obj)
 	}
 	// Other negative opcodes (-7 pong and any unknown one) only count as
 	// traffic.
@@ -257,8 +269,8 @@ func (c *conn) malformed(err error) {
 	c.sendFailure(codec.OpFailure, nil, handler.ReasonMalformedPayload, msg)
 	if limit := c.side.cfg.maxMalformed; limit > 0 {
 		full := uint16(limit * malformedWeight)
-		if c.bad < full {
-			if c.bad = min(c.bad+malformedWeight, full); c.bad == full {
+		if x := c.extra(); x.bad < full {
+			if x.bad = min(x.bad+malformedWeight, full); x.bad == full {
 				_ = c.loop.enqueue(task{kind: taskClose, c: c,
 					err: fmt.Errorf("%w: too many malformed frames (%d in a row, or more than 1 in %d)", ErrProtocol, limit, malformedWeight)}, nil)
 			}
@@ -330,12 +342,12 @@ func (c *conn) sizeFrame(obj []byte) {
 		c.refuseSize(string(m.Size))
 		return
 	}
-	c.inSize = int(n)
+	c.inSize = int32(n)
 	// Compared with the size the announcements already queued will set, not
 	// the one in force: two -2 frames in one read must both be answered
 	// (TestSizeAnnouncedTwiceInOneRead).
 	x := c.extra()
-	next := c.outSize
+	next := int(c.outSize)
 	if x.nextOut != 0 {
 		next = x.nextOut
 	}

@@ -90,7 +90,7 @@ func NewServer(r *handler.Router, opts ...ServerOption) (*Server, error) {
 	if cfg.maxPerAddr > 0 || cfg.ratePerAddr > 0 {
 		s.addrLimits = &addrLimits{max: cfg.maxPerAddr, every: rate.Limit(cfg.ratePerAddr), burst: cfg.burstPerAddr}
 	}
-	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed}
+	s.side = side{cfg: cfg, router: r, closedErr: ErrServerClosed, owner: s}
 	s.authCtx, s.authStop = context.WithCancel(context.Background())
 	s.side.initWarnings()
 	s.authFails.msg = "simplerpc: authentications failed"
@@ -267,7 +267,7 @@ func (s *Server) Conns() []handler.Conn {
 // from any goroutine.
 func ServerOf(c handler.Conn) *Server {
 	if c, ok := c.(*conn); ok {
-		if s, ok := c.owner.(*Server); ok {
+		if s, ok := c.owner().(*Server); ok {
 			return s
 		}
 	}
@@ -483,10 +483,10 @@ func (s *Server) ready(c *conn) bool {
 		return s.readyAdopted(c, rc)
 	}
 	c.loop.add(c) // for the sweeps and the closes; broadcasts skip it until admitted
-	if out, err := codec.AppendMessageSize(c.loop.buffer(), c.outSize, c.outSize); err == nil {
+	if out, err := codec.AppendMessageSize(c.loop.buffer(), int(c.outSize), int(c.outSize)); err == nil {
 		c.out = out
 		c.loop.dirty = append(c.loop.dirty, c)
-		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
+		c.loop.stats.frameOut(codec.OpMessageSize, int(c.outSize))
 	}
 	if s.side.cfg.auth != nil {
 		s.startAuth(c)
@@ -510,7 +510,7 @@ func (s *Server) admit(c *conn) {
 // closed unregisters a connection; on its loop.
 func (s *Server) closed(c *conn, _ error) {
 	if l := s.addrLimits; l != nil {
-		l.release(c.remote) // admitted in enroll, whatever became of it
+		l.release(c.remoteAddr()) // admitted in enroll, whatever became of it
 	}
 	if c.started {
 		c.loop.remove(c)

@@ -20,6 +20,7 @@ type side struct {
 	dropped   atomic.Uint64 // frames dropped by SlowDrop
 	closing   atomic.Bool   // the server or dialer is closing: sends fail with closedErr
 	closedErr error         // ErrServerClosed or ErrClosed
+	owner     owner         // a server's: the server, owner of every connection; nil for a dialer's
 	calls     sync.Pool     // of chan callResult, reused by Call
 	inline    atomic.Int32  // callbacks running on the loops now, inline (see onLoop)
 	stats     sideStats     // see stats.go

@@ -41,11 +41,15 @@ func TLSState(c handler.Conn) (tls.ConnectionState, bool) {
 	// its layer was set: a server's in its callbacks, a client's there too
 	// or from Client.Conn.
 	cc, _ := c.(*conn)
-	if cc == nil || cc.tl == nil {
+	var tl *layered
+	if cc != nil {
+		tl = cc.layered()
+	}
+	if tl == nil {
 		return tls.ConnectionState{}, false
 	}
 	// A layer that carries TLS says so, whatever it is stacked with.
-	if st, ok := cc.tl.l.(tlsStater); ok {
+	if st, ok := tl.l.(tlsStater); ok {
 		return st.tlsState()
 	}
 	return tls.ConnectionState{}, false

@@ -21,7 +21,7 @@ func (t *tlsSide) newLayer(c *conn) layer { return &tlsConn{t: t, c: c} }
 // dialled as ServerName, unless the config names one; nil for the side's.
 func (t *tlsSide) clientConfig(c *conn) *tls.Config {
 	cfg := t.side.Config()
-	cl, ok := c.owner.(*Client)
+	cl, ok := c.owner().(*Client)
 	if cfg.ServerName != "" || !ok || cl.network == "unix" {
 		return nil
 	}
@@ -57,7 +57,7 @@ func (w *tlsConn) start(out func([]byte) error, wake func()) error {
 			_ = c.loop.enqueue(task{kind: taskFunc, fn: func() { c.closeWith(reason) }}, nil)
 		},
 		Local:  local,
-		Remote: c.remote,
+		Remote: c.remoteAddr(),
 		Config: w.t.clientConfig(c),
 	})
 	err := w.l.Start()

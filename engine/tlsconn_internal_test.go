@@ -38,12 +38,13 @@ func selfSignedConfig(t *testing.T) *tls.Config {
 
 func TestTLSHandshakeWakesLoop(t *testing.T) {
 	t.Parallel()
-	side := tlslayer.NewSide(selfSignedConfig(t), true, 10*time.Second, 8, 0, ErrShutdown)
-	defer side.Wait()
-	defer side.Stop()
+	ts := tlslayer.NewSide(selfSignedConfig(t), true, 10*time.Second, 8, 0, ErrShutdown)
+	defer ts.Wait()
+	defer ts.Stop()
 	l := &loop{}
-	c := &conn{loop: l}
-	w := &tlsConn{t: &tlsSide{side: side}, c: c}
+	c := &conn{loop: l, side: &side{}}
+	c.extra() // no owner: neither a server's nor a client's
+	w := &tlsConn{t: &tlsSide{side: ts}, c: c}
 	defer func() { _ = w.stop(nil) }()
 	woken := make(chan struct{}, 16)
 	if err := w.start(func([]byte) error { return nil }, func() { woken <- struct{}{} }); err != nil {

@@ -24,10 +24,10 @@ const (
 func (c *conn) Send(op codec.Opcode, v any) error {
 	obj, err := codec.Marshal(v)
 	if err == nil {
-		err = c.owner.send(c, modeSend, op, obj, 0)
+		err = c.owner().send(c, modeSend, op, obj, 0)
 	}
 	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner.peer(c), err)
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner().peer(c), err)
 	}
 	return nil
 }
@@ -38,10 +38,10 @@ func (c *conn) Send(op codec.Opcode, v any) error {
 func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
 	obj, err := c.validated(obj)
 	if err == nil {
-		err = c.owner.send(c, modeSend, op, obj, 0)
+		err = c.owner().send(c, modeSend, op, obj, 0)
 	}
 	if err != nil {
-		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner.peer(c), err)
+		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner().peer(c), err)
 	}
 	return nil
 }
@@ -144,8 +144,8 @@ func opLen(op codec.Opcode) int {
 
 // setOutSize changes the outbound frame size, on the loop.
 func (c *conn) setOutSize(n int) {
-	c.outSize = n
-	c.size.Store(int32(n)) // at most codec.MaxMessageSize
+	c.outSize = int32(n) // at most codec.MaxMessageSize
+	c.size.Store(int32(n))
 }
 
 // ---- On the loop ----
@@ -179,7 +179,7 @@ func (c *conn) put(op codec.Opcode, obj []byte) {
 		// Client until then. There is no size to write them at.
 		return
 	}
-	if c.overLimit(c.outSize) {
+	if c.overLimit(int(c.outSize)) {
 		return
 	}
 	c.appendObj(op, obj)
@@ -204,14 +204,14 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 	}
 	// Objects reach the loop validated (Marshal, Object, Decode, or built
 	// here from validated parts): the frame is built without a rescan.
-	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
+	out, err := codec.AppendValidated(c.out, int(c.outSize), op, obj)
 	if err != nil {
 		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)
 		return false
 	}
 	c.out = out
-	c.loop.stats.frameOut(op, c.outSize)
+	c.loop.stats.frameOut(op, int(c.outSize))
 	return true
 }
 
@@ -291,16 +291,16 @@ func (c *conn) announce(n int) {
 	if x := c.x.Load(); x != nil && x.nextOut == n {
 		x.nextOut = 0 // the announcements queued have all been made
 	}
-	if c.outSize == n || c.closed.Load() {
+	if int(c.outSize) == n || c.closed.Load() {
 		return
 	}
 	if c.out == nil {
 		c.out = c.loop.buffer()
 		c.loop.dirty = append(c.loop.dirty, c)
 	}
-	if out, err := codec.AppendMessageSize(c.out, c.outSize, n); err == nil {
+	if out, err := codec.AppendMessageSize(c.out, int(c.outSize), n); err == nil {
 		c.out = out
-		c.loop.stats.frameOut(codec.OpMessageSize, c.outSize)
+		c.loop.stats.frameOut(codec.OpMessageSize, int(c.outSize))
 	}
 	c.setOutSize(n)
 }
@@ -329,7 +329,7 @@ func (c *conn) writeFailure(f *failFrame) {
 	if f.hasID {
 		id = &f.id
 	}
-	size := c.outSize
+	size := int(c.outSize)
 	if size == 0 {
 		size = c.side.cfg.maxSize
 	}

@@ -76,7 +76,7 @@ func (w *wsConn) start(out func([]byte) error, wake func()) error {
 		},
 		Limit: w.limit,
 	}
-	if cl, ok := c.owner.(*Client); ok {
+	if cl, ok := c.owner().(*Client); ok {
 		env.Upgraded = func() { cl.upgradeDone(nil) }
 	}
 	if w.resumed != nil {
@@ -101,7 +101,7 @@ func (w *wsConn) limit() int {
 func (w *wsConn) input(plain, in []byte) ([]byte, int, bool, error) {
 	if w.inSize == 0 && !w.cfg.Client {
 		// The server's sizes are its own from the start.
-		w.inSize, w.outSize = w.c.inSize, w.c.outSize
+		w.inSize, w.outSize = int(w.c.inSize), int(w.c.outSize)
 	}
 	if w.stash != nil {
 		plain = append(plain, w.stash...)
@@ -159,7 +159,7 @@ func (w *wsConn) output(dst, p []byte) ([]byte, error) {
 		w.pend = nil
 	}
 	if w.outSize == 0 {
-		w.outSize = w.c.outSize // a client's: set by the server's -2 frame
+		w.outSize = int(w.c.outSize) // a client's: set by the server's -2 frame
 	}
 	for len(p) > 0 {
 		if len(p) < w.outSize {
@@ -216,7 +216,7 @@ func sizeOf(f []byte) (int, bool) {
 // Unix, and plain WebSocket (ws://), not TLS (crypto/tls cannot export a
 // live session). On its loop.
 func (c *conn) movable() bool {
-	if c.tl == nil || isReplay(c.tl.l) {
+	if tl := c.layered(); tl == nil || isReplay(tl.l) {
 		return true
 	}
 	_, ok := c.wsLayer()
@@ -225,16 +225,17 @@ func (c *conn) movable() bool {
 
 // wsLayer returns c's layer if it is a plain WebSocket. On its loop.
 func (c *conn) wsLayer() (*wsConn, bool) {
-	if c.tl == nil {
+	tl := c.layered()
+	if tl == nil {
 		return nil, false
 	}
-	w, ok := c.tl.l.(*wsConn)
+	w, ok := tl.l.(*wsConn)
 	return w, ok
 }
 
 // tlPlain returns what c's layer decoded and the frame reader has not
 // read. On its loop.
 func (c *conn) tlPlain() []byte {
-	b, _ := c.tl.Peek(-1)
+	b, _ := c.layered().Peek(-1)
 	return b
 }
