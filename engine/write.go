@@ -259,6 +259,22 @@ func (c *conn) putFrame(f []byte) {
 	c.flushOut(f)
 }
 
+// putFrames is putFrame for k ready frames in one piece, within the
+// outbound limit and with no frame waiting for credit (the caller checks):
+// one write for all of them.
+func (c *conn) putFrames(b []byte, k int) {
+	size := len(b) / k
+	for i := range k {
+		f := b[i*size : (i+1)*size]
+		c.loop.stats.frameOut(frameOp(f), size)
+	}
+	if len(c.out) > 0 {
+		c.out = append(c.out, b...)
+		return
+	}
+	c.flushOut(b)
+}
+
 // overLimit applies the slow-consumer policy before n more bytes are
 // written past the connection's credit, reporting whether the frame must
 // not be written.
@@ -277,6 +293,7 @@ func (c *conn) overLimit(n int) bool {
 // flushOut writes b to the socket. A write error closes the connection at
 // once (gnet runs OnClose inside Write).
 func (c *conn) flushOut(b []byte) {
+	c.loop.flushes++
 	if _, err := c.write(b); err != nil {
 		return
 	}
