@@ -8,6 +8,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -352,7 +353,7 @@ func (h *handSession) closeCarry() {
 	h.closing = true
 	h.mu.Unlock()
 	h.sendMu.Unlock()
-	h.s.adoptBarrier() // what was queued on the loops before is carried now
+	_ = h.s.adoptBarrier(context.Background()) // what was queued on the loops before is carried now
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
