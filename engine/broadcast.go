@@ -4,7 +4,10 @@
 
 package engine
 
-import "github.com/simplerpc/simplerpc/codec"
+import (
+	"github.com/simplerpc/simplerpc/codec"
+	"github.com/simplerpc/simplerpc/internal/wslayer"
+)
 
 // shared is an encoded object sent to many connections: send-to-all and
 // groups encode the JSON once per call.
@@ -79,13 +82,19 @@ type fanRun struct {
 	tasks   []task   // the run
 	exclude []uint64 // the net ids some send of the run skips
 	sizes   []fanSize
+	resize  bool // a frame of the run is a -2, which a WebSocket's layer must see
+	codec   wslayer.Codec
 }
 
-// fanSize is the frames of a run at one frame size, one after the other.
+// fanSize is the frames of a run at one frame size, one after the other,
+// and built once for the WebSocket connections that take it, the same
+// frames as a server's text or binary messages.
 type fanSize struct {
 	size int
 	b    []byte
 	ok   bool // every frame of the run fits the size
+	ws   [2][]byte
+	wsOK [2]bool // ws[i] is built
 }
 
 // runBytes bounds the frames a run writes to one connection, at the
@@ -109,6 +118,7 @@ func (l *loop) broadcastRun(tasks []task) int {
 		if t.shared.exclude != 0 {
 			r.exclude = append(r.exclude, t.shared.exclude)
 		}
+		r.resize = r.resize || t.op == codec.OpMessageSize
 	}
 	list := l.conns
 	for i := len(list) - 1; i >= 0; i-- {
@@ -119,8 +129,8 @@ func (l *loop) broadcastRun(tasks []task) int {
 		if c.closed.Load() || c.loop != l || c.outSize == 0 || !c.reported {
 			continue
 		}
-		if b := r.frames(c); b != nil {
-			c.putFrames(b, len(r.tasks))
+		if fs := r.frames(c); fs != nil {
+			c.putFrames(fs.b, len(r.tasks), r.wire(c, fs))
 		} else {
 			for _, t := range r.tasks {
 				l.broadcastTo(c, t.op, t.shared)
@@ -132,7 +142,7 @@ func (l *loop) broadcastRun(tasks []task) int {
 		l.handoverShared(t.op, t.shared)
 		l.sharedQueued.Add(-int64(t.size)) // taken (sharedbound.go)
 	}
-	r.tasks = nil
+	r.tasks, r.resize = nil, false
 	r.exclude = r.exclude[:0]
 	r.sizes = r.sizes[:0]
 	return n
@@ -142,7 +152,7 @@ func (l *loop) broadcastRun(tasks []task) int {
 // have them one by one: a send of the run skips c, one does not fit its
 // size, frames wait for credit before them, or all of them would pass the
 // outbound limit (the slow-consumer policy then applies frame by frame).
-func (r *fanRun) frames(c *conn) []byte {
+func (r *fanRun) frames(c *conn) *fanSize {
 	for _, id := range r.exclude {
 		if id == c.id {
 			return nil
@@ -160,12 +170,12 @@ func (r *fanRun) frames(c *conn) []byte {
 	}
 	if fs == nil {
 		if len(r.sizes) < cap(r.sizes) {
-			r.sizes = r.sizes[:len(r.sizes)+1] // its buffer is reused
+			r.sizes = r.sizes[:len(r.sizes)+1] // its buffers are reused
 		} else {
 			r.sizes = append(r.sizes, fanSize{})
 		}
 		fs = &r.sizes[len(r.sizes)-1]
-		fs.size, fs.ok, fs.b = c.outSize, true, fs.b[:0]
+		fs.size, fs.ok, fs.b, fs.wsOK = c.outSize, true, fs.b[:0], [2]bool{}
 		for _, t := range r.tasks {
 			f, err := t.shared.frame(t.op, c.outSize)
 			if err != nil {
@@ -178,5 +188,30 @@ func (r *fanRun) frames(c *conn) []byte {
 	if !fs.ok || c.used()+len(fs.b) > c.side.cfg.maxOutbound {
 		return nil
 	}
-	return fs.b
+	return fs
+}
+
+// wire returns the run's frames at fs's size as c's WebSocket messages,
+// building them once per size and kind for all the connections that
+// share them; or nil: c is no such connection, or its layer must frame
+// them itself.
+func (r *fanRun) wire(c *conn, fs *fanSize) []byte {
+	w, ok := c.wsLayer()
+	if !ok || r.resize || !w.shares(fs.size) {
+		return nil
+	}
+	i := 0
+	if w.cfg.Binary {
+		i = 1
+	}
+	if !fs.wsOK[i] {
+		fs.wsOK[i] = true
+		b := fs.ws[i][:0]
+		for f := fs.b; len(f) > 0; f = f[fs.size:] {
+			b = r.codec.AppendServerMessage(b, f[:fs.size], w.cfg.Binary)
+			c.loop.wsFramed++
+		}
+		fs.ws[i] = b
+	}
+	return fs.ws[i]
 }

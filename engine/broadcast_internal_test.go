@@ -108,21 +108,20 @@ func theLoop(t *testing.T, srv *Server) *loop {
 }
 
 // flushesAfter queues sends on l's loop in one round and returns the
-// writes of frames that round and the next made.
-func flushesAfter(t *testing.T, l *loop, sends func()) int {
+// writes of frames that round made, and the WebSocket messages framed.
+func flushesAfter(t *testing.T, l *loop, sends func()) (writes, framed int) {
 	t.Helper()
-	var before, after int
 	runOnLoop(t, l.conns[0], func() {
-		before = l.flushes
+		writes, framed = -l.flushes, -l.wsFramed
 		sends() // queued behind this task: the next batch of the same round
 	})
 	runOnLoop(t, l.conns[0], func() {
 		// This task may run in the batch of the sends, before the round
 		// writes what they built: write it now.
 		l.flush()
-		after = l.flushes
+		writes, framed = writes+l.flushes, framed+l.wsFramed
 	})
-	return after - before
+	return writes, framed
 }
 
 func TestSendAllRunOneWritePerConn(t *testing.T) {
@@ -131,8 +130,9 @@ func TestSendAllRunOneWritePerConn(t *testing.T) {
 	l := theLoop(t, srv)
 	obj := func(n int) []byte { return fmt.Appendf(nil, `{"n":%d}`, n) }
 
-	// k sends to all in a row: one write per connection, not k.
-	writes := flushesAfter(t, l, func() {
+	// k sends to all in a row: one write per connection, not k; the
+	// WebSocket messages framed once for both ws:// peers.
+	writes, framed := flushesAfter(t, l, func() {
 		for n := range k {
 			if err := srv.SendAllRaw(3, obj(n)); err != nil {
 				t.Error(err)
@@ -141,6 +141,10 @@ func TestSendAllRunOneWritePerConn(t *testing.T) {
 	})
 	if writes != tcp+ws {
 		t.Errorf("%d sends to all queued in one round: %d writes, want %d (one per connection)", k, writes, tcp+ws)
+	}
+	if framed != k {
+		t.Errorf("%d sends to all queued in one round to %d ws:// peers: %d WebSocket messages framed, want %d (once per frame)",
+			k, ws, framed, k)
 	}
 	for i, p := range peers {
 		for n := range k {
@@ -153,7 +157,7 @@ func TestSendAllRunOneWritePerConn(t *testing.T) {
 
 	// One of them skips peer 0: it has the others one by one (k-1
 	// writes), the rest one write each.
-	writes = flushesAfter(t, l, func() {
+	writes, _ = flushesAfter(t, l, func() {
 		for n := range k {
 			var err error
 			if n == 2 {
@@ -187,7 +191,7 @@ func TestSendAllRunOneWritePerConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes = flushesAfter(t, l, func() {
+	writes, framed = flushesAfter(t, l, func() {
 		_ = srv.SendAllRaw(3, obj(0))
 		_ = srv.SendAllRaw(3, obj(1))
 		_ = c0.SendRaw(4, obj(2))
@@ -198,6 +202,9 @@ func TestSendAllRunOneWritePerConn(t *testing.T) {
 	// into its buffer and flushed: 2 writes. The others: one per run.
 	if want := 2 + 2*(tcp+ws-1); writes != want {
 		t.Errorf("two runs around a send: %d writes, want %d", writes, want)
+	}
+	if framed != 4 {
+		t.Errorf("two runs of 2 around a send: %d WebSocket messages framed, want 4", framed)
 	}
 	for n, op := range []codec.Opcode{3, 3, 4, 3, 3} {
 		want, _ := codec.AppendValidated(nil, size, op, obj(n))

@@ -89,8 +89,9 @@ type loop struct {
 
 	handed handed // the object an inline callback was handed (dispatch.go)
 
-	fan     fanRun // the sends to all in a row being written (broadcast.go)
-	flushes int    // writes of frames to a socket (flushOut) so far, for the tests
+	fan      fanRun // the sends to all in a row being written (broadcast.go)
+	flushes  int    // writes of frames to a socket (flushOut) so far, for the tests
+	wsFramed int    // WebSocket messages framed so far, for the tests
 }
 
 // maxBatches bounds the batches of queued tasks one round takes: a round

@@ -261,18 +261,22 @@ func (c *conn) putFrame(f []byte) {
 
 // putFrames is putFrame for k ready frames in one piece, within the
 // outbound limit and with no frame waiting for credit (the caller checks):
-// one write for all of them.
-func (c *conn) putFrames(b []byte, k int) {
+// one write for all of them. wire, if not nil, is the same frames in the
+// layer's form, written when nothing is before them.
+func (c *conn) putFrames(b []byte, k int, wire []byte) {
 	size := len(b) / k
 	for i := range k {
 		f := b[i*size : (i+1)*size]
 		c.loop.stats.frameOut(frameOp(f), size)
 	}
-	if len(c.out) > 0 {
+	switch {
+	case len(c.out) > 0:
 		c.out = append(c.out, b...)
-		return
+	case wire != nil:
+		c.flushWire(wire)
+	default:
+		c.flushOut(b)
 	}
-	c.flushOut(b)
 }
 
 // overLimit applies the slow-consumer policy before n more bytes are
@@ -294,10 +298,21 @@ func (c *conn) overLimit(n int) bool {
 // once (gnet runs OnClose inside Write).
 func (c *conn) flushOut(b []byte) {
 	c.loop.flushes++
-	if _, err := c.write(b); err != nil {
-		return
-	}
-	if c.used() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+	_, err := c.write(b)
+	c.wrote(err)
+}
+
+// flushWire is flushOut for bytes already in the layer's form: a run's
+// WebSocket messages (fanRun).
+func (c *conn) flushWire(b []byte) {
+	c.loop.flushes++
+	_, err := c.wireWrite(b)
+	c.wrote(err)
+}
+
+// wrote applies the slow-consumer policy after a write.
+func (c *conn) wrote(err error) {
+	if err == nil && c.used() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
 	}
 }
