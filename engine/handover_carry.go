@@ -435,7 +435,7 @@ func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
 		data := f.Data
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
 			if !c.closed.Load() {
-				c.writeFrame(data)
+				c.bufferFrame(data)
 			}
 		}}, nil)
 	}
@@ -463,7 +463,7 @@ func (a *adoptCarry) ready(c *conn) {
 	delete(a.pending, c.id)
 	a.mu.Unlock()
 	for _, f := range fs {
-		c.writeFrame(f)
+		c.bufferFrame(f)
 	}
 }
 
@@ -493,6 +493,6 @@ func (a *adoptCarry) replay(c *conn, rc *handedConn) {
 			c.side.unfit.Add(1)
 			continue
 		}
-		c.writeFrame(f)
+		c.bufferFrame(f)
 	}
 }

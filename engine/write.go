@@ -188,6 +188,26 @@ func (c *conn) put(op codec.Opcode, obj []byte) {
 // appendObj adds a frame for obj at the current size to out. It reports
 // whether it did.
 func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
+	if !c.grow() {
+		return false
+	}
+	// Objects reach the loop validated (Marshal, Object, Decode, or built
+	// here from validated parts): the frame is built without a rescan.
+	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
+	if err != nil {
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
+		c.unfit(op, obj, err)
+		return false
+	}
+	c.out = out
+	c.loop.stats.frameOut(op, c.outSize)
+	return true
+}
+
+// grow readies out for another frame: a buffer, the connection on the
+// loop's dirty list, or, past flushAt, what out holds written first. It
+// reports false if that write closed the connection.
+func (c *conn) grow() bool {
 	if c.out == nil {
 		c.out = c.loop.buffer()
 		c.loop.dirty = append(c.loop.dirty, c)
@@ -202,16 +222,6 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 			return false
 		}
 	}
-	// Objects reach the loop validated (Marshal, Object, Decode, or built
-	// here from validated parts): the frame is built without a rescan.
-	out, err := codec.AppendValidated(c.out, c.outSize, op, obj)
-	if err != nil {
-		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
-		c.unfit(op, obj, err)
-		return false
-	}
-	c.out = out
-	c.loop.stats.frameOut(op, c.outSize)
 	return true
 }
 
@@ -244,6 +254,21 @@ func (c *conn) writeFrame(f []byte) {
 		return
 	}
 	c.putFrame(f)
+}
+
+// bufferFrame is writeFrame for a frame that more for c are likely to
+// follow in this round, as the frames a handover carried: it joins c's
+// output buffer, which the round writes once, rather than a write each.
+func (c *conn) bufferFrame(f []byte) {
+	if x := c.x.Load(); x != nil && x.credit.blocked() {
+		x.credit.wait(waitFrame{frame: clone(f)})
+		return
+	}
+	if c.overLimit(len(f)) || !c.grow() {
+		return
+	}
+	c.loop.stats.frameOut(frameOp(f), len(f))
+	c.out = append(c.out, f...)
 }
 
 // putFrame is put for a ready frame.
