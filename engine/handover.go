@@ -500,6 +500,7 @@ func (h *handSession) sendQueued() error {
 	flushFrames()
 	conns(h.queuedN)
 	h.carried = nil
+	clear(h.lastCarried)
 	h.mu.Unlock()
 	for _, b := range out {
 		b.Next = h.s.nextID.Load()

@@ -53,3 +53,46 @@ func TestCarriedFramesOneWritePerConn(t *testing.T) {
 		}
 	}
 }
+
+// TestCarriedSendToAllOneEntryPerConn checks that the sends to all a
+// handover carries join each moved connection's entry while no connection
+// was queued between them: one entry per connection, not one per
+// connection and send, with the frames in order.
+func TestCarriedSendToAllOneEntryPerConn(t *testing.T) {
+	const size, moved, k = 64, 3, 5
+	l := &loop{}
+	h := &handSession{wake: make(chan struct{}, 1)}
+	for i := range moved {
+		h.addMoved(&conn{id: uint64(10 + i), outSize: size, loop: l}, &handedConn{})
+	}
+	send := func(n int) []byte {
+		obj := []byte(`{"n":` + string(rune('0'+n)) + `}`)
+		l.carryShared(h, 3, &shared{obj: obj})
+		f, _ := codec.AppendValidated(nil, size, 3, obj)
+		return f
+	}
+	var want []byte
+	for n := range k {
+		want = append(want, send(n)...)
+	}
+	if len(h.carried) != moved {
+		t.Fatalf("%d sends to all to %d moved connections: %d entries, want %d", k, moved, len(h.carried), moved)
+	}
+	for _, cf := range h.carried {
+		if string(cf.Data) != string(want) {
+			t.Errorf("net id %d: %q, want the %d frames in order", cf.ID, cf.Data, k)
+		}
+	}
+	// A connection queued between two sends: the frames after it are
+	// entries of their own, behind it.
+	h.queuedN++
+	send(k)
+	if len(h.carried) != 2*moved {
+		t.Errorf("a send after a connection was queued: %d entries, want %d", len(h.carried), 2*moved)
+	}
+	for _, cf := range h.carried[moved:] {
+		if cf.after != 1 || len(cf.Data) != size {
+			t.Errorf("net id %d: after %d, %d bytes; want after 1, one frame", cf.ID, cf.after, len(cf.Data))
+		}
+	}
+}

@@ -256,9 +256,10 @@ func (c *conn) writeFrame(f []byte) {
 	c.putFrame(f)
 }
 
-// bufferFrame is writeFrame for a frame that more for c are likely to
-// follow in this round, as the frames a handover carried: it joins c's
+// bufferFrame is writeFrame for frames that more for c are likely to
+// follow in this round, as the frames a handover carried: they join c's
 // output buffer, which the round writes once, rather than a write each.
+// f is one frame or several at c's size.
 func (c *conn) bufferFrame(f []byte) {
 	if x := c.x.Load(); x != nil && x.credit.blocked() {
 		x.credit.wait(waitFrame{frame: clone(f)})
@@ -267,7 +268,13 @@ func (c *conn) bufferFrame(f []byte) {
 	if c.overLimit(len(f)) || !c.grow() {
 		return
 	}
-	c.loop.stats.frameOut(frameOp(f), len(f))
+	if n := c.outSize; n > 0 && len(f) > n && len(f)%n == 0 {
+		for i := 0; i < len(f); i += n {
+			c.loop.stats.frameOut(frameOp(f[i:]), n)
+		}
+	} else {
+		c.loop.stats.frameOut(frameOp(f), len(f))
+	}
 	c.out = append(c.out, f...)
 }
 
