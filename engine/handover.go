@@ -83,8 +83,8 @@ type HandoverReport struct {
 // every connection exactly once, moved or not: a send to all, to a group
 // or to a net id made on this server after a connection moved is carried
 // to the successor on uc, behind the batch that moved it, and written
-// there before anything the successor sends it later (up to 8 MiB not
-// yet written: past it, a send goes nowhere and fails with an error
+// there before anything the successor sends it later (up to 8 MiB, and
+// 64 KiB more per connection moved, not yet written: past it, a send goes nowhere and fails with an error
 // wrapping [ErrOutboundFull], so a fast sender cannot keep the handover
 // from ending). Once every connection is resolved, the handover ends:
 // sends under way are carried, and later ones no longer reach the moved

@@ -43,8 +43,15 @@ const maxCarryBatch = 1 << 20
 // end, and the handover, which writes them all before it ends, would not
 // end. A send that would pass the bound reaches no connection and fails
 // with errCarryFull: the sender sees it and may send again, and what was
-// carried stays exactly once and in order.
-const maxCarried = 8 << 20
+// carried stays exactly once and in order. The bound grows by
+// carriedPerConn with each connection moved: a send to all to 2,000 moved
+// connections owes 512 KB at 256 bytes, and a loop a few hundred
+// milliseconds behind its broadcaster (as it is while the successor takes
+// its connections, issue 30) owes tens of MB without outpacing anything.
+const (
+	maxCarried     = 8 << 20
+	carriedPerConn = 64 << 10
+)
 
 // errCarryFull is what a send that would pass maxCarried returns: it
 // went nowhere.
@@ -95,9 +102,9 @@ func (h *handSession) written(fs []handoverwire.Frames) {
 }
 
 // owe takes n more bytes to carry, or reports false if that would pass
-// maxCarried. With h.mu held.
+// the bound (maxCarried, carriedPerConn). With h.mu held.
 func (h *handSession) owe(n int64) bool {
-	if h.owed+n > maxCarried {
+	if h.owed+n > maxCarried+carriedPerConn*int64(len(h.movedConns)) {
 		return false
 	}
 	h.owed += n

@@ -96,3 +96,19 @@ func TestCarriedSendToAllOneEntryPerConn(t *testing.T) {
 		}
 	}
 }
+
+// TestCarriedBoundGrowsWithMoved checks the bound on what a handover
+// owes: maxCarried, and carriedPerConn more per connection moved.
+func TestCarriedBoundGrowsWithMoved(t *testing.T) {
+	h := &handSession{}
+	if !h.owe(maxCarried) || h.owe(1) {
+		t.Fatalf("nothing moved: the bound is not %d", maxCarried)
+	}
+	l := &loop{}
+	for i := range 3 {
+		h.addMoved(&conn{id: uint64(i + 1), outSize: 256, loop: l}, &handedConn{})
+	}
+	if !h.owe(3*carriedPerConn) || h.owe(1) {
+		t.Errorf("3 moved: the bound is not %d + 3 x %d", maxCarried, carriedPerConn)
+	}
+}
