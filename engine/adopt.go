@@ -97,7 +97,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 				err = context.Cause(ctx)
 			}
 			wg.Wait()
-			s.adoptBarrier()
+			_ = s.adoptBarrier(context.Background())
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
@@ -109,7 +109,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			batch.Add(1)
 			go func() {
 				defer func() { <-sem; batch.Done(); wg.Done() }()
-				s.adoptConn(rc)
+				_ = s.adoptConn(context.Background(), rc)
 			}()
 		}
 		if k := len(b.Conns); k > 0 {
@@ -129,7 +129,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 				s.side.stats.base.Store(&base) // this server's counters go on from the predecessor's
 			}
 			wg.Wait()
-			s.adoptBarrier()
+			_ = s.adoptBarrier(context.Background())
 			return n, nil
 		}
 	}
@@ -168,8 +168,36 @@ func (s *Server) reserveID(id uint64) {
 }
 
 // adoptConn enrolls one handed connection, its state attached for
-// readyAdopted. Its descriptor is closed here (gnet takes a copy).
-func (s *Server) adoptConn(rc handedConn) {
+// readyAdopted. Its descriptor is closed here (gnet takes a copy). gnet's
+// EnrollContext takes no context: it waits for the loop to open the
+// connection, for ever if the loop no longer runs. With a ctx that can
+// end, it runs on a goroutine of its own, and adoptConn returns ctx's error
+// when ctx ends first: the connection then opens when the loop runs again
+// (if it ever does; that goroutine waits for it).
+func (s *Server) adoptConn(ctx context.Context, rc handedConn) error {
+	if ctx.Done() == nil {
+		s.enrollHanded(rc)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		closeFDs([]int{rc.FD})
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.enrollHanded(rc)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enrollHanded is adoptConn's work.
+func (s *Server) enrollHanded(rc handedConn) {
 	f := os.NewFile(uintptr(rc.FD), "handed-over")
 	nc, err := net.FileConn(f)
 	_ = f.Close()
@@ -202,8 +230,9 @@ func (s *Server) adoptConn(rc handedConn) {
 }
 
 // adoptBarrier returns once every loop has run what is queued on it: the
-// connections enrolled so far are ready (their replay's first round too).
-func (s *Server) adoptBarrier() {
+// connections enrolled so far are ready (their replay's first round too);
+// or with ctx's error once ctx ends, a loop that no longer runs holding it.
+func (s *Server) adoptBarrier(ctx context.Context) error {
 	loops := s.side.eachLoop()
 	var wg sync.WaitGroup
 	for _, l := range loops {
@@ -212,7 +241,21 @@ func (s *Server) adoptBarrier() {
 			wg.Done()
 		}
 	}
-	wg.Wait()
+	if ctx.Done() == nil {
+		wg.Wait()
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // adopting returns the state c is adopted with, or nil for a new

@@ -83,8 +83,8 @@ type HandoverReport struct {
 // every connection exactly once, moved or not: a send to all, to a group
 // or to a net id made on this server after a connection moved is carried
 // to the successor on uc, behind the batch that moved it, and written
-// there before anything the successor sends it later (up to 8 MiB not
-// yet written: past it, a send goes nowhere and fails with an error
+// there before anything the successor sends it later (up to 8 MiB, and
+// 64 KiB more per connection moved, not yet written: past it, a send goes nowhere and fails with an error
 // wrapping [ErrOutboundFull], so a fast sender cannot keep the handover
 // from ending). Once every connection is resolved, the handover ends:
 // sends under way are carried, and later ones no longer reach the moved
@@ -115,7 +115,7 @@ func (s *Server) HandOver(ctx context.Context, uc *net.UnixConn) (HandoverReport
 	rep, err := h.run(ctx)
 	if err != nil {
 		s.side.hand.Store(nil) // no more carrying: the connections come back
-		h.recover()
+		h.recover(recoverWithin)
 		s.hand.resume()
 		s.hand.begun.Store(false)
 		return rep, fmt.Errorf("engine: hand over: %w", err)
@@ -500,6 +500,7 @@ func (h *handSession) sendQueued() error {
 	flushFrames()
 	conns(h.queuedN)
 	h.carried = nil
+	clear(h.lastCarried)
 	h.mu.Unlock()
 	for _, b := range out {
 		b.Next = h.s.nextID.Load()
@@ -547,45 +548,5 @@ func (h *handSession) readAcks() {
 			h.acked <- nil
 			return
 		}
-	}
-}
-
-// recover takes back what the successor did not acknowledge after a
-// failure: the connections' copies here are still open, so they are
-// adopted again by this server, with their state, as the successor would
-// have.
-func (h *handSession) recover() {
-	// A successor still reading sees the end, acknowledges what it took
-	// and closes its side; one that does not within a second is given up.
-	_ = h.uc.CloseWrite()
-	select {
-	case <-h.readDone:
-	case <-time.After(time.Second):
-		_ = h.uc.Close()
-		<-h.readDone
-	}
-	h.mu.Lock()
-	var back []handedConn
-	for _, b := range h.sent {
-		back = append(back, b...)
-	}
-	back = append(back, h.queue...)
-	h.sent, h.queue = nil, nil
-	h.mu.Unlock()
-	// Connections still on their way resolve against the failure; wait for
-	// them so that none is snapshotted after this.
-	for h.pending.Load() > 0 {
-		<-h.wake
-		h.mu.Lock()
-		back = append(back, h.queue...)
-		h.queue = nil
-		h.mu.Unlock()
-	}
-	for _, rc := range back {
-		h.s.adoptConn(rc)
-	}
-	h.s.adoptBarrier()
-	if len(back) > 0 {
-		h.s.side.cfg.logger.Warn("simplerpc: handover failed: connections taken back", "conns", len(back))
 	}
 }

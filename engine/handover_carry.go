@@ -8,6 +8,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,8 +43,15 @@ const maxCarryBatch = 1 << 20
 // end, and the handover, which writes them all before it ends, would not
 // end. A send that would pass the bound reaches no connection and fails
 // with errCarryFull: the sender sees it and may send again, and what was
-// carried stays exactly once and in order.
-const maxCarried = 8 << 20
+// carried stays exactly once and in order. The bound grows by
+// carriedPerConn with each connection moved: a send to all to 2,000 moved
+// connections owes 512 KB at 256 bytes, and a loop a few hundred
+// milliseconds behind its broadcaster (as it is while the successor takes
+// its connections, issue 30) owes tens of MB without outpacing anything.
+const (
+	maxCarried     = 8 << 20
+	carriedPerConn = 64 << 10
+)
 
 // errCarryFull is what a send that would pass maxCarried returns: it
 // went nowhere.
@@ -52,15 +60,16 @@ var errCarryFull = fmt.Errorf("the frames a handover carries to its successor: %
 // carrySession is the old server's part of a handover that carries sends:
 // guarded by the session's mu.
 type carrySession struct {
-	movedConns map[uint64]*movedConn
-	byLoop     map[*loop][]*movedConn
-	carried    []carriedFrames // frames to carry, in the order sent
-	queuedN    int64           // connections queued so far
-	takenN     int64           // connections taken out of the queue to be sent so far
-	closing    bool            // the end is near: new sends fail with ErrHandedOver
-	closed     bool            // nothing more is carried
-	movedOut   map[*loop]int64 // the moved connections' frame sizes, summed by loop
-	owed       int64           // bytes owed: taken, not run by the loops yet, or built and not written
+	movedConns  map[uint64]*movedConn
+	byLoop      map[*loop][]*movedConn
+	carried     []carriedFrames // frames to carry, in the order sent
+	lastCarried map[uint64]int  // a connection's last entry in carried
+	queuedN     int64           // connections queued so far
+	takenN      int64           // connections taken out of the queue to be sent so far
+	closing     bool            // the end is near: new sends fail with ErrHandedOver
+	closed      bool            // nothing more is carried
+	movedOut    map[*loop]int64 // the moved connections' frame sizes, summed by loop
+	owed        int64           // bytes owed: taken, not run by the loops yet, or built and not written
 
 	// sendMu makes the end wait for the sends under way: a send to all or
 	// a carried send holds it (read) from its check to its queueing.
@@ -93,9 +102,9 @@ func (h *handSession) written(fs []handoverwire.Frames) {
 }
 
 // owe takes n more bytes to carry, or reports false if that would pass
-// maxCarried. With h.mu held.
+// the bound (maxCarried, carriedPerConn). With h.mu held.
 func (h *handSession) owe(n int64) bool {
-	if h.owed+n > maxCarried {
+	if h.owed+n > maxCarried+carriedPerConn*int64(len(h.movedConns)) {
 		return false
 	}
 	h.owed += n
@@ -200,18 +209,28 @@ func (h *handSession) carries(c *conn) bool {
 // On c's loop, so that the frames of one connection keep their order.
 func (h *handSession) add(id uint64, f []byte) {
 	h.mu.Lock()
+	h.addLocked(id, f)
+	h.mu.Unlock()
+	h.notify()
+}
+
+// addLocked is add with h.mu held. A frame joins the connection's frames
+// not sent yet when no connection was queued since: a send to all then
+// carries one entry per connection, not one per connection and send.
+func (h *handSession) addLocked(id uint64, f []byte) {
 	if h.closed || h.fail != nil {
-		h.mu.Unlock()
 		return
 	}
-	if n := len(h.carried); n > 0 && h.carried[n-1].ID == id && h.carried[n-1].after == h.queuedN {
-		h.carried[n-1].Data = append(h.carried[n-1].Data, f...)
+	if i, ok := h.lastCarried[id]; ok && h.carried[i].after == h.queuedN {
+		h.carried[i].Data = append(h.carried[i].Data, f...)
 	} else {
+		if h.lastCarried == nil {
+			h.lastCarried = make(map[uint64]int)
+		}
+		h.lastCarried[id] = len(h.carried)
 		h.carried = append(h.carried, carriedFrames{handoverwire.Frames{ID: id, Data: slices.Clone(f)}, h.queuedN})
 	}
 	h.owed += int64(len(f)) // paid once written (sendQueued)
-	h.mu.Unlock()
-	h.notify()
 }
 
 // carryHeld carries a send made to a moved connection c, through its
@@ -284,9 +303,7 @@ func (s *side) handing() bool { return s.hand.Load() != nil || s.adopt.Load() !=
 // loop l that moved. On l.
 func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 	h.mu.Lock()
-	list := h.byLoop[l]
-	h.mu.Unlock()
-	for _, m := range list {
+	for _, m := range h.byLoop[l] {
 		c := m.c
 		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
 			continue
@@ -296,8 +313,10 @@ func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 			l.side.unfit.Add(1)
 			continue
 		}
-		h.add(c.id, f)
+		h.addLocked(c.id, f)
 	}
+	h.mu.Unlock()
+	h.notify()
 }
 
 // carryHold is what a send to all or to a group took from a handover's
@@ -352,7 +371,7 @@ func (h *handSession) closeCarry() {
 	h.closing = true
 	h.mu.Unlock()
 	h.sendMu.Unlock()
-	h.s.adoptBarrier() // what was queued on the loops before is carried now
+	_ = h.s.adoptBarrier(context.Background()) // what was queued on the loops before is carried now
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
@@ -434,7 +453,7 @@ func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
 		data := f.Data
 		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
 			if !c.closed.Load() {
-				c.writeFrame(data)
+				c.bufferFrame(data)
 			}
 		}}, nil)
 	}
@@ -462,7 +481,7 @@ func (a *adoptCarry) ready(c *conn) {
 	delete(a.pending, c.id)
 	a.mu.Unlock()
 	for _, f := range fs {
-		c.writeFrame(f)
+		c.bufferFrame(f)
 	}
 }
 
@@ -492,6 +511,6 @@ func (a *adoptCarry) replay(c *conn, rc *handedConn) {
 			c.side.unfit.Add(1)
 			continue
 		}
-		c.writeFrame(f)
+		c.bufferFrame(f)
 	}
 }

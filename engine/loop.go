@@ -42,34 +42,6 @@ type task struct {
 	fail   *failFrame
 }
 
-// shared is an encoded object sent to many connections: send-to-all and
-// groups encode the JSON once per call.
-type shared struct {
-	obj     []byte
-	exclude uint64     // a net id to skip (send to all but the sender), or 0
-	members []*conn    // nil: every connection of the loop
-	group   string     // the group's name, or "" for all
-	late    bool       // made once a handover ended: not carried to the connections it moved
-	seq     int64      // its place in an adoption's log, or 0 (handover_carry.go)
-	hold    *carryHold // what it took from a handover's bound, or nil (handover_carry.go)
-	frames  [][]byte   // frames built for this loop, one per message size seen
-}
-
-// frame returns the frame for size, building it once per loop and size.
-func (s *shared) frame(op codec.Opcode, size int) ([]byte, error) {
-	for _, f := range s.frames {
-		if len(f) == size {
-			return f, nil
-		}
-	}
-	f, err := codec.AppendValidated(nil, size, op, s.obj)
-	if err != nil {
-		return nil, err
-	}
-	s.frames = append(s.frames, f)
-	return f, nil
-}
-
 // loop is our state for one gnet event loop. Every write to a connection
 // goes through its loop's queue, from the loop itself or from any other
 // goroutine, so frames to one connection keep the order of the sends. The
@@ -116,6 +88,10 @@ type loop struct {
 	stats loopStats // see stats.go
 
 	handed handed // the object an inline callback was handed (dispatch.go)
+
+	fan      fanRun // the sends to all in a row being written (broadcast.go)
+	flushes  int    // writes of frames to a socket (flushOut) so far, for the tests
+	wsFramed int    // WebSocket messages framed so far, for the tests
 }
 
 // maxBatches bounds the batches of queued tasks one round takes: a round
@@ -257,7 +233,11 @@ func (l *loop) leave() {
 		l.tasks, l.arena = l.spareTasks[:0], l.spareArena[:0]
 		l.spareTasks, l.spareArena = nil, nil
 		l.mu.Unlock()
-		for i := range tasks {
+		for i := 0; i < len(tasks); i++ {
+			if n := l.broadcastRun(tasks[i:]); n > 1 {
+				i += n - 1 // sends to all in a row: one write per connection (broadcast.go)
+				continue
+			}
 			l.process(&tasks[i], arena)
 		}
 		clear(tasks)
@@ -292,36 +272,6 @@ func (l *loop) process(t *task, arena []byte) {
 			t.c.writeFailure(t.fail)
 		}
 	}
-}
-
-// broadcast writes a shared frame to the loop's connections (or a group's
-// members on this loop). It walks backwards: a failing write closes its
-// connection at once, which removes it from l.conns by swapping in the last.
-func (l *loop) broadcast(op codec.Opcode, s *shared) {
-	list := s.members
-	if list == nil {
-		list = l.conns
-	}
-	for i := len(list) - 1; i >= 0; i-- {
-		if i >= len(list) {
-			continue
-		}
-		c := list[i]
-		if c.id == s.exclude || c.closed.Load() || c.loop != l || c.outSize == 0 || !c.reported {
-			continue
-		}
-		f, err := s.frame(op, int(c.outSize))
-		if err != nil {
-			l.side.unfit.Add(1)
-			l.side.warnUnfit.warn(l.side.cfg.logger, "last", c.id, "size", c.outSize)
-			continue
-		}
-		c.writeFrame(f)
-		if s.members == nil {
-			list = l.conns
-		}
-	}
-	l.handoverShared(op, s) // to the connections a handover moves (handover_carry.go)
 }
 
 // buffer returns an empty output buffer.

@@ -188,6 +188,26 @@ func (c *conn) put(op codec.Opcode, obj []byte) {
 // appendObj adds a frame for obj at the current size to out. It reports
 // whether it did.
 func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
+	if !c.grow() {
+		return false
+	}
+	// Objects reach the loop validated (Marshal, Object, Decode, or built
+	// here from validated parts): the frame is built without a rescan.
+	out, err := codec.AppendValidated(c.out, int(c.outSize), op, obj)
+	if err != nil {
+		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
+		c.unfit(op, obj, err)
+		return false
+	}
+	c.out = out
+	c.loop.stats.frameOut(op, int(c.outSize))
+	return true
+}
+
+// grow readies out for another frame: a buffer, the connection on the
+// loop's dirty list, or, past flushAt, what out holds written first. It
+// reports false if that write closed the connection.
+func (c *conn) grow() bool {
 	if c.out == nil {
 		c.out = c.loop.buffer()
 		c.loop.dirty = append(c.loop.dirty, c)
@@ -202,16 +222,6 @@ func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
 			return false
 		}
 	}
-	// Objects reach the loop validated (Marshal, Object, Decode, or built
-	// here from validated parts): the frame is built without a rescan.
-	out, err := codec.AppendValidated(c.out, int(c.outSize), op, obj)
-	if err != nil {
-		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
-		c.unfit(op, obj, err)
-		return false
-	}
-	c.out = out
-	c.loop.stats.frameOut(op, int(c.outSize))
 	return true
 }
 
@@ -246,6 +256,28 @@ func (c *conn) writeFrame(f []byte) {
 	c.putFrame(f)
 }
 
+// bufferFrame is writeFrame for frames that more for c are likely to
+// follow in this round, as the frames a handover carried: they join c's
+// output buffer, which the round writes once, rather than a write each.
+// f is one frame or several at c's size.
+func (c *conn) bufferFrame(f []byte) {
+	if x := c.x.Load(); x != nil && x.credit.blocked() {
+		x.credit.wait(waitFrame{frame: clone(f)})
+		return
+	}
+	if c.overLimit(len(f)) || !c.grow() {
+		return
+	}
+	if n := int(c.outSize); n > 0 && len(f) > n && len(f)%n == 0 {
+		for i := 0; i < len(f); i += n {
+			c.loop.stats.frameOut(frameOp(f[i:]), n)
+		}
+	} else {
+		c.loop.stats.frameOut(frameOp(f), len(f))
+	}
+	c.out = append(c.out, f...)
+}
+
 // putFrame is put for a ready frame.
 func (c *conn) putFrame(f []byte) {
 	if c.overLimit(len(f)) {
@@ -257,6 +289,26 @@ func (c *conn) putFrame(f []byte) {
 		return
 	}
 	c.flushOut(f)
+}
+
+// putFrames is putFrame for k ready frames in one piece, within the
+// outbound limit and with no frame waiting for credit (the caller checks):
+// one write for all of them. wire, if not nil, is the same frames in the
+// layer's form, written when nothing is before them.
+func (c *conn) putFrames(b []byte, k int, wire []byte) {
+	size := len(b) / k
+	for i := range k {
+		f := b[i*size : (i+1)*size]
+		c.loop.stats.frameOut(frameOp(f), size)
+	}
+	switch {
+	case len(c.out) > 0:
+		c.out = append(c.out, b...)
+	case wire != nil:
+		c.flushWire(wire)
+	default:
+		c.flushOut(b)
+	}
 }
 
 // overLimit applies the slow-consumer policy before n more bytes are
@@ -277,10 +329,22 @@ func (c *conn) overLimit(n int) bool {
 // flushOut writes b to the socket. A write error closes the connection at
 // once (gnet runs OnClose inside Write).
 func (c *conn) flushOut(b []byte) {
-	if _, err := c.write(b); err != nil {
-		return
-	}
-	if c.used() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
+	c.loop.flushes++
+	_, err := c.write(b)
+	c.wrote(err)
+}
+
+// flushWire is flushOut for bytes already in the layer's form: a run's
+// WebSocket messages (fanRun).
+func (c *conn) flushWire(b []byte) {
+	c.loop.flushes++
+	_, err := c.wireWrite(b)
+	c.wrote(err)
+}
+
+// wrote applies the slow-consumer policy after a write.
+func (c *conn) wrote(err error) {
+	if err == nil && c.used() > c.side.cfg.maxOutbound && c.side.cfg.slowPolicy == SlowClose {
 		c.closeNow(ErrSlowConsumer)
 	}
 }

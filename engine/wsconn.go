@@ -169,11 +169,20 @@ func (w *wsConn) output(dst, p []byte) ([]byte, error) {
 		f := p[:w.outSize]
 		p = p[w.outSize:]
 		dst = w.l.AppendMessage(dst, f)
+		w.c.loop.wsFramed++
 		if sz, ok := sizeOf(f); ok {
 			w.outSize = sz
 		}
 	}
 	return dst, nil
+}
+
+// shares reports whether w frames what it is given at size as a server's
+// whole messages, one per frame, nothing of its own pending before them:
+// the messages a run of sends to all built once are then its bytes too
+// (fanRun, broadcast.go). On the loop.
+func (w *wsConn) shares(size int) bool {
+	return w.l != nil && !w.cfg.Client && len(w.pend) == 0 && w.outSize == size && w.l.Writable()
 }
 
 func (w *wsConn) pending() bool { return len(w.wire) > 0 || w.l != nil && w.l.Pending() }

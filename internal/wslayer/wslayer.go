@@ -144,6 +144,22 @@ func (l *Layer) AppendMessage(dst, p []byte) []byte {
 	return l.appendFrame(dst, op, p)
 }
 
+// Writable reports whether AppendMessage appends a message: the upgrade
+// is over and no close frame went out. A server's messages are then the
+// same bytes on every connection (AppendServerMessage).
+func (l *Layer) Writable() bool { return l.upgraded && !l.closeSent }
+
+// AppendServerMessage appends p as one whole, final, unmasked message, text
+// or binary, to dst: what AppendMessage appends on a server's Writable
+// layer of that kind, built once for many connections.
+func (c *Codec) AppendServerMessage(dst, p []byte, binary bool) []byte {
+	op := ws.OpText
+	if binary {
+		op = ws.OpBinary
+	}
+	return c.AppendFrame(dst, op, p, false, [4]byte{})
+}
+
 // Stop ends the layer, once, with the error the connection closes with
 // (nil for a close the engine asked for, io.EOF when the peer closed). A
 // sound connection closed by the engine gets a close frame (1000, or 1001

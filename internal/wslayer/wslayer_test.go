@@ -160,3 +160,26 @@ func BenchmarkEcho(b *testing.B) {
 		}
 	}
 }
+
+// TestAppendServerMessage checks that the message a run of sends to all
+// builds once is what each server's layer would have framed itself, and
+// that a layer is Writable only until its close frame.
+func TestAppendServerMessage(t *testing.T) {
+	var c Codec
+	for _, binary := range []bool{false, true} {
+		l := Resume(&Config{Binary: binary}, Env{Out: func([]byte) error { return nil }}, State{})
+		if !l.Writable() {
+			t.Fatalf("binary %v: a resumed server's layer is not writable", binary)
+		}
+		for _, n := range []int{0, 64, 125, 126, 300, 70000} {
+			p := bytes.Repeat([]byte{'x'}, n)
+			if got, want := c.AppendServerMessage([]byte("a"), p, binary), l.AppendMessage([]byte("a"), p); !bytes.Equal(got, want) {
+				t.Errorf("binary %v, %d bytes: %x, want %x", binary, n, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+		}
+		_ = l.Stop(nil, false) // sends the close frame
+		if l.Writable() {
+			t.Errorf("binary %v: writable after its close frame", binary)
+		}
+	}
+}

@@ -176,7 +176,8 @@ func (p *castPeer) has(n int64) int64 {
 
 // castWorker dials ntcp raw TCP peers to addr and nws ws:// peers to
 // wsAddr from source; with send, its first TCP peer is the broadcaster
-// too, sending rate numbered broadcasts a second until "end".
+// too, sending rate numbered broadcasts a second until "end". Without
+// send, on Linux, one goroutine reads all the peers (castpoll_linux.go).
 // It waits at most drain for the last broadcasts.
 func castWorker(addr, wsAddr, source string, ntcp, nws, size, rate int, send bool, drain time.Duration) error {
 	if limit := rlimit.RaiseNoFile(); uint64(ntcp+nws)+64 > limit {
@@ -202,12 +203,28 @@ func castWorker(addr, wsAddr, source string, ntcp, nws, size, rate int, send boo
 		}
 	}
 	var wg sync.WaitGroup
-	for _, p := range peers {
+	var pr *pollReader
+	if !send {
+		var err error
+		if pr, err = newPollReader(peers, size); err != nil && !errors.Is(err, errNoPoll) {
+			return err
+		}
+	}
+	if pr != nil {
+		defer pr.close()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.read(size)
+			pr.run(&stopping)
 		}()
+	} else {
+		for _, p := range peers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.read(size)
+			}()
+		}
 	}
 	var bc *broadcaster
 	if send {
