@@ -21,9 +21,9 @@ import (
 // cannot tell (the handle's sends and calls then fail with [ErrBusDown]).
 // Otherwise it returns why there is none, wrapping engine.ErrUnknownConn
 // (and [ErrNodeDown] for a node that is not up), which the server's Send
-// and Call by id return; its Conn reports false. It does not wait, so the handle does not say
-// that the connection is still open: a send to a connection
-// that closed is dropped on its node and counted there
+// and Call by id return; its Conn reports false. It does not wait, so the
+// handle does not say that the connection is still open: a send to a
+// connection that closed is dropped on its node and counted there
 // (Stats.UnknownConn); a call fails with engine.ErrUnknownConn after one
 // round trip.
 //
