@@ -249,6 +249,12 @@ func sharedListener(t *testing.T) (net.Listener, net.Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln, dupListener(t, ln)
+}
+
+// dupListener returns a second listener on ln's socket, for a successor.
+func dupListener(t *testing.T, ln net.Listener) net.Listener {
+	t.Helper()
 	f, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +264,7 @@ func sharedListener(t *testing.T) (net.Listener, net.Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln, dup
+	return dup
 }
 
 // whoServer returns a server, not started, that answers a call on opcode

@@ -40,21 +40,6 @@ func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return end(fds[0]), end(fds[1])
 }
 
-// dupListener returns a second listener on ln's socket, for a successor.
-func dupListener(t *testing.T, ln net.Listener) net.Listener {
-	t.Helper()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dup, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dup
-}
-
 // handNote is a numbered frame, echoed on opcode 3 with the server's name.
 type handNote struct {
 	Seq    int    `json:"seq"`
