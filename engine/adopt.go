@@ -101,7 +101,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			return n, fmt.Errorf("engine: adopt: after %d connections: %w", n, err)
 		}
 		s.reserveID(b.Next)
-		carry.deliver(b.Frames)
+		carry.deliver(b.Frames, b.To)
 		var batch sync.WaitGroup
 		for _, rc := range b.Conns {
 			sem <- struct{}{}

@@ -468,46 +468,75 @@ func (h *handSession) sendQueued() error {
 		return nil
 	}
 	// Connections and frames go in the order they were queued: what the
-	// successor does for a connection it adopts later follows a frame.
-	var out []*handBatch
+	// successor does for a connection it adopts later follows a frame. A
+	// batch of frames holds each run it gives a connection once.
+	var (
+		out   []*handBatch
+		owed  []int64 // what each batch of out pays back once written
+		fb    *handBatch
+		local map[int]int // a run's index in h.runs → in fb.Frames
+		size  int
+	)
+	flushFrames := func() {
+		if fb != nil {
+			h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
+			out = append(out, fb)
+			fb, local, size = nil, nil, 0
+		}
+	}
 	conns := func(upto int64) {
+		flushFrames()
 		for h.takenN < upto {
 			n := int(min(int64(min(len(h.queue), maxHandBatch)), upto-h.takenN))
 			batch := slices.Clone(h.queue[:n])
 			h.queue = h.queue[n:]
 			h.takenN += int64(n)
 			h.sent = append(h.sent, batch)
-			out = append(out, &handBatch{Conns: batch})
+			out, owed = append(out, &handBatch{Conns: batch}), append(owed, 0)
 		}
 	}
-	var frames []handoverwire.Frames
-	size := 0
-	flushFrames := func() {
-		if len(frames) > 0 {
-			h.sent = append(h.sent, []handedConn{}) // acknowledged as a batch of no connection
-			out = append(out, &handBatch{Frames: frames})
-			frames, size = nil, 0
+	paid := make([]bool, len(h.runs)) // a run's bytes are paid back with the first batch that holds it
+	for _, ct := range h.carried {
+		if ct.after > h.takenN {
+			conns(ct.after)
 		}
-	}
-	for _, cf := range h.carried {
-		if cf.after > h.takenN || size+len(cf.Data) > maxCarryBatch {
+		if size > maxCarryBatch {
 			flushFrames()
-			conns(cf.after)
 		}
-		frames = append(frames, cf.Frames)
-		size += len(cf.Data)
+		if fb == nil {
+			fb, local = &handBatch{}, make(map[int]int)
+			owed = append(owed, 0) // fb's, out's next
+		}
+		to := handoverwire.To{ID: ct.id, Frames: make([]int, len(ct.runs))}
+		for k, run := range ct.runs {
+			i, ok := local[run]
+			if !ok {
+				i = len(fb.Frames)
+				local[run] = i
+				fb.Frames = append(fb.Frames, h.runs[run])
+				size += len(h.runs[run])
+				if !paid[run] {
+					paid[run] = true
+					owed[len(owed)-1] += int64(len(h.runs[run]))
+				}
+			}
+			to.Frames[k] = i
+		}
+		owed[len(owed)-1] += carriedRefCost * int64(len(ct.runs))
+		size += carriedRefCost * len(ct.runs)
+		fb.To = append(fb.To, to)
 	}
 	flushFrames()
 	conns(h.queuedN)
-	h.carried = nil
+	h.runs, h.carried = nil, nil
 	clear(h.lastCarried)
 	h.mu.Unlock()
-	for _, b := range out {
+	for i, b := range out {
 		b.Next = h.s.nextID.Load()
 		if err := writeBatch(h.uc, b); err != nil {
 			return err
 		}
-		h.written(b.Frames) // paid back (maxCarried)
+		h.paid(owed[i]) // paid back (maxCarried)
 	}
 	return nil
 }

@@ -26,12 +26,19 @@ type movedConn struct {
 	waiting bool     // not authenticated: sends to all skip it
 }
 
-// carriedFrames are frames to carry, and how many connections had been
-// queued before them: they go behind those.
-type carriedFrames struct {
-	handoverwire.Frames
+// carriedTo is what a moved connection gets of the runs of frames to
+// carry (carrySession.runs), and how many connections had been queued
+// before them: they go behind those.
+type carriedTo struct {
+	id    uint64
+	runs  []int // indices in carrySession.runs, in the order sent
 	after int64
 }
+
+// carriedRefCost is what a handover counts against its bound for one
+// connection's share of a run of frames it carries: a run is held once
+// however many connections get it, and each of them costs an index.
+const carriedRefCost = 8
 
 // maxCarryBatch bounds the bytes of frames one batch carries.
 const maxCarryBatch = 1 << 20
@@ -62,14 +69,16 @@ var errCarryFull = fmt.Errorf("the frames a handover carries to its successor: %
 type carrySession struct {
 	movedConns  map[uint64]*movedConn
 	byLoop      map[*loop][]*movedConn
-	carried     []carriedFrames // frames to carry, in the order sent
+	runs        [][]byte        // runs of frames to carry, each held once
+	carried     []carriedTo     // which runs each connection gets, in the order sent
 	lastCarried map[uint64]int  // a connection's last entry in carried
 	queuedN     int64           // connections queued so far
 	takenN      int64           // connections taken out of the queue to be sent so far
 	closing     bool            // the end is near: new sends fail with ErrHandedOver
 	closed      bool            // nothing more is carried
-	movedOut    map[*loop]int64 // the moved connections' frame sizes, summed by loop
-	owed        int64           // bytes owed: taken, not run by the loops yet, or built and not written
+	movedOut    map[*loop]int64 // what a send to all carried to the moved connections of a loop owes (addMoved)
+	movedSizes  map[*loop][]int32
+	owed        int64 // bytes owed: taken, not run by the loops yet, or built and not written
 
 	// sendMu makes the end wait for the sends under way: a send to all or
 	// a carried send holds it (read) from its check to its queueing.
@@ -88,17 +97,15 @@ func (h *handSession) addMoved(c *conn, rec *handedConn) {
 	h.byLoop[c.loop] = append(h.byLoop[c.loop], m)
 	if h.movedOut == nil {
 		h.movedOut = make(map[*loop]int64)
+		h.movedSizes = make(map[*loop][]int32)
 	}
-	h.movedOut[c.loop] += int64(c.outSize)
-}
-
-// written pays back the frames fs, written to the successor.
-func (h *handSession) written(fs []handoverwire.Frames) {
-	var n int64
-	for _, f := range fs {
-		n += int64(len(f.Data))
+	// A send to all carries one run per frame size on a loop, and an
+	// index per connection.
+	h.movedOut[c.loop] += carriedRefCost
+	if !slices.Contains(h.movedSizes[c.loop], c.outSize) {
+		h.movedSizes[c.loop] = append(h.movedSizes[c.loop], c.outSize)
+		h.movedOut[c.loop] += int64(c.outSize)
 	}
-	h.paid(n)
 }
 
 // owe takes n more bytes to carry, or reports false if that would pass
@@ -205,32 +212,44 @@ func (h *handSession) carries(c *conn) bool {
 	return m != nil && m.c == c && !h.closed && h.fail == nil
 }
 
-// add queues frame f (built at the connection's size) for the successor.
-// On c's loop, so that the frames of one connection keep their order.
+// add queues frame f (built at the connection's size, not changed
+// after) for the successor. On c's loop, so that the frames of one
+// connection keep their order.
 func (h *handSession) add(id uint64, f []byte) {
 	h.mu.Lock()
-	h.addLocked(id, f)
+	if h.carrying() {
+		h.addTo(id, h.addRun(f))
+	}
 	h.mu.Unlock()
 	h.notify()
 }
 
-// addLocked is add with h.mu held. A frame joins the connection's frames
-// not sent yet when no connection was queued since: a send to all then
-// carries one entry per connection, not one per connection and send.
-func (h *handSession) addLocked(id uint64, f []byte) {
-	if h.closed || h.fail != nil {
-		return
-	}
+// carrying reports whether frames are still carried. With h.mu held.
+func (h *handSession) carrying() bool { return !h.closed && h.fail == nil }
+
+// addRun holds f, frames not changed after, to carry, and returns its
+// index. With h.mu held.
+func (h *handSession) addRun(f []byte) int {
+	h.runs = append(h.runs, f)
+	h.owed += int64(len(f)) // paid once written (sendQueued)
+	return len(h.runs) - 1
+}
+
+// addTo gives the connection with net id id the run at index run. It
+// joins the connection's entry when no connection was queued since: a
+// send to all then carries one entry per connection, not one per
+// connection and send. With h.mu held.
+func (h *handSession) addTo(id uint64, run int) {
 	if i, ok := h.lastCarried[id]; ok && h.carried[i].after == h.queuedN {
-		h.carried[i].Data = append(h.carried[i].Data, f...)
+		h.carried[i].runs = append(h.carried[i].runs, run)
 	} else {
 		if h.lastCarried == nil {
 			h.lastCarried = make(map[uint64]int)
 		}
 		h.lastCarried[id] = len(h.carried)
-		h.carried = append(h.carried, carriedFrames{handoverwire.Frames{ID: id, Data: slices.Clone(f)}, h.queuedN})
+		h.carried = append(h.carried, carriedTo{id: id, runs: []int{run}, after: h.queuedN})
 	}
-	h.owed += int64(len(f)) // paid once written (sendQueued)
+	h.owed += carriedRefCost
 }
 
 // carryHeld carries a send made to a moved connection c, through its
@@ -238,7 +257,7 @@ func (h *handSession) addLocked(id uint64, f []byte) {
 // once the handover is ending. From any goroutine, with the send hold
 // (sendMu) held for reading.
 func (h *handSession) carryHeld(c *conn, op codec.Opcode, obj []byte) error {
-	n := int64(c.outSize)
+	n := int64(c.outSize) + carriedRefCost
 	h.mu.Lock()
 	m := h.movedConns[c.id]
 	carrying := m != nil && m.c == c && !h.closing && h.fail == nil
@@ -300,11 +319,17 @@ func (l *loop) handoverShared(op codec.Opcode, sh *shared) {
 func (s *side) handing() bool { return s.hand.Load() != nil || s.adopt.Load() != nil }
 
 // carryShared carries a send to all or to a group to the connections of
-// loop l that moved. On l.
+// loop l that moved: its frame once per frame size, and to each
+// connection the index of its size's. On l.
 func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 	h.mu.Lock()
+	var runs [4]struct{ size, run int } // the runs added, by frame size
+	added := runs[:0]
 	for _, m := range h.byLoop[l] {
 		c := m.c
+		if !h.carrying() {
+			break
+		}
 		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
 			continue
 		}
@@ -313,7 +338,17 @@ func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 			l.side.unfit.Add(1)
 			continue
 		}
-		h.addLocked(c.id, f)
+		run := -1
+		for _, a := range added {
+			if a.size == len(f) {
+				run = a.run
+			}
+		}
+		if run < 0 {
+			run = h.addRun(f)
+			added = append(added, struct{ size, run int }{len(f), run})
+		}
+		h.addTo(c.id, run)
 	}
 	h.mu.Unlock()
 	h.notify()
@@ -387,8 +422,9 @@ type adoptCarry struct {
 	mu      sync.Mutex
 	pending map[uint64][][]byte
 	live    map[uint64]*conn
-	log     []loggedShared  // the sends to all and to groups made so far, in order
-	done    map[*loop]int64 // the last of them each loop ran
+	queued  map[uint64]*carriedWrite // a live connection's frames not written yet
+	log     []loggedShared           // the sends to all and to groups made so far, in order
+	done    map[*loop]int64          // the last of them each loop ran
 }
 
 // loggedShared is a send to all or to a group made during an adoption,
@@ -407,7 +443,7 @@ type loggedShared struct {
 // adopted. Adopt calls it last.
 func (a *adoptCarry) end() {
 	a.mu.Lock()
-	a.pending, a.live, a.log, a.done = nil, nil, nil, nil
+	a.pending, a.live, a.queued, a.log, a.done = nil, nil, nil, nil, nil
 	a.mu.Unlock()
 }
 
@@ -436,26 +472,86 @@ func (s *Server) sharedTargets(op codec.Opcode, obj []byte, except uint64, group
 	return loops, members, seq
 }
 
-// deliver writes carried frames to their connections: on its loop behind
-// what is queued for it, or, for a connection not ready yet, once it is.
-func (a *adoptCarry) deliver(fs []handoverwire.Frames) {
+// carriedWrite is what a live connection's loop has yet to write of the
+// frames carried to it: the batches that come meanwhile join it, so that
+// a loop behind its batches writes each connection once for all of them.
+type carriedWrite struct {
+	frames [][]byte
+}
+
+// deliver writes the runs of frames carried in a batch to the
+// connections they are for: on its loop behind what is queued for it, or,
+// for a connection not ready yet, once it is. The connections that get
+// the same runs (a send to all) share one copy of them, never changed.
+func (a *adoptCarry) deliver(runs [][]byte, to []handoverwire.To) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.pending == nil {
 		return
 	}
-	for _, f := range fs {
-		c := a.live[f.ID]
-		if c == nil {
-			a.pending[f.ID] = append(a.pending[f.ID], f.Data)
-			continue
+	if a.queued == nil {
+		a.queued = make(map[uint64]*carriedWrite)
+	}
+	var last []int
+	var joined []byte
+	for _, t := range to {
+		if last == nil || !slices.Equal(t.Frames, last) {
+			last, joined = t.Frames, joinRuns(runs, t.Frames)
 		}
-		data := f.Data
-		_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
-			if !c.closed.Load() {
-				c.bufferFrame(data)
-			}
-		}}, nil)
+		c := a.live[t.ID]
+		switch w := a.queued[t.ID]; {
+		case c == nil:
+			a.pending[t.ID] = append(a.pending[t.ID], joined)
+		case w != nil:
+			w.frames = append(w.frames, joined)
+		default:
+			w = &carriedWrite{frames: [][]byte{joined}}
+			a.queued[t.ID] = w
+			_ = c.loop.enqueue(task{kind: taskFunc, fn: func() {
+				a.mu.Lock()
+				delete(a.queued, c.id)
+				fs := w.frames
+				a.mu.Unlock()
+				if !c.closed.Load() {
+					c.writeCarried(fs)
+				}
+			}}, nil)
+		}
+	}
+}
+
+// joinRuns returns the runs at indices idx in one piece: the run itself
+// when there is one.
+func joinRuns(runs [][]byte, idx []int) []byte {
+	if len(idx) == 1 {
+		return runs[idx[0]]
+	}
+	n := 0
+	for _, i := range idx {
+		n += len(runs[i])
+	}
+	b := make([]byte, 0, n)
+	for _, i := range idx {
+		b = append(b, runs[i]...)
+	}
+	return b
+}
+
+// writeCarried writes frames carried from a predecessor, whole frames at
+// c's size, shared with other connections: in one write when nothing is
+// before them, else behind what is. On c's loop.
+func (c *conn) writeCarried(fs [][]byte) {
+	b := fs[0]
+	if len(fs) > 1 {
+		b = slices.Concat(fs...)
+	}
+	x := c.x.Load()
+	if len(c.out) > 0 || x != nil && x.credit.blocked() || c.outSize <= 0 || len(b)%int(c.outSize) != 0 {
+		c.bufferFrame(b) // copies
+		return
+	}
+	if !c.overLimit(len(b)) {
+		c.putFrames(b, len(b)/int(c.outSize), nil)
 	}
 }
 

@@ -9,36 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/simplerpc/simplerpc/engine"
 	"github.com/simplerpc/simplerpc/handler"
 )
-
-// unixPair returns the two ends of a Unix stream socketpair: the way two
-// servers in one process (or a process and its successor) hand over.
-func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "handover")
-		defer f.Close()
-		nc, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		return nc.(*net.UnixConn)
-	}
-	return end(fds[0]), end(fds[1])
-}
 
 // handNote is a numbered frame, echoed on opcode 3 with the server's name.
 type handNote struct {
@@ -115,7 +91,7 @@ func newHandoverServer(t *testing.T, name string, opts ...engine.ServerOption) *
 // the report and how many b adopted.
 func handOver(t *testing.T, ctx context.Context, a, b *engine.Server) (engine.HandoverReport, int) {
 	t.Helper()
-	ua, ub := unixPair(t)
+	ua, ub := engine.UnixPair(t)
 	type adopted struct {
 		n   int
 		err error

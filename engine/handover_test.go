@@ -359,7 +359,7 @@ func TestHandOverSuccessorFails(t *testing.T) {
 	for _, c := range a.Conns() {
 		ids[c.ID()] = true
 	}
-	ua, ub := unixPair(t)
+	ua, ub := engine.UnixPair(t)
 	go func() {
 		_, _ = ub.Write([]byte{0xff, 0xff, 0xff, 0xff}) // "reading", as Adopt says first
 		b := make([]byte, 1)
@@ -485,7 +485,7 @@ func TestHandOverNoSuccessor(t *testing.T) {
 	p.greet(1024)
 	p.write(`2{"seq":1}`)
 	p.readNote()
-	ua, _ := unixPair(t)
+	ua, _ := engine.UnixPair(t)
 	hctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	if _, err := a.HandOver(hctx, ua); !errors.Is(err, context.DeadlineExceeded) {
@@ -515,7 +515,7 @@ func TestHandOverSuccessorStopsReading(t *testing.T) {
 	p.greet(1024)
 	p.write(`2{"seq":1}`)
 	p.readNote()
-	ua, ub := unixPair(t)
+	ua, ub := engine.UnixPair(t)
 	if err := handoverwire.WriteAck(ub, handoverwire.Hello); err != nil {
 		t.Fatal(err)
 	}

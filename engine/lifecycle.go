@@ -18,8 +18,17 @@ import (
 // has one, or at once what its owner does with a ready connection.
 func (c *conn) open(newLayer func(*conn) layer) {
 	l := c.loop
+	outer := l.depth == 0 // an opening round (loop.opening) unless nested
+	if outer {
+		l.opening = true
+	}
 	l.enter()
-	defer l.leave()
+	defer func() {
+		l.leave()
+		if outer {
+			l.opening = false
+		}
+	}()
 	if newLayer != nil {
 		x := c.extra()
 		x.tl = newLayered(c, newLayer(c), &l.layerBufs)

@@ -88,6 +88,12 @@ type loop struct {
 	stats loopStats // see stats.go
 
 	handed handed // the object an inline callback was handed (dispatch.go)
+	// opening: the round is a connection's opening (conn.open), which
+	// writes what it built but leaves what is queued to a round of its
+	// own: gnet opens the connections of an adoption or a burst of
+	// accepts one round each, and draining the queue in each would write
+	// to every busy connection once per connection opened.
+	opening bool
 
 	fan      fanRun // the sends to all in a row being written (broadcast.go)
 	flushes  int    // writes of frames to a socket (flushOut) so far, for the tests
@@ -179,7 +185,9 @@ func (l *loop) enter() {
 	}
 	l.mu.Lock()
 	l.busy = true
-	l.scheduled = false
+	if !l.opening { // this round drains the queue: a round scheduled before finds it empty
+		l.scheduled = false
+	}
 	l.mu.Unlock()
 }
 
@@ -212,10 +220,11 @@ func (l *loop) leave() {
 			l.mu.Unlock()
 			break
 		}
-		if batch == maxBatches {
-			// Producers keep this round busy: end it, so that the loop
-			// reads its sockets and runs gnet's other work, and take the
-			// rest in a round of its own.
+		if batch == maxBatches || l.opening {
+			// Producers keep this round busy, or it is a connection's
+			// opening: end it, so that the loop reads its sockets and
+			// runs gnet's other work, and take the rest in a round of
+			// its own.
 			l.busy = false
 			wake := !l.scheduled
 			l.scheduled = true

@@ -15,6 +15,8 @@ func FuzzParseBatch(f *testing.F) {
 	f.Add([]byte(`{"v":1,"next":7,"end":true}`))
 	f.Add([]byte(`{"v":1,"next":1,"conns":[{"id":3,"in":1024,"out":1024,"unread":"MXt9","groups":["a"]}]}`))
 	f.Add([]byte(`{"v":2,"next":1}`))
+	f.Add([]byte(`{"v":3,"next":1,"frames":["MXt9","Mnt9"],"to":"AwIAAQQBAQ=="}`))
+	f.Add([]byte(`{"v":3,"next":1,"frames":["MXt9"],"to":"AwEB"}`))
 	f.Add([]byte(`{"next":1}`))
 	f.Fuzz(func(t *testing.T, js []byte) {
 		b, err := parseBatch(js)

@@ -21,7 +21,7 @@ import (
 
 // Version is the version of the format. It changes with any change a
 // process of the previous version would misread.
-const Version = 2
+const Version = 3
 
 // MaxBatch is how many descriptors one batch carries: the kernel's
 // SCM_MAX_FD (253), the most one sendmsg may pass.
@@ -76,19 +76,91 @@ type Batch struct {
 	Next  uint64 `json:"next"`
 	End   bool   `json:"end,omitempty"`
 	Conns []Conn `json:"conns,omitempty"`
-	// Frames are frames sent to connections of earlier batches after they
-	// moved, to be written to them before anything of the successor's.
-	Frames []Frames `json:"frames,omitempty"`
+	// Frames are runs of whole frames sent after connections of earlier
+	// batches moved, each held once however many connections get it (a
+	// send to all); To says which runs each connection gets.
+	Frames [][]byte `json:"frames,omitempty"`
+	To     Tos      `json:"to,omitempty"`
 	// Stats is the predecessor's counters, on the End batch only, for the
 	// successor's to go on from: opaque here, the engine's to encode.
 	Stats json.RawMessage `json:"stats,omitempty"`
 }
 
-// Frames are whole protocol frames for the connection with net id ID,
-// built at its frame size, in the order they were sent.
-type Frames struct {
-	ID   uint64 `json:"id"`
-	Data []byte `json:"data"`
+// To is what the connection with net id ID gets of its batch's Frames:
+// the runs at these indices, in this order, each built at its frame size.
+type To struct {
+	ID     uint64
+	Frames []int
+}
+
+// Tos is a batch's To entries. A send to all carried to thousands of
+// connections gives each an entry, so they travel packed, not as JSON
+// objects (which cost the successor more to read than the frames
+// themselves): base64 of, per entry, the net id, the number of runs and
+// the runs' indices, each an unsigned varint.
+type Tos []To
+
+// MarshalJSON packs ts.
+func (ts Tos) MarshalJSON() ([]byte, error) {
+	var b []byte
+	for _, t := range ts {
+		b = binary.AppendUvarint(b, t.ID)
+		b = binary.AppendUvarint(b, uint64(len(t.Frames)))
+		for _, i := range t.Frames {
+			if i < 0 {
+				return nil, fmt.Errorf("engine: handover: net id %d: run %d", t.ID, i)
+			}
+			b = binary.AppendUvarint(b, uint64(i))
+		}
+	}
+	return json.Marshal(b)
+}
+
+// UnmarshalJSON unpacks what MarshalJSON packed. It checks the packing;
+// parseBatch checks that every index is a run of the batch's, and wraps
+// either's error with ErrWire.
+func (ts *Tos) UnmarshalJSON(js []byte) error {
+	var b []byte
+	if err := json.Unmarshal(js, &b); err != nil {
+		return err
+	}
+	var out Tos
+	var idx []int // the entries' indices, one array for all
+	next := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, errors.New("a packed entry cut short or overlong")
+		}
+		b = b[n:]
+		return v, nil
+	}
+	for len(b) > 0 {
+		id, err := next()
+		if err != nil {
+			return err
+		}
+		n, err := next()
+		if err != nil {
+			return err
+		}
+		if n == 0 || n > uint64(len(b)) { // each index takes a byte at least
+			return fmt.Errorf("net id %d gets %d runs", id, n)
+		}
+		start := len(idx)
+		for range n {
+			i, err := next()
+			if err != nil {
+				return err
+			}
+			if i > MaxBytes {
+				return fmt.Errorf("net id %d gets run %d", id, i)
+			}
+			idx = append(idx, int(i))
+		}
+		out = append(out, To{ID: id, Frames: idx[start:len(idx):len(idx)]})
+	}
+	*ts = out
+	return nil
 }
 
 // WriteBatch sends b with the descriptors of its connections: a length, the
@@ -194,6 +266,21 @@ func parseBatch(js []byte) (*Batch, error) {
 	}
 	if b.V != Version {
 		return nil, fmt.Errorf("%w: a batch of version %d, this process reads version %d", ErrWire, b.V, Version)
+	}
+	for _, f := range b.Frames {
+		if len(f) == 0 {
+			return nil, fmt.Errorf("%w: an empty run of frames", ErrWire)
+		}
+	}
+	for _, t := range b.To {
+		if len(t.Frames) == 0 {
+			return nil, fmt.Errorf("%w: net id %d gets no frame", ErrWire, t.ID)
+		}
+		for _, i := range t.Frames {
+			if i < 0 || i >= len(b.Frames) {
+				return nil, fmt.Errorf("%w: net id %d gets run %d of %d", ErrWire, t.ID, i, len(b.Frames))
+			}
+		}
 	}
 	return &b, nil
 }

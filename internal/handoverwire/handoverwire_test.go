@@ -6,12 +6,14 @@
 package handoverwire
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,5 +94,49 @@ func TestNextAfterDeadline(t *testing.T) {
 			t.Fatalf("begun %v: %v, want the deadline", begun, err)
 		}
 		r.Close()
+	}
+}
+
+// TestBatchRuns: a run of frames is held once in a batch however many
+// connections get it, and a batch whose connections get runs it does not
+// hold, or none, or an empty run, is malformed.
+func TestBatchRuns(t *testing.T) {
+	a, b := pair(t)
+	want := &Batch{Next: 9, Frames: [][]byte{[]byte("1{}"), []byte("2{}")}, To: []To{{ID: 3, Frames: []int{0, 1}}, {ID: 4, Frames: []int{1}}}}
+	if err := WriteBatch(a, want); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(b)
+	defer r.Close()
+	got, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotJS, _ := json.Marshal(got)
+	wantJS, _ := json.Marshal(want)
+	if string(gotJS) != string(wantJS) {
+		t.Fatalf("read %s, wrote %s", gotJS, wantJS)
+	}
+	pack := func(v ...byte) string { return `"` + base64.StdEncoding.EncodeToString(v) + `"` }
+	for _, js := range []string{
+		`{"v":3,"next":1,"frames":["MXt9"],"to":` + pack(3, 1, 1) + `}`,    // a run it does not hold
+		`{"v":3,"next":1,"frames":["MXt9"],"to":` + pack(3, 0) + `}`,       // no run
+		`{"v":3,"next":1,"frames":[""],"to":` + pack(3, 1, 0) + `}`,        // an empty run
+		`{"v":3,"next":1,"to":` + pack(3, 1, 0) + `}`,                      // no runs at all
+		`{"v":3,"next":1,"frames":["MXt9"],"to":` + pack(3, 2, 0) + `}`,    // cut short
+		`{"v":3,"next":1,"frames":["MXt9"],"to":` + pack(3, 1, 0x80) + `}`, // a varint cut short
+		`{"v":3,"next":1,"frames":["MXt9"],"to":[{"id":3,"frames":[0]}]}`,  // not packed
+	} {
+		if _, err := parseBatch([]byte(js)); !errors.Is(err, ErrWire) {
+			t.Errorf("%s: %v, want ErrWire", js, err)
+		}
+	}
+	if _, err := json.Marshal(&Batch{Frames: [][]byte{{1}}, To: Tos{{ID: 3, Frames: []int{-1}}}}); err == nil {
+		t.Error("a negative run index was packed")
+	}
+	// The packed form is what travels, a few bytes per entry.
+	js, _ := json.Marshal(&Batch{To: Tos{{ID: 3, Frames: []int{0, 1}}, {ID: 4, Frames: []int{1}}}})
+	if want := `"to":` + pack(3, 2, 0, 1, 4, 1, 1); !strings.Contains(string(js), want) {
+		t.Errorf("%s, want %s in it", js, want)
 	}
 }
