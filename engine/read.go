@@ -54,8 +54,14 @@ func (c *conn) traffic() {
 	}
 	r := c.wire()
 	n := 0
+	// What is buffered is asked once: only this loop takes from it, and
+	// no read adds to it while the frames are handled. A traffic nested in
+	// a callback may take frames meanwhile: avail is then too large, and
+	// Peek, which finds fewer bytes, ends the loop.
+	avail := r.InboundBuffered()
 	for ; !c.closed.Load() && !c.readsHeld(); n++ {
-		if r.InboundBuffered() < int(c.inSize) {
+		size := int(c.inSize)
+		if avail < size {
 			break
 		}
 		if c.backedUp() {
@@ -66,7 +72,6 @@ func (c *conn) traffic() {
 			_ = c.gc.Wake(nil)
 			break
 		}
-		size := int(c.inSize)
 		buf, err := r.Peek(size)
 		if err != nil {
 			break
@@ -76,6 +81,7 @@ func (c *conn) traffic() {
 			break // gnet released the buffers when it closed the connection
 		}
 		_, _ = r.Discard(size)
+		avail -= size
 	}
 	// A partial frame left: note when it began to wait, for the frame
 	// deadline (sweep.go); a frame completed since starts the wait anew.
@@ -234,6 +240,7 @@ func (c *conn) handleFrame(buf []byte) {
 		c.loop.stats.callsIn.Add(1) // until run answers it, or dispatch refuses it
 		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
+		c.loop.stats.publish() // the reply may wake its caller (stats.go)
 		switch {
 		case err != nil:
 			c.badReply(obj, err)
