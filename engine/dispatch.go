@@ -39,7 +39,7 @@ type job struct {
 func (c *conn) dispatch(j job, data []byte) {
 	p := c.side.pool
 	if p == nil {
-		c.runInline(j, data)
+		c.runInline(&j, data)
 		return
 	}
 	c.loop.stats.publish() // a worker's callback may read Stats (stats.go)
@@ -89,15 +89,15 @@ func (c *conn) runJobs() {
 			return
 		}
 		x.jobMu.Unlock()
-		for _, j := range jobs {
-			c.run(j, j.data)
+		for i := range jobs {
+			c.run(&jobs[i], jobs[i].data)
 		}
 	}
 }
 
 // run runs one callback. Panics in callbacks are recovered: none reaches
 // gnet, which has no recover of its own.
-func (c *conn) run(j job, data []byte) {
+func (c *conn) run(j *job, data []byte) {
 	s := c.side
 	hc := handler.Conn(c)
 	switch j.kind {
@@ -137,7 +137,7 @@ func (c *conn) run(j job, data []byte) {
 // the process (gnet has no recover).
 //
 //go:noinline
-func (c *conn) runInline(j job, data []byte) {
+func (c *conn) runInline(j *job, data []byte) {
 	l := c.loop
 	round := l.depth > 0
 	if !round || !l.inlineUp {
@@ -179,8 +179,13 @@ func (c *conn) runInline(j job, data []byte) {
 // Callbacks on a worker (WithWorkerPool) get a copy of their own and no
 // skip.
 type handed struct {
-	first atomic.Pointer[byte] // the object's first byte while its callback runs, else nil
-	saved []byte               // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
+	// first is the address of the object's first byte while its callback
+	// runs, else 0: an address only compared, never followed, so kept as
+	// an integer, which the garbage collector need not hear of (no write
+	// barrier). The object is gnet's buffer or a copy the loop holds
+	// while the callback runs, so no other object has its address then.
+	first atomic.Uintptr
+	saved []byte // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
 	// checks counts the objects SendRaw validated for this loop's
 	// connections, for the tests (RawValidations).
 	checks atomic.Uint64
@@ -190,22 +195,25 @@ type handed struct {
 // did: not for an empty one, nor inside another callback's record (a
 // nested callback, which gets no skip). On the loop.
 func (h *handed) hold(obj []byte) bool {
-	if len(obj) == 0 || h.first.Load() != nil {
+	if len(obj) == 0 || h.first.Load() != 0 {
 		return false
 	}
 	h.saved = append(h.saved[:0], obj...)
-	h.first.Store(unsafe.SliceData(obj))
+	h.first.Store(firstByte(obj))
 	return true
 }
 
 // release clears the record once the callback has returned. On the loop.
-func (h *handed) release() { h.first.Store(nil) }
+func (h *handed) release() { h.first.Store(0) }
+
+// firstByte returns the address of b's first byte, for comparison only.
+func firstByte(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // unchanged reports whether obj is the object being handed, as it was
 // validated (see handed). Safe from any goroutine.
 func (h *handed) unchanged(obj []byte) bool {
 	p := h.first.Load()
-	return p != nil && p == unsafe.SliceData(obj) && bytes.Equal(obj, h.saved)
+	return p != 0 && p == firstByte(obj) && bytes.Equal(obj, h.saved)
 }
 
 // tapInline runs the tap on the event loop, as runInline does a callback.

@@ -324,7 +324,10 @@ type Stats struct {
 	// FramesIn and FramesOut count the frames read and the frames built
 	// to be written, the protocol's (-2 size, calls, pings) included;
 	// BytesIn and BytesOut their bytes, at the frame size each was read or
-	// written at. A TLS layer's own bytes are not counted.
+	// written at. A TLS layer's own bytes are not counted. A loop adds
+	// the frames of a read to these once per run of one opcode, before it
+	// writes to a socket, wakes a caller or runs any other callback: the
+	// inline callback of a frame may not find its read's frames yet.
 	FramesIn, FramesOut uint64
 	BytesIn, BytesOut   uint64
 	// Opcodes counts the frames of each opcode from -7 to 255 that has
