@@ -59,12 +59,18 @@ func (c *conn) traffic() {
 	// a callback may take frames meanwhile: avail is then too large, and
 	// Peek, which finds fewer bytes, ends the loop.
 	avail := r.InboundBuffered()
+	// So is what gnet holds of the output, for the back-pressure check:
+	// the replies to these frames are built and written as the round
+	// ends, and only a write adds to it. A write made meanwhile would
+	// only make the pause come a read later; the outbound cap itself is
+	// applied as each frame is written (overLimit).
+	held := c.outbound()
 	for ; !c.closed.Load() && !c.readsHeld(); n++ {
 		size := int(c.inSize)
 		if avail < size {
 			break
 		}
-		if c.backedUp() {
+		if c.backedUp(held) {
 			c.pause(r.InboundBuffered())
 			break
 		}
@@ -116,8 +122,11 @@ func (c *conn) traffic() {
 // looked at again on the loop's recheck timer (conn.recheck).
 
 // backedUp reports whether reading must pause: the output uses over half
-// of the credit. On the loop.
-func (c *conn) backedUp() bool { return c.used() > c.side.cfg.maxOutbound/2 }
+// of the credit, held being what the wire holds of it (c.outbound). On
+// the loop.
+func (c *conn) backedUp(held int) bool {
+	return int(c.queued.Load())+held+len(c.out) > c.side.cfg.maxOutbound/2
+}
 
 // pause stops reading frames until the output drains, or closes a peer
 // that holds too much unread input (buffered bytes). On the loop.

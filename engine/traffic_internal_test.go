@@ -24,9 +24,14 @@ type fakeWire struct {
 	written   int
 	writes    int
 	onWrite   func() // if set, called on each write
+	// Calls to the buffers' sizes, for the tests that count them.
+	askedIn, askedOut int
 }
 
-func (w *fakeWire) InboundBuffered() int { return len(w.in) }
+func (w *fakeWire) InboundBuffered() int {
+	w.askedIn++
+	return len(w.in)
+}
 
 func (w *fakeWire) Peek(n int) ([]byte, error) {
 	if n < 0 || n > len(w.in) {
@@ -53,7 +58,10 @@ func (w *fakeWire) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (w *fakeWire) OutboundBuffered() int { return 0 }
+func (w *fakeWire) OutboundBuffered() int {
+	w.askedOut++
+	return 0
+}
 
 func (w *fakeWire) Wake(gnet.AsyncCallback) error { return nil }
 
@@ -98,7 +106,11 @@ func echoFrames(tb testing.TB, size, k int) []byte {
 // shared work they cost: the frame counters are added to once each way
 // (one run of opcode 0), and the side's count of inline callbacks, which
 // every loop writes, is raised once, not once per frame. The counters
-// hold every frame before the replies are written.
+// hold every frame before the replies are written. The wire is asked what
+// it holds of the input twice a read (before the frames, and for a
+// partial one after), and of the output once a read for the
+// back-pressure check, then once per reply for the outbound cap and once
+// after the write.
 func TestTrafficCountsPerRead(t *testing.T) {
 	const size, k = 256, 16
 	c, w := echoOnFake(t, size)
@@ -107,6 +119,7 @@ func TestTrafficCountsPerRead(t *testing.T) {
 	in0, out0 := st.in[opSlot(0)].Load(), st.out[opSlot(0)].Load()
 	bytesIn, bytesOut := st.bytesIn.Load(), st.bytesOut.Load()
 	publishes, raises, written := st.publishes, l.inlineRaises, w.written
+	askedIn, askedOut := w.askedIn, w.askedOut
 	w.onWrite = func() {
 		if got := st.in[opSlot(0)].Load() - in0; got != k {
 			t.Errorf("%d frames in counted when the replies are written, want %d", got, k)
@@ -123,6 +136,12 @@ func TestTrafficCountsPerRead(t *testing.T) {
 	if got := l.inlineRaises - raises; got != 1 {
 		t.Errorf("side.inline raised %d times for %d callbacks, want 1", got, k)
 	}
+	if got := w.askedIn - askedIn; got != 2 {
+		t.Errorf("the input's size asked %d times for a read of %d frames, want 2", got, k)
+	}
+	if got := w.askedOut - askedOut; got != k+2 {
+		t.Errorf("the output's size asked %d times for a read of %d frames, want %d", got, k, k+2)
+	}
 	if n := c.side.inline.Load(); n != 0 {
 		t.Errorf("side.inline is %d after the round, want 0", n)
 	}
@@ -131,5 +150,26 @@ func TestTrafficCountsPerRead(t *testing.T) {
 	}
 	if in, out := st.bytesIn.Load()-bytesIn, st.bytesOut.Load()-bytesOut; in != k*size || out != k*size {
 		t.Errorf("%d bytes in, %d out, want %d each", in, out, k*size)
+	}
+}
+
+// TestTrafficEchoAllocs: a read of 16 echoed frames allocates nothing,
+// the jobs, the handed object's record and the counters' runs included.
+// The least of five measurements is kept: the count is the process's, and
+// a parallel test may allocate during one.
+func TestTrafficEchoAllocs(t *testing.T) {
+	const size, k = 256, 16
+	c, w := echoOnFake(t, size)
+	frames := echoFrames(t, size, k)
+	read := func() {
+		w.in = frames
+		c.traffic()
+	}
+	least := testing.AllocsPerRun(50, read)
+	for range 4 {
+		least = min(least, testing.AllocsPerRun(50, read))
+	}
+	if least != 0 {
+		t.Errorf("a read of %d echoed frames allocates %v times, want 0", k, least)
 	}
 }
