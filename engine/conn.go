@@ -342,6 +342,7 @@ func (c *conn) write(b []byte) (int, error) {
 // here, so that written less what gnet holds is what the kernel took
 // (sweep.go). Loop-only.
 func (c *conn) wireWrite(b []byte) (int, error) {
+	c.loop.stats.publish() // the peer may answer what it reads: the counts go first
 	c.written += uint32(len(b))
 	return c.gc.Write(b) // gnet copies what the socket does not take
 }

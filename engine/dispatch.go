@@ -39,9 +39,10 @@ type job struct {
 func (c *conn) dispatch(j job, data []byte) {
 	p := c.side.pool
 	if p == nil {
-		c.runInline(j, data)
+		c.runInline(&j, data)
 		return
 	}
+	c.loop.stats.publish() // a worker's callback may read Stats (stats.go)
 	if data != nil {
 		j.data = append([]byte(nil), data...)
 	}
@@ -88,15 +89,15 @@ func (c *conn) runJobs() {
 			return
 		}
 		x.jobMu.Unlock()
-		for _, j := range jobs {
-			c.run(j, j.data)
+		for i := range jobs {
+			c.run(&jobs[i], jobs[i].data)
 		}
 	}
 }
 
 // run runs one callback. Panics in callbacks are recovered: none reaches
 // gnet, which has no recover of its own.
-func (c *conn) run(j job, data []byte) {
+func (c *conn) run(j *job, data []byte) {
 	s := c.side
 	hc := handler.Conn(c)
 	switch j.kind {
@@ -128,14 +129,33 @@ func (c *conn) run(j job, data []byte) {
 // runInline runs a callback on the event loop. It is what onLoop looks for
 // on a caller's stack, so it must stay a frame of its own.
 //
+// Within a round of the loop (enter to leave), the side's count of inline
+// callbacks is raised once, by the first callback, and lowered as the
+// round ends (leave), not per callback: a read of sixteen frames costs two
+// atomic adds, not thirty-two. No defer is needed: a callback's panic is
+// recovered below run (Router, safely), and one that escaped would end
+// the process (gnet has no recover).
+//
 //go:noinline
-func (c *conn) runInline(j job, data []byte) {
-	c.side.inline.Add(1)
-	defer c.side.inline.Add(-1)
-	if c.loop.handed.hold(data) {
-		defer c.loop.handed.release()
+func (c *conn) runInline(j *job, data []byte) {
+	l := c.loop
+	round := l.depth > 0
+	if !round || !l.inlineUp {
+		c.side.inline.Add(1)
+		l.inlineUp = round // lowered by leave
+		l.inlineRaises++
 	}
+	if j.kind != jobFrame && j.kind != jobCall {
+		l.stats.publish() // not the frame's own callback (stats.go)
+	}
+	held := l.handed.hold(data)
 	c.run(j, data)
+	if held {
+		l.handed.release()
+	}
+	if !round {
+		c.side.inline.Add(-1)
+	}
 }
 
 // handed is the object an inline callback of a loop was handed, while the
@@ -159,8 +179,13 @@ func (c *conn) runInline(j job, data []byte) {
 // Callbacks on a worker (WithWorkerPool) get a copy of their own and no
 // skip.
 type handed struct {
-	first atomic.Pointer[byte] // the object's first byte while its callback runs, else nil
-	saved []byte               // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
+	// first is the address of the object's first byte while its callback
+	// runs, else 0: an address only compared, never followed, so kept as
+	// an integer, which the garbage collector need not hear of (no write
+	// barrier). The object is gnet's buffer or a copy the loop holds
+	// while the callback runs, so no other object has its address then.
+	first atomic.Uintptr
+	saved []byte // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
 	// checks counts the objects SendRaw validated for this loop's
 	// connections, for the tests (RawValidations).
 	checks atomic.Uint64
@@ -170,28 +195,32 @@ type handed struct {
 // did: not for an empty one, nor inside another callback's record (a
 // nested callback, which gets no skip). On the loop.
 func (h *handed) hold(obj []byte) bool {
-	if len(obj) == 0 || h.first.Load() != nil {
+	if len(obj) == 0 || h.first.Load() != 0 {
 		return false
 	}
 	h.saved = append(h.saved[:0], obj...)
-	h.first.Store(unsafe.SliceData(obj))
+	h.first.Store(firstByte(obj))
 	return true
 }
 
 // release clears the record once the callback has returned. On the loop.
-func (h *handed) release() { h.first.Store(nil) }
+func (h *handed) release() { h.first.Store(0) }
+
+// firstByte returns the address of b's first byte, for comparison only.
+func firstByte(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // unchanged reports whether obj is the object being handed, as it was
 // validated (see handed). Safe from any goroutine.
 func (h *handed) unchanged(obj []byte) bool {
 	p := h.first.Load()
-	return p != nil && p == unsafe.SliceData(obj) && bytes.Equal(obj, h.saved)
+	return p != 0 && p == firstByte(obj) && bytes.Equal(obj, h.saved)
 }
 
 // tapInline runs the tap on the event loop, as runInline does a callback.
 //
 //go:noinline
 func (c *conn) tapInline(tap func(handler.Conn, codec.Opcode, []byte), op codec.Opcode, obj []byte) {
+	c.loop.stats.publish() // the tap may read Stats (stats.go)
 	c.side.inline.Add(1)
 	defer c.side.inline.Add(-1)
 	c.safely("tap", func() { tap(c, op, obj) })
@@ -208,8 +237,9 @@ func funcName(fn any) string { return runtime.FuncForPC(reflect.ValueOf(fn).Poin
 
 // onLoop reports whether the calling goroutine is running a callback on an
 // event loop of side s, where a blocking call would wait for a reply only
-// that loop can read. While no callback of s runs inline it costs one
-// atomic load; otherwise it walks the caller's own stack for runInline,
+// that loop can read. While no loop of s is in a round that has run a
+// callback inline (runInline) it costs one atomic load; otherwise it
+// walks the caller's own stack for runInline,
 // which only a loop has there: a goroutine a callback started, or a
 // worker, has a stack of its own. No goroutine is identified; the stack is
 // the caller's.

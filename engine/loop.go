@@ -66,6 +66,7 @@ type loop struct {
 	// Loop-only.
 	depth      int  // nesting of enter: gnet may run OnClose inside a Write
 	woke       bool // this round made a goroutine runnable (see leave)
+	inlineUp   bool // this round raised side.inline (runInline); leave lowers it
 	spareTasks []task
 	spareArena []byte
 	conns      []*conn // server: every open connection of this loop
@@ -95,9 +96,12 @@ type loop struct {
 	// to every busy connection once per connection opened.
 	opening bool
 
-	fan      fanRun // the sends to all in a row being written (broadcast.go)
-	flushes  int    // writes of frames to a socket (flushOut) so far, for the tests
-	wsFramed int    // WebSocket messages framed so far, for the tests
+	fan     fanRun // the sends to all in a row being written (broadcast.go)
+	flushes int    // writes of frames to a socket (flushOut) so far, for the tests
+	// inlineRaises counts the raises of side.inline (runInline) so far,
+	// for the tests.
+	inlineRaises int
+	wsFramed     int // WebSocket messages framed so far, for the tests
 }
 
 // maxBatches bounds the batches of queued tasks one round takes: a round
@@ -189,6 +193,7 @@ func (l *loop) enter() {
 		l.scheduled = false
 	}
 	l.mu.Unlock()
+	l.stats.batch(true) // frames are counted in runs until leave (stats.go)
 }
 
 // leave drains the queue and flushes every connection written to, until
@@ -201,6 +206,7 @@ func (l *loop) leave() {
 		return
 	}
 	for batch := 0; ; batch++ {
+		l.stats.publish()
 		if l.woke {
 			// This round made a goroutine runnable: a caller whose reply
 			// came, a worker. It is most likely queued on this loop's P,
@@ -243,15 +249,22 @@ func (l *loop) leave() {
 		l.spareTasks, l.spareArena = nil, nil
 		l.mu.Unlock()
 		for i := 0; i < len(tasks); i++ {
-			if n := l.broadcastRun(tasks[i:]); n > 1 {
-				i += n - 1 // sends to all in a row: one write per connection (broadcast.go)
-				continue
+			if tasks[i].kind == taskBroadcast {
+				if n := l.broadcastRun(tasks[i:]); n > 1 {
+					i += n - 1 // sends to all in a row: one write per connection (broadcast.go)
+					continue
+				}
 			}
 			l.process(&tasks[i], arena)
 		}
 		clear(tasks)
 		l.spareTasks, l.spareArena = tasks[:0], arena[:0]
 	}
+	if l.inlineUp {
+		l.inlineUp = false
+		l.side.inline.Add(-1)
+	}
+	l.stats.batch(false)
 	l.depth = 0
 }
 

@@ -54,11 +54,23 @@ func (c *conn) traffic() {
 	}
 	r := c.wire()
 	n := 0
+	// What is buffered is asked once: only this loop takes from it, and
+	// no read adds to it while the frames are handled. A traffic nested in
+	// a callback may take frames meanwhile: avail is then too large, and
+	// Peek, which finds fewer bytes, ends the loop.
+	avail := r.InboundBuffered()
+	// So is what gnet holds of the output, for the back-pressure check:
+	// the replies to these frames are built and written as the round
+	// ends, and only a write adds to it. A write made meanwhile would
+	// only make the pause come a read later; the outbound cap itself is
+	// applied as each frame is written (overLimit).
+	held := c.outbound()
 	for ; !c.closed.Load() && !c.readsHeld(); n++ {
-		if r.InboundBuffered() < int(c.inSize) {
+		size := int(c.inSize)
+		if avail < size {
 			break
 		}
-		if c.backedUp() {
+		if c.backedUp(held) {
 			c.pause(r.InboundBuffered())
 			break
 		}
@@ -66,7 +78,6 @@ func (c *conn) traffic() {
 			_ = c.gc.Wake(nil)
 			break
 		}
-		size := int(c.inSize)
 		buf, err := r.Peek(size)
 		if err != nil {
 			break
@@ -76,6 +87,7 @@ func (c *conn) traffic() {
 			break // gnet released the buffers when it closed the connection
 		}
 		_, _ = r.Discard(size)
+		avail -= size
 	}
 	// A partial frame left: note when it began to wait, for the frame
 	// deadline (sweep.go); a frame completed since starts the wait anew.
@@ -110,8 +122,11 @@ func (c *conn) traffic() {
 // looked at again on the loop's recheck timer (conn.recheck).
 
 // backedUp reports whether reading must pause: the output uses over half
-// of the credit. On the loop.
-func (c *conn) backedUp() bool { return c.used() > c.side.cfg.maxOutbound/2 }
+// of the credit, held being what the wire holds of it (c.outbound). On
+// the loop.
+func (c *conn) backedUp(held int) bool {
+	return int(c.queued.Load())+held+len(c.out) > c.side.cfg.maxOutbound/2
+}
 
 // pause stops reading frames until the output drains, or closes a peer
 // that holds too much unread input (buffered bytes). On the loop.
@@ -234,6 +249,7 @@ func (c *conn) handleFrame(buf []byte) {
 		c.loop.stats.callsIn.Add(1) // until run answers it, or dispatch refuses it
 		c.dispatch(job{kind: jobCall, op: call.Op, id: call.ID}, call.Data)
 	case op == codec.OpReply || op == codec.OpReplyFailure:
+		c.loop.stats.publish() // the reply may wake its caller (stats.go)
 		switch {
 		case err != nil:
 			c.badReply(obj, err)

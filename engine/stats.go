@@ -1,6 +1,7 @@
 // This file holds what a server counts and how it is read: counters kept
 // per event loop, on memory only that loop writes (an uncontended atomic
-// add; never one shared counter per frame), summed by Stats; what only a
+// add; never one shared counter per frame; the frames of a round added
+// once per opcode in a row, not once each), summed by Stats; what only a
 // loop may look at, gnet's buffers, collected by a task on each loop
 // (Host.Backlog); and the hook that times the calls a server makes (set
 // by Host.ObserveCalls, host.go).
@@ -172,22 +173,117 @@ type loopStats struct {
 	_           cacheLine
 	callsIn     atomic.Int64 // inbound calls queued for or running in their handler
 	_           cacheLine
+
+	// Loop-only: within a round of the loop (enter to leave), the frames
+	// counted and not added to in, out and the bytes yet, one run of an
+	// opcode each way (see publish).
+	round           bool
+	pendIn, pendOut frameRun
+	publishes       int // runs added to the counters so far, for the tests
 }
+
+// frameRun is frames of one opcode counted in this round and not yet
+// added to the counters. Loop-only.
+type frameRun struct {
+	key           uint64 // runKey(op): the next frame joins if it has op; 0 (none) outside a round
+	op            codec.Opcode
+	frames, bytes uint64
+}
+
+// runKey is frameRun.key for op: never 0, the key no frame joins (outside
+// a round, or after a failure frame, which is counted by reason too).
+func runKey(op codec.Opcode) uint64 { return uint64(uint32(op)) | 1<<32 }
 
 // frameIn counts a frame read, n bytes, and the failure it carries. On the
 // loop.
 func (s *loopStats) frameIn(op codec.Opcode, n int, obj []byte) {
-	s.in[opSlot(op)].Add(1)
-	s.bytesIn.Add(uint64(n))
+	if r := &s.pendIn; r.key == runKey(op) {
+		r.frames++ // the frame before was of the same opcode
+		r.bytes += uint64(n)
+		return
+	}
+	s.countIn(op, n, obj)
+}
+
+// countIn is frameIn for a frame that does not join the pending run;
+// apart, so that frameIn, the case of nearly every frame, stays short.
+//
+//go:noinline
+func (s *loopStats) countIn(op codec.Opcode, n int, obj []byte) {
+	s.count(&s.pendIn, &s.in, &s.bytesIn, op, n)
 	if op == codec.OpFailure || op == codec.OpReplyFailure {
 		s.failRecv[wireFailureIndex(wireReason(obj))].Add(1)
+		s.pendIn.key = 0
 	}
 }
 
 // frameOut counts a frame built for writing, n bytes. On the loop.
 func (s *loopStats) frameOut(op codec.Opcode, n int) {
-	s.out[opSlot(op)].Add(1)
-	s.bytesOut.Add(uint64(n))
+	if r := &s.pendOut; r.key == runKey(op) {
+		r.frames++
+		r.bytes += uint64(n)
+		return
+	}
+	s.countOut(op, n)
+}
+
+// countOut is frameOut for a frame that does not join the pending run;
+// apart, as countIn is.
+//
+//go:noinline
+func (s *loopStats) countOut(op codec.Opcode, n int) {
+	s.count(&s.pendOut, &s.out, &s.bytesOut, op, n)
+}
+
+// count counts a frame that does not join the pending run r: within a
+// round, r is added to the counters and starts again at op; outside one,
+// the frame is added at once. On the loop.
+func (s *loopStats) count(r *frameRun, by *[opSlots]atomic.Uint64, bytes *atomic.Uint64, op codec.Opcode, n int) {
+	if !s.round {
+		by[opSlot(op)].Add(1)
+		bytes.Add(uint64(n))
+		return
+	}
+	if r.frames != 0 {
+		s.add(r, by, bytes)
+	}
+	r.key, r.op = runKey(op), op
+	r.frames = 1
+	r.bytes = uint64(n)
+}
+
+// batch starts (on) or ends a round's runs; ending one publishes them.
+// On the loop, from enter and leave.
+func (s *loopStats) batch(on bool) {
+	if !on {
+		s.publish()
+		s.pendIn.key, s.pendOut.key = 0, 0
+	}
+	s.round = on
+}
+
+// add adds the run r to the counters and empties it. On the loop.
+func (s *loopStats) add(r *frameRun, by *[opSlots]atomic.Uint64, bytes *atomic.Uint64) {
+	by[opSlot(r.op)].Add(r.frames)
+	bytes.Add(r.bytes)
+	r.frames, r.bytes = 0, 0
+	s.publishes++
+}
+
+// publish adds the frames counted and pending to the counters that Stats
+// reads. The loop calls it before anything leaves it that could tell
+// another goroutine of the frames: before each write to a socket
+// (conn.wireWrite), before a callback other than a frame's own runs or
+// is handed to a worker, before a call's reply wakes its caller, and as
+// the round ends (leave). A frame's own inline callback may therefore not
+// find the frames of its read in Stats yet. On the loop.
+func (s *loopStats) publish() {
+	if s.pendIn.frames != 0 {
+		s.add(&s.pendIn, &s.in, &s.bytesIn)
+	}
+	if s.pendOut.frames != 0 {
+		s.add(&s.pendOut, &s.out, &s.bytesOut)
+	}
 }
 
 // failureSent counts a failure frame built for writing. On the loop.
@@ -228,7 +324,10 @@ type Stats struct {
 	// FramesIn and FramesOut count the frames read and the frames built
 	// to be written, the protocol's (-2 size, calls, pings) included;
 	// BytesIn and BytesOut their bytes, at the frame size each was read or
-	// written at. A TLS layer's own bytes are not counted.
+	// written at. A TLS layer's own bytes are not counted. A loop adds
+	// the frames of a read to these once per run of one opcode, before it
+	// writes to a socket, wakes a caller or runs any other callback: the
+	// inline callback of a frame may not find its read's frames yet.
 	FramesIn, FramesOut uint64
 	BytesIn, BytesOut   uint64
 	// Opcodes counts the frames of each opcode from -7 to 255 that has
