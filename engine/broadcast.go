@@ -17,7 +17,7 @@ type shared struct {
 	members []*conn    // nil: every connection of the loop
 	group   string     // the group's name, or "" for all
 	late    bool       // made once a handover ended: not carried to the connections it moved
-	seq     int64      // its place in an adoption's log, or 0 (handover_carry.go)
+	seq     int64      // its place in an adoption's log, or 0 (adopt_carry.go)
 	hold    *carryHold // what it took from a handover's bound, or nil (handover_carry.go)
 	frames  [][]byte   // frames built for this loop, one per message size seen
 }

@@ -426,7 +426,7 @@ func (s *Server) deliver(op codec.Opcode, obj []byte, except uint64, group strin
 		return err // a handover carries too much: sent to none
 	}
 	defer release()
-	loops, members, seq := s.sharedTargets(op, obj, except, group) // logged while adopting (handover_carry.go)
+	loops, members, seq := s.sharedTargets(op, obj, except, group) // logged while adopting (adopt_carry.go)
 	for _, l := range loops {
 		sh := &shared{obj: obj, exclude: except, group: group, late: ended, seq: seq, hold: hold}
 		if group != "" {

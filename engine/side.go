@@ -32,7 +32,7 @@ type side struct {
 	paused atomic.Uint64 // times a connection's reading paused on its backed-up output (read.go)
 
 	hand  atomic.Pointer[handSession] // the server's handover under way: sends to moved connections are carried (handover_carry.go)
-	adopt atomic.Pointer[adoptCarry]  // the server's adoption under way: sends to all reach connections adopted later (handover_carry.go)
+	adopt atomic.Pointer[adoptCarry]  // the server's adoption under way: sends to all reach connections adopted later (adopt_carry.go)
 
 	// Warnings a peer could make repeat without bound.
 	warnFull    repeated
