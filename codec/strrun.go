@@ -1,7 +1,7 @@
 package codec
 
 // This file holds the reference of the string kernel: the run of plain
-// bytes at the start of a long string, which scanString skips in one call.
+// bytes in a long string, which scanLongString skips in one call.
 // On amd64 with AVX2 the kernel is assembly (strrun_amd64.s); elsewhere,
 // and with the purego build tag, stringRun is this reference.
 

@@ -12,7 +12,7 @@ import "golang.org/x/sys/cpu"
 // this machine has it.
 const haveStringKernel = true
 
-// stringRun is the string kernel scanString calls for long strings:
+// stringRun is the string kernel scanLongString calls for long strings:
 // stringRunAVX2 where the CPU and the OS support AVX2, nil elsewhere. It is
 // set once, when the package is initialised, and never changes (tests
 // swap it to count its calls).

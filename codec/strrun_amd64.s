@@ -10,7 +10,9 @@
 // (min(x, 0x1f) == x) marked with VPCMPEQB, their mask taken with
 // VPMOVMSKB; the bytes of the blocks without a mark OR-ed into Y7 for the
 // high bits. In the block with a mark, only the bytes below the first mark
-// count for high.
+// count for high. The constants reach the vector registers with VMOVD, not
+// MOVQ: a legacy SSE instruction among AVX ones cost 225 ns a call on an
+// AMD EPYC VM (docs/BENCHMARKS.md, "Long strings").
 TEXT ·stringRunAVX2(SB), NOSPLIT, $0-33
 	MOVQ b_base+0(FP), SI
 	MOVQ b_len+8(FP), CX
