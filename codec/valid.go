@@ -56,8 +56,11 @@ key: // b[i] should open a key
 	}
 	{
 		start := i + 1
-		var h, good bool
-		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
+		next, h, st := scanStringSteps(b, start)
+		if st == stringLong {
+			next, h, st = scanLongString(b, next, h)
+		}
+		if i = next; st != stringEnded || h && !utf8.Valid(b[start:i-1]) {
 			return 0, false
 		}
 	}
@@ -74,8 +77,11 @@ value: // b[i] should start a value
 	switch c := b[i]; {
 	case c == '"':
 		start := i + 1
-		var h, good bool
-		if i, h, good = scanString(b, start); !good || h && !utf8.Valid(b[start:i-1]) {
+		next, h, st := scanStringSteps(b, start)
+		if st == stringLong {
+			next, h, st = scanLongString(b, next, h)
+		}
+		if i = next; st != stringEnded || h && !utf8.Valid(b[start:i-1]) {
 			return 0, false
 		}
 	case c == '{':
@@ -161,8 +167,7 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the closing quote of the string whose
 // contents start at b[i], and false for a control byte, a bad escape, bad
-// UTF-8 or an unterminated string. validObjectAt does the same inline, so
-// that the scan itself (scanString) is a leaf call.
+// UTF-8 or an unterminated string. validObjectAt does the same inline.
 func skipString(b []byte, i int) (next int, ok bool) {
 	next, high, ok := scanString(b, i)
 	if high && ok && !utf8.Valid(b[i:next-1]) {
@@ -171,16 +176,66 @@ func skipString(b []byte, i int) (next int, ok bool) {
 	return next, ok
 }
 
+// longString is the length after which scanString hands a string to the
+// string kernel (stringRun), where there is one: a call to the kernel
+// costs more than a few of scanString's own eight-byte steps, so a shorter
+// string is faster without it.
+const longString = 64
+
+// The outcomes of scanStringSteps.
+const (
+	stringEnded = iota // at its closing quote
+	stringBad          // invalid or unterminated
+	stringLong         // longString bytes in, for the kernel to go on
+)
+
 // scanString is skipString without the UTF-8 check: it also reports
 // whether a byte >= 0x80 may be in the string (the bytes it reads are
 // OR-ed together, a few past the string too: at worst a needless check).
-// Eight bytes at a time, it jumps straight to the first quote, backslash
-// or control byte.
+// Eight bytes at a time (scanStringSteps, a leaf call), it jumps straight
+// to the first quote, backslash or control byte; past the first
+// longString bytes of a string, where there is a string kernel (AVX2 on
+// amd64), scanLongString takes over. validObjectAt does the same inline.
 func scanString(b []byte, i int) (next int, high, ok bool) {
+	next, high, st := scanStringSteps(b, i)
+	if st == stringLong {
+		next, high, st = scanLongString(b, next, high)
+	}
+	return next, high, st == stringEnded
+}
+
+// scanLongString goes on with a long string at b[i], high reporting a byte
+// >= 0x80 before it: the kernel takes its plain bytes 32 at a time, and
+// scanStringSteps what the kernel stops at (an escape, the closing quote,
+// the last partial block of b), until the string ends; it reports as
+// scanStringSteps does, never stringLong.
+func scanLongString(b []byte, i int, high bool) (next int, _ bool, st int) {
+	for {
+		n, h := stringRun(b[i:])
+		j, hs, s := scanStringSteps(b, i+n)
+		high = high || h || hs
+		if s != stringLong {
+			return j, high, s
+		}
+		i = j
+	}
+}
+
+// scanStringSteps is scanString's eight-byte steps, a leaf: where there
+// is a string kernel and it has a block to read after the string's first
+// longString bytes, it reports stringLong, with the index reached, when the
+// string goes on past them.
+func scanStringSteps(b []byte, i int) (next int, high bool, st int) {
 	const hi = 0x8080808080808080
 	var seen uint64 // the bytes read, OR-ed
+	// The steps go up to lim: the end of b, or, where the kernel can go
+	// on, longString bytes in.
+	lim := len(b)
+	if haveStringKernel && len(b)-i >= longString+stringRunBlock && stringRun != nil {
+		lim = i + longString
+	}
 	for {
-		if i+8 <= len(b) {
+		if i+8 <= lim {
 			x := binary.LittleEndian.Uint64(b[i:])
 			seen |= x
 			m := stringStops(x)
@@ -189,35 +244,37 @@ func scanString(b []byte, i int) (next int, high, ok bool) {
 				continue
 			}
 			i += bits.TrailingZeros64(m) >> 3
+		} else if lim < len(b) {
+			return i, seen&hi != 0, stringLong
 		} else {
 			for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
 				seen |= uint64(b[i])
 				i++
 			}
 			if i >= len(b) {
-				return i, false, false
+				return i, false, stringBad
 			}
 		}
 		switch b[i] {
 		case '"':
-			return i + 1, seen&hi != 0, true
+			return i + 1, seen&hi != 0, stringEnded
 		case '\\':
 		default: // a control byte
-			return i, false, false
+			return i, false, stringBad
 		}
 		if i+1 >= len(b) {
-			return i, false, false
+			return i, false, stringBad
 		}
 		switch b[i+1] {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			i += 2
 		case 'u':
 			if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-				return i, false, false
+				return i, false, stringBad
 			}
 			i += 6
 		default:
-			return i, false, false
+			return i, false, stringBad
 		}
 	}
 }

@@ -34,6 +34,12 @@ var validSeeds = []string{
 	`{"a":-0.5e+10,"b":0,"c":-0,"d":1E5,"e":12.25e-3}`, `{"a":"\"\\\/\b\f\n\r\t\u00e9"}`,
 	"{\"\xe2\x98\x83\":\"\xf0\x9f\x98\x80\"}", "{\"a\":\"\xff\"}", `{ "a" : [ 1 , 2 ] , "b" : { } }`,
 	"{\t\"a\"\r:\n1}", `{"a":[]}`, `{"a":[[]]}`, `{"a":"` + strings.Repeat("x", 37) + `"}`,
+	// Long strings, which the string kernel reads where there is one.
+	`{"a":"` + strings.Repeat("x", 200) + `"}`, `{"` + strings.Repeat("k", 100) + `":"` + strings.Repeat("\n", 40) + `"}`,
+	`{"a":"` + strings.Repeat("x", 100) + `\u00e9` + strings.Repeat("y", 90) + `"}`,
+	"{\"a\":\"" + strings.Repeat("h\xc3\xa9llo ", 20) + "\"}", "{\"a\":\"" + strings.Repeat("x", 150) + "\xff\"}",
+	"{\"a\":\"" + strings.Repeat("x", 100) + "\x1f" + strings.Repeat("x", 40) + "\"}",
+	`{"a":"` + strings.Repeat("x", 130) + `\q"}`, `{"a":"` + strings.Repeat("x", 96),
 	// Invalid, each way the grammar can break.
 	``, `{`, `}`, `[]`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1 "b":2}`, `{"a":[1,]}`, `{"a":[1}`,
 	`{"a":{]}`, `{"a":01}`, `{"a":-}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":1e+}`, `{"a":+1}`,
