@@ -42,17 +42,18 @@ const carriedRefCost = 8
 const maxCarryBatch = 1 << 20
 
 // maxCarried bounds the bytes of frames a handover owes the successor:
-// those of the sends it took and its loops have not run yet (at the
-// moved connections' sizes), and those built and not yet written. A
+// those of the sends it took and its loops have not run yet, and those
+// built and not yet written: a run of frames once however many
+// connections get it, and carriedRefCost per connection given it. A
 // sender that outpaces the handover would otherwise grow them without
 // end, and the handover, which writes them all before it ends, would not
 // end. A send that would pass the bound reaches no connection and fails
 // with errCarryFull: the sender sees it and may send again, and what was
 // carried stays exactly once and in order. The bound grows by
 // carriedPerConn with each connection moved: a send to all to 2,000 moved
-// connections owes 512 KB at 256 bytes, and a loop a few hundred
-// milliseconds behind its broadcaster (as it is while the successor takes
-// its connections, issue 30) owes tens of MB without outpacing anything.
+// connections owes about 16 KB (a 256-byte frame and 2,000 indices), and
+// a loop far behind its broadcaster owes that for every send it has not
+// run without outpacing anything.
 const (
 	maxCarried     = 8 << 20
 	carriedPerConn = 64 << 10
@@ -67,16 +68,16 @@ var errCarryFull = fmt.Errorf("the frames a handover carries to its successor: %
 type carrySession struct {
 	movedConns  map[uint64]*movedConn
 	byLoop      map[*loop][]*movedConn
-	runs        [][]byte        // runs of frames to carry, each held once
-	carried     []carriedTo     // which runs each connection gets, in the order sent
-	lastCarried map[uint64]int  // a connection's last entry in carried
-	queuedN     int64           // connections queued so far
-	takenN      int64           // connections taken out of the queue to be sent so far
-	closing     bool            // the end is near: new sends fail with ErrHandedOver
-	closed      bool            // nothing more is carried
-	movedOut    map[*loop]int64 // what a send to all carried to the moved connections of a loop owes (addMoved)
-	movedSizes  map[*loop][]int32
-	owed        int64 // bytes owed: taken, not run by the loops yet, or built and not written
+	runs        [][]byte          // runs of frames to carry, each held once
+	carried     []carriedTo       // which runs each connection gets, in the order sent
+	lastCarried map[uint64]int    // a connection's last entry in carried
+	queuedN     int64             // connections queued so far
+	takenN      int64             // connections taken out of the queue to be sent so far
+	closing     bool              // the end is near: new sends fail with ErrHandedOver
+	closed      bool              // nothing more is carried
+	movedOut    map[*loop]int64   // what a send to all carried to the moved connections of a loop owes (addMoved)
+	movedSizes  map[*loop][]int32 // the moved connections' frame sizes by loop, each once
+	owed        int64             // bytes owed: taken, not run by the loops yet, or built and not written
 
 	// sendMu makes the end wait for the sends under way: a send to all or
 	// a carried send holds it (read) from its check to its queueing.
@@ -323,11 +324,12 @@ func (l *loop) carryShared(h *handSession, op codec.Opcode, sh *shared) {
 	h.mu.Lock()
 	var runs [4]struct{ size, run int } // the runs added, by frame size
 	added := runs[:0]
-	for _, m := range h.byLoop[l] {
+	moved := h.byLoop[l]
+	if !h.carrying() {
+		moved = nil
+	}
+	for _, m := range moved {
 		c := m.c
-		if !h.carrying() {
-			break
-		}
 		if c.id == sh.exclude || m.waiting || sh.group != "" && !slices.Contains(m.groups, sh.group) {
 			continue
 		}
