@@ -409,3 +409,55 @@ func BenchmarkAppendRequest(b *testing.B) {
 		}
 	})
 }
+
+// echoObject is the object of benchmarks/internal/wire's echo frame, the
+// one the echo comparison sends: a small application message of about
+// forty tokens.
+const echoObject = `{"t":"%019d","user":"bench-user-%04d","seq":%d,` +
+	`"tags":["alpha","beta","gamma"],"pos":{"x":12.5,"y":-3.25,"z":0},"ok":true,"note":"%s"}`
+
+// echoFrames returns n echo frames of 256 bytes: one, or n that differ in
+// their digits and in the length of their note, as a real peer's do, so
+// that the branches the validator takes are not the same every time.
+func echoFrames(b *testing.B, n int) [][]byte {
+	b.Helper()
+	frames := make([][]byte, n)
+	for i := range frames {
+		obj := fmt.Sprintf(echoObject, int64(i)*7919*1e9, i%10000, 100000+i*37, strings.Repeat("x", 30+i*13%20))
+		f, err := codec.AppendRaw(nil, 256, 0, []byte(obj))
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames[i] = f
+	}
+	return frames
+}
+
+// BenchmarkEcho is the codec's part of an echoed frame: DecodeFrame, then
+// AppendValidated of the object into a reused buffer, as the engine does
+// for a handler that sends back what it was given.
+func BenchmarkEcho(b *testing.B) {
+	for _, n := range []int{1, 1024} {
+		frames := echoFrames(b, n)
+		b.Run(fmt.Sprintf("frames=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(256)
+			out := make([]byte, 0, 256)
+			defer codec.CPUPerOp(b)()
+			i := 0
+			for b.Loop() {
+				op, obj, _, err := codec.DecodeFrame(frames[i])
+				if err == nil {
+					out, err = codec.AppendValidated(out[:0], 256, op, obj)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+			sinkObj = out
+		})
+	}
+}

@@ -87,6 +87,11 @@ const (
 // go-json, with the same answer for the frames both accept; there Data may
 // be a copy.
 func DecodeFrame(frame []byte) (op Opcode, obj []byte, call Call, err error) {
+	if len(frame) > 0 && frame[0]-'0' <= 9 {
+		// An opcode that starts with a digit is not negative: no envelope.
+		op, obj, err = Decode(frame)
+		return op, obj, Call{}, err
+	}
 	if op, obj, call, ok := fastCall(frame); ok {
 		return op, obj, call, nil
 	}

@@ -127,7 +127,12 @@ func objectBounds(b []byte) (start, end int, err error) {
 // compact, valid object.
 func appendFrame(dst []byte, size int, op Opcode, obj []byte) ([]byte, error) {
 	var opbuf [11]byte
-	head := strconv.AppendInt(opbuf[:0], int64(op), 10)
+	head := opbuf[:1]
+	if uint32(op) <= 9 { // most opcodes: one digit, without strconv
+		opbuf[0] = '0' + byte(op)
+	} else {
+		head = strconv.AppendInt(opbuf[:0], int64(op), 10)
+	}
 	if n := len(head) + len(obj); n > size {
 		return dst, fmt.Errorf("%w: opcode %d and payload need %d bytes, message size is %d",
 			ErrFrameTooLarge, op, n, size)
@@ -297,6 +302,9 @@ func isPadding(p []byte) bool {
 // the parse of the general case; ok is false for anything else, for
 // parseOpcode to read. It gives parseOpcode's value for what it reads.
 func plainOpcode(frame []byte) (op Opcode, brace int, ok bool) {
+	if len(frame) > 1 && frame[1] == '{' && frame[0]-'0' <= 9 { // one digit, the most common
+		return Opcode(frame[0] - '0'), 1, true
+	}
 	i := 0
 	if len(frame) > 0 && frame[0] == '-' {
 		i = 1

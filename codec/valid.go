@@ -22,8 +22,21 @@ func validObject(b []byte) (n int, ok bool) {
 }
 
 // validObjectAt is validObject for an object nested base levels deep in a
-// larger document: the depth limit counts from the document's top.
+// larger document: the depth limit counts from the document's top. Where
+// there is a block classifier, validObjectBlocks reads the object first;
+// what it does not accept, validObjectScalar judges.
 func validObjectAt(b []byte, base int) (n int, ok bool) {
+	if haveBlockKernel && hasBlocks {
+		if n, ok := validObjectBlocks(b, base); ok {
+			return n, true
+		}
+	}
+	return validObjectScalar(b, base)
+}
+
+// validObjectScalar is validObjectAt a byte at a time, for every input:
+// the reference validObjectBlocks is held to.
+func validObjectScalar(b []byte, base int) (n int, ok bool) {
 	var stack [maxDepth / 64]uint64 // bit set: the level is an array
 	if base < 0 || base >= maxDepth {
 		return 0, false
@@ -54,7 +67,9 @@ key: // b[i] should open a key
 	if b[i] != '"' {
 		return 0, false
 	}
-	{
+	if j := shortString(b, i+1); j > 0 {
+		i = j
+	} else {
 		start := i + 1
 		next, h, st := scanStringSteps(b, start)
 		if st == stringLong {
@@ -76,6 +91,10 @@ key: // b[i] should open a key
 value: // b[i] should start a value
 	switch c := b[i]; {
 	case c == '"':
+		if j := shortString(b, i+1); j > 0 {
+			i = j
+			break
+		}
 		start := i + 1
 		next, h, st := scanStringSteps(b, start)
 		if st == stringLong {
@@ -277,6 +296,25 @@ func scanStringSteps(b []byte, i int) (next int, high bool, st int) {
 			return i, false, stringBad
 		}
 	}
+}
+
+// shortString returns the index after the closing quote of the string
+// whose contents start at b[i] when the string ends within nine bytes,
+// with no escape or control byte before its quote and no byte >= 0x80
+// among the first eight; else 0, for scanStringSteps to go over it. Most
+// keys and many values are that short: a step without a call.
+func shortString(b []byte, i int) int {
+	s := b[i:]
+	if len(s) < 9 {
+		return 0
+	}
+	x := binary.LittleEndian.Uint64(s)
+	// The lowest mark is exact; with none, j is the ninth byte.
+	j := bits.TrailingZeros64(stringStops(x)|x&0x8080808080808080) >> 3
+	if s[j] == '"' {
+		return i + j + 1
+	}
+	return 0
 }
 
 // stringStops marks, in the high bit of each byte of x (read little-endian),
