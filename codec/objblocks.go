@@ -4,17 +4,21 @@ package codec
 // from masks of its quotes, white space and structural bytes (a block
 // classifier, AVX2 assembly on amd64), its tokens then walked one by one
 // without looking at the bytes between them. It is the fast path of
-// validObjectAt for the objects most peers send: no escape, no byte
-// >= 0x80; anything else it leaves to validObjectScalar, which has the
-// last word on every input.
+// validObjectAt; what it does not accept (an invalid object, a control
+// byte or a byte >= 0x80 outside a string) it leaves to
+// validObjectScalar, which has the last word on every input.
 
-import "math/bits"
+import (
+	"math/bits"
+	"unicode/utf8"
+)
 
 // blockMasks is what the classifier reports of 64 bytes: bit k of each
 // mask is byte k of the block.
 type blockMasks struct {
 	quote, backslash uint64
-	odd              uint64 // a control byte (< 0x20) or a byte >= 0x80
+	ctrl             uint64 // a control byte, < 0x20
+	high             uint64 // a byte >= 0x80
 	space            uint64 // ' ', '\t', '\n', '\r'
 	structural       uint64 // '{', '}', '[', ']', ':', ','
 }
@@ -38,8 +42,11 @@ func classifyGeneric(p *[64]byte, m *blockMasks) {
 		case c == '{' || c == '}' || c == '[' || c == ']' || c == ':' || c == ',':
 			m.structural |= bit
 		}
-		if c < 0x20 || c >= 0x80 {
-			m.odd |= bit
+		if c < 0x20 {
+			m.ctrl |= bit
+		}
+		if c >= 0x80 {
+			m.high |= bit
 		}
 		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
 			m.space |= bit
@@ -120,13 +127,15 @@ var walkNext = func() (t [256]uint8) {
 // read: it reports the length of the object at the start of b (white space
 // before it allowed), nested base levels deep, and ok; or ok == false when
 // the object is invalid or holds what it leaves to validObjectScalar (a
-// backslash, a byte >= 0x80 or a control byte in the blocks it reads, a
-// frame that ends before the object does). It never accepts what
-// validObjectScalar refuses.
+// control byte other than white space, or a byte >= 0x80 outside a
+// string, in the blocks it reads; a frame that ends before the object
+// does). It never accepts what validObjectScalar refuses.
 //
-// The masks of a block give its strings (a prefix XOR of its quotes, with
-// no backslash to escape one), so a string is checked whole: no odd byte
-// inside. The tokens are the structural bytes and the opening quotes
+// The masks of a block give its strings (a prefix XOR of its quotes that
+// no backslash escapes), so a string is checked whole: no control byte
+// inside, each escape read where its backslash is (escapes), and, when a
+// string held a byte >= 0x80, the object's bytes valid UTF-8 (outside
+// strings they are ASCII, so that is each string's). The tokens are the structural bytes and the opening quotes
 // outside strings, and the first byte of every run of other bytes outside
 // strings (a number or a literal, read with skipNumber or hasWord, which
 // must end where the run does). The walk keeps, as validObjectScalar does,
@@ -146,12 +155,18 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 		tail     [64]byte
 		inString uint64 // all ones when the previous block ended inside a string
 		inRun    uint64 // 1 when it ended inside a number or a literal
+		escaping uint64 // 1 when its last byte began an escape
+		batch    = blockBatch
+		// The first and the last byte >= 0x80 in a string, -1 for none:
+		// the bytes between are the ones UTF-8 may be broken in.
+		firstHigh, lastHigh = -1, -1
 	)
 	depth, state := uint(base), uint8(inStart)
 	for off := i; off < len(b); {
 		// The next blocks: up to blockBatch whole ones from b, or the
 		// last, partial one from a copy padded with spaces.
-		nb := min((len(b)-off)/64, blockBatch)
+		nb := min((len(b)-off)/64, batch)
+		batch = blockBatch
 		if nb > 0 {
 			classify(&b[off], nb, &masks[0])
 		} else {
@@ -161,20 +176,30 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 		}
 		for k := range nb {
 			m := &masks[k]
-			if m.backslash != 0 {
+			quote := m.quote
+			if m.backslash|escaping != 0 {
+				var good bool
+				if quote, escaping, good = escapes(b, off, m.backslash, escaping, quote); !good {
+					return 0, false
+				}
+			}
+			str := prefixXOR(quote) ^ inString // set from an opening quote to its closing one, that one not
+			inString = uint64(int64(str) >> 63)
+			if m.ctrl&(str|^m.space)|(m.high|m.backslash)&^str != 0 {
+				// A control byte in a string, or one outside that is not
+				// white space; a byte >= 0x80 or a backslash outside.
 				return 0, false
 			}
-			str := prefixXOR(m.quote) ^ inString // set from an opening quote to its closing one, that one not
-			inString = uint64(int64(str) >> 63)
-			if m.odd&(str|^m.space) != 0 {
-				// A control byte or a byte >= 0x80 in a string, or one
-				// outside that is not white space.
-				return 0, false
+			if m.high != 0 {
+				if firstHigh < 0 {
+					firstHigh = off + bits.TrailingZeros64(m.high)
+				}
+				lastHigh = off + 63 - bits.LeadingZeros64(m.high)
 			}
 			run := ^(str | m.quote | m.space | m.structural)
 			starts := run &^ (run<<1 | inRun)
 			inRun = run >> 63
-			tokens := m.structural&^str | m.quote&str | starts
+			tokens := m.structural&^str | quote&str | starts
 			for tokens != 0 {
 				at := off + bits.TrailingZeros64(tokens)
 				tokens &= tokens - 1
@@ -204,6 +229,9 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 					depth++
 				default: // a close
 					if depth--; depth == uint(base) {
+						if firstHigh >= 0 && !utf8.Valid(b[firstHigh:lastHigh+1]) {
+							return 0, false
+						}
 						return at + 1, true
 					}
 					state = inObjectNext
@@ -216,9 +244,59 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 				return 0, false
 			}
 			off += 64
+			if str == ^uint64(0) && escaping == 0 && haveStringKernel && stringRun != nil && len(b)-off >= longString {
+				// A long string (this whole block in it) goes on past the
+				// block: the string kernel finds its end 32 bytes a step,
+				// and the blocks start again there, inside the string.
+				n, h := stringRun(b[off:])
+				if n >= longString {
+					if h { // somewhere in the run: all of it is checked
+						if firstHigh < 0 {
+							firstHigh = off
+						}
+						lastHigh = off + n - 1
+					}
+					off += n
+					batch = 1 // the string may end in the next block, the object soon after
+					break
+				}
+			}
 		}
 	}
 	return 0, false
+}
+
+// escapes reads the backslashes bs of the block at b[off:], escaping
+// reporting whether the block before ended in the middle of an escape
+// (its first byte is escaped): it checks each escape (PROTOCOL.md's
+// strings are JSON's: one of "\/bfnrt, or u and four hex digits, read
+// from b) and returns the quotes that are not escaped, and whether this
+// block's last byte begins an escape. ok is false for a bad escape.
+func escapes(b []byte, off int, bs, escaping, quote uint64) (q, next uint64, ok bool) {
+	escaped := escaping
+	bs &^= escaping
+	for bs != 0 {
+		k := bits.TrailingZeros64(bs)
+		at := off + k
+		if at+1 >= len(b) {
+			return 0, 0, false
+		}
+		switch b[at+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if at+6 > len(b) || !isHex(b[at+2]) || !isHex(b[at+3]) || !isHex(b[at+4]) || !isHex(b[at+5]) {
+				return 0, 0, false
+			}
+		default:
+			return 0, 0, false
+		}
+		if k == 63 {
+			next = 1
+		}
+		escaped |= 1 << (k + 1) // 0 for k == 63
+		bs &^= 1<<k | 1<<(k+1)
+	}
+	return quote &^ escaped, next, true
 }
 
 // prefixXOR sets bit k of its result to the XOR of bits 0..k of x: for

@@ -6,9 +6,9 @@
 #include "textflag.h"
 
 // HALF classifies the 32 bytes at off(SI) into the low (moff 0) or the
-// high (moff 4) halves of the masks at DI: quotes, backslashes, odd bytes
-// (control or >= 0x80: the sign bit of (ctrl ? 0xff : x)), white space,
-// structural bytes ('[' and ']' are '{' and '}' without bit 0x20).
+// high (moff 4) halves of the masks at DI: quotes, backslashes, control
+// bytes (min(x, 0x1f) == x), bytes >= 0x80 (their sign bits), white
+// space, structural bytes ('[' and ']' are '{' and '}' without bit 0x20).
 #define HALF(off, moff) \
 	VMOVDQU   off(SI), Y0 \
 	VPCMPEQB  Y0, Y5, Y1 \
@@ -19,9 +19,10 @@
 	MOVL      AX, (8+moff)(DI) \
 	VPMINUB   Y0, Y7, Y1 \
 	VPCMPEQB  Y0, Y1, Y1 \
-	VPOR      Y0, Y1, Y1 \
 	VPMOVMSKB Y1, AX \
 	MOVL      AX, (16+moff)(DI) \
+	VPMOVMSKB Y0, AX \
+	MOVL      AX, (24+moff)(DI) \
 	VPCMPEQB  Y0, Y8, Y1 \
 	VPCMPEQB  Y0, Y9, Y2 \
 	VPOR      Y1, Y2, Y1 \
@@ -30,7 +31,7 @@
 	VPCMPEQB  Y0, Y11, Y2 \
 	VPOR      Y1, Y2, Y1 \
 	VPMOVMSKB Y1, AX \
-	MOVL      AX, (24+moff)(DI) \
+	MOVL      AX, (32+moff)(DI) \
 	VPCMPEQB  Y0, Y12, Y1 \
 	VPCMPEQB  Y0, Y13, Y2 \
 	VPOR      Y1, Y2, Y1 \
@@ -40,7 +41,7 @@
 	VPCMPEQB  Y3, Y15, Y2 \
 	VPOR      Y1, Y2, Y1 \
 	VPMOVMSKB Y1, AX \
-	MOVL      AX, (32+moff)(DI)
+	MOVL      AX, (40+moff)(DI)
 
 #define BROADCAST(c, y, x) \
 	MOVL         c, AX \
@@ -74,7 +75,7 @@ loop:
 	HALF(0, 0)
 	HALF(32, 4)
 	ADDQ  $64, SI
-	ADDQ  $40, DI
+	ADDQ  $48, DI
 	DECQ  CX
 	JMP   loop
 

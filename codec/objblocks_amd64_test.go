@@ -50,25 +50,27 @@ func TestClassifyMatchesGeneric(t *testing.T) {
 	}
 }
 
-// TestEchoObjectTakesBlocks checks that the objects most peers send are
-// read by the block validator (what makes it worth having), and those it
-// leaves (an escape, a byte >= 0x80) still get the right verdict.
+// TestEchoObjectTakesBlocks checks that the objects peers send are read
+// by the block validator (what makes it worth having), escapes and UTF-8
+// included, and that those it leaves still get the right verdict.
 func TestEchoObjectTakesBlocks(t *testing.T) {
 	if !hasBlocks {
 		t.Skip("no AVX2: the validator has no block classifier to call")
 	}
 	frame := benchObject + strings.Repeat(" ", 64)
-	for _, obj := range []string{benchObject, frame, `{"a":1}`, `{ "id": 1, "op": 7, "data": {"x": [1, 2.5, "y"]} }`} {
+	for _, obj := range []string{benchObject, frame, `{"a":1}`, `{ "id": 1, "op": 7, "data": {"x": [1, 2.5, "y"]} }`,
+		`{"a":"\n\"\\\u00e9"}`, "{\"a\":\"h\xc3\xa9llo \xe2\x98\x83\"}"} {
 		if n, ok := validObjectBlocks([]byte(obj), 0); !ok || n != len(strings.TrimRight(obj, " ")) {
 			t.Errorf("%.40q: validObjectBlocks (%d, %v)", obj, n, ok)
 		}
 	}
-	for _, obj := range []string{`{"a":"\n"}`, "{\"a\":\"\xc3\xa9\"}"} {
+	for _, obj := range []string{"{\"a\":\"\xff\"}", "{\"a\":1,\t\"b\":2}\v", "{\"a\":\"\\q\"}"} {
 		if _, ok := validObjectBlocks([]byte(obj), 0); ok {
 			t.Errorf("%q: validObjectBlocks took it, the scalar validator should", obj)
 		}
-		if n, ok := validObject([]byte(obj)); !ok || n != len(obj) {
-			t.Errorf("%q: validObject (%d, %v)", obj, n, ok)
+		n, ok := validObject([]byte(obj))
+		if wn, wok := validObjectScalar([]byte(obj), 0); n != wn || ok != wok {
+			t.Errorf("%q: validObject (%d, %v), the scalar validator (%d, %v)", obj, n, ok, wn, wok)
 		}
 	}
 }

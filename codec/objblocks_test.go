@@ -24,7 +24,8 @@ func checkBlocks(t *testing.T, b []byte, base int) (ok bool) {
 
 // randomObject writes a random object of roughly size bytes with the
 // tokens the block validator reads: strings of every length (across block
-// boundaries too), numbers, literals, nested containers, white space.
+// boundaries too, some with an escape or UTF-8), numbers, literals, nested
+// containers, white space.
 func randomObject(rng *rand.Rand, size int) []byte {
 	var b strings.Builder
 	space := func() {
@@ -33,7 +34,17 @@ func randomObject(rng *rand.Rand, size int) []byte {
 		}
 	}
 	var value func(depth int)
-	str := func() { b.WriteString(`"` + strings.Repeat("abcdefgh", 9)[:rng.IntN(70)] + `"`) }
+	str := func() {
+		s := strings.Repeat("abcdefgh", 9)[:rng.IntN(70)]
+		if rng.IntN(8) == 0 { // long: the string kernel's, where there is one
+			s = strings.Repeat(s+"x", 1+rng.IntN(8))
+		}
+		if len(s) > 0 && rng.IntN(3) == 0 { // an escape or a UTF-8 sequence somewhere
+			k := rng.IntN(len(s))
+			s = s[:k] + []string{`\"`, `\\`, `\/`, `\n`, `\u00e9`, `\uD83D\uDE00`, "\xc3\xa9", "\xe2\x98\x83", "\xf0\x9f\x98\x80"}[rng.IntN(9)] + s[k:]
+		}
+		b.WriteString(`"` + s + `"`)
+	}
 	value = func(depth int) {
 		switch r := rng.IntN(10); {
 		case r < 3:
@@ -99,7 +110,7 @@ func object(b *strings.Builder, rng *rand.Rand, depth, n int, space, str func(),
 // refuses.
 func TestValidObjectBlocksRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 17))
-	alphabet := []byte("{}[]\",: \t\n-+.0123456789eEtrufalsn\\\x00\x1f\x7f\xc3\xa9xA")
+	alphabet := []byte("{}[]\",: \t\n-+.0123456789eEtrufalsn\\\x00\x1f\x7f\xc3\xa9\xffxAu")
 	taken := 0
 	for round := range 20000 {
 		b := randomObject(rng, 20+rng.IntN(400))
