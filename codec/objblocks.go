@@ -200,45 +200,12 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 			starts := run &^ (run<<1 | inRun)
 			inRun = run >> 63
 			tokens := m.structural&^str | quote&str | starts
-			for tokens != 0 {
-				at := off + bits.TrailingZeros64(tokens)
-				tokens &= tokens - 1
-				class := tokenClass[b[at]]
-				state = walkNext[state|class]
-				if class <= tokOther {
-					continue
-				}
-				if state == inError {
+			var end int
+			if state, depth, end = walkTokens(b, off, tokens, state, depth, uint(base), &stack); end > 0 {
+				if firstHigh >= 0 && !utf8.Valid(b[firstHigh:lastHigh+1]) {
 					return 0, false
 				}
-				switch class {
-				case tokScalar:
-					end, good := skipScalar(b, at)
-					if !good || end < len(b) && !endsScalar(b[end]) {
-						return 0, false
-					}
-				case tokOpenObject, tokOpenArray:
-					if depth >= maxDepth {
-						return 0, false
-					}
-					if class == tokOpenArray {
-						stack[depth/64] |= 1 << (depth % 64)
-					} else {
-						stack[depth/64] &^= 1 << (depth % 64)
-					}
-					depth++
-				default: // a close
-					if depth--; depth == uint(base) {
-						if firstHigh >= 0 && !utf8.Valid(b[firstHigh:lastHigh+1]) {
-							return 0, false
-						}
-						return at + 1, true
-					}
-					state = inObjectNext
-					if d := depth - 1; stack[d/64]&(1<<(d%64)) != 0 {
-						state = inArrayNext
-					}
-				}
+				return end, true
 			}
 			if state == inError {
 				return 0, false
@@ -264,6 +231,52 @@ func validObjectBlocks(b []byte, base int) (n int, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// walkTokens walks the tokens of the block at b[off:] (a bit per byte)
+// from state, depth containers open (stack) of which base are not the
+// object's: it returns the state and the depth after them, and end, the
+// index after the object, when the object closed in the block (else 0).
+// inError as the state ends the walk.
+func walkTokens(b []byte, off int, tokens uint64, state uint8, depth, base uint, stack *[maxDepth / 64]uint64) (uint8, uint, int) {
+	for tokens != 0 {
+		at := off + bits.TrailingZeros64(tokens)
+		tokens &= tokens - 1
+		class := tokenClass[b[at]]
+		state = walkNext[state|class]
+		if class <= tokOther {
+			continue
+		}
+		if state == inError {
+			return inError, depth, 0
+		}
+		switch class {
+		case tokScalar:
+			end, good := skipScalar(b, at)
+			if !good || end < len(b) && !endsScalar(b[end]) {
+				return inError, depth, 0
+			}
+		case tokOpenObject, tokOpenArray:
+			if depth >= maxDepth {
+				return inError, depth, 0
+			}
+			if class == tokOpenArray {
+				stack[depth/64] |= 1 << (depth % 64)
+			} else {
+				stack[depth/64] &^= 1 << (depth % 64)
+			}
+			depth++
+		default: // a close
+			if depth--; depth == base {
+				return state, depth, at + 1
+			}
+			state = inObjectNext
+			if d := depth - 1; stack[d/64]&(1<<(d%64)) != 0 {
+				state = inArrayNext
+			}
+		}
+	}
+	return state, depth, 0
 }
 
 // escapes reads the backslashes bs of the block at b[off:], escaping
