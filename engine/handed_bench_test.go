@@ -22,7 +22,7 @@ func BenchmarkSendRawValidation(b *testing.B) {
 		b.SetBytes(int64(len(obj)))
 		b.ReportAllocs()
 		for b.Loop() {
-			h.hold(obj)
+			h.hold(c, obj)
 			if _, err := c.validated(obj); err != nil {
 				b.Fatal(err)
 			}
