@@ -1,5 +1,5 @@
 // This file measures what SendRaw costs a callback that sends back the
-// object it was handed (handed, dispatch.go) next to one it built.
+// object it was handed (handed, direct.go) next to one it built.
 
 package engine
 

@@ -92,7 +92,7 @@ type loop struct {
 
 	stats loopStats // see stats.go
 
-	handed handed // the object an inline callback was handed (dispatch.go)
+	handed handed // the object an inline callback was handed (direct.go)
 	// opening: the round is a connection's opening (conn.open), which
 	// writes what it built but leaves what is queued to a round of its
 	// own: gnet opens the connections of an adoption or a burst of
@@ -168,7 +168,7 @@ func (l *loop) enqueue(t task, obj []byte) error {
 		t.off, t.n = len(l.arena), len(obj)
 		l.arena = append(l.arena, obj...)
 	}
-	if len(l.tasks) == 0 {
+	if len(l.tasks) == 0 && !l.pending.Load() {
 		l.pending.Store(true)
 	}
 	l.tasks = append(l.tasks, t)
