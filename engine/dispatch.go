@@ -131,7 +131,9 @@ func (c *conn) run(j *job, data []byte) {
 // round ends (leave), not per callback: a read of sixteen frames costs two
 // atomic adds, not thirty-two. No defer is needed: a callback's panic is
 // recovered below run (Router, safely), and one that escaped would end
-// the process (gnet has no recover).
+// the process (gnet has no recover). The object handed is recorded
+// around the callback (handed, direct.go); the record's release waits for
+// a sender that holds its claim to finish the one frame it builds.
 //
 //go:noinline
 func (c *conn) runInline(j *job, data []byte) {
