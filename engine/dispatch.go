@@ -4,12 +4,9 @@
 package engine
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 	"runtime"
-	"sync/atomic"
-	"unsafe"
 
 	"github.com/simplerpc/simplerpc/codec"
 	"github.com/simplerpc/simplerpc/handler"
@@ -134,7 +131,9 @@ func (c *conn) run(j *job, data []byte) {
 // round ends (leave), not per callback: a read of sixteen frames costs two
 // atomic adds, not thirty-two. No defer is needed: a callback's panic is
 // recovered below run (Router, safely), and one that escaped would end
-// the process (gnet has no recover).
+// the process (gnet has no recover). The object handed is recorded
+// around the callback (handed, direct.go); the record's release waits for
+// a sender that holds its claim to finish the one frame it builds.
 //
 //go:noinline
 func (c *conn) runInline(j *job, data []byte) {
@@ -148,7 +147,7 @@ func (c *conn) runInline(j *job, data []byte) {
 	if j.kind != jobFrame && j.kind != jobCall {
 		l.stats.publish() // not the frame's own callback (stats.go)
 	}
-	held := l.handed.hold(data)
+	held := l.handed.hold(c, data)
 	c.run(j, data)
 	if held {
 		l.handed.release()
@@ -156,64 +155,6 @@ func (c *conn) runInline(j *job, data []byte) {
 	if !round {
 		c.side.inline.Add(-1)
 	}
-}
-
-// handed is the object an inline callback of a loop was handed, while the
-// callback runs, so that SendRaw need not validate it again when the
-// callback sends it back (the echo). The rule, which (*conn).SendRaw
-// applies through validated:
-//   - only an object the loop is dispatching inline is recorded: a frame's
-//     or a call's data, which DecodeFrame has just validated and which is
-//     borrowed from the loop's inbound buffer until the callback returns;
-//   - a copy is taken before the callback runs, and the record is cleared
-//     when it returns: afterwards nothing is skipped;
-//   - SendRaw skips its validation only for a slice that starts at the
-//     same byte (the memory handed) and holds the same bytes as the copy:
-//     an object the callback built, in its own memory or over the borrowed
-//     bytes, is validated.
-//
-// What decides is the content: bytes equal to an object the loop has
-// validated form a valid object wherever they are. The address only keeps
-// everyone but the callback's own goroutine (or one it handed the slice to
-// while it runs) from reading the copy, which the loop writes.
-// Callbacks on a worker (WithWorkerPool) get a copy of their own and no
-// skip.
-type handed struct {
-	// first is the address of the object's first byte while its callback
-	// runs, else 0: an address only compared, never followed, so kept as
-	// an integer, which the garbage collector need not hear of (no write
-	// barrier). The object is gnet's buffer or a copy the loop holds
-	// while the callback runs, so no other object has its address then.
-	first atomic.Uintptr
-	saved []byte // a copy of the object as it was validated; see above for who reads it (reused: the largest object dispatched, at most a frame)
-	// checks counts the objects SendRaw validated for this loop's
-	// connections, for the tests (RawValidations).
-	checks atomic.Uint64
-}
-
-// hold records obj for the callback about to run and reports whether it
-// did: not for an empty one, nor inside another callback's record (a
-// nested callback, which gets no skip). On the loop.
-func (h *handed) hold(obj []byte) bool {
-	if len(obj) == 0 || h.first.Load() != 0 {
-		return false
-	}
-	h.saved = append(h.saved[:0], obj...)
-	h.first.Store(firstByte(obj))
-	return true
-}
-
-// release clears the record once the callback has returned. On the loop.
-func (h *handed) release() { h.first.Store(0) }
-
-// firstByte returns the address of b's first byte, for comparison only.
-func firstByte(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
-
-// unchanged reports whether obj is the object being handed, as it was
-// validated (see handed). Safe from any goroutine.
-func (h *handed) unchanged(obj []byte) bool {
-	p := h.first.Load()
-	return p != 0 && p == firstByte(obj) && bytes.Equal(obj, h.saved)
 }
 
 // tapInline runs the tap on the event loop, as runInline does a callback.

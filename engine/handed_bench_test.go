@@ -1,5 +1,5 @@
 // This file measures what SendRaw costs a callback that sends back the
-// object it was handed (handed, dispatch.go) next to one it built.
+// object it was handed (handed, direct.go) next to one it built.
 
 package engine
 
@@ -22,7 +22,7 @@ func BenchmarkSendRawValidation(b *testing.B) {
 		b.SetBytes(int64(len(obj)))
 		b.ReportAllocs()
 		for b.Loop() {
-			h.hold(obj)
+			h.hold(c, obj)
 			if _, err := c.validated(obj); err != nil {
 				b.Fatal(err)
 			}

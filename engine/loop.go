@@ -62,6 +62,10 @@ type loop struct {
 	arena     []byte
 	busy      bool // the loop is in a round and drains before it ends
 	scheduled bool // an Execute is pending
+	// pending is set while tasks are queued or a batch of them is being
+	// run: written under mu, read by sendHanded (direct.go), which must
+	// not put a frame before them.
+	pending atomic.Bool
 
 	// Loop-only.
 	depth      int  // nesting of enter: gnet may run OnClose inside a Write
@@ -88,7 +92,7 @@ type loop struct {
 
 	stats loopStats // see stats.go
 
-	handed handed // the object an inline callback was handed (dispatch.go)
+	handed handed // the object an inline callback was handed (direct.go)
 	// opening: the round is a connection's opening (conn.open), which
 	// writes what it built but leaves what is queued to a round of its
 	// own: gnet opens the connections of an adoption or a burst of
@@ -164,6 +168,9 @@ func (l *loop) enqueue(t task, obj []byte) error {
 		t.off, t.n = len(l.arena), len(obj)
 		l.arena = append(l.arena, obj...)
 	}
+	if len(l.tasks) == 0 && !l.pending.Load() {
+		l.pending.Store(true)
+	}
 	l.tasks = append(l.tasks, t)
 	wake := !l.busy && !l.scheduled
 	if wake {
@@ -223,6 +230,9 @@ func (l *loop) leave() {
 		l.mu.Lock()
 		if len(l.tasks) == 0 {
 			l.busy = false
+			if l.pending.Load() {
+				l.pending.Store(false) // every batch taken has run
+			}
 			l.mu.Unlock()
 			break
 		}

@@ -34,30 +34,14 @@ func (c *conn) Send(op codec.Opcode, v any) error {
 
 // SendRaw validates obj and queues a copy. An inline callback that sends
 // back the object it was handed, unchanged, does not have it validated
-// again (see handed). It is safe for concurrent use.
+// again, and on a server its frame is built at once when nothing is
+// queued before it (see handed, sendHanded). It is safe for concurrent
+// use.
 func (c *conn) SendRaw(op codec.Opcode, obj []byte) error {
-	obj, err := c.validated(obj)
-	if err == nil {
-		err = c.owner().send(c, modeSend, op, obj, 0)
-	}
-	if err != nil {
+	if err := c.sendRaw(op, obj); err != nil {
 		return fmt.Errorf("engine: send opcode %d to %s: %w", op, c.owner().peer(c), err)
 	}
 	return nil
-}
-
-// validated returns obj as codec.Object does, without a second scan for
-// the object c's loop is handing to a callback (see handed).
-func (c *conn) validated(obj []byte) ([]byte, error) {
-	l := c.loop
-	if l == nil {
-		return codec.Object(obj)
-	}
-	if l.handed.unchanged(obj) {
-		return obj, nil
-	}
-	l.handed.checks.Add(1)
-	return codec.Object(obj)
 }
 
 // enqueue queues a valid, compact object for the loop to write, from any
