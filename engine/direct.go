@@ -216,8 +216,9 @@ func (c *conn) sendHanded(op codec.Opcode, obj []byte) (same, sent bool) {
 		out = l.buffer()
 	}
 	out, err := codec.AppendValidated(out, size, op, obj)
-	if err != nil {
-		return true, false // not reached: the size is checked above
+	if err != nil { // not reached: the size is checked above
+		h.unclaim(obj)
+		return true, false
 	}
 	if c.out == nil {
 		l.dirty = append(l.dirty, c) // the round flushes it (loop.flush)
