@@ -71,9 +71,11 @@ const (
 	inError                   // nothing valid: it stays there
 )
 
-// The classes of tokens: the first four need no more than walkNext.
+// The classes of tokens, from 1 to 9 (below 16, and never 0, which would
+// leave a state | class the state itself): the first four need no more
+// than walkNext.
 const (
-	tokQuote = iota // an opening quote: a string, checked whole by the masks
+	tokQuote = iota + 1 // an opening quote: a string, checked whole by the masks
 	tokColon
 	tokComma
 	tokOther // any byte that starts no valid token: to inError
