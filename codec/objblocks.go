@@ -137,10 +137,10 @@ var walkNext = func() (t [256]uint8) {
 // no backslash escapes), so a string is checked whole: no control byte
 // inside, each escape read where its backslash is (escapes), and, when a
 // string held a byte >= 0x80, the object's bytes valid UTF-8 (outside
-// strings they are ASCII, so that is each string's). The tokens are the structural bytes and the opening quotes
-// outside strings, and the first byte of every run of other bytes outside
-// strings (a number or a literal, read with skipNumber or hasWord, which
-// must end where the run does). The walk keeps, as validObjectScalar does,
+// strings they are ASCII, so that is each string's). The tokens are the
+// structural bytes and the opening quotes outside strings, and the first
+// byte of every run of other bytes outside strings (a number or a literal,
+// read with skipNumber or hasWord, which must end where the run does). The walk keeps, as validObjectScalar does,
 // which containers are open (a bit per level, set for an array) and what
 // may come next (walkNext).
 func validObjectBlocks(b []byte, base int) (n int, ok bool) {

@@ -186,7 +186,9 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the closing quote of the string whose
 // contents start at b[i], and false for a control byte, a bad escape, bad
-// UTF-8 or an unterminated string. validObjectAt does the same inline.
+// UTF-8 or an unterminated string. validObjectScalar does the same inline,
+// shortString first, for keys and values: through skipString its echo
+// object cost 7% more instructions (cachegrind, -tags purego).
 func skipString(b []byte, i int) (next int, ok bool) {
 	next, high, ok := scanString(b, i)
 	if high && ok && !utf8.Valid(b[i:next-1]) {
@@ -214,7 +216,7 @@ const (
 // Eight bytes at a time (scanStringSteps, a leaf call), it jumps straight
 // to the first quote, backslash or control byte; past the first
 // longString bytes of a string, where there is a string kernel (AVX2 on
-// amd64), scanLongString takes over. validObjectAt does the same inline.
+// amd64), scanLongString takes over.
 func scanString(b []byte, i int) (next int, high, ok bool) {
 	next, high, st := scanStringSteps(b, i)
 	if st == stringLong {
