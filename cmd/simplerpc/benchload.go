@@ -166,6 +166,7 @@ func (o *loadOptions) checkFrames(cl *engine.Client) error {
 type inFlight struct {
 	mu    sync.Mutex
 	times []time.Duration
+	sent  bool // a frame has gone out: a frame on an answer's opcode before that one was pushed, not an answer
 }
 
 // load is the part of a run that sends the application's frames or
@@ -226,7 +227,9 @@ func (b *benchRun) sendNext(c benchConn, at time.Duration) {
 	if err := c.SendRaw(f.op, f.obj); err != nil {
 		q.times = q.times[:len(q.times)-1]
 		b.errors.Add(1)
+		return
 	}
+	q.sent = true
 }
 
 // completed records a frame or call answered on c, due at the time at,
@@ -263,7 +266,9 @@ func (b *benchRun) onReply(c benchConn, at time.Duration, err error) {
 // on c, when it is on an answer's opcode.
 func (b *benchRun) onAnswer(c handler.Conn, op codec.Opcode, _ []byte) error {
 	// Before the run, frames the server pushes on connect are not
-	// answers; the queues are made then too (running orders them).
+	// answers, nor those read after it began but before the connection's
+	// first frame went out (inFlight.sent); the queues are made before
+	// the run too (running orders them).
 	if !b.running.Load() || !b.load.isAnswer(op) {
 		return nil
 	}
@@ -273,8 +278,13 @@ func (b *benchRun) onAnswer(c handler.Conn, op codec.Opcode, _ []byte) error {
 	}
 	q.mu.Lock()
 	if len(q.times) == 0 {
+		sent := q.sent
 		q.mu.Unlock()
-		b.errors.Add(1) // an answer to nothing bench sent
+		if sent {
+			b.errors.Add(1) // an answer to nothing bench sent
+		}
+		// Else pushed on connect and read only once the run began, before
+		// this connection's first frame went out: not an answer.
 		return nil
 	}
 	at := q.times[0]
