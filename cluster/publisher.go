@@ -133,7 +133,7 @@ func (n *Node) publishPresence(k kind) {
 	if k == kindBye {
 		data = appendHeader(nil, k, n.node, n.epoch)
 	} else {
-		data = appendPresence(nil, k, n.node, n.epoch, n.localLen(), n.localAddr())
+		data = appendPresence(nil, k, n.node, n.epoch, uint64(n.localLen()), n.localAddr())
 	}
 	n.publish(outMsg{subject: n.subj.presence, data: data}, false)
 }

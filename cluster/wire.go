@@ -133,9 +133,9 @@ func appendHeader(dst []byte, k kind, node int, epoch uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, epoch)
 }
 
-func appendPresence(dst []byte, k kind, node int, epoch uint64, conns int, addr string) []byte {
+func appendPresence(dst []byte, k kind, node int, epoch uint64, conns uint64, addr string) []byte {
 	dst = appendHeader(dst, k, node, epoch)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(conns))
+	dst = binary.BigEndian.AppendUint64(dst, conns)
 	return append(dst, addr...)
 }
 

@@ -227,7 +227,7 @@ func extraFrames(t *testing.T) (frames [][]byte, objs [][]byte, ops []codec.Opco
 	add(math.MinInt32, map[string]any{"min": false})
 	add(codec.OpRequest, map[string]any{"id": 1, "op": 3, "data": map[string]any{"x": []int{1, 2}}})
 	add(codec.OpReply, map[string]any{"id": uint64(1) << 53, "data": map[string]any{}})
-	add(codec.OpPing, map[string]any{"t": 1234567890123})
+	add(codec.OpPing, map[string]any{"t": int64(1234567890123)})
 	add(5, map[string]any{
 		"ctl":    "\x00\x01\x1f\t\n\r\"\\/",
 		"html":   "<a href='x'>&amp;</a>",

@@ -8,24 +8,25 @@ package codec
 
 import (
 	"os"
-	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestStringRunPageEnd runs the edge cases of TestStringRunMatchesGeneric
 // at the very end of a page that the next, unmapped page follows.
 func TestStringRunPageEnd(t *testing.T) {
 	page := os.Getpagesize()
-	mem, err := syscall.Mmap(-1, 0, 2*page, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	mem, err := unix.Mmap(-1, 0, 2*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
 		t.Skipf("mmap: %v", err)
 	}
 	defer func() {
-		if err := syscall.Munmap(mem); err != nil {
+		if err := unix.Munmap(mem); err != nil {
 			t.Error(err)
 		}
 	}()
-	if err := syscall.Mprotect(mem[page:], syscall.PROT_NONE); err != nil {
+	if err := unix.Mprotect(mem[page:], unix.PROT_NONE); err != nil {
 		t.Skipf("mprotect: %v", err)
 	}
 	cases := 0

@@ -62,7 +62,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var wmu sync.Mutex // acknowledgements come from the batches' waiters too
-	ack := func(n int) error {
+	ack := func(n uint32) error {
 		wmu.Lock()
 		defer wmu.Unlock()
 		return writeAck(uc, n)
@@ -85,7 +85,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 	for {
 		b, err := r.Next()
 		if err == nil {
-			err = ack(len(b.Conns))
+			err = ack(uint32(len(b.Conns))) // at most maxHandBatch
 			if err != nil {
 				for _, rc := range b.Conns {
 					closeFDs([]int{rc.FD})
@@ -119,7 +119,7 @@ func (s *Server) Adopt(ctx context.Context, uc *net.UnixConn) (int, error) {
 			go func() {
 				defer wg.Done()
 				batch.Wait()
-				_ = ack(liveAck | k)
+				_ = ack(liveAck | uint32(k)) // k <= maxHandBatch
 			}()
 		}
 		n += len(b.Conns)

@@ -548,12 +548,12 @@ func (h *handSession) readAcks() {
 	for {
 		n, err := readAck(h.uc)
 		if err == nil && n&liveAck != 0 && n != helloAck {
-			h.free(n &^ liveAck)
+			h.free(int(n &^ liveAck))
 			continue
 		}
 		if err == nil {
 			h.mu.Lock()
-			if len(h.sent) == 0 || len(h.sent[0]) != n {
+			if len(h.sent) == 0 || uint32(len(h.sent[0])) != n {
 				err = fmt.Errorf("%w: an acknowledgement of %d connections", errHandWire, n)
 			}
 			h.mu.Unlock()

@@ -28,8 +28,8 @@ const (
 var errHandWire = handoverwire.ErrWire
 
 func writeBatch(uc *net.UnixConn, b *handBatch) error     { return handoverwire.WriteBatch(uc, b) }
-func writeAck(uc *net.UnixConn, n int) error              { return handoverwire.WriteAck(uc, n) }
-func readAck(uc *net.UnixConn) (int, error)               { return handoverwire.ReadAck(uc) }
+func writeAck(uc *net.UnixConn, n uint32) error           { return handoverwire.WriteAck(uc, n) }
+func readAck(uc *net.UnixConn) (uint32, error)            { return handoverwire.ReadAck(uc) }
 func newHandReader(uc *net.UnixConn) *handoverwire.Reader { return handoverwire.NewReader(uc) }
 func closeFDs(fds []int)                                  { handoverwire.CloseFDs(fds) }
-func checkHello(n int) error                              { return handoverwire.CheckHello(n) }
+func checkHello(n uint32) error                           { return handoverwire.CheckHello(n) }

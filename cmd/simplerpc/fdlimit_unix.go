@@ -12,5 +12,5 @@ func fdLimit() (soft, hard uint64) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0, 0
 	}
-	return rl.Cur, rl.Max
+	return uint64(rl.Cur), uint64(rl.Max) // int64 on FreeBSD, uint64 elsewhere
 }

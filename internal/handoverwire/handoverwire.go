@@ -312,11 +312,11 @@ func CloseFDs(fds []int) {
 // predecessor stops reading its connections only once they can be adopted
 // at once. It is one acknowledgement word, the top 16 bits set and the low
 // 16 the version: no count of connections can be mistaken for it.
-const Hello = 0xffff<<16 | Version
+const Hello uint32 = 0xffff<<16 | Version
 
 // CheckHello checks the first word the successor sent: the hello of this
 // version.
-func CheckHello(n int) error {
+func CheckHello(n uint32) error {
 	switch {
 	case n == Hello:
 		return nil
@@ -328,20 +328,21 @@ func CheckHello(n int) error {
 
 // LiveAck marks the successor's second acknowledgement of a batch: its
 // connections are live (enrolled and read) there.
-const LiveAck = 1 << 31
+const LiveAck uint32 = 1 << 31
 
-// WriteAck acknowledges a batch of n connections: the successor holds
-// their sockets now.
-func WriteAck(uc *net.UnixConn, n int) error {
-	_, err := uc.Write(binary.BigEndian.AppendUint32(nil, uint32(n)))
+// WriteAck writes one acknowledgement word: Hello, or a batch's count of
+// connections (the successor holds their sockets now), with LiveAck once
+// they are live there. The words are 32 bits on every platform.
+func WriteAck(uc *net.UnixConn, n uint32) error {
+	_, err := uc.Write(binary.BigEndian.AppendUint32(nil, n))
 	return err
 }
 
 // ReadAck reads one acknowledgement.
-func ReadAck(uc *net.UnixConn) (int, error) {
+func ReadAck(uc *net.UnixConn) (uint32, error) {
 	var b [4]byte
 	if _, err := io.ReadFull(uc, b[:]); err != nil {
 		return 0, err
 	}
-	return int(binary.BigEndian.Uint32(b[:])), nil
+	return binary.BigEndian.Uint32(b[:]), nil
 }

@@ -47,7 +47,7 @@ func TestHello(t *testing.T) {
 	if err != nil || CheckHello(n) != nil {
 		t.Fatalf("hello %#x: %v %v", n, err, CheckHello(n))
 	}
-	for _, n := range []int{0xffff<<16 | (Version + 1), 1<<32 - 1, 3} {
+	for _, n := range []uint32{0xffff<<16 | (Version + 1), 1<<32 - 1, 3} {
 		if err := CheckHello(n); !errors.Is(err, ErrWire) {
 			t.Errorf("hello %#x accepted: %v", n, err)
 		}
