@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -190,6 +191,9 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		addrs[i] = ln.Addr()
 	}
 	s.addrs.Store(&addrs) // after the pool: Stats reads it once this is set
+	if note := schedulerNote(runtime.GOMAXPROCS(0), cfg.loops); note != "" {
+		cfg.logger.Warn("simplerpc: " + note)
+	}
 	for i, ln := range lns {
 		s.accept.Add(1)
 		go s.acceptLoop(ln, layers[i])
