@@ -6,6 +6,7 @@
 //	loadgen -mode call -impl simplerpc|simplerpc-async|netrpc -addr ... -conns 100 -pipeline 1
 //	loadgen -mode echo -impl nettls|simplerpc-tls|netws|simplerpc-ws ...   # over TLS or WebSocket
 //	loadgen -mode handshake -impl nettls|simplerpc-tls -conns 16 ...      # full TLS handshakes per second
+//	loadgen -mode connect -impl simplerpc -conns 1 ...                      # the same cycle over any transport
 //
 // Echo and broadcast run on one gnet client event loop and never decode
 // JSON: each frame carries its send time as 19 digits at a fixed offset
@@ -71,7 +72,7 @@ func main() {
 func body() {
 	var o options
 	var sources string
-	flag.StringVar(&o.mode, "mode", "echo", "echo, broadcast, call or handshake")
+	flag.StringVar(&o.mode, "mode", "echo", "echo, broadcast, call, handshake (TLS) or connect (any transport: a connection, its -2 frame, one echo, a close)")
 	flag.StringVar(&o.impl, "impl", "", "server implementation (recorded; for -mode call: simplerpc, simplerpc-async or netrpc)")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:30000", "server address")
 	flag.IntVar(&o.conns, "conns", 100, "connections")
@@ -121,7 +122,7 @@ func body() {
 	var res *report.LoadResult
 	var err error
 	switch {
-	case o.mode == "handshake":
+	case o.mode == "handshake" || o.mode == "connect":
 		res, err = runHandshake(o)
 	case o.mode == "echo" && o.transport == servers.TLS:
 		res, err = runStream(o)
