@@ -104,3 +104,20 @@ func TestHandshake(t *testing.T) {
 		t.Fatal("handshakes against a plain TCP server")
 	}
 }
+
+// TestConnect: -mode connect runs the handshake's cycle (a connection, its
+// -2 frame, one echo, a close) over plain TCP and over TLS.
+func TestConnect(t *testing.T) {
+	for _, impl := range []string{"simplerpc", "rawgnet", "simplerpc-tls"} {
+		o := opts("connect", impl, startServer(t, impl))
+		o.transport = servers.TransportOf(impl)
+		o.conns = 2
+		res, err := runHandshake(o)
+		if err != nil {
+			t.Fatalf("%s: %v", impl, err)
+		}
+		if res.Frames == 0 || res.Errors != 0 || res.Latency.P50 <= 0 {
+			t.Fatalf("%s: %+v", impl, res)
+		}
+	}
+}
