@@ -140,24 +140,6 @@ func isTemporary(err error) bool {
 		errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN)
 }
 
-// schedulerNote returns why the Go scheduler may run a server's other
-// goroutines late, or "" when it will not. Each event loop holds a P
-// (GOMAXPROCS) while it runs and while it waits in gnet's epoll_wait; with
-// no P beside the loops, a goroutine that waits in Go's netpoller (the
-// acceptor, a TLS handshake's, a backend's, the application's) is woken
-// only when the runtime's monitor polls the network, every 10 ms, and then
-// waits for a loop to yield. Measured on one core under load: a new
-// connection's -2 frame after 8 ms (median) instead of 0.5 ms, and 0.7x
-// the TLS handshakes (OPERATIONS.md, "One CPU").
-func schedulerNote(procs, loops int) string {
-	if procs > loops {
-		return ""
-	}
-	return fmt.Sprintf("GOMAXPROCS is %d for %d event loop(s): under load, new connections and TLS handshakes "+
-		"wait up to 10-20 ms for the Go scheduler; set GOMAXPROCS to %d or more (OPERATIONS.md, One CPU)",
-		procs, loops, loops+1)
-}
-
 // enroll hands an accepted connection to an event loop (gnet takes a copy
 // of its descriptor and closes nc). The connection's -2 frame, its connect
 // callback or its refusal then happen on the loop (serverEvents.OnOpen).

@@ -1,13 +1,10 @@
-// This file pins what the acceptor does to keep an idle connection small
-// (the accepted connections' addresses share their IPs), and when a
-// server warns that its loops leave the Go scheduler no P.
+// This file pins what the acceptor does to keep an idle connection small:
+// the accepted connections' addresses share their IPs.
 
 package engine
 
 import (
-	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"unsafe"
 )
@@ -53,23 +50,6 @@ func TestAcceptedIPsShared(t *testing.T) {
 		}
 		if unsafe.SliceData(p.ips[0]) != unsafe.SliceData(p.ips[1]) {
 			t.Errorf("the two connections' %s IPs (%v) are separate arrays, want one shared", p.name, p.ips[0])
-		}
-	}
-}
-
-// TestSchedulerNote: a server is warned when its event loops would hold
-// every P, and only then.
-func TestSchedulerNote(t *testing.T) {
-	for _, c := range []struct {
-		procs, loops int
-		warned       bool
-	}{{1, 1, true}, {2, 1, false}, {4, 4, true}, {2, 3, true}, {8, 2, false}} {
-		note := schedulerNote(c.procs, c.loops)
-		if (note != "") != c.warned {
-			t.Errorf("GOMAXPROCS %d, %d loops: note %q, want one: %v", c.procs, c.loops, note, c.warned)
-		}
-		if c.warned && !strings.Contains(note, fmt.Sprintf("GOMAXPROCS to %d or more", c.loops+1)) {
-			t.Errorf("GOMAXPROCS %d, %d loops: the note %q does not say what to set", c.procs, c.loops, note)
 		}
 	}
 }

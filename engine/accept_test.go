@@ -1,11 +1,11 @@
 package engine_test
 
+// This file checks that a server serves a listener made elsewhere
+// (StartOn) and closes it when it shuts down.
+
 import (
 	"context"
-	"log/slog"
 	"net"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,24 +42,5 @@ func TestStartOn(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		t.Error("the listener is still open after Shutdown")
-	}
-}
-
-// TestStartWarnsWithoutSpareP: a server whose event loops take every P
-// says so in its log when it starts (schedulerNote).
-func TestStartWarnsWithoutSpareP(t *testing.T) {
-	t.Parallel()
-	logs := &lockedBuffer{}
-	srv, err := engine.NewServer(echoRouter(), engine.WithMessageSize(128),
-		engine.WithEventLoops(runtime.GOMAXPROCS(0)), engine.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(testContext(t), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "GOMAXPROCS") {
-		t.Errorf("log %q: no warning that the loops take every P", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -191,9 +190,6 @@ func (s *Server) StartOn(ctx context.Context, lns ...net.Listener) error {
 		addrs[i] = ln.Addr()
 	}
 	s.addrs.Store(&addrs) // after the pool: Stats reads it once this is set
-	if note := schedulerNote(runtime.GOMAXPROCS(0), cfg.loops); note != "" {
-		cfg.logger.Warn("simplerpc: " + note)
-	}
 	for i, ln := range lns {
 		s.accept.Add(1)
 		go s.acceptLoop(ln, layers[i])
