@@ -148,6 +148,14 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 		lines:  make(chan string, 1024),
 		done:   make(chan struct{}),
 	}
+	// Go's own GOMAXPROCS in the child, whatever the tests were run with:
+	// serve then raises it beside its loops, and logs nothing the tests
+	// do not expect (TestSpareP checks that path).
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
 	p.cmd.Stdout = p.stdout
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = io.MultiWriter(p.stderr, pw)
