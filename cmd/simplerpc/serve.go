@@ -366,8 +366,8 @@ func newDemoServer(log *slog.Logger, o serveOptions, b *bus, extra ...engine.Ser
 // container, or a core the process is pinned to) with no more CPUs than
 // loops, Go would give the process as many Ps as loops, the loops would
 // hold them all, and the acceptor and TLS handshakes would wait for the
-// runtime's monitor (OPERATIONS.md, "One CPU"). A command owns its
-// process; the library only warns.
+// runtime's monitor (OPERATIONS.md, "CPUs: a P beside the event loops").
+// A command owns its process; the library only warns.
 func spareP(log *slog.Logger, loops int) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return

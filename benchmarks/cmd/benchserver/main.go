@@ -13,9 +13,9 @@
 //
 // Every server runs with GOMAXPROCS at least its event loops plus one
 // (-procs), whatever its kind: pinned to one core, Go would give it one
-// P, and an event loop would hold it (OPERATIONS.md, "One CPU"). The
-// servers without event loops are unaffected by the spare P (measured:
-// net + crypto/tls within the noise).
+// P, and an event loop would hold it (OPERATIONS.md, "CPUs: a P beside
+// the event loops"). The servers without event loops are unaffected by
+// the spare P (measured: net + crypto/tls within the noise).
 package main
 
 import (
