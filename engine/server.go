@@ -236,6 +236,12 @@ func (s *Server) Addrs() []net.Addr {
 // [Server.LenContext] counts the cluster's.
 func (s *Server) Len() int { return int(s.nconns.Load()) }
 
+// EventLoops returns the number of event loops the server runs
+// ([WithEventLoops]), for the process's own sizing: GOMAXPROCS should be
+// higher (OPERATIONS.md, "CPUs: a P beside the event loops"). Safe from
+// any goroutine.
+func (s *Server) EventLoops() int { return s.side.cfg.loops }
+
 // Conn returns the open connection with net id id. With a [Backend], a
 // connection another server holds is found too: its handle sends and calls
 // through the backend (see [Backend].Conn).

@@ -17,6 +17,9 @@
 //     every 5 s, WATCHDOG=1 every half of WatchdogSec= while every event
 //     loop answers a round trip ([engine.Host.Backlog]) within a quarter
 //     of it, and STOPPING=1 when it begins to shut down;
+//   - a P beside its event loops: GOMAXPROCS raised to the server's loops
+//     plus one when it is no higher and the environment does not set it
+//     ([WithoutSpareP] leaves it);
 //   - a graceful shutdown on SIGTERM or SIGINT within [WithShutdownGrace];
 //   - on Unix, a live upgrade on SIGHUP: it starts its successor (the
 //     binary now at its path, with its arguments) on the same listening

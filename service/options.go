@@ -58,6 +58,7 @@ type config struct {
 	onReady        func(ctx context.Context, addrs []string) error
 	onUpgrade      func(ctx context.Context)
 	onUpgradeFail  func(ctx context.Context)
+	keepProcs      bool // WithoutSpareP
 }
 
 // Defaults of the options.
@@ -116,6 +117,14 @@ func serving(n int) string {
 func WithAddrs(addrs ...string) Option {
 	return func(c *config) { c.addrs = append([]string(nil), addrs...) }
 }
+
+// WithoutSpareP leaves GOMAXPROCS as it is. By default Run raises it to
+// the server's event loops plus one when it is no higher and the
+// GOMAXPROCS environment variable does not set it: with no P beside the
+// loops, the acceptor, TLS handshakes and other goroutines wait for the Go
+// scheduler up to 10-20 ms under load (OPERATIONS.md, "CPUs: a P beside
+// the event loops").
+func WithoutSpareP() Option { return func(c *config) { c.keepProcs = true } }
 
 // WithLogger sets the logger of Run's life-cycle messages ("listening",
 // "upgraded", ...). Defaults to slog.Default().

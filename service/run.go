@@ -38,6 +38,9 @@ func Run(ctx context.Context, srv *engine.Server, opts ...Option) error {
 	if err != nil {
 		return err
 	}
+	if !c.keepProcs {
+		spareP(c.log, srv.EventLoops())
+	}
 	// The first SIGTERM or SIGINT asks for the graceful shutdown; a second
 	// one kills the process as usual.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)

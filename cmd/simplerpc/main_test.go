@@ -149,8 +149,8 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 		done:   make(chan struct{}),
 	}
 	// Go's own GOMAXPROCS in the child, whatever the tests were run with:
-	// serve then raises it beside its loops, and logs nothing the tests
-	// do not expect (TestSpareP checks that path).
+	// serve then raises it beside its loops where it must (service's
+	// TestSpareP checks that path), and the engine warns of nothing.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
 			p.cmd.Env = append(p.cmd.Env, kv)

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -219,7 +217,6 @@ func serve(ctx context.Context, stderr io.Writer, o serveOptions) error {
 	if o.upgradeTimeout <= 0 || o.grace <= 0 {
 		return usagef("--upgrade-timeout and --grace must be positive")
 	}
-	spareP(log, o.loops)
 	mode := service.Handover
 	switch o.upgradeMode {
 	case "handover":
@@ -359,21 +356,4 @@ func newDemoServer(log *slog.Logger, o serveOptions, b *bus, extra ...engine.Ser
 	}
 	opts = append(opts, extra...)
 	return d, d.build(log, r, b, opts)
-}
-
-// spareP leaves the Go scheduler a P beside the event loops, unless the
-// GOMAXPROCS environment variable says otherwise: on a machine (or a
-// container, or a core the process is pinned to) with no more CPUs than
-// loops, Go would give the process as many Ps as loops, the loops would
-// hold them all, and the acceptor and TLS handshakes would wait for the
-// runtime's monitor (OPERATIONS.md, "CPUs: a P beside the event loops").
-// A command owns its process; the library only warns.
-func spareP(log *slog.Logger, loops int) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	if was := runtime.GOMAXPROCS(0); was <= loops {
-		runtime.GOMAXPROCS(loops + 1)
-		log.Info("GOMAXPROCS raised: one P beside the event loops", "was", was, "now", loops+1)
-	}
 }

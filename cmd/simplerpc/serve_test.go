@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,6 +34,9 @@ func TestServeSignals(t *testing.T) {
 				}
 				if err := json.Unmarshal([]byte(l), &rec); err != nil {
 					t.Fatalf("log line %q is not JSON: %v", l, err)
+				}
+				if strings.HasPrefix(rec.Msg, "GOMAXPROCS raised") {
+					continue // on a machine with one CPU (service's TestSpareP)
 				}
 				msgs = append(msgs, rec.Msg)
 			}
@@ -136,27 +136,5 @@ func TestServeMaxSize(t *testing.T) {
 	r.wantCode(t, 0)
 	if want := fmt.Sprintf(`"data":{"message_size":%d}`, size); !strings.Contains(r.stdout, want) {
 		t.Errorf("listen printed %q, want the -2 frame with %s", r.stdout, want)
-	}
-}
-
-// TestSpareP: serve raises GOMAXPROCS to its event loops plus one when
-// Go gave it no more, and says so; it leaves a GOMAXPROCS the environment
-// set, and one already higher. Not parallel: it sets the process's
-// GOMAXPROCS and environment (restored after).
-func TestSpareP(t *testing.T) {
-	old := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
-	for _, c := range []struct {
-		env         string
-		procs, want int
-		logged      bool
-	}{{"", 1, 2, true}, {"", 2, 2, false}, {"", 3, 3, false}, {"1", 1, 1, false}} {
-		t.Setenv("GOMAXPROCS", c.env)
-		runtime.GOMAXPROCS(c.procs)
-		var buf bytes.Buffer
-		spareP(slog.New(slog.NewTextHandler(&buf, nil)), 1)
-		if got := runtime.GOMAXPROCS(0); got != c.want || strings.Contains(buf.String(), "GOMAXPROCS raised") != c.logged {
-			t.Errorf("GOMAXPROCS env %q, %d Ps, 1 loop: %d Ps after, log %q; want %d, logged %v", c.env, c.procs, got, buf.String(), c.want, c.logged)
-		}
 	}
 }
