@@ -146,7 +146,7 @@ func (c *conn) writeCarried(fs [][]byte) {
 		b = slices.Concat(fs...)
 	}
 	x := c.x.Load()
-	if len(c.out) > 0 || x != nil && x.credit.blocked() || c.outSize <= 0 || len(b)%int(c.outSize) != 0 {
+	if c.outLen() > 0 || x != nil && x.credit.blocked() || c.outSize <= 0 || len(b)%int(c.outSize) != 0 {
 		c.bufferFrame(b) // copies
 		return
 	}

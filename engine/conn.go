@@ -71,7 +71,7 @@ type conn struct {
 
 	// Loop-only, unless marked. The fields are ordered by size so that a
 	// connection fits a small allocation class (TestConnSize).
-	out     []byte       // write: frames built in this loop round, not yet flushed
+	out     *outBuf      // write: frames built in this loop round, not yet flushed; a loop's buffer, lent while there are (nil when none)
 	inSize  int32        // read: the inbound frame size (at most codec.MaxMessageSize)
 	outSize int32        // write: the outbound frame size (at most codec.MaxMessageSize)
 	size    atomic.Int32 // outSize, readable off the loop

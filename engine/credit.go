@@ -93,7 +93,7 @@ func (c *conn) used() int { return int(c.queued.Load()) + c.backlog() }
 
 // backlog returns the bytes written to the connection and not yet taken by
 // the kernel: built this round, or held by gnet or the layer. On the loop.
-func (c *conn) backlog() int { return c.outbound() + len(c.out) }
+func (c *conn) backlog() int { return c.outbound() + c.outLen() }
 
 // fits reports whether a frame that waits for credit may be written now:
 // within a quarter of the credit, or when nothing at all is used. The

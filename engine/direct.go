@@ -206,24 +206,18 @@ func (c *conn) sendHanded(op codec.Opcode, obj []byte) (same, sent bool) {
 		h.unclaim(obj)
 		return true, false
 	}
-	size := int(c.outSize)
-	if size == 0 || len(obj)+opLen(op) > size || len(c.out) >= flushAt || c.used()+size > s.cfg.maxOutbound {
+	size, built := int(c.outSize), c.outLen()
+	used := int(c.queued.Load()) + c.outbound() + built // c.used(), spelled out: it is not inlined
+	if size == 0 || len(obj)+opLen(op) > size || built >= flushAt || used+size > s.cfg.maxOutbound {
 		h.unclaim(obj)
 		return true, false
 	}
-	out := c.out
-	if out == nil {
-		out = l.buffer()
-	}
-	out, err := codec.AppendValidated(out, size, op, obj)
+	out, err := codec.AppendValidated(c.lend().b, size, op, obj)
 	if err != nil { // not reached: the size is checked above
 		h.unclaim(obj)
 		return true, false
 	}
-	if c.out == nil {
-		l.dirty = append(l.dirty, c) // the round flushes it (loop.flush)
-	}
-	c.out = out
+	c.out.b = out
 	l.stats.frameOut(op, size)
 	h.direct++
 	h.unclaim(obj)

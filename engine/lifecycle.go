@@ -75,8 +75,9 @@ func (c *conn) closeNow(reason error) {
 	if x := c.extra(); x.closeReason == nil {
 		x.closeReason = reason
 	}
-	if out := c.out; len(out) > 0 {
-		c.out = c.out[:0]
+	if o := c.out; o != nil && len(o.b) > 0 {
+		out := o.b
+		o.b = out[:0]
 		_, _ = c.write(out)
 	}
 	if !c.closed.Load() {

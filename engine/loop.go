@@ -73,14 +73,14 @@ type loop struct {
 	inlineUp   bool // this round raised side.inline (runInline); leave lowers it
 	spareTasks []task
 	spareArena []byte
-	conns      []*conn // server: every open connection of this loop
-	dirty      []*conn // connections with bytes in out
-	free       [][]byte
-	layerBufs  bufPool // for the connections with a layer (transport.go)
-	tick       uint32  // 1 + sweeps so far (sweep.go); never 0
-	heldIn     int     // unread input of the paused connections (memlimit.go)
-	heldPeak   int     // the largest heldIn seen, for the tests
-	trimCount  uint32  // rechecks so far, for trimOutbound
+	conns      []*conn   // server: every open connection of this loop
+	dirty      []*conn   // connections with bytes in out
+	free       []*outBuf // output buffers to lend (conn.lend)
+	layerBufs  bufPool   // for the connections with a layer (transport.go)
+	tick       uint32    // 1 + sweeps so far (sweep.go); never 0
+	heldIn     int       // unread input of the paused connections (memlimit.go)
+	heldPeak   int       // the largest heldIn seen, for the tests
+	trimCount  uint32    // rechecks so far, for trimOutbound
 
 	// Connections with something waiting on outbound credit, a paused
 	// read or a waiting frame (see credit), looked at again every
@@ -306,14 +306,20 @@ func (l *loop) process(t *task, arena []byte) {
 	}
 }
 
+// outBuf is an output buffer of a loop's, lent to a connection while it
+// has frames built in the loop's round and not yet written (conn.out):
+// a connection that is not writing holds a nil pointer, not a slice.
+type outBuf struct{ b []byte }
+
 // buffer returns an empty output buffer.
-func (l *loop) buffer() []byte {
+func (l *loop) buffer() *outBuf {
 	if n := len(l.free); n > 0 {
-		b := l.free[n-1]
+		o := l.free[n-1]
+		l.free[n-1] = nil
 		l.free = l.free[:n-1]
-		return b
+		return o
 	}
-	return make([]byte, 0, 4096)
+	return &outBuf{b: make([]byte, 0, 4096)}
 }
 
 // flush writes out every dirty connection with one Write each.
@@ -324,14 +330,18 @@ func (l *loop) flush() {
 		if c == nil {
 			continue
 		}
-		out := c.out
+		o := c.out
 		c.out = nil
-		if !c.closed.Load() && len(out) > 0 {
-			c.flushOut(out)
+		if o == nil {
+			continue // closed in the round (conn.onClose)
+		}
+		if !c.closed.Load() && len(o.b) > 0 {
+			c.flushOut(o.b)
 			c.release()
 		}
-		if cap(out) > 0 && cap(out) <= 2*flushAt && len(l.free) < 32 {
-			l.free = append(l.free, out[:0])
+		if cap(o.b) <= 2*flushAt && len(l.free) < 32 {
+			o.b = o.b[:0]
+			l.free = append(l.free, o)
 		}
 	}
 	l.dirty = l.dirty[:0]

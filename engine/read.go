@@ -125,7 +125,7 @@ func (c *conn) traffic() {
 // of the credit, held being what the wire holds of it (c.outbound). On
 // the loop.
 func (c *conn) backedUp(held int) bool {
-	return int(c.queued.Load())+held+len(c.out) > c.side.cfg.maxOutbound/2
+	return int(c.queued.Load())+held+c.outLen() > c.side.cfg.maxOutbound/2
 }
 
 // pause stops reading frames until the output drains, or closes a peer

@@ -489,9 +489,8 @@ func (s *Server) ready(c *conn) bool {
 		return s.readyAdopted(c, rc)
 	}
 	c.loop.add(c) // for the sweeps and the closes; broadcasts skip it until admitted
-	if out, err := codec.AppendMessageSize(c.loop.buffer(), int(c.outSize), int(c.outSize)); err == nil {
-		c.out = out
-		c.loop.dirty = append(c.loop.dirty, c)
+	if out, err := codec.AppendMessageSize(c.lend().b, int(c.outSize), int(c.outSize)); err == nil {
+		c.out.b = out
 		c.loop.stats.frameOut(codec.OpMessageSize, int(c.outSize))
 	}
 	if s.side.cfg.auth != nil {

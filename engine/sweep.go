@@ -113,7 +113,7 @@ func (l *loop) trim(limit int, bytes func(*conn) int, reason error) {
 
 // outBytes is what the connection's output holds: queued, built and in
 // gnet's buffer. On the loop.
-func (c *conn) outBytes() int { return int(c.queued.Load()) + len(c.out) + c.outbound() }
+func (c *conn) outBytes() int { return int(c.queued.Load()) + c.outLen() + c.outbound() }
 
 // inBytes is what the connection's input holds, read and not handled: a
 // partial frame, or frames waiting for their turn. On the loop.

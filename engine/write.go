@@ -172,41 +172,60 @@ func (c *conn) put(op codec.Opcode, obj []byte) {
 // appendObj adds a frame for obj at the current size to out. It reports
 // whether it did.
 func (c *conn) appendObj(op codec.Opcode, obj []byte) bool {
-	if !c.grow() {
+	o := c.grow()
+	if o == nil {
 		return false
 	}
 	// Objects reach the loop validated (Marshal, Object, Decode, or built
 	// here from validated parts): the frame is built without a rescan.
-	out, err := codec.AppendValidated(c.out, int(c.outSize), op, obj)
+	out, err := codec.AppendValidated(o.b, int(c.outSize), op, obj)
 	if err != nil {
 		c.side.warnDropped.warn(c.side.cfg.logger, "last", c.id, "op", int32(op), "err", err)
 		c.unfit(op, obj, err)
 		return false
 	}
-	c.out = out
+	o.b = out
 	c.loop.stats.frameOut(op, int(c.outSize))
 	return true
 }
 
-// grow readies out for another frame: a buffer, the connection on the
-// loop's dirty list, or, past flushAt, what out holds written first. It
-// reports false if that write closed the connection.
-func (c *conn) grow() bool {
-	if c.out == nil {
-		c.out = c.loop.buffer()
-		c.loop.dirty = append(c.loop.dirty, c)
-	} else if len(c.out) >= flushAt {
+// grow readies out for another frame and returns it: lent if the
+// connection had none, or, past flushAt, what it holds written first. It
+// returns nil if that write closed the connection.
+func (c *conn) grow() *outBuf {
+	o := c.lend()
+	if len(o.b) >= flushAt {
 		// A long burst: write what is built so far, so that the outbound
 		// limit measures what the peer has not read, not what this round
 		// has not written yet. gnet copies what the socket does not take.
-		out := c.out
-		c.out = out[:0]
+		out := o.b
+		o.b = out[:0]
 		c.flushOut(out)
 		if c.closed.Load() {
-			return false
+			return nil
 		}
 	}
-	return true
+	return o
+}
+
+// lend returns the connection's output buffer, lending it one of the
+// loop's, and putting it on the loop's dirty list, if it has none. On the
+// loop.
+func (c *conn) lend() *outBuf {
+	if c.out == nil {
+		c.out = c.loop.buffer()
+		c.loop.dirty = append(c.loop.dirty, c) // the round flushes it (loop.flush)
+	}
+	return c.out
+}
+
+// outLen is the bytes built in this round and not yet flushed. On the
+// loop.
+func (c *conn) outLen() int {
+	if c.out == nil {
+		return 0
+	}
+	return len(c.out.b)
 }
 
 // unfit answers for a call frame that did not fit the frame size, so that
@@ -249,7 +268,11 @@ func (c *conn) bufferFrame(f []byte) {
 		x.credit.wait(waitFrame{frame: clone(f)})
 		return
 	}
-	if c.overLimit(len(f)) || !c.grow() {
+	if c.overLimit(len(f)) {
+		return
+	}
+	o := c.grow()
+	if o == nil {
 		return
 	}
 	if n := int(c.outSize); n > 0 && len(f) > n && len(f)%n == 0 {
@@ -259,7 +282,7 @@ func (c *conn) bufferFrame(f []byte) {
 	} else {
 		c.loop.stats.frameOut(frameOp(f), len(f))
 	}
-	c.out = append(c.out, f...)
+	o.b = append(o.b, f...)
 }
 
 // putFrame is put for a ready frame.
@@ -268,8 +291,8 @@ func (c *conn) putFrame(f []byte) {
 		return
 	}
 	c.loop.stats.frameOut(frameOp(f), len(f))
-	if len(c.out) > 0 {
-		c.out = append(c.out, f...)
+	if c.outLen() > 0 {
+		c.out.b = append(c.out.b, f...)
 		return
 	}
 	c.flushOut(f)
@@ -286,8 +309,8 @@ func (c *conn) putFrames(b []byte, k int, wire []byte) {
 		c.loop.stats.frameOut(frameOp(f), size)
 	}
 	switch {
-	case len(c.out) > 0:
-		c.out = append(c.out, b...)
+	case c.outLen() > 0:
+		c.out.b = append(c.out.b, b...)
 	case wire != nil:
 		c.flushWire(wire)
 	default:
@@ -342,12 +365,9 @@ func (c *conn) announce(n int) {
 	if int(c.outSize) == n || c.closed.Load() {
 		return
 	}
-	if c.out == nil {
-		c.out = c.loop.buffer()
-		c.loop.dirty = append(c.loop.dirty, c)
-	}
-	if out, err := codec.AppendMessageSize(c.out, int(c.outSize), n); err == nil {
-		c.out = out
+	o := c.lend()
+	if out, err := codec.AppendMessageSize(o.b, int(c.outSize), n); err == nil {
+		o.b = out
 		c.loop.stats.frameOut(codec.OpMessageSize, int(c.outSize))
 	}
 	c.setOutSize(n)
