@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -160,7 +159,7 @@ func main() {
 	out := flag.String("out", "results", "directory for latest.json, latest.md and the plots")
 	waitQuiet := flag.Duration("wait-quiet", 0, "first wait up to this long for the 1-minute load average to drop below --quiet-load")
 	quietLoad := flag.Float64("quiet-load", 0.8, "the load average that counts as quiet")
-	profile := flag.Bool("profile", false, "also take CPU profiles of the simplerpc server under echo and send-to-all")
+	profile := flag.Bool("profile", false, "also take CPU profiles of the servers under echo, send-to-all and calls, and heap profiles of 10,000 idle connections")
 	command := flag.String("command", "", "the command line to record (benchmarks/run passes its own)")
 	render := flag.String("render", "", "only re-render the tables and plots of this results file into --out")
 	echoCfg := flag.String("echo", "", "echo configurations instead of the plan's, as CONNSxINFLIGHT,... (100x16,1000x1)")
@@ -508,72 +507,4 @@ func (r *runner) idle(scenario string, points []int, rep int, impl string, gc bo
 		}
 		r.record(run, err)
 	}
-}
-
-// profiles takes CPU profiles of the simplerpc server under the echo and
-// send-to-all scenarios, and of raw gnet under the 100 x 16 echo (what is
-// left per frame over the ceiling is read side by side from the two), with
-// `go tool pprof -top` of each.
-func (r *runner) profiles() []report.Profile {
-	dir := filepath.Join(r.out, "profiles")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		log.Print(err)
-		return nil
-	}
-	var out []report.Profile
-	type sc struct {
-		name string
-		args []string
-		impl string // the server, simplerpc if empty
-	}
-	d := (3 * r.plan.duration).String()
-	scs := []sc{
-		{"echo-100x16", []string{"-mode", "echo", "-conns", "100", "-pipeline", "16", "-duration", d}, ""},
-		{"echo-100x16", []string{"-mode", "echo", "-conns", "100", "-pipeline", "16", "-duration", d}, "rawgnet"},
-		{"echo-100x1", []string{"-mode", "echo", "-conns", "100", "-pipeline", "1", "-duration", d}, ""},
-		{"echo-1000x16", []string{"-mode", "echo", "-conns", "1000", "-pipeline", "16", "-duration", d}, ""},
-		{"broadcast", []string{"-mode", "broadcast", "-conns", fmt.Sprint(r.plan.BroadcastConns), "-rounds", "100"}, ""},
-		{"call-100x1", []string{"-mode", "call", "-conns", "100", "-pipeline", "1", "-duration", d}, ""},
-		{"call-1x1", []string{"-mode", "call", "-conns", "1", "-pipeline", "1", "-duration", d}, ""},
-	}
-	top := func(bin, file string) string {
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", filepath.Join(r.bin, bin), file).Output()
-		if err != nil {
-			log.Printf("pprof %s: %v", file, err)
-		}
-		_ = os.WriteFile(strings.TrimSuffix(file, ".pprof")+".top.txt", out, 0o644)
-		return string(out)
-	}
-	for _, s := range scs {
-		impl := s.impl
-		if impl == "" {
-			impl = "simplerpc"
-		}
-		file := filepath.Join(dir, impl+"-"+s.name+".pprof")
-		srv, err := r.startServer(impl, "-cpuprofile", file)
-		if err != nil {
-			log.Print(err)
-			continue
-		}
-		args := append(s.args, "-impl", impl, "-addr", srv.addr, "-server-pid", strconv.Itoa(srv.pid))
-		// The call scenarios include the library's client: profile it too.
-		clientFile := ""
-		if strings.HasPrefix(s.name, "call") {
-			clientFile = filepath.Join(dir, "simplerpc-"+s.name+"-client.pprof")
-			args = append(args, "-cpuprofile", clientFile)
-		}
-		_, err = r.load(3*time.Minute, args...)
-		srv.stop()
-		if err != nil {
-			log.Print(err)
-			continue
-		}
-		out = append(out, report.Profile{Impl: impl, Scenario: s.name, File: file, Top: top("benchserver", file)})
-		if clientFile != "" {
-			out = append(out, report.Profile{Impl: "simplerpc client (load generator)", Scenario: s.name, File: clientFile,
-				Top: top("loadgen", clientFile)})
-		}
-		log.Printf("profile %s", file)
-	}
-	return out
 }
