@@ -32,13 +32,20 @@ func Markdown(res *Results, imgDir string) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("### Targets\n\n| target | want | measured | ratio | verdict |\n|---|---|---|---|---|\n")
+	b.WriteString("### Targets\n\n")
+	b.WriteString("The ratio is that of the medians; per repetition, the median and the range of the ratios of " +
+		"each repetition, whose servers ran one after the other. A range that straddles the target is noise either way.\n\n")
+	b.WriteString("| target | want | measured | ratio | per repetition | verdict |\n|---|---|---|---|---|---|\n")
 	for _, t := range res.Targets {
 		if !t.Known {
-			fmt.Fprintf(&b, "| %s | %s | not measured in this run | | |\n", t.Name, t.Want)
+			fmt.Fprintf(&b, "| %s | %s | not measured in this run | | | |\n", t.Name, t.Want)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2fx | %s |\n", t.Name, t.Want, t.Detail, t.Ratio,
+		per := ""
+		if t.PerRepMedian > 0 {
+			per = fmt.Sprintf("%.2fx (%.2f–%.2f)", t.PerRepMedian, t.PerRepMin, t.PerRepMax)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2fx | %s | %s |\n", t.Name, t.Want, t.Detail, t.Ratio, per,
 			map[bool]string{true: "**met**", false: "**missed**"}[t.Met])
 	}
 

@@ -200,3 +200,37 @@ func TestTransportTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetsPerRepetition checks the per-repetition ratios: each
+// repetition's two servers paired, not their medians; a repetition one of
+// them failed is left out.
+func TestTargetsPerRepetition(t *testing.T) {
+	echo := func(rep int, impl string, fps float64, err string) Run {
+		r := Run{Scenario: "echo", Rep: rep, Impl: impl, Conns: 100, Pipeline: 16, Err: err}
+		if err == "" {
+			r.Load = &LoadResult{Mode: "echo", Impl: impl, Conns: 100, Pipeline: 16, FramesPerS: fps}
+		}
+		return r
+	}
+	runs := []Run{
+		echo(1, "simplerpc", 60, ""), echo(1, "rawgnet", 100, ""), // 0.6
+		echo(2, "simplerpc", 90, ""), echo(2, "rawgnet", 100, ""), // 0.9
+		echo(3, "simplerpc", 80, ""), echo(3, "rawgnet", 50, ""), // 1.6
+		echo(4, "simplerpc", 70, ""), echo(4, "rawgnet", 0, "loadgen: timed out"),
+	}
+	for _, tg := range Targets(Aggregate(runs)) {
+		if tg.Name != "echo, 100 conns, 16 in flight: throughput vs raw gnet" {
+			continue
+		}
+		// Medians: simplerpc 75, raw gnet 100: 0.75 met; per repetition
+		// 0.6, 0.9, 1.6.
+		if math.Abs(tg.Ratio-0.75) > 1e-9 || !tg.Met {
+			t.Fatalf("ratio of the medians %v met %v, want 0.75 met", tg.Ratio, tg.Met)
+		}
+		if math.Abs(tg.PerRepMedian-0.9) > 1e-9 || math.Abs(tg.PerRepMin-0.6) > 1e-9 || math.Abs(tg.PerRepMax-1.6) > 1e-9 {
+			t.Fatalf("per repetition %v (%v–%v), want 0.9 (0.6–1.6)", tg.PerRepMedian, tg.PerRepMin, tg.PerRepMax)
+		}
+		return
+	}
+	t.Fatal("no echo target")
+}

@@ -72,6 +72,8 @@ type Stat struct {
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
 	N      int     `json:"n"`
+
+	byRep map[int]float64 // each repetition's figure, for side-by-side ratios (perRep)
 }
 
 // OK reports whether the statistic has any value.
@@ -88,6 +90,37 @@ func stat(vs []float64) Stat {
 		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
 	return Stat{Median: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
+}
+
+// repStat is stat that also keeps which repetition each figure came from:
+// reps[i] is vs[i]'s.
+func repStat(vs []float64, reps []int) Stat {
+	st := stat(vs)
+	if len(vs) == len(reps) && len(vs) > 0 {
+		st.byRep = make(map[int]float64, len(vs))
+		for i, v := range vs {
+			st.byRep[reps[i]] = v
+		}
+	}
+	return st
+}
+
+// perRep returns a / b for each repetition both measured, in the order of
+// the repetitions: each a side-by-side figure, where the ratio of the
+// medians compares figures of different moments.
+func perRep(a, b Stat) []float64 {
+	var reps []int
+	for r := range a.byRep {
+		if _, ok := b.byRep[r]; ok && b.byRep[r] > 0 {
+			reps = append(reps, r)
+		}
+	}
+	sort.Ints(reps)
+	out := make([]float64, 0, len(reps))
+	for _, r := range reps {
+		out = append(out, a.byRep[r]/b.byRep[r])
+	}
+	return out
 }
 
 // Row is the aggregate of one configuration over its repetitions: the
@@ -129,6 +162,7 @@ func Aggregate(runs []Run) []Row {
 	rows := make([]Row, 0, len(keys))
 	for _, k := range keys {
 		var tp, p50, p99, p999, cpu, su, cu, round, per, rss, slab, rd, wr, pergc []float64
+		var loadReps, cpuReps, roundReps, idleReps, gcReps []int // the repetition of each figure
 		row := Row{Key: k}
 		for _, r := range groups[k] {
 			row.Repetitions++
@@ -140,6 +174,7 @@ func Aggregate(runs []Run) []Row {
 				continue
 			}
 			if l := r.Load; l != nil {
+				loadReps, cpuReps = append(loadReps, r.Rep), append(cpuReps, r.Rep)
 				tp = append(tp, l.FramesPerS)
 				p50 = append(p50, l.Latency.P50)
 				p99 = append(p99, l.Latency.P99)
@@ -150,26 +185,29 @@ func Aggregate(runs []Run) []Row {
 				rd = append(rd, l.ServerReadsPerItem)
 				wr = append(wr, l.ServerWritesPerItem)
 				if l.Mode == "broadcast" {
+					roundReps = append(roundReps, r.Rep)
 					round = append(round, l.RoundP50)
 					row.Incomplete += l.Incomplete
 				}
 				row.Errors += l.Errors
 			}
 			if i := r.Idle; i != nil {
+				idleReps, cpuReps = append(idleReps, r.Rep), append(cpuReps, r.Rep)
 				per = append(per, i.PerConn)
 				rss = append(rss, float64(i.RSS))
 				slab = append(slab, i.SlabPerConn)
 				if i.RSSAfterGC > 0 {
+					gcReps = append(gcReps, r.Rep)
 					pergc = append(pergc, i.PerConnAfterGC)
 				}
 				cpu = append(cpu, i.ServerCPUUS)
 			}
 		}
-		row.Throughput, row.P50, row.P99, row.P999 = stat(tp), stat(p50), stat(p99), stat(p999)
-		row.CPUPerItem, row.ServerUtil, row.ClientUtil = stat(cpu), stat(su), stat(cu)
+		row.Throughput, row.P50, row.P99, row.P999 = repStat(tp, loadReps), repStat(p50, loadReps), repStat(p99, loadReps), repStat(p999, loadReps)
+		row.CPUPerItem, row.ServerUtil, row.ClientUtil = repStat(cpu, cpuReps), stat(su), stat(cu)
 		row.Reads, row.Writes = stat(rd), stat(wr)
-		row.RoundUS, row.RSSPerConn, row.RSS, row.SlabPerConn = stat(round), stat(per), stat(rss), stat(slab)
-		row.RSSPerConnGC = stat(pergc)
+		row.RoundUS, row.RSSPerConn, row.RSS, row.SlabPerConn = repStat(round, roundReps), repStat(per, idleReps), stat(rss), stat(slab)
+		row.RSSPerConnGC = repStat(pergc, gcReps)
 		rows = append(rows, row)
 	}
 	return rows
@@ -189,10 +227,16 @@ func Find(rows []Row, scenario, impl string, conns, pipeline int) (Row, bool) {
 type Target struct {
 	Name   string  `json:"name"`
 	Want   string  `json:"want"`
-	Ratio  float64 `json:"ratio"`
+	Ratio  float64 `json:"ratio"` // of the medians
 	Detail string  `json:"detail"`
 	Met    bool    `json:"met"`
 	Known  bool    `json:"measured"` // false when the run did not cover it
+
+	// The ratio of each repetition, whose servers ran one after the other:
+	// their median and range say how much of the verdict is the noise.
+	PerRepMedian float64 `json:"per_repetition_median,omitempty"`
+	PerRepMin    float64 `json:"per_repetition_min,omitempty"`
+	PerRepMax    float64 `json:"per_repetition_max,omitempty"`
 }
 
 // Results is everything a run of the runner writes to latest.json.

@@ -40,6 +40,10 @@ func Targets(rows []Row) []Target {
 				t.Met = t.Ratio >= limit
 			}
 			t.Detail = fmt.Sprintf(detail, a.Median, b.Median)
+			if rs := perRep(a, b); len(rs) > 1 {
+				st := stat(rs)
+				t.PerRepMedian, t.PerRepMin, t.PerRepMax = st.Median, st.Min, st.Max
+			}
 		}
 		ts = append(ts, t)
 	}
