@@ -44,14 +44,6 @@ func (r *runner) profiles() []report.Profile {
 		{"call-100x1", []string{"-mode", "call", "-conns", "100", "-pipeline", "1", "-duration", d}, ""},
 		{"call-1x1", []string{"-mode", "call", "-conns", "1", "-pipeline", "1", "-duration", d}, ""},
 	}
-	top := func(bin, file string) string {
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", filepath.Join(r.bin, bin), file).Output()
-		if err != nil {
-			log.Printf("pprof %s: %v", file, err)
-		}
-		_ = os.WriteFile(strings.TrimSuffix(file, ".pprof")+".top.txt", out, 0o644)
-		return string(out)
-	}
 	for _, s := range scs {
 		impl := s.impl
 		if impl == "" {
@@ -76,10 +68,10 @@ func (r *runner) profiles() []report.Profile {
 			log.Print(err)
 			continue
 		}
-		out = append(out, report.Profile{Impl: impl, Scenario: s.name, File: file, Top: top("benchserver", file)})
+		out = append(out, report.Profile{Impl: impl, Scenario: s.name, File: file, Top: r.top("benchserver", file, "-nodecount=35")})
 		if clientFile != "" {
 			out = append(out, report.Profile{Impl: "simplerpc client (load generator)", Scenario: s.name, File: clientFile,
-				Top: top("loadgen", clientFile)})
+				Top: r.top("loadgen", clientFile, "-nodecount=35")})
 		}
 		log.Printf("profile %s", file)
 	}
@@ -103,13 +95,8 @@ func (r *runner) heapProfiles(dir string) []report.Profile {
 			log.Printf("heap profile %s: %v", impl, err)
 			continue
 		}
-		top, err := exec.Command("go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=25",
-			filepath.Join(r.bin, "benchserver"), file).Output()
-		if err != nil {
-			log.Printf("pprof %s: %v", file, err)
-		}
-		_ = os.WriteFile(strings.TrimSuffix(file, ".pprof")+".top.txt", top, 0o644)
-		out = append(out, report.Profile{Impl: impl, Scenario: scenario, File: file, Top: string(top)})
+		top := r.top("benchserver", file, "-sample_index=inuse_space", "-nodecount=25")
+		out = append(out, report.Profile{Impl: impl, Scenario: scenario, File: file, Top: top})
 		log.Printf("profile %s", file)
 	}
 	return out
@@ -152,4 +139,16 @@ func (r *runner) heapProfile(impl, file string) error {
 	srv.stop() // writes the profile, then closes the connections
 	stopped = true
 	return nil
+}
+
+// top writes `go tool pprof -top` of a profile of bin, with args, beside
+// it (its .top.txt), and returns it.
+func (r *runner) top(bin, file string, args ...string) string {
+	args = append(append([]string{"tool", "pprof", "-top"}, args...), filepath.Join(r.bin, bin), file)
+	out, err := exec.Command("go", args...).Output()
+	if err != nil {
+		log.Printf("pprof %s: %v", file, err)
+	}
+	_ = os.WriteFile(strings.TrimSuffix(file, ".pprof")+".top.txt", out, 0o644)
+	return string(out)
 }

@@ -105,20 +105,15 @@ func repStat(vs []float64, reps []int) Stat {
 	return st
 }
 
-// perRep returns a / b for each repetition both measured, in the order of
-// the repetitions: each a side-by-side figure, where the ratio of the
-// medians compares figures of different moments.
+// perRep returns a / b for each repetition both measured: each a
+// side-by-side figure, where the ratio of the medians compares figures of
+// different moments.
 func perRep(a, b Stat) []float64 {
-	var reps []int
-	for r := range a.byRep {
-		if _, ok := b.byRep[r]; ok && b.byRep[r] > 0 {
-			reps = append(reps, r)
+	var out []float64
+	for r, v := range a.byRep {
+		if w := b.byRep[r]; w > 0 {
+			out = append(out, v/w)
 		}
-	}
-	sort.Ints(reps)
-	out := make([]float64, 0, len(reps))
-	for _, r := range reps {
-		out = append(out, a.byRep[r]/b.byRep[r])
 	}
 	return out
 }
